@@ -1,0 +1,47 @@
+"""mailstrom_py: send email from synchronous code and know what became of it."""
+
+from .config import Config, DirectConfig, RelayConfig, Timeouts
+from .core import Mailstrom
+from .errors import (
+    ConfigError,
+    DuplicateMessageError,
+    InvalidMessageError,
+    MailerClosedError,
+    MailstromError,
+    MessageNotFound,
+    StorageError,
+    WorkerError,
+)
+from .message import PreparedEmail, prepare_email
+from .retry import RetryPolicy
+from .status import DeliveryResult, MessageStatus, RecipientStatus, Remote, SmtpReply
+from .storage import MemoryStorage, Storage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DeliveryResult",
+    "DirectConfig",
+    "DuplicateMessageError",
+    "InvalidMessageError",
+    "MailerClosedError",
+    "Mailstrom",
+    "MailstromError",
+    "MemoryStorage",
+    "MessageNotFound",
+    "MessageStatus",
+    "PreparedEmail",
+    "RecipientStatus",
+    "RelayConfig",
+    "Remote",
+    "RetryPolicy",
+    "SmtpReply",
+    "Storage",
+    "StorageError",
+    "Timeouts",
+    "WorkerError",
+    "__version__",
+    "prepare_email",
+]

@@ -1,0 +1,5 @@
+"""``python -m mailstrom_py``: the command line."""
+
+from .cli import main
+
+raise SystemExit(main())

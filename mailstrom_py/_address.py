@@ -1,0 +1,383 @@
+"""Strict address checks for the envelope and the address headers.
+
+Nothing here routes on :func:`email.utils.parseaddr` or
+:func:`email.utils.getaddresses`: before CPython 3.11.10 they misread crafted input
+(CVE-2023-27043). Each addr-spec is checked against the RFC 5321 grammar instead, with
+the RFC 6531 extension for UTF-8 local parts. Address *headers* are parsed with the
+email package's modern header parser, and any defect it reports is an error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from email.errors import MessageError, NonASCIILocalPartDefect, ObsoleteHeaderDefect
+from email.headerregistry import Address, AddressHeader, BaseHeader, Group
+from encodings import idna
+from typing import TYPE_CHECKING, cast
+
+from .errors import InvalidMessageError
+
+if TYPE_CHECKING:
+    from email.headerregistry import HeaderRegistry
+
+__all__ = [
+    "AddressList",
+    "domain_to_ascii",
+    "envelope_recipients",
+    "envelope_sender",
+    "read_address_header",
+    "validate_address",
+]
+
+#: RFC 5321 §4.5.3.1.1: the longest local part, in octets.
+MAX_LOCAL_PART = 64
+#: RFC 5321 §4.5.3.1.2: the longest domain, in octets.
+MAX_DOMAIN = 255
+#: RFC 5321 §4.5.3.1.3: a path is at most 256 octets, angle brackets included.
+MAX_ADDRESS = 254
+
+_ATEXT = "A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
+_LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_ASCII_LABEL = re.compile(_LABEL)
+_LDH_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_ASCII_ADDRESS = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*@{_LDH_DOMAIN.pattern}")
+# RFC 6531 §3.3: atext and qtext also admit any non-ASCII character.
+_DOT_ATOM = re.compile(rf"[{_ATEXT}\x80-\U0010ffff]+(?:\.[{_ATEXT}\x80-\U0010ffff]+)*")
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_QUOTED_PAIR = re.compile(r"\\(.)")
+_IPV4 = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+# Control characters, and the ones str.splitlines() treats as line breaks.
+_CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+# What turns one address into a list, a name-addr or a comment.
+_NOT_BARE = re.compile(r'[\s,;<>()"\\]')
+_HARMLESS_DEFECTS = (ObsoleteHeaderDefect, NonASCIILocalPartDefect)
+
+
+@dataclass(frozen=True)
+class AddressList:
+    """The addresses of one address header, checked and normalised.
+
+    Attributes:
+        addresses: each mailbox's addr-spec in order, groups expanded, normalised as
+            :func:`validate_address` does.
+        has_group: whether the header used group syntax (``name: a@b, c@d;``).
+        rewritten: a header object carrying the normalised addresses when one differs
+            from what the header said (an IDN domain, say), else ``None``.
+    """
+
+    addresses: tuple[str, ...]
+    has_group: bool
+    rewritten: BaseHeader | None
+
+
+def validate_address(address: str, field: str) -> tuple[str, bool]:
+    """Check that *address* is exactly one bare addr-spec and normalise it.
+
+    The address must be ``local-part@domain``: no angle brackets, comment, display
+    name, list separator or whitespace outside quotes, and no control character. The
+    local part is a dot-atom or a quoted string (RFC 5321 §4.1.2), UTF-8 allowed (RFC
+    6531). The domain is letter-digit-hyphen labels, an IDN (its labels become
+    A-labels), or an ``[IPv4]`` / ``[IPv6:...]`` literal. The limits of RFC 5321
+    §4.5.3.1 (local part 64, domain 255, address 254 octets) apply.
+
+    Args:
+        address: the address as given.
+        field: the envelope field or header it came from, named in the error.
+
+    Returns:
+        ``(addr_spec, needs_smtputf8)``: the address with its local part minimally
+        quoted and its domain in ASCII, and whether the local part is not ASCII.
+
+    Raises:
+        InvalidMessageError: *address* is not one valid addr-spec.
+    """
+    if isinstance(address, str) and _ASCII_ADDRESS.fullmatch(address):
+        local_length = address.rindex("@")
+        if len(address) <= MAX_ADDRESS and local_length <= MAX_LOCAL_PART:
+            return address, False
+    local, domain = _split_address(address, field)
+    addr_spec = f"{local}@{domain}"
+    if len(addr_spec.encode()) > MAX_ADDRESS:
+        raise InvalidMessageError(
+            f"{_show(address)} is {len(addr_spec.encode())} octets; RFC 5321 "
+            f"§4.5.3.1.3 allows {MAX_ADDRESS}",
+            field,
+        )
+    return addr_spec, not local.isascii()
+
+
+def domain_to_ascii(domain: str, field: str) -> str:
+    """Return *domain* in the ASCII form that goes on the wire.
+
+    Args:
+        domain: a domain name (IDN allowed) or an address literal.
+        field: the envelope field or header it came from, named in the error.
+
+    Returns:
+        The domain with each non-ASCII label replaced by its A-label (``xn--``).
+
+    Raises:
+        InvalidMessageError: *domain* is not a valid domain or address literal, or is
+            longer than 255 octets.
+    """
+    if _LDH_DOMAIN.fullmatch(domain):
+        ascii_domain = domain
+    elif domain.startswith("["):
+        ascii_domain = _address_literal(domain, field)
+    else:
+        ascii_domain = ".".join(
+            _ascii_label(part, field) for part in idna.dots.split(domain)
+        )
+    if len(ascii_domain) > MAX_DOMAIN:
+        raise InvalidMessageError(
+            f"the domain is {len(ascii_domain)} octets; RFC 5321 §4.5.3.1.2 allows "
+            f"{MAX_DOMAIN}",
+            field,
+        )
+    return ascii_domain
+
+
+def read_address_header(
+    name: str, value: str | BaseHeader, factory: HeaderRegistry
+) -> AddressList:
+    """Parse an address header and check each address in it.
+
+    Args:
+        name: the header name.
+        value: the unfolded header text, or a header object built by the email package.
+        factory: the header factory that parses *value* when it is text.
+
+    Returns:
+        The checked addresses.
+
+    Raises:
+        InvalidMessageError: the header cannot be parsed, the parser reports a defect
+            other than obsolete syntax, or an address fails :func:`validate_address`.
+    """
+    header: object = value
+    if not isinstance(value, AddressHeader):
+        try:
+            header = factory(name, str(value))
+        except (
+            ValueError,
+            LookupError,
+            TypeError,
+            AttributeError,
+            MessageError,
+        ) as exc:
+            raise InvalidMessageError(f"cannot be parsed: {exc}", name) from exc
+    if not isinstance(header, AddressHeader):
+        raise InvalidMessageError("is not parsed as an address header", name)
+    for defect in cast(BaseHeader, header).defects:
+        if not isinstance(defect, _HARMLESS_DEFECTS):
+            raise InvalidMessageError(f"{_show(value)} is malformed: {defect}", name)
+    given = [address.addr_spec for address in header.addresses]
+    addresses = [validate_address(addr_spec, name)[0] for addr_spec in given]
+    rewritten = None
+    if addresses != given:
+        normalised = iter(addresses)
+        groups = [
+            Group(
+                group.display_name,
+                [_readdressed(a, next(normalised)) for a in group.addresses],
+            )
+            for group in header.groups
+        ]
+        rewritten = factory(name, groups)
+    has_group = any(group.display_name is not None for group in header.groups)
+    return AddressList(tuple(addresses), has_group, rewritten)
+
+
+def envelope_sender(
+    found: Mapping[str, AddressList], mail_from: str | None, *, allow_null_sender: bool
+) -> str:
+    """Return the envelope sender, checking From and Sender (RFC 5322 §3.6.2).
+
+    Args:
+        found: the message's address headers by lower-case name.
+        mail_from: the explicit sender, or ``None`` to take it from the headers.
+        allow_null_sender: accept ``""`` or ``"<>"`` as *mail_from*.
+
+    Raises:
+        InvalidMessageError: From is missing, empty or a group; Sender is not one
+            mailbox; From lists several mailboxes with no Sender; or *mail_from* is
+            not a valid address.
+    """
+    author = found.get("from")
+    if author is None or not author.addresses:
+        raise InvalidMessageError("is required and must hold a mailbox", "From")
+    if author.has_group:
+        raise InvalidMessageError("must list mailboxes, not a group", "From")
+    sender = found.get("sender")
+    if sender is not None and (len(sender.addresses) != 1 or sender.has_group):
+        raise InvalidMessageError("must hold exactly one mailbox", "Sender")
+    if len(author.addresses) > 1 and sender is None:
+        raise InvalidMessageError(
+            "lists several mailboxes, so a Sender header is required", "From"
+        )
+    if mail_from is None:
+        return (sender or author).addresses[0]
+    if allow_null_sender and mail_from in ("", "<>"):
+        return ""
+    return validate_address(mail_from, "mail_from")[0]
+
+
+def envelope_recipients(
+    found: Mapping[str, AddressList], rcpt_to: Sequence[str] | None
+) -> tuple[str, ...]:
+    """Return the envelope recipients, de-duplicated in first-seen order.
+
+    Args:
+        found: the message's address headers by lower-case name.
+        rcpt_to: the explicit recipients, or ``None`` for To, Cc and Bcc.
+
+    Raises:
+        InvalidMessageError: an explicit recipient is invalid, *rcpt_to* is a single
+            str, or there is no recipient at all.
+    """
+    if isinstance(rcpt_to, str):
+        raise InvalidMessageError(
+            "must be a sequence of addresses, not a str", "rcpt_to"
+        )
+    if rcpt_to is None:
+        headers = [found[key] for key in ("to", "cc", "bcc") if key in found]
+        candidates = [address for listed in headers for address in listed.addresses]
+    else:
+        candidates = [validate_address(address, "rcpt_to")[0] for address in rcpt_to]
+    unique: dict[str, str] = {}
+    for address in candidates:
+        local, _, domain = address.rpartition("@")
+        unique.setdefault(f"{local}@{domain.lower()}", address)
+    if not unique:
+        raise InvalidMessageError(
+            "there are no recipients: give To, Cc or Bcc, or rcpt_to", "rcpt_to"
+        )
+    return tuple(unique.values())
+
+
+def _split_address(address: object, field: str) -> tuple[str, str]:
+    """Return the normalised local part and the ASCII domain of *address*."""
+    if not isinstance(address, str):
+        raise InvalidMessageError(f"must be a str, not {type(address).__name__}", field)
+    if not address:
+        raise InvalidMessageError(
+            "is empty; an address looks like user@example.org", field
+        )
+    bad = _CONTROL.search(address)
+    if bad:
+        raise InvalidMessageError(f"{_show(address)} contains {bad.group()!r}", field)
+    quoted = _QUOTED.match(address)
+    bad = _NOT_BARE.search(address, quoted.end() if quoted else 0)
+    if bad:
+        raise InvalidMessageError(
+            f"{_show(address)} contains {bad.group()!r} outside quotes; give one bare "
+            "addr-spec such as user@example.org",
+            field,
+        )
+    for char in address:
+        if not char.isascii() and unicodedata.category(char)[0] in "CZ":
+            raise InvalidMessageError(
+                f"{_show(address)} contains the invisible character U+{ord(char):04X}",
+                field,
+            )
+    local, at, domain = address.rpartition("@")
+    if not at:
+        raise InvalidMessageError(f"{_show(address)} has no '@'", field)
+    if not local:
+        raise InvalidMessageError(
+            f"{_show(address)} has no local part before '@'", field
+        )
+    if not domain:
+        raise InvalidMessageError(f"{_show(address)} has no domain after '@'", field)
+    if quoted:
+        if quoted.end() != len(local):
+            raise InvalidMessageError(
+                f"{_show(address)} must be a quoted local part, '@', then a domain",
+                field,
+            )
+        local = _requoted(_QUOTED_PAIR.sub(r"\1", quoted.group(1)))
+    elif "@" in local:
+        raise InvalidMessageError(f"{_show(address)} contains more than one '@'", field)
+    elif not _DOT_ATOM.fullmatch(local):
+        raise InvalidMessageError(
+            f"the local part of {_show(address)} is not a dot-atom: a special "
+            "character needs quoting, and '.' may not lead, trail or repeat",
+            field,
+        )
+    if len(local.encode()) > MAX_LOCAL_PART:
+        raise InvalidMessageError(
+            f"the local part of {_show(address)} is {len(local.encode())} octets; "
+            f"RFC 5321 §4.5.3.1.1 allows {MAX_LOCAL_PART}",
+            field,
+        )
+    return local, domain_to_ascii(domain, field)
+
+
+def _requoted(content: str) -> str:
+    """Quote a local part only when it needs it (RFC 5321 §4.1.2: minimal quoting)."""
+    if _DOT_ATOM.fullmatch(content):
+        return content
+    return '"' + content.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _readdressed(address: Address, addr_spec: str) -> Address:
+    local, _, domain = addr_spec.rpartition("@")
+    quoted = _QUOTED.fullmatch(local)
+    username = _QUOTED_PAIR.sub(r"\1", quoted.group(1)) if quoted else local
+    return Address(address.display_name, username, domain)
+
+
+def _address_literal(domain: str, field: str) -> str:
+    inner = domain[1:-1] if domain.endswith("]") else ""
+    try:
+        if inner[:5].lower() == "ipv6:" and "%" not in inner:
+            ipaddress.IPv6Address(inner[5:])
+            return domain
+        if _IPV4.fullmatch(inner):
+            ipaddress.IPv4Address(inner)
+            return domain
+    except ValueError:
+        pass
+    raise InvalidMessageError(
+        f"the address literal {_show(domain)} is neither [IPv4] nor [IPv6:...]", field
+    )
+
+
+def _ascii_label(label: str, field: str) -> str:
+    """Return one domain label as LDH ASCII, converting a U-label to its A-label."""
+    if label.isascii():
+        if not _ASCII_LABEL.fullmatch(label):
+            raise InvalidMessageError(
+                f"the domain label {_show(label)} is not 1-63 letters, digits and "
+                "inner hyphens",
+                field,
+            )
+        return label
+    try:
+        a_label = idna.ToASCII(label).decode("ascii")
+        mapped = idna.nameprep(label)
+    except UnicodeError as exc:
+        raise InvalidMessageError(
+            f"{_show(label)} is not a valid IDN: {exc}", field
+        ) from exc
+    # The stdlib codec is IDNA 2003, which maps some characters that IDNA 2008 keeps
+    # ("ß" -> "ss"): such a label would quietly name another domain.
+    if mapped != unicodedata.normalize("NFC", label).lower():
+        raise InvalidMessageError(
+            f"the domain label {_show(label)} has no unambiguous A-label; give the "
+            "xn-- form",
+            field,
+        )
+    if not _ASCII_LABEL.fullmatch(a_label):
+        raise InvalidMessageError(f"{_show(label)} is not a valid IDN label", field)
+    return a_label
+
+
+def _show(text: object) -> str:
+    """Quote user text for an error message, escaped and cut short."""
+    text = str(text)
+    return repr(text if len(text) <= 80 else text[:77] + "...")

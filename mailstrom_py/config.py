@@ -1,0 +1,236 @@
+"""Configuration values: frozen, validated when they are built.
+
+A bad value raises :class:`~mailstrom_py.errors.ConfigError` at construction, so a
+misconfigured mailer fails when the application starts, not at its first delivery.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import ssl
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from .errors import ConfigError
+from .retry import RetryPolicy
+
+if TYPE_CHECKING:
+    import dns.resolver
+
+__all__ = ["Config", "DirectConfig", "RelayConfig", "Timeouts", "TlsMode"]
+
+TlsMode = Literal["starttls", "implicit", "none"]
+
+_DEFAULT_PORTS: dict[str, int] = {"starttls": 587, "implicit": 465, "none": 25}
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_LITERAL = re.compile(r"^\[[0-9A-Fa-f:.]+\]$|^\[IPv6:[0-9A-Fa-f:.]+\]$")
+
+
+def _check_hostname(value: object, name: str, *, allow_literal: bool) -> None:
+    if not isinstance(value, str) or not value:
+        raise ConfigError("must be a non-empty host name", name)
+    if allow_literal and _LITERAL.match(value):
+        return
+    labels = value.rstrip(".").split(".")
+    if len(value) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise ConfigError(f"{value!r} is not a valid host name", name)
+
+
+def _check_timeout(value: object, name: str) -> None:
+    if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(
+            f"must be a finite number of seconds > 0, not {value!r}", name
+        )
+
+
+def _check_port(value: object, name: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
+        raise ConfigError(f"must be a TCP port (1-65535), not {value!r}", name)
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Per-command SMTP timeouts in seconds (RFC 5321 §4.5.3.2).
+
+    Each applies to one step, never to a whole transaction, so a slow but live
+    server is not cut off. The defaults are Postfix's, which meet the RFC's minimums.
+
+    Attributes:
+        connect: opening the TCP connection (and the TLS handshake for implicit TLS).
+        greeting: waiting for the 220 greeting, and for EHLO/HELO, STARTTLS and AUTH.
+        mail: the reply to MAIL FROM.
+        rcpt: the reply to each RCPT TO.
+        data_init: the 354 reply to DATA.
+        data_block: sending each block of the message.
+        data_done: the reply after the final dot. A timeout here may mean the
+            message was delivered, so it is the longest.
+        quit: the reply to RSET and QUIT.
+    """
+
+    connect: float = 30.0
+    greeting: float = 300.0
+    mail: float = 300.0
+    rcpt: float = 300.0
+    data_init: float = 120.0
+    data_block: float = 180.0
+    data_done: float = 600.0
+    quit: float = 20.0
+
+    def __post_init__(self) -> None:
+        for name in self.__dataclass_fields__:
+            _check_timeout(getattr(self, name), name)
+
+    @classmethod
+    def uniform(cls, seconds: float) -> Timeouts:
+        """Return timeouts that are all ``seconds`` (handy for tests and tools)."""
+        return cls(*(seconds,) * len(cls.__dataclass_fields__))
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    """Deliver every message through one relay (a smarthost or submission server).
+
+    Attributes:
+        host: the relay's host name or IP address.
+        port: the TCP port; by default 587 for ``"starttls"``, 465 for
+            ``"implicit"`` and 25 for ``"none"``.
+        tls: ``"starttls"`` (the default) upgrades the connection and refuses to go
+            on if the relay does not offer STARTTLS or the handshake fails;
+            ``"implicit"`` speaks TLS from the first byte (port 465); ``"none"``
+            never uses TLS, for a relay on the same machine or network.
+        username: log in with AUTH when set (with ``password``).
+        password: the AUTH password; never shown by ``repr()``.
+        ca_file: a PEM file of CA certificates to verify the relay against, for a
+            private CA; the system's CAs are used when neither this nor
+            ``ssl_context`` is given.
+        ssl_context: a ready client ``ssl.SSLContext``. It is used as given, so a
+            context that does not verify certificates turns verification off.
+        allow_plaintext_auth: send credentials without TLS. Off by default; a relay
+            configured with credentials and ``tls="none"`` must set it.
+    """
+
+    host: str
+    port: int | None = None
+    tls: TlsMode = "starttls"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
+    ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
+    allow_plaintext_auth: bool = False
+
+    def __post_init__(self) -> None:
+        _check_hostname(self.host, "host", allow_literal=False)
+        if self.tls not in _DEFAULT_PORTS:
+            raise ConfigError(
+                f"must be 'starttls', 'implicit' or 'none', not {self.tls!r}", "tls"
+            )
+        if self.port is None:
+            object.__setattr__(self, "port", _DEFAULT_PORTS[self.tls])
+        _check_port(self.port, "port")
+        if (self.username is None) != (self.password is None):
+            raise ConfigError("username and password go together", "username")
+        for name in ("username", "password"):
+            value = getattr(self, name)
+            if value is not None and (not value or any(c in value for c in "\r\n\0")):
+                raise ConfigError("must be non-empty, without CR, LF or NUL", name)
+        if self.tls == "none" and self.username and not self.allow_plaintext_auth:
+            raise ConfigError(
+                "credentials over plaintext need allow_plaintext_auth=True",
+                "tls",
+            )
+        if self.ca_file is not None and self.ssl_context is not None:
+            raise ConfigError("give ca_file or ssl_context, not both", "ca_file")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The ``(host, port)`` pair to dial."""
+        assert self.port is not None  # set in __post_init__
+        return (self.host, self.port)
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Return the client context used to verify the relay.
+
+        Raises:
+            ConfigError: ``ca_file`` cannot be read.
+        """
+        if self.ssl_context is not None:
+            return self.ssl_context
+        try:
+            return ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load CA file: {exc}", "ca_file") from exc
+
+
+@dataclass(frozen=True)
+class DirectConfig:
+    """Deliver straight to each recipient domain's mail exchangers (MX records).
+
+    Attributes:
+        nameservers: DNS servers to ask; ``None`` uses the system's configuration.
+        dns_port: the port of those servers.
+        smtp_port: the port exchangers listen on; 25 except in tests and odd setups.
+        resolver: a ready ``dns.resolver.Resolver``; overrides the two above.
+        dns_timeout: seconds to wait for one DNS server to answer.
+        dns_lifetime: seconds one lookup may take in all.
+    """
+
+    nameservers: tuple[str, ...] | None = None
+    dns_port: int = 53
+    smtp_port: int = 25
+    resolver: dns.resolver.Resolver | None = field(default=None, compare=False)
+    dns_timeout: float = 5.0
+    dns_lifetime: float = 15.0
+
+    def __post_init__(self) -> None:
+        servers: object = self.nameservers
+        if servers is not None:
+            if isinstance(servers, str) or not servers:
+                raise ConfigError(
+                    "must be a non-empty list of addresses", "nameservers"
+                )
+            object.__setattr__(self, "nameservers", tuple(servers))  # type: ignore[arg-type]
+        _check_port(self.dns_port, "dns_port")
+        _check_port(self.smtp_port, "smtp_port")
+        _check_timeout(self.dns_timeout, "dns_timeout")
+        _check_timeout(self.dns_lifetime, "dns_lifetime")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a :class:`~mailstrom_py.Mailstrom` needs besides its storage.
+
+    Attributes:
+        helo_name: the name this host gives in EHLO/HELO and in generated
+            Message-IDs; use a name whose DNS points back at the sending address.
+        delivery: a :class:`RelayConfig` or a :class:`DirectConfig`.
+        retry: when to retry and when to give up.
+        timeouts: per-command SMTP timeouts.
+        delivery_threads: how many messages may be in delivery at once.
+        allow_8bit: leave 8-bit text bodies 8-bit (sent with BODY=8BITMIME)
+            instead of re-encoding them to 7-bit quoted-printable or base64.
+        require_tls: never deliver over plaintext; a server without working TLS
+            defers the recipient.
+    """
+
+    helo_name: str
+    delivery: RelayConfig | DirectConfig
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    delivery_threads: int = 4
+    allow_8bit: bool = False
+    require_tls: bool = False
+
+    def __post_init__(self) -> None:
+        _check_hostname(self.helo_name, "helo_name", allow_literal=True)
+        if not isinstance(self.delivery, RelayConfig | DirectConfig):
+            raise ConfigError("must be a RelayConfig or a DirectConfig", "delivery")
+        if not isinstance(self.retry, RetryPolicy):
+            raise ConfigError("must be a RetryPolicy", "retry")
+        if not isinstance(self.timeouts, Timeouts):
+            raise ConfigError("must be a Timeouts", "timeouts")
+        threads = self.delivery_threads
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise ConfigError(
+                f"must be an integer >= 1, not {threads!r}", "delivery_threads"
+            )

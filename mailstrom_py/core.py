@@ -1,0 +1,201 @@
+"""The Mailstrom facade: wires configuration, storage, transport and worker together."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from email.message import EmailMessage, Message
+from types import TracebackType
+
+from .config import Config
+from .delivery import Transport, build_transport
+from .errors import MailerClosedError
+from .message import prepare_email
+from .status import DeliveryResult, MessageStatus
+from .storage import MemoryStorage, Storage
+from .worker import Clock, Worker
+
+__all__ = ["Mailstrom"]
+
+
+class Mailstrom:
+    """A background mailer: hand it messages, ask it what became of them.
+
+    ``send_email()`` validates and stores a message and returns at once; a worker
+    thread delivers it and records a status for each recipient, which
+    ``query_status()`` reads. Use it as a context manager, or call ``start()`` and
+    ``stop()``. Messages sent before ``start()`` wait in storage until then.
+
+    Args:
+        config: what to deliver through and how.
+        storage: where messages and statuses live; a new
+            :class:`~mailstrom_py.MemoryStorage` by default. The mailer closes it
+            when it stops.
+        transport: how to deliver; built from ``config.delivery`` by default.
+        clock: wall-clock seconds since the epoch, for tests that drive time.
+        rng: the randomness behind retry jitter, for reproducible tests.
+
+    Raises:
+        ConfigError: the transport cannot be built from ``config``.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        storage: Storage | None = None,
+        *,
+        transport: Transport | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._config = config
+        self._storage = storage if storage is not None else MemoryStorage()
+        self._transport = (
+            transport if transport is not None else build_transport(config)
+        )
+        self._clock = clock if clock is not None else time.time
+        self._worker = Worker(
+            self._storage,
+            self._transport,
+            config.retry,
+            threads=config.delivery_threads,
+            clock=self._clock,
+            rng=rng,
+        )
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @property
+    def config(self) -> Config:
+        """The configuration the mailer was built with."""
+        return self._config
+
+    @property
+    def storage(self) -> Storage:
+        """The storage the mailer uses."""
+        return self._storage
+
+    def start(self) -> None:
+        """Start the worker thread; stored messages that are due go out.
+
+        Raises:
+            MailerClosedError: the mailer was stopped.
+            WorkerError: the worker is running already or did not come up.
+            StorageError: the storage failed while the worker loaded due work.
+        """
+        with self._lock:
+            if self._closed:
+                raise MailerClosedError("this mailer has been stopped")
+            self._worker.start()
+
+    def stop(self, timeout: float | None = 60.0) -> bool:
+        """Stop delivering, wait up to ``timeout`` seconds for deliveries in progress,
+        and close the storage and transport.
+
+        No SMTP transaction is cut short. Messages not yet delivered stay in storage
+        (with :class:`~mailstrom_py.MemoryStorage` they are lost with the process).
+        Further ``send_email()`` calls raise. Calling it again does nothing.
+
+        Returns:
+            True when every delivery finished in time.
+        """
+        with self._lock:
+            if self._closed:
+                return True
+            self._closed = True
+        finished = self._worker.stop(timeout)
+        self._transport.close()
+        self._storage.close()
+        return finished
+
+    def __enter__(self) -> Mailstrom:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def send_email(
+        self,
+        message: EmailMessage | Message | bytes | str,
+        *,
+        mail_from: str | None = None,
+        rcpt_to: Sequence[str] | None = None,
+    ) -> str:
+        """Validate, prepare and store a message for delivery; return its id at once.
+
+        The envelope comes from the headers (From or Sender; To, Cc and Bcc) unless
+        ``mail_from`` or ``rcpt_to`` is given. Date and Message-ID are added when
+        missing; Bcc is removed. The prepared bytes are final: every attempt sends
+        exactly them. Nothing waits for the network.
+
+        Returns:
+            The message id: the Message-ID without angle brackets.
+
+        Raises:
+            InvalidMessageError: the message or an address is unusable (a
+                ``ValueError``); nothing was stored.
+            DuplicateMessageError: a message with the same Message-ID is stored.
+            StorageError: the message could not be stored.
+            MailerClosedError: the mailer was stopped.
+        """
+        if self._closed:
+            raise MailerClosedError("this mailer has been stopped")
+        now = self._clock()
+        prepared = prepare_email(
+            message,
+            helo_name=self._config.helo_name,
+            mail_from=mail_from,
+            rcpt_to=rcpt_to,
+            allow_8bit=self._config.allow_8bit,
+            now=datetime.fromtimestamp(now, UTC),
+        )
+        self._storage.add(prepared, now)
+        self._worker.notify(prepared.message_id)
+        return prepared.message_id
+
+    def query_status(self, message_id: str) -> MessageStatus:
+        """Return the delivery status of a message, one entry per recipient.
+
+        Raises:
+            MessageNotFound: the id is unknown (a ``LookupError``).
+        """
+        return self._storage.status(message_id)
+
+    def wait(self, message_id: str, timeout: float = 30.0) -> MessageStatus:
+        """Wait until every recipient of a message has an outcome from an attempt.
+
+        Returns once no recipient is ``QUEUED`` (each is delivered, failed or
+        deferred), or when ``timeout`` seconds have passed; check the returned
+        status to tell which.
+
+        Raises:
+            MessageNotFound: the id is unknown.
+        """
+        return self._worker.wait(
+            message_id,
+            lambda s: all(r.result is not DeliveryResult.QUEUED for r in s.recipients),
+            timeout,
+        )
+
+    def run_once(self, now: float | None = None) -> int:
+        """Attempt, in the calling thread, every message due at ``now``.
+
+        For tests and tools that drive time without the worker thread; the
+        mailer must not be started.
+
+        Returns:
+            How many messages were attempted.
+
+        Raises:
+            WorkerError: the worker thread is running.
+        """
+        return self._worker.run_once(now)

@@ -1,0 +1,69 @@
+"""Delivery through one configured relay."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from ..config import RelayConfig, Timeouts
+from ..message import PreparedEmail
+from ..status import DeliveryResult
+from .base import Outcome
+from .smtp import SessionFailure, SmtpSession
+
+__all__ = ["RelayTransport"]
+
+log = logging.getLogger(__name__)
+
+
+class RelayTransport:
+    """Sends every message to the relay of a :class:`~mailstrom_py.RelayConfig`.
+
+    One SMTP session per delivery: connect, EHLO, TLS as configured (certificates
+    verified), AUTH only over TLS, one transaction with one RCPT per recipient.
+    Trouble reaching the relay is never a permanent failure: its recipients are
+    deferred until the retry policy gives up (a relay that cannot be reached says
+    nothing about the recipients).
+    """
+
+    def __init__(
+        self, relay: RelayConfig, *, helo_name: str, timeouts: Timeouts
+    ) -> None:
+        self._relay = relay
+        self._helo_name = helo_name
+        self._timeouts = timeouts
+        self._tls_context = relay.tls_context() if relay.tls != "none" else None
+        self._credentials = (
+            (relay.username, relay.password)
+            if relay.username is not None and relay.password is not None
+            else None
+        )
+
+    def deliver(self, email: PreparedEmail, recipients: Sequence[str]) -> list[Outcome]:
+        """Deliver ``email`` to ``recipients`` through the relay; one outcome each."""
+        host, port = self._relay.address
+        try:
+            session = SmtpSession.open(
+                host=host,
+                address=host,
+                port=port,
+                helo_name=self._helo_name,
+                timeouts=self._timeouts,
+                tls=self._relay.tls,
+                tls_context=self._tls_context,
+                credentials=self._credentials,
+            )
+        except SessionFailure as failure:
+            log.info("relay %s:%d unusable: %s", host, port, failure.detail)
+            code = "4" + failure.status_code[1:]
+            return [
+                Outcome(r, DeliveryResult.DEFERRED, code, failure.detail, failure.reply)
+                for r in recipients
+            ]
+        try:
+            return session.send(email, recipients)
+        finally:
+            session.close()
+
+    def close(self) -> None:
+        """Nothing to release: sessions are not kept between deliveries yet."""

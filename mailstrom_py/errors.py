@@ -1,0 +1,73 @@
+"""The exception tree of mailstrom_py.
+
+Every exception the library raises on purpose derives from :class:`MailstromError`.
+Errors caused by the caller's input also derive from :class:`ValueError` and lookups
+of unknown ids from :class:`LookupError`, so code written against the builtins keeps
+working. This module imports nothing from the package, so every other module can
+import it.
+"""
+
+from __future__ import annotations
+
+
+class MailstromError(Exception):
+    """Base class of every error raised by mailstrom_py."""
+
+
+class ConfigError(MailstromError, ValueError):
+    """Raised when a configuration value is invalid; raised when the value is built."""
+
+
+class InvalidMessageError(MailstromError, ValueError):
+    """Raised when a message or an address cannot be sent as given.
+
+    Attributes:
+        field: the header name or envelope field at fault (``"To"``, ``"mail_from"``,
+            ``"body"``...), or ``None`` when the whole message is at fault.
+        reason: what is wrong, in words.
+    """
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}" if field else reason)
+
+    def __reduce__(self) -> tuple[type[InvalidMessageError], tuple[str, str | None]]:
+        return (type(self), (self.reason, self.field))
+
+
+class StorageError(MailstromError):
+    """Raised when the storage backend cannot read or write.
+
+    A ``StorageError`` from ``send_email()`` means the message was not stored.
+    """
+
+
+class MessageNotFound(StorageError, LookupError):
+    """Raised when a message id is not known to the storage."""
+
+    def __init__(self, message_id: str) -> None:
+        self.message_id = message_id
+        super().__init__(f"no message with id {message_id!r}")
+
+    def __reduce__(self) -> tuple[type[MessageNotFound], tuple[str]]:
+        return (type(self), (self.message_id,))
+
+
+class DuplicateMessageError(StorageError, ValueError):
+    """Raised when a message id (its Message-ID header) is already stored."""
+
+    def __init__(self, message_id: str) -> None:
+        self.message_id = message_id
+        super().__init__(f"a message with id {message_id!r} is already stored")
+
+    def __reduce__(self) -> tuple[type[DuplicateMessageError], tuple[str]]:
+        return (type(self), (self.message_id,))
+
+
+class MailerClosedError(MailstromError, RuntimeError):
+    """Raised when a stopped mailer is asked to take more mail."""
+
+
+class WorkerError(MailstromError, RuntimeError):
+    """Raised when the worker thread cannot start or is misused."""

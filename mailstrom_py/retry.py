@@ -1,0 +1,115 @@
+"""How long to wait before the next attempt, and what a server's reply means.
+
+:class:`RetryPolicy` is a frozen value: it never sleeps and holds no state. The
+reply classification follows RFC 5321 §4.2.1 and RFC 3463: the class of the reply
+code decides (2 success, 4 transient, 5 permanent), and an enhanced status code
+that contradicts it is overruled, as Postfix does.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from .errors import ConfigError
+from .status import DeliveryResult, SmtpReply
+
+__all__ = ["RetryPolicy", "classify_reply", "status_code_for"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, a cap, and limits on attempts and age.
+
+    After attempt ``n`` (1-based) failed transiently, the next one is due after
+    ``min(initial_delay * multiplier ** (n - 1), max_delay)`` seconds, scaled by a
+    random factor in ``[1 - jitter, 1 + jitter]``. A message stops being retried
+    once it has had ``max_attempts`` attempts (when set) or is ``max_age`` seconds
+    old; its still-deferred recipients then fail.
+
+    The defaults follow Postfix: first retry after 5 minutes, doubling, at most
+    4000 seconds apart, given up after 5 days. RFC 5321 §4.5.4.1 suggests at least
+    30 minutes between retries; like Postfix, mox and Exim we retry sooner at first.
+
+    Raises:
+        ConfigError: a value is out of range.
+    """
+
+    initial_delay: float = 300.0
+    multiplier: float = 2.0
+    max_delay: float = 4000.0
+    jitter: float = 0.1
+    max_attempts: int | None = None
+    max_age: float = 5 * 24 * 3600.0
+
+    def __post_init__(self) -> None:
+        for name in ("initial_delay", "max_delay", "max_age"):
+            value = getattr(self, name)
+            if not (
+                isinstance(value, int | float) and math.isfinite(value) and value >= 0
+            ):
+                raise ConfigError(f"must be a finite number >= 0, not {value!r}", name)
+        if not (isinstance(self.multiplier, int | float) and self.multiplier >= 1):
+            raise ConfigError(f"must be >= 1, not {self.multiplier!r}", "multiplier")
+        if not (isinstance(self.jitter, int | float) and 0 <= self.jitter < 1):
+            raise ConfigError(f"must be in [0, 1), not {self.jitter!r}", "jitter")
+        if self.max_delay < self.initial_delay:
+            raise ConfigError("must not be less than initial_delay", "max_delay")
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ConfigError(
+                f"must be >= 1, not {self.max_attempts!r}", "max_attempts"
+            )
+
+    def delay(self, attempts: int, rng: random.Random) -> float:
+        """Return the seconds to wait after ``attempts`` (>= 1) attempts."""
+        exponent = max(attempts - 1, 0)
+        try:
+            base = min(self.initial_delay * self.multiplier**exponent, self.max_delay)
+        except OverflowError:
+            base = self.max_delay
+        return base * (1 + rng.uniform(-self.jitter, self.jitter))
+
+    def next_attempt_at(
+        self, attempts: int, created_at: float, now: float, rng: random.Random
+    ) -> float | None:
+        """Return when to try again after ``attempts`` attempts, or ``None`` to give up.
+
+        The answer never lies past ``created_at + max_age``: a message whose next
+        delay would outlive it gets one last attempt at that moment.
+        """
+        expires_at = created_at + self.max_age
+        if self.max_attempts is not None and attempts >= self.max_attempts:
+            return None
+        if now >= expires_at:
+            return None
+        return min(now + self.delay(attempts, rng), expires_at)
+
+
+def classify_reply(reply: SmtpReply) -> DeliveryResult:
+    """Map a reply to the result it means for the recipients it concerns.
+
+    2xx is ``DELIVERED``, 4xx ``DEFERRED``, 5xx ``FAILED``; anything else (a 1xx
+    or 3xx where none belongs, a code outside 100-599) is treated as a permanent
+    protocol error, the way Postfix treats it (5.5.0).
+    """
+    if 200 <= reply.code < 300:
+        return DeliveryResult.DELIVERED
+    if 400 <= reply.code < 500:
+        return DeliveryResult.DEFERRED
+    return DeliveryResult.FAILED
+
+
+def status_code_for(reply: SmtpReply) -> str:
+    """Return the RFC 3463 status code to record for ``reply``.
+
+    The server's enhanced code is kept when its class agrees with the reply code;
+    otherwise the class of the reply code wins (``550 4.1.1`` is recorded as
+    ``5.0.0``), and a reply outside 2xx/4xx/5xx becomes ``5.5.0``.
+    """
+    klass = reply.code // 100
+    if klass not in (2, 4, 5):
+        return "5.5.0"
+    if reply.enhanced is not None and reply.enhanced[0] == str(klass):
+        return reply.enhanced
+    return f"{klass}.0.0"

@@ -1,0 +1,189 @@
+"""Delivery status values: what became of each recipient of a message.
+
+Everything here is a frozen value with no I/O. Times are seconds since the Unix
+epoch (``time.time()``), as floats, so they store and compare cheaply.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+__all__ = [
+    "DeliveryResult",
+    "MessageStatus",
+    "RecipientStatus",
+    "Remote",
+    "SmtpReply",
+]
+
+# RFC 3463 §2: class.subject.detail, the class being 2, 4 or 5.
+_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|$)")
+
+
+class DeliveryResult(enum.StrEnum):
+    """Where one recipient of a message stands.
+
+    ``QUEUED``: not attempted yet. ``DEFERRED``: attempted, failed for a reason that may
+    pass, and due again later. ``DELIVERED``: the receiving server accepted it.
+    ``FAILED``: it will not be attempted again (refused for good, or retries ran out).
+    """
+
+    QUEUED = "queued"
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+
+    @property
+    def completed(self) -> bool:
+        """True for the two final results, ``DELIVERED`` and ``FAILED``."""
+        return self in (DeliveryResult.DELIVERED, DeliveryResult.FAILED)
+
+
+@dataclass(frozen=True)
+class SmtpReply:
+    """A reply from an SMTP server.
+
+    Attributes:
+        code: the three-digit reply code.
+        enhanced: the RFC 3463 enhanced status code at the start of the text
+            (``"5.1.1"``), or ``None`` when the server gave none.
+        text: the rest of the reply; lines of a multi-line reply joined by newlines.
+    """
+
+    code: int
+    enhanced: str | None
+    text: str
+
+    @classmethod
+    def parse(cls, code: int, message: bytes | str) -> SmtpReply:
+        """Build a reply from what smtplib returns: a code and the reply text.
+
+        An enhanced status code is recognised only when it opens the text.
+        """
+        text = (
+            message.decode("utf-8", "replace")
+            if isinstance(message, bytes)
+            else message
+        )
+        match = _ENHANCED.match(text)
+        if match is None:
+            return cls(code, None, text)
+        return cls(code, ".".join(match.groups()), text[match.end() :])
+
+    def __str__(self) -> str:
+        parts = (
+            [str(self.code)] + ([self.enhanced] if self.enhanced else []) + [self.text]
+        )
+        return " ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class Remote:
+    """The server an attempt talked to.
+
+    Attributes:
+        host: the name dialled (the relay or MX host name).
+        address: the IP address connected to.
+        port: the TCP port.
+        tls_version: the TLS version (``"TLSv1.3"``), or ``None`` for plaintext.
+        tls_verified: whether the server's certificate was verified against ``host``.
+    """
+
+    host: str
+    address: str
+    port: int
+    tls_version: str | None = None
+    tls_verified: bool = False
+
+
+@dataclass(frozen=True)
+class RecipientStatus:
+    """The delivery status of one recipient of one message.
+
+    Attributes:
+        address: the envelope recipient (domain in ASCII form).
+        result: where the recipient stands.
+        attempts: how many delivery attempts included this recipient.
+        last_reply: the last thing a server said about this recipient, if any.
+        status_code: an RFC 3463 code for the outcome (``"2.0.0"``, ``"4.4.1"``,
+            ``"5.1.1"``...): the server's, or one the library chose when the server
+            said nothing (a refused connection, a timeout, retries exhausted).
+        detail: the outcome in words, including what happened when no server replied.
+        last_attempt_at: when the last attempt started, or ``None``.
+        next_attempt_at: when the next attempt is due, or ``None`` once completed.
+        possibly_delivered: the connection was lost after the message was sent but
+            before the server confirmed it, so a retry may deliver a duplicate.
+        remote: the server of the last attempt, when one answered.
+    """
+
+    address: str
+    result: DeliveryResult = DeliveryResult.QUEUED
+    attempts: int = 0
+    last_reply: SmtpReply | None = None
+    status_code: str | None = None
+    detail: str | None = None
+    last_attempt_at: float | None = None
+    next_attempt_at: float | None = None
+    possibly_delivered: bool = False
+    remote: Remote | None = None
+
+    @property
+    def completed(self) -> bool:
+        """True once the recipient is ``DELIVERED`` or ``FAILED``."""
+        return self.result.completed
+
+
+@dataclass(frozen=True)
+class MessageStatus:
+    """The delivery status of a message: one :class:`RecipientStatus` per recipient.
+
+    Attributes:
+        message_id: the id ``send_email()`` returned (the Message-ID without brackets).
+        recipients: the recipients' statuses, in envelope order.
+        created_at: when the message was stored.
+        held: the message is on hold and will not be attempted until released.
+    """
+
+    message_id: str
+    recipients: tuple[RecipientStatus, ...]
+    created_at: float
+    held: bool = False
+
+    @property
+    def completed(self) -> bool:
+        """True when every recipient is ``DELIVERED`` or ``FAILED``."""
+        return all(r.completed for r in self.recipients)
+
+    @property
+    def succeeded(self) -> bool:
+        """True when every recipient is ``DELIVERED``."""
+        return all(r.result is DeliveryResult.DELIVERED for r in self.recipients)
+
+    @property
+    def pending(self) -> tuple[RecipientStatus, ...]:
+        """The recipients still ``QUEUED`` or ``DEFERRED``."""
+        return tuple(r for r in self.recipients if not r.completed)
+
+    @property
+    def attempts(self) -> int:
+        """The number of attempts made for the message (the most of any recipient)."""
+        return max((r.attempts for r in self.recipients), default=0)
+
+    @property
+    def next_attempt_at(self) -> float | None:
+        """When the message is next due: the earliest of its pending recipients."""
+        due = [r.next_attempt_at for r in self.pending if r.next_attempt_at is not None]
+        return min(due, default=None)
+
+    def recipient(self, address: str) -> RecipientStatus:
+        """Return the status of ``address``.
+
+        Raises:
+            KeyError: the address is not a recipient of this message.
+        """
+        for r in self.recipients:
+            if r.address == address:
+                return r
+        raise KeyError(address)

@@ -1,0 +1,149 @@
+"""The storage interface: where messages and their delivery status live.
+
+A backend is a user plug point. Subclass :class:`Storage`, implement every abstract
+method to the contract in its docstring, and run the contract suite in
+``tests/test_storage_contract.py`` against it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from ..errors import StorageError
+from ..message import PreparedEmail
+from ..status import DeliveryResult, MessageStatus, RecipientStatus
+
+__all__ = ["Storage", "initial_status", "merge_recipients"]
+
+
+class Storage(ABC):
+    """Persists prepared messages and the delivery status of their recipients.
+
+    Contract for every backend:
+
+    * Thread safety: one instance is used at once by caller threads (``add``,
+      ``status``) and by the worker's threads (everything). Every method is atomic
+      with respect to the others: a reader never sees half of a write.
+    * Values: methods take and return frozen values; a backend never hands out
+      an object it will later mutate.
+    * Errors: an unknown id raises :class:`~mailstrom_py.errors.MessageNotFound`;
+      a failure of the backend itself raises
+      :class:`~mailstrom_py.errors.StorageError` (chained to the cause), and a
+      failed write leaves nothing behind.
+    * Durability: ``add`` has stored the message when it returns, to the degree
+      the backend promises (in memory: for the life of the process).
+    """
+
+    @abstractmethod
+    def add(self, email: PreparedEmail, now: float) -> MessageStatus:
+        """Store ``email`` with every recipient ``QUEUED`` and due at ``now``.
+
+        Returns:
+            The new status, with ``created_at`` equal to ``now``.
+
+        Raises:
+            DuplicateMessageError: a message with the same id is stored already;
+                nothing changed.
+            StorageError: the message could not be stored; nothing was stored.
+        """
+
+    @abstractmethod
+    def status(self, message_id: str) -> MessageStatus:
+        """Return the current status of a message.
+
+        Raises:
+            MessageNotFound: the id is unknown.
+        """
+
+    @abstractmethod
+    def email(self, message_id: str) -> PreparedEmail:
+        """Return the prepared message, byte for byte as it was added.
+
+        Raises:
+            MessageNotFound: the id is unknown.
+        """
+
+    @abstractmethod
+    def begin_attempt(
+        self, message_id: str, now: float, retry_at: float
+    ) -> MessageStatus | None:
+        """Claim a message for a delivery attempt starting at ``now``.
+
+        If the message exists, is not held, has pending (``QUEUED`` or
+        ``DEFERRED``) recipients, and is due (its ``next_attempt_at`` is at or
+        before ``now``), then in one atomic step every pending recipient gets
+        ``attempts + 1``, ``last_attempt_at = now`` and ``next_attempt_at =
+        retry_at``. Recording the attempt before dialling means a crash during it
+        neither loses the message nor retries it in a hot loop.
+
+        Returns:
+            The updated status, or ``None`` when the message is not due, held,
+            complete or unknown (another worker may have claimed it).
+        """
+
+    @abstractmethod
+    def record(
+        self, message_id: str, updates: Sequence[RecipientStatus]
+    ) -> MessageStatus:
+        """Replace the statuses of some recipients, matched by address, atomically.
+
+        A recipient that is already ``DELIVERED`` keeps that status whatever the
+        update says: a delivered recipient is never sent to again. Addresses that
+        are not recipients of the message are ignored.
+
+        Returns:
+            The status after the update.
+
+        Raises:
+            MessageNotFound: the id is unknown.
+        """
+
+    @abstractmethod
+    def due(self, until: float, limit: int) -> list[tuple[float, str]]:
+        """List messages due for an attempt at or before ``until``.
+
+        Returns:
+            Up to ``limit`` pairs of ``(next_attempt_at, message_id)`` for messages
+            that are not held and have pending recipients, earliest first.
+        """
+
+    def close(self) -> None:
+        """Release the backend's resources. Idempotent; the default does nothing."""
+
+
+def initial_status(email: PreparedEmail, now: float) -> MessageStatus:
+    """Return the status of a freshly added message: every recipient queued, due now."""
+    return MessageStatus(
+        message_id=email.message_id,
+        recipients=tuple(
+            RecipientStatus(address=rcpt, next_attempt_at=now)
+            for rcpt in email.recipients
+        ),
+        created_at=now,
+    )
+
+
+def merge_recipients(
+    status: MessageStatus, updates: Sequence[RecipientStatus]
+) -> MessageStatus:
+    """Apply ``updates`` to ``status`` by address; delivered recipients stay as is.
+
+    Shared by backends so that the "never resend a delivered recipient" rule has
+    one implementation.
+    """
+    by_address = {u.address: u for u in updates}
+    merged = []
+    for current in status.recipients:
+        update = by_address.get(current.address)
+        if update is None or current.result is DeliveryResult.DELIVERED:
+            merged.append(current)
+        else:
+            merged.append(update)
+    return dataclasses.replace(status, recipients=tuple(merged))
+
+
+def wrap_error(exc: Exception, action: str) -> StorageError:
+    """Return a :class:`StorageError` for a backend failure while doing ``action``."""
+    return StorageError(f"storage failed to {action}: {exc}")

@@ -1,0 +1,412 @@
+"""The background worker: schedules attempts, runs them, records their results.
+
+One scheduler thread owns the timetable: a heap of ``(due time, message id)``
+fed by ``notify()`` calls, by the results of attempts, and by paging due work out
+of storage (so a restart, or another process writing to the same storage, is
+picked up without a rescan that resets anyone's backoff). Due messages go to a
+small pool of delivery threads. This module is the only one that knows both
+storage and delivery.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .delivery.base import Outcome, Transport
+from .errors import MessageNotFound, WorkerError
+from .retry import RetryPolicy
+from .status import DeliveryResult, MessageStatus, RecipientStatus
+from .storage.base import Storage
+
+__all__ = ["Worker"]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class _Send:
+    message_id: str
+
+
+@dataclass(frozen=True)
+class _Done:
+    message_id: str
+    next_attempt_at: float | None
+
+
+class _Stop:
+    pass
+
+
+_Command = _Send | _Done | _Stop
+
+
+class Worker:
+    """Delivers stored messages in the background and records what happened.
+
+    Args:
+        storage: where messages and statuses live.
+        transport: how messages are delivered.
+        policy: when to retry and when to give up.
+        threads: how many deliveries may run at once.
+        clock: wall-clock time in seconds since the epoch.
+        rng: randomness for retry jitter.
+        refill_interval: how often, in seconds, storage is asked for due work
+            that did not come through :meth:`notify` (mail added by another
+            process, or more work than the in-memory timetable holds).
+        max_scheduled: the most entries the in-memory timetable holds; beyond
+            it, due work is paged in from storage as room frees up.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        transport: Transport,
+        policy: RetryPolicy,
+        *,
+        threads: int = 4,
+        clock: Clock = time.time,
+        rng: random.Random | None = None,
+        refill_interval: float = 1.0,
+        max_scheduled: int = 10_000,
+    ) -> None:
+        self._storage = storage
+        self._transport = transport
+        self._policy = policy
+        self._threads = threads
+        self._clock = clock
+        self._rng = rng if rng is not None else random.Random()
+        self._rng_lock = threading.Lock()
+        self._refill_interval = refill_interval
+        self._max_scheduled = max_scheduled
+        self._commands: queue.Queue[_Command] = queue.Queue()
+        self._work: queue.Queue[str | None] = queue.Queue()
+        self._heap: list[tuple[float, str]] = []
+        self._scheduled: dict[str, float] = {}
+        self._in_flight: set[str] = set()
+        self._next_refill = 0.0
+        self._scheduler: threading.Thread | None = None
+        self._pool: list[threading.Thread] = []
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._progress = threading.Condition()
+
+    @property
+    def running(self) -> bool:
+        """True between a successful :meth:`start` and :meth:`stop`."""
+        return self._scheduler is not None and self._scheduler.is_alive()
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the scheduler and delivery threads and wait until they run.
+
+        Raises:
+            WorkerError: the worker was started before, or did not come up in time.
+            Exception: whatever stopped the start-up (a storage error, say) is
+                raised here, in the caller's thread.
+        """
+        if self._scheduler is not None:
+            raise WorkerError("the worker can be started only once")
+        self._scheduler = threading.Thread(
+            target=self._run, name="mailstrom-scheduler", daemon=True
+        )
+        self._scheduler.start()
+        if not self._ready.wait(timeout):
+            raise WorkerError(f"the worker did not start within {timeout} seconds")
+        if self._startup_error is not None:
+            raise self._startup_error
+        for n in range(self._threads):
+            thread = threading.Thread(
+                target=self._deliver_loop, name=f"mailstrom-delivery-{n}", daemon=True
+            )
+            thread.start()
+            self._pool.append(thread)
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop taking work and wait for the deliveries in progress to finish.
+
+        A delivery is never cut in half: each runs to its end (every step of it
+        has a timeout). Work not yet begun stays due in storage.
+
+        Returns:
+            True when every thread has ended within ``timeout`` seconds; False
+            when some delivery is still running (it finishes in the background).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._scheduler is None:
+            return True
+        self._commands.put(_Stop())
+        self._scheduler.join(_remaining(deadline))
+        while True:
+            try:
+                self._work.get_nowait()
+            except queue.Empty:
+                break
+        for _ in self._pool:
+            self._work.put(None)
+        for thread in self._pool:
+            thread.join(_remaining(deadline))
+        return not any(t.is_alive() for t in (self._scheduler, *self._pool))
+
+    def notify(self, message_id: str) -> None:
+        """Tell the worker that ``message_id`` is stored and due now. Thread-safe."""
+        self._commands.put(_Send(message_id))
+
+    def run_once(self, now: float | None = None) -> int:
+        """Attempt every message due at ``now``, one after another, in this thread.
+
+        For tests and tools that drive time themselves; the worker's threads must
+        not be running.
+
+        Returns:
+            The number of messages attempted.
+
+        Raises:
+            WorkerError: the worker's threads are running.
+        """
+        if self._scheduler is not None:
+            raise WorkerError("run_once() cannot be used while the worker runs")
+        now = self._clock() if now is None else now
+        while True:
+            try:
+                self._commands.get_nowait()
+            except queue.Empty:
+                break
+        attempted = 0
+        for _, message_id in self._storage.due(now, self._max_scheduled):
+            if self.attempt(message_id, now) is not None:
+                attempted += 1
+        return attempted
+
+    def wait(
+        self,
+        message_id: str,
+        predicate: Callable[[MessageStatus], bool],
+        timeout: float,
+    ) -> MessageStatus:
+        """Wait until the status of ``message_id`` satisfies ``predicate``.
+
+        Returns:
+            The status that satisfied it, or the last one read when ``timeout``
+            seconds passed first.
+
+        Raises:
+            MessageNotFound: the id is unknown.
+        """
+        deadline = time.monotonic() + timeout
+        with self._progress:
+            while True:
+                status = self._storage.status(message_id)
+                left = deadline - time.monotonic()
+                if predicate(status) or left <= 0:
+                    return status
+                # Re-read now and then: another process may share the storage.
+                self._progress.wait(min(left, 0.25))
+
+    # -- one attempt ----------------------------------------------------------------
+
+    def attempt(self, message_id: str, now: float) -> MessageStatus | None:
+        """Attempt one message if it is due at ``now`` and record the outcome.
+
+        Returns:
+            The status after the attempt, or None when the message was not
+            attempted (unknown, held, complete, not yet due, or claimed elsewhere).
+        """
+        try:
+            status = self._storage.status(message_id)
+        except MessageNotFound:
+            return None
+        due = status.next_attempt_at
+        if status.held or status.completed or (due is not None and due > now):
+            return None
+        attempts = status.attempts + 1
+        with self._rng_lock:
+            retry_at = self._policy.next_attempt_at(
+                attempts, status.created_at, now, self._rng
+            )
+        # Recorded before dialling: if the process dies during the attempt, the
+        # message is retried at retry_at rather than lost or retried at once.
+        claimed = self._storage.begin_attempt(
+            message_id,
+            now,
+            retry_at if retry_at is not None else now + self._policy.initial_delay,
+        )
+        if claimed is None:
+            return None
+        pending = claimed.pending
+        email = self._storage.email(message_id)
+        try:
+            outcomes = self._transport.deliver(email, [r.address for r in pending])
+        except Exception as exc:
+            log.exception("delivery of %s raised; deferring it", message_id)
+            outcomes = [
+                Outcome(
+                    r.address,
+                    DeliveryResult.DEFERRED,
+                    "4.3.0",
+                    f"internal error: {exc!r}",
+                )
+                for r in pending
+            ]
+        updates = _apply(pending, outcomes, now, retry_at)
+        recorded = self._storage.record(message_id, updates)
+        for r in updates:
+            log.info(
+                "%s to %s: %s (%s)", message_id, r.address, r.result.value, r.detail
+            )
+        with self._progress:
+            self._progress.notify_all()
+        return recorded
+
+    # -- the scheduler thread -------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._refill(self._clock())
+        except BaseException as exc:  # noqa: BLE001 (re-raised in start())
+            self._startup_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        while True:
+            command: _Command | None
+            try:
+                command = self._commands.get(timeout=self._wait_time(self._clock()))
+            except queue.Empty:
+                command = None
+            stopping = False
+            while command is not None:
+                stopping |= self._handle(command)
+                try:
+                    command = self._commands.get_nowait()
+                except queue.Empty:
+                    command = None
+            if stopping:
+                return
+            try:
+                self._dispatch(self._clock())
+            except Exception:
+                log.exception("the scheduler failed to dispatch; retrying shortly")
+                self._next_refill = self._clock() + self._refill_interval
+
+    def _handle(self, command: _Command) -> bool:
+        if isinstance(command, _Stop):
+            return True
+        if isinstance(command, _Send):
+            self._schedule(self._clock(), command.message_id)
+        else:
+            self._in_flight.discard(command.message_id)
+            if command.next_attempt_at is not None:
+                self._schedule(command.next_attempt_at, command.message_id)
+        return False
+
+    def _schedule(self, due: float, message_id: str) -> None:
+        current = self._scheduled.get(message_id)
+        if current is not None and current <= due:
+            return
+        if current is None and len(self._scheduled) >= self._max_scheduled:
+            return  # storage still knows it; _refill() brings it back when due
+        self._scheduled[message_id] = due
+        heapq.heappush(self._heap, (due, message_id))
+
+    def _refill(self, now: float) -> None:
+        self._next_refill = now + self._refill_interval
+        room = self._max_scheduled - len(self._scheduled)
+        if room > 0:
+            for due, message_id in self._storage.due(self._next_refill, room):
+                self._schedule(due, message_id)
+
+    def _dispatch(self, now: float) -> None:
+        if now >= self._next_refill:
+            self._refill(now)
+        while self._heap and self._heap[0][0] <= now and self._has_room():
+            due, message_id = heapq.heappop(self._heap)
+            if self._scheduled.get(message_id) != due:
+                continue  # superseded by an earlier entry
+            del self._scheduled[message_id]
+            if message_id in self._in_flight:
+                continue  # its _Done reschedules it
+            self._in_flight.add(message_id)
+            self._work.put(message_id)
+
+    def _has_room(self) -> bool:
+        return len(self._in_flight) < self._threads
+
+    def _wait_time(self, now: float) -> float:
+        wake = self._next_refill
+        if self._heap and self._has_room():
+            wake = min(wake, self._heap[0][0])
+        return max(0.0, min(wake - now, self._refill_interval))
+
+    # -- the delivery threads -------------------------------------------------------
+
+    def _deliver_loop(self) -> None:
+        while True:
+            message_id = self._work.get()
+            if message_id is None:
+                return
+            next_attempt_at: float | None = None
+            try:
+                status = self.attempt(message_id, self._clock())
+                if status is not None:
+                    next_attempt_at = status.next_attempt_at
+            except Exception:
+                # Storage trouble: the claim recorded in storage brings the
+                # message back at its retry time through _refill().
+                log.exception("attempt on %s failed", message_id)
+            self._commands.put(_Done(message_id, next_attempt_at))
+
+
+def _apply(
+    pending: tuple[RecipientStatus, ...],
+    outcomes: list[Outcome],
+    now: float,
+    retry_at: float | None,
+) -> list[RecipientStatus]:
+    """Turn the outcomes of an attempt into new statuses for the pending recipients."""
+    by_address = {o.address: o for o in outcomes}
+    updates = []
+    for current in pending:
+        outcome = by_address.get(current.address) or Outcome(
+            current.address, DeliveryResult.DEFERRED, "4.3.0", "no outcome was reported"
+        )
+        result, code, detail, next_at = (
+            outcome.result,
+            outcome.status_code,
+            outcome.detail,
+            None,
+        )
+        if result is DeliveryResult.DEFERRED:
+            if retry_at is None:
+                result, code = DeliveryResult.FAILED, "5.4.7"
+                detail = f"gave up after {current.attempts} attempts; last: {detail}"
+            else:
+                next_at = retry_at
+        updates.append(
+            dataclasses.replace(
+                current,
+                result=result,
+                last_reply=outcome.reply,
+                status_code=code,
+                detail=detail,
+                last_attempt_at=now,
+                next_attempt_at=next_at,
+                possibly_delivered=current.possibly_delivered
+                or outcome.possibly_delivered,
+                remote=outcome.remote,
+            )
+        )
+    return updates
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())

@@ -1,0 +1,150 @@
+"""Shared fixtures: loopback SMTP, scripted and DNS servers, ports and TLS.
+
+Server fixtures are factories: call them with the server's keyword arguments
+and get a started server, stopped at teardown. A server that recorded errors
+(an exception in a handler) fails the test at teardown unless the factory was
+called with ``allow_errors=True``.
+
+Nothing here patches smtplib, socket or dns: the code under test talks to real
+servers on 127.0.0.0/8 and ::1.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+import trustme
+from support.dnsd import DnsServer, DnsServerFactory, Zone
+from support.scripted import (
+    Handler,
+    ScriptedServer,
+    ScriptedServerFactory,
+    listen_backlog_full,
+    refusing,
+)
+from support.scripted import (
+    free_port as pick_free_port,
+)
+from support.smtpd import SmtpServer, SmtpServerFactory
+from support.tls import client_context, server_context
+
+TLS_SERVER_NAMES = ("localhost", "127.0.0.1", "::1", "mx.test", "relay.test")
+
+
+class _ServerPool:
+    """Servers started for one test, stopped and checked at teardown."""
+
+    def __init__(self) -> None:
+        self.stack = ExitStack()
+        self.checked: list[Any] = []
+
+    def close(self) -> None:
+        self.stack.close()
+        failures = [
+            f"{server!r}: {server_errors(server)!r}"
+            for server in self.checked
+            if server_errors(server)
+        ]
+        if failures:
+            pytest.fail("test servers recorded errors:\n" + "\n".join(failures))
+
+
+def server_errors(server: Any) -> list[BaseException]:
+    if isinstance(server, SmtpServer):
+        return server.handler.errors
+    errors: list[BaseException] = server.errors
+    return errors
+
+
+@pytest.fixture
+def _server_pool() -> Iterator[_ServerPool]:
+    pool = _ServerPool()
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    """The test certificate authority (trusted by ``tls_client_context``)."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_server_context(ca: trustme.CA) -> ssl.SSLContext:
+    """A server context for localhost, 127.0.0.1, ::1, mx.test and relay.test."""
+    return server_context(ca, *TLS_SERVER_NAMES)
+
+
+@pytest.fixture
+def tls_client_context(ca: trustme.CA) -> ssl.SSLContext:
+    """A verifying client context that trusts only the test CA."""
+    return client_context(ca)
+
+
+@pytest.fixture
+def smtp_server(_server_pool: _ServerPool) -> SmtpServerFactory:
+    """Start a recording aiosmtpd server: ``smtp_server(**SmtpServer kwargs)``."""
+
+    def start(*, allow_errors: bool = False, **kwargs: Any) -> SmtpServer:
+        server = _server_pool.stack.enter_context(SmtpServer(**kwargs))
+        if not allow_errors:
+            _server_pool.checked.append(server)
+        return server
+
+    return start
+
+
+@pytest.fixture
+def scripted_server(_server_pool: _ServerPool) -> ScriptedServerFactory:
+    """Start a raw scripted server: ``scripted_server(handler, host=, port=)``."""
+
+    def start(
+        handler: Handler, *, allow_errors: bool = False, **kwargs: Any
+    ) -> ScriptedServer:
+        server = _server_pool.stack.enter_context(ScriptedServer(handler, **kwargs))
+        if not allow_errors:
+            _server_pool.checked.append(server)
+        return server
+
+    return start
+
+
+@pytest.fixture
+def dns_server(_server_pool: _ServerPool) -> DnsServerFactory:
+    """Start a DNS server: ``dns_server(zone, host=, port=)``; see ``.resolver()``."""
+
+    def start(
+        zone: Zone | None = None, *, allow_errors: bool = False, **kwargs: Any
+    ) -> DnsServer:
+        server = _server_pool.stack.enter_context(DnsServer(zone, **kwargs))
+        if not allow_errors:
+            _server_pool.checked.append(server)
+        return server
+
+    return start
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 (released: start something on it soon)."""
+    return pick_free_port()
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections for the whole test."""
+    with refusing() as port:
+        yield port
+
+
+@pytest.fixture
+def backlog_full_address() -> Iterator[tuple[str, int]]:
+    """``(host, port)`` on 127.0.0.1 where TCP connects time out."""
+    with listen_backlog_full() as address:
+        yield address

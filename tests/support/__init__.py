@@ -1,0 +1,57 @@
+"""Loopback test servers for mailstrom_py's tests.
+
+Everything here is standalone: it never imports ``mailstrom_py``, binds only
+loopback addresses (127.0.0.0/8 and ::1), and closes every socket it opens.
+
+- ``smtpd``: a recording aiosmtpd server with scripted replies.
+- ``scripted``: a raw socket SMTP server for protocol faults, plus port helpers
+  (free, refusing, and connect-timeout addresses).
+- ``dnsd``: a UDP and TCP DNS server built on dnspython's message classes.
+- ``tls``: certificates and contexts from a trustme test CA.
+
+This module holds the one rule they share: which addresses may be bound.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+__all__ = ["bind_socket", "loopback_family"]
+
+
+def loopback_family(host: str) -> socket.AddressFamily:
+    """Return the address family of ``host``, refusing anything but loopback."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            f"test servers take a numeric loopback address, not {host!r}"
+        ) from None
+    if not address.is_loopback:
+        raise ValueError(f"{host} is not a loopback address")
+    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
+
+
+def bind_socket(
+    host: str, port: int = 0, kind: socket.SocketKind = socket.SOCK_STREAM
+) -> socket.socket:
+    """Bind a socket of ``kind`` to loopback ``host``:``port`` (0 picks a port).
+
+    TCP sockets get SO_REUSEADDR so a server can be restarted on the port of
+    one that just stopped (on Linux this never lets two listeners share a
+    port). They are made with an explicit IPPROTO_TCP, which asyncio needs to
+    set TCP_NODELAY on accepted connections (without it every multi-line
+    reply waits 40 ms for a delayed ACK). The caller owns the returned socket
+    and must close it.
+    """
+    proto = socket.IPPROTO_TCP if kind == socket.SOCK_STREAM else 0
+    sock = socket.socket(loopback_family(host), kind, proto)
+    try:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -1,0 +1,65 @@
+"""Status values: parsing replies and deriving message-level facts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from mailstrom_py import DeliveryResult, MessageStatus, RecipientStatus, SmtpReply
+
+
+class TestSmtpReply:
+    def test_enhanced_code_is_split_off(self) -> None:
+        """An RFC 3463 code opening the text becomes its own field."""
+        reply = SmtpReply.parse(550, b"5.1.1 <x@y.test>: no such user")
+        assert reply == SmtpReply(550, "5.1.1", "<x@y.test>: no such user")
+        assert str(reply) == "550 5.1.1 <x@y.test>: no such user"
+
+    def test_text_without_enhanced_code_is_kept_whole(self) -> None:
+        """A reply without an enhanced code keeps all of its text."""
+        assert SmtpReply.parse(250, "ok") == SmtpReply(250, None, "ok")
+
+    def test_version_like_text_is_not_an_enhanced_code(self) -> None:
+        """Only class 2, 4 or 5 codes count: '1.2.3 text' stays text."""
+        assert SmtpReply.parse(250, "1.2.3 text").enhanced is None
+
+
+def _status(*results: DeliveryResult) -> MessageStatus:
+    recipients = tuple(
+        RecipientStatus(f"r{i}@example.test", result, next_attempt_at=float(10 - i))
+        for i, result in enumerate(results)
+    )
+    return MessageStatus("id@example.test", recipients, created_at=0.0)
+
+
+class TestMessageStatus:
+    def test_completed_when_every_recipient_is_final(self) -> None:
+        """A message is completed once all recipients are delivered or failed."""
+        assert _status(DeliveryResult.DELIVERED, DeliveryResult.FAILED).completed
+        assert not _status(DeliveryResult.DELIVERED, DeliveryResult.DEFERRED).completed
+
+    def test_succeeded_only_when_all_delivered(self) -> None:
+        """One failed recipient means the message did not succeed."""
+        assert _status(DeliveryResult.DELIVERED).succeeded
+        assert not _status(DeliveryResult.DELIVERED, DeliveryResult.FAILED).succeeded
+
+    def test_next_attempt_is_the_earliest_pending(self) -> None:
+        """The message is due when its earliest pending recipient is."""
+        status = _status(
+            DeliveryResult.DELIVERED, DeliveryResult.QUEUED, DeliveryResult.DEFERRED
+        )
+        assert status.next_attempt_at == 8.0
+
+    def test_statuses_are_frozen(self) -> None:
+        """Status values cannot be changed in place."""
+        status = _status(DeliveryResult.QUEUED)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            status.recipients[0].attempts = 3  # type: ignore[misc]
+
+    def test_recipient_lookup(self) -> None:
+        """recipient() finds a status by address and raises KeyError otherwise."""
+        status = _status(DeliveryResult.QUEUED)
+        assert status.recipient("r0@example.test").result is DeliveryResult.QUEUED
+        with pytest.raises(KeyError):
+            status.recipient("nobody@example.test")
