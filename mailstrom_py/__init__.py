@@ -15,7 +15,7 @@ from .errors import (
 from .message import PreparedEmail, prepare_email
 from .retry import RetryPolicy
 from .status import DeliveryResult, MessageStatus, RecipientStatus, Remote, SmtpReply
-from .storage import MemoryStorage, Storage
+from .storage import MemoryStorage, QueueFilter, SqliteStorage, Storage
 
 __version__ = "0.1.0"
 
@@ -33,11 +33,13 @@ __all__ = [
     "MessageNotFound",
     "MessageStatus",
     "PreparedEmail",
+    "QueueFilter",
     "RecipientStatus",
     "RelayConfig",
     "Remote",
     "RetryPolicy",
     "SmtpReply",
+    "SqliteStorage",
     "Storage",
     "StorageError",
     "Timeouts",

@@ -2,5 +2,7 @@
 
 from .base import Storage
 from .memory import MemoryStorage
+from .query import QueueFilter
+from .sqlite import SqliteStorage
 
-__all__ = ["MemoryStorage", "Storage"]
+__all__ = ["MemoryStorage", "QueueFilter", "SqliteStorage", "Storage"]

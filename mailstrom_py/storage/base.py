@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from ..errors import StorageError
 from ..message import PreparedEmail
 from ..status import DeliveryResult, MessageStatus, RecipientStatus
+from .query import QueueFilter
 
-__all__ = ["Storage", "initial_status", "merge_recipients"]
+__all__ = ["QueueFilter", "Storage", "initial_status", "merge_recipients"]
 
 
 class Storage(ABC):
@@ -34,6 +35,10 @@ class Storage(ABC):
       failed write leaves nothing behind.
     * Durability: ``add`` has stored the message when it returns, to the degree
       the backend promises (in memory: for the life of the process).
+    * Queue operations (``find``, ``count``, ``kick``, ``hold``, ``release``,
+      ``drop``, ``recent``) select messages with a :class:`QueueFilter`; a filter
+      that selects nothing is not an error. Each is one atomic step. Lists of
+      messages come oldest first (by ``created_at``, ties in the order added).
     """
 
     @abstractmethod
@@ -109,6 +114,81 @@ class Storage(ABC):
             that are not held and have pending recipients, earliest first.
         """
 
+    # -- queue operations -------------------------------------------------------------
+
+    @abstractmethod
+    def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
+        """Return the statuses of the messages ``where`` selects, oldest first.
+
+        Args:
+            where: which messages.
+            limit: return at most this many (the oldest); ``None`` for all.
+        """
+
+    @abstractmethod
+    def count(self, where: QueueFilter) -> int:
+        """Return how many messages ``where`` selects."""
+
+    @abstractmethod
+    def kick(self, where: QueueFilter, now: float) -> list[str]:
+        """Make the selected messages due at ``now``.
+
+        Every pending recipient of a selected message whose next attempt is later
+        than ``now`` (or unset) becomes due at ``now``; attempts and backoff are
+        otherwise unchanged. A held message stays held (it goes out as soon as it
+        is released). Completed messages are left alone.
+
+        Returns:
+            The ids of the selected messages that have pending recipients.
+        """
+
+    @abstractmethod
+    def hold(self, where: QueueFilter) -> list[str]:
+        """Put the selected messages on hold: they are not attempted until released.
+
+        Only messages with pending recipients that are not held already are
+        changed. An attempt already under way finishes and is recorded.
+
+        Returns:
+            The ids of the messages put on hold.
+        """
+
+    @abstractmethod
+    def release(self, where: QueueFilter) -> list[str]:
+        """Take the selected messages off hold; each is due at its own time again.
+
+        Returns:
+            The ids of the messages that were held.
+        """
+
+    @abstractmethod
+    def drop(self, where: QueueFilter) -> list[str]:
+        """Remove the selected messages, whatever their state, without notice to
+        anyone; their ids become unknown. An attempt already under way finishes,
+        but its outcome is not recorded.
+
+        Returns:
+            The ids of the messages removed.
+        """
+
+    @abstractmethod
+    def recent(self, limit: int | None = None) -> list[MessageStatus]:
+        """Report outcomes once: completed messages not reported before, then every
+        incomplete message.
+
+        The first part holds each completed message (every recipient delivered
+        or failed) that no earlier ``recent()`` call on this storage returned,
+        oldest first; returning it marks it reported, atomically with the read,
+        so across calls each completed message is returned exactly once (by a
+        durable backend: once per database, across restarts and processes). The
+        second part holds every message with pending recipients, oldest first,
+        returned on every call. Dropped messages appear in neither.
+
+        Args:
+            limit: return at most this many in all, completed ones first; the
+                completed messages left out are reported by a later call.
+        """
+
     def close(self) -> None:
         """Release the backend's resources. Idempotent; the default does nothing."""
 
@@ -145,5 +225,8 @@ def merge_recipients(
 
 
 def wrap_error(exc: Exception, action: str) -> StorageError:
-    """Return a :class:`StorageError` for a backend failure while doing ``action``."""
+    """Return a :class:`StorageError` for a backend failure while doing ``action``.
+
+    Raise it ``from exc`` so the cause stays chained.
+    """
     return StorageError(f"storage failed to {action}: {exc}")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
 from collections.abc import Sequence
 
 from ..errors import DuplicateMessageError, MessageNotFound
 from ..message import PreparedEmail
 from ..status import MessageStatus, RecipientStatus
-from .base import Storage, initial_status, merge_recipients
+from .base import QueueFilter, Storage, initial_status, merge_recipients
 
 __all__ = ["MemoryStorage"]
 
@@ -28,6 +29,11 @@ class MemoryStorage(Storage):
         self._statuses: dict[str, MessageStatus] = {}
         # The ids with pending recipients, so due() does not walk delivered mail.
         self._incomplete: set[str] = set()
+        # Completed messages that recent() has returned.
+        self._reported: set[str] = set()
+        # The order messages were added in, which breaks ties in created_at.
+        self._order: dict[str, int] = {}
+        self._added = itertools.count()
 
     def add(self, email: PreparedEmail, now: float) -> MessageStatus:
         status = initial_status(email, now)
@@ -35,6 +41,7 @@ class MemoryStorage(Storage):
             if email.message_id in self._emails:
                 raise DuplicateMessageError(email.message_id)
             self._emails[email.message_id] = email
+            self._order[email.message_id] = next(self._added)
             self._put(status)
         return status
 
@@ -94,6 +101,88 @@ class MemoryStorage(Storage):
                     found.append((due, message_id))
         found.sort()
         return found[:limit]
+
+    def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
+        with self._lock:
+            return self._select(where)[:limit]
+
+    def count(self, where: QueueFilter) -> int:
+        with self._lock:
+            return len(self._select(where))
+
+    def kick(self, where: QueueFilter, now: float) -> list[str]:
+        with self._lock:
+            kicked = []
+            for status in self._select(where):
+                if status.completed:
+                    continue
+                self._put(
+                    dataclasses.replace(
+                        status,
+                        recipients=tuple(
+                            dataclasses.replace(r, next_attempt_at=now)
+                            if not r.completed
+                            and (r.next_attempt_at is None or r.next_attempt_at > now)
+                            else r
+                            for r in status.recipients
+                        ),
+                    )
+                )
+                kicked.append(status.message_id)
+            return kicked
+
+    def hold(self, where: QueueFilter) -> list[str]:
+        with self._lock:
+            return self._set_held(
+                [s for s in self._select(where) if not s.completed and not s.held],
+                held=True,
+            )
+
+    def release(self, where: QueueFilter) -> list[str]:
+        with self._lock:
+            return self._set_held(
+                [s for s in self._select(where) if s.held], held=False
+            )
+
+    def drop(self, where: QueueFilter) -> list[str]:
+        with self._lock:
+            dropped = [s.message_id for s in self._select(where)]
+            for message_id in dropped:
+                del self._emails[message_id], self._statuses[message_id]
+                del self._order[message_id]
+                self._incomplete.discard(message_id)
+                self._reported.discard(message_id)
+            return dropped
+
+    def recent(self, limit: int | None = None) -> list[MessageStatus]:
+        with self._lock:
+            everything = self._select(QueueFilter())
+            fresh = [
+                s
+                for s in everything
+                if s.completed and s.message_id not in self._reported
+            ][:limit]
+            self._reported.update(s.message_id for s in fresh)
+            room = None if limit is None else limit - len(fresh)
+            return fresh + [s for s in everything if not s.completed][:room]
+
+    def _select(self, where: QueueFilter) -> list[MessageStatus]:
+        if where.ids:
+            candidates = [
+                self._statuses[i]
+                for i in dict.fromkeys(where.ids)
+                if i in self._statuses
+            ]
+        else:
+            candidates = list(self._statuses.values())
+        selected = [s for s in candidates if where.matches(s)]
+        selected.sort(key=lambda s: (s.created_at, self._order[s.message_id]))
+        return selected
+
+    def _set_held(self, statuses: list[MessageStatus], *, held: bool) -> list[str]:
+        for status in statuses:
+            self._put(dataclasses.replace(status, held=held))
+        return [s.message_id for s in statuses]
 
     def _get(self, message_id: str) -> MessageStatus:
         try:

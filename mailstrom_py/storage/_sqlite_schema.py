@@ -1,0 +1,283 @@
+"""The SQLite schema of :class:`~mailstrom_py.SqliteStorage`, its migrations, and
+the mapping between rows and status values.
+
+The file says what it is with ``PRAGMA application_id`` and which schema it holds
+with ``PRAGMA user_version``. ``MIGRATIONS[n]`` takes a database from version
+``n`` to ``n + 1`` (version 0 is an empty file), so opening a file of any older
+version walks it forward; a newer version is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+
+from ..errors import StorageError
+from ..status import DeliveryResult, MessageStatus, RecipientStatus, Remote, SmtpReply
+from .query import QueueFilter, fold_case
+
+__all__ = [
+    "APPLICATION_ID",
+    "MIGRATIONS",
+    "RECIPIENT_COLUMNS",
+    "SCHEMA_VERSION",
+    "STATUS_COLUMNS",
+    "migrate",
+    "recipient_values",
+    "statuses",
+    "where_clause",
+]
+
+#: "MSTR": marks a file as a mailstrom_py database.
+APPLICATION_ID = 0x4D535452
+
+_VERSION_1 = """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO meta (key, value) VALUES ('generation', 0);
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL UNIQUE,
+    mail_from TEXT NOT NULL,
+    smtputf8 INTEGER NOT NULL,
+    eight_bit INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    held INTEGER NOT NULL DEFAULT 0,
+    pending INTEGER NOT NULL,
+    due_at REAL,
+    reported INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX messages_due ON messages (due_at) WHERE held = 0 AND due_at IS NOT NULL;
+CREATE INDEX messages_created ON messages (created_at);
+CREATE INDEX messages_unreported ON messages (id) WHERE pending = 0 AND reported = 0;
+CREATE TABLE bodies (
+    message INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+);
+CREATE TABLE recipients (
+    message INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    address TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    result TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    reply_code INTEGER,
+    reply_enhanced TEXT,
+    reply_text TEXT,
+    status_code TEXT,
+    detail TEXT,
+    last_attempt_at REAL,
+    next_attempt_at REAL,
+    possibly_delivered INTEGER NOT NULL,
+    remote_host TEXT,
+    remote_address TEXT,
+    remote_port INTEGER,
+    remote_tls_version TEXT,
+    remote_tls_verified INTEGER,
+    PRIMARY KEY (message, position)
+) WITHOUT ROWID;
+CREATE INDEX recipients_domain ON recipients (domain, message);
+CREATE INDEX recipients_address ON recipients (address COLLATE NOCASE, message);
+"""
+# messages.pending counts the recipients still QUEUED or DEFERRED, and due_at is
+# the earliest next_attempt_at among them (NULL once none is pending), so the
+# worker's paging query and the queue filters never have to read recipients.
+# Bodies live in a table of their own to keep the rows of messages small.
+
+#: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
+MIGRATIONS: tuple[str, ...] = (_VERSION_1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+#: The columns :func:`statuses` reads, from ``messages m`` joined with
+#: ``recipients r``.
+STATUS_COLUMNS = (
+    "m.id, m.message_id, m.created_at, m.held, r.address, r.result, r.attempts,"
+    " r.reply_code, r.reply_enhanced, r.reply_text, r.status_code, r.detail,"
+    " r.last_attempt_at, r.next_attempt_at, r.possibly_delivered, r.remote_host,"
+    " r.remote_address, r.remote_port, r.remote_tls_version, r.remote_tls_verified"
+)
+
+#: The recipient columns :func:`recipient_values` fills, in its order.
+RECIPIENT_COLUMNS = (
+    "result",
+    "attempts",
+    "reply_code",
+    "reply_enhanced",
+    "reply_text",
+    "status_code",
+    "detail",
+    "last_attempt_at",
+    "next_attempt_at",
+    "possibly_delivered",
+    "remote_host",
+    "remote_address",
+    "remote_port",
+    "remote_tls_version",
+    "remote_tls_verified",
+)
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> None:
+    """Bring the database on ``conn`` to :data:`SCHEMA_VERSION`.
+
+    Runs inside the caller's write transaction.
+
+    Raises:
+        StorageError: the file is another application's database, or was written
+            by a newer version of mailstrom_py.
+    """
+    application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    if application_id not in (0, APPLICATION_ID) or (version == 0 and tables):
+        raise StorageError(f"{path} is not a mailstrom_py database")
+    if version > SCHEMA_VERSION:
+        raise StorageError(
+            f"{path} has schema version {version}, newer than the {SCHEMA_VERSION}"
+            " this mailstrom_py knows; upgrade mailstrom_py to open it"
+        )
+    for script in MIGRATIONS[version:]:
+        for statement in script.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+    # PRAGMA takes no parameters; both values are integers of ours.
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def recipient_values(r: RecipientStatus) -> tuple[object, ...]:
+    """Return the values of :data:`RECIPIENT_COLUMNS` for ``r``."""
+    reply, remote = r.last_reply, r.remote
+    return (
+        r.result.value,
+        r.attempts,
+        reply.code if reply else None,
+        reply.enhanced if reply else None,
+        reply.text if reply else None,
+        r.status_code,
+        r.detail,
+        r.last_attempt_at,
+        r.next_attempt_at,
+        int(r.possibly_delivered),
+        remote.host if remote else None,
+        remote.address if remote else None,
+        remote.port if remote else None,
+        remote.tls_version if remote else None,
+        int(remote.tls_verified) if remote else None,
+    )
+
+
+def recipient_domain(address: str) -> str:
+    """Return the value of the ``domain`` column for ``address``."""
+    return fold_case(address.rpartition("@")[2])
+
+
+def statuses(rows: Iterable[Sequence[object]]) -> list[MessageStatus]:
+    """Build statuses from rows of :data:`STATUS_COLUMNS`.
+
+    The rows come grouped by message and ordered by position within each; a
+    message without recipients has one row whose recipient columns are NULL.
+    """
+    built: list[MessageStatus] = []
+    current: tuple[object, str, float, bool] | None = None
+    recipients: list[RecipientStatus] = []
+    for row in rows:
+        if current is None or row[0] != current[0]:
+            if current is not None:
+                built.append(_message(current, recipients))
+            current = (row[0], str(row[1]), float(row[2]), bool(row[3]))  # type: ignore[arg-type]
+            recipients = []
+        if row[4] is not None:
+            recipients.append(_recipient(row))
+    if current is not None:
+        built.append(_message(current, recipients))
+    return built
+
+
+def _message(
+    head: tuple[object, str, float, bool], recipients: list[RecipientStatus]
+) -> MessageStatus:
+    return MessageStatus(
+        message_id=head[1],
+        recipients=tuple(recipients),
+        created_at=head[2],
+        held=head[3],
+    )
+
+
+def _recipient(row: Sequence[object]) -> RecipientStatus:
+    (address, result, attempts, code, enhanced, text, status_code, detail) = row[4:12]
+    (last_at, next_at, possibly, host, ip, port, tls_version, verified) = row[12:20]
+    return RecipientStatus(
+        address=str(address),
+        result=DeliveryResult(str(result)),
+        attempts=int(attempts),  # type: ignore[call-overload]
+        last_reply=(
+            SmtpReply(int(code), _text(enhanced), str(text))  # type: ignore[call-overload]
+            if code is not None
+            else None
+        ),
+        status_code=_text(status_code),
+        detail=_text(detail),
+        last_attempt_at=_time(last_at),
+        next_attempt_at=_time(next_at),
+        possibly_delivered=bool(possibly),
+        remote=(
+            Remote(
+                host=str(host),
+                address=str(ip),
+                port=int(port),  # type: ignore[call-overload]
+                tls_version=_text(tls_version),
+                tls_verified=bool(verified),
+            )
+            if host is not None
+            else None
+        ),
+    )
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _time(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def where_clause(where: QueueFilter) -> tuple[str, list[object]]:
+    """Return an SQL condition on ``messages m`` for ``where``, and its parameters."""
+    clauses: list[str] = []
+    params: list[object] = []
+    if where.ids:
+        clauses.append("m.message_id IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps(list(where.ids)))
+    if where.results:
+        marks = ", ".join("?" * len(where.results))
+        clauses.append(
+            "EXISTS (SELECT 1 FROM recipients x"
+            f" WHERE x.message = m.id AND x.result IN ({marks}))"
+        )
+        params.extend(r.value for r in where.results)
+    if where.completed is not None:
+        clauses.append("m.pending = 0" if where.completed else "m.pending > 0")
+    if where.held is not None:
+        clauses.append("m.held = ?")
+        params.append(int(where.held))
+    if where.domain is not None:
+        clauses.append("m.id IN (SELECT message FROM recipients WHERE domain = ?)")
+        params.append(where.domain)
+    if where.recipient is not None:
+        clauses.append(
+            "m.id IN (SELECT message FROM recipients WHERE address = ? COLLATE NOCASE)"
+        )
+        params.append(where.recipient)
+    if where.created_before is not None:
+        clauses.append("m.created_at < ?")
+        params.append(where.created_before)
+    if where.created_after is not None:
+        clauses.append("m.created_at >= ?")
+        params.append(where.created_after)
+    return (" AND ".join(clauses) or "1"), params
