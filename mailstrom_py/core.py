@@ -15,7 +15,7 @@ from .delivery import Transport, build_transport
 from .errors import MailerClosedError
 from .message import prepare_email
 from .status import DeliveryResult, MessageStatus
-from .storage import MemoryStorage, Storage
+from .storage import MemoryStorage, QueueFilter, Storage
 from .worker import Clock, Worker
 
 __all__ = ["Mailstrom"]
@@ -199,3 +199,82 @@ class Mailstrom:
             WorkerError: the worker thread is running.
         """
         return self._worker.run_once(now)
+
+    # -- queue operations -------------------------------------------------------------
+
+    def list_messages(
+        self, where: QueueFilter | None = None, *, limit: int | None = None
+    ) -> list[MessageStatus]:
+        """Return the statuses of the stored messages ``where`` selects, oldest first.
+
+        Args:
+            where: which messages; every message by default.
+            limit: at most this many (the oldest); all by default.
+        """
+        return self._storage.find(where or QueueFilter(), limit)
+
+    def count_messages(self, where: QueueFilter | None = None) -> int:
+        """Return how many stored messages ``where`` selects (all by default)."""
+        return self._storage.count(where or QueueFilter())
+
+    def kick(self, where: QueueFilter) -> list[str]:
+        """Make the selected messages due now and wake the worker to attempt them.
+
+        Pending recipients due later are made due now; their attempt counts and
+        backoff stay. Held messages stay held until released.
+
+        Returns:
+            The ids of the selected messages with pending recipients.
+        """
+        kicked = self._storage.kick(where, self._clock())
+        for message_id in kicked:
+            self._worker.notify(message_id)
+        return kicked
+
+    def hold(self, where: QueueFilter) -> list[str]:
+        """Stop attempting the selected messages until they are released.
+
+        An attempt already under way finishes. ``query_status()`` shows ``held``.
+
+        Returns:
+            The ids of the messages put on hold (those pending and not held).
+        """
+        return self._storage.hold(where)
+
+    def release(self, where: QueueFilter) -> list[str]:
+        """Take the selected messages off hold; each goes out at its own due time.
+
+        Returns:
+            The ids of the messages released.
+        """
+        released = self._storage.release(where)
+        for message_id in released:
+            self._worker.notify(message_id)
+        return released
+
+    def drop(self, where: QueueFilter) -> list[str]:
+        """Remove the selected messages, whatever their state, telling no one.
+
+        Their ids become unknown to ``query_status()``. An attempt already under
+        way finishes, but its outcome is not recorded.
+
+        Returns:
+            The ids of the messages removed.
+        """
+        return self._storage.drop(where)
+
+    def query_recent(self, limit: int | None = None) -> list[MessageStatus]:
+        """Return each outcome once: newly completed messages, then pending ones.
+
+        The result holds every completed message (each recipient delivered or
+        failed) that no earlier ``query_recent()`` on the same storage returned,
+        oldest first, followed by every message still pending, oldest first.
+        A completed message is thus reported exactly once (with
+        :class:`~mailstrom_py.SqliteStorage`, once per database file, across
+        restarts), while pending ones appear on every call until they complete.
+
+        Args:
+            limit: return at most this many in all, completed messages first; the
+                completed ones left out come in a later call.
+        """
+        return self._storage.recent(limit)

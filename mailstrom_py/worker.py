@@ -243,7 +243,11 @@ class Worker:
         if claimed is None:
             return None
         pending = claimed.pending
-        email = self._storage.email(message_id)
+        try:
+            email = self._storage.email(message_id)
+        except MessageNotFound:
+            log.info("%s was dropped before its attempt", message_id)
+            return None
         try:
             outcomes = self._transport.deliver(email, [r.address for r in pending])
         except Exception as exc:
@@ -258,7 +262,11 @@ class Worker:
                 for r in pending
             ]
         updates = _apply(pending, outcomes, now, retry_at)
-        recorded = self._storage.record(message_id, updates)
+        try:
+            recorded = self._storage.record(message_id, updates)
+        except MessageNotFound:
+            log.info("%s was dropped during its attempt", message_id)
+            return None
         for r in updates:
             log.info(
                 "%s to %s: %s (%s)", message_id, r.address, r.result.value, r.detail
@@ -326,7 +334,9 @@ class Worker:
                 self._schedule(due, message_id)
 
     def _dispatch(self, now: float) -> None:
-        if now >= self._next_refill:
+        # A wall clock set back would otherwise put off the next refill by as
+        # much as it jumped.
+        if not self._next_refill - self._refill_interval <= now < self._next_refill:
             self._refill(now)
         while self._heap and self._heap[0][0] <= now and self._has_room():
             due, message_id = heapq.heappop(self._heap)

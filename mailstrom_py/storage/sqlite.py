@@ -2,32 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
 import os
 import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
-from ..errors import ConfigError, DuplicateMessageError, MessageNotFound, StorageError
+from ..errors import ConfigError, DuplicateMessageError, MessageNotFound
 from ..message import PreparedEmail
 from ..status import DeliveryResult, MessageStatus, RecipientStatus
+from ._sqlite_db import Database
 from ._sqlite_schema import (
     RECIPIENT_COLUMNS,
     STATUS_COLUMNS,
-    migrate,
     recipient_domain,
     recipient_values,
     statuses,
     where_clause,
 )
-from .base import QueueFilter, Storage, initial_status, merge_recipients, wrap_error
+from .base import QueueFilter, Storage, initial_status, merge_recipients
 
 __all__ = ["SqliteStorage", "Synchronous"]
-
-log = logging.getLogger(__name__)
 
 Synchronous = Literal["FULL", "NORMAL"]
 
@@ -49,8 +44,6 @@ _STATUSES_OF = (
     " LEFT JOIN recipients r ON r.message = m.id"
     " ORDER BY m.created_at, m.id, r.position"
 )
-# Idle reader connections kept for reuse; more may be open while busy.
-_IDLE_READERS = 8
 
 
 class SqliteStorage(Storage):
@@ -124,30 +117,25 @@ class SqliteStorage(Storage):
                 f"must be a finite number of seconds > 0, not {busy_timeout!r}",
                 "busy_timeout",
             )
-        self._path = os.fspath(path)
-        if self._path in ("", ":memory:") or self._path.startswith("file:"):
+        path = os.fspath(path)
+        if path in ("", ":memory:") or path.startswith("file:"):
             raise ConfigError("must be the path of a file", "path")
         self._synchronous = synchronous
-        self._busy_timeout = float(busy_timeout)
-        self._write_lock = threading.Lock()
-        self._pool_lock = threading.Lock()
-        self._idle: list[sqlite3.Connection] = []
-        self._closed = False
-        self._writer: sqlite3.Connection | None = self._open(create)
+        self._db = Database(path, synchronous, float(busy_timeout), create=create)
 
     @property
     def path(self) -> str:
         """The database file."""
-        return self._path
+        return self._db.path
 
     def __repr__(self) -> str:
-        return f"SqliteStorage({self._path!r}, synchronous={self._synchronous!r})"
+        return f"SqliteStorage({self.path!r}, synchronous={self._synchronous!r})"
 
     # -- Storage ------------------------------------------------------------------
 
     def add(self, email: PreparedEmail, now: float) -> MessageStatus:
         status = initial_status(email, now)
-        with self._writing("add a message") as conn:
+        with self._db.writing("add a message") as conn:
             if conn.execute(
                 "SELECT 1 FROM messages WHERE message_id = ?", (email.message_id,)
             ).fetchall():
@@ -185,14 +173,14 @@ class SqliteStorage(Storage):
         return status
 
     def status(self, message_id: str) -> MessageStatus:
-        with self._reading("read a status") as conn:
+        with self._db.reading("read a status") as conn:
             found = self._load(conn, "m.message_id = ?", message_id)
         if found is None:
             raise MessageNotFound(message_id)
         return found
 
     def email(self, message_id: str) -> PreparedEmail:
-        with self._reading("read a message") as conn:
+        with self._db.reading("read a message") as conn:
             rows = conn.execute(
                 "SELECT m.id, m.mail_from, m.smtputf8, m.eight_bit, b.data"
                 " FROM messages m JOIN bodies b ON b.message = m.id"
@@ -218,7 +206,7 @@ class SqliteStorage(Storage):
     def begin_attempt(
         self, message_id: str, now: float, retry_at: float
     ) -> MessageStatus | None:
-        with self._writing("claim a message") as conn:
+        with self._db.writing("claim a message") as conn:
             found = conn.execute(
                 "SELECT id, held, pending, due_at FROM messages WHERE message_id = ?",
                 (message_id,),
@@ -241,7 +229,7 @@ class SqliteStorage(Storage):
     def record(
         self, message_id: str, updates: Sequence[RecipientStatus]
     ) -> MessageStatus:
-        with self._writing("record an attempt") as conn:
+        with self._db.writing("record an attempt") as conn:
             rowid = self._rowid(conn, message_id)
             current = self._load(conn, "m.id = ?", rowid)
             assert current is not None  # the row was found in this transaction
@@ -265,7 +253,7 @@ class SqliteStorage(Storage):
     def due(self, until: float, limit: int) -> list[tuple[float, str]]:
         # Served by the partial index messages_due: it never reads recipients,
         # held or completed messages, and changes nothing.
-        with self._reading("list due messages") as conn:
+        with self._db.reading("list due messages") as conn:
             rows = conn.execute(
                 "SELECT due_at, message_id FROM messages"
                 " WHERE held = 0 AND due_at <= ? ORDER BY due_at LIMIT ?",
@@ -281,7 +269,7 @@ class SqliteStorage(Storage):
             f"SELECT * FROM messages m WHERE {clause}"
             " ORDER BY m.created_at, m.id LIMIT ?"
         )
-        with self._reading("list messages") as conn:
+        with self._db.reading("list messages") as conn:
             rows = conn.execute(
                 _STATUSES_OF.format(select=select),
                 (*params, -1 if limit is None else limit),
@@ -290,14 +278,14 @@ class SqliteStorage(Storage):
 
     def count(self, where: QueueFilter) -> int:
         clause, params = where_clause(where)
-        with self._reading("count messages") as conn:
+        with self._db.reading("count messages") as conn:
             [(count,)] = conn.execute(
                 f"SELECT count(*) FROM messages m WHERE {clause}", params
             ).fetchall()
         return int(count)
 
     def kick(self, where: QueueFilter, now: float) -> list[str]:
-        with self._writing("kick messages") as conn:
+        with self._db.writing("kick messages") as conn:
             selected = self._select(conn, where, "m.pending > 0")
             conn.executemany(
                 "UPDATE recipients SET next_attempt_at = ? WHERE message = ?"
@@ -318,7 +306,7 @@ class SqliteStorage(Storage):
         return self._set_held(where, "m.held = 1", held=False)
 
     def drop(self, where: QueueFilter) -> list[str]:
-        with self._writing("drop messages") as conn:
+        with self._db.writing("drop messages") as conn:
             selected = self._select(conn, where)
             rowids = [(rowid,) for rowid, _ in selected]
             conn.executemany("DELETE FROM recipients WHERE message = ?", rowids)
@@ -335,7 +323,7 @@ class SqliteStorage(Storage):
             "SELECT * FROM messages m WHERE m.pending > 0"
             " ORDER BY m.created_at, m.id LIMIT ?"
         )
-        with self._writing("report recent outcomes") as conn:
+        with self._db.writing("report recent outcomes") as conn:
             cap = -1 if limit is None else limit
             reported = statuses(
                 conn.execute(
@@ -355,22 +343,12 @@ class SqliteStorage(Storage):
 
     def close(self) -> None:
         """Close every connection; later calls raise ``StorageError``. Idempotent."""
-        with self._write_lock:
-            writer, self._writer = self._writer, None
-        with self._pool_lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        # The writer goes last: closing the last connection checkpoints the WAL.
-        for conn in [*idle, *([writer] if writer is not None else [])]:
-            try:
-                conn.close()
-            except sqlite3.Error as exc:
-                log.warning("closing %s failed: %s", self._path, exc)
+        self._db.close()
 
     # -- helpers ------------------------------------------------------------------
 
     def _set_held(self, where: QueueFilter, state: str, *, held: bool) -> list[str]:
-        with self._writing("hold messages" if held else "release messages") as conn:
+        with self._db.writing("hold messages" if held else "release messages") as conn:
             selected = self._select(conn, where, state)
             conn.executemany(
                 "UPDATE messages SET held = ? WHERE id = ?",
@@ -409,145 +387,3 @@ class SqliteStorage(Storage):
         ).fetchall()
         found = statuses(rows)
         return found[0] if found else None
-
-    # -- connections and transactions ---------------------------------------------
-
-    def _open(self, create: bool) -> sqlite3.Connection:
-        self._create_file(create)
-        try:
-            conn = self._connect()
-        except sqlite3.Error as exc:
-            raise wrap_error(exc, f"open {self._path}") from exc
-        try:
-            [(mode,)] = conn.execute("PRAGMA journal_mode = WAL").fetchall()
-            if str(mode).lower() != "wal":
-                raise StorageError(
-                    f"{self._path}: cannot use write-ahead logging (journal mode"
-                    f" stays {mode!r}); is the file read-only?"
-                )
-            # Opening writes once, so a read-only file or directory or a full
-            # disk is found here rather than at the first send_email().
-            conn.execute("BEGIN IMMEDIATE")
-            migrate(conn, self._path)
-            conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            _rollback(conn)
-            conn.close()
-            if isinstance(exc, sqlite3.Error):
-                raise wrap_error(exc, f"open {self._path}") from exc
-            raise
-        return conn
-
-    def _create_file(self, create: bool) -> None:
-        if os.path.exists(self._path):
-            return
-        if not create:
-            raise StorageError(f"there is no database at {self._path}")
-        try:
-            fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return
-        except OSError as exc:
-            raise wrap_error(exc, f"create {self._path}") from exc
-        os.close(fd)
-        try:
-            os.chmod(self._path, 0o600)  # whatever the umask
-        except OSError as exc:
-            raise wrap_error(exc, f"create {self._path}") from exc
-
-    def _connect(self, *, read_only: bool = False) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self._path,
-            timeout=self._busy_timeout,
-            isolation_level=None,
-            check_same_thread=False,  # guarded by _write_lock or the pool
-        )
-        try:
-            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-            if read_only:
-                conn.execute("PRAGMA query_only = ON")
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    @contextlib.contextmanager
-    def _writing(self, action: str) -> Iterator[sqlite3.Connection]:
-        with self._write_lock:
-            conn = self._writer
-            if conn is None:
-                raise StorageError(f"cannot {action}: the storage is closed")
-            committing = False
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                yield conn
-                committing = True
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                _rollback(conn)
-                if committing:
-                    self._overwrite_failed_commit(conn)
-                raise wrap_error(exc, action) from exc
-            except BaseException:
-                _rollback(conn)
-                raise
-
-    def _overwrite_failed_commit(self, conn: sqlite3.Connection) -> None:
-        # A COMMIT that failed after writing its frames to the WAL file (an
-        # fsync error, say) leaves them there, valid, past the end SQLite
-        # knows of; a crash now would let recovery bring the transaction back,
-        # and a message whose add() raised would be delivered after all. The
-        # next transaction is written over those frames, which invalidates
-        # them, so write a harmless one at once.
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            _rollback(conn)
-            log.error(
-                "after a failed commit to %s, so did a repair: %s", self._path, exc
-            )
-
-    @contextlib.contextmanager
-    def _reading(self, action: str) -> Iterator[sqlite3.Connection]:
-        conn = self._borrow(action)
-        try:
-            conn.execute("BEGIN")  # one snapshot for every statement of the read
-            yield conn
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            _rollback(conn)
-            raise wrap_error(exc, action) from exc
-        except BaseException:
-            _rollback(conn)
-            raise
-        finally:
-            self._give_back(conn)
-
-    def _borrow(self, action: str) -> sqlite3.Connection:
-        with self._pool_lock:
-            if self._closed:
-                raise StorageError(f"cannot {action}: the storage is closed")
-            if self._idle:
-                return self._idle.pop()
-        try:
-            return self._connect(read_only=True)
-        except sqlite3.Error as exc:
-            raise wrap_error(exc, action) from exc
-
-    def _give_back(self, conn: sqlite3.Connection) -> None:
-        with self._pool_lock:
-            if not self._closed and len(self._idle) < _IDLE_READERS:
-                self._idle.append(conn)
-                return
-        conn.close()
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        try:
-            conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # the failure being reported matters more
