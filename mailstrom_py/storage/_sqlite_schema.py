@@ -19,6 +19,7 @@ from .query import QueueFilter, fold_case
 
 __all__ = [
     "APPLICATION_ID",
+    "DUE_QUERY",
     "MIGRATIONS",
     "RECIPIENT_COLUMNS",
     "SCHEMA_VERSION",
@@ -90,6 +91,14 @@ CREATE INDEX recipients_address ON recipients (address COLLATE NOCASE, message);
 #: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
 MIGRATIONS: tuple[str, ...] = (_VERSION_1,)
 SCHEMA_VERSION = len(MIGRATIONS)
+
+#: The worker's paging query: ``(until, limit)`` -> ``(due_at, message_id)`` rows.
+#: The partial index messages_due serves it whole: it reads no recipients, no
+#: held or completed messages, and changes nothing (no backoff is reset).
+DUE_QUERY = (
+    "SELECT due_at, message_id FROM messages"
+    " WHERE held = 0 AND due_at <= ? ORDER BY due_at LIMIT ?"
+)
 
 #: The columns :func:`statuses` reads, from ``messages m`` joined with
 #: ``recipients r``.

@@ -13,6 +13,7 @@ from ..message import PreparedEmail
 from ..status import DeliveryResult, MessageStatus, RecipientStatus
 from ._sqlite_db import Database
 from ._sqlite_schema import (
+    DUE_QUERY,
     RECIPIENT_COLUMNS,
     STATUS_COLUMNS,
     recipient_domain,
@@ -251,14 +252,8 @@ class SqliteStorage(Storage):
         return merged
 
     def due(self, until: float, limit: int) -> list[tuple[float, str]]:
-        # Served by the partial index messages_due: it never reads recipients,
-        # held or completed messages, and changes nothing.
         with self._db.reading("list due messages") as conn:
-            rows = conn.execute(
-                "SELECT due_at, message_id FROM messages"
-                " WHERE held = 0 AND due_at <= ? ORDER BY due_at LIMIT ?",
-                (until, limit),
-            ).fetchall()
+            rows = conn.execute(DUE_QUERY, (until, limit)).fetchall()
         return [(float(due), str(message_id)) for due, message_id in rows]
 
     # -- queue operations ---------------------------------------------------------

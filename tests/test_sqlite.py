@@ -1,0 +1,520 @@
+"""SqliteStorage beyond the shared contract: the file, its schema, errors, threads
+and processes. Every test uses a real SQLite file.
+
+Crash and fault-injection tests are in ``test_durability.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from support.smtpd import SmtpServer
+
+from mailstrom_py import (
+    Config,
+    ConfigError,
+    DeliveryResult,
+    Mailstrom,
+    MessageNotFound,
+    PreparedEmail,
+    QueueFilter,
+    RelayConfig,
+    RetryPolicy,
+    SqliteStorage,
+    StorageError,
+    Timeouts,
+)
+from mailstrom_py.storage import _sqlite_schema
+
+ROOT = Path(__file__).resolve().parent.parent
+CHATTR = shutil.which("chattr")
+
+
+def email(n: int, recipients: tuple[str, ...] = ("a@example.test",)) -> PreparedEmail:
+    return PreparedEmail(
+        message_id=f"m{n}@example.test",
+        mail_from="sender@example.test",
+        recipients=recipients,
+        data=f"Message-ID: <m{n}@example.test>\r\n\r\nbody {n}\r\n".encode(),
+        smtputf8=False,
+        eight_bit=False,
+    )
+
+
+def message(subject: str, to: str = "a@example.test") -> bytes:
+    return (
+        f"From: sender@example.test\r\nTo: {to}\r\nSubject: {subject}\r\n\r\nbody\r\n"
+    ).encode()
+
+
+def config_for(server: SmtpServer) -> Config:
+    return Config(
+        helo_name="client.example.test",
+        delivery=RelayConfig(host=server.host, port=server.port, tls="none"),
+        retry=RetryPolicy(initial_delay=3600, jitter=0.0),
+        timeouts=Timeouts.uniform(10),
+    )
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 20) -> None:
+    """Poll `predicate` (for state in another process) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        threading.Event().wait(0.05)
+
+
+def run_python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh interpreter that imports this checkout's package."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "outbox.db"
+
+
+@pytest.fixture
+def read_only() -> Iterator[Callable[[Path], None]]:
+    """Make a file or directory unwritable for this process, even for root.
+
+    Permission bits do not bind root, so as root the immutable attribute is
+    used instead (the test is skipped where the file system refuses it).
+    """
+    changed: list[Path] = []
+
+    def make(path: Path) -> None:
+        if os.geteuid() != 0:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        else:
+            if CHATTR is None:
+                pytest.skip(
+                    "running as root without chattr: cannot make files read-only"
+                )
+            done = subprocess.run(
+                [CHATTR, "+i", str(path)], capture_output=True, check=False
+            )
+            if done.returncode != 0:
+                pytest.skip(f"root cannot make {path} read-only here: {done.stderr!r}")
+        changed.append(path)
+
+    yield make
+    for path in changed:
+        if os.geteuid() == 0:
+            assert CHATTR is not None
+            subprocess.run([CHATTR, "-i", str(path)], check=True)
+        else:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+class TestFile:
+    def test_a_reopened_file_has_everything(self, db: Path) -> None:
+        """Messages, statuses, holds and reports survive closing and reopening."""
+        storage = SqliteStorage(db)
+        storage.add(email(1, ("a@example.test", "b@example.test")), now=5.0)
+        claimed = storage.begin_attempt("m1@example.test", now=6.0, retry_at=66.0)
+        assert claimed is not None
+        storage.record(
+            "m1@example.test",
+            [
+                dataclasses.replace(
+                    claimed.recipients[0],
+                    result=DeliveryResult.DELIVERED,
+                    next_attempt_at=None,
+                    possibly_delivered=True,
+                )
+            ],
+        )
+        storage.add(email(2), now=7.0)
+        storage.hold(QueueFilter(ids=("m2@example.test",)))
+        before = storage.find(QueueFilter())
+        storage.close()
+
+        again = SqliteStorage(db)
+        assert again.find(QueueFilter()) == before
+        assert again.email("m1@example.test") == email(
+            1, ("a@example.test", "b@example.test")
+        )
+        assert again.due(until=1e12, limit=10) == [(66.0, "m1@example.test")]
+        again.close()
+
+    def test_a_new_file_is_private(self, db: Path) -> None:
+        """The database and its WAL and shared-memory files are created 0600."""
+        storage = SqliteStorage(db)
+        storage.add(email(1), now=0.0)
+        for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        storage.close()
+
+    def test_an_existing_file_keeps_its_mode(self, db: Path) -> None:
+        """Opening an existing database does not change its permissions."""
+        SqliteStorage(db).close()
+        db.chmod(0o640)
+        SqliteStorage(db).close()
+        assert stat.S_IMODE(db.stat().st_mode) == 0o640
+
+    def test_the_file_is_marked_and_versioned(self, db: Path) -> None:
+        """application_id marks the file; user_version holds the schema version."""
+        SqliteStorage(db).close()
+        with sqlite3.connect(db) as raw:
+            assert raw.execute("PRAGMA application_id").fetchone() == (
+                _sqlite_schema.APPLICATION_ID,
+            )
+            assert raw.execute("PRAGMA user_version").fetchone() == (
+                _sqlite_schema.SCHEMA_VERSION,
+            )
+            assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        raw.close()
+
+    def test_an_older_schema_is_migrated_forward(
+        self, db: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Opening a file of an older schema runs the later migrations, keeping data."""
+        storage = SqliteStorage(db)
+        storage.add(email(1), now=1.0)
+        storage.close()
+        later = (*_sqlite_schema.MIGRATIONS, "CREATE TABLE later (x INTEGER)")
+        monkeypatch.setattr(_sqlite_schema, "MIGRATIONS", later)
+        monkeypatch.setattr(_sqlite_schema, "SCHEMA_VERSION", len(later))
+        storage = SqliteStorage(db)
+        assert storage.status("m1@example.test").created_at == 1.0
+        storage.close()
+        with sqlite3.connect(db) as raw:
+            assert raw.execute("PRAGMA user_version").fetchone() == (len(later),)
+            assert raw.execute("SELECT count(*) FROM later").fetchone() == (0,)
+        raw.close()
+
+    def test_a_newer_schema_is_refused(self, db: Path) -> None:
+        """A file written by a newer mailstrom_py raises a clear StorageError."""
+        SqliteStorage(db).close()
+        with sqlite3.connect(db) as raw:
+            raw.execute("PRAGMA user_version = 99")
+        raw.close()
+        with pytest.raises(StorageError, match="schema version 99, newer"):
+            SqliteStorage(db)
+
+    def test_another_applications_database_is_refused(self, db: Path) -> None:
+        """An SQLite file with other tables is not taken over."""
+        with sqlite3.connect(db) as raw:
+            raw.execute("CREATE TABLE accounts (id INTEGER)")
+        raw.close()
+        with pytest.raises(StorageError, match="not a mailstrom_py database"):
+            SqliteStorage(db)
+
+    def test_a_file_that_is_not_sqlite_is_refused(self, db: Path) -> None:
+        """Garbage raises StorageError, chained to SQLite's own error."""
+        db.write_bytes(b"not a database at all\n" * 100)
+        with pytest.raises(StorageError) as info:
+            SqliteStorage(db)
+        assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
+
+    def test_create_false_refuses_a_missing_file(self, db: Path) -> None:
+        """With create=False a missing database raises instead of appearing."""
+        with pytest.raises(StorageError, match="no database"):
+            SqliteStorage(db, create=False)
+        assert not db.exists()
+
+    @pytest.mark.parametrize(
+        ("kwargs", "field"),
+        [
+            ({"synchronous": "OFF"}, "synchronous"),
+            ({"busy_timeout": 0}, "busy_timeout"),
+            ({"busy_timeout": float("inf")}, "busy_timeout"),
+            ({"busy_timeout": float("nan")}, "busy_timeout"),
+        ],
+    )
+    def test_bad_settings_raise_config_error(
+        self, db: Path, kwargs: dict[str, object], field: str
+    ) -> None:
+        """Only FULL or NORMAL, and a finite positive busy timeout, are accepted."""
+        with pytest.raises(ConfigError, match=field):
+            SqliteStorage(db, **kwargs)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("path", ["", ":memory:", "file:outbox.db?mode=memory"])
+    def test_a_path_must_name_a_file(self, path: str) -> None:
+        """In-memory databases are refused: MemoryStorage is for that."""
+        with pytest.raises(ConfigError):
+            SqliteStorage(path)
+
+
+class TestUnwritable:
+    """H7: every way of being unable to write shows at construction."""
+
+    def test_a_missing_directory(self, tmp_path: Path) -> None:
+        """A path in a directory that does not exist raises StorageError."""
+        with pytest.raises(StorageError) as info:
+            SqliteStorage(tmp_path / "no" / "such" / "outbox.db")
+        assert isinstance(info.value.__cause__, OSError)
+
+    def test_a_read_only_file(
+        self, db: Path, read_only: Callable[[Path], None]
+    ) -> None:
+        """An existing database the process may not write raises at construction."""
+        SqliteStorage(db).close()
+        read_only(db)
+        with pytest.raises(StorageError) as info:
+            SqliteStorage(db)
+        assert isinstance(info.value.__cause__, sqlite3.Error)
+
+    def test_a_read_only_directory(
+        self, tmp_path: Path, read_only: Callable[[Path], None]
+    ) -> None:
+        """A new database in a directory the process may not write raises."""
+        read_only(tmp_path)
+        with pytest.raises(StorageError) as info:
+            SqliteStorage(tmp_path / "outbox.db")
+        assert isinstance(info.value.__cause__, OSError)
+
+    def test_a_database_in_a_read_only_directory(
+        self, db: Path, read_only: Callable[[Path], None]
+    ) -> None:
+        """WAL needs files beside the database: a read-only directory is refused."""
+        SqliteStorage(db).close()
+        read_only(db.parent)
+        with pytest.raises(StorageError) as info:
+            SqliteStorage(db)
+        assert isinstance(info.value.__cause__, sqlite3.Error)
+
+
+class TestQueries:
+    def test_the_paging_query_is_served_by_its_index(self, db: Path) -> None:
+        """due() reads the messages_due index only: no table scan, no sort."""
+        SqliteStorage(db).close()
+        with sqlite3.connect(db) as raw:
+            plan = " | ".join(
+                row[-1]
+                for row in raw.execute(
+                    "EXPLAIN QUERY PLAN " + _sqlite_schema.DUE_QUERY, (0.0, 10)
+                )
+            )
+        raw.close()
+        assert "USING INDEX messages_due" in plan, plan
+        assert "SCAN messages" not in plan and "TEMP B-TREE" not in plan, plan
+
+    def test_paging_changes_nothing(self, db: Path) -> None:
+        """Asking what is due, however often, leaves every status as it was."""
+        storage = SqliteStorage(db)
+        for n in range(5):
+            storage.add(email(n), now=float(n))
+        storage.begin_attempt("m0@example.test", now=10.0, retry_at=500.0)
+        before = storage.find(QueueFilter())
+        for _ in range(3):
+            storage.due(until=1e12, limit=2)
+        assert storage.find(QueueFilter()) == before
+        storage.close()
+
+
+class TestErrors:
+    def test_a_locked_database_fails_the_send_and_stores_nothing(
+        self, db: Path
+    ) -> None:
+        """H6: another writer past the busy timeout raises StorageError; no partial row."""
+        storage = SqliteStorage(db, busy_timeout=0.3)
+        config = Config(
+            helo_name="client.example.test",
+            delivery=RelayConfig(host="127.0.0.1", port=9, tls="none"),
+        )
+        mailer = Mailstrom(config, storage)
+        kept = mailer.send_email(message("before"))
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        started = time.monotonic()
+        with pytest.raises(StorageError) as info:
+            mailer.send_email(message("blocked"))
+        assert time.monotonic() - started >= 0.3
+        cause = info.value.__cause__
+        assert isinstance(cause, sqlite3.OperationalError)
+        assert "locked" in str(cause)
+        assert mailer.query_status(kept).message_id == kept  # reads go on
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        with sqlite3.connect(db) as raw:
+            counts = [
+                raw.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+                for table in ("messages", "bodies", "recipients")
+            ]
+        raw.close()
+        assert counts == [1, 1, 1]
+        mailer.send_email(message("after"))
+        assert mailer.count_messages() == 2
+        mailer.stop()
+
+    def test_a_closed_storage_raises(self, db: Path) -> None:
+        """Every call after close() raises StorageError; close() may repeat."""
+        storage = SqliteStorage(db)
+        storage.add(email(1), now=0.0)
+        storage.close()
+        storage.close()
+        with pytest.raises(StorageError, match="closed"):
+            storage.add(email(2), now=0.0)
+        with pytest.raises(StorageError, match="closed"):
+            storage.status("m1@example.test")
+
+    def test_unknown_ids_are_lookup_errors_not_storage_failures(self, db: Path) -> None:
+        """MessageNotFound is raised as such, not wrapped."""
+        storage = SqliteStorage(db)
+        with pytest.raises(MessageNotFound):
+            storage.email("nope@example.test")
+        storage.close()
+
+
+class TestThreads:
+    def test_writers_and_readers_in_many_threads(self, db: Path) -> None:
+        """16 threads add and claim while 4 read: nothing lost, no lock errors."""
+        storage = SqliteStorage(db)
+        errors: list[BaseException] = []
+        done = threading.Event()
+
+        def write(k: int) -> None:
+            try:
+                for n in range(k * 10, k * 10 + 10):
+                    storage.add(email(n), now=float(n))
+                    storage.begin_attempt(f"m{n}@example.test", float(n), 1e9)
+            except BaseException as exc:
+                errors.append(exc)
+
+        def read() -> None:
+            try:
+                while not done.is_set():
+                    for status in storage.find(QueueFilter(), limit=50):
+                        assert len(status.recipients) == 1
+                    storage.due(until=1e12, limit=100)
+            except BaseException as exc:
+                errors.append(exc)
+
+        readers = [threading.Thread(target=read) for _ in range(4)]
+        writers = [threading.Thread(target=write, args=(k,)) for k in range(16)]
+        for t in readers + writers:
+            t.start()
+        for t in writers:
+            t.join()
+        done.set()
+        for t in readers:
+            t.join()
+        assert errors == []
+        assert storage.count(QueueFilter()) == 160
+        assert all(s.attempts == 1 for s in storage.find(QueueFilter()))
+        storage.close()
+
+    def test_two_instances_on_one_file_write_at_once(self, db: Path) -> None:
+        """Two storages (as two processes would) writing together never see a lock."""
+        first, second = SqliteStorage(db), SqliteStorage(db)
+        errors: list[BaseException] = []
+
+        def write(storage: SqliteStorage, base: int) -> None:
+            try:
+                for n in range(base, base + 25):
+                    storage.add(email(n), now=float(n))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=write, args=(s, k * 25))
+            for k, s in enumerate([first, second] * 3)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert first.count(QueueFilter()) == second.count(QueueFilter()) == 150
+        first.close()
+        second.close()
+
+    def test_many_threads_sending_at_once(self, db: Path) -> None:
+        """H11: 16 threads x 100 sends on SQLite: unique ids, each delivered exactly once."""
+        ids: list[str] = []
+        lock = threading.Lock()
+        with (
+            SmtpServer() as server,
+            Mailstrom(config_for(server), SqliteStorage(db, synchronous="NORMAL")) as m,
+        ):
+
+            def send_many(k: int) -> None:
+                mine = [m.send_email(message(f"{k}-{n}")) for n in range(100)]
+                with lock:
+                    ids.extend(mine)
+
+            threads = [threading.Thread(target=send_many, args=(k,)) for k in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            statuses = [m.wait(i, timeout=120) for i in ids]
+            subjects = [
+                r.data.split(b"Subject: ")[1].split(b"\r\n")[0]
+                for r in server.handler.messages
+            ]
+        assert len(set(ids)) == 1600
+        assert all(s.succeeded for s in statuses)
+        assert len(subjects) == len(set(subjects)) == 1600
+
+
+ADD_IN_CHILD = """
+import sys
+from mailstrom_py import Config, Mailstrom, RelayConfig, SqliteStorage
+config = Config(helo_name="other.example.test",
+                delivery=RelayConfig(host="127.0.0.1", port=9, tls="none"))
+mailer = Mailstrom(config, SqliteStorage(sys.argv[1]))
+for n in range(int(sys.argv[2])):
+    print(mailer.send_email(
+        f"From: a@example.test\\r\\nTo: z{n}@example.test\\r\\n\\r\\nx\\r\\n"))
+mailer.stop()
+"""
+
+
+class TestProcesses:
+    def test_a_running_worker_picks_up_mail_from_another_process(
+        self, db: Path
+    ) -> None:
+        """Mail added by another process goes out promptly; deferred mail keeps its backoff."""
+        with SmtpServer() as server:
+            mailer = Mailstrom(config_for(server), SqliteStorage(db))
+            waiting = mailer.send_email(message("busy", to="t4busy@example.test"))
+            mailer.start()
+            deferred = mailer.wait(waiting, timeout=20).recipients[0]
+            assert deferred.result is DeliveryResult.DEFERRED
+
+            added = run_python(ADD_IN_CHILD, str(db), "3")
+            assert added.returncode == 0, added.stderr
+            other_ids = added.stdout.split()
+            for message_id in other_ids:
+                assert mailer.wait(message_id, timeout=20).succeeded
+            # The worker paged the other process's mail in without touching the
+            # deferred message: same attempt count, same next attempt.
+            assert mailer.query_status(waiting).recipients[0] == deferred
+            assert deferred.next_attempt_at is not None
+            assert deferred.next_attempt_at > time.time() + 3000
+
+            kicked = run_python(
+                "from mailstrom_py.cli import main; import sys;"
+                " sys.exit(main(sys.argv[1:]))",
+                *("queue", "kick", "--db", str(db), waiting),
+            )
+            assert kicked.returncode == 0, kicked.stderr
+            assert kicked.stdout.split() == [waiting]
+            server.handler.wait_until(
+                lambda: server.handler.commands.count("RCPT") == 5, timeout=20
+            )
+            wait_until(lambda: mailer.query_status(waiting).attempts == 2)
+            mailer.stop()
