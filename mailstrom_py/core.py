@@ -20,6 +20,11 @@ from .worker import Clock, Worker
 
 __all__ = ["Mailstrom"]
 
+# kick() and release() tell the worker about at most this many messages; the
+# rest are due in storage, and the worker pages them in within a second, so a
+# kick of the whole queue does not flood its command queue.
+_NOTIFY_AT_MOST = 1000
+
 
 class Mailstrom:
     """A background mailer: hand it messages, ask it what became of them.
@@ -227,7 +232,7 @@ class Mailstrom:
             The ids of the selected messages with pending recipients.
         """
         kicked = self._storage.kick(where, self._clock())
-        for message_id in kicked:
+        for message_id in kicked[:_NOTIFY_AT_MOST]:
             self._worker.notify(message_id)
         return kicked
 
@@ -248,7 +253,7 @@ class Mailstrom:
             The ids of the messages released.
         """
         released = self._storage.release(where)
-        for message_id in released:
+        for message_id in released[:_NOTIFY_AT_MOST]:
             self._worker.notify(message_id)
         return released
 
