@@ -110,7 +110,10 @@ os.kill(os.getpid(), signal.SIGKILL)  # no clean close: recovery must cope
 )
 
 
-def spawn(script: str, *args: object, prefix: list[str] | None = None) -> Any:
+def spawn(
+    script: str, *args: object, prefix: list[str] | None = None
+) -> subprocess.Popen[str]:
+    """Start `script` in a fresh interpreter that imports this checkout's package."""
     return subprocess.Popen(
         [*(prefix or []), sys.executable, "-c", script, *map(str, args)],
         cwd=ROOT,
@@ -121,7 +124,15 @@ def spawn(script: str, *args: object, prefix: list[str] | None = None) -> Any:
     )
 
 
-def kill(proc: Any) -> list[str]:
+def readline(proc: subprocess.Popen[str]) -> str:
+    """The child's next line of output (it must not have died)."""
+    assert proc.stdout is not None and proc.stderr is not None
+    line = proc.stdout.readline()
+    assert line, proc.stderr.read()
+    return line.strip()
+
+
+def kill(proc: subprocess.Popen[str]) -> list[str]:
     """SIGKILL the child; return every line it printed."""
     proc.kill()
     out, _ = proc.communicate(timeout=30)
@@ -188,9 +199,7 @@ class TestKilledWhileEnqueueing:
         for _ in range(3):
             proc = spawn(ENQUEUE_FOREVER, db, 9, 60)
             for _ in range(rng.randint(5, 40)):  # then kill wherever it is
-                line = proc.stdout.readline()
-                assert line, proc.stderr.read()
-                printed.append(line.strip())
+                printed.append(readline(proc))
             printed += kill(proc)
             assert integrity(db) == "ok"
             storage = SqliteStorage(db)
@@ -222,7 +231,7 @@ class TestKilledDuringAnAttempt:
         handler = RecordingHandler(data_delay=5) if after_dot else SlowRcpt(5)
         with SmtpServer(handler=handler) as server:
             proc = spawn(SEND_AND_DELIVER, db, server.port, 60, "b@example.test")
-            message_id = proc.stdout.readline().strip()
+            message_id = readline(proc)
             if after_dot:
                 handler.wait_until(lambda: handler.transactions == 1, timeout=20)
             else:
@@ -265,7 +274,7 @@ class TestKilledDuringAnAttempt:
                 2,
                 "one@example.test, t4@example.test",
             )
-            message_id = proc.stdout.readline().strip()
+            message_id = readline(proc)
             watcher = SqliteStorage(db)
             wait_until(
                 lambda: (
@@ -468,7 +477,7 @@ class TestRestart:
                 b"From: a@example.test\r\nTo: t4busy@example.test\r\n\r\nx\r\n"
             )
             first.stop()
-            due, attempts_at = 0.0, []
+            due, attempts_at = 0.0, list[float]()
             while True:
                 mailer = Mailstrom(
                     config_for(server.port, **policy),
