@@ -352,7 +352,7 @@ class TestDiskFaults:
         mark = next(n for n, line in enumerate(lines) if '"MARK\\n"' in line)
         wanted = tuple(f"{name}(" for name in syscalls.split(","))
         count = sum(
-            1 for line in lines[:mark] if line.split(" ", 1)[-1].startswith(wanted)
+            1 for line in lines[:mark] if line.split(None, 1)[-1].startswith(wanted)
         )
         for path in db.parent.iterdir():
             path.unlink()
