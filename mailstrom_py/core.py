@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -19,6 +20,8 @@ from .storage import MemoryStorage, Storage
 from .worker import Clock, Worker
 
 __all__ = ["Mailstrom"]
+
+log = logging.getLogger(__name__)
 
 
 class Mailstrom:
@@ -95,8 +98,10 @@ class Mailstrom:
         """Stop delivering, wait up to ``timeout`` seconds for deliveries in progress,
         and close the storage and transport.
 
-        No SMTP transaction is cut short. Messages not yet delivered stay in storage
-        (with :class:`~mailstrom_py.MemoryStorage` they are lost with the process).
+        No SMTP transaction is cut short; if one outlasts ``timeout``, the storage
+        and transport stay open so its result is still recorded. Messages not yet
+        delivered stay in storage (with :class:`~mailstrom_py.MemoryStorage` they
+        are lost with the process).
         Further ``send_email()`` calls raise. Calling it again does nothing.
 
         Returns:
@@ -107,8 +112,13 @@ class Mailstrom:
                 return True
             self._closed = True
         finished = self._worker.stop(timeout)
-        self._transport.close()
-        self._storage.close()
+        if finished:
+            self._transport.close()
+            self._storage.close()
+        else:
+            # A delivery still runs and will record its result: leave the
+            # storage open for it rather than lose that result.
+            log.warning("stopped with deliveries still in progress")
         return finished
 
     def __enter__(self) -> Mailstrom:
