@@ -258,6 +258,7 @@ def _report(
             "Content-Description: Notification",
             "",
             "\r\n".join(lines),
+            "",
             f"--{boundary}",
             f"Content-Type: {status_type}",
             "Content-Description: Delivery report",

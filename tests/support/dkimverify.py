@@ -48,7 +48,7 @@ class Published:
 
 def verify_all(message: bytes, dns: Published) -> list[bool]:
     """Verify each DKIM-Signature of ``message``, topmost first."""
-    count = len(_SIGNATURE.findall(message))
+    count = len(_SIGNATURE.findall(_header_block(message)))
     results = []
     for index in range(count):
         verifier = dkim.DKIM(message, minkey=1024)
@@ -62,8 +62,12 @@ def verify_all(message: bytes, dns: Published) -> list[bool]:
 def signature_tags(message: bytes) -> list[dict[str, str]]:
     """The tags of each DKIM-Signature of ``message`` (whitespace removed)."""
     found = []
-    for raw in _SIGNATURE.findall(message):
+    for raw in _SIGNATURE.findall(_header_block(message)):
         value = re.sub(rb"\s+", b"", raw).decode("ascii")
         tags = dict(part.split("=", 1) for part in value.split(";") if "=" in part)
         found.append(tags)
     return found
+
+
+def _header_block(message: bytes) -> bytes:
+    return message.split(b"\r\n\r\n", 1)[0] + b"\r\n"
