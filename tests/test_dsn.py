@@ -18,6 +18,7 @@ from support.smtpd import RecordingHandler, SmtpServer
 
 from mailstrom_py import (
     Config,
+    ConfigError,
     DeliveryResult,
     DsnPolicy,
     InvalidMessageError,
@@ -385,3 +386,47 @@ def test_reporting_with_a_recording_handler_reply() -> None:
         _, block = status_blocks(report)
         assert block["Diagnostic-Code"] == "smtp; 554 5.6.0 content rejected"
         mailer.stop()
+
+
+class TestDsnPolicy:
+    @pytest.mark.parametrize(
+        ("dsn", "policy"),
+        [
+            (False, None),
+            (True, DsnPolicy()),
+            (DsnPolicy(delay_after=60), DsnPolicy(delay_after=60)),
+        ],
+    )
+    def test_config_dsn_gives_a_policy(
+        self, dsn: bool | DsnPolicy, policy: DsnPolicy | None
+    ) -> None:
+        """dsn=False is off, True the defaults (failures only), or a DsnPolicy."""
+        config = Config(
+            helo_name="a.example.test",
+            delivery=RelayConfig(host="relay.example.test"),
+            dsn=dsn,
+        )
+        assert config.dsn_policy == policy
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [
+            {"delay_after": -1},
+            {"delay_after": float("inf")},
+            {"delay_after_attempts": 0},
+            {"delay_after_attempts": True},
+        ],
+    )
+    def test_bad_thresholds_are_config_errors(self, kwargs: dict[str, object]) -> None:
+        """Negative or infinite delays and attempt counts under 1 are refused."""
+        with pytest.raises(ConfigError):
+            DsnPolicy(**kwargs)  # type: ignore[arg-type]
+
+    def test_dsn_must_be_a_bool_or_a_policy(self) -> None:
+        """Anything else for Config(dsn=...) is a ConfigError."""
+        with pytest.raises(ConfigError):
+            Config(
+                helo_name="a.example.test",
+                delivery=RelayConfig(host="relay.example.test"),
+                dsn="yes",  # type: ignore[arg-type]
+            )
