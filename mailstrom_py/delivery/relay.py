@@ -40,6 +40,12 @@ class RelayTransport:
         self._relay = relay
         # Config.require_tls: only a relay without TLS can be plaintext.
         self._plaintext_refused = require_tls and relay.tls == "none"
+        if self._plaintext_refused:
+            log.warning(
+                "TLS is required but the relay %s is used without it: only mail "
+                "saying TLS-Required: No will be delivered",
+                relay.host,
+            )
         self._helo_name = helo_name
         self._timeouts = timeouts
         self._tls_context = relay.tls_context() if relay.tls != "none" else None
