@@ -197,7 +197,7 @@ class TestFailureReports:
         mailer = mailer_for(server)
         with mailer:
             mailer.send_email(message("p5gone@example.test"))
-            server.handler.wait_for(1)
+            server.handler.wait_for(1, timeout=30)
         assert len(reports(server)) == 1
 
     def test_a_report_is_dkim_signed_for_the_reporting_domain(
