@@ -84,6 +84,10 @@ class PreparedEmail:
             CRLF, ending with CRLF, not dot-stuffed (that is the SMTP layer's job).
         smtputf8: an envelope address or a header needs SMTPUTF8 (RFC 6531).
         eight_bit: ``data`` holds octets above 127, so it needs 8BITMIME (RFC 6152).
+        require_tls: RFC 8689 REQUIRETLS was asked for: deliver only over verified
+            TLS to a server that offers REQUIRETLS, else fail with 5.7.30.
+        tls_optional: the message says ``TLS-Required: No`` (RFC 8689): deliver it
+            even where ``Config.require_tls`` would insist on TLS.
     """
 
     message_id: str
@@ -92,6 +96,8 @@ class PreparedEmail:
     data: bytes
     smtputf8: bool
     eight_bit: bool
+    require_tls: bool = False
+    tls_optional: bool = False
 
 
 def prepare_email(

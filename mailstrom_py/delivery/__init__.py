@@ -19,6 +19,9 @@ def build_transport(config: Config) -> Transport:
     """
     if isinstance(config.delivery, RelayConfig):
         return RelayTransport(
-            config.delivery, helo_name=config.helo_name, timeouts=config.timeouts
+            config.delivery,
+            helo_name=config.helo_name,
+            timeouts=config.timeouts,
+            require_tls=config.require_tls,
         )
     raise ConfigError("direct delivery is not available yet", "delivery")

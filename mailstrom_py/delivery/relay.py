@@ -23,13 +23,29 @@ class RelayTransport:
     verified), AUTH only over TLS, one transaction with one RCPT per recipient.
     Trouble reaching the relay is never a permanent failure: its recipients are
     deferred until the retry policy gives up (a relay that cannot be reached says
-    nothing about the recipients).
+    nothing about the recipients). With ``require_tls`` a relay configured with
+    ``tls="none"`` gets only messages that say ``TLS-Required: No`` (and
+    REQUIRETLS messages, to be refused in the session); the others are deferred
+    with 4.7.4.
     """
 
     def __init__(
-        self, relay: RelayConfig, *, helo_name: str, timeouts: Timeouts
+        self,
+        relay: RelayConfig,
+        *,
+        helo_name: str,
+        timeouts: Timeouts,
+        require_tls: bool = False,
     ) -> None:
         self._relay = relay
+        # Config.require_tls: only a relay without TLS can be plaintext.
+        self._plaintext_refused = require_tls and relay.tls == "none"
+        if self._plaintext_refused:
+            log.warning(
+                "TLS is required but the relay %s is used without it: only mail "
+                "saying TLS-Required: No will be delivered",
+                relay.host,
+            )
         self._helo_name = helo_name
         self._timeouts = timeouts
         self._tls_context = relay.tls_context() if relay.tls != "none" else None
@@ -42,6 +58,11 @@ class RelayTransport:
     def deliver(self, email: PreparedEmail, recipients: Sequence[str]) -> list[Outcome]:
         """Deliver ``email`` to ``recipients`` through the relay; one outcome each."""
         host, port = self._relay.address
+        if self._plaintext_refused and not (email.tls_optional or email.require_tls):
+            detail = f"TLS is required and the relay {host}:{port} is used without it"
+            return [
+                Outcome(r, DeliveryResult.DEFERRED, "4.7.4", detail) for r in recipients
+            ]
         try:
             session = SmtpSession.open(
                 host=host,

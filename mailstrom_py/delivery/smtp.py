@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from ..config import Timeouts
 from ..message import PreparedEmail
+from ..requiretls import REQUIRETLS_FAILED, requiretls_refusal
 from ..retry import classify_reply, status_code_for
 from ..status import DeliveryResult, Remote, SmtpReply
 from .base import Outcome
@@ -240,7 +241,11 @@ class SmtpSession:
     ) -> tuple[list[Outcome], list[str]]:
         """Run MAIL, RCPTs and DATA once; return outcomes and the recipients left."""
         features = self._smtp.esmtp_features
-        options = []
+        if refusal := requiretls_refusal(email, self.remote, features):
+            return self._all(
+                recipients, DeliveryResult.FAILED, REQUIRETLS_FAILED, refusal
+            ), []
+        options = ["REQUIRETLS"] if email.require_tls else []
         if "size" in features:
             limit = _int(features["size"])
             if limit and len(email.data) > limit:
