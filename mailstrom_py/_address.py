@@ -24,7 +24,14 @@ from .errors import InvalidMessageError
 if TYPE_CHECKING:
     from email.headerregistry import HeaderRegistry
 
-__all__ = ["Envelope", "domain_to_ascii", "read_envelope", "unfold", "validate_address"]
+__all__ = [
+    "Envelope",
+    "domain_to_ascii",
+    "read_address_header",
+    "read_envelope",
+    "unfold",
+    "validate_address",
+]
 
 #: RFC 5321 §4.5.3.1.1: the longest local part, in octets.
 MAX_LOCAL_PART = 64
@@ -176,7 +183,7 @@ def read_envelope(
     for name, value in headers:
         key, sent = name.lower(), value
         if key in _ADDRESS_HEADERS:
-            found[key] = listed = _read_address_header(name, value, factory)
+            found[key] = listed = read_address_header(name, value, factory)
             sent = value if listed.rewritten is None else listed.rewritten
         if key not in _BLIND_HEADERS:
             kept.append((name, sent))
@@ -194,7 +201,7 @@ def unfold(value: Any) -> Any:
     return value
 
 
-def _read_address_header(name: str, value: Any, factory: HeaderRegistry) -> AddressList:
+def read_address_header(name: str, value: Any, factory: HeaderRegistry) -> AddressList:
     """Parse an address header (raw text or a header object); check each address.
 
     Raises:
