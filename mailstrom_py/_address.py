@@ -46,7 +46,8 @@ _ASCII_LABEL = re.compile(_LABEL)
 _LDH_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _ASCII_ADDRESS = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*@{_LDH_DOMAIN.pattern}")
 # RFC 6531 §3.3: atext and qtext also admit any non-ASCII character.
-_DOT_ATOM = re.compile(rf"[{_ATEXT}\x80-\U0010ffff]+(?:\.[{_ATEXT}\x80-\U0010ffff]+)*")
+# The non-ASCII range goes first: _ATEXT ends with "-", which would open a range.
+_DOT_ATOM = re.compile(rf"[\x80-\U0010ffff{_ATEXT}]+(?:\.[\x80-\U0010ffff{_ATEXT}]+)*")
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _QUOTED_PAIR = re.compile(r"\\(.)")
 _IPV4 = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
