@@ -171,6 +171,9 @@ class DirectTransport:
                 outcomes = session.send(email, pending)
             finally:
                 session.close()
+            if failures:
+                earlier = "; ".join(f.detail for f in failures)
+                note = f"{note}; earlier: {earlier}" if note else f"earlier: {earlier}"
             for outcome in outcomes:
                 settled[outcome.address] = (
                     dataclasses.replace(outcome, detail=f"{outcome.detail} ({note})")

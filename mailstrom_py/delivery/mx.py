@@ -181,7 +181,10 @@ class MxResolver:
         literal = _literal(domain)
         if literal is not None:
             return Route(domain, (_host_for(literal, 0, [literal]),))
-        mx = self._lookup(domain, "MX", domain)
+        try:
+            mx = self._lookup(domain, "MX", domain)
+        except _Transient as exc:
+            raise RouteError(str(exc), "4.4.3", permanent=False) from None
         if mx.kind == "nxdomain":
             raise RouteError(f"{domain}: no such domain", "5.4.4", permanent=True)
         if mx.kind == "nodata":
@@ -256,10 +259,12 @@ class MxResolver:
         self._cache.clear()
 
     def _ordered(self, exchanges: list[tuple[int, str]]) -> list[tuple[int, str]]:
-        by_preference: dict[int, list[str]] = {}
+        best: dict[str, int] = {}
         for pref, name in exchanges:
-            if name not in by_preference.setdefault(pref, []):
-                by_preference[pref].append(name)
+            best[name] = min(pref, best.get(name, pref))
+        by_preference: dict[int, list[str]] = {}
+        for name, pref in best.items():
+            by_preference.setdefault(pref, []).append(name)
         ordered: list[tuple[int, str]] = []
         with self._rng_lock:
             for pref in sorted(by_preference):

@@ -158,7 +158,11 @@ class SmtpSession:
         )
         remote = Remote(host=host, address=address, port=port)
         try:
-            smtp.connect(host, port)
+            # smtplib checks the greeting only when the constructor connects.
+            code, text = smtp.connect(host, port)
+            if code != 220:
+                _close(smtp)
+                raise smtplib.SMTPConnectError(code, text)
         except smtplib.SMTPConnectError as exc:
             # A 5xx greeting is transient too, as in Postfix (smtp_skip_5xx_greeting):
             # it says nothing about the recipients, and another MX may take them.
