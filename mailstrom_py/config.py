@@ -197,7 +197,9 @@ class DirectConfig:
         resolver: a ready ``dns.resolver.Resolver``, used as given (its timeout and
             lifetime included); overrides the four DNS settings here.
         dns_timeout: seconds to wait for one DNS server to answer.
-        dns_lifetime: seconds one lookup may take in all.
+        dns_lifetime: seconds one lookup may take in all; finding the
+            exchangers of one domain (MX and address lookups) takes at most twice
+            that.
         max_addresses: the most addresses tried in one delivery to a domain (at
             least 2, RFC 5321 §5.1).
         max_sessions: the most SMTP sessions (connections that were accepted)

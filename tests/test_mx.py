@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -192,6 +193,22 @@ class TestDnsFailures:
         zone.add("b.d.test", "A", "127.0.0.2").servfail("b.d.test")
         error = route_error(resolver_for(dns_server(zone)), "d.test")
         assert (error.status_code, error.permanent) == ("4.4.3", False)
+
+    def test_a_domain_takes_at_most_twice_the_lifetime(
+        self, zone: Zone, dns_server: DnsServerFactory
+    ) -> None:
+        """B5: three exchangers whose lookups all time out cost two lifetimes, not
+        seven: the rest count as DNS trouble (4.4.3)."""
+        for host in ("a", "b", "c"):
+            zone.add("d.test", "MX", f"10 {host}.d.test").drop(f"{host}.d.test")
+        server = dns_server(zone)
+        started = time.monotonic()
+        error = route_error(resolver_for(server, lifetime=0.5), "d.test")
+        elapsed = time.monotonic() - started
+        assert (error.status_code, error.permanent) == ("4.4.3", False)
+        assert 0.9 < elapsed < 2.5
+        assert len(server.queries) < 7
+        assert "no time left" in error.detail
 
     def test_exchangers_without_addresses_are_skipped(
         self, zone: Zone, dns_server: DnsServerFactory

@@ -118,11 +118,6 @@ class DirectTransport:
         self._max_sessions = direct.max_sessions
         self._families = _FamilyMemory()
 
-    @property
-    def mx(self) -> MxResolver:
-        """The resolver in use (and its cache)."""
-        return self._mx
-
     def deliver(self, email: PreparedEmail, recipients: Sequence[str]) -> list[Outcome]:
         """Deliver ``email`` to ``recipients``, domain by domain; one outcome each."""
         by_domain: dict[str, list[str]] = {}

@@ -145,6 +145,11 @@ class _Cache:
 class MxResolver:
     """Resolves recipient domains to routes through a ``dns.resolver.Resolver``.
 
+    One route takes at most twice the resolver's lifetime, however many
+    exchangers fail to answer: lookups that would run past that budget are
+    counted as DNS trouble, so a broken domain cannot hold a delivery thread
+    for long.
+
     Args:
         resolver: asks the DNS; used as given (its timeout and lifetime bound
             every lookup).
@@ -181,15 +186,16 @@ class MxResolver:
         literal = _literal(domain)
         if literal is not None:
             return Route(domain, (_host_for(literal, 0, [literal]),))
+        deadline = time.monotonic() + 2 * self._resolver.lifetime
         try:
-            mx = self._lookup(domain, "MX", domain)
+            mx = self._lookup(domain, "MX", deadline)
         except _Transient as exc:
             raise RouteError(str(exc), "4.4.3", permanent=False) from None
         if mx.kind == "nxdomain":
             raise RouteError(f"{domain}: no such domain", "5.4.4", permanent=True)
         if mx.kind == "nodata":
             # RFC 5321 §5.1: no MX records, so the domain is its own exchanger.
-            addresses = self.addresses(domain)
+            addresses = self._resolve_host(domain, deadline)
             return Route(domain, (_host_for(domain, 0, addresses),), True)
         exchanges = [(pref, name) for pref, name in mx.records if name != ""]
         if not exchanges:
@@ -207,7 +213,7 @@ class MxResolver:
             if found >= want_addresses:
                 break
             try:
-                addresses = self.addresses(name)
+                addresses = self._resolve_host(name, deadline)
             except RouteError as exc:
                 problems.append(exc.detail)
                 transient |= not exc.permanent
@@ -231,14 +237,22 @@ class MxResolver:
             RouteError: no address, permanently (no such host, no A or AAAA
                 records) or for now (DNS trouble).
         """
-        if _literal(host) is not None or _is_ip(host):
+        if _is_ip(host):
             return [host]
+        return self._resolve_host(host, time.monotonic() + 2 * self._resolver.lifetime)
+
+    def clear_cache(self) -> None:
+        """Forget every cached answer."""
+        self._cache.clear()
+
+    def _resolve_host(self, host: str, deadline: float) -> list[str]:
+        """``addresses()`` for a name from DNS (an MX target, never taken as an IP)."""
         found: list[str] = []
         trouble: list[str] = []
         missing: list[str] = []
         for rdtype in ("AAAA", "A"):
             try:
-                answer = self._lookup(host, rdtype, host)
+                answer = self._lookup(host, rdtype, deadline)
             except _Transient as exc:
                 trouble.append(str(exc))
                 continue
@@ -253,10 +267,6 @@ class MxResolver:
         if trouble:
             raise RouteError("; ".join(trouble), "4.4.3", permanent=False)
         raise RouteError("; ".join(missing), "5.4.4", permanent=True)
-
-    def clear_cache(self) -> None:
-        """Forget every cached answer."""
-        self._cache.clear()
 
     def _ordered(self, exchanges: list[tuple[int, str]]) -> list[tuple[int, str]]:
         best: dict[str, int] = {}
@@ -273,9 +283,9 @@ class MxResolver:
                 ordered.extend((pref, name) for name in names)
         return ordered
 
-    def _lookup(self, name: str, rdtype: str, domain: str) -> _Answer:
-        """Ask for ``rdtype`` records of ``name``; raise RouteError for a bad name
-        and _Transient for trouble that may pass."""
+    def _lookup(self, name: str, rdtype: str, deadline: float) -> _Answer:
+        """Ask for ``rdtype`` records of ``name`` by ``deadline`` (monotonic); raise
+        RouteError for a bad name and _Transient for trouble that may pass."""
         key = (name.lower(), rdtype)
         cached = self._cache.get(key)
         if cached is not None:
@@ -284,12 +294,15 @@ class MxResolver:
             qname = dns.name.from_text(name)
         except dns.exception.DNSException as exc:
             raise RouteError(
-                f"{domain}: {name!r} is not a DNS name ({exc})", "5.1.2", permanent=True
+                f"{name!r} is not a DNS name ({exc})", "5.1.2", permanent=True
             ) from None
         kind = dns.rdatatype.from_text(rdtype)
+        left = min(self._resolver.lifetime, deadline - time.monotonic())
+        if left <= 0:
+            raise _Transient(f"no time left to look up {name} {rdtype}")
         try:
             answer = self._resolver.resolve(
-                qname, kind, raise_on_no_answer=False, search=False
+                qname, kind, raise_on_no_answer=False, search=False, lifetime=left
             )
         except dns.resolver.NXDOMAIN as exc:
             result = _Answer("nxdomain")
