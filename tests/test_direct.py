@@ -259,8 +259,7 @@ class TestTryingExchangers:
         counts = Counter(net.arrivals)
         expected = runs / 3
         chi_square = sum((counts[a] - expected) ** 2 / expected for a in hosts.values())
-        print(f"first tried over {runs} runs: {dict(counts)}; chi2={chi_square:.2f}")
-        assert chi_square < 13.82
+        assert chi_square < 13.82, counts  # seed 2024: 103 / 101 / 96, chi2 0.26
         assert sum(counts.values()) == runs and counts["127.0.0.5"] == 0
 
     @pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback (::1) here")

@@ -41,9 +41,11 @@ def send(mailer: Mailstrom, raw: bytes) -> str:
     return message_id
 
 
-def only(mailer: Mailstrom, message_id: str) -> object:
-    [r] = mailer.query_status(message_id).recipients
-    return r
+def eight_bit(to: str) -> bytes:
+    """A message to ``to`` whose UTF-8 text body is 8-bit as given."""
+    return message(to, body="Grüße aus Köln.\r\n").replace(
+        b"\r\n\r\n", b"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n", 1
+    )
 
 
 class TestOpportunisticTls:
@@ -181,10 +183,7 @@ class TestExtensions:
             "127.0.0.2", handler=RecordingHandler(ehlo_exclude={"8BITMIME"})
         )
         mailer = net.mailer()
-        raw = message("a@d.test", body="Grüße aus Köln.\r\n")
-        raw = raw.replace(
-            b"\r\n\r\n", b"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n", 1
-        )
+        raw = eight_bit("a@d.test")
         [r] = mailer.query_status(send(mailer, raw)).recipients
         assert r.result is D
         [received] = server.handler.messages
@@ -195,10 +194,7 @@ class TestExtensions:
         """F1: with allow_8bit the body stays 8-bit and MAIL carries BODY=8BITMIME."""
         server = net.smtp("127.0.0.2")
         mailer = net.mailer(allow_8bit=True)
-        raw = message("a@d.test", body="Grüße aus Köln.\r\n")
-        raw = raw.replace(
-            b"\r\n\r\n", b"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n", 1
-        )
+        raw = eight_bit("a@d.test")
         [r] = mailer.query_status(send(mailer, raw)).recipients
         assert r.result is D
         [received] = server.handler.messages
@@ -217,10 +213,7 @@ class TestExtensions:
             "127.0.0.2", handler=RecordingHandler(ehlo_exclude={"8BITMIME"})
         )
         mailer = net.mailer(allow_8bit=True)
-        raw = message("a@d.test", body="Grüße.\r\n")
-        raw = raw.replace(
-            b"\r\n\r\n", b"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n", 1
-        )
+        raw = eight_bit("a@d.test")
         [r] = mailer.query_status(send(mailer, raw)).recipients
         assert (r.result, r.status_code) == (F, "5.6.3")
         assert "MAIL" not in server.handler.commands
