@@ -7,6 +7,7 @@ misconfigured mailer fails when the application starts, not at its first deliver
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import math
 import os
 import re
@@ -56,6 +57,11 @@ def _check_timeout(value: object, name: str) -> None:
         raise ConfigError(
             f"must be a finite number of seconds > 0, not {value!r}", name
         )
+
+
+def _check_count(value: object, name: str, *, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"must be an integer >= {minimum}, not {value!r}", name)
 
 
 def _check_port(value: object, name: str) -> None:
@@ -122,6 +128,9 @@ class RelayConfig:
             context that does not verify certificates turns verification off.
         allow_plaintext_auth: send credentials without TLS. Off by default; a relay
             configured with credentials and ``tls="none"`` must set it.
+        resolver: look the relay's name up (A and AAAA) through this
+            ``dns.resolver.Resolver`` instead of the system's resolver. Either
+            way a name that does not resolve defers, never fails, the recipients.
     """
 
     host: str
@@ -132,6 +141,7 @@ class RelayConfig:
     ca_file: str | None = None
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
     allow_plaintext_auth: bool = False
+    resolver: dns.resolver.Resolver | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         _check_hostname(self.host, "host", allow_literal=False)
@@ -180,13 +190,41 @@ class RelayConfig:
 class DirectConfig:
     """Deliver straight to each recipient domain's mail exchangers (MX records).
 
+    Exchangers are tried in order of preference (equal ones shuffled), each of
+    their IPv6 and IPv4 addresses in turn, as RFC 5321 §5.1 asks; like Postfix,
+    one delivery tries at most ``max_addresses`` addresses and opens at most
+    ``max_sessions`` SMTP sessions before the recipients are deferred.
+
+    TLS toward exchangers is opportunistic by default: STARTTLS whenever it is
+    offered, without checking the certificate (as nearly every MTA does, since
+    MX host names are not authenticated), falling back to plaintext when the
+    handshake fails. ``verify_tls=True`` makes TLS mandatory and checks the
+    certificate against the MX host *name*; ``Config.require_tls`` makes TLS
+    mandatory without checking the certificate. Either way a server without
+    working TLS defers its recipients.
+
     Attributes:
-        nameservers: DNS servers to ask; ``None`` uses the system's configuration.
+        nameservers: IP addresses of the DNS servers to ask; ``None`` uses the
+            system's configuration (``/etc/resolv.conf``).
         dns_port: the port of those servers.
         smtp_port: the port exchangers listen on; 25 except in tests and odd setups.
-        resolver: a ready ``dns.resolver.Resolver``; overrides the two above.
+        resolver: a ready ``dns.resolver.Resolver``, used as given (its timeout and
+            lifetime included); overrides the four DNS settings here.
         dns_timeout: seconds to wait for one DNS server to answer.
-        dns_lifetime: seconds one lookup may take in all.
+        dns_lifetime: seconds one lookup may take in all; finding the
+            exchangers of one domain (MX and address lookups) takes at most twice
+            that.
+        max_addresses: the most addresses tried in one delivery to a domain (at
+            least 2, RFC 5321 §5.1).
+        max_sessions: the most SMTP sessions (connections that were accepted)
+            in one delivery to a domain.
+        mx_cache_size: how many DNS answers to keep (for their TTL); 0 keeps none.
+        verify_tls: require TLS and a certificate valid for the MX host name.
+        ca_file: a PEM file of CA certificates to verify against (needs
+            ``verify_tls``); the system's CAs by default.
+        ssl_context: a ready client ``ssl.SSLContext``, used as given in either
+            mode (a context that verifies turns a bad certificate into a TLS
+            failure).
     """
 
     nameservers: tuple[str, ...] | None = None
@@ -195,19 +233,63 @@ class DirectConfig:
     resolver: dns.resolver.Resolver | None = field(default=None, compare=False)
     dns_timeout: float = 5.0
     dns_lifetime: float = 15.0
+    max_addresses: int = 5
+    max_sessions: int = 2
+    mx_cache_size: int = 1000
+    verify_tls: bool = False
+    ca_file: str | None = None
+    ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         servers: object = self.nameservers
         if servers is not None:
-            if isinstance(servers, str) or not servers:
+            if not isinstance(servers, tuple | list) or not servers:
                 raise ConfigError(
                     "must be a non-empty list of addresses", "nameservers"
                 )
-            object.__setattr__(self, "nameservers", tuple(servers))  # type: ignore[arg-type]
+            for server in servers:
+                try:
+                    ipaddress.ip_address(server)
+                except ValueError:
+                    raise ConfigError(
+                        f"{server!r} is not an IP address", "nameservers"
+                    ) from None
+            object.__setattr__(self, "nameservers", tuple(servers))
         _check_port(self.dns_port, "dns_port")
         _check_port(self.smtp_port, "smtp_port")
         _check_timeout(self.dns_timeout, "dns_timeout")
         _check_timeout(self.dns_lifetime, "dns_lifetime")
+        _check_count(self.max_addresses, "max_addresses", minimum=2)
+        _check_count(self.max_sessions, "max_sessions", minimum=1)
+        _check_count(self.mx_cache_size, "mx_cache_size", minimum=0)
+        if self.ca_file is not None and not self.verify_tls:
+            raise ConfigError("a CA file is only used with verify_tls=True", "ca_file")
+        if self.ca_file is not None and self.ssl_context is not None:
+            raise ConfigError("give ca_file or ssl_context, not both", "ca_file")
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Return the client context for STARTTLS toward exchangers.
+
+        ``ssl_context`` when given; else, with ``verify_tls``, a context that
+        verifies certificates and host names; else an explicitly unverified one
+        (encryption against passive eavesdropping only).
+
+        Raises:
+            ConfigError: ``ca_file`` cannot be read.
+        """
+        if self.ssl_context is not None:
+            return self.ssl_context
+        if self.verify_tls:
+            try:
+                return ssl.create_default_context(cafile=self.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load CA file: {exc}", "ca_file") from exc
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        # Opportunistic TLS (RFC 7435): MX names are not authenticated by DNS, so
+        # a certificate check would only turn encryption off, not make it safer.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
 
 
 @dataclass(frozen=True)

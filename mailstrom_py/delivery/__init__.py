@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from ..config import Config, RelayConfig
-from ..errors import ConfigError
 from .base import Outcome, Transport
+from .direct import DirectTransport
 from .relay import RelayTransport
 
-__all__ = ["Outcome", "RelayTransport", "Transport", "build_transport"]
+__all__ = [
+    "DirectTransport",
+    "Outcome",
+    "RelayTransport",
+    "Transport",
+    "build_transport",
+]
 
 
 def build_transport(config: Config) -> Transport:
@@ -15,7 +21,7 @@ def build_transport(config: Config) -> Transport:
 
     Raises:
         ConfigError: the delivery mode cannot be set up (a CA file that cannot be
-            read, say).
+            read, no DNS configuration for direct delivery, say).
     """
     if isinstance(config.delivery, RelayConfig):
         return RelayTransport(
@@ -24,4 +30,9 @@ def build_transport(config: Config) -> Transport:
             timeouts=config.timeouts,
             require_tls=config.require_tls,
         )
-    raise ConfigError("direct delivery is not available yet", "delivery")
+    return DirectTransport(
+        config.delivery,
+        helo_name=config.helo_name,
+        timeouts=config.timeouts,
+        require_tls=config.require_tls,
+    )

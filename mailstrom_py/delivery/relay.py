@@ -9,6 +9,7 @@ from ..config import RelayConfig, Timeouts
 from ..message import PreparedEmail
 from ..status import DeliveryResult
 from .base import Outcome
+from .mx import MxResolver, RouteError
 from .smtp import SessionFailure, SmtpSession
 
 __all__ = ["RelayTransport"]
@@ -23,10 +24,12 @@ class RelayTransport:
     verified), AUTH only over TLS, one transaction with one RCPT per recipient.
     Trouble reaching the relay is never a permanent failure: its recipients are
     deferred until the retry policy gives up (a relay that cannot be reached says
-    nothing about the recipients). With ``require_tls`` a relay configured with
-    ``tls="none"`` gets only messages that say ``TLS-Required: No`` (and
-    REQUIRETLS messages, to be refused in the session); the others are deferred
-    with 4.7.4.
+    nothing about the recipients). That includes a relay name that does not
+    resolve, whether the system resolver or ``RelayConfig.resolver`` looks it up;
+    with the latter, each of the relay's addresses is tried until one connects.
+    With ``require_tls`` a relay configured with ``tls="none"`` gets only
+    messages that say ``TLS-Required: No`` (and REQUIRETLS messages, to be
+    refused in the session); the others are deferred with 4.7.4.
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class RelayTransport:
             if relay.username is not None and relay.password is not None
             else None
         )
+        self._mx = MxResolver(relay.resolver) if relay.resolver is not None else None
 
     def deliver(self, email: PreparedEmail, recipients: Sequence[str]) -> list[Outcome]:
         """Deliver ``email`` to ``recipients`` through the relay; one outcome each."""
@@ -64,16 +68,17 @@ class RelayTransport:
                 Outcome(r, DeliveryResult.DEFERRED, "4.7.4", detail) for r in recipients
             ]
         try:
-            session = SmtpSession.open(
-                host=host,
-                address=host,
-                port=port,
-                helo_name=self._helo_name,
-                timeouts=self._timeouts,
-                tls=self._relay.tls,
-                tls_context=self._tls_context,
-                credentials=self._credentials,
-            )
+            addresses = [host] if self._mx is None else self._mx.addresses(host)
+        except RouteError as exc:
+            # Postfix: never bounce mail after a host lookup problem with a relay.
+            detail = f"cannot resolve the relay {host}: {exc.detail}"
+            log.info("%s", detail)
+            code = "4" + exc.status_code[1:]
+            return [
+                Outcome(r, DeliveryResult.DEFERRED, code, detail) for r in recipients
+            ]
+        try:
+            session = self._open(host, port, addresses)
         except SessionFailure as failure:
             log.info("relay %s:%d unusable: %s", host, port, failure.detail)
             code = "4" + failure.status_code[1:]
@@ -85,6 +90,29 @@ class RelayTransport:
             return session.send(email, recipients)
         finally:
             session.close()
+
+    def _open(self, host: str, port: int, addresses: list[str]) -> SmtpSession:
+        """Open a session at the first of ``addresses`` that takes the connection."""
+        for address in addresses[:-1]:
+            try:
+                return self._session(host, address, port)
+            except SessionFailure as failure:
+                if failure.connected:
+                    raise
+                log.info("relay %s:%d: %s", host, port, failure.detail)
+        return self._session(host, addresses[-1], port)
+
+    def _session(self, host: str, address: str, port: int) -> SmtpSession:
+        return SmtpSession.open(
+            host=host,
+            address=address,
+            port=port,
+            helo_name=self._helo_name,
+            timeouts=self._timeouts,
+            tls=self._relay.tls,
+            tls_context=self._tls_context,
+            credentials=self._credentials,
+        )
 
     def close(self) -> None:
         """Nothing to release: sessions are not kept between deliveries yet."""

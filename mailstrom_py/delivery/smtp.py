@@ -36,7 +36,10 @@ class SessionFailure(Exception):
 
     Every recipient of the transaction shares the failure. ``status_code`` and the
     optional ``reply`` say why; ``permanent`` is true only when the cause cannot
-    pass (never for connection or greeting trouble).
+    pass (never for connection or greeting trouble). ``connected`` is false when
+    no TCP connection was made (refused, unreachable, timed out), ``tls_failed``
+    true when the TLS handshake failed, and ``remote`` names the server when a
+    connection was made.
     """
 
     def __init__(
@@ -46,12 +49,18 @@ class SessionFailure(Exception):
         reply: SmtpReply | None = None,
         *,
         permanent: bool = False,
+        connected: bool = True,
+        tls_failed: bool = False,
+        remote: Remote | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.status_code = status_code
         self.reply = reply
         self.permanent = permanent
+        self.connected = connected
+        self.tls_failed = tls_failed
+        self.remote = remote
 
 
 class _Lost(Exception):
@@ -77,9 +86,11 @@ class _Smtp(smtplib.SMTP):
         self._address = address
         self._timeouts = timeouts
         self._implicit_tls = implicit_tls
+        self.dialled = False
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         sock = socket.create_connection((self._address, port), self._timeouts.connect)
+        self.dialled = True
         try:
             if self._implicit_tls is not None:
                 sock = self._implicit_tls.wrap_socket(sock, server_hostname=host)
@@ -132,8 +143,10 @@ class SmtpSession:
             helo_name: our name in EHLO/HELO.
             timeouts: per-step timeouts.
             tls: ``"implicit"``, ``"starttls"`` (required: failure aborts),
-                ``"opportunistic"`` (STARTTLS when offered; a failed handshake is a
-                failure the caller may retry in plaintext) or ``"none"``.
+                ``"opportunistic"`` (STARTTLS when offered; a refused STARTTLS
+                goes on in plaintext; a failed handshake raises a failure with
+                ``tls_failed`` set, which the caller may retry in plaintext) or
+                ``"none"``.
             tls_context: the client context for TLS; required unless ``tls="none"``.
             credentials: ``(username, password)`` to AUTH with; only ever sent over TLS.
 
@@ -146,21 +159,38 @@ class SmtpSession:
         )
         remote = Remote(host=host, address=address, port=port)
         try:
-            smtp.connect(host, port)
+            # smtplib checks the greeting only when the constructor connects.
+            code, text = smtp.connect(host, port)
+            if code != 220:
+                _close(smtp)
+                raise smtplib.SMTPConnectError(code, text)
         except smtplib.SMTPConnectError as exc:
+            # A 5xx greeting is transient too, as in Postfix (smtp_skip_5xx_greeting):
+            # it says nothing about the recipients, and another MX may take them.
             reply = SmtpReply.parse(exc.smtp_code, exc.smtp_error)
             raise SessionFailure(
-                f"{_where(remote)} greeted with {reply}", "4.4.2", reply
+                f"{_where(remote)} greeted with {reply}", "4.4.2", reply, remote=remote
             ) from None
         except ssl.SSLError as exc:
             _close(smtp)
             raise SessionFailure(
-                f"TLS with {_where(remote)} failed: {exc}", "4.7.5"
+                f"TLS with {_where(remote)} failed: {exc}",
+                "4.7.5",
+                tls_failed=True,
+                remote=remote,
             ) from None
         except (OSError, smtplib.SMTPException) as exc:
             _close(smtp)
+            if smtp.dialled:
+                raise SessionFailure(
+                    f"no greeting from {_where(remote)}: {_why(exc)}",
+                    "4.4.2",
+                    remote=remote,
+                ) from None
             raise SessionFailure(
-                f"cannot connect to {_where(remote)}: {_why(exc)}", "4.4.1"
+                f"cannot connect to {_where(remote)}: {_why(exc)}",
+                "4.4.1",
+                connected=False,
             ) from None
         remote = Remote(host=host, address=_peer(smtp, address), port=port)
         session = cls(smtp, remote, timeouts)
@@ -181,9 +211,12 @@ class SmtpSession:
                 session._login(*credentials)
         except _Lost as exc:
             session.close()
-            raise SessionFailure(f"{_where(remote)}: {exc}", "4.4.2") from None
-        except SessionFailure:
+            raise SessionFailure(
+                f"{_where(remote)}: {exc}", "4.4.2", remote=session.remote
+            ) from None
+        except SessionFailure as failure:
             session.close()
+            failure.remote = session.remote
             raise
         return session
 
@@ -391,6 +424,10 @@ class SmtpSession:
             return
         reply = self._command("STARTTLS", self._timeouts.greeting)
         if reply.code != 220:
+            if not required and self._alive:
+                # RFC 3207 §4: after a refusal the session goes on as it was.
+                log.info("%s refused STARTTLS (%s)", _where(self.remote), reply)
+                return
             raise SessionFailure(
                 f"{_where(self.remote)} refused STARTTLS: {reply}", "4.7.4", reply
             )
@@ -401,7 +438,9 @@ class SmtpSession:
         except (OSError, ssl.SSLError) as exc:
             self._drop()
             raise SessionFailure(
-                f"TLS with {_where(self.remote)} failed: {_why(exc)}", "4.7.5"
+                f"TLS with {_where(self.remote)} failed: {_why(exc)}",
+                "4.7.5",
+                tls_failed=True,
             ) from None
         # RFC 3207 §4.2: forget everything learnt before TLS, including any
         # plaintext the server (or an attacker) sent after its 220.
