@@ -141,6 +141,22 @@ class TestOpportunisticTls:
         assert (r.result, r.status_code) == (DF, "4.7.5")
         assert len(server.bodies) == 1
 
+    def test_tls_required_no_waives_the_configured_requirement(
+        self, net: MxNet
+    ) -> None:
+        """E7 (direct): with require_tls configured, a message saying
+        ``TLS-Required: No`` still goes to an exchanger without STARTTLS."""
+        server = net.scripted("127.0.0.2", normal(ehlo_lines=("8BITMIME",)))
+        strict = net.mailer(require_tls=True)
+        [r] = strict.query_status(send(strict, message("a@d.test"))).recipients
+        assert (r.result, r.status_code) == (DF, "4.7.4")
+        waived = message("b@d.test").replace(
+            b"\r\n\r\n", b"\r\nTLS-Required: No\r\n\r\n", 1
+        )
+        [r] = strict.query_status(send(strict, waived)).recipients
+        assert r.result is D
+        assert len(server.bodies) == 1
+
 
 class TestVerifiedTls:
     def test_the_certificate_is_checked_against_the_mx_name(

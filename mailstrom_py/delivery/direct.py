@@ -141,6 +141,11 @@ class DirectTransport:
             log.info("no route to %s: %s", domain, exc.detail)
             result = DeliveryResult.FAILED if exc.permanent else DeliveryResult.DEFERRED
             return [Outcome(r, result, exc.status_code, exc.detail) for r in recipients]
+        # TLS-Required: No (RFC 8689 §5) waives the configured requirement;
+        # REQUIRETLS never goes in plaintext.
+        tls_required = (
+            self._tls_required and not email.tls_optional
+        ) or email.require_tls
         settled: dict[str, Outcome] = {}
         pending = list(recipients)
         failures: list[SessionFailure] = []
@@ -155,7 +160,7 @@ class DirectTransport:
                     email.message_id, target.host, _family(target.address)
                 )
             try:
-                session, note = self._open(target)
+                session, note = self._open(target, tls_required)
             except SessionFailure as failure:
                 log.info("%s: %s", domain, failure.detail)
                 failures.append(failure)
@@ -197,14 +202,14 @@ class DirectTransport:
                     targets.append(_Target(host.name, address))
         return targets[: self._max_addresses]
 
-    def _open(self, target: _Target) -> tuple[SmtpSession, str]:
+    def _open(self, target: _Target, tls_required: bool) -> tuple[SmtpSession, str]:
         """Open a session; after a failed handshake, once more in plaintext
         unless TLS is required (RFC 3207 §4.1, Postfix's ``may`` level)."""
-        tls = "starttls" if self._tls_required else "opportunistic"
+        tls = "starttls" if tls_required else "opportunistic"
         try:
             return self._session(target, tls), ""
         except SessionFailure as failure:
-            if self._tls_required or not failure.tls_failed:
+            if tls_required or not failure.tls_failed:
                 raise
             log.info("%s; trying again without TLS", failure.detail)
             return self._session(target, "none"), f"in plaintext: {failure.detail}"
