@@ -423,6 +423,10 @@ class Config:
         dsn: report to senders what failed (RFC 3464): ``True`` for the defaults
             of :class:`DsnPolicy`, or a ``DsnPolicy``. Off by default, as many
             applications send from addresses nobody reads.
+        session_max_messages: how many messages one SMTP connection may carry
+            before it is closed; 1 opens a new connection for every message.
+        session_idle_timeout: seconds an unused connection is kept open for the
+            next message to the same server.
     """
 
     helo_name: str
@@ -434,6 +438,8 @@ class Config:
     require_tls: bool = False
     dkim: DkimConfig | Sequence[DkimConfig] = ()
     dsn: bool | DsnPolicy = False
+    session_max_messages: int = 100
+    session_idle_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         _check_hostname(self.helo_name, "helo_name", allow_literal=True)
@@ -464,6 +470,12 @@ class Config:
         object.__setattr__(self, "dkim", tuple(keys))
         if not isinstance(self.dsn, bool | DsnPolicy):
             raise ConfigError("must be True, False or a DsnPolicy", "dsn")
+        reuse = self.session_max_messages
+        if not isinstance(reuse, int) or isinstance(reuse, bool) or reuse < 1:
+            raise ConfigError(
+                f"must be an integer >= 1, not {reuse!r}", "session_max_messages"
+            )
+        _check_timeout(self.session_idle_timeout, "session_idle_timeout")
 
     @property
     def dkim_keys(self) -> tuple[DkimConfig, ...]:

@@ -112,7 +112,13 @@ class MxNet:
     def config(self, *, timeouts: Timeouts | None = None, **options: Any) -> Config:
         """A Config for direct delivery here; ``options`` split between Config and
         DirectConfig by name."""
-        config_names = {"allow_8bit", "require_tls", "retry", "delivery_threads"}
+        config_names = {
+            "allow_8bit",
+            "require_tls",
+            "retry",
+            "delivery_threads",
+            "session_max_messages",
+        }
         config_options = {k: v for k, v in options.items() if k in config_names}
         direct = {k: v for k, v in options.items() if k not in config_names}
         config_options.setdefault("retry", RETRY)

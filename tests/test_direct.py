@@ -29,7 +29,7 @@ from mailstrom_py import (
     Mailstrom,
     Timeouts,
 )
-from mailstrom_py.delivery import DirectTransport
+from mailstrom_py.delivery import DirectTransport, SessionPool
 from mailstrom_py.message import prepare_email
 
 D, DF, F = DeliveryResult.DELIVERED, DeliveryResult.DEFERRED, DeliveryResult.FAILED
@@ -250,6 +250,7 @@ class TestTryingExchangers:
             helo_name="client.test",
             timeouts=Timeouts.uniform(5),
             rng=random.Random(2024),
+            sessions=SessionPool(max_messages=1),  # every delivery dials afresh
         )
         email = prepare_email(message("rcpt@d.test"), helo_name="client.test")
         runs = 300
@@ -283,7 +284,7 @@ class TestTryingExchangers:
         net.zone.add("mx.d.test", "AAAA", "::1").add("mx.d.test", "A", "127.0.0.1")
         for host in ("::1", "127.0.0.1"):
             net.scripted(host, normal(on_mail=lambda conv, line: "451 4.3.0 later"))
-        mailer = net.mailer()
+        mailer = net.mailer(session_max_messages=1)
         message_id = send_one(mailer)
         assert net.arrivals == ["::1", "127.0.0.1"]
         mailer.run_once(NOW + 60)

@@ -107,7 +107,8 @@ class TestFailureReports:
         [report] = reports(server)
         dsn_wire = next(m for m in server.handler.messages if m.mail_from == "<>")
         assert dsn_wire.rcpt_tos == (SENDER,)
-        assert "MAIL FROM:<>" in server.handler.sessions[1].commands
+        commands = [c for session in server.handler.sessions for c in session.commands]
+        assert "MAIL FROM:<>" in commands
         assert report.get_content_type() == "multipart/report"
         assert report.get_param("report-type") == "delivery-status"
         assert report["To"].addresses[0].addr_spec == SENDER

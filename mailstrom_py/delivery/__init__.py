@@ -5,12 +5,14 @@ from __future__ import annotations
 from ..config import Config, RelayConfig
 from .base import Outcome, Transport
 from .direct import DirectTransport
+from .pool import SessionPool
 from .relay import RelayTransport
 
 __all__ = [
     "DirectTransport",
     "Outcome",
     "RelayTransport",
+    "SessionPool",
     "Transport",
     "build_transport",
 ]
@@ -23,16 +25,22 @@ def build_transport(config: Config) -> Transport:
         ConfigError: the delivery mode cannot be set up (a CA file that cannot be
             read, no DNS configuration for direct delivery, say).
     """
+    sessions = SessionPool(
+        max_messages=config.session_max_messages,
+        idle_timeout=config.session_idle_timeout,
+    )
     if isinstance(config.delivery, RelayConfig):
         return RelayTransport(
             config.delivery,
             helo_name=config.helo_name,
             timeouts=config.timeouts,
             require_tls=config.require_tls,
+            sessions=sessions,
         )
     return DirectTransport(
         config.delivery,
         helo_name=config.helo_name,
         timeouts=config.timeouts,
         require_tls=config.require_tls,
+        sessions=sessions,
     )

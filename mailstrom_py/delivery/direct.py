@@ -35,6 +35,7 @@ from ..message import PreparedEmail
 from ..status import DeliveryResult
 from .base import Outcome
 from .mx import MxHost, MxResolver, Route, RouteError, build_resolver
+from .pool import SessionPool
 from .smtp import SessionFailure, SmtpSession
 
 __all__ = ["DirectTransport"]
@@ -83,6 +84,8 @@ class DirectTransport:
         clock: monotonic seconds, for the DNS cache.
         rng: shuffles exchangers of equal preference.
         mx: a ready :class:`MxResolver`; built from ``direct`` by default.
+        sessions: where sessions are kept for the next message to the same
+            exchanger; a new :class:`SessionPool` by default.
 
     Raises:
         ConfigError: no DNS configuration, or a CA file that cannot be read.
@@ -98,7 +101,9 @@ class DirectTransport:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         mx: MxResolver | None = None,
+        sessions: SessionPool | None = None,
     ) -> None:
+        self._sessions = sessions if sessions is not None else SessionPool()
         self._mx = (
             mx
             if mx is not None
@@ -130,7 +135,8 @@ class DirectTransport:
         return outcomes
 
     def close(self) -> None:
-        """Nothing to release: sessions are not kept between deliveries."""
+        """Close the sessions kept open for reuse."""
+        self._sessions.close()
 
     def _deliver_domain(
         self, email: PreparedEmail, domain: str, recipients: list[str]
@@ -170,7 +176,7 @@ class DirectTransport:
             try:
                 outcomes = session.send(email, pending)
             finally:
-                session.close()
+                self._sessions.give(_key(session), session)
             if failures:
                 earlier = "; ".join(f.detail for f in failures)
                 note = f"{note}; earlier: {earlier}" if note else f"earlier: {earlier}"
@@ -215,6 +221,9 @@ class DirectTransport:
             return self._session(target, "none"), f"in plaintext: {failure.detail}"
 
     def _session(self, target: _Target, tls: str) -> SmtpSession:
+        reused = self._sessions.take((target.host, target.address, tls))
+        if reused is not None:
+            return reused
         return SmtpSession.open(
             host=target.host,
             address=target.address,
@@ -236,6 +245,11 @@ def _interleave(host: MxHost, *, first: int) -> list[str]:
         order.extend(leading[index : index + 1])
         order.extend(trailing[index : index + 1])
     return order
+
+
+def _key(session: SmtpSession) -> tuple[str, str, str]:
+    """The pool key of a session: the exchanger, its address and the TLS mode."""
+    return (session.remote.host, session.remote.address, session.tls_mode)
 
 
 def _family(address: str) -> int:

@@ -10,18 +10,23 @@ from ..message import PreparedEmail
 from ..status import DeliveryResult
 from .base import Outcome
 from .mx import MxResolver, RouteError
+from .pool import SessionPool
 from .smtp import SessionFailure, SmtpSession
 
 __all__ = ["RelayTransport"]
 
 log = logging.getLogger(__name__)
 
+# The relay is the one destination: every session shares this pool key.
+_RELAY = "relay"
+
 
 class RelayTransport:
     """Sends every message to the relay of a :class:`~mailstrom_py.RelayConfig`.
 
-    One SMTP session per delivery: connect, EHLO, TLS as configured (certificates
-    verified), AUTH only over TLS, one transaction with one RCPT per recipient.
+    Connect, EHLO, TLS as configured (certificates verified), AUTH only over TLS,
+    then one transaction per message with one RCPT per recipient. The session
+    stays open in ``sessions`` for the next message (checked with RSET first).
     Trouble reaching the relay is never a permanent failure: its recipients are
     deferred until the retry policy gives up (a relay that cannot be reached says
     nothing about the recipients). That includes a relay name that does not
@@ -39,8 +44,10 @@ class RelayTransport:
         helo_name: str,
         timeouts: Timeouts,
         require_tls: bool = False,
+        sessions: SessionPool | None = None,
     ) -> None:
         self._relay = relay
+        self._sessions = sessions if sessions is not None else SessionPool()
         # Config.require_tls: only a relay without TLS can be plaintext.
         self._plaintext_refused = require_tls and relay.tls == "none"
         if self._plaintext_refused:
@@ -67,6 +74,9 @@ class RelayTransport:
             return [
                 Outcome(r, DeliveryResult.DEFERRED, "4.7.4", detail) for r in recipients
             ]
+        session = self._sessions.take(_RELAY)
+        if session is not None:
+            return self._send(session, email, recipients)
         try:
             addresses = [host] if self._mx is None else self._mx.addresses(host)
         except RouteError as exc:
@@ -86,10 +96,15 @@ class RelayTransport:
                 Outcome(r, DeliveryResult.DEFERRED, code, failure.detail, failure.reply)
                 for r in recipients
             ]
+        return self._send(session, email, recipients)
+
+    def _send(
+        self, session: SmtpSession, email: PreparedEmail, recipients: Sequence[str]
+    ) -> list[Outcome]:
         try:
             return session.send(email, recipients)
         finally:
-            session.close()
+            self._sessions.give(_RELAY, session)
 
     def _open(self, host: str, port: int, addresses: list[str]) -> SmtpSession:
         """Open a session at the first of ``addresses`` that takes the connection."""
@@ -115,4 +130,5 @@ class RelayTransport:
         )
 
     def close(self) -> None:
-        """Nothing to release: sessions are not kept between deliveries yet."""
+        """Close the sessions kept open for reuse."""
+        self._sessions.close()

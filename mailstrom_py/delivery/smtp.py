@@ -120,6 +120,10 @@ class SmtpSession:
         self.remote = remote
         self._timeouts = timeouts
         self._alive = True
+        #: How many messages :meth:`send` has carried.
+        self.messages = 0
+        #: The ``tls`` mode the session was opened with.
+        self.tls_mode = "none"
 
     @classmethod
     def open(
@@ -194,6 +198,7 @@ class SmtpSession:
             ) from None
         remote = Remote(host=host, address=_peer(smtp, address), port=port)
         session = cls(smtp, remote, timeouts)
+        session.tls_mode = tls
         try:
             session._hello()
             if tls in ("starttls", "opportunistic"):
@@ -237,6 +242,7 @@ class SmtpSession:
         RFC 5321 §4.5.3.1.10 says to treat alike) are sent in a further transaction
         on the same connection. Never raises for network or protocol trouble.
         """
+        self.messages += 1
         outcomes: list[Outcome] = []
         pending = list(recipients)
         while pending and self._alive:
@@ -250,12 +256,20 @@ class SmtpSession:
         )
         return outcomes
 
-    def reset(self) -> None:
-        """Abort any transaction in progress (RSET); a failure closes the session."""
+    def reset(self) -> bool:
+        """Abort any transaction in progress (RSET); a failure closes the session.
+
+        Returns:
+            True when the server answered 250 and the session is usable.
+        """
         try:
-            self._command("RSET", self._timeouts.quit)
+            reply = self._command("RSET", self._timeouts.quit)
         except _Lost:
             self.close()
+            return False
+        if reply.code != 250:
+            self.close()
+        return self._alive
 
     def close(self) -> None:
         """Say QUIT if the connection is up, then close it. Never raises."""
