@@ -36,7 +36,7 @@ from ..status import DeliveryResult
 from .base import Outcome
 from .mx import MxHost, MxResolver, Route, RouteError, build_resolver
 from .pool import SessionPool
-from .smtp import SessionFailure, SmtpSession
+from .smtp import SessionFailure, SmtpSession, StaleSessionError
 
 __all__ = ["DirectTransport"]
 
@@ -174,9 +174,10 @@ class DirectTransport:
                 continue
             sessions += 1
             try:
-                outcomes = session.send(email, pending)
-            finally:
-                self._sessions.give(_key(session), session)
+                outcomes = self._send(session, target, email, pending)
+            except SessionFailure as failure:
+                failures.append(failure)
+                continue
             if failures:
                 earlier = "; ".join(f.detail for f in failures)
                 note = f"{note}; earlier: {earlier}" if note else f"earlier: {earlier}"
@@ -220,10 +221,33 @@ class DirectTransport:
             log.info("%s; trying again without TLS", failure.detail)
             return self._session(target, "none"), f"in plaintext: {failure.detail}"
 
-    def _session(self, target: _Target, tls: str) -> SmtpSession:
-        reused = self._sessions.take((target.host, target.address, tls))
-        if reused is not None:
-            return reused
+    def _send(
+        self,
+        session: SmtpSession,
+        target: _Target,
+        email: PreparedEmail,
+        recipients: list[str],
+    ) -> list[Outcome]:
+        """Send on ``session``; if it was a kept one found closed, on a new one.
+
+        Raises:
+            SessionFailure: the replacement session could not be opened.
+        """
+        try:
+            return session.send(email, recipients)
+        except StaleSessionError as stale:
+            log.info("kept connection was closed: %s", stale.detail)
+            session = self._session(target, session.tls_mode, reuse=False)
+            return session.send(email, recipients)
+        finally:
+            self._sessions.give(_key(session), session)
+
+    def _session(self, target: _Target, tls: str, *, reuse: bool = True) -> SmtpSession:
+        kept = (
+            self._sessions.take((target.host, target.address, tls)) if reuse else None
+        )
+        if kept is not None:
+            return kept
         return SmtpSession.open(
             host=target.host,
             address=target.address,

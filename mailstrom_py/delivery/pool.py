@@ -25,9 +25,11 @@ class SessionPool:
     gets ``None`` and opens one), runs its transactions, and :meth:`give` s it
     back. A session is closed instead of kept once it has carried
     ``max_messages`` messages, has been idle for ``idle_timeout`` seconds, or is
-    known to be broken. Before handing out a session the pool checks it with
-    RSET, so a server that dropped an idle connection costs nothing but a new
-    connection: no message is lost or sent twice on its account.
+    known to be broken. A kept session is always between transactions (a
+    transaction that ended early was closed with RSET), so the next MAIL needs
+    no RSET before it; a server that dropped the idle connection shows as
+    :class:`~mailstrom_py.delivery.smtp.StaleSessionError` before anything of
+    the next message was accepted, and the transport opens a new session.
 
     Args:
         max_messages: messages one session may carry; 1 disables reuse.
@@ -57,13 +59,9 @@ class SessionPool:
                 if not stack:
                     return None
                 idle = stack.pop()
-            if self._clock() - idle.since > self._idle_timeout:
-                idle.session.close()
-                continue
-            # RFC 5321 §4.1.1.5: RSET both proves the link alive and clears
-            # any state a previous transaction left behind.
-            if idle.session.reset():
+            if self._clock() - idle.since <= self._idle_timeout:
                 return idle.session
+            idle.session.close()
 
     def give(self, key: Hashable, session: SmtpSession) -> None:
         """Keep ``session`` for the next delivery to ``key``, or close it."""

@@ -11,7 +11,7 @@ from ..status import DeliveryResult
 from .base import Outcome
 from .mx import MxResolver, RouteError
 from .pool import SessionPool
-from .smtp import SessionFailure, SmtpSession
+from .smtp import SessionFailure, SmtpSession, StaleSessionError
 
 __all__ = ["RelayTransport"]
 
@@ -76,7 +76,10 @@ class RelayTransport:
             ]
         session = self._sessions.take(_RELAY)
         if session is not None:
-            return self._send(session, email, recipients)
+            try:
+                return self._send(session, email, recipients)
+            except StaleSessionError as stale:
+                log.info("kept relay connection was closed: %s", stale.detail)
         try:
             addresses = [host] if self._mx is None else self._mx.addresses(host)
         except RouteError as exc:
