@@ -99,6 +99,8 @@ class _Smtp(smtplib.SMTP):
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         sock = socket.create_connection((self._address, port), self._timeouts.connect)
+        # Commands are small writes each awaiting a reply; Nagle would hold them.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.dialled = True
         try:
             if self._implicit_tls is not None:
