@@ -173,7 +173,7 @@ def measure_restart(path: Path, count: int) -> dict[str, Any]:
     controller.start()
     try:
         launched = time.monotonic()
-        done = subprocess.run(  # noqa: S603 (this script, run again)
+        done = subprocess.run(
             [sys.executable, __file__, "--restart", str(path), str(count), str(port)],
             capture_output=True,
             text=True,

@@ -1,7 +1,8 @@
 """mailstrom_py: send email from synchronous code and know what became of it."""
 
-from .config import Config, DirectConfig, RelayConfig, Timeouts
+from .config import Config, DirectConfig, DkimConfig, DsnPolicy, RelayConfig, Timeouts
 from .core import Mailstrom
+from .dsn import build_dsn
 from .errors import (
     ConfigError,
     DuplicateMessageError,
@@ -24,6 +25,8 @@ __all__ = [
     "ConfigError",
     "DeliveryResult",
     "DirectConfig",
+    "DkimConfig",
+    "DsnPolicy",
     "DuplicateMessageError",
     "InvalidMessageError",
     "MailerClosedError",
@@ -45,5 +48,6 @@ __all__ = [
     "Timeouts",
     "WorkerError",
     "__version__",
+    "build_dsn",
     "prepare_email",
 ]

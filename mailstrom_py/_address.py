@@ -12,12 +12,12 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.errors import MessageError, NonASCIILocalPartDefect, ObsoleteHeaderDefect
 from email.headerregistry import Address, AddressHeader, BaseHeader, Group
 from encodings import idna
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .errors import InvalidMessageError
 
@@ -25,11 +25,11 @@ if TYPE_CHECKING:
     from email.headerregistry import HeaderRegistry
 
 __all__ = [
-    "AddressList",
+    "Envelope",
     "domain_to_ascii",
-    "envelope_recipients",
-    "envelope_sender",
     "read_address_header",
+    "read_envelope",
+    "unfold",
     "validate_address",
 ]
 
@@ -46,7 +46,8 @@ _ASCII_LABEL = re.compile(_LABEL)
 _LDH_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _ASCII_ADDRESS = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*@{_LDH_DOMAIN.pattern}")
 # RFC 6531 §3.3: atext and qtext also admit any non-ASCII character.
-_DOT_ATOM = re.compile(rf"[{_ATEXT}\x80-\U0010ffff]+(?:\.[{_ATEXT}\x80-\U0010ffff]+)*")
+_UTEXT = rf"[\x80-\U0010ffff{_ATEXT}]"
+_DOT_ATOM = re.compile(rf"{_UTEXT}+(?:\.{_UTEXT}+)*")
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _QUOTED_PAIR = re.compile(r"\\(.)")
 _IPV4 = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
@@ -54,7 +55,43 @@ _IPV4 = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 _CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 # What turns one address into a list, a name-addr or a comment.
 _NOT_BARE = re.compile(r'[\s,;<>()"\\]')
+_FOLDING = re.compile(r"(?:\r\n|\r|\n)(?=[ \t])")
+_ADDRESS_HEADERS = frozenset(
+    {"from", "sender", "reply-to", "to", "cc", "bcc"}
+    | {"resent-from", "resent-sender", "resent-to", "resent-cc", "resent-bcc"}
+)
+_BLIND_HEADERS = frozenset({"bcc", "resent-bcc"})
 _HARMLESS_DEFECTS = (ObsoleteHeaderDefect, NonASCIILocalPartDefect)
+_PARSE_ERRORS = (ValueError, LookupError, TypeError, AttributeError, MessageError)
+# The address lists most mail carries: "a@b.c" or 'Name <a@b.c>' or '"Name" <a@b.c>',
+# comma-separated. They are read without the (slow) general header parser.
+_MAILBOX = (
+    rf'(?:[. \t{_ATEXT}]*|"[^"\\<>@\x00-\x1f\x7f-\U0010ffff]*")[ \t]*'
+    rf"<({_ASCII_ADDRESS.pattern})>"
+    rf"|({_ASCII_ADDRESS.pattern})"
+)
+_SIMPLE_MAILBOX = re.compile(_MAILBOX)
+_SIMPLE_LIST = re.compile(
+    rf"[ \t]*(?:{_MAILBOX})(?:[ \t]*,[ \t]*(?:{_MAILBOX}))*[ \t]*"
+)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The envelope of a message, and the headers to send with it.
+
+    Attributes:
+        mail_from: the envelope sender; ``""`` for the null reverse-path.
+        recipients: the envelope recipients, de-duplicated, in first-seen order.
+        smtputf8: an envelope or header address has a UTF-8 local part.
+        headers: the message's ``(name, value)`` headers without Bcc or Resent-Bcc,
+            address headers rewritten where a domain became an A-label.
+    """
+
+    mail_from: str
+    recipients: tuple[str, ...]
+    smtputf8: bool
+    headers: tuple[tuple[str, Any], ...]
 
 
 @dataclass(frozen=True)
@@ -102,27 +139,16 @@ def validate_address(address: str, field: str) -> tuple[str, bool]:
     local, domain = _split_address(address, field)
     addr_spec = f"{local}@{domain}"
     if len(addr_spec.encode()) > MAX_ADDRESS:
-        raise InvalidMessageError(
-            f"{_show(address)} is {len(addr_spec.encode())} octets; RFC 5321 "
-            f"§4.5.3.1.3 allows {MAX_ADDRESS}",
-            field,
-        )
+        size = len(addr_spec.encode())
+        raise _invalid(address, f"is {size} octets; the limit is {MAX_ADDRESS}", field)
     return addr_spec, not local.isascii()
 
 
 def domain_to_ascii(domain: str, field: str) -> str:
-    """Return *domain* in the ASCII form that goes on the wire.
-
-    Args:
-        domain: a domain name (IDN allowed) or an address literal.
-        field: the envelope field or header it came from, named in the error.
-
-    Returns:
-        The domain with each non-ASCII label replaced by its A-label (``xn--``).
+    """Return a domain or address literal as sent: each U-label as its A-label.
 
     Raises:
-        InvalidMessageError: *domain* is not a valid domain or address literal, or is
-            longer than 255 octets.
+        InvalidMessageError: *domain* is invalid or longer than 255 octets.
     """
     if _LDH_DOMAIN.fullmatch(domain):
         ascii_domain = domain
@@ -133,48 +159,74 @@ def domain_to_ascii(domain: str, field: str) -> str:
             _ascii_label(part, field) for part in idna.dots.split(domain)
         )
     if len(ascii_domain) > MAX_DOMAIN:
-        raise InvalidMessageError(
-            f"the domain is {len(ascii_domain)} octets; RFC 5321 §4.5.3.1.2 allows "
-            f"{MAX_DOMAIN}",
-            field,
-        )
+        size = len(ascii_domain)
+        raise _invalid(domain, f"is {size} octets; the limit is {MAX_DOMAIN}", field)
     return ascii_domain
 
 
-def read_address_header(
-    name: str, value: str | BaseHeader, factory: HeaderRegistry
-) -> AddressList:
-    """Parse an address header and check each address in it.
-
-    Args:
-        name: the header name.
-        value: the unfolded header text, or a header object built by the email package.
-        factory: the header factory that parses *value* when it is text.
-
-    Returns:
-        The checked addresses.
+def read_envelope(
+    headers: Iterable[tuple[str, Any]],
+    factory: HeaderRegistry,
+    *,
+    mail_from: str | None,
+    rcpt_to: Sequence[str] | None,
+    allow_null_sender: bool,
+) -> Envelope:
+    """Check the address headers and derive the envelope, as prepare_email() says.
 
     Raises:
-        InvalidMessageError: the header cannot be parsed, the parser reports a defect
+        InvalidMessageError: an address header or an explicit address is invalid,
+            From and Sender break RFC 5322 §3.6.2, or there is no recipient.
+    """
+    kept = []
+    found: dict[str, AddressList] = {}
+    for name, value in headers:
+        key, sent = name.lower(), value
+        if key in _ADDRESS_HEADERS:
+            found[key] = listed = read_address_header(name, value, factory)
+            sent = value if listed.rewritten is None else listed.rewritten
+        if key not in _BLIND_HEADERS:
+            kept.append((name, sent))
+    sender = _envelope_sender(found, mail_from, allow_null_sender=allow_null_sender)
+    recipients = _envelope_recipients(found, rcpt_to)
+    header_addresses = "".join(a for listed in found.values() for a in listed.addresses)
+    every_address = sender + "".join(recipients) + header_addresses
+    return Envelope(sender, recipients, not every_address.isascii(), tuple(kept))
+
+
+def unfold(value: Any) -> Any:
+    """Undo the folding of raw header text; header objects are already unfolded."""
+    if isinstance(value, str) and not isinstance(value, BaseHeader):
+        return _FOLDING.sub("", value)
+    return value
+
+
+def read_address_header(name: str, value: Any, factory: HeaderRegistry) -> AddressList:
+    """Parse an address header (raw text or a header object); check each address.
+
+    Raises:
+        InvalidMessageError: the header does not parse, the parser reports a defect
             other than obsolete syntax, or an address fails :func:`validate_address`.
     """
+    value = unfold(value)
+    # Only raw text: a header object's str() is decoded, and a decoded display name
+    # may look like an address.
+    if not isinstance(value, BaseHeader) and _SIMPLE_LIST.fullmatch(value):
+        simple = [m.group(1) or m.group(2) for m in _SIMPLE_MAILBOX.finditer(value)]
+        if len(simple) == value.count("@"):
+            checked = tuple(validate_address(a, name)[0] for a in simple)
+            return AddressList(checked, has_group=False, rewritten=None)
     header: object = value
     if not isinstance(value, AddressHeader):
         try:
             header = factory(name, str(value))
-        except (
-            ValueError,
-            LookupError,
-            TypeError,
-            AttributeError,
-            MessageError,
-        ) as exc:
+        except _PARSE_ERRORS as exc:
             raise InvalidMessageError(f"cannot be parsed: {exc}", name) from exc
     if not isinstance(header, AddressHeader):
         raise InvalidMessageError("is not parsed as an address header", name)
     for defect in cast(BaseHeader, header).defects:
         if not isinstance(defect, _HARMLESS_DEFECTS):
-            raise InvalidMessageError(f"{_show(value)} is malformed: {defect}", name)
+            raise _invalid(value, f"is malformed: {defect}", name)
     given = [address.addr_spec for address in header.addresses]
     addresses = [validate_address(addr_spec, name)[0] for addr_spec in given]
     rewritten = None
@@ -192,20 +244,12 @@ def read_address_header(
     return AddressList(tuple(addresses), has_group, rewritten)
 
 
-def envelope_sender(
+def _envelope_sender(
     found: Mapping[str, AddressList], mail_from: str | None, *, allow_null_sender: bool
 ) -> str:
-    """Return the envelope sender, checking From and Sender (RFC 5322 §3.6.2).
+    """Return *mail_from*, else Sender, else From; check them (RFC 5322 §3.6.2).
 
-    Args:
-        found: the message's address headers by lower-case name.
-        mail_from: the explicit sender, or ``None`` to take it from the headers.
-        allow_null_sender: accept ``""`` or ``"<>"`` as *mail_from*.
-
-    Raises:
-        InvalidMessageError: From is missing, empty or a group; Sender is not one
-            mailbox; From lists several mailboxes with no Sender; or *mail_from* is
-            not a valid address.
+    *found* maps lower-case header names to their addresses.
     """
     author = found.get("from")
     if author is None or not author.addresses:
@@ -226,23 +270,12 @@ def envelope_sender(
     return validate_address(mail_from, "mail_from")[0]
 
 
-def envelope_recipients(
+def _envelope_recipients(
     found: Mapping[str, AddressList], rcpt_to: Sequence[str] | None
 ) -> tuple[str, ...]:
-    """Return the envelope recipients, de-duplicated in first-seen order.
-
-    Args:
-        found: the message's address headers by lower-case name.
-        rcpt_to: the explicit recipients, or ``None`` for To, Cc and Bcc.
-
-    Raises:
-        InvalidMessageError: an explicit recipient is invalid, *rcpt_to* is a single
-            str, or there is no recipient at all.
-    """
+    """Return *rcpt_to*, else To + Cc + Bcc, de-duplicated in first-seen order."""
     if isinstance(rcpt_to, str):
-        raise InvalidMessageError(
-            "must be a sequence of addresses, not a str", "rcpt_to"
-        )
+        raise InvalidMessageError("must be a list of addresses, not a str", "rcpt_to")
     if rcpt_to is None:
         headers = [found[key] for key in ("to", "cc", "bcc") if key in found]
         candidates = [address for listed in headers for address in listed.addresses]
@@ -253,9 +286,7 @@ def envelope_recipients(
         local, _, domain = address.rpartition("@")
         unique.setdefault(f"{local}@{domain.lower()}", address)
     if not unique:
-        raise InvalidMessageError(
-            "there are no recipients: give To, Cc or Bcc, or rcpt_to", "rcpt_to"
-        )
+        raise InvalidMessageError("is empty, and so are To, Cc and Bcc", "rcpt_to")
     return tuple(unique.values())
 
 
@@ -265,55 +296,35 @@ def _split_address(address: object, field: str) -> tuple[str, str]:
         raise InvalidMessageError(f"must be a str, not {type(address).__name__}", field)
     if not address:
         raise InvalidMessageError(
-            "is empty; an address looks like user@example.org", field
+            "is empty; an address is like user@example.org", field
         )
     bad = _CONTROL.search(address)
     if bad:
-        raise InvalidMessageError(f"{_show(address)} contains {bad.group()!r}", field)
+        raise _invalid(address, f"contains {bad.group()!r}", field)
     quoted = _QUOTED.match(address)
     bad = _NOT_BARE.search(address, quoted.end() if quoted else 0)
     if bad:
-        raise InvalidMessageError(
-            f"{_show(address)} contains {bad.group()!r} outside quotes; give one bare "
-            "addr-spec such as user@example.org",
-            field,
-        )
+        why = f"contains {bad.group()!r} outside quotes; give one bare user@domain"
+        raise _invalid(address, why, field)
     for char in address:
         if not char.isascii() and unicodedata.category(char)[0] in "CZ":
-            raise InvalidMessageError(
-                f"{_show(address)} contains the invisible character U+{ord(char):04X}",
-                field,
-            )
+            raise _invalid(address, f"contains invisible U+{ord(char):04X}", field)
     local, at, domain = address.rpartition("@")
-    if not at:
-        raise InvalidMessageError(f"{_show(address)} has no '@'", field)
-    if not local:
-        raise InvalidMessageError(
-            f"{_show(address)} has no local part before '@'", field
-        )
-    if not domain:
-        raise InvalidMessageError(f"{_show(address)} has no domain after '@'", field)
+    if not (at and local and domain):
+        raise _invalid(address, "is not local-part@domain", field)
     if quoted:
         if quoted.end() != len(local):
-            raise InvalidMessageError(
-                f"{_show(address)} must be a quoted local part, '@', then a domain",
-                field,
-            )
+            raise _invalid(address, "has text between its quotes and '@'", field)
         local = _requoted(_QUOTED_PAIR.sub(r"\1", quoted.group(1)))
     elif "@" in local:
-        raise InvalidMessageError(f"{_show(address)} contains more than one '@'", field)
+        raise _invalid(address, "contains more than one '@'", field)
     elif not _DOT_ATOM.fullmatch(local):
-        raise InvalidMessageError(
-            f"the local part of {_show(address)} is not a dot-atom: a special "
-            "character needs quoting, and '.' may not lead, trail or repeat",
-            field,
-        )
+        why = "has a local part that needs quotes, or has a stray '.'"
+        raise _invalid(address, why, field)
     if len(local.encode()) > MAX_LOCAL_PART:
-        raise InvalidMessageError(
-            f"the local part of {_show(address)} is {len(local.encode())} octets; "
-            f"RFC 5321 §4.5.3.1.1 allows {MAX_LOCAL_PART}",
-            field,
-        )
+        size = len(local.encode())
+        why = f"has a local part of {size} octets; the limit is {MAX_LOCAL_PART}"
+        raise _invalid(address, why, field)
     return local, domain_to_ascii(domain, field)
 
 
@@ -342,42 +353,30 @@ def _address_literal(domain: str, field: str) -> str:
             return domain
     except ValueError:
         pass
-    raise InvalidMessageError(
-        f"the address literal {_show(domain)} is neither [IPv4] nor [IPv6:...]", field
-    )
+    raise _invalid(domain, "is neither [IPv4] nor [IPv6:...]", field)
 
 
 def _ascii_label(label: str, field: str) -> str:
     """Return one domain label as LDH ASCII, converting a U-label to its A-label."""
     if label.isascii():
         if not _ASCII_LABEL.fullmatch(label):
-            raise InvalidMessageError(
-                f"the domain label {_show(label)} is not 1-63 letters, digits and "
-                "inner hyphens",
-                field,
-            )
+            raise _invalid(label, "is not 1-63 letters, digits, inner hyphens", field)
         return label
     try:
         a_label = idna.ToASCII(label).decode("ascii")
         mapped = idna.nameprep(label)
     except UnicodeError as exc:
-        raise InvalidMessageError(
-            f"{_show(label)} is not a valid IDN: {exc}", field
-        ) from exc
+        raise _invalid(label, f"is not a valid IDN label: {exc}", field) from exc
     # The stdlib codec is IDNA 2003, which maps some characters that IDNA 2008 keeps
     # ("ß" -> "ss"): such a label would quietly name another domain.
     if mapped != unicodedata.normalize("NFC", label).lower():
-        raise InvalidMessageError(
-            f"the domain label {_show(label)} has no unambiguous A-label; give the "
-            "xn-- form",
-            field,
-        )
+        raise _invalid(label, "has no unambiguous A-label; give the xn-- form", field)
     if not _ASCII_LABEL.fullmatch(a_label):
-        raise InvalidMessageError(f"{_show(label)} is not a valid IDN label", field)
+        raise _invalid(label, "is not a valid IDN label", field)
     return a_label
 
 
-def _show(text: object) -> str:
-    """Quote user text for an error message, escaped and cut short."""
-    text = str(text)
-    return repr(text if len(text) <= 80 else text[:77] + "...")
+def _invalid(text: object, why: str, field: str) -> InvalidMessageError:
+    """Build the error for *text*, quoted, escaped and cut short."""
+    shown = str(text) if len(str(text)) <= 80 else str(text)[:77] + "..."
+    return InvalidMessageError(f"{shown!r} {why}", field)

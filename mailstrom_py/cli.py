@@ -1,6 +1,7 @@
 """The ``mailstrom-py`` command line.
 
-``demo`` runs the demonstration. ``queue`` and ``status`` work on the queue in a
+``demo`` runs the demonstration; ``dkim-keygen`` makes a DKIM key pair and prints
+the DNS record to publish. ``queue`` and ``status`` work on the queue in a
 SQLite database (``--db PATH``), thin over :class:`~mailstrom_py.SqliteStorage`
 and :class:`~mailstrom_py.QueueFilter`; they may run while a mailer in another
 process uses the same file, which picks up kicked and released mail on its next
@@ -18,7 +19,8 @@ from datetime import UTC, datetime
 
 from . import __version__
 from .demo import run_demo
-from .errors import MessageNotFound, StorageError
+from .dkim import generate_key, txt_record, write_key
+from .errors import ConfigError, MessageNotFound, StorageError
 from .status import DeliveryResult, MessageStatus
 from .storage import QueueFilter, SqliteStorage
 
@@ -67,6 +69,24 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--seconds", type=float, default=3.5, help="how long to watch (default 3.5)"
     )
+    keygen = commands.add_parser(
+        "dkim-keygen",
+        help="generate a DKIM key pair and print the DNS record to publish",
+    )
+    keygen.add_argument("--domain", required=True, help="the signing domain")
+    keygen.add_argument("--selector", required=True, help="the selector")
+    keygen.add_argument(
+        "--algorithm",
+        choices=("rsa-sha256", "ed25519-sha256"),
+        default="rsa-sha256",
+        help="the key type (default rsa-sha256)",
+    )
+    keygen.add_argument(
+        "--bits", type=int, default=2048, help="RSA key size (default 2048)"
+    )
+    keygen.add_argument(
+        "--out", required=True, help="the private key file to create (mode 0600)"
+    )
     queue = commands.add_parser(
         "queue", help="list, count, kick, hold, release or drop queued mail"
     )
@@ -89,6 +109,21 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("message_id", help="the id send_email() returned")
     _add_database(status)
     return parser
+
+
+def _dkim_keygen(args: argparse.Namespace) -> int:
+    try:
+        key = generate_key(args.domain, args.selector, args.algorithm, bits=args.bits)
+        write_key(key, args.out)
+    except ConfigError as exc:
+        print(f"dkim-keygen: {exc.args[-1]}: {exc.args[0]}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"dkim-keygen: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}; publish this record:", file=sys.stderr)
+    print(txt_record(key))
+    return 0
 
 
 def _add_database(parser: argparse.ArgumentParser) -> None:
@@ -231,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
         return run_demo(args.seconds)
+    if args.command == "dkim-keygen":
+        return _dkim_keygen(args)
     try:
         return _queue(args) if args.command == "queue" else _status(args)
     except (MessageNotFound, StorageError) as exc:

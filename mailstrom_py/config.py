@@ -6,21 +6,36 @@ misconfigured mailer fails when the application starts, not at its first deliver
 
 from __future__ import annotations
 
+import importlib.util
+import ipaddress
 import math
+import os
 import re
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from ._dkimkey import DkimPrivateKey, load_private_key
 from .errors import ConfigError
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
     import dns.resolver
 
-__all__ = ["Config", "DirectConfig", "RelayConfig", "Timeouts", "TlsMode"]
+__all__ = [
+    "Config",
+    "DirectConfig",
+    "DkimAlgorithm",
+    "DkimConfig",
+    "DsnPolicy",
+    "RelayConfig",
+    "Timeouts",
+    "TlsMode",
+]
 
 TlsMode = Literal["starttls", "implicit", "none"]
+DkimAlgorithm = Literal["rsa-sha256", "ed25519-sha256"]
 
 _DEFAULT_PORTS: dict[str, int] = {"starttls": 587, "implicit": 465, "none": 25}
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
@@ -42,6 +57,11 @@ def _check_timeout(value: object, name: str) -> None:
         raise ConfigError(
             f"must be a finite number of seconds > 0, not {value!r}", name
         )
+
+
+def _check_count(value: object, name: str, *, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"must be an integer >= {minimum}, not {value!r}", name)
 
 
 def _check_port(value: object, name: str) -> None:
@@ -108,6 +128,9 @@ class RelayConfig:
             context that does not verify certificates turns verification off.
         allow_plaintext_auth: send credentials without TLS. Off by default; a relay
             configured with credentials and ``tls="none"`` must set it.
+        resolver: look the relay's name up (A and AAAA) through this
+            ``dns.resolver.Resolver`` instead of the system's resolver. Either
+            way a name that does not resolve defers, never fails, the recipients.
     """
 
     host: str
@@ -118,6 +141,7 @@ class RelayConfig:
     ca_file: str | None = None
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
     allow_plaintext_auth: bool = False
+    resolver: dns.resolver.Resolver | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         _check_hostname(self.host, "host", allow_literal=False)
@@ -166,13 +190,41 @@ class RelayConfig:
 class DirectConfig:
     """Deliver straight to each recipient domain's mail exchangers (MX records).
 
+    Exchangers are tried in order of preference (equal ones shuffled), each of
+    their IPv6 and IPv4 addresses in turn, as RFC 5321 §5.1 asks; like Postfix,
+    one delivery tries at most ``max_addresses`` addresses and opens at most
+    ``max_sessions`` SMTP sessions before the recipients are deferred.
+
+    TLS toward exchangers is opportunistic by default: STARTTLS whenever it is
+    offered, without checking the certificate (as nearly every MTA does, since
+    MX host names are not authenticated), falling back to plaintext when the
+    handshake fails. ``verify_tls=True`` makes TLS mandatory and checks the
+    certificate against the MX host *name*; ``Config.require_tls`` makes TLS
+    mandatory without checking the certificate. Either way a server without
+    working TLS defers its recipients.
+
     Attributes:
-        nameservers: DNS servers to ask; ``None`` uses the system's configuration.
+        nameservers: IP addresses of the DNS servers to ask; ``None`` uses the
+            system's configuration (``/etc/resolv.conf``).
         dns_port: the port of those servers.
         smtp_port: the port exchangers listen on; 25 except in tests and odd setups.
-        resolver: a ready ``dns.resolver.Resolver``; overrides the two above.
+        resolver: a ready ``dns.resolver.Resolver``, used as given (its timeout and
+            lifetime included); overrides the four DNS settings here.
         dns_timeout: seconds to wait for one DNS server to answer.
-        dns_lifetime: seconds one lookup may take in all.
+        dns_lifetime: seconds one lookup may take in all; finding the
+            exchangers of one domain (MX and address lookups) takes at most twice
+            that.
+        max_addresses: the most addresses tried in one delivery to a domain (at
+            least 2, RFC 5321 §5.1).
+        max_sessions: the most SMTP sessions (connections that were accepted)
+            in one delivery to a domain.
+        mx_cache_size: how many DNS answers to keep (for their TTL); 0 keeps none.
+        verify_tls: require TLS and a certificate valid for the MX host name.
+        ca_file: a PEM file of CA certificates to verify against (needs
+            ``verify_tls``); the system's CAs by default.
+        ssl_context: a ready client ``ssl.SSLContext``, used as given in either
+            mode (a context that verifies turns a bad certificate into a TLS
+            failure).
     """
 
     nameservers: tuple[str, ...] | None = None
@@ -181,19 +233,170 @@ class DirectConfig:
     resolver: dns.resolver.Resolver | None = field(default=None, compare=False)
     dns_timeout: float = 5.0
     dns_lifetime: float = 15.0
+    max_addresses: int = 5
+    max_sessions: int = 2
+    mx_cache_size: int = 1000
+    verify_tls: bool = False
+    ca_file: str | None = None
+    ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         servers: object = self.nameservers
         if servers is not None:
-            if isinstance(servers, str) or not servers:
+            if not isinstance(servers, tuple | list) or not servers:
                 raise ConfigError(
                     "must be a non-empty list of addresses", "nameservers"
                 )
-            object.__setattr__(self, "nameservers", tuple(servers))  # type: ignore[arg-type]
+            for server in servers:
+                try:
+                    ipaddress.ip_address(server)
+                except ValueError:
+                    raise ConfigError(
+                        f"{server!r} is not an IP address", "nameservers"
+                    ) from None
+            object.__setattr__(self, "nameservers", tuple(servers))
         _check_port(self.dns_port, "dns_port")
         _check_port(self.smtp_port, "smtp_port")
         _check_timeout(self.dns_timeout, "dns_timeout")
         _check_timeout(self.dns_lifetime, "dns_lifetime")
+        _check_count(self.max_addresses, "max_addresses", minimum=2)
+        _check_count(self.max_sessions, "max_sessions", minimum=1)
+        _check_count(self.mx_cache_size, "mx_cache_size", minimum=0)
+        if self.ca_file is not None and not self.verify_tls:
+            raise ConfigError("a CA file is only used with verify_tls=True", "ca_file")
+        if self.ca_file is not None and self.ssl_context is not None:
+            raise ConfigError("give ca_file or ssl_context, not both", "ca_file")
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Return the client context for STARTTLS toward exchangers.
+
+        ``ssl_context`` when given; else, with ``verify_tls``, a context that
+        verifies certificates and host names; else an explicitly unverified one
+        (encryption against passive eavesdropping only).
+
+        Raises:
+            ConfigError: ``ca_file`` cannot be read.
+        """
+        if self.ssl_context is not None:
+            return self.ssl_context
+        if self.verify_tls:
+            try:
+                return ssl.create_default_context(cafile=self.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load CA file: {exc}", "ca_file") from exc
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        # Opportunistic TLS (RFC 7435): MX names are not authenticated by DNS, so
+        # a certificate check would only turn encryption off, not make it safer.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+@dataclass(frozen=True)
+class DkimConfig:
+    """One DKIM signing key (RFC 6376) for the mail of one domain.
+
+    The key is read and checked when the value is built, so a bad key fails when
+    the application starts rather than at its first message. Give several to
+    :class:`Config` to sign with RSA and Ed25519 side by side (RFC 8463), or to
+    sign for several domains.
+
+    Attributes:
+        domain: the signing domain (``d=``), in ASCII (A-label) form; lower-cased.
+        selector: the selector (``s=``): the public key is published as a TXT
+            record at ``<selector>._domainkey.<domain>``.
+        private_key: the private key as PEM bytes, or the path of a PEM file (a
+            ``str`` is always a path). Never shown by ``repr()``.
+        algorithm: ``"rsa-sha256"`` (RSA keys of at least 1024 bits; 2048 is
+            recommended) or ``"ed25519-sha256"`` (RFC 8463; needs PyNaCl).
+        key: the loaded private key, a ``cryptography`` key object; never shown
+            by ``repr()``.
+
+    Raises:
+        ConfigError: the domain or selector is not a DNS name; the algorithm is
+            ``rsa-sha1`` (RFC 8301 forbids signing with it) or unknown; the key
+            cannot be read or parsed, is encrypted, does not fit the algorithm, or
+            is an RSA key under 1024 bits; Ed25519 is asked for and PyNaCl is not
+            installed. No message quotes the key, nor the path given.
+    """
+
+    domain: str
+    selector: str
+    private_key: bytes | str | os.PathLike[str] = field(repr=False)
+    algorithm: DkimAlgorithm = "rsa-sha256"
+    key: DkimPrivateKey = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_hostname(self.domain, "domain", allow_literal=False)
+        _check_hostname(self.selector, "selector", allow_literal=False)
+        object.__setattr__(self, "domain", self.domain.rstrip(".").lower())
+        algorithm: object = self.algorithm
+        if algorithm == "rsa-sha1":
+            raise ConfigError(
+                "rsa-sha1 must not be used for signing (RFC 8301); use rsa-sha256",
+                "algorithm",
+            )
+        if algorithm not in ("rsa-sha256", "ed25519-sha256"):
+            raise ConfigError(
+                f"must be 'rsa-sha256' or 'ed25519-sha256', not {algorithm!r}",
+                "algorithm",
+            )
+        # dkimpy signs Ed25519 through PyNaCl, an optional dependency of its own.
+        if algorithm == "ed25519-sha256" and importlib.util.find_spec("nacl") is None:
+            raise ConfigError(
+                "ed25519-sha256 signing needs PyNaCl, which is not installed "
+                "(pip install pynacl)",
+                "algorithm",
+            )
+        object.__setattr__(
+            self, "key", load_private_key(self.private_key, self.algorithm)
+        )
+
+
+@dataclass(frozen=True)
+class DsnPolicy:
+    """When a mailer reports back to senders (RFC 3464 delivery status notifications).
+
+    A report goes to the message's envelope sender from the null reverse-path,
+    through the mailer's own queue. A message whose sender is null (a report
+    itself) never gets one, so reports cannot loop.
+
+    Attributes:
+        on_failure: report recipients that end ``FAILED``; the recipients of one
+            message that fail in the same attempt share one report.
+        delay_after: report a recipient still ``DEFERRED`` after an attempt made
+            this many seconds after the message was stored (as Postfix's
+            ``delay_warning_time``); ``None`` never does.
+        delay_after_attempts: report a recipient still ``DEFERRED`` after this many
+            attempts (mox reports after its fifth); ``None`` never does.
+
+    A "delayed" report goes at most once per recipient: with the attempt that
+    first crosses one of the two thresholds.
+
+    Raises:
+        ConfigError: a threshold is out of range.
+    """
+
+    on_failure: bool = True
+    delay_after: float | None = None
+    delay_after_attempts: int | None = None
+
+    def __post_init__(self) -> None:
+        after = self.delay_after
+        if after is not None and not (
+            isinstance(after, int | float) and math.isfinite(after) and after >= 0
+        ):
+            raise ConfigError(
+                f"must be a finite number of seconds >= 0, not {after!r}",
+                "delay_after",
+            )
+        count = self.delay_after_attempts
+        if count is not None and (
+            not isinstance(count, int) or isinstance(count, bool) or count < 1
+        ):
+            raise ConfigError(
+                f"must be an integer >= 1, not {count!r}", "delay_after_attempts"
+            )
 
 
 @dataclass(frozen=True)
@@ -210,7 +413,20 @@ class Config:
         allow_8bit: leave 8-bit text bodies 8-bit (sent with BODY=8BITMIME)
             instead of re-encoding them to 7-bit quoted-printable or base64.
         require_tls: never deliver over plaintext; a server without working TLS
-            defers the recipient.
+            defers the recipient. A message with the header ``TLS-Required: No``
+            (RFC 8689) is exempt. ``send_email(require_tls=True)`` asks more of one
+            message: RFC 8689 REQUIRETLS.
+        dkim: the keys to DKIM-sign with: one :class:`DkimConfig` or a list of
+            them (kept as a tuple). A message is signed with every key of its From
+            domain, or failing that of the nearest parent domain that has keys; a
+            message from any other domain goes out unsigned.
+        dsn: report to senders what failed (RFC 3464): ``True`` for the defaults
+            of :class:`DsnPolicy`, or a ``DsnPolicy``. Off by default, as many
+            applications send from addresses nobody reads.
+        session_max_messages: how many messages one SMTP connection may carry
+            before it is closed; 1 opens a new connection for every message.
+        session_idle_timeout: seconds an unused connection is kept open for the
+            next message to the same server.
     """
 
     helo_name: str
@@ -220,6 +436,10 @@ class Config:
     delivery_threads: int = 4
     allow_8bit: bool = False
     require_tls: bool = False
+    dkim: DkimConfig | Sequence[DkimConfig] = ()
+    dsn: bool | DsnPolicy = False
+    session_max_messages: int = 100
+    session_idle_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         _check_hostname(self.helo_name, "helo_name", allow_literal=True)
@@ -234,3 +454,38 @@ class Config:
             raise ConfigError(
                 f"must be an integer >= 1, not {threads!r}", "delivery_threads"
             )
+        keys: object = (self.dkim,) if isinstance(self.dkim, DkimConfig) else self.dkim
+        if not isinstance(keys, Sequence) or isinstance(keys, str | bytes):
+            raise ConfigError("must be a DkimConfig or a list of them", "dkim")
+        selectors: set[tuple[str, str]] = set()
+        for key in keys:
+            if not isinstance(key, DkimConfig):
+                raise ConfigError("must be a DkimConfig or a list of them", "dkim")
+            selector = (key.domain, key.selector.lower())
+            if selector in selectors:
+                raise ConfigError(
+                    f"two keys for selector {key.selector!r} of {key.domain}", "dkim"
+                )
+            selectors.add(selector)
+        object.__setattr__(self, "dkim", tuple(keys))
+        if not isinstance(self.dsn, bool | DsnPolicy):
+            raise ConfigError("must be True, False or a DsnPolicy", "dsn")
+        reuse = self.session_max_messages
+        if not isinstance(reuse, int) or isinstance(reuse, bool) or reuse < 1:
+            raise ConfigError(
+                f"must be an integer >= 1, not {reuse!r}", "session_max_messages"
+            )
+        _check_timeout(self.session_idle_timeout, "session_idle_timeout")
+
+    @property
+    def dkim_keys(self) -> tuple[DkimConfig, ...]:
+        """The DKIM keys, as a tuple (however ``dkim`` was given)."""
+        assert isinstance(self.dkim, tuple)  # normalised in __post_init__
+        return self.dkim
+
+    @property
+    def dsn_policy(self) -> DsnPolicy | None:
+        """The report policy ``dsn`` stands for, or ``None`` when reports are off."""
+        if isinstance(self.dsn, DsnPolicy):
+            return self.dsn
+        return DsnPolicy() if self.dsn else None

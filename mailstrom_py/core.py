@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -12,13 +13,18 @@ from types import TracebackType
 
 from .config import Config
 from .delivery import Transport, build_transport
+from .dkim import DkimSigner
+from .dsn import DsnReporter
 from .errors import MailerClosedError
-from .message import prepare_email
+from .message import PreparedEmail, prepare_email
+from .requiretls import with_tls_options
 from .status import DeliveryResult, MessageStatus
 from .storage import MemoryStorage, QueueFilter, Storage
 from .worker import Clock, Worker
 
 __all__ = ["Mailstrom"]
+
+log = logging.getLogger(__name__)
 
 # kick() and release() tell the worker about at most this many messages; the
 # rest are due in storage, and the worker pages them in within a second, so a
@@ -44,7 +50,8 @@ class Mailstrom:
         rng: the randomness behind retry jitter, for reproducible tests.
 
     Raises:
-        ConfigError: the transport cannot be built from ``config``.
+        ConfigError: the transport or the DKIM signer cannot be built from
+            ``config``.
     """
 
     def __init__(
@@ -62,6 +69,7 @@ class Mailstrom:
             transport if transport is not None else build_transport(config)
         )
         self._clock = clock if clock is not None else time.time
+        self._signer = DkimSigner(config.dkim_keys) if config.dkim_keys else None
         self._worker = Worker(
             self._storage,
             self._transport,
@@ -69,6 +77,7 @@ class Mailstrom:
             threads=config.delivery_threads,
             clock=self._clock,
             rng=rng,
+            reporter=self._reporter(config),
         )
         self._closed = False
         self._lock = threading.Lock()
@@ -100,8 +109,10 @@ class Mailstrom:
         """Stop delivering, wait up to ``timeout`` seconds for deliveries in progress,
         and close the storage and transport.
 
-        No SMTP transaction is cut short. Messages not yet delivered stay in storage
-        (with :class:`~mailstrom_py.MemoryStorage` they are lost with the process).
+        No SMTP transaction is cut short; if one outlasts ``timeout``, the storage
+        and transport stay open so its result is still recorded. Messages not yet
+        delivered stay in storage (with :class:`~mailstrom_py.MemoryStorage` they
+        are lost with the process).
         Further ``send_email()`` calls raise. Calling it again does nothing.
 
         Returns:
@@ -112,8 +123,13 @@ class Mailstrom:
                 return True
             self._closed = True
         finished = self._worker.stop(timeout)
-        self._transport.close()
-        self._storage.close()
+        if finished:
+            self._transport.close()
+            self._storage.close()
+        else:
+            # A delivery still runs and will record its result: leave the
+            # storage open for it rather than lose that result.
+            log.warning("stopped with deliveries still in progress")
         return finished
 
     def __enter__(self) -> Mailstrom:
@@ -134,20 +150,27 @@ class Mailstrom:
         *,
         mail_from: str | None = None,
         rcpt_to: Sequence[str] | None = None,
+        require_tls: bool = False,
     ) -> str:
         """Validate, prepare and store a message for delivery; return its id at once.
 
         The envelope comes from the headers (From or Sender; To, Cc and Bcc) unless
         ``mail_from`` or ``rcpt_to`` is given. Date and Message-ID are added when
-        missing; Bcc is removed. The prepared bytes are final: every attempt sends
-        exactly them. Nothing waits for the network.
+        missing; Bcc is removed. With DKIM keys configured the message is signed
+        here. The prepared bytes are final: every attempt sends exactly them.
+        Nothing waits for the network.
+
+        ``require_tls=True`` asks for RFC 8689 REQUIRETLS: the message goes only
+        over verified TLS to a server that offers REQUIRETLS, and fails with
+        5.7.30 where that cannot be had.
 
         Returns:
             The message id: the Message-ID without angle brackets.
 
         Raises:
-            InvalidMessageError: the message or an address is unusable (a
-                ``ValueError``); nothing was stored.
+            InvalidMessageError: the message or an address is unusable, its
+                ``TLS-Required`` header says anything but ``No``, or it cannot be
+                DKIM-signed (a ``ValueError``); nothing was stored.
             DuplicateMessageError: a message with the same Message-ID is stored.
             StorageError: the message could not be stored.
             MailerClosedError: the mailer was stopped.
@@ -163,9 +186,25 @@ class Mailstrom:
             allow_8bit=self._config.allow_8bit,
             now=datetime.fromtimestamp(now, UTC),
         )
+        prepared = self._finish(with_tls_options(prepared, require_tls=require_tls))
         self._storage.add(prepared, now)
         self._worker.notify(prepared.message_id)
         return prepared.message_id
+
+    def _finish(self, email: PreparedEmail) -> PreparedEmail:
+        """Sign a prepared message once, over the bytes every attempt will send."""
+        return self._signer.sign(email) if self._signer is not None else email
+
+    def _reporter(self, config: Config) -> DsnReporter | None:
+        policy = config.dsn_policy
+        if policy is None:
+            return None
+        return DsnReporter(
+            policy,
+            helo_name=config.helo_name,
+            retry_until=lambda created: created + config.retry.max_age,
+            finish=self._finish,
+        )
 
     def query_status(self, message_id: str) -> MessageStatus:
         """Return the delivery status of a message, one entry per recipient.

@@ -30,14 +30,7 @@ from email.policy import SMTP, EmailPolicy, compat32
 from email.utils import format_datetime
 from typing import Any
 
-from ._address import (
-    AddressList,
-    domain_to_ascii,
-    envelope_recipients,
-    envelope_sender,
-    read_address_header,
-    validate_address,
-)
+from ._address import domain_to_ascii, read_envelope, unfold, validate_address
 from .errors import InvalidMessageError
 
 __all__ = ["PreparedEmail", "prepare_email", "validate_address"]
@@ -47,11 +40,6 @@ MAX_LINE = 998
 #: RFC 5322 §2.1.1: the line length that folding aims for.
 FOLD_AT = 78
 
-_ADDRESS_HEADERS = frozenset(
-    {"from", "sender", "reply-to", "to", "cc", "bcc"}
-    | {"resent-from", "resent-sender", "resent-to", "resent-cc", "resent-bcc"}
-)
-_BLIND_HEADERS = frozenset({"bcc", "resent-bcc"})
 # RFC 5322 §3.6 allows one of each; a second one makes the message ambiguous.
 _SINGLE_HEADERS = frozenset(
     {"from", "sender", "reply-to", "to", "cc", "bcc", "subject", "date", "message-id"}
@@ -60,6 +48,8 @@ _SINGLE_HEADERS = frozenset(
 _SINGLE_MIME_HEADERS = frozenset({"content-type", "content-transfer-encoding"})
 # The email package folds a long msg-id into encoded words, which breaks threading.
 _ID_HEADERS = frozenset({"message-id", "in-reply-to", "references"})
+# After these the parse is a guess: a line without a colon ends the headers early, a
+# multipart without its boundary has no parts.
 _FATAL_DEFECTS = (
     email_errors.MissingHeaderBodySeparatorDefect,
     email_errors.FirstHeaderLineIsContinuationDefect,
@@ -72,13 +62,12 @@ _FATAL_DEFECTS = (
 # What the email package raises on input it cannot handle.
 _EMAIL_ERRORS = (ValueError, LookupError, TypeError, AttributeError, MessageError)
 _FIELD_NAME = re.compile(r"[!-9;-~]+")
-_FOLDING = re.compile(r"(?:\r\n|\r|\n)(?=[ \t])")
 # CR, LF and NUL, plus what str.splitlines() breaks on: when folding, the email package
 # (3.11) splits header values with it, turning any of these into a real line break.
 _LINE_BREAKING = re.compile("[\x00\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _ID_TEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+"
-_MSG_ID = re.compile(rf"<({_ID_TEXT}@(?:{_ID_TEXT}|\[[!-Z^-~]*\]))>")
+_MSG_ID = re.compile(rf"<{_ID_TEXT}@(?:{_ID_TEXT}|\[[!-Z^-~]*\])>")
 _NEWLINE = re.compile(rb"\r\n|\r|\n")
 
 
@@ -95,6 +84,10 @@ class PreparedEmail:
             CRLF, ending with CRLF, not dot-stuffed (that is the SMTP layer's job).
         smtputf8: an envelope address or a header needs SMTPUTF8 (RFC 6531).
         eight_bit: ``data`` holds octets above 127, so it needs 8BITMIME (RFC 6152).
+        require_tls: RFC 8689 REQUIRETLS was asked for: deliver only over verified
+            TLS to a server that offers REQUIRETLS, else fail with 5.7.30.
+        tls_optional: the message says ``TLS-Required: No`` (RFC 8689): deliver it
+            even where ``Config.require_tls`` would insist on TLS.
     """
 
     message_id: str
@@ -103,6 +96,8 @@ class PreparedEmail:
     data: bytes
     smtputf8: bool
     eight_bit: bool
+    require_tls: bool = False
+    tls_optional: bool = False
 
 
 def prepare_email(
@@ -145,41 +140,44 @@ def prepare_email(
         TypeError: *message* is not a message, bytes or str.
     """
     factory = _CachingHeaderRegistry()
+    # Raw headers go out as written; only header objects are folded (refolding raw
+    # text can turn a msg-id into encoded words).
     policy = SMTP.clone(header_factory=factory, refold_source="none")
     msg = _working_copy(message, policy)
     for part in msg.walk():
         _check_part(part, factory, top=part is msg)
 
-    headers: list[tuple[str, Any]] = []
-    found: dict[str, AddressList] = {}
-    utf8_header = False
-    for name, raw in msg.raw_items():
-        key, value = name.lower(), raw
-        if key in _ADDRESS_HEADERS:
-            found[key] = listed = read_address_header(name, _unfolded(raw), factory)
-            utf8_header = utf8_header or not all(map(str.isascii, listed.addresses))
-            if listed.rewritten is not None:
-                value = listed.rewritten
-        if key not in _BLIND_HEADERS:
-            headers.append((name, value))
-    sender = envelope_sender(found, mail_from, allow_null_sender=allow_null_sender)
-    recipients = envelope_recipients(found, rcpt_to)
+    envelope = read_envelope(
+        msg.raw_items(),
+        factory,
+        mail_from=mail_from,
+        rcpt_to=rcpt_to,
+        allow_null_sender=allow_null_sender,
+    )
+    headers = list(envelope.headers)
     names = {name.lower() for name, _ in headers}
     if "date" not in names:
         when = now if now is not None else datetime.now(UTC)
         headers.append(("Date", format_datetime(when)))
     if "message-id" not in names:
         headers.append(("Message-ID", f"<{_new_message_id(message_id, helo_name)}>"))
-    headers = [(name, _folded_ids(name, value)) for name, value in headers]
-    msg_id = _message_id(next(v for n, v in headers if n.lower() == "message-id"))
+    headers = [(name, _id_header(name, value)) for name, value in headers]
+    msg_id = next(v for n, v in headers if n.lower() == "message-id").strip("<>")
     _replace_headers(msg, headers)
 
     _encode_body(msg, allow_8bit=allow_8bit)
-    smtputf8 = utf8_header or not (sender + "".join(recipients)).isascii()
-    out_policy = policy.clone(cte_type="8bit" if allow_8bit else "7bit", utf8=smtputf8)
+    utf8 = envelope.smtputf8
+    out_policy = policy.clone(cte_type="8bit" if allow_8bit else "7bit", utf8=utf8)
     data = _serialise(msg, out_policy)
-    _verify(data, msg, out_policy, ascii_only=not (allow_8bit or smtputf8))
-    return PreparedEmail(msg_id, sender, recipients, data, smtputf8, not data.isascii())
+    _verify(data, msg, out_policy, ascii_only=not (allow_8bit or utf8))
+    return PreparedEmail(
+        message_id=msg_id,
+        mail_from=envelope.mail_from,
+        recipients=envelope.recipients,
+        data=data,
+        smtputf8=utf8,
+        eight_bit=not data.isascii(),
+    )
 
 
 class _CachingHeaderRegistry(HeaderRegistry):
@@ -208,17 +206,21 @@ def _working_copy(message: object, policy: EmailPolicy[Any]) -> Message:
         name = type(message).__name__
         raise TypeError(f"expected an EmailMessage, bytes or str, not {name}")
     if isinstance(message, Message) and isinstance(message.policy, EmailPolicy):
-        # Header objects stay as the caller built them; their decoded text is checked.
-        memo: dict[int, Any] = {id(part.policy): policy for part in message.walk()}
+        # Header objects are immutable: the copy shares them (and is much faster).
+        memo: dict[int, Any] = {}
+        for part in message.walk():
+            memo[id(part.policy)] = policy
+            memo.update((id(value), value) for _, value in part.raw_items())
         return copy.deepcopy(message, memo)
+    if isinstance(message, Message):
+        for part in message.walk():
+            for name, value in part.raw_items():
+                _reject_line_breaks(name, unfold(str(value)))
     try:
         if isinstance(message, str):
             parsed: Message = Parser(policy=policy).parsestr(message)
             return parsed
         if isinstance(message, Message):
-            for part in message.walk():
-                for name, value in part.raw_items():
-                    _reject_line_breaks(name, _FOLDING.sub("", str(value)))
             message = message.as_bytes(policy=compat32)
         parsed = BytesParser(policy=policy).parsebytes(bytes(message))
         return parsed
@@ -230,11 +232,13 @@ def _check_part(part: Message, factory: HeaderRegistry, *, top: bool) -> None:
     """Check one part's structure and headers; decode raw 8-bit header text."""
     for defect in part.defects:
         if isinstance(defect, _FATAL_DEFECTS):
-            raise InvalidMessageError(f"the message is malformed: {defect}")
+            reason = type(defect).__name__.removesuffix("Defect")
+            raise InvalidMessageError(f"the message is malformed ({reason})")
     single = _SINGLE_HEADERS | _SINGLE_MIME_HEADERS if top else _SINGLE_MIME_HEADERS
-    for key, count in Counter(name.lower() for name in part).items():
-        if count > 1 and key in single:
-            raise InvalidMessageError(f"appears {count} times; one is allowed", key)
+    counts = Counter(name.lower() for name in part)
+    for name in part:
+        if counts[name.lower()] > 1 and name.lower() in single:
+            raise InvalidMessageError("appears more than once; one is allowed", name)
     raw = list(part.raw_items())
     checked = [(name, _checked_value(name, value, factory)) for name, value in raw]
     if any(new is not old for (_, new), (_, old) in zip(checked, raw, strict=True)):
@@ -252,15 +256,13 @@ def _checked_value(name: str, value: Any, factory: HeaderRegistry) -> Any:
     if isinstance(value, BaseHeader):
         _reject_decoded(name, value)
         return value
-    text = _unfolded(value)
+    text = unfold(value)
     _reject_line_breaks(name, text)
     if _SURROGATE.search(text):
         try:
             text = text.encode("ascii", "surrogateescape").decode("utf-8")
         except UnicodeError as exc:
-            raise InvalidMessageError(
-                "holds 8-bit text that is not UTF-8", name
-            ) from exc
+            raise InvalidMessageError("holds 8-bit octets, not UTF-8", name) from exc
         _reject_line_breaks(name, text)
     too_long = max(map(len, value.splitlines()), default=0) > MAX_LINE - len(name) - 2
     rebuild = too_long or not text.isascii()
@@ -281,19 +283,11 @@ def _reject_decoded(name: str, header: BaseHeader) -> None:
 
 
 def _reject_line_breaks(name: str, *texts: str) -> None:
-    for found in filter(None, map(_LINE_BREAKING.search, texts)):
-        raise InvalidMessageError(
-            f"contains {found.group()!r}; a header may not hold CR, LF, NUL or another "
-            "line break, not even encoded",
-            name,
-        )
-
-
-def _unfolded(value: Any) -> Any:
-    """Undo the folding of raw header text; header objects are already unfolded."""
-    if isinstance(value, str) and not isinstance(value, BaseHeader):
-        return _FOLDING.sub("", value)
-    return value
+    for text in texts:
+        found = _LINE_BREAKING.search(text)
+        if found:
+            why = "CR, LF, NUL and other line breaks are refused, even encoded"
+            raise InvalidMessageError(f"contains {found.group()!r}: {why}", name)
 
 
 def _replace_headers(part: Message, headers: list[tuple[str, Any]]) -> None:
@@ -307,17 +301,21 @@ def _new_message_id(explicit: str | None, helo_name: str) -> str:
     if explicit is None:
         return f"{uuid.uuid4().hex}@{domain_to_ascii(helo_name, 'helo_name')}"
     if not isinstance(explicit, str) or not _MSG_ID.fullmatch(f"<{explicit}>"):
-        raise InvalidMessageError(
-            f"{explicit!r} is not an id-left@id-right message id", "message_id"
-        )
+        raise InvalidMessageError(f"{explicit!r} is not id-left@id-right", "message_id")
     return explicit
 
 
-def _folded_ids(name: str, value: Any) -> Any:
-    """Fold Message-ID, In-Reply-To and References at spaces, as raw text."""
-    if name.lower() not in _ID_HEADERS:
+def _id_header(name: str, value: Any) -> Any:
+    """Return a checked Message-ID, or In-Reply-To and References folded at spaces."""
+    if name.lower() == "message-id":
+        match = _MSG_ID.fullmatch(str(unfold(value)).strip())
+        if not match:
+            shown = str(value)[:80]
+            raise InvalidMessageError(f"{shown!r} is not one <id-left@id-right>", name)
+        return match.group()
+    if name.lower() not in _ID_HEADERS or not str(value).isascii():
         return value
-    words = str(_unfolded(value)).split()
+    words = str(unfold(value)).split()
     lines = [" ".join(words[:1])]
     for word in words[1:]:
         if len(name) + len(lines[-1]) + len(word) + 3 > FOLD_AT:
@@ -327,49 +325,42 @@ def _folded_ids(name: str, value: Any) -> Any:
     return "\r\n ".join(lines)
 
 
-def _message_id(value: Any) -> str:
-    match = _MSG_ID.fullmatch(str(value))
-    if not match:
-        raise InvalidMessageError(
-            f"{str(value)[:80]!r} is not one <id-left@id-right>", "Message-ID"
-        )
-    return match.group(1)
-
-
 def _encode_body(msg: Message, *, allow_8bit: bool) -> None:
     """Re-encode every leaf part whose body cannot be sent as it stands."""
     changed = False
     for part in msg.walk():
+        cte = str(part.get("Content-Transfer-Encoding", "7bit")).strip().lower()
+        if part.is_multipart() and cte in ("8bit", "binary") and not allow_8bit:
+            part.replace_header("Content-Transfer-Encoding", "7bit")
         wire = None if part.is_multipart() else _payload_bytes(part)
         if wire is None:
             continue
-        cte = str(part.get("Content-Transfer-Encoding", "7bit")).strip().lower()
         text = part.get_content_maintype() == "text"
-        line_unsafe = b"\0" in wire or _has_long_line(wire)
+        short = b"\0" not in wire and not _has_long_line(wire)
         if cte in ("quoted-printable", "base64"):
-            if wire.isascii() and not line_unsafe:
+            if short and wire.isascii():
                 continue
             content = part.get_payload(decode=True)
             if not isinstance(content, bytes):
                 continue
         elif cte in ("7bit", "8bit", "binary"):
-            if wire.isascii() and not line_unsafe and cte != "binary":
+            # Text lines end in CRLF whatever they ended in; other data keeps its octets
+            # exactly, so a bare CR or LF there means base64.
+            exact = text or (cte != "binary" and not _has_bare_line_end(wire))
+            if short and wire.isascii() and exact:
                 continue
             content = wire
             if text and not wire.isascii() and part.get_param("charset") is None:
                 part.set_param("charset", _guess_charset(wire))
-            if text and allow_8bit and not line_unsafe:
+            if text and allow_8bit and short:
                 _set_body(part, wire.decode("ascii", "surrogateescape"), "8bit")
                 changed = True
                 continue
-        elif wire.isascii() and not line_unsafe:
+        elif short and wire.isascii():
             continue
         else:
-            raise InvalidMessageError(
-                f"{cte!r} is unknown, so this part's 8-bit data or long lines cannot "
-                "be re-encoded",
-                "Content-Transfer-Encoding",
-            )
+            reason = f"is {cte!r}, unknown, so its 8-bit data or long lines stay unsafe"
+            raise InvalidMessageError(reason, "Content-Transfer-Encoding")
         if text:
             lines = _NEWLINE.sub(b"\n", content)
             qp = binascii.b2a_qp(lines, istext=True).decode("ascii")
@@ -383,7 +374,9 @@ def _encode_body(msg: Message, *, allow_8bit: bool) -> None:
 
 def _payload_bytes(part: Message) -> bytes | None:
     """Return a leaf part's body as it stands on the wire, before line-end changes."""
-    payload = part.get_payload()
+    # get_payload() decodes surrogate-escaped octets with the declared charset and
+    # errors="replace"; like the stdlib generator, this needs the stored octets.
+    payload = getattr(part, "_payload", None)
     if payload is None:
         return None
     if not isinstance(payload, str):
@@ -414,6 +407,11 @@ def _set_body(part: Message, payload: str, cte: str) -> None:
         part["Content-Transfer-Encoding"] = cte
 
 
+def _has_bare_line_end(data: bytes) -> bool:
+    crlf = data.count(b"\r\n")
+    return data.count(b"\r") != crlf or data.count(b"\n") != crlf
+
+
 def _has_long_line(data: bytes) -> bool:
     return len(data) > MAX_LINE and max(map(len, _NEWLINE.split(data))) > MAX_LINE
 
@@ -436,17 +434,16 @@ def _verify(
     Serialising must not change what the message says: parsed again, the bytes must
     show the same parts with the same header names, so nothing was injected.
     """
-    crlf = data.count(b"\r\n")
-    if data.count(b"\r") != crlf or data.count(b"\n") != crlf:
+    if _has_bare_line_end(data):
         raise InvalidMessageError("serialising left a bare CR or LF", "body")
     lines = data.split(b"\r\n")
     if max(map(len, lines)) > MAX_LINE:
         raise InvalidMessageError(*_long_line(lines))
     if ascii_only and not data.isascii():
-        raise InvalidMessageError("the preamble or epilogue holds 8-bit text", "body")
+        raise InvalidMessageError("8-bit text remains outside any part", "body")
     reparsed = BytesParser(policy=policy).parsebytes(data)
-    expected = [[name.lower() for name in part.keys()] for part in msg.walk()]  # noqa: SIM118
-    found = [[name.lower() for name in part.keys()] for part in reparsed.walk()]  # noqa: SIM118
+    expected = [[name.lower() for name in part] for part in msg.walk()]
+    found = [[name.lower() for name in part] for part in reparsed.walk()]
     if found != expected or any(
         isinstance(d, _FATAL_DEFECTS) for d in reparsed.defects
     ):

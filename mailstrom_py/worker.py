@@ -21,7 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .delivery.base import Outcome, Transport
-from .errors import MessageNotFound, WorkerError
+from .dsn import DsnReporter
+from .errors import MessageNotFound, StorageError, WorkerError
+from .message import PreparedEmail
 from .retry import RetryPolicy
 from .status import DeliveryResult, MessageStatus, RecipientStatus
 from .storage.base import Storage
@@ -66,6 +68,8 @@ class Worker:
             process, or more work than the in-memory timetable holds).
         max_scheduled: the most entries the in-memory timetable holds; beyond
             it, due work is paged in from storage as room frees up.
+        reporter: decides which attempts call for a delivery status
+            notification; each report is queued like any message.
     """
 
     def __init__(
@@ -79,8 +83,10 @@ class Worker:
         rng: random.Random | None = None,
         refill_interval: float = 1.0,
         max_scheduled: int = 10_000,
+        reporter: DsnReporter | None = None,
     ) -> None:
         self._storage = storage
+        self._reporter = reporter
         self._transport = transport
         self._policy = policy
         self._threads = threads
@@ -271,9 +277,29 @@ class Worker:
             log.info(
                 "%s to %s: %s (%s)", message_id, r.address, r.result.value, r.detail
             )
+        self._report(email, status, updates, now)
         with self._progress:
             self._progress.notify_all()
         return recorded
+
+    def _report(
+        self,
+        email: PreparedEmail,
+        before: MessageStatus,
+        updates: list[RecipientStatus],
+        now: float,
+    ) -> None:
+        """Queue the delivery status notification an attempt calls for, if any."""
+        if self._reporter is None:
+            return
+        for report in self._reporter.reports(email, before, updates, now):
+            try:
+                self._storage.add(report, now)
+            except StorageError:
+                log.exception("could not queue the report on %s", email.message_id)
+                continue
+            log.info("%s: report %s queued", email.message_id, report.message_id)
+            self.notify(report.message_id)
 
     # -- the scheduler thread -------------------------------------------------------
 

@@ -45,15 +45,15 @@ class _ServerPool:
     def close(self) -> None:
         self.stack.close()
         failures = [
-            f"{server!r}: {server_errors(server)!r}"
+            f"{server!r}: {_server_errors(server)!r}"
             for server in self.checked
-            if server_errors(server)
+            if _server_errors(server)
         ]
         if failures:
             pytest.fail("test servers recorded errors:\n" + "\n".join(failures))
 
 
-def server_errors(server: Any) -> list[BaseException]:
+def _server_errors(server: Any) -> list[BaseException]:
     if isinstance(server, SmtpServer):
         return server.handler.errors
     errors: list[BaseException] = server.errors

@@ -146,6 +146,7 @@ class TestDelivery:
         mailer.run_once()
         [received] = server.handler.messages
         assert max(len(line) for line in received.data.split(b"\r\n")) <= 998
+        mailer.stop()
 
     def test_utf8_mailbox_uses_smtputf8(self, server: SmtpServer) -> None:
         """A5/F2: a UTF-8 local part goes out with the SMTPUTF8 parameter."""

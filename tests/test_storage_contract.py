@@ -68,9 +68,23 @@ class TestAdd:
         )
         assert storage.status("m1@example.test") == status
 
-    def test_message_bytes_come_back_unchanged(self, storage: Storage) -> None:
-        """email() returns the prepared message exactly as it was added."""
-        original = email()
+    @pytest.mark.parametrize(
+        "options",
+        [
+            {},
+            {"smtputf8": True, "eight_bit": True},
+            {"require_tls": True},
+            {"tls_optional": True},
+            {"mail_from": ""},
+        ],
+    )
+    def test_the_message_comes_back_unchanged(
+        self, storage: Storage, options: dict[str, object]
+    ) -> None:
+        """email() returns the prepared message exactly as added, every field of it."""
+        original = dataclasses.replace(
+            email(recipients=("b@example.test", "a@example.test")), **options
+        )
         storage.add(original, now=0.0)
         assert storage.email(original.message_id) == original
 

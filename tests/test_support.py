@@ -446,6 +446,14 @@ class TestScriptedServer:
         refused = send(server, ["good@y.test", "bad@y.test"])
         assert refused == {"bad@y.test": (550, b"5.1.1 nope")}
 
+    def test_normal_idle_timeout(self, scripted_server: ScriptedServerFactory) -> None:
+        """normal() answers 421 and hangs up after idle_timeout without commands."""
+        server = scripted_server(normal(idle_timeout=0.1))
+        with connect(server.host, server.port) as client:
+            client.ehlo()
+            server.wait_idle()
+            assert client.noop()[0] == 421
+
     def test_drop_after_dot(self, scripted_server: ScriptedServerFactory) -> None:
         """Closing after the dot reads as a disconnect, though the body arrived."""
         server = scripted_server(drop_after_dot())

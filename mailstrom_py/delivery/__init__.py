@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from ..config import Config, RelayConfig
-from ..errors import ConfigError
 from .base import Outcome, Transport
+from .direct import DirectTransport
+from .pool import SessionPool
 from .relay import RelayTransport
 
-__all__ = ["Outcome", "RelayTransport", "Transport", "build_transport"]
+__all__ = [
+    "DirectTransport",
+    "Outcome",
+    "RelayTransport",
+    "SessionPool",
+    "Transport",
+    "build_transport",
+]
 
 
 def build_transport(config: Config) -> Transport:
@@ -15,10 +23,24 @@ def build_transport(config: Config) -> Transport:
 
     Raises:
         ConfigError: the delivery mode cannot be set up (a CA file that cannot be
-            read, say).
+            read, no DNS configuration for direct delivery, say).
     """
+    sessions = SessionPool(
+        max_messages=config.session_max_messages,
+        idle_timeout=config.session_idle_timeout,
+    )
     if isinstance(config.delivery, RelayConfig):
         return RelayTransport(
-            config.delivery, helo_name=config.helo_name, timeouts=config.timeouts
+            config.delivery,
+            helo_name=config.helo_name,
+            timeouts=config.timeouts,
+            require_tls=config.require_tls,
+            sessions=sessions,
         )
-    raise ConfigError("direct delivery is not available yet", "delivery")
+    return DirectTransport(
+        config.delivery,
+        helo_name=config.helo_name,
+        timeouts=config.timeouts,
+        require_tls=config.require_tls,
+        sessions=sessions,
+    )

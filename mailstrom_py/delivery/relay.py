@@ -9,27 +9,53 @@ from ..config import RelayConfig, Timeouts
 from ..message import PreparedEmail
 from ..status import DeliveryResult
 from .base import Outcome
-from .smtp import SessionFailure, SmtpSession
+from .mx import MxResolver, RouteError
+from .pool import SessionPool
+from .smtp import SessionFailure, SmtpSession, StaleSessionError
 
 __all__ = ["RelayTransport"]
 
 log = logging.getLogger(__name__)
 
+# The relay is the one destination: every session shares this pool key.
+_RELAY = "relay"
+
 
 class RelayTransport:
     """Sends every message to the relay of a :class:`~mailstrom_py.RelayConfig`.
 
-    One SMTP session per delivery: connect, EHLO, TLS as configured (certificates
-    verified), AUTH only over TLS, one transaction with one RCPT per recipient.
+    Connect, EHLO, TLS as configured (certificates verified), AUTH only over TLS,
+    then one transaction per message with one RCPT per recipient. The session
+    stays open in ``sessions`` for the next message (checked with RSET first).
     Trouble reaching the relay is never a permanent failure: its recipients are
     deferred until the retry policy gives up (a relay that cannot be reached says
-    nothing about the recipients).
+    nothing about the recipients). That includes a relay name that does not
+    resolve, whether the system resolver or ``RelayConfig.resolver`` looks it up;
+    with the latter, each of the relay's addresses is tried until one connects.
+    With ``require_tls`` a relay configured with ``tls="none"`` gets only
+    messages that say ``TLS-Required: No`` (and REQUIRETLS messages, to be
+    refused in the session); the others are deferred with 4.7.4.
     """
 
     def __init__(
-        self, relay: RelayConfig, *, helo_name: str, timeouts: Timeouts
+        self,
+        relay: RelayConfig,
+        *,
+        helo_name: str,
+        timeouts: Timeouts,
+        require_tls: bool = False,
+        sessions: SessionPool | None = None,
     ) -> None:
         self._relay = relay
+        self._sessions = sessions if sessions is not None else SessionPool()
+        # Config.require_tls: only a relay without TLS can be plaintext.
+        self._plaintext_refused = require_tls and relay.tls == "none"
+        if self._plaintext_refused:
+            log.warning(
+                "TLS is required but the relay %s is used without it: only mail "
+                "saying TLS-Required: No will be delivered",
+                relay.host,
+            )
         self._helo_name = helo_name
         self._timeouts = timeouts
         self._tls_context = relay.tls_context() if relay.tls != "none" else None
@@ -38,21 +64,34 @@ class RelayTransport:
             if relay.username is not None and relay.password is not None
             else None
         )
+        self._mx = MxResolver(relay.resolver) if relay.resolver is not None else None
 
     def deliver(self, email: PreparedEmail, recipients: Sequence[str]) -> list[Outcome]:
         """Deliver ``email`` to ``recipients`` through the relay; one outcome each."""
         host, port = self._relay.address
+        if self._plaintext_refused and not (email.tls_optional or email.require_tls):
+            detail = f"TLS is required and the relay {host}:{port} is used without it"
+            return [
+                Outcome(r, DeliveryResult.DEFERRED, "4.7.4", detail) for r in recipients
+            ]
+        session = self._sessions.take(_RELAY)
+        if session is not None:
+            try:
+                return self._send(session, email, recipients)
+            except StaleSessionError as stale:
+                log.info("kept relay connection was closed: %s", stale.detail)
         try:
-            session = SmtpSession.open(
-                host=host,
-                address=host,
-                port=port,
-                helo_name=self._helo_name,
-                timeouts=self._timeouts,
-                tls=self._relay.tls,
-                tls_context=self._tls_context,
-                credentials=self._credentials,
-            )
+            addresses = [host] if self._mx is None else self._mx.addresses(host)
+        except RouteError as exc:
+            # Postfix: never bounce mail after a host lookup problem with a relay.
+            detail = f"cannot resolve the relay {host}: {exc.detail}"
+            log.info("%s", detail)
+            code = "4" + exc.status_code[1:]
+            return [
+                Outcome(r, DeliveryResult.DEFERRED, code, detail) for r in recipients
+            ]
+        try:
+            session = self._open(host, port, addresses)
         except SessionFailure as failure:
             log.info("relay %s:%d unusable: %s", host, port, failure.detail)
             code = "4" + failure.status_code[1:]
@@ -60,10 +99,39 @@ class RelayTransport:
                 Outcome(r, DeliveryResult.DEFERRED, code, failure.detail, failure.reply)
                 for r in recipients
             ]
+        return self._send(session, email, recipients)
+
+    def _send(
+        self, session: SmtpSession, email: PreparedEmail, recipients: Sequence[str]
+    ) -> list[Outcome]:
         try:
             return session.send(email, recipients)
         finally:
-            session.close()
+            self._sessions.give(_RELAY, session)
+
+    def _open(self, host: str, port: int, addresses: list[str]) -> SmtpSession:
+        """Open a session at the first of ``addresses`` that takes the connection."""
+        for address in addresses[:-1]:
+            try:
+                return self._session(host, address, port)
+            except SessionFailure as failure:
+                if failure.connected:
+                    raise
+                log.info("relay %s:%d: %s", host, port, failure.detail)
+        return self._session(host, addresses[-1], port)
+
+    def _session(self, host: str, address: str, port: int) -> SmtpSession:
+        return SmtpSession.open(
+            host=host,
+            address=address,
+            port=port,
+            helo_name=self._helo_name,
+            timeouts=self._timeouts,
+            tls=self._relay.tls,
+            tls_context=self._tls_context,
+            credentials=self._credentials,
+        )
 
     def close(self) -> None:
-        """Nothing to release: sessions are not kept between deliveries yet."""
+        """Close the sessions kept open for reuse."""
+        self._sessions.close()

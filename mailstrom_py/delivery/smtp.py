@@ -15,15 +15,15 @@ import smtplib
 import socket
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from ..config import Timeouts
 from ..message import PreparedEmail
+from ..requiretls import REQUIRETLS_FAILED, requiretls_refusal
 from ..retry import classify_reply, status_code_for
 from ..status import DeliveryResult, Remote, SmtpReply
 from .base import Outcome
 
-__all__ = ["SessionFailure", "SmtpSession"]
+__all__ = ["SessionFailure", "SmtpSession", "StaleSessionError"]
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,10 @@ class SessionFailure(Exception):
 
     Every recipient of the transaction shares the failure. ``status_code`` and the
     optional ``reply`` say why; ``permanent`` is true only when the cause cannot
-    pass (never for connection or greeting trouble).
+    pass (never for connection or greeting trouble). ``connected`` is false when
+    no TCP connection was made (refused, unreachable, timed out), ``tls_failed``
+    true when the TLS handshake failed, and ``remote`` names the server when a
+    connection was made.
     """
 
     def __init__(
@@ -45,12 +48,28 @@ class SessionFailure(Exception):
         reply: SmtpReply | None = None,
         *,
         permanent: bool = False,
+        connected: bool = True,
+        tls_failed: bool = False,
+        remote: Remote | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.status_code = status_code
         self.reply = reply
         self.permanent = permanent
+        self.connected = connected
+        self.tls_failed = tls_failed
+        self.remote = remote
+
+
+class StaleSessionError(SessionFailure):
+    """Raised by :meth:`SmtpSession.send` when a kept connection turns out closed.
+
+    Nothing of the message was accepted: open a new session and send again.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, "4.4.2")
 
 
 class _Lost(Exception):
@@ -76,9 +95,13 @@ class _Smtp(smtplib.SMTP):
         self._address = address
         self._timeouts = timeouts
         self._implicit_tls = implicit_tls
+        self.dialled = False
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         sock = socket.create_connection((self._address, port), self._timeouts.connect)
+        # Commands are small writes each awaiting a reply; Nagle would hold them.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.dialled = True
         try:
             if self._implicit_tls is not None:
                 sock = self._implicit_tls.wrap_socket(sock, server_hostname=host)
@@ -87,12 +110,6 @@ class _Smtp(smtplib.SMTP):
             sock.close()
             raise
         return sock
-
-
-@dataclass(frozen=True)
-class _Accepted:
-    address: str
-    reply: SmtpReply
 
 
 class SmtpSession:
@@ -108,6 +125,11 @@ class SmtpSession:
         self.remote = remote
         self._timeouts = timeouts
         self._alive = True
+        #: How many messages :meth:`send` has carried.
+        self.messages = 0
+        #: The ``tls`` mode the session was opened with.
+        self.tls_mode = "none"
+        self._maybe_stale = False
 
     @classmethod
     def open(
@@ -131,8 +153,10 @@ class SmtpSession:
             helo_name: our name in EHLO/HELO.
             timeouts: per-step timeouts.
             tls: ``"implicit"``, ``"starttls"`` (required: failure aborts),
-                ``"opportunistic"`` (STARTTLS when offered; a failed handshake is a
-                failure the caller may retry in plaintext) or ``"none"``.
+                ``"opportunistic"`` (STARTTLS when offered; a refused STARTTLS
+                goes on in plaintext; a failed handshake raises a failure with
+                ``tls_failed`` set, which the caller may retry in plaintext) or
+                ``"none"``.
             tls_context: the client context for TLS; required unless ``tls="none"``.
             credentials: ``(username, password)`` to AUTH with; only ever sent over TLS.
 
@@ -145,24 +169,42 @@ class SmtpSession:
         )
         remote = Remote(host=host, address=address, port=port)
         try:
-            smtp.connect(host, port)
+            # smtplib checks the greeting only when the constructor connects.
+            code, text = smtp.connect(host, port)
+            if code != 220:
+                _close(smtp)
+                raise smtplib.SMTPConnectError(code, text)
         except smtplib.SMTPConnectError as exc:
+            # A 5xx greeting is transient too, as in Postfix (smtp_skip_5xx_greeting):
+            # it says nothing about the recipients, and another MX may take them.
             reply = SmtpReply.parse(exc.smtp_code, exc.smtp_error)
             raise SessionFailure(
-                f"{_where(remote)} greeted with {reply}", "4.4.2", reply
+                f"{_where(remote)} greeted with {reply}", "4.4.2", reply, remote=remote
             ) from None
         except ssl.SSLError as exc:
             _close(smtp)
             raise SessionFailure(
-                f"TLS with {_where(remote)} failed: {exc}", "4.7.5"
+                f"TLS with {_where(remote)} failed: {exc}",
+                "4.7.5",
+                tls_failed=True,
+                remote=remote,
             ) from None
         except (OSError, smtplib.SMTPException) as exc:
             _close(smtp)
+            if smtp.dialled:
+                raise SessionFailure(
+                    f"no greeting from {_where(remote)}: {_why(exc)}",
+                    "4.4.2",
+                    remote=remote,
+                ) from None
             raise SessionFailure(
-                f"cannot connect to {_where(remote)}: {_why(exc)}", "4.4.1"
+                f"cannot connect to {_where(remote)}: {_why(exc)}",
+                "4.4.1",
+                connected=False,
             ) from None
         remote = Remote(host=host, address=_peer(smtp, address), port=port)
         session = cls(smtp, remote, timeouts)
+        session.tls_mode = tls
         try:
             session._hello()
             if tls in ("starttls", "opportunistic"):
@@ -180,9 +222,12 @@ class SmtpSession:
                 session._login(*credentials)
         except _Lost as exc:
             session.close()
-            raise SessionFailure(f"{_where(remote)}: {exc}", "4.4.2") from None
-        except SessionFailure:
+            raise SessionFailure(
+                f"{_where(remote)}: {exc}", "4.4.2", remote=session.remote
+            ) from None
+        except SessionFailure as failure:
             session.close()
+            failure.remote = session.remote
             raise
         return session
 
@@ -201,12 +246,20 @@ class SmtpSession:
 
         Recipients a server defers with "too many recipients" (452, or 552 which
         RFC 5321 §4.5.3.1.10 says to treat alike) are sent in a further transaction
-        on the same connection. Never raises for network or protocol trouble.
+        on the same connection.
+
+        Raises:
+            StaleSessionError: the session was kept from an earlier message and
+                its connection turned out closed before MAIL was answered;
+                nothing was accepted. Any other trouble is an outcome.
         """
+        self.messages += 1
+        self._maybe_stale = self.messages > 1
         outcomes: list[Outcome] = []
         pending = list(recipients)
         while pending and self._alive:
             done, pending = self._transaction(email, pending)
+            self._maybe_stale = False
             outcomes.extend(done)
             if not any(o.result is DeliveryResult.DELIVERED for o in done):
                 break
@@ -216,12 +269,20 @@ class SmtpSession:
         )
         return outcomes
 
-    def reset(self) -> None:
-        """Abort any transaction in progress (RSET); a failure closes the session."""
+    def reset(self) -> bool:
+        """Abort any transaction in progress (RSET); a failure closes the session.
+
+        Returns:
+            True when the server answered 250 and the session is usable.
+        """
         try:
-            self._command("RSET", self._timeouts.quit)
+            reply = self._command("RSET", self._timeouts.quit)
         except _Lost:
             self.close()
+            return False
+        if reply.code != 250:
+            self.close()
+        return self._alive
 
     def close(self) -> None:
         """Say QUIT if the connection is up, then close it. Never raises."""
@@ -240,85 +301,80 @@ class SmtpSession:
     ) -> tuple[list[Outcome], list[str]]:
         """Run MAIL, RCPTs and DATA once; return outcomes and the recipients left."""
         features = self._smtp.esmtp_features
-        options = []
-        if "size" in features:
-            limit = _int(features["size"])
-            if limit and len(email.data) > limit:
-                detail = f"{len(email.data)} octets exceed the limit of {limit}"
-                return self._all(recipients, DeliveryResult.FAILED, "5.3.4", detail), []
-            options.append(f"SIZE={len(email.data)}")
-        if email.eight_bit:
-            if "8bitmime" not in features:
-                detail = "the message is 8-bit and the server does not offer 8BITMIME"
-                return self._all(recipients, DeliveryResult.FAILED, "5.6.3", detail), []
-            options.append("BODY=8BITMIME")
-        if email.smtputf8:
-            if "smtputf8" not in features:
-                detail = "the message needs SMTPUTF8 and the server does not offer it"
-                return self._all(recipients, DeliveryResult.FAILED, "5.6.7", detail), []
-            options.append("SMTPUTF8")
-            self._smtp.command_encoding = "utf-8"
-        else:
-            self._smtp.command_encoding = "ascii"
+        mail, refusal = self._mail_command(email, features)
+        if refusal is not None:
+            code, detail = refusal
+            return self._all(recipients, DeliveryResult.FAILED, code, detail), []
 
-        mail_args = " ".join([f"FROM:<{email.mail_from}>", *options])
+        # RFC 2920: with PIPELINING, MAIL, the RCPTs and DATA go in one write and
+        # the replies are read back in order; each still decides its recipient.
+        pipelined = "pipelining" in features
+        if pipelined:
+            batch = [mail, *(f"RCPT TO:<{a}>" for a in recipients), "DATA"]
+            try:
+                self._write(batch, self._timeouts.mail)
+            except _Lost as exc:
+                return self._lost_at_mail(recipients, exc), []
         try:
-            reply = self._command(f"MAIL {mail_args}", self._timeouts.mail)
+            reply = self._step(mail, pipelined, self._timeouts.mail)
         except _Lost as exc:
-            return self._all(
-                recipients, DeliveryResult.DEFERRED, "4.4.2", f"lost at MAIL: {exc}"
-            ), []
+            return self._lost_at_mail(recipients, exc), []
         if not 200 <= reply.code < 300:
+            if pipelined:
+                self._drain(len(recipients) + 1)
             if reply.code == 552 and "size" in features:
                 return self._all(
                     recipients, DeliveryResult.FAILED, "5.3.4", "MAIL refused", reply
                 ), []
             return self._refused(recipients, "MAIL", reply), []
 
-        accepted: list[_Accepted] = []
+        accepted: list[str] = []
         outcomes: list[Outcome] = []
         leftover: list[str] = []
         for index, address in enumerate(recipients):
             try:
-                reply = self._command(f"RCPT TO:<{address}>", self._timeouts.rcpt)
+                reply = self._step(
+                    f"RCPT TO:<{address}>", pipelined, self._timeouts.rcpt
+                )
             except _Lost as exc:
-                untried = recipients[index:]
-                done = self._all(
-                    untried, DeliveryResult.DEFERRED, "4.4.2", f"lost at RCPT: {exc}"
-                )
-                done += self._all(
-                    [a.address for a in accepted],
-                    DeliveryResult.DEFERRED,
-                    "4.4.2",
-                    f"lost at RCPT: {exc}",
-                )
-                return outcomes + done, []
+                lost = [*recipients[index:], *accepted]
+                detail = f"lost at RCPT: {exc}"
+                return outcomes + self._all(
+                    lost, DeliveryResult.DEFERRED, "4.4.2", detail
+                ), []
             if 200 <= reply.code < 300:
-                accepted.append(_Accepted(address, reply))
+                accepted.append(address)
             elif reply.code in (452, 552) and accepted:
                 # RFC 5321 §4.5.3.1.10: the rest go in another transaction.
-                leftover = recipients[index:]
-                break
+                leftover.append(address)
+                if not pipelined:
+                    leftover += recipients[index + 1 :]
+                    break
             elif reply.code == 421:
-                outcomes += self._refused(recipients[index:], "RCPT", reply)
-                outcomes += self._refused([a.address for a in accepted], "RCPT", reply)
-                self._drop()
+                outcomes += self._refused(
+                    [*recipients[index:], *accepted], "RCPT", reply
+                )
                 return outcomes, []
             else:
                 outcomes.append(self._from_reply(address, "RCPT", reply))
 
         if not accepted:
-            # RFC 5321 §3.3: no recipient was accepted, so no DATA.
-            self.reset()
+            # RFC 5321 §3.3: no recipient was accepted, so no message data.
+            if pipelined:
+                self._refuse_pipelined_data()
+            else:
+                self.reset()
             return outcomes + self._all(
                 leftover, DeliveryResult.DEFERRED, "4.5.3", "too many recipients"
             ), []
-        outcomes += self._data(email, [a.address for a in accepted])
+        outcomes += self._data(email, accepted, pipelined)
         return outcomes, leftover
 
-    def _data(self, email: PreparedEmail, accepted: list[str]) -> list[Outcome]:
+    def _data(
+        self, email: PreparedEmail, accepted: list[str], pipelined: bool
+    ) -> list[Outcome]:
         try:
-            reply = self._command("DATA", self._timeouts.data_init)
+            reply = self._step("DATA", pipelined, self._timeouts.data_init)
         except _Lost as exc:
             return self._all(
                 accepted, DeliveryResult.DEFERRED, "4.4.2", f"lost at DATA: {exc}"
@@ -356,6 +412,79 @@ class SmtpSession:
             ]
         return [self._from_reply(a, "end of data", reply) for a in accepted]
 
+    def _mail_command(
+        self, email: PreparedEmail, features: dict[str, str]
+    ) -> tuple[str, tuple[str, str] | None]:
+        """The MAIL command with its parameters, or why the server cannot take it.
+
+        Returns:
+            ``(command, None)``, or ``("", (status code, detail))`` when the
+            message needs something the server does not offer.
+        """
+        if refusal := requiretls_refusal(email, self.remote, features):
+            return "", (REQUIRETLS_FAILED, refusal)
+        options = ["REQUIRETLS"] if email.require_tls else []
+        if "size" in features:
+            limit = _int(features["size"])
+            if limit and len(email.data) > limit:
+                return "", (
+                    "5.3.4",
+                    f"{len(email.data)} octets exceed the limit of {limit}",
+                )
+            options.append(f"SIZE={len(email.data)}")
+        if email.eight_bit:
+            if "8bitmime" not in features:
+                return "", (
+                    "5.6.3",
+                    "the message is 8-bit and the server lacks 8BITMIME",
+                )
+            options.append("BODY=8BITMIME")
+        self._smtp.command_encoding = "ascii"
+        if email.smtputf8:
+            if "smtputf8" not in features:
+                return "", (
+                    "5.6.7",
+                    "the message needs SMTPUTF8 and the server lacks it",
+                )
+            options.append("SMTPUTF8")
+            self._smtp.command_encoding = "utf-8"
+        return " ".join([f"MAIL FROM:<{email.mail_from}>", *options]), None
+
+    def _lost_at_mail(self, recipients: Sequence[str], exc: _Lost) -> list[Outcome]:
+        if self._maybe_stale:
+            # A kept connection the server has since closed: nothing of this
+            # message was accepted, so the caller may resend on a new one.
+            raise StaleSessionError(f"{_where(self.remote)}: {exc}")
+        detail = f"lost at MAIL: {exc}"
+        return self._all(recipients, DeliveryResult.DEFERRED, "4.4.2", detail)
+
+    def _refuse_pipelined_data(self) -> None:
+        """Read the reply to a pipelined DATA when no recipient was accepted.
+
+        RFC 2920 §3.1: the server should refuse it; one that answers 354 anyway
+        gets an empty message, which a transaction without recipients discards.
+        """
+        try:
+            reply = self._reply(self._timeouts.data_init)
+            if reply.code == 354:
+                self._smtp.send(b".\r\n")
+                self._reply(self._timeouts.data_done)
+        except (_Lost, OSError, smtplib.SMTPException):
+            self._drop()
+            return
+        self.reset()
+
+    def _drain(self, count: int) -> None:
+        """Read ``count`` pipelined replies nobody needs (after a refused MAIL)."""
+        try:
+            for _ in range(count - 1):
+                self._reply(self._timeouts.rcpt)
+            if self._reply(self._timeouts.data_init).code == 354:
+                self._smtp.send(b".\r\n")
+                self._reply(self._timeouts.data_done)
+        except (_Lost, OSError, smtplib.SMTPException):
+            self._drop()
+
     def _hello(self) -> None:
         reply = self._command(
             f"EHLO {self._smtp.local_hostname}", self._timeouts.greeting
@@ -386,6 +515,10 @@ class SmtpSession:
             return
         reply = self._command("STARTTLS", self._timeouts.greeting)
         if reply.code != 220:
+            if not required and self._alive:
+                # RFC 3207 §4: after a refusal the session goes on as it was.
+                log.info("%s refused STARTTLS (%s)", _where(self.remote), reply)
+                return
             raise SessionFailure(
                 f"{_where(self.remote)} refused STARTTLS: {reply}", "4.7.4", reply
             )
@@ -396,7 +529,9 @@ class SmtpSession:
         except (OSError, ssl.SSLError) as exc:
             self._drop()
             raise SessionFailure(
-                f"TLS with {_where(self.remote)} failed: {_why(exc)}", "4.7.5"
+                f"TLS with {_where(self.remote)} failed: {_why(exc)}",
+                "4.7.5",
+                tls_failed=True,
             ) from None
         # RFC 3207 §4.2: forget everything learnt before TLS, including any
         # plaintext the server (or an attacker) sent after its 220.
@@ -440,6 +575,24 @@ class SmtpSession:
             self._drop()
             raise _Lost(_why(exc)) from None
         return self._reply(timeout)
+
+    def _write(self, lines: list[str], timeout: float) -> None:
+        """Send several command lines in one write (a PIPELINING batch)."""
+        if not self._alive:
+            raise _Lost("connection already closed")
+        for line in lines:
+            if "\r" in line or "\n" in line:
+                raise ValueError(f"line break in an SMTP command: {line!r}")
+        try:
+            self._sock().settimeout(timeout)
+            self._smtp.send("".join(f"{line}\r\n" for line in lines))
+        except (OSError, smtplib.SMTPException) as exc:
+            self._drop()
+            raise _Lost(_why(exc)) from None
+
+    def _step(self, line: str, pipelined: bool, timeout: float) -> SmtpReply:
+        """The reply to ``line``: read it if already sent in a batch, else send it."""
+        return self._reply(timeout) if pipelined else self._command(line, timeout)
 
     def _reply(self, timeout: float) -> SmtpReply:
         try:

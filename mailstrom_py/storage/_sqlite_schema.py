@@ -45,6 +45,8 @@ CREATE TABLE messages (
     mail_from TEXT NOT NULL,
     smtputf8 INTEGER NOT NULL,
     eight_bit INTEGER NOT NULL,
+    require_tls INTEGER NOT NULL,
+    tls_optional INTEGER NOT NULL,
     created_at REAL NOT NULL,
     held INTEGER NOT NULL DEFAULT 0,
     pending INTEGER NOT NULL,

@@ -143,12 +143,15 @@ class SqliteStorage(Storage):
                 raise DuplicateMessageError(email.message_id)
             cursor = conn.execute(
                 "INSERT INTO messages (message_id, mail_from, smtputf8, eight_bit,"
-                " created_at, pending, due_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " require_tls, tls_optional, created_at, pending, due_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     email.message_id,
                     email.mail_from,
                     int(email.smtputf8),
                     int(email.eight_bit),
+                    int(email.require_tls),
+                    int(email.tls_optional),
                     now,
                     len(status.pending),
                     status.next_attempt_at,
@@ -183,14 +186,17 @@ class SqliteStorage(Storage):
     def email(self, message_id: str) -> PreparedEmail:
         with self._db.reading("read a message") as conn:
             rows = conn.execute(
-                "SELECT m.id, m.mail_from, m.smtputf8, m.eight_bit, b.data"
+                "SELECT m.id, m.mail_from, m.smtputf8, m.eight_bit, m.require_tls,"
+                " m.tls_optional, b.data"
                 " FROM messages m JOIN bodies b ON b.message = m.id"
                 " WHERE m.message_id = ?",
                 (message_id,),
             ).fetchall()
             if not rows:
                 raise MessageNotFound(message_id)
-            rowid, mail_from, smtputf8, eight_bit, data = rows[0]
+            rowid, mail_from, smtputf8, eight_bit, require_tls, tls_optional, data = (
+                rows[0]
+            )
             recipients = conn.execute(
                 "SELECT address FROM recipients WHERE message = ? ORDER BY position",
                 (rowid,),
@@ -202,6 +208,8 @@ class SqliteStorage(Storage):
             data=bytes(data),
             smtputf8=bool(smtputf8),
             eight_bit=bool(eight_bit),
+            require_tls=bool(require_tls),
+            tls_optional=bool(tls_optional),
         )
 
     def begin_attempt(

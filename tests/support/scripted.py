@@ -68,16 +68,19 @@ class ClientClosed(ConnectionError):
 class Conversation:
     """One accepted connection, read and written line by line.
 
-    Reads take a timeout (seconds) and raise ``TimeoutError`` when it passes.
+    Reads take a timeout (seconds) and raise ``TimeoutError`` when it passes;
+    a reset by the client reads as end of stream (see ``client_reset``).
     Every line read with ``readline`` is kept in ``lines`` (a record of the
     commands); message bodies read with ``read_data`` go to ``bodies``.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(
+        self, sock: socket.socket, peer: tuple[Any, ...] | None = None
+    ) -> None:
         self._sock = sock
         self._buffer = bytearray()
         self._lock = threading.Lock()
-        peer = sock.getpeername()
+        peer = peer if peer is not None else sock.getpeername()
         self.peer_host: str = peer[0]
         self.peer_port: int = peer[1]
         self.lines: list[str] = []
@@ -86,7 +89,9 @@ class Conversation:
         self.tls_error: BaseException | None = None
         self.closed = False
         self.client_closed = False
-        """True once a read saw the client's end of stream."""
+        """True once a read saw the client's end of stream (or a reset)."""
+        self.client_reset = False
+        """True if that end of stream was a reset (reads treat it as EOF)."""
 
     @property
     def verbs(self) -> list[str]:
@@ -115,6 +120,9 @@ class Conversation:
         try:
             chunk = self._sock.recv(65536)
         except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            chunk = b""
+        except ConnectionResetError:
+            self.client_reset = True
             chunk = b""
         except TimeoutError:
             raise TimeoutError("timed out waiting for the client") from None
@@ -204,8 +212,6 @@ class Conversation:
                 self._buffer.clear()
         except TimeoutError:
             return False
-        except OSError:
-            return True  # reset by the client
         return True
 
     # -- TLS and closing ----------------------------------------------------
@@ -409,11 +415,11 @@ class ScriptedServer:
             if self._wake_r in readable:
                 return
             try:
-                sock, _ = self._listener.accept()
+                sock, peer = self._listener.accept()
             except OSError:
                 continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conv = Conversation(sock)
+            conv = Conversation(sock, peer)
             thread = threading.Thread(
                 target=self._serve,
                 args=(conv,),
@@ -490,6 +496,7 @@ def normal(
     on_dot: DotHook | None = None,
     on_quit: Hook | None = None,
     after_dot: str = "250 2.0.0 ok",
+    idle_timeout: float = 60.0,
 ) -> Handler:
     """A well-behaved SMTP server; each ``on_*`` hook may replace one reply.
 
@@ -498,7 +505,8 @@ def normal(
     ``on_data`` replaces the 354 reply: return a non-354 reply to refuse, or
     send 354 yourself and read what you like. The body is read (and kept in
     ``conv.bodies``) before ``on_dot`` runs. The conversation ends at QUIT, at
-    end of stream, or as soon as a hook closes it.
+    end of stream, as soon as a hook closes it, or with ``421`` after
+    ``idle_timeout`` seconds without a command.
     """
 
     def reply(conv: Conversation, hook: Hook | None, line: str, default: str) -> None:
@@ -510,7 +518,11 @@ def normal(
         try:
             conv.send(greeting)
             while not conv.closed:
-                line = conv.readline()
+                try:
+                    line = conv.readline(idle_timeout)
+                except TimeoutError:
+                    conv.send("421 4.4.2 idle timeout")
+                    return
                 if not line:
                     return
                 command = line.rstrip("\r\n")
@@ -559,7 +571,7 @@ def normal(
                     if answer is None or answer.startswith("354"):
                         body = conv.read_data()
                         final = on_dot(conv, body) if on_dot else None
-                        if not conv.closed:
+                        if not _hung_up(conv):
                             conv.send(after_dot if final is None else final)
                 elif verb == "QUIT":
                     reply(conv, on_quit, command, "221 2.0.0 bye")
@@ -568,9 +580,7 @@ def normal(
                     conv.send("250 2.0.0 ok")
                 else:
                     conv.send("500 5.5.2 command not recognized")
-        except ClientClosed:
-            return
-        except ConnectionError:
+        except ConnectionError:  # ClientClosed included: the client left
             return
 
     return handler

@@ -491,6 +491,7 @@ class SmtpServer:
             raise
         loop = asyncio.new_event_loop()
         ready = threading.Event()
+        self._startup_error = None
         self._loop = loop
         self._thread = threading.Thread(
             target=self._run,
@@ -499,12 +500,16 @@ class SmtpServer:
             daemon=True,
         )
         self._thread.start()
-        ready.wait()
-        if self._startup_error is not None:
+        ready.wait()  # _run sets it on every path
+        self._raise_startup_error()
+
+    def _raise_startup_error(self) -> None:
+        error = self._startup_error
+        if error is not None and self._thread is not None:
             self._thread.join()
             self._thread = None
             self._loop = None
-            raise self._startup_error
+            raise error
 
     def stop(self) -> None:
         """Drop every connection, close the listener and join the thread."""

@@ -1,0 +1,269 @@
+"""Throughput of mailstrom_py against a naive smtplib loop, measured in one run.
+
+Starts a sink on 127.0.0.1 (Postfix's smtp-sink when installed, otherwise an
+aiosmtpd sink in a child process), then for N messages of about 2 KB with one
+recipient measures, end to end (first send to last recipient delivered):
+
+* the baseline: an smtplib loop that connects, sends and quits per message;
+* mailstrom_py with MemoryStorage;
+* mailstrom_py with SqliteStorage at its default durability (when available).
+
+It prints messages per second, the ratio to the baseline, client CPU time per
+message, the median and p99 time of ``send_email()`` on the caller's thread,
+and checks that the sink received exactly as many messages as were sent.
+Only loopback addresses are used.
+
+    python benchmarks/throughput.py --messages 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import resource
+import shutil
+import signal
+import smtplib
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import mailstrom_py
+from mailstrom_py import (
+    Config,
+    Mailstrom,
+    MemoryStorage,
+    RelayConfig,
+    Storage,
+    Timeouts,
+)
+
+LOOPBACK = "127.0.0.1"
+
+_AIOSMTPD_SINK = """
+import asyncio, sys
+from aiosmtpd.controller import Controller
+class Sink:
+    count = 0
+    async def handle_DATA(self, server, session, envelope):
+        Sink.count += 1
+        return "250 2.0.0 ok"
+c = Controller(Sink(), hostname=sys.argv[1], port=int(sys.argv[2]),
+               server_hostname="sink.test")
+c.start()
+print("ready", flush=True)
+sys.stdin.read()
+c.stop()
+print(Sink.count, flush=True)
+"""
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    messages: int
+    seconds: float
+    cpu: float
+    send_latencies: tuple[float, ...] = ()
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+class Sink:
+    """A sink process on loopback that counts what it receives."""
+
+    def __init__(self, kind: str) -> None:
+        self.port = free_port()
+        self.kind = kind
+        if kind == "smtp-sink":
+            # -c prints a running count; a file, not a pipe, so it never blocks.
+            self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in count())
+            cmd = ["smtp-sink", "-c", "-u", "nobody", f"{LOOPBACK}:{self.port}", "256"]
+            self.proc = subprocess.Popen(
+                cmd, stdout=self.log, stderr=subprocess.DEVNULL
+            )
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection((LOOPBACK, self.port), timeout=1),
+                ):
+                    break
+                time.sleep(0.05)
+        else:
+            cmd = [sys.executable, "-c", _AIOSMTPD_SINK, LOOPBACK, str(self.port)]
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            )
+            assert self.proc.stdout is not None
+            assert self.proc.stdout.readline().strip() == "ready"
+
+    def count(self) -> int:
+        """Stop the sink and return how many messages it accepted."""
+        if self.kind == "smtp-sink":
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=10)
+            self.log.seek(0)
+            counts = re.findall(r"mesg=(\d+)", self.log.read())
+            self.log.close()
+            return int(counts[-1]) if counts else 0
+        out, _ = self.proc.communicate("", timeout=30)
+        return int(out.split()[-1])
+
+
+def build_message(n: int, size: int) -> bytes:
+    body = ("x" * 70 + "\r\n") * (size // 72)
+    return (
+        f"From: bench@example.test\r\nTo: sink{n % 10}@example.test\r\n"
+        f"Subject: benchmark {n}\r\n\r\n{body}"
+    ).encode()
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_naive(port: int, messages: list[bytes]) -> Result:
+    """The 1.0x baseline: connect, send, quit for every message."""
+    cpu0, t0 = cpu_seconds(), time.perf_counter()
+    for raw in messages:
+        with smtplib.SMTP(LOOPBACK, port, local_hostname="bench.test", timeout=30) as s:
+            s.sendmail("bench@example.test", ["sink@example.test"], raw)
+    return Result(
+        "smtplib, new connection per message",
+        len(messages),
+        time.perf_counter() - t0,
+        cpu_seconds() - cpu0,
+    )
+
+
+def run_mailstrom(
+    name: str, port: int, messages: list[bytes], storage: Storage, threads: int
+) -> Result:
+    config = Config(
+        helo_name="bench.test",
+        delivery=RelayConfig(host=LOOPBACK, port=port, tls="none"),
+        timeouts=Timeouts.uniform(30),
+        delivery_threads=threads,
+    )
+    latencies = []
+    cpu0, t0 = cpu_seconds(), time.perf_counter()
+    with Mailstrom(config, storage) as mailer:
+        ids = []
+        for raw in messages:
+            s0 = time.perf_counter()
+            ids.append(mailer.send_email(raw))
+            latencies.append(time.perf_counter() - s0)
+        for message_id in ids:
+            mailer.wait(message_id, timeout=300)
+        elapsed = time.perf_counter() - t0
+        cpu = cpu_seconds() - cpu0
+        failed = sum(not mailer.query_status(i).succeeded for i in ids)
+    if failed:
+        raise SystemExit(f"{name}: {failed} messages not delivered")
+    return Result(name, len(messages), elapsed, cpu, tuple(latencies))
+
+
+Variant = Callable[[int], Result]
+
+
+def variants(messages: list[bytes], threads: int, tmp: Path) -> list[Variant]:
+    """The variants to measure, each taking the sink's port."""
+    found: list[Variant] = [
+        lambda port: run_naive(port, messages),
+        lambda port: run_mailstrom(
+            "mailstrom_py, MemoryStorage", port, messages, MemoryStorage(), threads
+        ),
+    ]
+    sqlite = getattr(mailstrom_py, "SqliteStorage", None)
+    if sqlite is not None:
+        found.append(
+            lambda port: run_mailstrom(
+                "mailstrom_py, SqliteStorage (default)",
+                port,
+                messages,
+                sqlite(str(tmp / f"bench-{port}.db")),
+                threads,
+            )
+        )
+    return found
+
+
+def report(results: list[Result]) -> None:
+    base = results[0].rate
+    header = (
+        f"{'variant':<40} {'msgs/s':>8} {'x naive':>8} {'CPU us/msg':>11} "
+        f"{'send p50 us':>12} {'send p99 us':>12}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        p50 = p99 = ""
+        if r.send_latencies:
+            ordered = sorted(r.send_latencies)
+            p50 = f"{statistics.median(ordered) * 1e6:.0f}"
+            p99 = f"{ordered[max(int(len(ordered) * 0.99) - 1, 0)] * 1e6:.0f}"
+        print(
+            f"{r.name:<40} {r.rate:>8.0f} {r.rate / base:>8.2f} "
+            f"{r.cpu / r.messages * 1e6:>11.0f} {p50:>12} {p99:>12}"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="mailstrom_py throughput benchmark")
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--size", type=int, default=2048, help="body bytes")
+    parser.add_argument("--threads", type=int, default=4, help="delivery threads")
+    parser.add_argument(
+        "--sink", choices=["auto", "smtp-sink", "aiosmtpd"], default="auto"
+    )
+    args = parser.parse_args()
+    kind = args.sink
+    if kind == "auto":
+        kind = "smtp-sink" if shutil.which("smtp-sink") else "aiosmtpd"
+    messages = [build_message(n, args.size) for n in range(args.messages)]
+    print(
+        f"{args.messages} messages of {len(messages[0])} bytes, one recipient; "
+        f"sink: {kind} on {LOOPBACK}; {os.cpu_count()} CPUs; "
+        f"{args.threads} delivery threads\n"
+    )
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for variant in variants(messages, args.threads, Path(tmp)):
+            sink = Sink(kind)
+            try:
+                result = variant(sink.port)
+            finally:
+                received = sink.count()
+            if received != result.messages:
+                print(
+                    f"{result.name}: sink received {received}, sent {result.messages}"
+                )
+                return 1
+            results.append(result)
+    report(results)
+    print("\nEvery sink received exactly the number of messages sent.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,304 @@
+"""Delivery straight to each recipient domain's mail exchangers.
+
+For every domain among a message's pending recipients, :class:`DirectTransport`
+asks :class:`~mailstrom_py.delivery.mx.MxResolver` for the exchangers, then tries
+their addresses in order (RFC 5321 §5.1) until the recipients are settled:
+
+- A refused or timed-out connection, a 421 or 5xx greeting, a failed TLS setup,
+  or a transaction that ends with recipients deferred (a 4xx, a connection lost
+  before the final dot) moves those recipients on to the next address.
+- A connection lost after the final dot stops the delivery to that domain: the
+  message may have arrived, and another exchanger would duplicate it.
+- At most ``DirectConfig.max_addresses`` addresses and ``max_sessions`` accepted
+  connections per domain and delivery (Postfix's limits, 5 and 2); recipients
+  still unsettled are deferred with the most telling failure.
+
+Each exchanger's addresses are tried IPv6 and IPv4 alternately. Each attempt at a
+message starts with the address family the previous attempt did not start with
+(mox does this): a block or a broken route on one family does not hold a message
+up for good.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..config import DirectConfig, Timeouts
+from ..message import PreparedEmail
+from ..status import DeliveryResult
+from .base import Outcome
+from .mx import MxHost, MxResolver, Route, RouteError, build_resolver
+from .pool import SessionPool
+from .smtp import SessionFailure, SmtpSession, StaleSessionError
+
+__all__ = ["DirectTransport"]
+
+log = logging.getLogger(__name__)
+
+#: How many (message, exchanger) pairs the address-family memory holds.
+FAMILY_MEMORY_SIZE = 10_000
+
+
+@dataclass(frozen=True)
+class _Target:
+    host: str
+    address: str
+
+
+class _FamilyMemory:
+    """Which address family each (message, exchanger) pair was last tried with
+    first; bounded and thread-safe (delivery threads share the transport)."""
+
+    def __init__(self, size: int = FAMILY_MEMORY_SIZE) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._first: OrderedDict[tuple[str, str], int] = OrderedDict()
+
+    def previous(self, message_id: str, host: str) -> int | None:
+        with self._lock:
+            return self._first.get((message_id, host))
+
+    def record(self, message_id: str, host: str, family: int) -> None:
+        with self._lock:
+            self._first[(message_id, host)] = family
+            self._first.move_to_end((message_id, host))
+            while len(self._first) > self._size:
+                self._first.popitem(last=False)
+
+
+class DirectTransport:
+    """Sends each message to its recipients' mail exchangers; see the module doc.
+
+    Args:
+        direct: DNS, port, limits and TLS settings.
+        helo_name: our name in EHLO/HELO.
+        timeouts: per-step SMTP timeouts.
+        require_tls: never deliver in plaintext (``Config.require_tls``).
+        clock: monotonic seconds, for the DNS cache.
+        rng: shuffles exchangers of equal preference.
+        mx: a ready :class:`MxResolver`; built from ``direct`` by default.
+        sessions: where sessions are kept for the next message to the same
+            exchanger; a new :class:`SessionPool` by default.
+
+    Raises:
+        ConfigError: no DNS configuration, or a CA file that cannot be read.
+    """
+
+    def __init__(
+        self,
+        direct: DirectConfig,
+        *,
+        helo_name: str,
+        timeouts: Timeouts,
+        require_tls: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        mx: MxResolver | None = None,
+        sessions: SessionPool | None = None,
+    ) -> None:
+        self._sessions = sessions if sessions is not None else SessionPool()
+        self._mx = (
+            mx
+            if mx is not None
+            else MxResolver(
+                build_resolver(direct),
+                cache_size=direct.mx_cache_size,
+                clock=clock,
+                rng=rng,
+            )
+        )
+        self._port = direct.smtp_port
+        self._helo_name = helo_name
+        self._timeouts = timeouts
+        self._tls_context = direct.tls_context()
+        self._tls_required = require_tls or direct.verify_tls
+        self._max_addresses = direct.max_addresses
+        self._max_sessions = direct.max_sessions
+        self._families = _FamilyMemory()
+
+    def deliver(self, email: PreparedEmail, recipients: Sequence[str]) -> list[Outcome]:
+        """Deliver ``email`` to ``recipients``, domain by domain; one outcome each."""
+        by_domain: dict[str, list[str]] = {}
+        for address in recipients:
+            domain = address.rpartition("@")[2].lower()
+            by_domain.setdefault(domain, []).append(address)
+        outcomes: list[Outcome] = []
+        for domain, group in by_domain.items():
+            outcomes.extend(self._deliver_domain(email, domain, group))
+        return outcomes
+
+    def close(self) -> None:
+        """Close the sessions kept open for reuse."""
+        self._sessions.close()
+
+    def _deliver_domain(
+        self, email: PreparedEmail, domain: str, recipients: list[str]
+    ) -> list[Outcome]:
+        try:
+            route = self._mx.route(domain, want_addresses=self._max_addresses)
+        except RouteError as exc:
+            log.info("no route to %s: %s", domain, exc.detail)
+            result = DeliveryResult.FAILED if exc.permanent else DeliveryResult.DEFERRED
+            return [Outcome(r, result, exc.status_code, exc.detail) for r in recipients]
+        # TLS-Required: No (RFC 8689 §5) waives the configured requirement;
+        # REQUIRETLS never goes in plaintext.
+        tls_required = (
+            self._tls_required and not email.tls_optional
+        ) or email.require_tls
+        settled: dict[str, Outcome] = {}
+        pending = list(recipients)
+        failures: list[SessionFailure] = []
+        sessions = 0
+        dialled: set[str] = set()
+        for target in self._targets(email.message_id, route):
+            if not pending or sessions >= self._max_sessions:
+                break
+            if target.host not in dialled:
+                dialled.add(target.host)
+                self._families.record(
+                    email.message_id, target.host, _family(target.address)
+                )
+            try:
+                session, note = self._open(target, tls_required)
+            except SessionFailure as failure:
+                log.info("%s: %s", domain, failure.detail)
+                failures.append(failure)
+                sessions += failure.connected
+                continue
+            sessions += 1
+            try:
+                outcomes = self._send(session, target, email, pending)
+            except SessionFailure as failure:
+                failures.append(failure)
+                continue
+            if failures:
+                earlier = "; ".join(f.detail for f in failures)
+                note = f"{note}; earlier: {earlier}" if note else f"earlier: {earlier}"
+            for outcome in outcomes:
+                settled[outcome.address] = (
+                    dataclasses.replace(outcome, detail=f"{outcome.detail} ({note})")
+                    if note
+                    else outcome
+                )
+            if any(o.possibly_delivered for o in outcomes):
+                break  # the message may be there: no other exchanger this time
+            pending = [
+                o.address for o in outcomes if o.result is DeliveryResult.DEFERRED
+            ]
+        unreached = [r for r in recipients if r not in settled]
+        return [settled[r] for r in recipients if r in settled] + _unreached(
+            unreached, failures, domain
+        )
+
+    def _targets(self, message_id: str, route: Route) -> list[_Target]:
+        """The addresses to try, in order, without repeats, up to the limit."""
+        targets: list[_Target] = []
+        seen: set[str] = set()
+        for host in route.hosts:
+            previous = self._families.previous(message_id, host.name)
+            for address in _interleave(host, first=4 if previous == 6 else 6):
+                if address not in seen:
+                    seen.add(address)
+                    targets.append(_Target(host.name, address))
+        return targets[: self._max_addresses]
+
+    def _open(self, target: _Target, tls_required: bool) -> tuple[SmtpSession, str]:
+        """Open a session; after a failed handshake, once more in plaintext
+        unless TLS is required (RFC 3207 §4.1, Postfix's ``may`` level)."""
+        tls = "starttls" if tls_required else "opportunistic"
+        try:
+            return self._session(target, tls), ""
+        except SessionFailure as failure:
+            if tls_required or not failure.tls_failed:
+                raise
+            log.info("%s; trying again without TLS", failure.detail)
+            return self._session(target, "none"), f"in plaintext: {failure.detail}"
+
+    def _send(
+        self,
+        session: SmtpSession,
+        target: _Target,
+        email: PreparedEmail,
+        recipients: list[str],
+    ) -> list[Outcome]:
+        """Send on ``session``; if it was a kept one found closed, on a new one.
+
+        Raises:
+            SessionFailure: the replacement session could not be opened.
+        """
+        try:
+            return session.send(email, recipients)
+        except StaleSessionError as stale:
+            log.info("kept connection was closed: %s", stale.detail)
+            session = self._session(target, session.tls_mode, reuse=False)
+            return session.send(email, recipients)
+        finally:
+            self._sessions.give(_key(session), session)
+
+    def _session(self, target: _Target, tls: str, *, reuse: bool = True) -> SmtpSession:
+        kept = (
+            self._sessions.take((target.host, target.address, tls)) if reuse else None
+        )
+        if kept is not None:
+            return kept
+        return SmtpSession.open(
+            host=target.host,
+            address=target.address,
+            port=self._port,
+            helo_name=self._helo_name,
+            timeouts=self._timeouts,
+            tls=tls,
+            tls_context=self._tls_context if tls != "none" else None,
+        )
+
+
+def _interleave(host: MxHost, *, first: int) -> list[str]:
+    """IPv6 and IPv4 addresses alternately, starting with family ``first``."""
+    leading, trailing = (host.ipv6, host.ipv4) if first == 6 else (host.ipv4, host.ipv6)
+    if not leading:
+        leading, trailing = trailing, leading
+    order: list[str] = []
+    for index in range(max(len(leading), len(trailing))):
+        order.extend(leading[index : index + 1])
+        order.extend(trailing[index : index + 1])
+    return order
+
+
+def _key(session: SmtpSession) -> tuple[str, str, str]:
+    """The pool key of a session: the exchanger, its address and the TLS mode."""
+    return (session.remote.host, session.remote.address, session.tls_mode)
+
+
+def _family(address: str) -> int:
+    return 6 if ":" in address else 4
+
+
+def _unreached(
+    recipients: list[str], failures: list[SessionFailure], domain: str
+) -> list[Outcome]:
+    """Outcomes for recipients no session took: deferred, with the failure that
+    says most (the last one with a server reply, else the last one)."""
+    if not recipients:
+        return []
+    if not failures:
+        detail = f"no exchanger of {domain} could be tried"
+        return [
+            Outcome(r, DeliveryResult.DEFERRED, "4.4.1", detail) for r in recipients
+        ]
+    with_reply = [f for f in failures if f.reply is not None]
+    chosen = (with_reply or failures)[-1]
+    detail = "; ".join(f.detail for f in failures)
+    code = "4" + chosen.status_code[1:]
+    return [
+        Outcome(
+            r, DeliveryResult.DEFERRED, code, detail, chosen.reply, remote=chosen.remote
+        )
+        for r in recipients
+    ]

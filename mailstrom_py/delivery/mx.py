@@ -1,0 +1,399 @@
+"""Where a domain's mail goes: MX lookup, null and implicit MX, ordering, caching.
+
+:class:`MxResolver` turns a recipient domain into a :class:`Route`, the mail
+exchangers to try in order with their addresses, following RFC 5321 §5.1 and
+RFC 7505:
+
+- MX records sorted by preference; equal preferences shuffled (dnspython returns
+  them in wire order, neither sorted nor shuffled).
+- MX records exist: only their hosts are used, never the domain's own addresses.
+- No MX records (the name exists): the domain itself is the exchanger (implicit MX).
+- A single MX of ``.`` (null MX): the domain accepts no mail; 556 5.1.10.
+- NXDOMAIN, or no address for any exchanger: a permanent failure (5.4.4).
+- SERVFAIL, REFUSED, timeouts and over-long CNAME chains: transient (4.4.3).
+
+Answers are cached for their TTL (negative answers for the SOA's negative TTL);
+transient failures never are. One resolver may serve several threads.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.rdatatype
+import dns.resolver
+
+from ..config import DirectConfig
+from ..errors import ConfigError
+
+__all__ = ["MxHost", "MxResolver", "Route", "RouteError", "build_resolver"]
+
+#: The longest chain of CNAMEs followed for one name (mox allows 16, dnspython 16).
+MAX_CNAME_CHAIN = 8
+#: The longest a positive answer is kept, whatever its TTL says (one day).
+MAX_TTL = 86400
+#: The longest a negative answer is kept (RFC 2308 §5 suggests at most hours).
+MAX_NEGATIVE_TTL = 3600
+
+
+class RouteError(Exception):
+    """Raised when a domain's mail cannot be routed now, or ever.
+
+    Attributes:
+        detail: what went wrong, in words.
+        status_code: the RFC 3463 code to record (``"4.4.3"``, ``"5.4.4"``...).
+        permanent: true when retrying cannot help (the recipients fail).
+    """
+
+    def __init__(self, detail: str, status_code: str, *, permanent: bool) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status_code = status_code
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class MxHost:
+    """One mail exchanger and its addresses.
+
+    Attributes:
+        name: the host name (lower case, no final dot), or the IP address of an
+            address literal.
+        preference: the MX preference (0 for an implicit MX or a literal).
+        ipv6: its IPv6 addresses, in the order DNS gave them.
+        ipv4: its IPv4 addresses, in the order DNS gave them.
+    """
+
+    name: str
+    preference: int
+    ipv6: tuple[str, ...] = ()
+    ipv4: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Route:
+    """The exchangers for a domain, in the order to try them.
+
+    Attributes:
+        domain: the recipient domain.
+        hosts: exchangers with at least one address, most preferred first.
+        implicit: the domain has no MX records; its own addresses are used.
+    """
+
+    domain: str
+    hosts: tuple[MxHost, ...]
+    implicit: bool = False
+
+
+@dataclass(frozen=True)
+class _Answer:
+    kind: Literal["data", "nxdomain", "nodata"]
+    records: tuple[tuple[int, str], ...] = ()
+    """MX: (preference, exchange); A/AAAA: (0, address)."""
+
+
+class _Transient(Exception):
+    """A lookup failed in a way that may pass."""
+
+
+class _Cache:
+    """A bounded LRU map of DNS answers that expire; thread-safe."""
+
+    def __init__(self, size: int, clock: Callable[[], float]) -> None:
+        self._size = size
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[str, str], tuple[float, _Answer]] = (
+            OrderedDict()
+        )
+
+    def get(self, key: tuple[str, str]) -> _Answer | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry[0] <= self._clock():
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def put(self, key: tuple[str, str], answer: _Answer, ttl: float) -> None:
+        if self._size == 0 or ttl <= 0:
+            return
+        with self._lock:
+            self._entries[key] = (self._clock() + ttl, answer)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+class MxResolver:
+    """Resolves recipient domains to routes through a ``dns.resolver.Resolver``.
+
+    One route takes at most twice the resolver's lifetime, however many
+    exchangers fail to answer: lookups that would run past that budget are
+    counted as DNS trouble, so a broken domain cannot hold a delivery thread
+    for long.
+
+    Args:
+        resolver: asks the DNS; used as given (its timeout and lifetime bound
+            every lookup).
+        cache_size: how many answers to keep; 0 disables the cache.
+        clock: monotonic seconds, for cache expiry.
+        rng: shuffles MX hosts of equal preference.
+        max_cname_chain: the most CNAMEs followed for one name.
+    """
+
+    def __init__(
+        self,
+        resolver: dns.resolver.Resolver,
+        *,
+        cache_size: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        max_cname_chain: int = MAX_CNAME_CHAIN,
+    ) -> None:
+        self._resolver = resolver
+        self._cache = _Cache(cache_size, clock)
+        self._rng = rng if rng is not None else random.Random()
+        self._rng_lock = threading.Lock()
+        self._max_cname_chain = max_cname_chain
+
+    def route(self, domain: str, *, want_addresses: int = 5) -> Route:
+        """Return the exchangers for ``domain`` (an A-label name or address literal).
+
+        Exchangers are resolved in order until ``want_addresses`` addresses are
+        known; the rest are left out, as no delivery would reach them.
+
+        Raises:
+            RouteError: the domain has no usable exchanger, for now or for good.
+        """
+        literal = _literal(domain)
+        if literal is not None:
+            return Route(domain, (_host_for(literal, 0, [literal]),))
+        deadline = time.monotonic() + 2 * self._resolver.lifetime
+        try:
+            mx = self._lookup(domain, "MX", deadline)
+        except _Transient as exc:
+            raise RouteError(str(exc), "4.4.3", permanent=False) from None
+        if mx.kind == "nxdomain":
+            raise RouteError(f"{domain}: no such domain", "5.4.4", permanent=True)
+        if mx.kind == "nodata":
+            # RFC 5321 §5.1: no MX records, so the domain is its own exchanger.
+            addresses = self._resolve_host(domain, deadline)
+            return Route(domain, (_host_for(domain, 0, addresses),), True)
+        exchanges = [(pref, name) for pref, name in mx.records if name != ""]
+        if not exchanges:
+            # RFC 7505 §4.1: a lone "." says the domain accepts no mail.
+            raise RouteError(
+                f"556 5.1.10 {domain} accepts no mail (null MX)",
+                "5.1.10",
+                permanent=True,
+            )
+        hosts: list[MxHost] = []
+        problems: list[str] = []
+        transient = False
+        found = 0
+        for pref, name in self._ordered(exchanges):
+            if found >= want_addresses:
+                break
+            try:
+                addresses = self._resolve_host(name, deadline)
+            except RouteError as exc:
+                problems.append(exc.detail)
+                transient |= not exc.permanent
+                continue
+            hosts.append(_host_for(name, pref, addresses))
+            found += len(addresses)
+        if hosts:
+            return Route(domain, tuple(hosts))
+        detail = f"no mail exchanger of {domain} has an address: " + "; ".join(problems)
+        if transient:
+            raise RouteError(detail, "4.4.3", permanent=False)
+        raise RouteError(detail, "5.4.4", permanent=True)
+
+    def addresses(self, host: str) -> list[str]:
+        """Return the IPv6 and IPv4 addresses of ``host`` (IPv6 first).
+
+        An IP address is returned as it is. A lookup that fails for one family
+        is ignored when the other family has addresses.
+
+        Raises:
+            RouteError: no address, permanently (no such host, no A or AAAA
+                records) or for now (DNS trouble).
+        """
+        if _is_ip(host):
+            return [host]
+        return self._resolve_host(host, time.monotonic() + 2 * self._resolver.lifetime)
+
+    def clear_cache(self) -> None:
+        """Forget every cached answer."""
+        self._cache.clear()
+
+    def _resolve_host(self, host: str, deadline: float) -> list[str]:
+        """``addresses()`` for a name from DNS (an MX target, never taken as an IP)."""
+        found: list[str] = []
+        trouble: list[str] = []
+        missing: list[str] = []
+        for rdtype in ("AAAA", "A"):
+            try:
+                answer = self._lookup(host, rdtype, deadline)
+            except _Transient as exc:
+                trouble.append(str(exc))
+                continue
+            if answer.kind == "nxdomain":
+                missing.append(f"{host}: no such host")
+                break  # no name, so no record of any type
+            if answer.kind == "nodata":
+                missing.append(f"{host}: no {rdtype} record")
+            found.extend(address for _, address in answer.records)
+        if found:
+            return found
+        if trouble:
+            raise RouteError("; ".join(trouble), "4.4.3", permanent=False)
+        raise RouteError("; ".join(missing), "5.4.4", permanent=True)
+
+    def _ordered(self, exchanges: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        best: dict[str, int] = {}
+        for pref, name in exchanges:
+            best[name] = min(pref, best.get(name, pref))
+        by_preference: dict[int, list[str]] = {}
+        for name, pref in best.items():
+            by_preference.setdefault(pref, []).append(name)
+        ordered: list[tuple[int, str]] = []
+        with self._rng_lock:
+            for pref in sorted(by_preference):
+                names = by_preference[pref]
+                self._rng.shuffle(names)
+                ordered.extend((pref, name) for name in names)
+        return ordered
+
+    def _lookup(self, name: str, rdtype: str, deadline: float) -> _Answer:
+        """Ask for ``rdtype`` records of ``name`` by ``deadline`` (monotonic); raise
+        RouteError for a bad name and _Transient for trouble that may pass."""
+        key = (name.lower(), rdtype)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        try:
+            qname = dns.name.from_text(name)
+        except dns.exception.DNSException as exc:
+            raise RouteError(
+                f"{name!r} is not a DNS name ({exc})", "5.1.2", permanent=True
+            ) from None
+        kind = dns.rdatatype.from_text(rdtype)
+        left = min(self._resolver.lifetime, deadline - time.monotonic())
+        if left <= 0:
+            raise _Transient(f"no time left to look up {name} {rdtype}")
+        try:
+            answer = self._resolver.resolve(
+                qname, kind, raise_on_no_answer=False, search=False, lifetime=left
+            )
+        except dns.resolver.NXDOMAIN as exc:
+            result = _Answer("nxdomain")
+            self._cache.put(key, result, _negative_ttl(exc, qname))
+            return result
+        except dns.exception.Timeout:
+            raise _Transient(f"DNS lookup of {name} {rdtype} timed out") from None
+        except dns.resolver.NoNameservers as exc:
+            raise _Transient(
+                f"DNS lookup of {name} {rdtype} failed (SERVFAIL or REFUSED): {exc}"
+            ) from None
+        except dns.exception.DNSException as exc:
+            raise _Transient(f"DNS lookup of {name} {rdtype} failed: {exc}") from None
+        chain = answer.chaining_result
+        if len(chain.cnames) > self._max_cname_chain:
+            raise _Transient(
+                f"DNS lookup of {name} {rdtype}: more than "
+                f"{self._max_cname_chain} CNAMEs in a chain"
+            )
+        if answer.rrset is None:
+            result = _Answer("nodata")
+            self._cache.put(key, result, min(chain.minimum_ttl, MAX_NEGATIVE_TTL))
+            return result
+        records: list[tuple[int, str]] = []
+        for rdata in answer.rrset:
+            if rdtype == "MX":
+                # The root name, ".", is a null MX (RFC 7505); kept as "".
+                exchange = rdata.exchange.to_text(omit_final_dot=True).lower()
+                if rdata.exchange == dns.name.root:
+                    exchange = ""
+                records.append((int(rdata.preference), exchange))
+            else:
+                records.append((0, str(rdata.address)))
+        result = _Answer("data", tuple(records))
+        self._cache.put(key, result, min(chain.minimum_ttl, MAX_TTL))
+        return result
+
+
+def build_resolver(direct: DirectConfig) -> dns.resolver.Resolver:
+    """Return the resolver ``direct`` asks for: its own, or one built from its settings.
+
+    Raises:
+        ConfigError: no nameservers were given and the system has none configured.
+    """
+    if direct.resolver is not None:
+        return direct.resolver
+    try:
+        resolver = dns.resolver.Resolver(configure=direct.nameservers is None)
+    except dns.exception.DNSException as exc:
+        raise ConfigError(
+            f"the system has no DNS configuration ({exc}); give nameservers",
+            "nameservers",
+        ) from exc
+    if direct.nameservers is not None:
+        resolver.nameservers = list(direct.nameservers)
+    resolver.port = direct.dns_port
+    resolver.timeout = direct.dns_timeout
+    resolver.lifetime = direct.dns_lifetime
+    return resolver
+
+
+def _negative_ttl(exc: dns.resolver.NXDOMAIN, qname: dns.name.Name) -> float:
+    response = exc.kwargs.get("responses", {}).get(qname)
+    if not isinstance(response, dns.message.QueryMessage):
+        return 0.0
+    try:
+        ttl = response.resolve_chaining().minimum_ttl
+    except dns.exception.DNSException:
+        return 0.0
+    return float(min(ttl, MAX_NEGATIVE_TTL))
+
+
+def _host_for(name: str, preference: int, addresses: list[str]) -> MxHost:
+    ipv6 = tuple(a for a in addresses if ":" in a)
+    ipv4 = tuple(a for a in addresses if ":" not in a)
+    return MxHost(name, preference, ipv6, ipv4)
+
+
+def _literal(domain: str) -> str | None:
+    """The IP address of an RFC 5321 §4.1.3 address literal, or None."""
+    if not (domain.startswith("[") and domain.endswith("]")):
+        return None
+    text = domain[1:-1]
+    if text[:5].lower() == "ipv6:":
+        text = text[5:]
+    return text if _is_ip(text) else None
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,95 @@
+"""Idle SMTP sessions kept open for the next message to the same server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+from .smtp import SmtpSession
+
+__all__ = ["SessionPool"]
+
+
+@dataclass
+class _Idle:
+    session: SmtpSession
+    since: float
+
+
+class SessionPool:
+    """Keeps sessions between deliveries, per destination. Thread-safe.
+
+    A delivery thread :meth:`take` s an idle session for its destination (or
+    gets ``None`` and opens one), runs its transactions, and :meth:`give` s it
+    back. A session is closed instead of kept once it has carried
+    ``max_messages`` messages, has been idle for ``idle_timeout`` seconds, or is
+    known to be broken. A kept session is always between transactions (a
+    transaction that ended early was closed with RSET), so the next MAIL needs
+    no RSET before it; a server that dropped the idle connection shows as
+    :class:`~mailstrom_py.delivery.smtp.StaleSessionError` before anything of
+    the next message was accepted, and the transport opens a new session.
+
+    Args:
+        max_messages: messages one session may carry; 1 disables reuse.
+        idle_timeout: seconds an unused session is kept.
+        clock: monotonic seconds, for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_messages: int = 100,
+        idle_timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._max_messages = max_messages
+        self._idle_timeout = idle_timeout
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._idle: dict[Hashable, list[_Idle]] = {}
+        self._closed = False
+
+    def take(self, key: Hashable) -> SmtpSession | None:
+        """Return a live idle session for ``key``, or ``None`` if there is none."""
+        while True:
+            with self._lock:
+                stack = self._idle.get(key)
+                if not stack:
+                    return None
+                idle = stack.pop()
+            if self._clock() - idle.since <= self._idle_timeout:
+                return idle.session
+            idle.session.close()
+
+    def give(self, key: Hashable, session: SmtpSession) -> None:
+        """Keep ``session`` for the next delivery to ``key``, or close it."""
+        if (
+            not session.alive
+            or session.messages >= self._max_messages
+            or self._max_messages <= 1
+        ):
+            session.close()
+            return
+        now = self._clock()
+        expired: list[SmtpSession] = []
+        with self._lock:
+            if self._closed:
+                expired.append(session)
+            else:
+                self._idle.setdefault(key, []).append(_Idle(session, now))
+                for stack in self._idle.values():
+                    while stack and now - stack[0].since > self._idle_timeout:
+                        expired.append(stack.pop(0).session)
+        for stale in expired:
+            stale.close()
+
+    def close(self) -> None:
+        """Close every idle session; later :meth:`give` calls close theirs."""
+        with self._lock:
+            self._closed = True
+            idle = [i.session for stack in self._idle.values() for i in stack]
+            self._idle.clear()
+        for session in idle:
+            session.close()

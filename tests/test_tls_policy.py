@@ -1,0 +1,283 @@
+"""TLS policy: Config.require_tls, per-message REQUIRETLS, and TLS-Required: No.
+
+Rows D1-D4 and D8 of the reliability matrix as they concern TLS policy, and E6
+and E7 (RFC 8689), against real loopback servers with test certificates.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+import trustme
+from support.scripted import (
+    Conversation,
+    Hook,
+    ScriptedServer,
+    ScriptedServerFactory,
+    normal,
+)
+from support.smtpd import SmtpServer, SmtpServerFactory
+from support.tls import client_context, self_signed_server_context, server_context
+
+from mailstrom_py import (
+    Config,
+    DeliveryResult,
+    InvalidMessageError,
+    Mailstrom,
+    RelayConfig,
+    RetryPolicy,
+    Timeouts,
+)
+
+NOW = 1_700_000_000.0
+
+
+def mailer_for(
+    server: SmtpServer | ScriptedServer, *, require_tls: bool = False, **relay: object
+) -> Mailstrom:
+    relay.setdefault("tls", "none")
+    return Mailstrom(
+        Config(
+            helo_name="client.example.test",
+            delivery=RelayConfig(host=server.host, port=server.port, **relay),  # type: ignore[arg-type]
+            retry=RetryPolicy(initial_delay=60, jitter=0.0),
+            timeouts=Timeouts.uniform(5),
+            require_tls=require_tls,
+        ),
+        clock=lambda: NOW,
+    )
+
+
+def message(extra: str = "") -> bytes:
+    return (
+        "From: a@example.test\r\nTo: b@example.test\r\nSubject: s\r\n"
+        f"{extra}\r\nbody\r\n"
+    ).encode()
+
+
+def ehlo(*, plaintext: tuple[str, ...] = (), tls: tuple[str, ...] = ()) -> Hook:
+    """An EHLO reply offering STARTTLS, plus ``plaintext`` before TLS and ``tls``
+    after it."""
+
+    def on_ehlo(conv: Conversation, line: str) -> str:
+        words = ["scripted.test", "8BITMIME"]
+        words += list(tls) if conv.tls else ["STARTTLS", *plaintext]
+        return "\r\n".join(
+            [f"250-{word}" for word in words[:-1]] + [f"250 {words[-1]}"]
+        )
+
+    return on_ehlo
+
+
+def only_result(mailer: Mailstrom, message_id: str) -> tuple[DeliveryResult, str]:
+    [r] = mailer.query_status(message_id).recipients
+    assert r.status_code is not None
+    return r.result, r.status_code
+
+
+class TestRequireTlsPerMessage:
+    def test_requiretls_goes_on_the_mail_command_when_offered(
+        self, ca: trustme.CA, scripted_server: ScriptedServerFactory
+    ) -> None:
+        """A server offering REQUIRETLS under verified TLS gets MAIL ... REQUIRETLS."""
+        handler = normal(
+            starttls_context=server_context(ca, "127.0.0.1"),
+            on_ehlo=ehlo(tls=("REQUIRETLS",)),
+        )
+        server = scripted_server(handler)
+        mailer = mailer_for(server, tls="starttls", ssl_context=client_context(ca))
+        message_id = mailer.send_email(message(), require_tls=True)
+        mailer.run_once()
+        assert only_result(mailer, message_id) == (
+            DeliveryResult.DELIVERED,
+            "2.0.0",
+        )
+        [conv] = server.conversations
+        assert conv.tls
+        [mail] = [line for line in conv.lines if line.startswith("MAIL")]
+        assert mail.split()[-1] == "REQUIRETLS"
+        mailer.stop()
+
+    def test_a_server_without_requiretls_fails_the_recipient_with_5_7_30(
+        self, ca: trustme.CA
+    ) -> None:
+        """E6: verified TLS but no REQUIRETLS: failed 5.7.30 at once, never sent, never
+        retried."""
+        with SmtpServer(starttls_context=server_context(ca, "127.0.0.1")) as server:
+            mailer = mailer_for(server, tls="starttls", ssl_context=client_context(ca))
+            message_id = mailer.send_email(message(), require_tls=True)
+            mailer.run_once(NOW)
+            assert only_result(mailer, message_id) == (DeliveryResult.FAILED, "5.7.30")
+            assert "MAIL" not in server.handler.commands
+            assert mailer.run_once(NOW + 3600) == 0
+            mailer.stop()
+
+    def test_a_plaintext_session_fails_requiretls(self) -> None:
+        """E6: a relay used without TLS can never carry a REQUIRETLS message."""
+        with SmtpServer() as server:
+            mailer = mailer_for(server)
+            message_id = mailer.send_email(message(), require_tls=True)
+            mailer.run_once()
+            assert only_result(mailer, message_id) == (DeliveryResult.FAILED, "5.7.30")
+            assert "MAIL" not in server.handler.commands
+            mailer.stop()
+
+    def test_an_unverified_certificate_fails_requiretls(
+        self, ca: trustme.CA, scripted_server: ScriptedServerFactory
+    ) -> None:
+        """REQUIRETLS needs a verified certificate; a context that skips checks fails it."""
+        handler = normal(
+            starttls_context=server_context(ca, "127.0.0.1"),
+            on_ehlo=ehlo(tls=("REQUIRETLS",)),
+        )
+        trusting = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        trusting.check_hostname = False
+        trusting.verify_mode = ssl.CERT_NONE
+        server = scripted_server(handler)
+        mailer = mailer_for(server, tls="starttls", ssl_context=trusting)
+        message_id = mailer.send_email(message(), require_tls=True)
+        mailer.run_once()
+        assert only_result(mailer, message_id) == (DeliveryResult.FAILED, "5.7.30")
+        [r] = mailer.query_status(message_id).recipients
+        assert "not verified" in (r.detail or "")
+        assert "MAIL" not in server.verbs
+        mailer.stop()
+
+    def test_requiretls_offered_before_tls_does_not_count(
+        self, ca: trustme.CA, scripted_server: ScriptedServerFactory
+    ) -> None:
+        """D4: only the EHLO reply under TLS counts; REQUIRETLS offered in plaintext
+        (where an attacker could add it) is forgotten after STARTTLS."""
+        handler = normal(
+            starttls_context=server_context(ca, "127.0.0.1"),
+            on_ehlo=ehlo(plaintext=("REQUIRETLS",)),
+        )
+        server = scripted_server(handler)
+        mailer = mailer_for(server, tls="starttls", ssl_context=client_context(ca))
+        message_id = mailer.send_email(message(), require_tls=True)
+        mailer.run_once()
+        assert only_result(mailer, message_id) == (DeliveryResult.FAILED, "5.7.30")
+        assert server.verbs.count("EHLO") == 2
+        assert "MAIL" not in server.verbs
+        mailer.stop()
+
+
+FAULTS = {
+    "D1 untrusted certificate": lambda ca, smtp, scripted: smtp(
+        starttls_context=self_signed_server_context("127.0.0.1"),
+        auth_users={"app": "secret"},
+    ),
+    "D2/D8 no STARTTLS, AUTH in plaintext": lambda ca, smtp, scripted: smtp(
+        auth_users={"app": "secret"}, auth_require_tls=False
+    ),
+    "D3 STARTTLS answered 454": lambda ca, smtp, scripted: scripted(
+        normal(
+            starttls_context=server_context(ca, "127.0.0.1"),
+            ehlo_lines=("AUTH PLAIN",),
+            on_starttls=lambda conv, line: "454 4.7.0 TLS not available",
+        )
+    ),
+}
+
+
+class TestBrokenTlsUnderPolicy:
+    @pytest.mark.parametrize("fault", sorted(FAULTS))
+    @pytest.mark.parametrize("policy", ["config", "message"])
+    def test_tls_trouble_defers_and_sends_nothing(
+        self,
+        ca: trustme.CA,
+        smtp_server: SmtpServerFactory,
+        scripted_server: ScriptedServerFactory,
+        fault: str,
+        policy: str,
+    ) -> None:
+        """D1-D3/D8 with require_tls (config or REQUIRETLS): the relay's TLS trouble
+        defers (it may pass); no AUTH and no MAIL reach the server."""
+        server = FAULTS[fault](ca, smtp_server, scripted_server)
+        mailer = mailer_for(
+            server,
+            require_tls=policy == "config",
+            tls="starttls",
+            ssl_context=client_context(ca),
+            username="app",
+            password="secret",
+        )
+        message_id = mailer.send_email(message(), require_tls=policy == "message")
+        mailer.run_once()
+        result, code = only_result(mailer, message_id)
+        assert result is DeliveryResult.DEFERRED and code.startswith("4.7.")
+        verbs = (
+            server.handler.commands if isinstance(server, SmtpServer) else server.verbs
+        )
+        assert "AUTH" not in verbs and "MAIL" not in verbs
+        mailer.stop()
+
+
+class TestPolicyAndTlsRequiredNo:
+    def test_require_tls_defers_mail_for_a_plaintext_relay(self) -> None:
+        """Config.require_tls with a relay used without TLS: deferred 4.7.4 and no
+        connection is made."""
+        with SmtpServer() as server:
+            mailer = mailer_for(server, require_tls=True)
+            message_id = mailer.send_email(message())
+            mailer.run_once()
+            assert only_result(mailer, message_id) == (
+                DeliveryResult.DEFERRED,
+                "4.7.4",
+            )
+            assert server.handler.connections == 0
+            mailer.stop()
+
+    def test_tls_required_no_is_delivered_despite_the_policy(self) -> None:
+        """E7: a message saying TLS-Required: No goes out where policy would insist
+        on TLS, with the header intact."""
+        with SmtpServer() as server:
+            mailer = mailer_for(server, require_tls=True)
+            message_id = mailer.send_email(message("TLS-Required: No\r\n"))
+            assert mailer.storage.email(message_id).tls_optional
+            mailer.run_once()
+            assert only_result(mailer, message_id) == (
+                DeliveryResult.DELIVERED,
+                "2.0.0",
+            )
+            [received] = server.handler.messages
+            assert b"\r\nTLS-Required: No\r\n" in received.data
+            assert not received.tls
+            mailer.stop()
+
+    def test_requiretls_overrides_tls_required_no(self) -> None:
+        """RFC 8689: with REQUIRETLS the TLS-Required header is ignored."""
+        with SmtpServer() as server:
+            mailer = mailer_for(server, require_tls=True)
+            message_id = mailer.send_email(
+                message("TLS-Required: No\r\n"), require_tls=True
+            )
+            stored = mailer.storage.email(message_id)
+            assert (stored.require_tls, stored.tls_optional) == (True, False)
+            mailer.run_once()
+            assert only_result(mailer, message_id) == (DeliveryResult.FAILED, "5.7.30")
+            mailer.stop()
+
+    @pytest.mark.parametrize(
+        "header",
+        ["TLS-Required: Yes\r\n", "TLS-Required: No\r\nTLS-Required: No\r\n"],
+    )
+    def test_a_bad_tls_required_header_is_refused(self, header: str) -> None:
+        """Any value but 'No', or the header twice, is refused and nothing is stored."""
+        with SmtpServer() as server:
+            mailer = mailer_for(server)
+            with pytest.raises(InvalidMessageError) as info:
+                mailer.send_email(message(header))
+            assert info.value.field == "TLS-Required"
+            assert mailer.storage.due(NOW + 1, 10) == []
+            mailer.stop()
+
+    @pytest.mark.parametrize("value", ["No", "no", " NO "])
+    def test_tls_required_no_is_read_case_insensitively(self, value: str) -> None:
+        """The header's value is compared without case or surrounding space."""
+        with SmtpServer() as server:
+            mailer = mailer_for(server)
+            message_id = mailer.send_email(message(f"TLS-Required:{value}\r\n"))
+            assert mailer.storage.email(message_id).tls_optional
+            mailer.stop()
