@@ -194,7 +194,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--sample", type=int, default=2000)
-    parser.add_argument("--dir", type=Path, help="where to put the files (a temp dir)")
+    parser.add_argument(
+        "--dir", type=Path, help="where to put the files (default: a new temp dir)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the files")
     parser.add_argument("--restart", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -203,6 +205,7 @@ def main() -> None:
         print(json.dumps(restart(Path(path), int(count), int(port))))
         return
 
+    temporary = args.dir is None
     directory = args.dir or Path(tempfile.mkdtemp(prefix="mailstrom-bench-"))
     directory.mkdir(parents=True, exist_ok=True)
     try:
@@ -224,8 +227,14 @@ def main() -> None:
         print(json.dumps(report, indent=2))
         print_table(report, sizes)
     finally:
-        if not args.keep:
+        if args.keep:
+            pass
+        elif temporary:
             shutil.rmtree(directory, ignore_errors=True)
+        else:  # someone else's directory: remove only our own files
+            for path in directory.glob("*.db*"):
+                if path.name.startswith(("enqueue-", "queue-")):
+                    path.unlink()
 
 
 def print_table(report: dict[str, Any], sizes: list[int]) -> None:
