@@ -6,7 +6,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage, Message
 from types import TracebackType
@@ -15,7 +15,7 @@ from .config import Config
 from .delivery import Transport, build_transport
 from .dkim import DkimSigner
 from .dsn import DsnReporter
-from .errors import MailerClosedError
+from .errors import InvalidMessageError, MailerClosedError
 from .message import PreparedEmail, prepare_email
 from .requiretls import with_tls_options
 from .status import DeliveryResult, MessageStatus
@@ -178,6 +178,55 @@ class Mailstrom:
         if self._closed:
             raise MailerClosedError("this mailer has been stopped")
         now = self._clock()
+        prepared = self._prepare(message, now, mail_from, rcpt_to, require_tls)
+        self._storage.add(prepared, now)
+        self._worker.notify(prepared.message_id)
+        return prepared.message_id
+
+    def send_emails(
+        self, messages: Iterable[EmailMessage | Message | bytes | str]
+    ) -> list[str]:
+        """Prepare and store many messages at once, all or none; return their ids.
+
+        Each message is prepared as by :meth:`send_email` (envelope from its
+        headers), then all are stored in one storage transaction, which with
+        :class:`~mailstrom_py.SqliteStorage` costs one disk sync for the batch.
+
+        Returns:
+            The message ids, in the order of ``messages``.
+
+        Raises:
+            InvalidMessageError: a message is unusable; ``index`` tells which
+                (counting from 0). Nothing was stored.
+            DuplicateMessageError: a Message-ID is stored already or repeats in
+                the batch; nothing was stored.
+            StorageError: the messages could not be stored; none was stored.
+            MailerClosedError: the mailer was stopped.
+        """
+        if self._closed:
+            raise MailerClosedError("this mailer has been stopped")
+        now = self._clock()
+        prepared = []
+        for index, message in enumerate(messages):
+            try:
+                prepared.append(self._prepare(message, now, None, None, False))
+            except InvalidMessageError as exc:
+                raise InvalidMessageError(
+                    f"message {index}: {exc.reason}", exc.field, index=index
+                ) from exc
+        self._storage.add_many(prepared, now)
+        for email in prepared:
+            self._worker.notify(email.message_id)
+        return [email.message_id for email in prepared]
+
+    def _prepare(
+        self,
+        message: EmailMessage | Message | bytes | str,
+        now: float,
+        mail_from: str | None,
+        rcpt_to: Sequence[str] | None,
+        require_tls: bool,
+    ) -> PreparedEmail:
         prepared = prepare_email(
             message,
             helo_name=self._config.helo_name,
@@ -186,10 +235,7 @@ class Mailstrom:
             allow_8bit=self._config.allow_8bit,
             now=datetime.fromtimestamp(now, UTC),
         )
-        prepared = self._finish(with_tls_options(prepared, require_tls=require_tls))
-        self._storage.add(prepared, now)
-        self._worker.notify(prepared.message_id)
-        return prepared.message_id
+        return self._finish(with_tls_options(prepared, require_tls=require_tls))
 
     def _finish(self, email: PreparedEmail) -> PreparedEmail:
         """Sign a prepared message once, over the bytes every attempt will send."""

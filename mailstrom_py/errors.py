@@ -9,6 +9,8 @@ import it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class MailstromError(Exception):
     """Base class of every error raised by mailstrom_py."""
@@ -25,15 +27,28 @@ class InvalidMessageError(MailstromError, ValueError):
         field: the header name or envelope field at fault (``"To"``, ``"mail_from"``,
             ``"body"``...), or ``None`` when the whole message is at fault.
         reason: what is wrong, in words.
+        index: for a batch (``send_emails()``), the position of the message at
+            fault; otherwise ``None``.
     """
 
-    def __init__(self, reason: str, field: str | None = None) -> None:
+    def __init__(
+        self, reason: str, field: str | None = None, *, index: int | None = None
+    ) -> None:
         self.field = field
         self.reason = reason
+        self.index = index
         super().__init__(f"{field}: {reason}" if field else reason)
 
-    def __reduce__(self) -> tuple[type[InvalidMessageError], tuple[str, str | None]]:
-        return (type(self), (self.reason, self.field))
+    def __reduce__(
+        self,
+    ) -> tuple[Callable[..., InvalidMessageError], tuple[object, ...]]:
+        return (_rebuild_invalid, (type(self), self.reason, self.field, self.index))
+
+
+def _rebuild_invalid(
+    cls: type[InvalidMessageError], reason: str, field: str | None, index: int | None
+) -> InvalidMessageError:
+    return cls(reason, field, index=index)
 
 
 class StorageError(MailstromError):

@@ -126,6 +126,33 @@ class TestSendEmail:
         mailer.stop()
 
 
+class TestSendEmails:
+    def test_a_batch_is_stored_and_delivered_in_order(self, server: SmtpServer) -> None:
+        """send_emails() returns the ids in input order and delivers every message."""
+        mailer = Mailstrom(config_for(server))
+        ids = mailer.send_emails([message(subject=f"n{n}") for n in range(5)])
+        assert len(set(ids)) == 5
+        mailer.run_once()
+        assert all(mailer.query_status(i).succeeded for i in ids)
+        subjects = [m.data.split(b"Subject: ")[1][:2] for m in server.handler.messages]
+        assert sorted(subjects) == [b"n0", b"n1", b"n2", b"n3", b"n4"]
+        mailer.stop()
+
+    def test_one_bad_message_stores_none_and_names_its_index(
+        self, server: SmtpServer
+    ) -> None:
+        """A batch with one unusable message raises with its index; nothing is stored."""
+        storage = MemoryStorage()
+        mailer = Mailstrom(config_for(server), storage)
+        batch = [message(), message("alice@example.org)<bob@example.org>"), message()]
+        with pytest.raises(InvalidMessageError) as info:
+            mailer.send_emails(batch)
+        assert info.value.index == 1
+        assert info.value.field == "To"
+        assert storage.due(until=1e12, limit=10) == []
+        mailer.stop()
+
+
 class TestWorkerThread:
     def test_mail_sent_before_start_goes_out_after(self, server: SmtpServer) -> None:
         """Messages wait in storage until start(), then are delivered."""

@@ -107,6 +107,34 @@ class TestAdd:
             storage.email("nope@example.test")
 
 
+class TestAddMany:
+    def test_a_batch_is_stored_in_order(self, storage: Storage) -> None:
+        """add_many() stores every message, returning statuses in input order."""
+        statuses = storage.add_many([email(3), email(1), email(2)], now=5.0)
+        assert [s.message_id for s in statuses] == [
+            "m3@example.test",
+            "m1@example.test",
+            "m2@example.test",
+        ]
+        assert storage.count(QueueFilter()) == 3
+        assert storage.email("m2@example.test") == email(2)
+
+    def test_a_stored_id_in_the_batch_stores_nothing(self, storage: Storage) -> None:
+        """One id already stored makes the whole batch fail, and none is added."""
+        storage.add(email(2), now=0.0)
+        with pytest.raises(DuplicateMessageError):
+            storage.add_many([email(1), email(2), email(3)], now=1.0)
+        assert storage.count(QueueFilter()) == 1
+        with pytest.raises(MessageNotFound):
+            storage.status("m1@example.test")
+
+    def test_an_id_repeated_in_the_batch_stores_nothing(self, storage: Storage) -> None:
+        """Two messages with one id in a batch fail it before anything is stored."""
+        with pytest.raises(DuplicateMessageError):
+            storage.add_many([email(1), email(2), email(1)], now=1.0)
+        assert storage.count(QueueFilter()) == 0
+
+
 class TestAttempts:
     def test_begin_attempt_records_the_attempt_first(self, storage: Storage) -> None:
         """Claiming a due message counts the attempt and pushes the next one forward."""

@@ -11,7 +11,7 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from ..errors import StorageError
+from ..errors import DuplicateMessageError, StorageError
 from ..message import PreparedEmail
 from ..status import DeliveryResult, MessageStatus, RecipientStatus
 from .query import QueueFilter
@@ -53,6 +53,33 @@ class Storage(ABC):
                 nothing changed.
             StorageError: the message could not be stored; nothing was stored.
         """
+
+    def add_many(
+        self, emails: Sequence[PreparedEmail], now: float
+    ) -> list[MessageStatus]:
+        """Store several messages as :meth:`add` does, all or none of them.
+
+        The default adds them one by one and drops those already added when one
+        fails; durable backends override it with one transaction.
+
+        Returns:
+            The new statuses, in the order of ``emails``.
+
+        Raises:
+            DuplicateMessageError: an id is stored already or repeats within
+                ``emails``; nothing was stored.
+            StorageError: the messages could not be stored; none was stored.
+        """
+        check_distinct(emails)
+        added: list[MessageStatus] = []
+        try:
+            for email in emails:
+                added.append(self.add(email, now))
+        except BaseException:
+            if added:
+                self.drop(QueueFilter(ids=tuple(s.message_id for s in added)))
+            raise
+        return added
 
     @abstractmethod
     def status(self, message_id: str) -> MessageStatus:
@@ -191,6 +218,15 @@ class Storage(ABC):
 
     def close(self) -> None:
         """Release the backend's resources. Idempotent; the default does nothing."""
+
+
+def check_distinct(emails: Sequence[PreparedEmail]) -> None:
+    """Raise :class:`DuplicateMessageError` if an id repeats within ``emails``."""
+    seen: set[str] = set()
+    for email in emails:
+        if email.message_id in seen:
+            raise DuplicateMessageError(email.message_id)
+        seen.add(email.message_id)
 
 
 def initial_status(email: PreparedEmail, now: float) -> MessageStatus:

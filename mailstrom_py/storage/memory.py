@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from ..errors import DuplicateMessageError, MessageNotFound
 from ..message import PreparedEmail
 from ..status import MessageStatus, RecipientStatus
-from .base import QueueFilter, Storage, initial_status, merge_recipients
+from .base import QueueFilter, Storage, check_distinct, initial_status, merge_recipients
 
 __all__ = ["MemoryStorage"]
 
@@ -36,14 +36,22 @@ class MemoryStorage(Storage):
         self._added = itertools.count()
 
     def add(self, email: PreparedEmail, now: float) -> MessageStatus:
-        status = initial_status(email, now)
+        return self.add_many([email], now)[0]
+
+    def add_many(
+        self, emails: Sequence[PreparedEmail], now: float
+    ) -> list[MessageStatus]:
+        check_distinct(emails)
+        statuses = [initial_status(email, now) for email in emails]
         with self._lock:
-            if email.message_id in self._emails:
-                raise DuplicateMessageError(email.message_id)
-            self._emails[email.message_id] = email
-            self._order[email.message_id] = next(self._added)
-            self._put(status)
-        return status
+            for email in emails:
+                if email.message_id in self._emails:
+                    raise DuplicateMessageError(email.message_id)
+            for email, status in zip(emails, statuses, strict=True):
+                self._emails[email.message_id] = email
+                self._order[email.message_id] = next(self._added)
+                self._put(status)
+        return statuses
 
     def status(self, message_id: str) -> MessageStatus:
         with self._lock:

@@ -21,7 +21,7 @@ from ._sqlite_schema import (
     statuses,
     where_clause,
 )
-from .base import QueueFilter, Storage, initial_status, merge_recipients
+from .base import QueueFilter, Storage, check_distinct, initial_status, merge_recipients
 
 __all__ = ["SqliteStorage", "Synchronous"]
 
@@ -135,46 +135,52 @@ class SqliteStorage(Storage):
     # -- Storage ------------------------------------------------------------------
 
     def add(self, email: PreparedEmail, now: float) -> MessageStatus:
-        status = initial_status(email, now)
-        with self._db.writing("add a message") as conn:
-            if conn.execute(
-                "SELECT 1 FROM messages WHERE message_id = ?", (email.message_id,)
-            ).fetchall():
-                raise DuplicateMessageError(email.message_id)
-            cursor = conn.execute(
-                "INSERT INTO messages (message_id, mail_from, smtputf8, eight_bit,"
-                " require_tls, tls_optional, created_at, pending, due_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    email.message_id,
-                    email.mail_from,
-                    int(email.smtputf8),
-                    int(email.eight_bit),
-                    int(email.require_tls),
-                    int(email.tls_optional),
-                    now,
-                    len(status.pending),
-                    status.next_attempt_at,
-                ),
-            )
-            rowid = cursor.lastrowid
-            conn.execute(
-                "INSERT INTO bodies (message, data) VALUES (?, ?)", (rowid, email.data)
-            )
-            conn.executemany(
-                _INSERT_RECIPIENT,
-                [
-                    (
-                        rowid,
-                        n,
-                        r.address,
-                        recipient_domain(r.address),
-                        *recipient_values(r),
-                    )
-                    for n, r in enumerate(status.recipients)
-                ],
-            )
-        return status
+        return self.add_many([email], now)[0]
+
+    def add_many(
+        self, emails: Sequence[PreparedEmail], now: float
+    ) -> list[MessageStatus]:
+        check_distinct(emails)
+        statuses = [initial_status(email, now) for email in emails]
+        with self._db.writing("add messages") as conn:
+            for email, status in zip(emails, statuses, strict=True):
+                self._insert(conn, email, status)
+        return statuses
+
+    def _insert(
+        self, conn: sqlite3.Connection, email: PreparedEmail, status: MessageStatus
+    ) -> None:
+        if conn.execute(
+            "SELECT 1 FROM messages WHERE message_id = ?", (email.message_id,)
+        ).fetchall():
+            raise DuplicateMessageError(email.message_id)
+        cursor = conn.execute(
+            "INSERT INTO messages (message_id, mail_from, smtputf8, eight_bit,"
+            " require_tls, tls_optional, created_at, pending, due_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                email.message_id,
+                email.mail_from,
+                int(email.smtputf8),
+                int(email.eight_bit),
+                int(email.require_tls),
+                int(email.tls_optional),
+                status.created_at,
+                len(status.pending),
+                status.next_attempt_at,
+            ),
+        )
+        rowid = cursor.lastrowid
+        conn.execute(
+            "INSERT INTO bodies (message, data) VALUES (?, ?)", (rowid, email.data)
+        )
+        conn.executemany(
+            _INSERT_RECIPIENT,
+            [
+                (rowid, n, r.address, recipient_domain(r.address), *recipient_values(r))
+                for n, r in enumerate(status.recipients)
+            ],
+        )
 
     def status(self, message_id: str) -> MessageStatus:
         with self._db.reading("read a status") as conn:
