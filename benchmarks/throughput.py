@@ -6,7 +6,9 @@ recipient measures, end to end (first send to last recipient delivered):
 
 * the baseline: an smtplib loop that connects, sends and quits per message;
 * mailstrom_py with MemoryStorage;
-* mailstrom_py with SqliteStorage at its default durability (when available).
+* mailstrom_py with SqliteStorage at its default durability (FULL), then with
+  send_emails() batches and with synchronous=NORMAL, to show what the disk
+  sync on the caller's path costs.
 
 It prints messages per second, the ratio to the baseline, client CPU time per
 message, the median and p99 time of ``send_email()`` on the caller's thread,
@@ -38,12 +40,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import mailstrom_py
 from mailstrom_py import (
     Config,
     Mailstrom,
     MemoryStorage,
     RelayConfig,
+    SqliteStorage,
     Storage,
     Timeouts,
 )
@@ -157,8 +159,16 @@ def run_naive(port: int, messages: list[bytes]) -> Result:
 
 
 def run_mailstrom(
-    name: str, port: int, messages: list[bytes], storage: Storage, threads: int
+    name: str,
+    port: int,
+    messages: list[bytes],
+    storage: Storage,
+    threads: int,
+    *,
+    batch: int = 0,
 ) -> Result:
+    """Send through mailstrom_py: one send_email() per message, or send_emails()
+    in batches of ``batch`` (the latency column is then per message of a batch)."""
     config = Config(
         helo_name="bench.test",
         delivery=RelayConfig(host=LOOPBACK, port=port, tls="none"),
@@ -168,11 +178,16 @@ def run_mailstrom(
     latencies = []
     cpu0, t0 = cpu_seconds(), time.perf_counter()
     with Mailstrom(config, storage) as mailer:
-        ids = []
-        for raw in messages:
+        ids: list[str] = []
+        step = batch or 1
+        for start in range(0, len(messages), step):
+            chunk = messages[start : start + step]
             s0 = time.perf_counter()
-            ids.append(mailer.send_email(raw))
-            latencies.append(time.perf_counter() - s0)
+            if batch:
+                ids += mailer.send_emails(chunk)
+            else:
+                ids.append(mailer.send_email(chunk[0]))
+            latencies.append((time.perf_counter() - s0) / len(chunk))
         for message_id in ids:
             mailer.wait(message_id, timeout=300)
         elapsed = time.perf_counter() - t0
@@ -188,24 +203,38 @@ Variant = Callable[[int], Result]
 
 def variants(messages: list[bytes], threads: int, tmp: Path) -> list[Variant]:
     """The variants to measure, each taking the sink's port."""
-    found: list[Variant] = [
+
+    def sqlite(port: int, **options: str) -> Storage:
+        return SqliteStorage(str(tmp / f"bench-{port}.db"), **options)  # type: ignore[arg-type]
+
+    return [
         lambda port: run_naive(port, messages),
         lambda port: run_mailstrom(
             "mailstrom_py, MemoryStorage", port, messages, MemoryStorage(), threads
         ),
+        lambda port: run_mailstrom(
+            "mailstrom_py, SqliteStorage (default)",
+            port,
+            messages,
+            sqlite(port),
+            threads,
+        ),
+        lambda port: run_mailstrom(
+            "  ... send_emails() batches of 100",
+            port,
+            messages,
+            sqlite(port),
+            threads,
+            batch=100,
+        ),
+        lambda port: run_mailstrom(
+            "  ... synchronous=NORMAL",
+            port,
+            messages,
+            sqlite(port, synchronous="NORMAL"),
+            threads,
+        ),
     ]
-    sqlite = getattr(mailstrom_py, "SqliteStorage", None)
-    if sqlite is not None:
-        found.append(
-            lambda port: run_mailstrom(
-                "mailstrom_py, SqliteStorage (default)",
-                port,
-                messages,
-                sqlite(str(tmp / f"bench-{port}.db")),
-                threads,
-            )
-        )
-    return found
 
 
 def report(results: list[Result]) -> None:

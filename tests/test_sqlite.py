@@ -238,6 +238,7 @@ class TestFile:
         ("kwargs", "field"),
         [
             ({"synchronous": "OFF"}, "synchronous"),
+            ({"attempt_synchronous": "EXTRA"}, "attempt_synchronous"),
             ({"busy_timeout": 0}, "busy_timeout"),
             ({"busy_timeout": float("inf")}, "busy_timeout"),
             ({"busy_timeout": float("nan")}, "busy_timeout"),

@@ -28,6 +28,9 @@ from mailstrom_py import (
 BACKENDS: dict[str, Callable[[Path], Storage]] = {
     "memory": lambda _: MemoryStorage(),
     "sqlite": lambda tmp: SqliteStorage(tmp / "outbox.db"),
+    "sqlite-all-full": lambda tmp: SqliteStorage(
+        tmp / "outbox.db", attempt_synchronous="FULL"
+    ),
 }
 
 

@@ -53,12 +53,15 @@ class Database:
         self._writer: sqlite3.Connection | None = self._open(create)
 
     @contextlib.contextmanager
-    def writing(self, action: str) -> Iterator[sqlite3.Connection]:
+    def writing(
+        self, action: str, *, synchronous: str | None = None
+    ) -> Iterator[sqlite3.Connection]:
         """Run the body in a write transaction (``BEGIN IMMEDIATE``), then commit.
 
         Writes of this instance wait for each other on a lock, never on SQLite,
         so only another process can make them wait (up to the busy timeout).
-        An exception from the body rolls back and propagates.
+        An exception from the body rolls back and propagates. ``synchronous``
+        overrides the connection's level for this one commit.
 
         Raises:
             StorageError: SQLite failed while doing ``action``; nothing was written.
@@ -68,7 +71,10 @@ class Database:
             if conn is None:
                 raise StorageError(f"cannot {action}: the storage is closed")
             committing = False
+            level = synchronous if synchronous != self._synchronous else None
             try:
+                if level is not None:
+                    conn.execute(f"PRAGMA synchronous = {level}")
                 conn.execute("BEGIN IMMEDIATE")
                 yield conn
                 committing = True
@@ -81,6 +87,9 @@ class Database:
             except BaseException:
                 _rollback(conn)
                 raise
+            finally:
+                if level is not None:
+                    _restore_level(conn, self._synchronous)
 
     @contextlib.contextmanager
     def reading(self, action: str) -> Iterator[sqlite3.Connection]:
@@ -227,3 +236,10 @@ def _rollback(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
         except sqlite3.Error:
             pass  # the failure being reported matters more
+
+
+def _restore_level(conn: sqlite3.Connection, level: str) -> None:
+    try:
+        conn.execute(f"PRAGMA synchronous = {level}")
+    except sqlite3.Error:
+        pass  # a broken connection fails the next write, which reports it
