@@ -39,7 +39,9 @@ def with_tls_options(email: PreparedEmail, *, require_tls: bool) -> PreparedEmai
             anything but ``No``.
     """
     head = email.data.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
-    values = BytesHeaderParser(policy=compat32).parsebytes(head).get_all(HEADER, [])
+    values: list[str] = []
+    if HEADER.lower().encode() in head.lower():  # the parse is the costly part
+        values = BytesHeaderParser(policy=compat32).parsebytes(head).get_all(HEADER, [])
     if len(values) > 1:
         raise InvalidMessageError(
             f"appears {len(values)} times; one is allowed", HEADER
