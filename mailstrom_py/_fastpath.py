@@ -145,7 +145,9 @@ def _read_fields(block: str) -> list[tuple[str, str]] | None:
             seen.add(key)
             if key == "content-type" and not _TEXT_TYPE.fullmatch(unfold(value)):
                 return None
-            if key == "content-transfer-encoding" and not _ENCODING.fullmatch(value):
+            if key == "content-transfer-encoding" and not _ENCODING.fullmatch(
+                unfold(value)
+            ):
                 return None
         # The full preparation rebuilds a field with a line this long, and folds it.
         longest = max(map(len, value.split("\r\n"))) if "\r\n" in value else len(value)

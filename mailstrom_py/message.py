@@ -6,6 +6,11 @@ either returns a complete :class:`PreparedEmail` or raises
 conversation is checked here, once, before the message is stored: strict addresses,
 header injection (CVE-2024-6923 encoded newlines included), and a body of CRLF lines
 of at most 998 octets with no bare CR or LF (SMTP smuggling).
+
+Most messages given as bytes or str are already clean; :mod:`mailstrom_py._fastpath`
+prepares those without the email package, with the same checks and exactly the same
+result. Everything else takes the full way here: parse (or copy), check, encode,
+serialise, and parse again to verify.
 """
 
 from __future__ import annotations
