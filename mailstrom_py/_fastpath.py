@@ -18,22 +18,19 @@ from datetime import datetime
 from email.headerregistry import HeaderRegistry
 
 from ._address import Envelope, read_envelope, unfold
-from ._fields import MAX_LINE, SINGLE_HEADERS, SINGLE_MIME_HEADERS, complete_headers
+from ._fields import (
+    MAX_LINE,
+    SINGLE_HEADERS,
+    SINGLE_MIME_HEADERS,
+    complete_headers,
+    is_text_type,
+    split_header_block,
+)
 from .errors import InvalidMessageError
 
 __all__ = ["Clean", "prepare_clean"]
 
 _SINGLE = SINGLE_HEADERS | SINGLE_MIME_HEADERS
-# One header field as the email package reads it: the name, then the value without
-# the blanks after the colon and without the final CRLF. Only printable ASCII and
-# blanks; a continuation line starts with a blank. The possessive [ \t]*+ keeps the
-# match linear.
-_FIELD = re.compile(r"([!-9;-~]+):[ \t]*+([\t -~]*(?:\r\n[ \t][\t -~]*)*)\r\n")
-_MIME_ATOM = r"[!#$%&'*+.^_`{|}~0-9A-Za-z-]+"
-_PARAMETER = rf';[ \t]*{_MIME_ATOM}=(?:{_MIME_ATOM}|"[ !#-\[\]-~]*")[ \t]*'
-# RFC 2045 §5.1, text only: its line ends are CRLF whatever they were, so keeping the
-# octets is what the full preparation does too.
-_TEXT_TYPE = re.compile(rf"[ \t]*(?i:text)/{_MIME_ATOM}[ \t]*(?:{_PARAMETER})*;?[ \t]*")
 _ENCODING = re.compile(r"[ \t]*(?i:7bit|8bit|binary|quoted-printable|base64)[ \t]*")
 
 
@@ -127,15 +124,11 @@ def prepare_clean(
 
 def _read_fields(block: str) -> list[tuple[str, str]] | None:
     """Split a CRLF header block into fields; ``None`` unless every one is plain."""
-    fields = []
+    fields = split_header_block(block)
+    if fields is None:
+        return None
     seen = set()
-    position = 0
-    while position < len(block):
-        match = _FIELD.match(block, position)
-        if match is None:
-            return None
-        position = match.end()
-        name, value = match.groups()
+    for name, value in fields:
         key = name.lower()
         if "=?" in value or "*=" in value:
             return None
@@ -143,15 +136,16 @@ def _read_fields(block: str) -> list[tuple[str, str]] | None:
             if key in seen:
                 return None
             seen.add(key)
-            if key == "content-type" and not _TEXT_TYPE.fullmatch(unfold(value)):
-                return None
-            if key == "content-transfer-encoding" and not _ENCODING.fullmatch(
-                unfold(value)
-            ):
-                return None
+        # Text lines end in CRLF whatever they ended in, so the full preparation
+        # keeps the octets of a text part (RFC 2045 §5.1) and so does this.
+        if key == "content-type" and not is_text_type(value):
+            return None
+        if key == "content-transfer-encoding" and not _ENCODING.fullmatch(
+            unfold(value)
+        ):
+            return None
         # The full preparation rebuilds a field with a line this long, and folds it.
         longest = max(map(len, value.split("\r\n"))) if "\r\n" in value else len(value)
         if longest > MAX_LINE - len(name) - 2:
             return None
-        fields.append((name, value))
     return fields

@@ -25,7 +25,9 @@ __all__ = [
     "SINGLE_HEADERS",
     "SINGLE_MIME_HEADERS",
     "complete_headers",
+    "is_text_type",
     "reject_line_breaks",
+    "split_header_block",
 ]
 
 #: RFC 5322 §2.1.1 and RFC 5321 §4.5.3.1.6: octets in a line, not counting its CRLF.
@@ -44,10 +46,46 @@ FIELD_NAME = re.compile(r"[!-9;-~]+")
 # (3.11) splits header values with it, turning any of these into a real line break.
 LINE_BREAKING = re.compile("[\x00\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 
+# One header field as the email package reads it: the name, then the value without
+# the blanks after the colon and without the final CRLF. Only printable ASCII and
+# blanks; a continuation line starts with a blank. The possessive [ \t]*+ keeps the
+# match linear.
+_FIELD = re.compile(r"([!-9;-~]+):[ \t]*+([\t -~]*(?:\r\n[ \t][\t -~]*)*)\r\n")
+_MIME_ATOM = r"[!#$%&'*+.^_`{|}~0-9A-Za-z-]+"
+_PARAMETER = rf';[ \t]*{_MIME_ATOM}=(?:{_MIME_ATOM}|"[ !#-\[\]-~]*")[ \t]*'
+_TEXT_TYPE = re.compile(rf"[ \t]*(?i:text)/{_MIME_ATOM}[ \t]*(?:{_PARAMETER})*;?[ \t]*")
 # The email package folds a long msg-id into encoded words, which breaks threading.
 _ID_HEADERS = frozenset({"message-id", "in-reply-to", "references"})
 _ID_TEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+"
 _MSG_ID = re.compile(rf"<{_ID_TEXT}@(?:{_ID_TEXT}|\[[!-Z^-~]*\])>")
+
+
+def split_header_block(block: str) -> list[tuple[str, str]] | None:
+    """Read a header block of CRLF lines as the email package reads it.
+
+    Returns:
+        Each field's name and raw value (the blanks after the colon and the final
+        CRLF removed, folding kept), or ``None`` unless every line is a field or a
+        continuation of printable ASCII and blanks, each ending in CRLF.
+    """
+    fields = []
+    position = 0
+    while position < len(block):
+        match = _FIELD.match(block, position)
+        if match is None:
+            return None
+        fields.append((match[1], match[2]))
+        position = match.end()
+    return fields if fields else None
+
+
+def is_text_type(value: str) -> bool:
+    """Return whether a raw Content-Type says ``text/*`` with plain parameters.
+
+    The email package reads such a part as one leaf of text: never a multipart,
+    never an attached message (RFC 2045 §5.1).
+    """
+    return _TEXT_TYPE.fullmatch(unfold(value)) is not None
 
 
 def reject_line_breaks(name: str, *texts: str) -> None:

@@ -16,22 +16,18 @@ serialise, and parse again to verify.
 from __future__ import annotations
 
 import copy
-import io
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email import errors as email_errors
-from email.errors import MessageError
-from email.generator import BytesGenerator
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import Message
 from email.parser import BytesParser, Parser
-from email.policy import SMTP, EmailPolicy, compat32
+from email.policy import EmailPolicy, compat32
 from typing import Any
 
 from ._address import read_envelope, unfold, validate_address
-from ._body import SURROGATE, encode_body, has_bare_line_end
+from ._body import SURROGATE, encode_body
 from ._fastpath import prepare_clean
 from ._fields import (
     FIELD_NAME,
@@ -42,23 +38,10 @@ from ._fields import (
     complete_headers,
     reject_line_breaks,
 )
+from ._serialise import EMAIL_ERRORS, FATAL_DEFECTS, SMTP, serialise, verify
 from .errors import InvalidMessageError
 
 __all__ = ["FOLD_AT", "MAX_LINE", "PreparedEmail", "prepare_email", "validate_address"]
-
-# After these the parse is a guess: a line without a colon ends the headers early, a
-# multipart without its boundary has no parts.
-_FATAL_DEFECTS = (
-    email_errors.MissingHeaderBodySeparatorDefect,
-    email_errors.FirstHeaderLineIsContinuationDefect,
-    email_errors.MisplacedEnvelopeHeaderDefect,
-    email_errors.StartBoundaryNotFoundDefect,
-    email_errors.NoBoundaryInMultipartDefect,
-    email_errors.MultipartInvariantViolationDefect,
-    email_errors.InvalidMultipartContentTransferEncodingDefect,
-)
-# What the email package raises on input it cannot handle.
-_EMAIL_ERRORS = (ValueError, LookupError, TypeError, AttributeError, MessageError)
 
 
 @dataclass(frozen=True)
@@ -199,8 +182,8 @@ def _prepare_slow(
     encode_body(msg, allow_8bit=allow_8bit)
     utf8 = envelope.smtputf8
     out_policy = policy.clone(cte_type="8bit" if allow_8bit else "7bit", utf8=utf8)
-    data = _serialise(msg, out_policy)
-    _verify(data, msg, out_policy, ascii_only=not (allow_8bit or utf8))
+    data = serialise(msg, out_policy)
+    verify(data, msg, out_policy, ascii_only=not (allow_8bit or utf8))
     return PreparedEmail(
         message_id=msg_id,
         mail_from=envelope.mail_from,
@@ -255,14 +238,14 @@ def _working_copy(message: object, policy: EmailPolicy[Any]) -> Message:
             message = message.as_bytes(policy=compat32)
         parsed = BytesParser(policy=policy).parsebytes(bytes(message))
         return parsed
-    except _EMAIL_ERRORS as exc:
+    except EMAIL_ERRORS as exc:
         raise InvalidMessageError(f"the message cannot be parsed: {exc}") from exc
 
 
 def _check_part(part: Message, factory: HeaderRegistry, *, top: bool) -> None:
     """Check one part's structure and headers; decode raw 8-bit header text."""
     for defect in part.defects:
-        if isinstance(defect, _FATAL_DEFECTS):
+        if isinstance(defect, FATAL_DEFECTS):
             reason = type(defect).__name__.removesuffix("Defect")
             raise InvalidMessageError(f"the message is malformed ({reason})")
     single = SINGLE_HEADERS | SINGLE_MIME_HEADERS if top else SINGLE_MIME_HEADERS
@@ -300,7 +283,7 @@ def _checked_value(name: str, value: Any, factory: HeaderRegistry) -> Any:
     if rebuild or "=?" in text or "*=" in text:
         try:
             header = factory(name, text)
-        except _EMAIL_ERRORS as exc:
+        except EMAIL_ERRORS as exc:
             raise InvalidMessageError(f"cannot be parsed: {exc}", name) from exc
         _reject_decoded(name, header)
         if rebuild:
@@ -318,51 +301,3 @@ def _replace_headers(part: Message, headers: list[tuple[str, Any]]) -> None:
         del part[name]
     for name, value in headers:
         part.set_raw(name, value)
-
-
-def _serialise(msg: Message, policy: EmailPolicy[Any]) -> bytes:
-    buffer = io.BytesIO()
-    try:
-        BytesGenerator(buffer, policy=policy).flatten(msg, unixfrom=False)
-    except _EMAIL_ERRORS as exc:
-        raise InvalidMessageError(f"the message cannot be serialised: {exc}") from exc
-    data = buffer.getvalue()
-    return data if data.endswith(b"\r\n") else data + b"\r\n"
-
-
-def _verify(
-    data: bytes, msg: Message, policy: EmailPolicy[Any], *, ascii_only: bool
-) -> None:
-    """Check the final bytes against the promises of :class:`PreparedEmail`.
-
-    Serialising must not change what the message says: parsed again, the bytes must
-    show the same parts with the same header names, so nothing was injected.
-    """
-    if has_bare_line_end(data):
-        raise InvalidMessageError("serialising left a bare CR or LF", "body")
-    lines = data.split(b"\r\n")
-    if max(map(len, lines)) > MAX_LINE:
-        raise InvalidMessageError(*_long_line(lines))
-    if ascii_only and not data.isascii():
-        raise InvalidMessageError("8-bit text remains outside any part", "body")
-    reparsed = BytesParser(policy=policy).parsebytes(data)
-    expected = [[name.lower() for name in part] for part in msg.walk()]
-    found = [[name.lower() for name in part] for part in reparsed.walk()]
-    if found != expected or any(
-        isinstance(d, _FATAL_DEFECTS) for d in reparsed.defects
-    ):
-        raise InvalidMessageError("serialising changed the header fields (injection?)")
-
-
-def _long_line(lines: list[bytes]) -> tuple[str, str]:
-    """Return the error reason and field for the first line that is too long."""
-    name, in_header = "body", True
-    for line in lines:
-        in_header = in_header and bool(line)
-        if not in_header:
-            name = "body"
-        elif line[:1] not in (b" ", b"\t"):
-            name = line.partition(b":")[0].decode("ascii", "replace")
-        if len(line) > MAX_LINE:
-            break
-    return f"a line is over {MAX_LINE} octets and cannot be folded shorter", name

@@ -1,4 +1,9 @@
-"""The fast preparation of clean bytes and str: identical to the full one, or not taken."""
+"""The quick ways of preparing a message give exactly what the general ways give.
+
+Clean bytes and str skip the email package (mailstrom_py._fastpath); header objects
+that fit on their line skip the folding algorithm, and a single text part skips the
+second parse (mailstrom_py._serialise). Each is compared with the general way.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,23 @@ import dataclasses
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import EmailPolicy
 from typing import Any
 
 import pytest
-from hypothesis import event, example, given, settings
+from hypothesis import event, example, given, reject, settings
 from hypothesis import strategies as st
 
 from mailstrom_py._fastpath import prepare_clean
+from mailstrom_py._serialise import (
+    FATAL_DEFECTS,
+    SMTP,
+    _fitting_line,
+    _single_text_part,
+)
 from mailstrom_py.errors import InvalidMessageError
 from mailstrom_py.message import (
     PreparedEmail,
@@ -368,3 +383,106 @@ class TestAcceptance:
             InvalidMessageError, check=lambda e: e.field == "Message-ID"
         ):
             prepare_email(message, helo_name=HELO, rcpt_to=iter(recipients))
+
+
+HEADER_TEXT = st.text(
+    st.sampled_from([*PRINTABLE, "=", "é", "世", "\x0c"]), max_size=120
+)
+HEADER_VALUES: dict[str, st.SearchStrategy[str]] = {
+    "From": mailboxes(clean=False),
+    "To": address_lists(clean=False),
+    "Subject": HEADER_TEXT | st.sampled_from(ODD_SUBJECTS),
+    "X-Note": HEADER_TEXT,
+    "Content-Type": st.sampled_from(TYPES + ODD_TYPES)
+    | HEADER_TEXT.map(lambda text: f"text/plain; name={text!r}"),
+    "Content-Disposition": HEADER_TEXT.map(
+        lambda name: f"attachment; filename={name!r}"
+    ),
+    "Content-Transfer-Encoding": st.sampled_from(ENCODINGS + ODD_ENCODINGS),
+    "MIME-Version": st.sampled_from(["1.0", "1.0 (x)", "2"]),
+    "Message-ID": st.sampled_from(IDS + ODD_IDS),
+    "Date": st.sampled_from(["Mon, 06 May 2024 07:08:09 +0000", "whenever"]),
+}
+POLICIES = st.builds(
+    SMTP.clone, cte_type=st.sampled_from(["7bit", "8bit"]), utf8=st.booleans()
+)
+
+
+class TestQuickFold:
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.sampled_from(sorted(HEADER_VALUES)).flatmap(
+            lambda name: st.tuples(st.just(name), HEADER_VALUES[name])
+        ),
+        POLICIES,
+    )
+    def test_quick_fold_equals_the_folding_algorithm(
+        self, field: tuple[str, str], policy: EmailPolicy[Any]
+    ) -> None:
+        """A header object folds to the same octets with or without the quick line."""
+        name, value = field
+        try:
+            header = policy.header_factory(name, value)
+        except (ValueError, LookupError):
+            reject()  # the email package cannot even build it; nothing to fold
+        taken = _fitting_line(header, policy.max_line_length) is not None
+        event("quick" if taken else "general")
+
+        def fold(folder: Callable[[str, Any], bytes]) -> bytes | str:
+            try:
+                return folder(name, header)
+            except (ValueError, LookupError, TypeError) as exc:
+                return type(exc).__name__
+
+        general = fold(lambda n, h: EmailPolicy.fold_binary(policy, n, h))
+        assert fold(policy.fold_binary) == general
+
+    def test_application_headers_take_the_quick_line(self) -> None:
+        """Headers as an application sets them fit, and take the quick line."""
+        message = EmailMessage(policy=SMTP)
+        message["From"] = Address("Alice Example", "alice", "example.org")
+        message["To"] = "Bob <bob@example.org>, carol@example.org"
+        message["Subject"] = "Your order has shipped"
+        message.set_content("Hello.\n")
+        for name, header in message.items():
+            line = _fitting_line(header, 78)
+            assert line is not None, name
+            assert line + "\r\n" == EmailPolicy.fold(SMTP, name, header)
+
+
+class TestVerifyShortcut:
+    @settings(max_examples=300, deadline=None)
+    @given(messages(clean=True) | messages(clean=False))
+    def test_one_text_part_is_read_as_the_email_package_reads_it(
+        self, message: bytes | bytearray | str
+    ) -> None:
+        """When the shortcut names the fields, a full parse finds one part with them."""
+        data = (
+            message.encode("utf-8", "surrogateescape")
+            if isinstance(message, str)
+            else bytes(message)
+        )
+        if b"\r" not in data:
+            data = data.replace(b"\n", b"\r\n")
+        names = _single_text_part(data)
+        event("shortcut" if names is not None else "full parse")
+        if names is not None:
+            parsed = BytesParser(policy=SMTP).parsebytes(data)
+            assert [[n.lower() for n in part] for part in parsed.walk()] == [names]
+            assert not any(isinstance(d, FATAL_DEFECTS) for d in parsed.defects)
+
+    @pytest.mark.parametrize(
+        "head",
+        [
+            b'Content-Type: multipart/mixed; boundary="b"\r\n',
+            b"Content-Type: message/rfc822\r\n",
+            b"From nobody\r\n",
+            b" continued\r\n",
+            b"X-Caf\xc3\xa9: 1\r\n",
+        ],
+    )
+    def test_anything_but_plain_fields_and_text_gets_a_full_parse(
+        self, head: bytes
+    ) -> None:
+        """Parts, an envelope line, a stray continuation or 8-bit names are parsed."""
+        assert _single_text_part(head + b"From: a@example.org\r\n\r\nbody\r\n") is None
