@@ -220,12 +220,7 @@ def _working_copy(message: object, policy: EmailPolicy[Any]) -> Message:
         name = type(message).__name__
         raise TypeError(f"expected an EmailMessage, bytes or str, not {name}")
     if isinstance(message, Message) and isinstance(message.policy, EmailPolicy):
-        # Header objects are immutable: the copy shares them (and is much faster).
-        memo: dict[int, Any] = {}
-        for part in message.walk():
-            memo[id(part.policy)] = policy
-            memo.update((id(value), value) for _, value in part.raw_items())
-        return copy.deepcopy(message, memo)
+        return _private_copy(message, policy)
     if isinstance(message, Message):
         for part in message.walk():
             for name, value in part.raw_items():
@@ -240,6 +235,26 @@ def _working_copy(message: object, policy: EmailPolicy[Any]) -> Message:
         return parsed
     except EMAIL_ERRORS as exc:
         raise InvalidMessageError(f"the message cannot be parsed: {exc}") from exc
+
+
+def _private_copy(part: Message, policy: EmailPolicy[Any]) -> Message:
+    """Copy *part* for changing: new lists of headers and of parts, the rest shared.
+
+    Preparation changes a part only through those lists (set_payload() rebinds the
+    payload); header objects and strings are immutable. Sharing them is safe and
+    much faster than deepcopy().
+    """
+    clone = copy.copy(part)
+    state = vars(clone)  # what Message.__init__ sets, for every part
+    state["policy"] = policy
+    state["_headers"] = list(state["_headers"])
+    state["defects"] = list(state["defects"])
+    if isinstance(state["_payload"], list):
+        state["_payload"] = [
+            _private_copy(sub, policy) if isinstance(sub, Message) else sub
+            for sub in state["_payload"]
+        ]
+    return clone
 
 
 def _check_part(part: Message, factory: HeaderRegistry, *, top: bool) -> None:

@@ -7,6 +7,7 @@ second parse (mailstrom_py._serialise). Each is compared with the general way.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 from collections.abc import Callable
@@ -90,6 +91,7 @@ PRINTABLE = [chr(c) for c in range(0x20, 0x7F) if chr(c) != "="] + ["\t"]
 TEXT = st.text(st.sampled_from(PRINTABLE), max_size=90)
 ODD_TEXT = st.text(st.characters(codec="ascii", exclude_characters="\r\n"), max_size=60)
 ODD_SUBJECTS = ["Grüße", "=?utf-8?q?x=0Ay?=", "a*=b", "x" * 989, "x" * 990, "w" * 1200]
+ODD_SUBJECTS += ["a " + "x" * 993]  # folded, a continuation line too long to keep
 LOCALS = ["bob", "carol.x", "a+tag", "o'neil", '"john doe"', '"john"', "postmaster"]
 ODD_LOCALS = ['"a\\"b"', "jörg", "a..b", "x" * 65, '"a@b"', "a\\b"]
 DOMAINS = ["example.org", "Example.ORG", "mail.example.test", "[192.0.2.1]", "b"]
@@ -107,7 +109,8 @@ ODD_IDS = [
 TYPES = ["text/plain", 'text/plain; charset="us-ascii"', "TEXT/HTML; charset=utf-8"]
 TYPES += ["text/plain; format=flowed;", 'text/plain; charset="us-ascii"; delsp=no']
 ODD_TYPES = ["application/json", 'multipart/mixed; boundary="b"', "message/rfc822"]
-ODD_TYPES += ["text/plain; name*=utf-8''a", "text/plain (comment)", "text"]
+ODD_TYPES += ["text/plain; name*=utf-8''a", "text/plain; name*=utf-8''a%0Ab"]
+ODD_TYPES += ["text/plain (comment)", "text"]
 ENCODINGS = ["7bit", "8bit", "Quoted-Printable", "base64", " binary "]
 ODD_ENCODINGS = ["x-uuencode", "7bit (comment)"]
 LINES = ["", ".", "..", ".hidden", "From me", "--b", "x" * 998, "a=b", " indented"]
@@ -272,6 +275,7 @@ BAD_ARGUMENTS = st.fixed_dictionaries(
 ARGUMENTS = st.integers(0, 3).flatmap(
     lambda n: BAD_ARGUMENTS if n == 0 else CLEAN_ARGUMENTS
 )
+HEAD = "From: a@example.org\nTo: b@example.org\n"
 BENCHMARK = (
     "From: bench@example.test\r\nTo: sink3@example.test\r\nSubject: benchmark 3\r\n\r\n"
     + ("x" * 70 + "\r\n") * 28
@@ -285,6 +289,11 @@ class TestSameResult:
     @example(b"From: a@example.org\r\nTo: b@example.org\r\n", {})
     @example(b"From: a@example.org\r\nTo: b@example.org\r\n\r\nx", {})
     @example("From: a@example.org\nTo: b@example.org\n\nhi\n", {})
+    @example(HEAD + "Content-Type: application/json\n\n{}\n", {})
+    @example(HEAD + 'Content-Type: multipart/mixed; boundary="b"\n\nx\n', {})
+    @example(HEAD + "Content-Type: text/plain; name*=utf-8''a%0Ab\n\n", {})
+    @example(HEAD + "Subject: a\n " + "x" * 993 + "\n\n", {})
+    @example(HEAD + "Subject:" + "x" * 990 + "\n\n", {})
     def test_any_message_prepares_exactly_as_the_full_way(
         self, message: bytes | bytearray | str, arguments: dict[str, Any]
     ) -> None:
@@ -386,7 +395,7 @@ class TestAcceptance:
 
 
 HEADER_TEXT = st.text(
-    st.sampled_from([*PRINTABLE, "=", "é", "世", "\x0c"]), max_size=120
+    st.sampled_from([*PRINTABLE, "=", "é", "世", "\x0c", "\r", "\n"]), max_size=120
 )
 HEADER_VALUES: dict[str, st.SearchStrategy[str]] = {
     "From": mailboxes(clean=False),
@@ -486,3 +495,41 @@ class TestVerifyShortcut:
     ) -> None:
         """Parts, an envelope line, a stray continuation or 8-bit names are parsed."""
         assert _single_text_part(head + b"From: a@example.org\r\n\r\nbody\r\n") is None
+
+
+@st.composite
+def email_messages(draw: st.DrawFn) -> EmailMessage:
+    """An EmailMessage as applications build them: text, attachments, a forward."""
+    message = EmailMessage()
+    message["From"] = draw(mailboxes(clean=True))
+    message["To"] = draw(address_lists(clean=True))
+    message["Bcc"] = "hidden@example.org"
+    message["Subject"] = draw(TEXT | st.just("Grüße"))
+    message.set_content(draw(st.text(max_size=300) | st.just("x" * 1200 + "\n")))
+    if draw(st.booleans()):
+        content = draw(st.binary(max_size=200))
+        message.add_attachment(content, maintype="application", subtype="octet-stream")
+    if draw(st.booleans()):
+        inner = EmailMessage()
+        inner["Subject"] = "Grüße"
+        inner.set_content(draw(st.text(max_size=100)))
+        message.add_attachment(inner)
+    return message
+
+
+class TestPrivateCopy:
+    @settings(max_examples=100, deadline=None)
+    @given(email_messages(), st.booleans())
+    def test_the_callers_message_is_untouched_and_prepares_alike(
+        self, message: EmailMessage, allow_8bit: bool
+    ) -> None:
+        """Preparing leaves the caller's message as it was, and any copy prepares alike."""
+        before = message.as_bytes()
+        headers = [part.items() for part in message.walk()]
+        snapshot = copy.deepcopy(message)
+        arguments = {"allow_8bit": allow_8bit, "message_id": "m.1@example.org"}
+        first = outcome(prepare_email, message, **arguments)
+        assert message.as_bytes() == before
+        assert [part.items() for part in message.walk()] == headers
+        assert outcome(prepare_email, message, **arguments) == first
+        assert outcome(prepare_email, snapshot, **arguments) == first
