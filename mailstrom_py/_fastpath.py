@@ -104,8 +104,8 @@ def prepare_clean(
             rcpt_to=rcpt_to,
             allow_null_sender=allow_null_sender,
         )
-        # A rewritten address (an A-label, a local part unquoted) is a header
-        # object that the email package folds in its own way.
+        # Only a non-ASCII address is ever rewritten (to its A-label); should one
+        # be, it is a header object that the email package folds its own way.
         if any(type(value) is not str for _, value in envelope.headers):
             return None
         headers, msg_id = complete_headers(

@@ -64,12 +64,14 @@ def outcome(
 
 
 def slow(message: object, **kw: Any) -> Outcome:
+    """The outcome of the general way alone, the reference."""
     return outcome(
         lambda m, **k: _prepare_slow(m, _CachingHeaderRegistry(), **k), message, **kw
     )
 
 
 def fast_is_taken(message: bytes | str, **kw: Any) -> bool:
+    """Whether the fast way accepts *message* with these arguments."""
     arguments = {**DEFAULTS, **kw}
     arguments.pop("allow_8bit")
     clean = prepare_clean(message, _CachingHeaderRegistry(), **arguments)
@@ -141,6 +143,7 @@ def texts(draw: st.DrawFn, clean: bool) -> str:
 
 @st.composite
 def mailboxes(draw: st.DrawFn, clean: bool) -> str:
+    """One mailbox: bare, in angle brackets, with a display name or a comment."""
     local = pick(draw, clean, LOCALS, ODD_LOCALS)
     address = f"{local}@{pick(draw, clean, DOMAINS, ODD_DOMAINS)}"
     form = draw(st.integers(0, 4 if clean else 5))
@@ -155,6 +158,7 @@ def mailboxes(draw: st.DrawFn, clean: bool) -> str:
 
 @st.composite
 def address_lists(draw: st.DrawFn, clean: bool) -> str:
+    """A list of mailboxes, now and then in a group or with an empty group."""
     boxes = draw(st.lists(mailboxes(clean), min_size=1, max_size=4))
     joined = draw(st.sampled_from([", ", ",", " , "])).join(boxes)
     if draw(st.integers(0, 6)) == 0:
@@ -178,6 +182,8 @@ def folded(draw: st.DrawFn, value: str, clean: bool) -> str:
 
 
 def optional_fields(clean: bool) -> dict[str, st.SearchStrategy[str]]:
+    """The values each optional header field may take."""
+
     def one_of(usual: list[str], odd: list[str]) -> st.SearchStrategy[str]:
         return st.sampled_from(usual + ([] if clean else odd[:1] * 3 + odd))
 
