@@ -1,0 +1,84 @@
+"""Time prepare_email() on the caller's thread, by kind of message.
+
+Prints the median and best time per call, in microseconds, for the 2 KB message of
+throughput.py as bytes and as str, and for a typical EmailMessage built with
+set_content(); and, for each, the time of the general way alone (the email
+package's parse, fold and generate), which is what bytes or str cost whenever the
+fast way declines them.
+
+    python benchmarks/prepare.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import timeit
+from collections.abc import Callable
+from email.message import EmailMessage
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from throughput import build_message
+
+from mailstrom_py.message import (
+    PreparedEmail,
+    _CachingHeaderRegistry,
+    _prepare_slow,
+    prepare_email,
+)
+
+HELO = "bench.example.test"
+
+
+def typical_email() -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "Alice Example <alice@example.org>"
+    message["To"] = "Bob <bob@example.org>, carol@example.org"
+    message["Subject"] = "Your order has shipped"
+    line = "This is a line of a typical notification email.\n"
+    message.set_content("Hello Bob,\n\n" + line * 30 + "\nRegards\n")
+    return message
+
+
+def quick(message: EmailMessage | bytes | str) -> PreparedEmail:
+    return prepare_email(message, helo_name=HELO)
+
+
+def general(message: EmailMessage | bytes | str) -> PreparedEmail:
+    return _prepare_slow(
+        message,
+        _CachingHeaderRegistry(),
+        helo_name=HELO,
+        mail_from=None,
+        rcpt_to=None,
+        allow_8bit=False,
+        allow_null_sender=False,
+        now=None,
+        message_id=None,
+    )
+
+
+def micros(call: Callable[[], object]) -> tuple[float, float]:
+    """Median and best of 200 rounds of 20 calls, per call, in microseconds."""
+    rounds = [t / 20 * 1e6 for t in timeit.repeat(call, number=20, repeat=200)]
+    return statistics.median(rounds), min(rounds)
+
+
+def main() -> None:
+    data = build_message(3, 2048)
+    inputs: list[tuple[str, EmailMessage | bytes | str]] = [
+        ("2 KB bytes", data),
+        ("2 KB str", data.decode()),
+        ("EmailMessage", typical_email()),
+    ]
+    print(f"{'input':<14}{'way':<15}{'median µs':>11}{'best µs':>10}")
+    for name, message in inputs:
+        for way, prepare in (("prepare_email", quick), ("general only", general)):
+            median, best = micros(lambda: prepare(message))  # noqa: B023 (called now)
+            print(f"{name:<14}{way:<15}{median:>11.1f}{best:>10.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""The fast way to prepare a message that is already clean.
+
+Most messages given as bytes or str are one ASCII text part with CRLF (or LF-only)
+lines of at most 998 octets and plain header fields. For those, the full preparation
+(parse, check, serialise, parse again) gives back the caller's own octets with Bcc
+removed, Date and Message-ID added, and a few header spellings normalised.
+:func:`prepare_clean` produces exactly those bytes without the email package's parser
+and generator, with the same address and header checks, and returns ``None`` for
+anything it is not sure about, so that the full preparation decides (and raises).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import HeaderRegistry
+
+from ._address import Envelope, read_envelope, unfold
+from ._fields import (
+    MAX_LINE,
+    SINGLE_HEADERS,
+    SINGLE_MIME_HEADERS,
+    complete_headers,
+    is_text_type,
+    split_header_block,
+)
+from .errors import InvalidMessageError
+
+__all__ = ["Clean", "prepare_clean"]
+
+_SINGLE = SINGLE_HEADERS | SINGLE_MIME_HEADERS
+_ENCODING = re.compile(r"[ \t]*(?i:7bit|8bit|binary|quoted-printable|base64)[ \t]*")
+
+
+@dataclass(frozen=True)
+class Clean:
+    """What the fast preparation made of a clean message.
+
+    Attributes:
+        message_id: the Message-ID without angle brackets.
+        envelope: the envelope and the headers as read from the message.
+        data: the bytes to send, identical to what the full preparation gives.
+    """
+
+    message_id: str
+    envelope: Envelope
+    data: bytes
+
+
+def prepare_clean(
+    message: bytes | bytearray | str,
+    factory: HeaderRegistry,
+    *,
+    helo_name: str,
+    mail_from: str | None,
+    rcpt_to: Sequence[str] | None,
+    allow_null_sender: bool,
+    now: datetime | None,
+    message_id: str | None,
+) -> Clean | None:
+    """Prepare a clean single-part ASCII text message, or return ``None``.
+
+    Accepted: ASCII only; line ends all CRLF or all LF; no NUL; lines of at most 998
+    octets; a header block of well-formed fields (folding allowed) ending in an
+    empty line; no encoded word or RFC 2231 parameter (``=?``, ``*=``); at most one
+    of each header RFC 5322 §3.6 limits; no Content-Type, or a ``text/*`` one of
+    plain parameters; a well-known Content-Transfer-Encoding; addresses that pass
+    the same checks as in the full preparation, none of them rewritten.
+
+    The arguments are those of :func:`mailstrom_py.message.prepare_email`; *factory*
+    parses the address headers the simple reader cannot.
+
+    Returns:
+        The prepared message, exactly as the full preparation would give it, or
+        ``None`` when the full preparation must decide, also for every error.
+    """
+    if isinstance(message, str):
+        if not message.isascii():
+            return None
+        message = message.encode("ascii")
+    data = bytes(message)
+    if not data.isascii() or b"\0" in data:
+        return None
+    if b"\r" not in data:
+        data = data.replace(b"\n", b"\r\n")
+    crlf = data.count(b"\r\n")
+    if data.count(b"\r") != crlf or data.count(b"\n") != crlf:
+        return None
+    if len(data) > MAX_LINE and max(map(len, data.split(b"\r\n"))) > MAX_LINE:
+        return None
+    split = data.find(b"\r\n\r\n")
+    if split < 0:
+        return None
+    fields = _read_fields(data[: split + 2].decode("ascii"))
+    if fields is None:
+        return None
+    try:
+        envelope = read_envelope(
+            fields,
+            factory,
+            mail_from=mail_from,
+            rcpt_to=rcpt_to,
+            allow_null_sender=allow_null_sender,
+        )
+        # Only a non-ASCII address is ever rewritten (to its A-label); should one
+        # be, it is a header object that the email package folds its own way.
+        if any(type(value) is not str for _, value in envelope.headers):
+            return None
+        headers, msg_id = complete_headers(
+            envelope.headers, now=now, message_id=message_id, helo_name=helo_name
+        )
+    except InvalidMessageError:
+        return None
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    if not head.isascii() or max(map(len, head.split("\r\n"))) > MAX_LINE:
+        return None
+    body = data[split + 4 :]
+    if body and not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return Clean(msg_id, envelope, head.encode("ascii") + b"\r\n" + body)
+
+
+def _read_fields(block: str) -> list[tuple[str, str]] | None:
+    """Split a CRLF header block into fields; ``None`` unless every one is plain."""
+    fields = split_header_block(block)
+    if fields is None:
+        return None
+    seen = set()
+    for name, value in fields:
+        key = name.lower()
+        if "=?" in value or "*=" in value:
+            return None
+        if key in _SINGLE:
+            if key in seen:
+                return None
+            seen.add(key)
+        # Text lines end in CRLF whatever they ended in, so the full preparation
+        # keeps the octets of a text part (RFC 2045 §5.1) and so does this.
+        if key == "content-type" and not is_text_type(value):
+            return None
+        if key == "content-transfer-encoding" and not _ENCODING.fullmatch(
+            unfold(value)
+        ):
+            return None
+        # The full preparation rebuilds a field with a line this long, and folds it.
+        longest = max(map(len, value.split("\r\n"))) if "\r\n" in value else len(value)
+        if longest > MAX_LINE - len(name) - 2:
+            return None
+    return fields
