@@ -38,7 +38,7 @@ class DeliveryResult(enum.StrEnum):
     @property
     def completed(self) -> bool:
         """True for the two final results, ``DELIVERED`` and ``FAILED``."""
-        return self in (DeliveryResult.DELIVERED, DeliveryResult.FAILED)
+        return self is DeliveryResult.DELIVERED or self is DeliveryResult.FAILED
 
 
 @dataclass(frozen=True)

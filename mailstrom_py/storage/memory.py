@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import itertools
 import threading
 from collections.abc import Sequence
@@ -27,8 +28,9 @@ class MemoryStorage(Storage):
         self._lock = threading.Lock()
         self._emails: dict[str, PreparedEmail] = {}
         self._statuses: dict[str, MessageStatus] = {}
-        # The ids with pending recipients, so due() does not walk delivered mail.
-        self._incomplete: set[str] = set()
+        # When each message that may be attempted (pending, not held) is due,
+        # so due() looks at one float per such message and nothing else.
+        self._due: dict[str, float] = {}
         # Completed messages that recent() has returned.
         self._reported: set[str] = set()
         # The order messages were added in, which breaks ties in created_at.
@@ -101,14 +103,9 @@ class MemoryStorage(Storage):
 
     def due(self, until: float, limit: int) -> list[tuple[float, str]]:
         with self._lock:
-            found = []
-            for message_id in self._incomplete:
-                status = self._statuses[message_id]
-                due = status.next_attempt_at
-                if not status.held and due is not None and due <= until:
-                    found.append((due, message_id))
-        found.sort()
-        return found[:limit]
+            return heapq.nsmallest(
+                limit, ((due, i) for i, due in self._due.items() if due <= until)
+            )
 
     def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
         with self._lock:
@@ -158,7 +155,7 @@ class MemoryStorage(Storage):
             for message_id in dropped:
                 del self._emails[message_id], self._statuses[message_id]
                 del self._order[message_id]
-                self._incomplete.discard(message_id)
+                self._due.pop(message_id, None)
                 self._reported.discard(message_id)
             return dropped
 
@@ -200,7 +197,8 @@ class MemoryStorage(Storage):
 
     def _put(self, status: MessageStatus) -> None:
         self._statuses[status.message_id] = status
-        if status.completed:
-            self._incomplete.discard(status.message_id)
+        due = status.next_attempt_at
+        if status.held or due is None:
+            self._due.pop(status.message_id, None)
         else:
-            self._incomplete.add(status.message_id)
+            self._due[status.message_id] = due
