@@ -427,6 +427,8 @@ class Config:
             before it is closed; 1 opens a new connection for every message.
         session_idle_timeout: seconds an unused connection is kept open for the
             next message to the same server.
+        destination_concurrency: how many deliveries may run at once toward one
+            destination (the relay, or one recipient domain); 20 as in Postfix.
     """
 
     helo_name: str
@@ -440,6 +442,7 @@ class Config:
     dsn: bool | DsnPolicy = False
     session_max_messages: int = 100
     session_idle_timeout: float = 5.0
+    destination_concurrency: int = 20
 
     def __post_init__(self) -> None:
         _check_hostname(self.helo_name, "helo_name", allow_literal=True)
@@ -476,6 +479,11 @@ class Config:
                 f"must be an integer >= 1, not {reuse!r}", "session_max_messages"
             )
         _check_timeout(self.session_idle_timeout, "session_idle_timeout")
+        limit = self.destination_concurrency
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ConfigError(
+                f"must be an integer >= 1, not {limit!r}", "destination_concurrency"
+            )
 
     @property
     def dkim_keys(self) -> tuple[DkimConfig, ...]:

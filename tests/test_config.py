@@ -89,6 +89,24 @@ class TestConfig:
                 delivery_threads=0,
             )
 
+    @pytest.mark.parametrize(
+        "kwargs",
+        [
+            {"session_max_messages": 0},
+            {"session_idle_timeout": 0},
+            {"destination_concurrency": 0},
+            {"destination_concurrency": True},
+        ],
+    )
+    def test_connection_settings_are_checked(self, kwargs: dict[str, object]) -> None:
+        """Connection reuse and concurrency settings must be positive."""
+        with pytest.raises(ConfigError):
+            Config(
+                helo_name="a.example.org",
+                delivery=RelayConfig(host="smtp.example.org"),
+                **kwargs,  # type: ignore[arg-type]
+            )
+
     def test_timeouts_must_be_positive_and_finite(self) -> None:
         """A zero or infinite timeout would block forever or never work."""
         with pytest.raises(ConfigError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from support.scripted import Conversation, ScriptedServer, normal
-from support.smtpd import SmtpServer
+from support.smtpd import RecordingHandler, SmtpServer
 
 from mailstrom_py import (
     Config,
@@ -149,3 +149,42 @@ class TestPipelining:
             assert mailer.query_status(second).succeeded
             assert server.connections == 1
             mailer.stop()
+
+
+class TestDestinationConcurrency:
+    def test_a_burst_to_one_destination_uses_few_connections(self) -> None:
+        """With destination_concurrency=1, four delivery threads take turns on one
+        connection to the relay instead of opening four."""
+        handler = RecordingHandler(data_delay=0.2)
+        with SmtpServer(handler=handler) as server:
+            config = Config(
+                helo_name="client.example.test",
+                delivery=RelayConfig(host=server.host, port=server.port, tls="none"),
+                timeouts=Timeouts.uniform(10),
+                delivery_threads=4,
+                destination_concurrency=1,
+            )
+            with Mailstrom(config) as mailer:
+                ids = [
+                    mailer.send_email(message("a@example.test", n)) for n in range(4)
+                ]
+                assert all(mailer.wait(i, timeout=30).succeeded for i in ids)
+            assert handler.connections == 1
+            assert handler.transactions == 4
+
+    def test_without_a_tight_limit_threads_deliver_side_by_side(self) -> None:
+        """The same burst with the default limit goes over several connections."""
+        handler = RecordingHandler(data_delay=0.2)
+        with SmtpServer(handler=handler) as server:
+            config = Config(
+                helo_name="client.example.test",
+                delivery=RelayConfig(host=server.host, port=server.port, tls="none"),
+                timeouts=Timeouts.uniform(10),
+                delivery_threads=4,
+            )
+            with Mailstrom(config) as mailer:
+                ids = [
+                    mailer.send_email(message("a@example.test", n)) for n in range(4)
+                ]
+                assert all(mailer.wait(i, timeout=30).succeeded for i in ids)
+            assert handler.connections > 1

@@ -5,10 +5,12 @@ from __future__ import annotations
 from ..config import Config, RelayConfig
 from .base import Outcome, Transport
 from .direct import DirectTransport
+from .limits import ConcurrencyLimit
 from .pool import SessionPool
 from .relay import RelayTransport
 
 __all__ = [
+    "ConcurrencyLimit",
     "DirectTransport",
     "Outcome",
     "RelayTransport",
@@ -29,6 +31,7 @@ def build_transport(config: Config) -> Transport:
         max_messages=config.session_max_messages,
         idle_timeout=config.session_idle_timeout,
     )
+    limit = ConcurrencyLimit(config.destination_concurrency)
     if isinstance(config.delivery, RelayConfig):
         return RelayTransport(
             config.delivery,
@@ -36,6 +39,7 @@ def build_transport(config: Config) -> Transport:
             timeouts=config.timeouts,
             require_tls=config.require_tls,
             sessions=sessions,
+            limit=limit,
         )
     return DirectTransport(
         config.delivery,
@@ -43,4 +47,5 @@ def build_transport(config: Config) -> Transport:
         timeouts=config.timeouts,
         require_tls=config.require_tls,
         sessions=sessions,
+        limit=limit,
     )

@@ -34,6 +34,7 @@ from ..config import DirectConfig, Timeouts
 from ..message import PreparedEmail
 from ..status import DeliveryResult
 from .base import Outcome
+from .limits import ConcurrencyLimit
 from .mx import MxHost, MxResolver, Route, RouteError, build_resolver
 from .pool import SessionPool
 from .smtp import SessionFailure, SmtpSession, StaleSessionError
@@ -86,6 +87,7 @@ class DirectTransport:
         mx: a ready :class:`MxResolver`; built from ``direct`` by default.
         sessions: where sessions are kept for the next message to the same
             exchanger; a new :class:`SessionPool` by default.
+        limit: deliveries at once per recipient domain; 20 by default.
 
     Raises:
         ConfigError: no DNS configuration, or a CA file that cannot be read.
@@ -102,8 +104,10 @@ class DirectTransport:
         rng: random.Random | None = None,
         mx: MxResolver | None = None,
         sessions: SessionPool | None = None,
+        limit: ConcurrencyLimit | None = None,
     ) -> None:
         self._sessions = sessions if sessions is not None else SessionPool()
+        self._limit = limit if limit is not None else ConcurrencyLimit(20)
         self._mx = (
             mx
             if mx is not None
@@ -131,7 +135,8 @@ class DirectTransport:
             by_domain.setdefault(domain, []).append(address)
         outcomes: list[Outcome] = []
         for domain, group in by_domain.items():
-            outcomes.extend(self._deliver_domain(email, domain, group))
+            with self._limit.slot(domain):
+                outcomes.extend(self._deliver_domain(email, domain, group))
         return outcomes
 
     def close(self) -> None:

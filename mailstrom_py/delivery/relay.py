@@ -9,6 +9,7 @@ from ..config import RelayConfig, Timeouts
 from ..message import PreparedEmail
 from ..status import DeliveryResult
 from .base import Outcome
+from .limits import ConcurrencyLimit
 from .mx import MxResolver, RouteError
 from .pool import SessionPool
 from .smtp import SessionFailure, SmtpSession, StaleSessionError
@@ -45,9 +46,11 @@ class RelayTransport:
         timeouts: Timeouts,
         require_tls: bool = False,
         sessions: SessionPool | None = None,
+        limit: ConcurrencyLimit | None = None,
     ) -> None:
         self._relay = relay
         self._sessions = sessions if sessions is not None else SessionPool()
+        self._limit = limit if limit is not None else ConcurrencyLimit(20)
         # Config.require_tls: only a relay without TLS can be plaintext.
         self._plaintext_refused = require_tls and relay.tls == "none"
         if self._plaintext_refused:
@@ -68,6 +71,12 @@ class RelayTransport:
 
     def deliver(self, email: PreparedEmail, recipients: Sequence[str]) -> list[Outcome]:
         """Deliver ``email`` to ``recipients`` through the relay; one outcome each."""
+        with self._limit.slot(_RELAY):
+            return self._deliver(email, recipients)
+
+    def _deliver(
+        self, email: PreparedEmail, recipients: Sequence[str]
+    ) -> list[Outcome]:
         host, port = self._relay.address
         if self._plaintext_refused and not (email.tls_optional or email.require_tls):
             detail = f"TLS is required and the relay {host}:{port} is used without it"
