@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support.emails import prepared_email
 from support.smtpd import RecordingHandler, SmtpServer
 
 from mailstrom_py import (
@@ -18,7 +19,6 @@ from mailstrom_py import (
     Mailstrom,
     MemoryStorage,
     MessageNotFound,
-    PreparedEmail,
     QueueFilter,
     RelayConfig,
     RetryPolicy,
@@ -154,24 +154,13 @@ class TestOnTheMailer:
         again.stop()
 
 
-def prepared(n: int, *recipients: str) -> PreparedEmail:
-    return PreparedEmail(
-        message_id=f"m{n}@example.test",
-        mail_from="sender@example.test",
-        recipients=recipients,
-        data=f"Message-ID: <m{n}@example.test>\r\n\r\nbody\r\n".encode(),
-        smtputf8=False,
-        eight_bit=False,
-    )
-
-
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     """m1 two hours old and deferred; m2 new for other.test; m3 new and held."""
     path = tmp_path / "outbox.db"
     storage = SqliteStorage(path)
     now = time.time()
-    storage.add(prepared(1, "a@example.test"), now - 7200)
+    storage.add(prepared_email(1, "a@example.test"), now - 7200)
     claimed = storage.begin_attempt("m1@example.test", now - 7200, now + 3600)
     assert claimed is not None
     deferred = dataclasses.replace(
@@ -181,8 +170,8 @@ def db(tmp_path: Path) -> Path:
         detail="connection refused",
     )
     storage.record("m1@example.test", [deferred])
-    storage.add(prepared(2, "b@other.test", "c@example.test"), now)
-    storage.add(prepared(3, "d@example.test"), now)
+    storage.add(prepared_email(2, "b@other.test", "c@example.test"), now)
+    storage.add(prepared_email(3, "d@example.test"), now)
     storage.hold(QueueFilter(ids=("m3@example.test",)))
     storage.close()
     return path

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support.emails import prepared_email
 from support.smtpd import SmtpServer
 
 from mailstrom_py import (
@@ -42,14 +43,7 @@ CHATTR = shutil.which("chattr")
 
 
 def email(n: int, recipients: tuple[str, ...] = ("a@example.test",)) -> PreparedEmail:
-    return PreparedEmail(
-        message_id=f"m{n}@example.test",
-        mail_from="sender@example.test",
-        recipients=recipients,
-        data=f"Message-ID: <m{n}@example.test>\r\n\r\nbody {n}\r\n".encode(),
-        smtputf8=False,
-        eight_bit=False,
-    )
+    return prepared_email(n, *recipients)
 
 
 def message(subject: str, to: str = "a@example.test") -> bytes:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from support.emails import prepared_email
 
 from mailstrom_py import (
     DeliveryResult,
@@ -44,14 +45,7 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
 def email(
     n: int = 1, recipients: tuple[str, ...] = ("a@example.test", "b@example.test")
 ) -> PreparedEmail:
-    return PreparedEmail(
-        message_id=f"m{n}@example.test",
-        mail_from="sender@example.test",
-        recipients=recipients,
-        data=f"Message-ID: <m{n}@example.test>\r\n\r\nbody {n}\r\n".encode(),
-        smtputf8=False,
-        eight_bit=False,
-    )
+    return prepared_email(n, *recipients)
 
 
 class TestAdd:
