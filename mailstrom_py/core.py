@@ -113,8 +113,8 @@ class Mailstrom:
         No SMTP transaction is cut short; if one outlasts ``timeout``, the storage
         and transport stay open so its result is still recorded. Messages not yet
         delivered stay in storage (with :class:`~mailstrom_py.MemoryStorage` they
-        are lost with the process).
-        Further ``send_email()`` calls raise. Calling it again does nothing.
+        are lost with the process). Further ``send_email()`` calls raise.
+        Calling it again does nothing.
 
         Returns:
             True when every delivery finished in time.
