@@ -1,0 +1,449 @@
+"""One SMTP connection over smtplib: setup (greeting, EHLO, TLS, AUTH) and commands.
+
+smtplib is used for its wire handling only; every command goes through here
+with its own timeout (RFC 5321 §4.5.3.2), and every way the link can fail
+(timeout, reset, end of stream, a reply line too long) becomes one exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import socket
+import ssl
+from typing import Self
+
+from ..config import Timeouts
+from ..status import Remote, SmtpReply
+
+__all__ = [
+    "ConnectionLost",
+    "SessionFailure",
+    "SmtpClient",
+    "SmtpLink",
+    "StaleSessionError",
+    "parse_int",
+    "where",
+    "why",
+]
+
+log = logging.getLogger(__name__)
+
+
+class SessionFailure(Exception):
+    """Raised when a session cannot be opened or goes down before a transaction.
+
+    Every recipient of the transaction shares the failure. ``status_code`` and the
+    optional ``reply`` say why; ``permanent`` is true only when the cause cannot
+    pass (never for connection or greeting trouble). ``connected`` is false when
+    no TCP connection was made (refused, unreachable, timed out), ``tls_failed``
+    true when the TLS handshake failed, and ``remote`` names the server when a
+    connection was made.
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        status_code: str,
+        reply: SmtpReply | None = None,
+        *,
+        permanent: bool = False,
+        connected: bool = True,
+        tls_failed: bool = False,
+        remote: Remote | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status_code = status_code
+        self.reply = reply
+        self.permanent = permanent
+        self.connected = connected
+        self.tls_failed = tls_failed
+        self.remote = remote
+
+
+class StaleSessionError(SessionFailure):
+    """Raised by :meth:`SmtpSession.send` when a kept connection turns out closed.
+
+    Nothing of the message was accepted: open a new session and send again.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, "4.4.2")
+
+
+class ConnectionLost(Exception):
+    """The connection failed (timeout, reset, EOF, garbage) in the middle of a step."""
+
+
+class SmtpClient(smtplib.SMTP):
+    """smtplib.SMTP that dials a given address and times connect apart from replies.
+
+    ``connect(host, port)`` keeps ``host`` as the name TLS verifies and sends in SNI
+    while dialling ``address``, so a pre-resolved MX address is still checked
+    against the MX name rather than the IP.
+    """
+
+    def __init__(
+        self,
+        helo_name: str,
+        address: str,
+        timeouts: Timeouts,
+        implicit_tls: ssl.SSLContext | None,
+    ) -> None:
+        super().__init__(local_hostname=helo_name, timeout=timeouts.greeting)
+        self._address = address
+        self._timeouts = timeouts
+        self._implicit_tls = implicit_tls
+        self.dialled = False
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = socket.create_connection((self._address, port), self._timeouts.connect)
+        # Commands are small writes each awaiting a reply; Nagle would hold them.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.dialled = True
+        try:
+            if self._implicit_tls is not None:
+                sock = self._implicit_tls.wrap_socket(sock, server_hostname=host)
+            sock.settimeout(self._timeouts.greeting)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+
+class SmtpLink:
+    """An open SMTP connection that has greeted, maybe upgraded to TLS and logged in.
+
+    It owns the connection's setup and its command plumbing: a timeout per step,
+    every failure of the link turned into :class:`ConnectionLost`. Transactions
+    are :class:`~mailstrom_py.delivery.smtp.SmtpSession`'s. Not thread-safe: one
+    link belongs to one delivery thread.
+    """
+
+    def __init__(self, smtp: SmtpClient, remote: Remote, timeouts: Timeouts) -> None:
+        self._smtp = smtp
+        self._server_name = remote.host
+        self.remote = remote
+        self._timeouts = timeouts
+        self._alive = True
+        #: The ``tls`` mode the link was opened with.
+        self.tls_mode = "none"
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        host: str,
+        address: str,
+        port: int,
+        helo_name: str,
+        timeouts: Timeouts,
+        tls: str,
+        tls_context: ssl.SSLContext | None,
+        credentials: tuple[str, str] | None = None,
+    ) -> Self:
+        """Connect, read the greeting, say EHLO (or HELO), then set up TLS and AUTH.
+
+        Args:
+            host: the server's name, used for TLS verification and SNI.
+            address: the IP address (or name) to dial.
+            port: the TCP port.
+            helo_name: our name in EHLO/HELO.
+            timeouts: per-step timeouts.
+            tls: ``"implicit"``, ``"starttls"`` (required: failure aborts),
+                ``"opportunistic"`` (STARTTLS when offered; a refused STARTTLS
+                goes on in plaintext; a failed handshake raises a failure with
+                ``tls_failed`` set, which the caller may retry in plaintext) or
+                ``"none"``.
+            tls_context: the client context for TLS; required unless ``tls="none"``.
+            credentials: ``(username, password)`` to AUTH with; only ever sent over TLS.
+
+        Raises:
+            SessionFailure: the session could not be set up; the reason is recorded
+                and the connection is closed.
+        """
+        smtp = SmtpClient(
+            helo_name, address, timeouts, tls_context if tls == "implicit" else None
+        )
+        remote = Remote(host=host, address=address, port=port)
+        try:
+            # smtplib checks the greeting only when the constructor connects.
+            code, text = smtp.connect(host, port)
+            if code != 220:
+                _close(smtp)
+                raise smtplib.SMTPConnectError(code, text)
+        except smtplib.SMTPConnectError as exc:
+            # A 5xx greeting is transient too, as in Postfix (smtp_skip_5xx_greeting):
+            # it says nothing about the recipients, and another MX may take them.
+            reply = SmtpReply.parse(exc.smtp_code, exc.smtp_error)
+            raise SessionFailure(
+                f"{where(remote)} greeted with {reply}", "4.4.2", reply, remote=remote
+            ) from None
+        except ssl.SSLError as exc:
+            _close(smtp)
+            raise SessionFailure(
+                f"TLS with {where(remote)} failed: {exc}",
+                "4.7.5",
+                tls_failed=True,
+                remote=remote,
+            ) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            _close(smtp)
+            if smtp.dialled:
+                raise SessionFailure(
+                    f"no greeting from {where(remote)}: {why(exc)}",
+                    "4.4.2",
+                    remote=remote,
+                ) from None
+            raise SessionFailure(
+                f"cannot connect to {where(remote)}: {why(exc)}",
+                "4.4.1",
+                connected=False,
+            ) from None
+        remote = Remote(host=host, address=_peer(smtp, address), port=port)
+        session = cls(smtp, remote, timeouts)
+        session.tls_mode = tls
+        try:
+            session._hello()
+            if tls in ("starttls", "opportunistic"):
+                session._starttls(tls_context, required=tls == "starttls")
+            if isinstance(smtp.sock, ssl.SSLSocket):
+                assert tls_context is not None
+                session.remote = Remote(
+                    host,
+                    remote.address,
+                    port,
+                    smtp.sock.version(),
+                    _verifies(tls_context),
+                )
+            if credentials is not None:
+                session._login(*credentials)
+        except ConnectionLost as exc:
+            session.close()
+            raise SessionFailure(
+                f"{where(remote)}: {exc}", "4.4.2", remote=session.remote
+            ) from None
+        except SessionFailure as failure:
+            session.close()
+            failure.remote = session.remote
+            raise
+        return session
+
+    @property
+    def features(self) -> dict[str, str]:
+        """The server's ESMTP extensions: lower-case keyword -> parameters."""
+        return dict(self._smtp.esmtp_features)
+
+    @property
+    def alive(self) -> bool:
+        """False once the connection is known to be unusable."""
+        return self._alive
+
+    def reset(self) -> bool:
+        """Abort any transaction in progress (RSET); a failure closes the session.
+
+        Returns:
+            True when the server answered 250 and the session is usable.
+        """
+        try:
+            reply = self._command("RSET", self._timeouts.quit)
+        except ConnectionLost:
+            self.close()
+            return False
+        if reply.code != 250:
+            self.close()
+        return self._alive
+
+    def close(self) -> None:
+        """Say QUIT if the connection is up, then close it. Never raises."""
+        if self._alive:
+            self._alive = False
+            try:
+                self._command("QUIT", self._timeouts.quit)
+            except ConnectionLost:
+                pass
+        _close(self._smtp)
+
+    def _hello(self) -> None:
+        reply = self._command(
+            f"EHLO {self._smtp.local_hostname}", self._timeouts.greeting
+        )
+        if reply.code == 250:
+            self._smtp.ehlo_resp = reply.text.encode()
+            self._smtp.does_esmtp = True
+            self._smtp.esmtp_features = _parse_features(reply.text)
+            return
+        reply = self._command(
+            f"HELO {self._smtp.local_hostname}", self._timeouts.greeting
+        )
+        if reply.code != 250:
+            raise SessionFailure(
+                f"{where(self.remote)} refused HELO: {reply}", "4.4.2", reply
+            )
+        self._smtp.helo_resp = reply.text.encode()
+        self._smtp.does_esmtp = False
+        self._smtp.esmtp_features = {}
+
+    def _starttls(self, context: ssl.SSLContext | None, *, required: bool) -> None:
+        assert context is not None
+        if "starttls" not in self._smtp.esmtp_features:
+            if required:
+                raise SessionFailure(
+                    f"{where(self.remote)} does not offer STARTTLS", "4.7.4"
+                )
+            return
+        reply = self._command("STARTTLS", self._timeouts.greeting)
+        if reply.code != 220:
+            if not required and self._alive:
+                # RFC 3207 §4: after a refusal the session goes on as it was.
+                log.info("%s refused STARTTLS (%s)", where(self.remote), reply)
+                return
+            raise SessionFailure(
+                f"{where(self.remote)} refused STARTTLS: {reply}", "4.7.4", reply
+            )
+        try:
+            self._smtp.sock = context.wrap_socket(
+                self._sock(), server_hostname=self._server_name
+            )
+        except (OSError, ssl.SSLError) as exc:
+            self._drop()
+            raise SessionFailure(
+                f"TLS with {where(self.remote)} failed: {why(exc)}",
+                "4.7.5",
+                tls_failed=True,
+            ) from None
+        # RFC 3207 §4.2: forget everything learnt before TLS, including any
+        # plaintext the server (or an attacker) sent after its 220.
+        self._smtp.file = None
+        self._smtp.esmtp_features = {}
+        self._hello()
+
+    def _login(self, username: str, password: str) -> None:
+        if not isinstance(self._smtp.sock, ssl.SSLSocket):
+            raise SessionFailure("refusing to send credentials without TLS", "4.7.0")
+        if "auth" not in self._smtp.esmtp_features:
+            raise SessionFailure(f"{where(self.remote)} does not offer AUTH", "4.7.0")
+        try:
+            self._sock().settimeout(self._timeouts.greeting)
+            self._smtp.login(username, password)
+        except smtplib.SMTPAuthenticationError as exc:
+            reply = SmtpReply.parse(exc.smtp_code, exc.smtp_error)
+            # Bad credentials are the sender's configuration, not the recipient's
+            # fault: defer, as Postfix does by default (smtp_sasl_auth_soft_bounce).
+            raise SessionFailure(
+                f"{where(self.remote)} refused the credentials: {reply}",
+                "4.7.8",
+                reply,
+            ) from None
+        except smtplib.SMTPServerDisconnected as exc:
+            raise ConnectionLost(str(exc)) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise SessionFailure(
+                f"AUTH with {where(self.remote)} failed: {why(exc)}", "4.7.0"
+            ) from None
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def _command(self, line: str, timeout: float) -> SmtpReply:
+        if not self._alive:
+            raise ConnectionLost("connection already closed")
+        try:
+            self._sock().settimeout(timeout)
+            self._smtp.putcmd(line)
+        except (OSError, smtplib.SMTPException) as exc:
+            self._drop()
+            raise ConnectionLost(why(exc)) from None
+        return self._reply(timeout)
+
+    def _write(self, lines: list[str], timeout: float) -> None:
+        """Send several command lines in one write (a PIPELINING batch)."""
+        if not self._alive:
+            raise ConnectionLost("connection already closed")
+        for line in lines:
+            if "\r" in line or "\n" in line:
+                raise ValueError(f"line break in an SMTP command: {line!r}")
+        try:
+            self._sock().settimeout(timeout)
+            self._smtp.send("".join(f"{line}\r\n" for line in lines))
+        except (OSError, smtplib.SMTPException) as exc:
+            self._drop()
+            raise ConnectionLost(why(exc)) from None
+
+    def _step(self, line: str, pipelined: bool, timeout: float) -> SmtpReply:
+        """The reply to ``line``: read it if already sent in a batch, else send it."""
+        return self._reply(timeout) if pipelined else self._command(line, timeout)
+
+    def _reply(self, timeout: float) -> SmtpReply:
+        try:
+            self._sock().settimeout(timeout)
+            code, text = self._smtp.getreply()
+        except (OSError, smtplib.SMTPException) as exc:
+            self._drop()
+            raise ConnectionLost(why(exc)) from None
+        reply = SmtpReply.parse(code, text)
+        if code == 421:
+            # RFC 5321 §3.8: the server is closing the channel.
+            self._drop()
+        return reply
+
+    def _sock(self) -> socket.socket:
+        sock = self._smtp.sock
+        if sock is None:
+            raise OSError("not connected")
+        return sock
+
+    def _drop(self) -> None:
+        self._alive = False
+        _close(self._smtp)
+
+
+def _parse_features(text: str) -> dict[str, str]:
+    """Parse an EHLO reply's lines after the first into smtplib's feature dict."""
+    features: dict[str, str] = {}
+    for line in text.splitlines()[1:]:
+        keyword, _, params = line.strip().partition(" ")
+        if keyword:
+            key = keyword.lower()
+            features[key] = (
+                f"{features[key]} {params}".strip() if key in features else params
+            )
+    return features
+
+
+def _verifies(context: ssl.SSLContext) -> bool:
+    return context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
+def _peer(smtp: smtplib.SMTP, default: str) -> str:
+    try:
+        return str(smtp.sock.getpeername()[0]) if smtp.sock else default
+    except OSError:
+        return default
+
+
+def parse_int(text: str) -> int:
+    try:
+        return int(text.split(maxsplit=1)[0]) if text.strip() else 0
+    except ValueError:
+        return 0
+
+
+def where(remote: Remote) -> str:
+    if remote.host == remote.address:
+        return f"{remote.host}:{remote.port}"
+    return f"{remote.host}[{remote.address}]:{remote.port}"
+
+
+def why(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, TimeoutError | socket.timeout) or "timed out" in text:
+        return "timed out"
+    return text
+
+
+def _close(smtp: smtplib.SMTP) -> None:
+    try:
+        smtp.close()
+    except OSError:
+        pass
