@@ -7,6 +7,7 @@ epoch (``time.time()``), as floats, so they store and compare cheaply.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
@@ -139,6 +140,9 @@ class RecipientStatus:
 class MessageStatus:
     """The delivery status of a message: one :class:`RecipientStatus` per recipient.
 
+    The derived values (``completed``, ``pending``...) are computed once per
+    value: it is frozen, so they cannot change.
+
     Attributes:
         message_id: the id ``send_email()`` returned (the Message-ID without brackets).
         recipients: the recipients' statuses, in envelope order.
@@ -151,27 +155,27 @@ class MessageStatus:
     created_at: float
     held: bool = False
 
-    @property
+    @functools.cached_property
     def completed(self) -> bool:
         """True when every recipient is ``DELIVERED`` or ``FAILED``."""
         return all(r.completed for r in self.recipients)
 
-    @property
+    @functools.cached_property
     def succeeded(self) -> bool:
         """True when every recipient is ``DELIVERED``."""
         return all(r.result is DeliveryResult.DELIVERED for r in self.recipients)
 
-    @property
+    @functools.cached_property
     def pending(self) -> tuple[RecipientStatus, ...]:
         """The recipients still ``QUEUED`` or ``DEFERRED``."""
         return tuple(r for r in self.recipients if not r.completed)
 
-    @property
+    @functools.cached_property
     def attempts(self) -> int:
         """The number of attempts made for the message (the most of any recipient)."""
         return max((r.attempts for r in self.recipients), default=0)
 
-    @property
+    @functools.cached_property
     def next_attempt_at(self) -> float | None:
         """When the message is next due: the earliest of its pending recipients."""
         due = [r.next_attempt_at for r in self.pending if r.next_attempt_at is not None]
