@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import trustme
+from mxnet import MxNet, mx_net
 from support.dnsd import DnsServer, DnsServerFactory, Zone
 from support.scripted import (
     Handler,
@@ -148,3 +149,15 @@ def backlog_full_address() -> Iterator[tuple[str, int]]:
     """``(host, port)`` on 127.0.0.1 where TCP connects time out."""
     with listen_backlog_full() as address:
         yield address
+
+
+@pytest.fixture
+def net(
+    dns_server: DnsServerFactory,
+    smtp_server: SmtpServerFactory,
+    scripted_server: ScriptedServerFactory,
+) -> Iterator[MxNet]:
+    """A direct-delivery test network: one DNS zone, exchangers on 127.0.0.x;
+    a test module may override it to add its zones (``def net(net)``)."""
+    with mx_net(dns_server, smtp_server, scripted_server) as network:
+        yield network

@@ -10,19 +10,16 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
-from mxnet import NOW, MxNet, ipv6_loopback, message, mx_net
-from support.dnsd import DnsServerFactory
+from mxnet import NOW, MxNet, ipv6_loopback, message
 from support.scripted import (
-    ScriptedServerFactory,
     greeting,
     listen_backlog_full,
     normal,
     tarpit,
 )
-from support.smtpd import RecordingHandler, SmtpServerFactory
+from support.smtpd import RecordingHandler
 
 from mailstrom_py import (
     DeliveryResult,
@@ -34,16 +31,6 @@ from mailstrom_py.message import prepare_email
 
 D, DF, F = DeliveryResult.DELIVERED, DeliveryResult.DEFERRED, DeliveryResult.FAILED
 Q = DeliveryResult.QUEUED
-
-
-@pytest.fixture
-def net(
-    dns_server: DnsServerFactory,
-    smtp_server: SmtpServerFactory,
-    scripted_server: ScriptedServerFactory,
-) -> Iterator[MxNet]:
-    with mx_net(dns_server, smtp_server, scripted_server) as network:
-        yield network
 
 
 def send_one(mailer: Mailstrom, to: str = "rcpt@d.test") -> str:

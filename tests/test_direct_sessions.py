@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 
 import pytest
-from mxnet import NOW, MxNet, message, mx_net
-from support.dnsd import DnsServerFactory
+from mxnet import NOW, MxNet, message
 from support.scripted import (
     Conversation,
-    ScriptedServerFactory,
     drop_after_dot,
     drop_mid_data,
     long_reply_line,
@@ -24,7 +21,7 @@ from support.scripted import (
     normal,
     reply_421_after_rcpts,
 )
-from support.smtpd import RecordingHandler, SmtpServerFactory
+from support.smtpd import RecordingHandler
 
 from mailstrom_py import DeliveryResult, Mailstrom, Timeouts
 
@@ -33,15 +30,10 @@ TWO_MX = ((10, "mx1.d.test", "127.0.0.2"), (20, "mx2.d.test", "127.0.0.3"))
 
 
 @pytest.fixture
-def net(
-    dns_server: DnsServerFactory,
-    smtp_server: SmtpServerFactory,
-    scripted_server: ScriptedServerFactory,
-) -> Iterator[MxNet]:
-    with mx_net(dns_server, smtp_server, scripted_server) as network:
-        network.mx("d.test", (10, "mx1.d.test", "127.0.0.2"))
-        network.mx("two.test", *TWO_MX)
-        yield network
+def net(net: MxNet) -> MxNet:
+    net.mx("d.test", (10, "mx1.d.test", "127.0.0.2"))
+    net.mx("two.test", *TWO_MX)
+    return net
 
 
 def send(mailer: Mailstrom, to: str, body: str = "Hello.\r\n") -> str:

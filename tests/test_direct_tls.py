@@ -8,14 +8,12 @@ scripted servers found through the loopback DNS server.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
 
 import pytest
 import trustme
-from mxnet import MxNet, message, mx_net
-from support.dnsd import DnsServerFactory
-from support.scripted import Conversation, ScriptedServerFactory, normal
-from support.smtpd import RecordingHandler, SmtpServerFactory
+from mxnet import MxNet, message
+from support.scripted import Conversation, normal
+from support.smtpd import RecordingHandler
 from support.tls import client_context, server_context
 
 from mailstrom_py import DeliveryResult, DirectConfig, Mailstrom
@@ -25,14 +23,9 @@ STARTTLS_LINES = ("PIPELINING", "8BITMIME", "STARTTLS")
 
 
 @pytest.fixture
-def net(
-    dns_server: DnsServerFactory,
-    smtp_server: SmtpServerFactory,
-    scripted_server: ScriptedServerFactory,
-) -> Iterator[MxNet]:
-    with mx_net(dns_server, smtp_server, scripted_server) as network:
-        network.mx("d.test", (10, "mx1.d.test", "127.0.0.2"))
-        yield network
+def net(net: MxNet) -> MxNet:
+    net.mx("d.test", (10, "mx1.d.test", "127.0.0.2"))
+    return net
 
 
 def send(mailer: Mailstrom, raw: bytes) -> str:

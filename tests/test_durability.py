@@ -173,6 +173,19 @@ def received_ids(handler: RecordingHandler) -> list[str]:
     return found
 
 
+def strace(output: str, *expressions: str) -> list[str]:
+    """The strace command line that runs a child under these -e expressions."""
+    assert STRACE is not None
+    return [
+        STRACE,
+        "-f",
+        "-qq",
+        "-o",
+        output,
+        *(a for e in expressions for a in ("-e", e)),
+    ]
+
+
 class SlowRcpt(RecordingHandler):
     """Holds every RCPT for `rcpt_delay` seconds: a transaction stuck before the dot."""
 
@@ -337,15 +350,7 @@ class TestDiskFaults:
             db,
             9,
             60,
-            prefix=[
-                STRACE,
-                "-f",
-                "-qq",
-                "-o",
-                str(log),
-                "-e",
-                f"trace={syscalls},write",
-            ],
+            prefix=strace(str(log), f"trace={syscalls},write"),
         )
         proc.communicate(timeout=60)
         lines = log.read_text().splitlines()
@@ -380,17 +385,11 @@ class TestDiskFaults:
             db,
             9,
             60,
-            prefix=[
-                STRACE,
-                "-f",
-                "-qq",
-                "-o",
+            prefix=strace(
                 os.devnull,
-                "-e",
                 f"trace={syscalls}",
-                "-e",
                 f"inject={syscalls}:error={error}:when={first}{repeat}",
-            ],
+            ),
         )
         out, err = proc.communicate(timeout=60)
         lines = [line.split() for line in out.splitlines()]
@@ -419,17 +418,9 @@ class TestDiskFaults:
             tmp_path / "outbox.db",
             9,
             60,
-            prefix=[
-                STRACE,
-                "-f",
-                "-qq",
-                "-o",
-                os.devnull,
-                "-e",
-                "trace=pwrite64",
-                "-e",
-                "inject=pwrite64:error=ENOSPC:when=1+",
-            ],
+            prefix=strace(
+                os.devnull, "trace=pwrite64", "inject=pwrite64:error=ENOSPC:when=1+"
+            ),
         )
         out, _ = proc.communicate(timeout=60)
         assert out.startswith("open-refused"), out

@@ -4,28 +4,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import dns.resolver
-import pytest
-from mxnet import NOW, RETRY, MxNet, message, mx_net
-from support.dnsd import DnsServerFactory
-from support.scripted import ScriptedServerFactory
-from support.smtpd import SmtpServerFactory
+from mxnet import NOW, RETRY, MxNet, message
 
 from mailstrom_py import Config, DeliveryResult, Mailstrom, RelayConfig, Timeouts
 
 D, DF, F = DeliveryResult.DELIVERED, DeliveryResult.DEFERRED, DeliveryResult.FAILED
-
-
-@pytest.fixture
-def net(
-    dns_server: DnsServerFactory,
-    smtp_server: SmtpServerFactory,
-    scripted_server: ScriptedServerFactory,
-) -> Iterator[MxNet]:
-    with mx_net(dns_server, smtp_server, scripted_server) as network:
-        yield network
 
 
 def send_one(mailer: Mailstrom, to: str) -> str:
