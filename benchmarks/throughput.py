@@ -265,6 +265,11 @@ def main() -> int:
     parser.add_argument(
         "--sink", choices=["auto", "smtp-sink", "aiosmtpd"], default="auto"
     )
+    parser.add_argument(
+        "--only",
+        type=lambda text: {int(n) for n in text.split(",")},
+        help="comma-separated variant numbers to run (0 is the baseline, always run)",
+    )
     args = parser.parse_args()
     kind = args.sink
     if kind == "auto":
@@ -277,7 +282,9 @@ def main() -> int:
     )
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for variant in variants(messages, args.threads, Path(tmp)):
+        for number, variant in enumerate(variants(messages, args.threads, Path(tmp))):
+            if number and args.only and number not in args.only:
+                continue
             sink = Sink(kind)
             try:
                 result = variant(sink.port)
