@@ -7,8 +7,9 @@ recipient measures, end to end (first send to last recipient delivered):
 * the baseline: an smtplib loop that connects, sends and quits per message;
 * mailstrom_py with MemoryStorage;
 * mailstrom_py with SqliteStorage at its default durability (FULL), then with
-  send_emails() batches and with synchronous=NORMAL, to show what the disk
-  sync on the caller's path costs.
+  send_emails() batches, from four caller threads at once (as a web
+  application's request threads would), and with synchronous=NORMAL, to show
+  what the disk sync on the caller's path costs.
 
 It prints messages per second, the ratio to the baseline, client CPU time per
 message, the median and p99 time of ``send_email()`` on the caller's thread,
@@ -16,6 +17,9 @@ and checks that the sink received exactly as many messages as were sent.
 Only loopback addresses are used.
 
     python benchmarks/throughput.py --messages 10000
+    python benchmarks/throughput.py --only 1,2   # the baseline and two variants
+
+Variants are numbered from 0 (the baseline) in the order they are printed.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -166,36 +171,52 @@ def run_mailstrom(
     threads: int,
     *,
     batch: int = 0,
+    callers: int = 1,
 ) -> Result:
     """Send through mailstrom_py: one send_email() per message, or send_emails()
-    in batches of ``batch`` (the latency column is then per message of a batch)."""
+    in batches of ``batch`` (the latency column is then per message of a batch),
+    from ``callers`` threads at once, each sending its share of the messages."""
     config = Config(
         helo_name="bench.test",
         delivery=RelayConfig(host=LOOPBACK, port=port, tls="none"),
         timeouts=Timeouts.uniform(30),
         delivery_threads=threads,
     )
-    latencies = []
-    cpu0, t0 = cpu_seconds(), time.perf_counter()
-    with Mailstrom(config, storage) as mailer:
-        ids: list[str] = []
+    shares = [messages[n::callers] for n in range(callers)]
+    ids: list[list[str]] = [[] for _ in shares]
+    latencies: list[list[float]] = [[] for _ in shares]
+
+    def send(mailer: Mailstrom, share: int) -> None:
         step = batch or 1
-        for start in range(0, len(messages), step):
-            chunk = messages[start : start + step]
+        mine = shares[share]
+        for start in range(0, len(mine), step):
+            chunk = mine[start : start + step]
             s0 = time.perf_counter()
             if batch:
-                ids += mailer.send_emails(chunk)
+                ids[share] += mailer.send_emails(chunk)
             else:
-                ids.append(mailer.send_email(chunk[0]))
-            latencies.append((time.perf_counter() - s0) / len(chunk))
-        for message_id in ids:
+                ids[share].append(mailer.send_email(chunk[0]))
+            latencies[share].append((time.perf_counter() - s0) / len(chunk))
+
+    cpu0, t0 = cpu_seconds(), time.perf_counter()
+    with Mailstrom(config, storage) as mailer:
+        senders = [
+            threading.Thread(target=send, args=(mailer, n)) for n in range(callers)
+        ]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()
+        every_id = [i for share in ids for i in share]
+        for message_id in reversed(every_id):
             mailer.wait(message_id, timeout=300)
         elapsed = time.perf_counter() - t0
         cpu = cpu_seconds() - cpu0
-        failed = sum(not mailer.query_status(i).succeeded for i in ids)
-    if failed:
+        failed = sum(not mailer.query_status(i).succeeded for i in every_id)
+    if failed or len(every_id) != len(messages):
         raise SystemExit(f"{name}: {failed} messages not delivered")
-    return Result(name, len(messages), elapsed, cpu, tuple(latencies))
+    every_latency = tuple(x for share in latencies for x in share)
+    return Result(name, len(messages), elapsed, cpu, every_latency)
 
 
 Variant = Callable[[int], Result]
@@ -226,6 +247,14 @@ def variants(messages: list[bytes], threads: int, tmp: Path) -> list[Variant]:
             sqlite(port),
             threads,
             batch=100,
+        ),
+        lambda port: run_mailstrom(
+            "  ... from 4 caller threads",
+            port,
+            messages,
+            sqlite(port),
+            threads,
+            callers=4,
         ),
         lambda port: run_mailstrom(
             "  ... synchronous=NORMAL",

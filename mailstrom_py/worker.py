@@ -17,22 +17,32 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from ._backlog import Backlog
 from .delivery.base import Outcome, Transport
 from .dsn import DsnReporter
-from .errors import MessageNotFound, StorageError, WorkerError
+from .errors import StorageError, WorkerError
 from .message import PreparedEmail
 from .retry import RetryPolicy
 from .status import DeliveryResult, MessageStatus, RecipientStatus
-from .storage.base import Storage
+from .storage.base import Claim, Storage
 
 __all__ = ["Worker"]
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+
+# The most messages one delivery thread claims, delivers and records together:
+# large enough to share storage transactions and SMTP round trips, small enough
+# that a stop() waits for little.
+BATCH = 16
+
+# How often a scheduler with due work but no room for it looks again, in case
+# the delivery thread that made room did not see it waiting.
+_STARVED_POLL = 0.05
 
 
 @dataclass(frozen=True)
@@ -42,8 +52,9 @@ class _Send:
 
 @dataclass(frozen=True)
 class _Done:
-    message_id: str
-    next_attempt_at: float | None
+    """A batch of attempts is over; ``retries`` are ``(message id, next attempt)``."""
+
+    retries: tuple[tuple[str, float], ...]
 
 
 class _Stop:
@@ -60,14 +71,16 @@ class Worker:
         storage: where messages and statuses live.
         transport: how messages are delivered.
         policy: when to retry and when to give up.
-        threads: how many deliveries may run at once.
+        threads: how many delivery threads run; each takes a batch of up to
+            :data:`BATCH` due messages at a time.
         clock: wall-clock time in seconds since the epoch.
         rng: randomness for retry jitter.
         refill_interval: how often, in seconds, storage is asked for due work
             that did not come through :meth:`notify` (mail added by another
             process, or more work than the in-memory timetable holds).
-        max_scheduled: the most entries the in-memory timetable holds; beyond
-            it, due work is paged in from storage as room frees up.
+        max_scheduled: the most entries the in-memory timetable holds, and the
+            most messages waiting for a delivery thread; beyond them, due work
+            is paged in from storage as room frees up.
         reporter: decides which attempts call for a delivery status
             notification; each report is queued like any message.
     """
@@ -96,16 +109,17 @@ class Worker:
         self._refill_interval = refill_interval
         self._max_scheduled = max_scheduled
         self._commands: queue.Queue[_Command] = queue.Queue()
-        self._work: queue.Queue[str | None] = queue.Queue()
+        self._backlog = Backlog(takers=threads, batch=BATCH, limit=max_scheduled)
         self._heap: list[tuple[float, str]] = []
         self._scheduled: dict[str, float] = {}
-        self._in_flight: set[str] = set()
+        self._starved = False
         self._next_refill = 0.0
         self._scheduler: threading.Thread | None = None
         self._pool: list[threading.Thread] = []
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
-        self._progress = threading.Condition()
+        self._waiters: dict[str, list[threading.Event]] = {}
+        self._waiters_lock = threading.Lock()
 
     @property
     def running(self) -> bool:
@@ -140,8 +154,8 @@ class Worker:
     def stop(self, timeout: float | None = None) -> bool:
         """Stop taking work and wait for the deliveries in progress to finish.
 
-        A delivery is never cut in half: each runs to its end (every step of it
-        has a timeout). Work not yet begun stays due in storage.
+        A batch of deliveries is never cut in half: each runs to its end (every
+        step of it has a timeout). Work not yet begun stays due in storage.
 
         Returns:
             True when every thread has ended within ``timeout`` seconds; False
@@ -152,20 +166,17 @@ class Worker:
             return True
         self._commands.put(_Stop())
         self._scheduler.join(_remaining(deadline))
-        while True:
-            try:
-                self._work.get_nowait()
-            except queue.Empty:
-                break
-        for _ in self._pool:
-            self._work.put(None)
+        self._backlog.close()
         for thread in self._pool:
             thread.join(_remaining(deadline))
         return not any(t.is_alive() for t in (self._scheduler, *self._pool))
 
     def notify(self, message_id: str) -> None:
         """Tell the worker that ``message_id`` is stored and due now. Thread-safe."""
-        self._commands.put(_Send(message_id))
+        # Straight to the delivery threads when there is room: the scheduler
+        # need not wake for mail that is due at once.
+        if not self._backlog.offer(message_id):
+            self._commands.put(_Send(message_id))
 
     def run_once(self, now: float | None = None) -> int:
         """Attempt every message due at ``now``, one after another, in this thread.
@@ -182,6 +193,7 @@ class Worker:
         if self._scheduler is not None:
             raise WorkerError("run_once() cannot be used while the worker runs")
         now = self._clock() if now is None else now
+        self._backlog.clear()
         while True:
             try:
                 self._commands.get_nowait()
@@ -209,16 +221,26 @@ class Worker:
             MessageNotFound: the id is unknown.
         """
         deadline = time.monotonic() + timeout
-        with self._progress:
-            while True:
+        while True:
+            woken = threading.Event()
+            with self._waiters_lock:
+                self._waiters.setdefault(message_id, []).append(woken)
+            try:
                 status = self._storage.status(message_id)
                 left = deadline - time.monotonic()
                 if predicate(status) or left <= 0:
                     return status
                 # Re-read now and then: another process may share the storage.
-                self._progress.wait(min(left, 0.25))
+                woken.wait(min(left, 0.25))
+            finally:
+                with self._waiters_lock:
+                    waiting = self._waiters.get(message_id, [])
+                    if woken in waiting:
+                        waiting.remove(woken)
+                    if not waiting:
+                        self._waiters.pop(message_id, None)
 
-    # -- one attempt ----------------------------------------------------------------
+    # -- attempts -------------------------------------------------------------------
 
     def attempt(self, message_id: str, now: float) -> MessageStatus | None:
         """Attempt one message if it is due at ``now`` and record the outcome.
@@ -227,60 +249,86 @@ class Worker:
             The status after the attempt, or None when the message was not
             attempted (unknown, held, complete, not yet due, or claimed elsewhere).
         """
-        try:
-            status = self._storage.status(message_id)
-        except MessageNotFound:
-            return None
-        due = status.next_attempt_at
-        if status.held or status.completed or (due is not None and due > now):
-            return None
-        attempts = status.attempts + 1
-        with self._rng_lock:
-            retry_at = self._policy.next_attempt_at(
-                attempts, status.created_at, now, self._rng
-            )
-        # Recorded before dialling: if the process dies during the attempt, the
-        # message is retried at retry_at rather than lost or retried at once.
-        claimed = self._storage.begin_attempt(
-            message_id,
-            now,
-            retry_at if retry_at is not None else now + self._policy.initial_delay,
-        )
-        if claimed is None:
-            return None
-        pending = claimed.pending
-        try:
-            email = self._storage.email(message_id)
-        except MessageNotFound:
-            log.info("%s was dropped before its attempt", message_id)
-            return None
-        try:
-            outcomes = self._transport.deliver(email, [r.address for r in pending])
-        except Exception as exc:
-            log.exception("delivery of %s raised; deferring it", message_id)
-            outcomes = [
-                Outcome(
-                    r.address,
-                    DeliveryResult.DEFERRED,
-                    "4.3.0",
-                    f"internal error: {exc!r}",
+        done = self.attempt_many([message_id], now)
+        return done[0] if done else None
+
+    def attempt_many(
+        self, message_ids: Sequence[str], now: float
+    ) -> list[MessageStatus]:
+        """Attempt the messages of ``message_ids`` that are due at ``now``, together:
+        one claim, deliveries over shared connections, one record of the outcomes.
+
+        Returns:
+            The statuses after the attempts, in order, of the messages attempted
+            (see :meth:`attempt` for those that are not).
+        """
+        retry_at: dict[str, float | None] = {}
+
+        def claim_until(status: MessageStatus) -> float:
+            with self._rng_lock:
+                at = self._policy.next_attempt_at(
+                    status.attempts + 1, status.created_at, now, self._rng
                 )
-                for r in pending
-            ]
-        updates = _apply(pending, outcomes, now, retry_at)
-        try:
-            recorded = self._storage.record(message_id, updates)
-        except MessageNotFound:
-            log.info("%s was dropped during its attempt", message_id)
-            return None
-        for r in updates:
-            log.info(
-                "%s to %s: %s (%s)", message_id, r.address, r.result.value, r.detail
+            retry_at[status.message_id] = at
+            # Recorded before dialling: if the process dies during the attempt,
+            # the message is retried then rather than lost or retried at once.
+            return at if at is not None else now + self._policy.initial_delay
+
+        claims = self._storage.claim(message_ids, now, claim_until)
+        if not claims:
+            return []
+        results = self._deliver(claims)
+        records = [
+            (
+                claim.email.message_id,
+                _apply(
+                    claim.status.pending,
+                    outcomes,
+                    now,
+                    retry_at[claim.email.message_id],
+                ),
             )
-        self._report(email, status, updates, now)
-        with self._progress:
-            self._progress.notify_all()
-        return recorded
+            for claim, outcomes in zip(claims, results, strict=True)
+        ]
+        recorded = self._storage.record_many(records)
+        done: list[MessageStatus] = []
+        for claim, (message_id, updates), status in zip(
+            claims, records, recorded, strict=True
+        ):
+            if status is None:
+                log.info("%s was dropped during its attempt", message_id)
+                continue
+            for r in updates:
+                log.info(
+                    "%s to %s: %s (%s)",
+                    message_id,
+                    r.address,
+                    r.result.value,
+                    r.detail,
+                )
+            self._report(claim.email, claim.before, updates, now)
+            done.append(status)
+        self._wake(claim.email.message_id for claim in claims)
+        return done
+
+    def _deliver(self, claims: Sequence[Claim]) -> list[list[Outcome]]:
+        """Deliver each claimed message to its pending recipients."""
+        batch = [(c.email, [r.address for r in c.status.pending]) for c in claims]
+        deliver_many = getattr(self._transport, "deliver_many", None)
+        if deliver_many is not None and len(batch) > 1:
+            try:
+                return list(deliver_many(batch))
+            except Exception as exc:
+                log.exception("delivery of a batch raised; deferring it")
+                return [_internal_error(recipients, exc) for _, recipients in batch]
+        results = []
+        for email, recipients in batch:
+            try:
+                results.append(self._transport.deliver(email, recipients))
+            except Exception as exc:
+                log.exception("delivery of %s raised; deferring it", email.message_id)
+                results.append(_internal_error(recipients, exc))
+        return results
 
     def _report(
         self,
@@ -300,6 +348,15 @@ class Worker:
                 continue
             log.info("%s: report %s queued", email.message_id, report.message_id)
             self.notify(report.message_id)
+
+    def _wake(self, message_ids: Iterable[str]) -> None:
+        """Wake the :meth:`wait` calls on ``message_ids``."""
+        if not self._waiters:
+            return  # read without the lock: a waiter re-reads within 0.25 s
+        with self._waiters_lock:
+            woken = [e for m in message_ids for e in self._waiters.pop(m, ())]
+        for event in woken:
+            event.set()
 
     # -- the scheduler thread -------------------------------------------------------
 
@@ -338,9 +395,8 @@ class Worker:
         if isinstance(command, _Send):
             self._schedule(self._clock(), command.message_id)
         else:
-            self._in_flight.discard(command.message_id)
-            if command.next_attempt_at is not None:
-                self._schedule(command.next_attempt_at, command.message_id)
+            for message_id, next_attempt_at in command.retries:
+                self._schedule(next_attempt_at, message_id)
         return False
 
     def _schedule(self, due: float, message_id: str) -> None:
@@ -364,42 +420,52 @@ class Worker:
         # much as it jumped.
         if not self._next_refill - self._refill_interval <= now < self._next_refill:
             self._refill(now)
-        while self._heap and self._heap[0][0] <= now and self._has_room():
+        room = self._room()
+        while room > 0 and self._heap and self._heap[0][0] <= now:
             due, message_id = heapq.heappop(self._heap)
             if self._scheduled.get(message_id) != due:
                 continue  # superseded by an earlier entry
             del self._scheduled[message_id]
-            if message_id in self._in_flight:
-                continue  # its _Done reschedules it
-            self._in_flight.add(message_id)
-            self._work.put(message_id)
+            # Refused when it is being attempted (its result reschedules it) or
+            # already waiting; storage keeps it due either way.
+            if self._backlog.offer(message_id):
+                room -= 1
+        self._starved = bool(self._heap and self._heap[0][0] <= now)
 
-    def _has_room(self) -> bool:
-        return len(self._in_flight) < self._threads
+    def _room(self) -> int:
+        """How many more messages the delivery threads should have waiting."""
+        return self._threads * BATCH - self._backlog.waiting()
 
     def _wait_time(self, now: float) -> float:
         wake = self._next_refill
-        if self._heap and self._has_room():
+        if self._heap:
             wake = min(wake, self._heap[0][0])
+        if self._starved:
+            wake = min(wake, now + _STARVED_POLL)
         return max(0.0, min(wake - now, self._refill_interval))
 
     # -- the delivery threads -------------------------------------------------------
 
     def _deliver_loop(self) -> None:
-        while True:
-            message_id = self._work.get()
-            if message_id is None:
-                return
-            next_attempt_at: float | None = None
+        while (message_ids := self._backlog.take()) is not None:
+            retries: list[tuple[str, float]] = []
             try:
-                status = self.attempt(message_id, self._clock())
-                if status is not None:
-                    next_attempt_at = status.next_attempt_at
+                for status in self.attempt_many(message_ids, self._clock()):
+                    if status.next_attempt_at is not None:
+                        retries.append((status.message_id, status.next_attempt_at))
             except Exception:
-                # Storage trouble: the claim recorded in storage brings the
-                # message back at its retry time through _refill().
-                log.exception("attempt on %s failed", message_id)
-            self._commands.put(_Done(message_id, next_attempt_at))
+                # Storage trouble: the claims recorded in storage bring the
+                # messages back at their retry time through _refill().
+                log.exception("attempts on %s failed", ", ".join(message_ids))
+            finally:
+                self._backlog.finish(message_ids)
+            if retries or self._starved:
+                self._commands.put(_Done(tuple(retries)))
+
+
+def _internal_error(recipients: Sequence[str], exc: Exception) -> list[Outcome]:
+    detail = f"internal error: {exc!r}"
+    return [Outcome(a, DeliveryResult.DEFERRED, "4.3.0", detail) for a in recipients]
 
 
 def _apply(
