@@ -16,11 +16,12 @@ from .errors import (
 from .message import PreparedEmail, prepare_email
 from .retry import RetryPolicy
 from .status import DeliveryResult, MessageStatus, RecipientStatus, Remote, SmtpReply
-from .storage import MemoryStorage, QueueFilter, SqliteStorage, Storage
+from .storage import Claim, MemoryStorage, QueueFilter, SqliteStorage, Storage
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Claim",
     "Config",
     "ConfigError",
     "DeliveryResult",

@@ -28,6 +28,7 @@ from mailstrom_py import (
     DeliveryResult,
     Mailstrom,
     MessageNotFound,
+    MessageStatus,
     PreparedEmail,
     QueueFilter,
     RelayConfig,
@@ -316,6 +317,68 @@ class TestQueries:
         for _ in range(3):
             storage.due(until=1e12, limit=2)
         assert storage.find(QueueFilter()) == before
+        storage.close()
+
+
+def commits_in_wal(db: Path) -> int:
+    """Count the transactions in the write-ahead log of `db`: its valid commit
+    frames, those whose salts match the log's header (SQLite's WAL file format)."""
+    wal = Path(f"{db}-wal").read_bytes()
+    page_size = int.from_bytes(wal[8:12], "big")
+    salts = wal[16:24]
+    commits = 0
+    for offset in range(32, len(wal) - 24 - page_size + 1, 24 + page_size):
+        frame = wal[offset : offset + 24]
+        if frame[8:16] != salts:
+            break  # left over from before the log was last restarted
+        commits += frame[4:8] != bytes(4)  # a commit frame records the db size
+    return commits
+
+
+class TestBatches:
+    def test_a_batch_is_one_transaction(self, db: Path) -> None:
+        """claim() and record_many() commit once for a whole batch, where
+        begin_attempt() and record() commit once per message."""
+        storage = SqliteStorage(db)
+        storage.add_many([email(n) for n in range(32)], now=0.0)
+        ids = [f"m{n}@example.test" for n in range(32)]
+        start = commits_in_wal(db)
+
+        for message_id in ids[:16]:
+            storage.begin_attempt(message_id, now=1.0, retry_at=60.0)
+        assert commits_in_wal(db) == start + 16
+
+        claims = storage.claim(ids[16:], now=1.0, retry_at=lambda _: 60.0)
+        assert len(claims) == 16
+        assert commits_in_wal(db) == start + 17
+
+        delivered = [
+            dataclasses.replace(c.status.recipients[0], result=DeliveryResult.DELIVERED)
+            for c in claims
+        ]
+        storage.record_many(
+            [(c.status.message_id, [d]) for c, d in zip(claims, delivered, strict=True)]
+        )
+        assert commits_in_wal(db) == start + 18
+        assert storage.count(QueueFilter(completed=True)) == 16
+        storage.close()
+
+    def test_a_failed_claim_claims_nothing(self, db: Path) -> None:
+        """When retry_at() raises part way through a batch, no message is claimed."""
+        storage = SqliteStorage(db)
+        storage.add_many([email(n) for n in range(3)], now=0.0)
+        before = storage.find(QueueFilter())
+
+        def retry_at(status: MessageStatus) -> float:
+            if status.message_id == before[1].message_id:
+                raise ValueError("no retry time")
+            return 60.0
+
+        with pytest.raises(ValueError, match="no retry time"):
+            storage.claim([s.message_id for s in before], now=1.0, retry_at=retry_at)
+
+        assert storage.find(QueueFilter()) == before
+        assert len(storage.claim([before[2].message_id], 1.0, lambda _: 5.0)) == 1
         storage.close()
 
 

@@ -1,20 +1,23 @@
 """The storage contract: every backend must pass these tests unchanged.
 
 To check a backend of your own, add a factory for it to ``BACKENDS``: it gets an
-empty directory of its own to keep files in.
+empty directory of its own to keep files in. The ``defaults`` backend implements
+only the abstract methods, so the suite checks the base class's own
+implementations (``add_many``, ``claim``, ``record_many``) as well.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from support.emails import prepared_email
 
 from mailstrom_py import (
+    Claim,
     DeliveryResult,
     DuplicateMessageError,
     MemoryStorage,
@@ -22,11 +25,64 @@ from mailstrom_py import (
     MessageStatus,
     PreparedEmail,
     QueueFilter,
+    RecipientStatus,
     SqliteStorage,
     Storage,
 )
 
+
+class AbstractOnly(Storage):
+    """A backend with only the abstract methods, each delegated to a MemoryStorage."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryStorage()
+
+    def add(self, email: PreparedEmail, now: float) -> MessageStatus:
+        return self.inner.add(email, now)
+
+    def status(self, message_id: str) -> MessageStatus:
+        return self.inner.status(message_id)
+
+    def email(self, message_id: str) -> PreparedEmail:
+        return self.inner.email(message_id)
+
+    def begin_attempt(
+        self, message_id: str, now: float, retry_at: float
+    ) -> MessageStatus | None:
+        return self.inner.begin_attempt(message_id, now, retry_at)
+
+    def record(
+        self, message_id: str, updates: Sequence[RecipientStatus]
+    ) -> MessageStatus:
+        return self.inner.record(message_id, updates)
+
+    def due(self, until: float, limit: int) -> list[tuple[float, str]]:
+        return self.inner.due(until, limit)
+
+    def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
+        return self.inner.find(where, limit)
+
+    def count(self, where: QueueFilter) -> int:
+        return self.inner.count(where)
+
+    def kick(self, where: QueueFilter, now: float) -> list[str]:
+        return self.inner.kick(where, now)
+
+    def hold(self, where: QueueFilter) -> list[str]:
+        return self.inner.hold(where)
+
+    def release(self, where: QueueFilter) -> list[str]:
+        return self.inner.release(where)
+
+    def drop(self, where: QueueFilter) -> list[str]:
+        return self.inner.drop(where)
+
+    def recent(self, limit: int | None = None) -> list[MessageStatus]:
+        return self.inner.recent(limit)
+
+
 BACKENDS: dict[str, Callable[[Path], Storage]] = {
+    "defaults": lambda _: AbstractOnly(),
     "memory": lambda _: MemoryStorage(),
     "sqlite": lambda tmp: SqliteStorage(tmp / "outbox.db"),
     "sqlite-all-full": lambda tmp: SqliteStorage(
@@ -185,6 +241,177 @@ class TestAttempts:
         for t in threads:
             t.join()
         assert sum(r is not None for r in results) == 1
+
+
+def mid(n: int) -> str:
+    return f"m{n}@example.test"
+
+
+def renamed(status: MessageStatus, n: int) -> MessageStatus:
+    """`status` as if it belonged to message `n`: for comparing twin messages."""
+    return dataclasses.replace(status, message_id=mid(n))
+
+
+def outcome(
+    status: MessageStatus, address: str, result: DeliveryResult, at: float | None
+) -> RecipientStatus:
+    return dataclasses.replace(
+        status.recipient(address), result=result, next_attempt_at=at
+    )
+
+
+class TestClaim:
+    def test_a_claim_is_begin_attempt_and_email(self, storage: Storage) -> None:
+        """claim() leaves a message as begin_attempt() does, and returns the status
+        as found, as claimed, and the message itself."""
+        # Given two twin messages, one recipient delivered and one deferred
+        for n in (1, 2):
+            added = storage.add(email(n), now=0.0)
+            storage.record(
+                mid(n),
+                [
+                    outcome(added, "a@example.test", DeliveryResult.DELIVERED, None),
+                    outcome(added, "b@example.test", DeliveryResult.DEFERRED, 50.0),
+                ],
+            )
+        before = storage.status(mid(2))
+        # When one is claimed with begin_attempt() and the other with claim()
+        begun = storage.begin_attempt(mid(1), now=60.0, retry_at=360.0)
+        [claim] = storage.claim([mid(2)], now=60.0, retry_at=lambda _: 360.0)
+        # Then both end up alike
+        assert begun is not None
+        assert claim == Claim(before, renamed(begun, 2), email(2))
+        assert storage.status(mid(2)) == claim.status
+        assert storage.email(mid(2)) == claim.email
+
+    def test_what_begin_attempt_skips_is_left_out_in_order(
+        self, storage: Storage
+    ) -> None:
+        """Unknown, held, completed, not yet due and repeated ids are left out and
+        left alone; the claimed messages come in the order asked for."""
+        for n in range(1, 7):
+            storage.add(email(n, ("a@example.test",)), now=0.0)
+        storage.hold(QueueFilter(ids=(mid(2),)))
+        finish(storage, mid(3), "a@example.test", DeliveryResult.FAILED)
+        finish(storage, mid(4), "a@example.test", DeliveryResult.DEFERRED, 99.0)
+        untouched = storage.find(QueueFilter(ids=(mid(2), mid(3), mid(4))))
+
+        asked = [mid(6), "nope@example.test", mid(2), mid(1), mid(3), mid(4), mid(6)]
+        claims = storage.claim(asked, now=10.0, retry_at=lambda _: 10.0)
+
+        assert [c.status.message_id for c in claims] == [mid(6), mid(1)]
+        assert [c.status.attempts for c in claims] == [1, 1]
+        assert storage.find(QueueFilter(ids=(mid(2), mid(3), mid(4)))) == untouched
+        assert storage.claim([], now=10.0, retry_at=lambda _: 10.0) == []
+
+    def test_retry_at_gets_each_status_as_found(self, storage: Storage) -> None:
+        """retry_at() is called once per claimed message, with its status before the
+        claim, and its answer is that message's retry time."""
+        for n in range(1, 4):
+            storage.add(email(n), now=float(n))
+        storage.hold(QueueFilter(ids=(mid(2),)))
+        found = storage.find(QueueFilter(ids=(mid(1), mid(3))))
+        seen: list[MessageStatus] = []
+
+        def retry_at(status: MessageStatus) -> float:
+            seen.append(status)
+            return 1000.0 + status.created_at
+
+        claims = storage.claim([mid(3), mid(2), mid(1)], now=5.0, retry_at=retry_at)
+
+        assert seen == [found[1], found[0]]
+        assert [c.before for c in claims] == seen
+        assert [c.status.next_attempt_at for c in claims] == [1003.0, 1001.0]
+        assert storage.due(until=1e12, limit=10) == [
+            (1001.0, mid(1)),
+            (1003.0, mid(3)),
+        ]
+
+    def test_an_error_in_retry_at_propagates(self, storage: Storage) -> None:
+        """An exception from retry_at() propagates out of claim()."""
+        storage.add(email(), now=0.0)
+
+        def retry_at(status: MessageStatus) -> float:
+            raise ZeroDivisionError
+
+        with pytest.raises(ZeroDivisionError):
+            storage.claim([mid(1)], now=1.0, retry_at=retry_at)
+
+    def test_racing_claims_take_each_message_once(self, storage: Storage) -> None:
+        """Concurrent claim() calls on overlapping batches claim every message
+        exactly once."""
+        storage.add_many([email(n) for n in range(20)], now=0.0)
+        claims: list[Claim] = []
+        barrier = threading.Barrier(4)
+
+        def claim(k: int) -> None:
+            batch = [mid(n) for n in range(20)][k::2] + [mid(n) for n in range(20)]
+            barrier.wait()
+            claims.extend(storage.claim(batch, now=1.0, retry_at=lambda _: 100.0))
+
+        threads = [threading.Thread(target=claim, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(c.status.message_id for c in claims) == sorted(
+            mid(n) for n in range(20)
+        )
+
+
+class TestRecordMany:
+    def test_record_many_is_record_in_turn(self, storage: Storage) -> None:
+        """record_many() leaves each message as record() calls in the same order do,
+        a repeated id included, and returns the status after each."""
+        for n in range(1, 5):
+            storage.add(email(n), now=0.0)
+        added = storage.status(mid(1))
+        first = [outcome(added, "a@example.test", DeliveryResult.DELIVERED, None)]
+        second = [
+            outcome(added, "a@example.test", DeliveryResult.DEFERRED, 70.0),
+            outcome(added, "b@example.test", DeliveryResult.FAILED, None),
+            dataclasses.replace(added.recipients[0], address="x@example.test"),
+        ]
+        expected = [
+            storage.record(mid(1), first),
+            storage.record(mid(2), second),
+            storage.record(mid(1), second),
+        ]
+
+        recorded = storage.record_many(
+            [(mid(3), first), (mid(4), second), (mid(3), second)]
+        )
+
+        assert recorded == [
+            renamed(expected[0], 3),
+            renamed(expected[1], 4),
+            renamed(expected[2], 3),
+        ]
+        assert storage.status(mid(3)) == recorded[2]
+        assert storage.status(mid(4)) == recorded[1]
+        assert storage.due(until=1e12, limit=10) == [(70.0, mid(2)), (70.0, mid(4))]
+        assert ids(storage.find(QueueFilter(completed=True))) == [1, 3]
+
+    def test_an_unknown_id_gives_none_and_the_rest_is_recorded(
+        self, storage: Storage
+    ) -> None:
+        """A message dropped during its attempt yields None; the others are still
+        recorded."""
+        for n in range(1, 4):
+            storage.add(email(n, ("a@example.test",)), now=0.0)
+        storage.drop(QueueFilter(ids=(mid(2),)))
+        done = [
+            outcome(
+                storage.status(mid(1)), "a@example.test", DeliveryResult.FAILED, None
+            )
+        ]
+
+        recorded = storage.record_many([(mid(n), done) for n in range(1, 4)])
+
+        assert recorded[1] is None
+        assert [storage.status(mid(n)) for n in (1, 3)] == [recorded[0], recorded[2]]
+        assert all(s is not None and s.completed for s in (recorded[0], recorded[2]))
+        assert storage.record_many([]) == []
 
 
 class TestRecord:

@@ -1,8 +1,8 @@
 """Storage backends: where messages and their status live."""
 
-from .base import Storage
+from .base import Claim, Storage
 from .memory import MemoryStorage
 from .query import QueueFilter
 from .sqlite import SqliteStorage
 
-__all__ = ["MemoryStorage", "QueueFilter", "SqliteStorage", "Storage"]
+__all__ = ["Claim", "MemoryStorage", "QueueFilter", "SqliteStorage", "Storage"]

@@ -14,17 +14,23 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 
 from ..errors import StorageError
+from ..message import PreparedEmail
 from ..status import DeliveryResult, MessageStatus, RecipientStatus, Remote, SmtpReply
 from .query import QueueFilter, fold_case
 
 __all__ = [
     "APPLICATION_ID",
     "DUE_QUERY",
+    "EMAIL_COLUMNS",
     "MIGRATIONS",
+    "PENDING",
     "RECIPIENT_COLUMNS",
     "SCHEMA_VERSION",
+    "STATUSES_OF",
     "STATUS_COLUMNS",
     "migrate",
+    "prepared_email",
+    "recipient_domain",
     "recipient_values",
     "statuses",
     "where_clause",
@@ -111,6 +117,17 @@ STATUS_COLUMNS = (
     " r.remote_address, r.remote_port, r.remote_tls_version, r.remote_tls_verified"
 )
 
+#: The query for the statuses of the messages a ``SELECT ... FROM messages m``
+#: (put in for ``{select}``) returns, as rows for :func:`statuses`.
+STATUSES_OF = (
+    f"SELECT {STATUS_COLUMNS} FROM ({{select}}) m"
+    " LEFT JOIN recipients r ON r.message = m.id"
+    " ORDER BY m.created_at, m.id, r.position"
+)
+
+#: The results of pending recipients, as an SQL list.
+PENDING = f"('{DeliveryResult.QUEUED.value}', '{DeliveryResult.DEFERRED.value}')"
+
 #: The recipient columns :func:`recipient_values` fills, in its order.
 RECIPIENT_COLUMNS = (
     "result",
@@ -178,6 +195,31 @@ def recipient_values(r: RecipientStatus) -> tuple[object, ...]:
         remote.port if remote else None,
         remote.tls_version if remote else None,
         int(remote.tls_verified) if remote else None,
+    )
+
+
+#: The columns :func:`prepared_email` reads, from ``messages m`` joined with
+#: ``bodies b``.
+EMAIL_COLUMNS = (
+    "m.mail_from, m.smtputf8, m.eight_bit, m.require_tls, m.tls_optional, b.data"
+)
+
+
+def prepared_email(
+    message_id: str, recipients: Iterable[str], row: Sequence[object]
+) -> PreparedEmail:
+    """Build a message from a row of :data:`EMAIL_COLUMNS` and its recipients'
+    addresses in envelope order."""
+    mail_from, smtputf8, eight_bit, require_tls, tls_optional, data = row
+    return PreparedEmail(
+        message_id=message_id,
+        mail_from=str(mail_from),
+        recipients=tuple(recipients),
+        data=bytes(data),  # type: ignore[call-overload]
+        smtputf8=bool(smtputf8),
+        eight_bit=bool(eight_bit),
+        require_tls=bool(require_tls),
+        tls_optional=bool(tls_optional),
     )
 
 

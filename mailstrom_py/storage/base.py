@@ -9,14 +9,38 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from ..errors import DuplicateMessageError, StorageError
+from ..errors import DuplicateMessageError, MessageNotFound, StorageError
 from ..message import PreparedEmail
 from ..status import DeliveryResult, MessageStatus, RecipientStatus
 from .query import QueueFilter
 
-__all__ = ["QueueFilter", "Storage", "initial_status", "merge_recipients"]
+__all__ = [
+    "Claim",
+    "QueueFilter",
+    "Storage",
+    "attempt_begun",
+    "initial_status",
+    "is_claimable",
+    "merge_recipients",
+]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A message claimed for a delivery attempt.
+
+    Attributes:
+        before: the status as found, before the claim.
+        status: the status after the claim (what ``begin_attempt`` returns).
+        email: the prepared message to deliver.
+    """
+
+    before: MessageStatus
+    status: MessageStatus
+    email: PreparedEmail
 
 
 class Storage(ABC):
@@ -115,6 +139,51 @@ class Storage(ABC):
             complete or unknown (another worker may have claimed it).
         """
 
+    def claim(
+        self,
+        message_ids: Sequence[str],
+        now: float,
+        retry_at: Callable[[MessageStatus], float],
+    ) -> list[Claim]:
+        """Claim several messages for attempts starting at ``now``.
+
+        In order, what :meth:`begin_attempt` does for each id, with
+        ``retry_at(status as found)`` as its retry time. Ids ``begin_attempt``
+        would skip (unknown, held, complete, not due, or already claimed earlier
+        in this same call) are left out.
+
+        ``retry_at`` is called only for messages about to be claimed, and may be
+        called under the backend's lock or inside its transaction: it must be
+        quick and must not call the storage. If it raises, the exception
+        propagates and a backend's own ``claim`` has claimed nothing (the
+        default may have claimed the messages before).
+
+        Not abstract: the default loops over :meth:`status`,
+        :meth:`begin_attempt` and :meth:`email` (a message dropped in between is
+        left out); backends override it to do the batch in one atomic step.
+
+        Returns:
+            One :class:`Claim` per claimed message, in the order of
+            ``message_ids``.
+        """
+        claims: list[Claim] = []
+        for message_id in dict.fromkeys(message_ids):
+            try:
+                before = self.status(message_id)
+            except MessageNotFound:
+                continue
+            if not is_claimable(before, now):
+                continue
+            status = self.begin_attempt(message_id, now, retry_at(before))
+            if status is None:
+                continue
+            try:
+                email = self.email(message_id)
+            except MessageNotFound:
+                continue  # dropped between its claim and this read
+            claims.append(Claim(before, status, email))
+        return claims
+
     @abstractmethod
     def record(
         self, message_id: str, updates: Sequence[RecipientStatus]
@@ -131,6 +200,27 @@ class Storage(ABC):
         Raises:
             MessageNotFound: the id is unknown.
         """
+
+    def record_many(
+        self, records: Sequence[tuple[str, Sequence[RecipientStatus]]]
+    ) -> list[MessageStatus | None]:
+        """:meth:`record` for each ``(message_id, updates)``, in order.
+
+        An id that repeats is updated in turn, as by repeated ``record`` calls.
+        Not abstract: the default loops over ``record``; backends override it to
+        commit them all in one atomic step.
+
+        Returns:
+            The status after each update, or ``None`` where the id is unknown
+            (the message was dropped during its attempt) instead of raising.
+        """
+        recorded: list[MessageStatus | None] = []
+        for message_id, updates in records:
+            try:
+                recorded.append(self.record(message_id, updates))
+            except MessageNotFound:
+                recorded.append(None)
+        return recorded
 
     @abstractmethod
     def due(self, until: float, limit: int) -> list[tuple[float, str]]:
@@ -238,6 +328,33 @@ def initial_status(email: PreparedEmail, now: float) -> MessageStatus:
             for rcpt in email.recipients
         ),
         created_at=now,
+    )
+
+
+def is_claimable(status: MessageStatus, now: float) -> bool:
+    """Whether :meth:`Storage.begin_attempt` at ``now`` claims the message: it is
+    not held, has pending recipients, and is due."""
+    due = status.next_attempt_at
+    return not status.held and not status.completed and (due is None or due <= now)
+
+
+def attempt_begun(status: MessageStatus, now: float, retry_at: float) -> MessageStatus:
+    """Return ``status`` with an attempt begun at ``now``, as
+    :meth:`Storage.begin_attempt` records it: every pending recipient counts one
+    more attempt, made at ``now``, and is next due at ``retry_at``."""
+    return dataclasses.replace(
+        status,
+        recipients=tuple(
+            r
+            if r.completed
+            else dataclasses.replace(
+                r,
+                attempts=r.attempts + 1,
+                last_attempt_at=now,
+                next_attempt_at=retry_at,
+            )
+            for r in status.recipients
+        ),
     )
 
 

@@ -6,12 +6,21 @@ import dataclasses
 import heapq
 import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..errors import DuplicateMessageError, MessageNotFound
 from ..message import PreparedEmail
 from ..status import MessageStatus, RecipientStatus
-from .base import QueueFilter, Storage, check_distinct, initial_status, merge_recipients
+from .base import (
+    Claim,
+    QueueFilter,
+    Storage,
+    attempt_begun,
+    check_distinct,
+    initial_status,
+    is_claimable,
+    merge_recipients,
+)
 
 __all__ = ["MemoryStorage"]
 
@@ -69,37 +78,49 @@ class MemoryStorage(Storage):
     def begin_attempt(
         self, message_id: str, now: float, retry_at: float
     ) -> MessageStatus | None:
+        claims = self.claim([message_id], now, lambda _: retry_at)
+        return claims[0].status if claims else None
+
+    def claim(
+        self,
+        message_ids: Sequence[str],
+        now: float,
+        retry_at: Callable[[MessageStatus], float],
+    ) -> list[Claim]:
         with self._lock:
-            status = self._statuses.get(message_id)
-            if status is None or status.held or status.completed:
-                return None
-            due = status.next_attempt_at
-            if due is not None and due > now:
-                return None
-            claimed = dataclasses.replace(
-                status,
-                recipients=tuple(
-                    r
-                    if r.completed
-                    else dataclasses.replace(
-                        r,
-                        attempts=r.attempts + 1,
-                        last_attempt_at=now,
-                        next_attempt_at=retry_at,
-                    )
-                    for r in status.recipients
-                ),
-            )
-            self._put(claimed)
+            claimed = []
+            for message_id in dict.fromkeys(message_ids):
+                before = self._statuses.get(message_id)
+                if before is not None and is_claimable(before, now):
+                    after = attempt_begun(before, now, retry_at(before))
+                    claimed.append(Claim(before, after, self._emails[message_id]))
+            # Stored only once every retry_at has returned: all or nothing.
+            for claim in claimed:
+                self._put(claim.status)
             return claimed
 
     def record(
         self, message_id: str, updates: Sequence[RecipientStatus]
     ) -> MessageStatus:
+        [status] = self.record_many([(message_id, updates)])
+        if status is None:
+            raise MessageNotFound(message_id)
+        return status
+
+    def record_many(
+        self, records: Sequence[tuple[str, Sequence[RecipientStatus]]]
+    ) -> list[MessageStatus | None]:
         with self._lock:
-            status = merge_recipients(self._get(message_id), updates)
-            self._put(status)
-            return status
+            recorded: list[MessageStatus | None] = []
+            for message_id, updates in records:
+                current = self._statuses.get(message_id)
+                if current is None:
+                    recorded.append(None)
+                    continue
+                status = merge_recipients(current, updates)
+                self._put(status)
+                recorded.append(status)
+            return recorded
 
     def due(self, until: float, limit: int) -> list[tuple[float, str]]:
         with self._lock:

@@ -5,45 +5,38 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from ..errors import ConfigError, DuplicateMessageError, MessageNotFound
 from ..message import PreparedEmail
-from ..status import DeliveryResult, MessageStatus, RecipientStatus
+from ..status import MessageStatus, RecipientStatus
+from . import _sqlite_attempts
 from ._sqlite_db import Database
 from ._sqlite_schema import (
     DUE_QUERY,
+    EMAIL_COLUMNS,
+    PENDING,
     RECIPIENT_COLUMNS,
-    STATUS_COLUMNS,
+    STATUSES_OF,
+    prepared_email,
     recipient_domain,
     recipient_values,
     statuses,
     where_clause,
 )
-from .base import QueueFilter, Storage, check_distinct, initial_status, merge_recipients
+from .base import Claim, QueueFilter, Storage, check_distinct, initial_status
 
 __all__ = ["SqliteStorage", "Synchronous"]
 
 Synchronous = Literal["FULL", "NORMAL"]
 
-_PENDING = f"('{DeliveryResult.QUEUED.value}', '{DeliveryResult.DEFERRED.value}')"
 _INSERT_RECIPIENT = (
     "INSERT INTO recipients (message, position, address, domain, "
     + ", ".join(RECIPIENT_COLUMNS)
     + ") VALUES (?, ?, ?, ?, "
     + ", ".join("?" * len(RECIPIENT_COLUMNS))
     + ")"
-)
-_UPDATE_RECIPIENT = (
-    "UPDATE recipients SET "
-    + ", ".join(f"{column} = ?" for column in RECIPIENT_COLUMNS)
-    + " WHERE message = ? AND position = ?"
-)
-_STATUSES_OF = (
-    f"SELECT {STATUS_COLUMNS} FROM ({{select}}) m"
-    " LEFT JOIN recipients r ON r.message = m.id"
-    " ORDER BY m.created_at, m.id, r.position"
 )
 
 
@@ -204,30 +197,18 @@ class SqliteStorage(Storage):
     def email(self, message_id: str) -> PreparedEmail:
         with self._db.reading("read a message") as conn:
             rows = conn.execute(
-                "SELECT m.id, m.mail_from, m.smtputf8, m.eight_bit, m.require_tls,"
-                " m.tls_optional, b.data"
-                " FROM messages m JOIN bodies b ON b.message = m.id"
-                " WHERE m.message_id = ?",
+                f"SELECT m.id, {EMAIL_COLUMNS} FROM messages m"
+                " JOIN bodies b ON b.message = m.id WHERE m.message_id = ?",
                 (message_id,),
             ).fetchall()
             if not rows:
                 raise MessageNotFound(message_id)
-            rowid, mail_from, smtputf8, eight_bit, require_tls, tls_optional, data = (
-                rows[0]
-            )
             recipients = conn.execute(
                 "SELECT address FROM recipients WHERE message = ? ORDER BY position",
-                (rowid,),
+                (rows[0][0],),
             ).fetchall()
-        return PreparedEmail(
-            message_id=message_id,
-            mail_from=mail_from,
-            recipients=tuple(address for (address,) in recipients),
-            data=bytes(data),
-            smtputf8=bool(smtputf8),
-            eight_bit=bool(eight_bit),
-            require_tls=bool(require_tls),
-            tls_optional=bool(tls_optional),
+        return prepared_email(
+            message_id, (address for (address,) in recipients), rows[0][1:]
         )
 
     def begin_attempt(
@@ -236,50 +217,37 @@ class SqliteStorage(Storage):
         with self._db.writing(
             "claim a message", synchronous=self._attempt_synchronous
         ) as conn:
-            found = conn.execute(
-                "SELECT id, held, pending, due_at FROM messages WHERE message_id = ?",
-                (message_id,),
-            ).fetchall()
-            if not found:
-                return None
-            rowid, held, pending, due_at = found[0]
-            if held or not pending or (due_at is not None and due_at > now):
-                return None
-            conn.execute(
-                "UPDATE recipients SET attempts = attempts + 1, last_attempt_at = ?,"
-                f" next_attempt_at = ? WHERE message = ? AND result IN {_PENDING}",
-                (now, retry_at, rowid),
+            claimed = _sqlite_attempts.begin_attempts(
+                conn, [message_id], now, lambda _: retry_at
             )
-            conn.execute(
-                "UPDATE messages SET due_at = ? WHERE id = ?", (retry_at, rowid)
-            )
-            return self._load(conn, "m.id = ?", rowid)
+        return claimed[0][2] if claimed else None
+
+    def claim(
+        self,
+        message_ids: Sequence[str],
+        now: float,
+        retry_at: Callable[[MessageStatus], float],
+    ) -> list[Claim]:
+        with self._db.writing(
+            "claim messages", synchronous=self._attempt_synchronous
+        ) as conn:
+            return _sqlite_attempts.claim(conn, message_ids, now, retry_at)
 
     def record(
         self, message_id: str, updates: Sequence[RecipientStatus]
     ) -> MessageStatus:
+        [status] = self.record_many([(message_id, updates)])
+        if status is None:
+            raise MessageNotFound(message_id)
+        return status
+
+    def record_many(
+        self, records: Sequence[tuple[str, Sequence[RecipientStatus]]]
+    ) -> list[MessageStatus | None]:
         with self._db.writing(
-            "record an attempt", synchronous=self._attempt_synchronous
+            "record attempts", synchronous=self._attempt_synchronous
         ) as conn:
-            rowid = self._rowid(conn, message_id)
-            current = self._load(conn, "m.id = ?", rowid)
-            assert current is not None  # the row was found in this transaction
-            merged = merge_recipients(current, updates)
-            conn.executemany(
-                _UPDATE_RECIPIENT,
-                [
-                    (*recipient_values(new), rowid, n)
-                    for n, (new, old) in enumerate(
-                        zip(merged.recipients, current.recipients, strict=True)
-                    )
-                    if new != old
-                ],
-            )
-            conn.execute(
-                "UPDATE messages SET pending = ?, due_at = ? WHERE id = ?",
-                (len(merged.pending), merged.next_attempt_at, rowid),
-            )
-        return merged
+            return _sqlite_attempts.record(conn, records)
 
     def due(self, until: float, limit: int) -> list[tuple[float, str]]:
         with self._db.reading("list due messages") as conn:
@@ -296,7 +264,7 @@ class SqliteStorage(Storage):
         )
         with self._db.reading("list messages") as conn:
             rows = conn.execute(
-                _STATUSES_OF.format(select=select),
+                STATUSES_OF.format(select=select),
                 (*params, -1 if limit is None else limit),
             ).fetchall()
         return statuses(rows)
@@ -314,7 +282,7 @@ class SqliteStorage(Storage):
             selected = self._select(conn, where, "m.pending > 0")
             conn.executemany(
                 "UPDATE recipients SET next_attempt_at = ? WHERE message = ?"
-                f" AND result IN {_PENDING}"
+                f" AND result IN {PENDING}"
                 " AND (next_attempt_at IS NULL OR next_attempt_at > ?)",
                 [(now, rowid, now) for rowid, _ in selected],
             )
@@ -352,7 +320,7 @@ class SqliteStorage(Storage):
             cap = -1 if limit is None else limit
             reported = statuses(
                 conn.execute(
-                    _STATUSES_OF.format(select=fresh.format(columns="*")), (cap,)
+                    STATUSES_OF.format(select=fresh.format(columns="*")), (cap,)
                 ).fetchall()
             )
             conn.execute(
@@ -362,7 +330,7 @@ class SqliteStorage(Storage):
             )
             room = -1 if limit is None else max(limit - len(reported), 0)
             incomplete = statuses(
-                conn.execute(_STATUSES_OF.format(select=pending), (room,)).fetchall()
+                conn.execute(STATUSES_OF.format(select=pending), (room,)).fetchall()
             )
         return reported + incomplete
 
@@ -394,20 +362,11 @@ class SqliteStorage(Storage):
         return [(int(rowid), str(message_id)) for rowid, message_id in rows]
 
     @staticmethod
-    def _rowid(conn: sqlite3.Connection, message_id: str) -> int:
-        rows = conn.execute(
-            "SELECT id FROM messages WHERE message_id = ?", (message_id,)
-        ).fetchall()
-        if not rows:
-            raise MessageNotFound(message_id)
-        return int(rows[0][0])
-
-    @staticmethod
     def _load(
         conn: sqlite3.Connection, condition: str, value: object
     ) -> MessageStatus | None:
         rows = conn.execute(
-            _STATUSES_OF.format(select=f"SELECT * FROM messages m WHERE {condition}"),
+            STATUSES_OF.format(select=f"SELECT * FROM messages m WHERE {condition}"),
             (value,),
         ).fetchall()
         found = statuses(rows)
