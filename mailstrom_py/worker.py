@@ -421,15 +421,17 @@ class Worker:
         if not self._next_refill - self._refill_interval <= now < self._next_refill:
             self._refill(now)
         room = self._room()
-        while room > 0 and self._heap and self._heap[0][0] <= now:
-            due, message_id = heapq.heappop(self._heap)
-            if self._scheduled.get(message_id) != due:
-                continue  # superseded by an earlier entry
-            del self._scheduled[message_id]
-            # Refused when it is being attempted (its result reschedules it) or
-            # already waiting; storage keeps it due either way.
-            if self._backlog.offer(message_id):
-                room -= 1
+        while self._heap and self._heap[0][0] <= now:
+            due, message_id = self._heap[0]
+            if self._scheduled.get(message_id) == due:
+                if message_id not in self._backlog:
+                    if room <= 0:
+                        break
+                    if self._backlog.offer(message_id):
+                        room -= 1
+                # else it is being attempted, and its result reschedules it
+                del self._scheduled[message_id]
+            heapq.heappop(self._heap)
         self._starved = bool(self._heap and self._heap[0][0] <= now)
 
     def _room(self) -> int:
@@ -438,10 +440,10 @@ class Worker:
 
     def _wait_time(self, now: float) -> float:
         wake = self._next_refill
-        if self._heap:
-            wake = min(wake, self._heap[0][0])
         if self._starved:
             wake = min(wake, now + _STARVED_POLL)
+        elif self._heap:
+            wake = min(wake, self._heap[0][0])
         return max(0.0, min(wake - now, self._refill_interval))
 
     # -- the delivery threads -------------------------------------------------------
