@@ -47,7 +47,12 @@ class MemoryStorage(Storage):
         self._added = itertools.count()
 
     def add(self, email: PreparedEmail, now: float) -> MessageStatus:
-        return self.add_many([email], now)[0]
+        status = initial_status(email, now)
+        with self._lock:
+            if email.message_id in self._emails:
+                raise DuplicateMessageError(email.message_id)
+            self._insert(email, status, now)
+        return status
 
     def add_many(
         self, emails: Sequence[PreparedEmail], now: float
@@ -59,9 +64,7 @@ class MemoryStorage(Storage):
                 if email.message_id in self._emails:
                     raise DuplicateMessageError(email.message_id)
             for email, status in zip(emails, statuses, strict=True):
-                self._emails[email.message_id] = email
-                self._order[email.message_id] = next(self._added)
-                self._put(status)
+                self._insert(email, status, now)
         return statuses
 
     def status(self, message_id: str) -> MessageStatus:
@@ -223,3 +226,13 @@ class MemoryStorage(Storage):
             self._due.pop(status.message_id, None)
         else:
             self._due[status.message_id] = due
+
+    def _insert(self, email: PreparedEmail, status: MessageStatus, now: float) -> None:
+        message_id = email.message_id
+        self._emails[message_id] = email
+        self._statuses[message_id] = status
+        self._order[message_id] = next(self._added)
+        # What _put() would work out: a new message is due now, unless it has no
+        # recipients at all (the derived values of a status are costly to compute).
+        if status.recipients:
+            self._due[message_id] = now

@@ -31,6 +31,13 @@ __all__ = ["SqliteStorage", "Synchronous"]
 
 Synchronous = Literal["FULL", "NORMAL"]
 
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (message_id, mail_from, smtputf8, eight_bit,"
+    " require_tls, tls_optional, created_at, pending, due_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# How SQLite reports a second message with a stored id.
+_DUPLICATE_ID = "UNIQUE constraint failed: messages.message_id"
 _INSERT_RECIPIENT = (
     "INSERT INTO recipients (message, position, address, domain, "
     + ", ".join(RECIPIENT_COLUMNS)
@@ -155,26 +162,27 @@ class SqliteStorage(Storage):
     def _insert(
         self, conn: sqlite3.Connection, email: PreparedEmail, status: MessageStatus
     ) -> None:
-        if conn.execute(
-            "SELECT 1 FROM messages WHERE message_id = ?", (email.message_id,)
-        ).fetchall():
-            raise DuplicateMessageError(email.message_id)
-        cursor = conn.execute(
-            "INSERT INTO messages (message_id, mail_from, smtputf8, eight_bit,"
-            " require_tls, tls_optional, created_at, pending, due_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                email.message_id,
-                email.mail_from,
-                int(email.smtputf8),
-                int(email.eight_bit),
-                int(email.require_tls),
-                int(email.tls_optional),
-                status.created_at,
-                len(status.pending),
-                status.next_attempt_at,
-            ),
-        )
+        try:
+            cursor = conn.execute(
+                _INSERT_MESSAGE,
+                (
+                    email.message_id,
+                    email.mail_from,
+                    int(email.smtputf8),
+                    int(email.eight_bit),
+                    int(email.require_tls),
+                    int(email.tls_optional),
+                    status.created_at,
+                    len(email.recipients),  # every recipient is pending
+                    status.created_at if email.recipients else None,
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            # The UNIQUE index on message_id is the duplicate check; any other
+            # constraint failing is a fault, reported as StorageError.
+            if _DUPLICATE_ID in str(exc):
+                raise DuplicateMessageError(email.message_id) from exc
+            raise
         rowid = cursor.lastrowid
         conn.execute(
             "INSERT INTO bodies (message, data) VALUES (?, ?)", (rowid, email.data)
