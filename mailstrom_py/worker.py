@@ -1,16 +1,16 @@
 """The background worker: schedules attempts, runs them, records their results.
 
 One scheduler thread owns the timetable: a heap of ``(due time, message id)``
-fed by ``notify()`` calls, by the results of attempts, and by paging due work out
-of storage (so a restart, or another process writing to the same storage, is
-picked up without a rescan that resets anyone's backoff). Due messages go to a
-small pool of delivery threads. This module is the only one that knows both
-storage and delivery.
+fed by the results of attempts and by paging due work out of storage (so a
+restart, or another process writing to the same storage, is picked up without a
+rescan that resets anyone's backoff). Due messages go through a backlog to a
+small pool of delivery threads, which take them in batches; mail that is due at
+once (a fresh ``send_email()``) goes straight to the backlog without waking the
+scheduler. What an attempt does is :mod:`mailstrom_py._attempts`'s.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import logging
 import queue
@@ -20,14 +20,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from ._attempts import Attempts
 from ._backlog import Backlog
-from .delivery.base import Outcome, Transport
+from .delivery.base import Transport
 from .dsn import DsnReporter
-from .errors import StorageError, WorkerError
-from .message import PreparedEmail
+from .errors import WorkerError
 from .retry import RetryPolicy
-from .status import DeliveryResult, MessageStatus, RecipientStatus
-from .storage.base import Claim, Storage
+from .status import MessageStatus
+from .storage.base import Storage
 
 __all__ = ["Worker"]
 
@@ -99,13 +99,16 @@ class Worker:
         reporter: DsnReporter | None = None,
     ) -> None:
         self._storage = storage
-        self._reporter = reporter
-        self._transport = transport
-        self._policy = policy
+        self._attempts = Attempts(
+            storage,
+            transport,
+            policy,
+            rng=rng if rng is not None else random.Random(),
+            reporter=reporter,
+            queue=self.notify,
+        )
         self._threads = threads
         self._clock = clock
-        self._rng = rng if rng is not None else random.Random()
-        self._rng_lock = threading.Lock()
         self._refill_interval = refill_interval
         self._max_scheduled = max_scheduled
         self._commands: queue.Queue[_Command] = queue.Queue()
@@ -262,92 +265,10 @@ class Worker:
             The statuses after the attempts, in order, of the messages attempted
             (see :meth:`attempt` for those that are not).
         """
-        retry_at: dict[str, float | None] = {}
-
-        def claim_until(status: MessageStatus) -> float:
-            with self._rng_lock:
-                at = self._policy.next_attempt_at(
-                    status.attempts + 1, status.created_at, now, self._rng
-                )
-            retry_at[status.message_id] = at
-            # Recorded before dialling: if the process dies during the attempt,
-            # the message is retried then rather than lost or retried at once.
-            return at if at is not None else now + self._policy.initial_delay
-
-        claims = self._storage.claim(message_ids, now, claim_until)
-        if not claims:
-            return []
-        results = self._deliver(claims)
-        records = [
-            (
-                claim.email.message_id,
-                _apply(
-                    claim.status.pending,
-                    outcomes,
-                    now,
-                    retry_at[claim.email.message_id],
-                ),
-            )
-            for claim, outcomes in zip(claims, results, strict=True)
-        ]
-        recorded = self._storage.record_many(records)
-        done: list[MessageStatus] = []
-        for claim, (message_id, updates), status in zip(
-            claims, records, recorded, strict=True
-        ):
-            if status is None:
-                log.info("%s was dropped during its attempt", message_id)
-                continue
-            for r in updates:
-                log.info(
-                    "%s to %s: %s (%s)",
-                    message_id,
-                    r.address,
-                    r.result.value,
-                    r.detail,
-                )
-            self._report(claim.email, claim.before, updates, now)
-            done.append(status)
-        self._wake(claim.email.message_id for claim in claims)
-        return done
-
-    def _deliver(self, claims: Sequence[Claim]) -> list[list[Outcome]]:
-        """Deliver each claimed message to its pending recipients."""
-        batch = [(c.email, [r.address for r in c.status.pending]) for c in claims]
-        deliver_many = getattr(self._transport, "deliver_many", None)
-        if deliver_many is not None and len(batch) > 1:
-            try:
-                return list(deliver_many(batch))
-            except Exception as exc:
-                log.exception("delivery of a batch raised; deferring it")
-                return [_internal_error(recipients, exc) for _, recipients in batch]
-        results = []
-        for email, recipients in batch:
-            try:
-                results.append(self._transport.deliver(email, recipients))
-            except Exception as exc:
-                log.exception("delivery of %s raised; deferring it", email.message_id)
-                results.append(_internal_error(recipients, exc))
-        return results
-
-    def _report(
-        self,
-        email: PreparedEmail,
-        before: MessageStatus,
-        updates: list[RecipientStatus],
-        now: float,
-    ) -> None:
-        """Queue the delivery status notification an attempt calls for, if any."""
-        if self._reporter is None:
-            return
-        for report in self._reporter.reports(email, before, updates, now):
-            try:
-                self._storage.add(report, now)
-            except StorageError:
-                log.exception("could not queue the report on %s", email.message_id)
-                continue
-            log.info("%s: report %s queued", email.message_id, report.message_id)
-            self.notify(report.message_id)
+        try:
+            return self._attempts.run(message_ids, now)
+        finally:
+            self._wake(message_ids)
 
     def _wake(self, message_ids: Iterable[str]) -> None:
         """Wake the :meth:`wait` calls on ``message_ids``."""
@@ -463,53 +384,6 @@ class Worker:
                 self._backlog.finish(message_ids)
             if retries or self._starved:
                 self._commands.put(_Done(tuple(retries)))
-
-
-def _internal_error(recipients: Sequence[str], exc: Exception) -> list[Outcome]:
-    detail = f"internal error: {exc!r}"
-    return [Outcome(a, DeliveryResult.DEFERRED, "4.3.0", detail) for a in recipients]
-
-
-def _apply(
-    pending: tuple[RecipientStatus, ...],
-    outcomes: list[Outcome],
-    now: float,
-    retry_at: float | None,
-) -> list[RecipientStatus]:
-    """Turn the outcomes of an attempt into new statuses for the pending recipients."""
-    by_address = {o.address: o for o in outcomes}
-    updates = []
-    for current in pending:
-        outcome = by_address.get(current.address) or Outcome(
-            current.address, DeliveryResult.DEFERRED, "4.3.0", "no outcome was reported"
-        )
-        result, code, detail, next_at = (
-            outcome.result,
-            outcome.status_code,
-            outcome.detail,
-            None,
-        )
-        if result is DeliveryResult.DEFERRED:
-            if retry_at is None:
-                result, code = DeliveryResult.FAILED, "5.4.7"
-                detail = f"gave up after {current.attempts} attempts; last: {detail}"
-            else:
-                next_at = retry_at
-        updates.append(
-            dataclasses.replace(
-                current,
-                result=result,
-                last_reply=outcome.reply,
-                status_code=code,
-                detail=detail,
-                last_attempt_at=now,
-                next_attempt_at=next_at,
-                possibly_delivered=current.possibly_delivered
-                or outcome.possibly_delivered,
-                remote=outcome.remote,
-            )
-        )
-    return updates
 
 
 def _remaining(deadline: float | None) -> float | None:

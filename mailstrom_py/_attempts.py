@@ -1,0 +1,196 @@
+"""Delivery attempts: claim due messages, deliver them, record and report the outcomes.
+
+This module and the worker are the only ones that know both storage and delivery;
+the worker decides when and where attempts run, this module what one does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import threading
+from collections.abc import Callable, Sequence
+
+from .delivery.base import Outcome, Transport
+from .dsn import DsnReporter
+from .errors import StorageError
+from .message import PreparedEmail
+from .retry import RetryPolicy
+from .status import DeliveryResult, MessageStatus, RecipientStatus
+from .storage.base import Claim, Storage
+
+__all__ = ["Attempts"]
+
+log = logging.getLogger("mailstrom_py.worker")
+
+
+class Attempts:
+    """Runs delivery attempts on batches of messages. Thread-safe.
+
+    Args:
+        storage: where messages and statuses live.
+        transport: how messages are delivered.
+        policy: when to retry and when to give up.
+        rng: randomness for retry jitter.
+        reporter: decides which attempts call for a delivery status
+            notification; each report is stored and passed to ``queue``.
+        queue: called with the id of each report stored, to have it delivered.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        transport: Transport,
+        policy: RetryPolicy,
+        *,
+        rng: random.Random,
+        reporter: DsnReporter | None,
+        queue: Callable[[str], None],
+    ) -> None:
+        self._storage = storage
+        self._transport = transport
+        self._policy = policy
+        self._rng = rng
+        self._rng_lock = threading.Lock()
+        self._reporter = reporter
+        self._queue = queue
+
+    def run(self, message_ids: Sequence[str], now: float) -> list[MessageStatus]:
+        """Attempt the messages of ``message_ids`` that are due at ``now``: claim
+        them in one step, deliver them (over shared connections where the
+        transport can), record every outcome in one step, queue the reports.
+
+        Returns:
+            The statuses after the attempts, in order, of the messages attempted;
+            messages not due, held, complete, unknown or dropped meanwhile are
+            left out.
+        """
+        retry_at: dict[str, float | None] = {}
+
+        def claim_until(status: MessageStatus) -> float:
+            with self._rng_lock:
+                at = self._policy.next_attempt_at(
+                    status.attempts + 1, status.created_at, now, self._rng
+                )
+            retry_at[status.message_id] = at
+            # Recorded before dialling: if the process dies during the attempt,
+            # the message is retried then rather than lost or retried at once.
+            return at if at is not None else now + self._policy.initial_delay
+
+        claims = self._storage.claim(message_ids, now, claim_until)
+        if not claims:
+            return []
+        results = self._deliver(claims)
+        records = [
+            (
+                claim.email.message_id,
+                _apply(
+                    claim.status.pending,
+                    outcomes,
+                    now,
+                    retry_at[claim.email.message_id],
+                ),
+            )
+            for claim, outcomes in zip(claims, results, strict=True)
+        ]
+        recorded = self._storage.record_many(records)
+        done: list[MessageStatus] = []
+        for claim, (message_id, updates), status in zip(
+            claims, records, recorded, strict=True
+        ):
+            if status is None:
+                log.info("%s was dropped during its attempt", message_id)
+                continue
+            for r in updates:
+                log.info(
+                    "%s to %s: %s (%s)", message_id, r.address, r.result.value, r.detail
+                )
+            self._report(claim.email, claim.before, updates, now)
+            done.append(status)
+        return done
+
+    def _deliver(self, claims: Sequence[Claim]) -> list[list[Outcome]]:
+        """Deliver each claimed message to its pending recipients."""
+        batch = [(c.email, [r.address for r in c.status.pending]) for c in claims]
+        deliver_many = getattr(self._transport, "deliver_many", None)
+        if deliver_many is not None and len(batch) > 1:
+            try:
+                return list(deliver_many(batch))
+            except Exception as exc:
+                log.exception("delivery of a batch raised; deferring it")
+                return [_internal_error(recipients, exc) for _, recipients in batch]
+        results = []
+        for email, recipients in batch:
+            try:
+                results.append(self._transport.deliver(email, recipients))
+            except Exception as exc:
+                log.exception("delivery of %s raised; deferring it", email.message_id)
+                results.append(_internal_error(recipients, exc))
+        return results
+
+    def _report(
+        self,
+        email: PreparedEmail,
+        before: MessageStatus,
+        updates: list[RecipientStatus],
+        now: float,
+    ) -> None:
+        """Queue the delivery status notification an attempt calls for, if any."""
+        if self._reporter is None:
+            return
+        for report in self._reporter.reports(email, before, updates, now):
+            try:
+                self._storage.add(report, now)
+            except StorageError:
+                log.exception("could not queue the report on %s", email.message_id)
+                continue
+            log.info("%s: report %s queued", email.message_id, report.message_id)
+            self._queue(report.message_id)
+
+
+def _internal_error(recipients: Sequence[str], exc: Exception) -> list[Outcome]:
+    detail = f"internal error: {exc!r}"
+    return [Outcome(a, DeliveryResult.DEFERRED, "4.3.0", detail) for a in recipients]
+
+
+def _apply(
+    pending: tuple[RecipientStatus, ...],
+    outcomes: list[Outcome],
+    now: float,
+    retry_at: float | None,
+) -> list[RecipientStatus]:
+    """Turn the outcomes of an attempt into new statuses for the pending recipients."""
+    by_address = {o.address: o for o in outcomes}
+    updates = []
+    for current in pending:
+        outcome = by_address.get(current.address) or Outcome(
+            current.address, DeliveryResult.DEFERRED, "4.3.0", "no outcome was reported"
+        )
+        result, code, detail, next_at = (
+            outcome.result,
+            outcome.status_code,
+            outcome.detail,
+            None,
+        )
+        if result is DeliveryResult.DEFERRED:
+            if retry_at is None:
+                result, code = DeliveryResult.FAILED, "5.4.7"
+                detail = f"gave up after {current.attempts} attempts; last: {detail}"
+            else:
+                next_at = retry_at
+        updates.append(
+            dataclasses.replace(
+                current,
+                result=result,
+                last_reply=outcome.reply,
+                status_code=code,
+                detail=detail,
+                last_attempt_at=now,
+                next_attempt_at=next_at,
+                possibly_delivered=current.possibly_delivered
+                or outcome.possibly_delivered,
+                remote=outcome.remote,
+            )
+        )
+    return updates
