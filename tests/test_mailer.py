@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
 import pytest
 from support.smtpd import RecordingHandler, SmtpServer
@@ -26,6 +27,7 @@ from mailstrom_py import (
     WorkerError,
 )
 from mailstrom_py.delivery import Outcome, RelayTransport
+from mailstrom_py.worker import BATCH
 
 
 def config_for(server: SmtpServer, threads: int = 4) -> Config:
@@ -266,6 +268,58 @@ class TestWorkerThread:
             for m in server.handler.messages
         ]
         assert len(subjects) == len(set(subjects)) == 1600
+
+
+class TestBatches:
+    def test_due_mail_is_claimed_delivered_and_recorded_in_batches(
+        self, server: SmtpServer
+    ) -> None:
+        """A delivery thread takes up to BATCH due messages at a time: one claim
+        and one record for the batch, each message delivered exactly once."""
+
+        class Counting(MemoryStorage):
+            claims: ClassVar[list[int]] = []
+            records: ClassVar[list[int]] = []
+
+            def claim(self, message_ids, now, retry_at):  # type: ignore[no-untyped-def]
+                Counting.claims.append(len(message_ids))
+                return super().claim(message_ids, now, retry_at)
+
+            def record_many(self, records):  # type: ignore[no-untyped-def]
+                Counting.records.append(len(records))
+                return super().record_many(records)
+
+        mailer = Mailstrom(config_for(server, threads=1), Counting())
+        ids = [mailer.send_email(message(subject=f"n{n}")) for n in range(64)]
+        with mailer:
+            statuses = [mailer.wait(i, timeout=30) for i in ids]
+        assert all(s.succeeded for s in statuses)
+        assert Counting.claims == Counting.records == [BATCH] * (64 // BATCH)
+        assert len(server.handler.messages) == 64
+
+    def test_stop_leaves_mail_not_yet_begun_due_in_storage(self) -> None:
+        """Messages still waiting for a delivery thread at stop() are untouched:
+        queued, no attempt counted, and delivered by the next worker."""
+        handler = RecordingHandler(data_delay=0.1)
+        storage = MemoryStorage()
+        with SmtpServer(handler=handler) as server:
+            first = Mailstrom(config_for(server, threads=1), storage)
+            ids = [first.send_email(message(subject=f"n{n}")) for n in range(40)]
+            first.start()
+            handler.wait_until(lambda: "DATA" in handler.commands, timeout=10)
+            assert first.stop(timeout=30)
+            untouched = [
+                i for i in ids if storage.status(i).recipients[0].attempts == 0
+            ]
+            assert untouched, "the stop came after every message had begun"
+            assert all(
+                storage.status(i).recipients[0].result is DeliveryResult.QUEUED
+                for i in untouched
+            )
+            with Mailstrom(config_for(server, threads=1), storage) as second:
+                assert all(second.wait(i, timeout=60).succeeded for i in ids)
+        subjects = [m.data.split(b"Subject: ")[1][:3] for m in handler.messages]
+        assert len(subjects) == len(set(subjects)) == 40
 
 
 def test_memory_storage_loses_queued_mail_with_the_process(tmp_path: object) -> None:
