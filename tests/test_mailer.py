@@ -294,6 +294,7 @@ class TestBatches:
         with mailer:
             statuses = [mailer.wait(i, timeout=30) for i in ids]
         assert all(s.succeeded for s in statuses)
+        assert BATCH > 1
         assert Counting.claims == Counting.records == [BATCH] * (64 // BATCH)
         assert len(server.handler.messages) == 64
 
