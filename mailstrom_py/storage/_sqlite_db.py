@@ -26,6 +26,22 @@ log = logging.getLogger(__name__)
 # Idle reader connections kept for reuse; more may be open while busy.
 _IDLE_READERS = 8
 
+# The most writes one transaction carries before it commits, so that a steady
+# stream of writers still sees its writes committed promptly.
+_MAX_GROUP = 16
+
+_STRICTNESS = {"NORMAL": 0, "FULL": 1}
+
+
+class _Group:
+    """Writes sharing one transaction, and what became of its commit."""
+
+    def __init__(self, level: str) -> None:
+        self.level = level
+        self.members = 0
+        self.committed = threading.Event()
+        self.error: sqlite3.Error | None = None
+
 
 class Database:
     """One SQLite file in WAL mode: a writer connection and a pool of readers.
@@ -47,6 +63,9 @@ class Database:
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
         self._write_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queued = 0  # threads waiting for _write_lock
+        self._group: _Group | None = None  # the open transaction, under _write_lock
         self._pool_lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []
         self._closed = False
@@ -56,40 +75,33 @@ class Database:
     def writing(
         self, action: str, *, synchronous: str | None = None
     ) -> Iterator[sqlite3.Connection]:
-        """Run the body in a write transaction (``BEGIN IMMEDIATE``), then commit.
+        """Run the body as a write, and return once that write is committed.
 
         Writes of this instance wait for each other on a lock, never on SQLite,
         so only another process can make them wait (up to the busy timeout).
-        An exception from the body rolls back and propagates. ``synchronous``
-        overrides the connection's level for this one commit.
+        Writes that queue up behind one another share a transaction and its
+        commit (group commit: one disk sync for the group, at the strictest
+        level among them); each body runs in a savepoint of its own, so an
+        exception from the body undoes that body's writes alone and propagates.
+        ``synchronous`` sets the level of the commit for this write.
 
         Raises:
-            StorageError: SQLite failed while doing ``action``; nothing was written.
+            StorageError: SQLite failed while doing ``action``, or the commit of
+                the group failed; nothing of this write was kept.
         """
-        with self._write_lock:
-            conn = self._writer
-            if conn is None:
-                raise StorageError(f"cannot {action}: the storage is closed")
-            committing = False
-            level = synchronous if synchronous != self._synchronous else None
-            try:
-                if level is not None:
-                    conn.execute(f"PRAGMA synchronous = {level}")
-                conn.execute("BEGIN IMMEDIATE")
-                yield conn
-                committing = True
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                _rollback(conn)
-                if committing:
-                    self._overwrite_failed_commit(conn)
+        level = synchronous or self._synchronous
+        conn, group = self._begin_turn(action, level)
+        try:
+            yield conn
+        except BaseException as exc:
+            self._end_turn(conn, group, failed=True)
+            if isinstance(exc, sqlite3.Error):
                 raise wrap_error(exc, action) from exc
-            except BaseException:
-                _rollback(conn)
-                raise
-            finally:
-                if level is not None:
-                    _restore_level(conn, self._synchronous)
+            raise
+        self._end_turn(conn, group, failed=False)
+        group.committed.wait()
+        if group.error is not None:
+            raise wrap_error(group.error, action) from group.error
 
     @contextlib.contextmanager
     def reading(self, action: str) -> Iterator[sqlite3.Connection]:
@@ -119,6 +131,8 @@ class Database:
         """Close every connection; later transactions raise. Idempotent."""
         with self._write_lock:
             writer, self._writer = self._writer, None
+            if writer is not None and self._group is not None:
+                self._commit(writer, self._group)
         with self._pool_lock:
             self._closed = True
             idle, self._idle = self._idle, []
@@ -192,6 +206,92 @@ class Database:
         return conn
 
     # -- writing --------------------------------------------------------------------
+
+    def _begin_turn(self, action: str, level: str) -> tuple[sqlite3.Connection, _Group]:
+        """Take the writer, join the open transaction or begin one, and open a
+        savepoint for this write. On failure the writer is free again."""
+        with self._queue_lock:
+            self._queued += 1
+        self._write_lock.acquire()
+        with self._queue_lock:
+            self._queued -= 1
+        try:
+            conn = self._writer
+            if conn is None:
+                raise StorageError(f"cannot {action}: the storage is closed")
+            group = self._group
+            if group is not None and _STRICTNESS[level] > _STRICTNESS[group.level]:
+                # SQLite fixes a transaction's sync level when it begins.
+                self._commit(conn, group)
+                group = None
+            if group is None:
+                if level != self._synchronous:
+                    conn.execute(f"PRAGMA synchronous = {level}")
+                group = _Group(level)
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except BaseException:
+                    _restore_level(conn, self._synchronous)
+                    raise
+                self._group = group
+            group.members += 1
+            try:
+                conn.execute("SAVEPOINT write")
+            except sqlite3.Error as exc:
+                self._fail(conn, group, exc)
+                raise
+        except sqlite3.Error as exc:
+            self._write_lock.release()
+            raise wrap_error(exc, action) from exc
+        except BaseException:
+            self._write_lock.release()
+            raise
+        return conn, group
+
+    def _end_turn(
+        self, conn: sqlite3.Connection, group: _Group, *, failed: bool
+    ) -> None:
+        """Close this write's savepoint, then leave the transaction open for a
+        writer queued behind, or commit it; the writer is free again after."""
+        try:
+            try:
+                if failed:
+                    conn.execute("ROLLBACK TO write")
+                conn.execute("RELEASE write")
+            except sqlite3.Error as exc:
+                # Some errors roll the whole transaction back, savepoints and all.
+                self._fail(conn, group, exc)
+                return
+            if self._queued and group.members < _MAX_GROUP:
+                return
+            self._commit(conn, group)
+        finally:
+            self._write_lock.release()
+
+    def _commit(self, conn: sqlite3.Connection, group: _Group) -> None:
+        """Commit ``group``'s transaction and wake its writers; never raises."""
+        self._group = None
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            self._overwrite_failed_commit(conn)
+            group.error = exc
+        finally:
+            if group.level != self._synchronous:
+                _restore_level(conn, self._synchronous)
+            group.committed.set()
+
+    def _fail(
+        self, conn: sqlite3.Connection, group: _Group, exc: sqlite3.Error
+    ) -> None:
+        """Roll ``group``'s transaction back and wake its writers with ``exc``."""
+        self._group = None
+        _rollback(conn)
+        if group.level != self._synchronous:
+            _restore_level(conn, self._synchronous)
+        group.error = exc
+        group.committed.set()
 
     def _overwrite_failed_commit(self, conn: sqlite3.Connection) -> None:
         # A COMMIT that failed after writing its frames to the WAL file (an

@@ -1,0 +1,172 @@
+"""Group commit: SQLite writes that queue up behind each other share one commit."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from support.emails import prepared_email
+from test_sqlite import commits_in_wal
+
+from mailstrom_py import DuplicateMessageError, QueueFilter, SqliteStorage
+from mailstrom_py.storage._sqlite_db import Database
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Database:
+    return Database(str(tmp_path / "outbox.db"), "FULL", 5.0, create=True)
+
+
+def rows(database: Database) -> list[str]:
+    with database.reading("read") as conn:
+        found = conn.execute("SELECT key FROM meta WHERE key LIKE 'test-%'")
+        return sorted(key for (key,) in found)
+
+
+def insert(key: str, then: Callable[[], None] = lambda: None) -> Callable[..., None]:
+    def body(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO meta (key, value) VALUES (?, 0)", (key,))
+        then()
+
+    return body
+
+
+def write(database: Database, body: Callable[[sqlite3.Connection], None]) -> None:
+    with database.writing("test write") as conn:
+        body(conn)
+
+
+def queued_behind(database: Database, count: int) -> None:
+    """Wait until ``count`` writers wait for the one writing now."""
+    deadline = time.monotonic() + 10
+    while database._queued < count:  # the only view of the writer's queue
+        assert time.monotonic() < deadline, "the writers never queued up"
+        time.sleep(0.001)
+
+
+class TestGroupCommit:
+    def test_writers_queued_behind_one_share_its_commit(
+        self, database: Database
+    ) -> None:
+        """Three writes, two of them queued while the first runs: one commit."""
+        inside, go = threading.Event(), threading.Event()
+        first = threading.Thread(
+            target=write,
+            args=(database, insert("test-1", lambda: (inside.set(), go.wait(10)))),
+        )
+        first.start()
+        inside.wait(10)
+        start = commits_in_wal(Path(database.path))
+        others = [
+            threading.Thread(target=write, args=(database, insert(f"test-{n}")))
+            for n in (2, 3)
+        ]
+        for t in others:
+            t.start()
+        queued_behind(database, 2)
+        go.set()
+        for t in (first, *others):
+            t.join(10)
+        assert rows(database) == ["test-1", "test-2", "test-3"]
+        assert commits_in_wal(Path(database.path)) == start + 1
+        database.close()
+
+    def test_a_failing_write_undoes_only_itself(self, database: Database) -> None:
+        """A body that raises loses its own writes and raises; the writes it
+        shared a transaction with are committed."""
+        inside, go = threading.Event(), threading.Event()
+        errors: list[BaseException] = []
+
+        def failing(conn: sqlite3.Connection) -> None:
+            insert("test-bad")(conn)
+            raise ValueError("refused")
+
+        def catch(body: Callable[[sqlite3.Connection], None]) -> None:
+            try:
+                write(database, body)
+            except ValueError as exc:
+                errors.append(exc)
+
+        first = threading.Thread(
+            target=catch,
+            args=(insert("test-1", lambda: (inside.set(), go.wait(10))),),
+        )
+        first.start()
+        inside.wait(10)
+        others = [
+            threading.Thread(target=catch, args=(failing,)),
+            threading.Thread(target=catch, args=(insert("test-2"),)),
+        ]
+        for t in others:
+            t.start()
+        queued_behind(database, 2)
+        go.set()
+        for t in (first, *others):
+            t.join(10)
+        assert [str(e) for e in errors] == ["refused"]
+        assert rows(database) == ["test-1", "test-2"]
+        database.close()
+
+    def test_a_write_returns_only_once_committed(self, database: Database) -> None:
+        """A write that left the transaction open for the next writer returns
+        when that writer has committed, not before."""
+        inside, go = threading.Event(), threading.Event()
+        returned: list[str] = []
+        seen_by_first: list[list[str]] = []
+
+        def first_write() -> None:
+            write(database, insert("test-1", lambda: (inside.set(), go.wait(10))))
+            seen_by_first.append(rows(database))  # a reader sees committed data only
+            returned.append("first")
+
+        first = threading.Thread(target=first_write)
+        first.start()
+        inside.wait(10)
+        second = threading.Thread(target=write, args=(database, insert("test-2")))
+        second.start()
+        queued_behind(database, 1)
+        go.set()
+        first.join(10)
+        second.join(10)
+        assert returned == ["first"]
+        assert seen_by_first == [["test-1", "test-2"]]
+        database.close()
+
+
+class TestConcurrentSenders:
+    def test_many_threads_adding_at_once_commit_in_groups(self, tmp_path: Path) -> None:
+        """H11 at FULL: 8 threads x 40 adds, every one stored once, in fewer
+        commits than adds; a duplicate id among them is refused alone."""
+        db = tmp_path / "outbox.db"
+        storage = SqliteStorage(db)
+        # A reader's snapshot keeps the log from being checkpointed and
+        # restarted, so that every commit stays countable in it.
+        pin = sqlite3.connect(db)
+        pin.execute("BEGIN")
+        pin.execute("SELECT count(*) FROM messages").fetchall()
+        start = commits_in_wal(db)
+        duplicates: list[str] = []
+
+        def add(k: int) -> None:
+            for n in range(40):
+                storage.add(prepared_email(k * 1000 + n), now=0.0)
+            try:
+                storage.add(prepared_email(0), now=0.0)  # thread 0's first id
+            except DuplicateMessageError as exc:
+                duplicates.append(str(exc))
+
+        threads = [threading.Thread(target=add, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert storage.count(QueueFilter()) == 320
+        assert len(duplicates) == 8
+        commits = commits_in_wal(db) - start
+        pin.close()
+        assert commits < 320
+        storage.close()
