@@ -258,11 +258,11 @@ class SmtpLink:
     def close(self) -> None:
         """Say QUIT if the connection is up, then close it. Never raises."""
         if self._alive:
-            self._alive = False
             try:
                 self._command("QUIT", self._timeouts.quit)
             except ConnectionLost:
                 pass
+            self._alive = False
         _close(self._smtp)
 
     def _hello(self) -> None:
