@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from ..config import Config, RelayConfig
-from .base import Outcome, Transport
+from .base import BatchTransport, Item, Outcome, Transport, deliver_many
 from .direct import DirectTransport
 from .limits import ConcurrencyLimit
 from .pool import SessionPool
 from .relay import RelayTransport
 
 __all__ = [
+    "BatchTransport",
     "ConcurrencyLimit",
     "DirectTransport",
+    "Item",
     "Outcome",
     "RelayTransport",
     "SessionPool",
     "Transport",
     "build_transport",
+    "deliver_many",
 ]
 
 

@@ -258,11 +258,11 @@ class SmtpLink:
     def close(self) -> None:
         """Say QUIT if the connection is up, then close it. Never raises."""
         if self._alive:
-            self._alive = False
             try:
                 self._command("QUIT", self._timeouts.quit)
             except ConnectionLost:
                 pass
+            self._alive = False
         _close(self._smtp)
 
     def _hello(self) -> None:
@@ -356,16 +356,21 @@ class SmtpLink:
             raise ConnectionLost(why(exc)) from None
         return self._reply(timeout)
 
-    def _write(self, lines: list[str], timeout: float) -> None:
-        """Send several command lines in one write (a PIPELINING batch)."""
+    def _write(self, lines: list[str], timeout: float, *, before: bytes = b"") -> None:
+        """Send several command lines in one write (a PIPELINING group).
+
+        ``before`` goes first in the same write: the end of the previous
+        message's content, which RFC 2920 §3.1 lets open a group.
+        """
         if not self._alive:
             raise ConnectionLost("connection already closed")
         for line in lines:
             if "\r" in line or "\n" in line:
                 raise ValueError(f"line break in an SMTP command: {line!r}")
+        commands = "".join(f"{line}\r\n" for line in lines)
         try:
             self._sock().settimeout(timeout)
-            self._smtp.send("".join(f"{line}\r\n" for line in lines))
+            self._smtp.send(before + commands.encode(self._smtp.command_encoding))
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()
             raise ConnectionLost(why(exc)) from None

@@ -63,6 +63,11 @@ class SessionPool:
                 return idle.session
             idle.session.close()
 
+    def room(self, session: SmtpSession) -> int:
+        """How many more messages ``session`` may carry before :meth:`give`
+        closes it; at least 1 for a new session or one taken from the pool."""
+        return max(self._max_messages, 1) - session.messages
+
     def give(self, key: Hashable, session: SmtpSession) -> None:
         """Keep ``session`` for the next delivery to ``key``, or close it."""
         if (

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from ..config import RelayConfig, Timeouts
 from ..message import PreparedEmail
 from ..status import DeliveryResult
-from .base import Outcome
+from .base import Item, Outcome
 from .limits import ConcurrencyLimit
 from .mx import MxResolver, RouteError
 from .pool import SessionPool
@@ -71,52 +71,87 @@ class RelayTransport:
 
     def deliver(self, email: PreparedEmail, recipients: Sequence[str]) -> list[Outcome]:
         """Deliver ``email`` to ``recipients`` through the relay; one outcome each."""
-        with self._limit.slot(_RELAY):
-            return self._deliver(email, recipients)
+        [outcomes] = self.deliver_many([(email, recipients)])
+        return outcomes
 
-    def _deliver(
-        self, email: PreparedEmail, recipients: Sequence[str]
-    ) -> list[Outcome]:
-        host, port = self._relay.address
-        if self._plaintext_refused and not (email.tls_optional or email.require_tls):
-            detail = f"TLS is required and the relay {host}:{port} is used without it"
-            return [
-                Outcome(r, DeliveryResult.DEFERRED, "4.7.4", detail) for r in recipients
-            ]
-        session = self._sessions.take(_RELAY)
-        if session is not None:
+    def deliver_many(self, batch: Sequence[Item]) -> list[list[Outcome]]:
+        """Deliver each message of ``batch`` as :meth:`deliver` would; one outcome
+        list per item, in order.
+
+        The batch holds one concurrency slot and goes over one session (more
+        only when the session's message limit is reached or its connection
+        ends), pipelined across messages where the relay offers PIPELINING
+        (see :meth:`SmtpSession.send_many`). Messages not started when a
+        connection ended go on a new one; none is sent twice.
+        """
+        with self._limit.slot(_RELAY):
+            return self._deliver_many(batch)
+
+    def _deliver_many(self, batch: Sequence[Item]) -> list[list[Outcome]]:
+        results: list[list[Outcome]] = [[] for _ in batch]
+        todo: list[int] = []
+        for index, (email, recipients) in enumerate(batch):
+            if (refused := self._refused_plaintext(email, recipients)) is not None:
+                results[index] = refused
+            else:
+                todo.append(index)
+        fresh = False
+        while todo:
+            session = None if fresh else self._sessions.take(_RELAY)
+            if session is None:
+                try:
+                    session = self._connect()
+                except SessionFailure as failure:
+                    for index in todo:
+                        results[index] = _unreachable(batch[index][1], failure)
+                    break
+            chunk = todo[: self._sessions.room(session)]
             try:
-                return self._send(session, email, recipients)
+                sent = session.send_many([batch[index] for index in chunk])
             except StaleSessionError as stale:
                 log.info("kept relay connection was closed: %s", stale.detail)
+                sent = []
+            finally:
+                self._sessions.give(_RELAY, session)
+            for index, outcomes in zip(chunk, sent, strict=False):
+                results[index] = outcomes
+            todo = todo[len(sent) :]
+            # A kept session found closed: the same messages go on a new one.
+            fresh = not sent
+        return results
+
+    def _refused_plaintext(
+        self, email: PreparedEmail, recipients: Sequence[str]
+    ) -> list[Outcome] | None:
+        """Outcomes for a message ``require_tls`` keeps from a relay without TLS."""
+        if not self._plaintext_refused or email.tls_optional or email.require_tls:
+            return None
+        host, port = self._relay.address
+        detail = f"TLS is required and the relay {host}:{port} is used without it"
+        return [
+            Outcome(r, DeliveryResult.DEFERRED, "4.7.4", detail) for r in recipients
+        ]
+
+    def _connect(self) -> SmtpSession:
+        """Open a new session with the relay.
+
+        Raises:
+            SessionFailure: the relay's name did not resolve, or no address of
+                it gave a usable session.
+        """
+        host, port = self._relay.address
         try:
             addresses = [host] if self._mx is None else self._mx.addresses(host)
         except RouteError as exc:
             # Postfix: never bounce mail after a host lookup problem with a relay.
             detail = f"cannot resolve the relay {host}: {exc.detail}"
             log.info("%s", detail)
-            code = "4" + exc.status_code[1:]
-            return [
-                Outcome(r, DeliveryResult.DEFERRED, code, detail) for r in recipients
-            ]
+            raise SessionFailure(detail, exc.status_code, connected=False) from None
         try:
-            session = self._open(host, port, addresses)
+            return self._open(host, port, addresses)
         except SessionFailure as failure:
             log.info("relay %s:%d unusable: %s", host, port, failure.detail)
-            code = "4" + failure.status_code[1:]
-            return [
-                Outcome(r, DeliveryResult.DEFERRED, code, failure.detail, failure.reply)
-                for r in recipients
-            ]
-        return self._send(session, email, recipients)
-
-    def _send(
-        self, session: SmtpSession, email: PreparedEmail, recipients: Sequence[str]
-    ) -> list[Outcome]:
-        try:
-            return session.send(email, recipients)
-        finally:
-            self._sessions.give(_RELAY, session)
+            raise
 
     def _open(self, host: str, port: int, addresses: list[str]) -> SmtpSession:
         """Open a session at the first of ``addresses`` that takes the connection."""
@@ -144,3 +179,12 @@ class RelayTransport:
     def close(self) -> None:
         """Close the sessions kept open for reuse."""
         self._sessions.close()
+
+
+def _unreachable(recipients: Sequence[str], failure: SessionFailure) -> list[Outcome]:
+    """Deferred outcomes for recipients the relay could not be reached for."""
+    code = "4" + failure.status_code[1:]
+    return [
+        Outcome(r, DeliveryResult.DEFERRED, code, failure.detail, failure.reply)
+        for r in recipients
+    ]

@@ -4,7 +4,9 @@ smtplib's ``sendmail`` is all-or-nothing and cannot tell a connection lost befor
 the final dot (safe to retry) from one lost after it (possibly delivered). A
 session drives MAIL, the RCPTs and DATA itself, pipelined where the server
 offers it (RFC 2920), with one reply per recipient and the protocol phase
-tracked so each failure is classified as reliability rules demand.
+tracked so each failure is classified as reliability rules demand. A batch of
+messages is pipelined across messages too: each message's content shares a
+write with the next message's envelope.
 """
 
 from __future__ import annotations
@@ -13,20 +15,20 @@ import logging
 import re
 import smtplib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from ..config import Timeouts
 from ..message import PreparedEmail
-from ..requiretls import REQUIRETLS_FAILED, requiretls_refusal
 from ..retry import classify_reply, status_code_for
 from ..status import DeliveryResult, Remote, SmtpReply
-from .base import Outcome
+from .base import Item, Outcome
+from .envelope import Unsendable, mail_command
 from .link import (
     ConnectionLost,
     SessionFailure,
     SmtpClient,
     SmtpLink,
     StaleSessionError,
-    parse_int,
     where,
     why,
 )
@@ -38,19 +40,36 @@ log = logging.getLogger(__name__)
 _LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
 
 
+@dataclass(frozen=True)
+class _Held:
+    """A message whose DATA was answered 354 and whose content is yet to go.
+
+    With PIPELINING the content and final dot wait for the next write, and the
+    outcomes of ``accepted`` join ``outcomes`` (the message's list) once the
+    dot is answered.
+    """
+
+    message_id: str
+    payload: bytes
+    accepted: list[str]
+    outcomes: list[Outcome]
+
+
 class SmtpSession(SmtpLink):
     """An :class:`SmtpLink` that sends messages: one transaction per message and
     destination, one outcome per recipient.
 
-    Open one with :meth:`open`; run transactions with :meth:`send`; end it with
-    :meth:`close`. Not thread-safe: one session belongs to one delivery thread.
+    Open one with :meth:`open`; run transactions with :meth:`send` or
+    :meth:`send_many`; end it with :meth:`close`. Not thread-safe: one session
+    belongs to one delivery thread.
     """
 
     def __init__(self, smtp: SmtpClient, remote: Remote, timeouts: Timeouts) -> None:
         super().__init__(smtp, remote, timeouts)
-        #: How many messages :meth:`send` has carried.
+        #: How many messages this session has started.
         self.messages = 0
         self._maybe_stale = False
+        self._held: _Held | None = None
 
     def send(self, email: PreparedEmail, recipients: Sequence[str]) -> list[Outcome]:
         """Send ``email`` to ``recipients`` and return one outcome per recipient.
@@ -64,15 +83,65 @@ class SmtpSession(SmtpLink):
                 its connection turned out closed before MAIL was answered;
                 nothing was accepted. Any other trouble is an outcome.
         """
+        [outcomes] = self.send_many([(email, recipients)])
+        return outcomes
+
+    def send_many(self, batch: Sequence[Item]) -> list[list[Outcome]]:
+        """Send the messages of ``batch`` in order; one outcome list per message sent.
+
+        With PIPELINING a message's content and final dot go in the same write
+        as the next message's MAIL, RCPTs and DATA, so a message costs about
+        one round trip instead of two. The outcomes are those of calling
+        :meth:`send` for each message in turn, but for how the connection
+        ending early is reported:
+
+        - The result is shorter than ``batch``: the messages left out were not
+          started (none of them can have been accepted) and may be sent on
+          another session.
+        - The message whose envelope went out with the previous message's
+          final dot is deferred with 4.4.2 when the connection is lost, or
+          closed with 421, before that dot is answered (the previous message
+          is then possibly delivered, or has the 421).
+
+        Raises:
+            StaleSessionError: as for :meth:`send`, for the first message only;
+                for a later one the result ends before it.
+        """
+        results: list[list[Outcome]] = []
+        try:
+            for email, recipients in batch:
+                if results and not self._alive:
+                    break
+                try:
+                    results.append(self._message(email, recipients))
+                except StaleSessionError:
+                    if not results:
+                        raise
+                    break
+        finally:
+            self._flush()
+        return results
+
+    # -- the conversation ---------------------------------------------------------
+
+    def _message(
+        self, email: PreparedEmail, recipients: Sequence[str]
+    ) -> list[Outcome]:
+        """Run as many transactions as the recipients need; the list returned may
+        still grow by the outcomes of a held final dot."""
         self.messages += 1
         self._maybe_stale = self.messages > 1
         outcomes: list[Outcome] = []
         pending = list(recipients)
         while pending and self._alive:
-            done, pending = self._transaction(email, pending)
+            start = len(outcomes)
+            pending = self._transaction(email, pending, outcomes)
             self._maybe_stale = False
-            outcomes.extend(done)
-            if not any(o.result is DeliveryResult.DELIVERED for o in done):
+            if not pending:
+                break
+            # Whether the rest get another transaction depends on the dot's reply.
+            self._flush()
+            if not any(o.result is DeliveryResult.DELIVERED for o in outcomes[start:]):
                 break
         outcomes.extend(
             self._outcome(a, DeliveryResult.DEFERRED, "4.5.3", "too many recipients")
@@ -80,42 +149,46 @@ class SmtpSession(SmtpLink):
         )
         return outcomes
 
-    # -- the conversation ---------------------------------------------------------
-
     def _transaction(
-        self, email: PreparedEmail, recipients: list[str]
-    ) -> tuple[list[Outcome], list[str]]:
-        """Run MAIL, RCPTs and DATA once; return outcomes and the recipients left."""
+        self, email: PreparedEmail, recipients: list[str], outcomes: list[Outcome]
+    ) -> list[str]:
+        """Run MAIL, RCPTs and DATA once, adding to ``outcomes``; return the
+        recipients left for another transaction."""
         features = self._smtp.esmtp_features
-        mail, refusal = self._mail_command(email, features)
-        if refusal is not None:
-            code, detail = refusal
-            return self._all(recipients, DeliveryResult.FAILED, code, detail), []
+        command = mail_command(email, features, self.remote)
+        if isinstance(command, Unsendable):
+            outcomes += self._all(
+                recipients, DeliveryResult.FAILED, command.status_code, command.detail
+            )
+            return []
+        self._smtp.command_encoding = command.encoding
+        mail = command.line
 
         # RFC 2920: with PIPELINING, MAIL, the RCPTs and DATA go in one write and
         # the replies are read back in order; each still decides its recipient.
         pipelined = "pipelining" in features
         if pipelined:
-            batch = [mail, *(f"RCPT TO:<{a}>" for a in recipients), "DATA"]
-            try:
-                self._write(batch, self._timeouts.mail)
-            except ConnectionLost as exc:
-                return self._lost_at_mail(recipients, exc), []
+            commands = [mail, *(f"RCPT TO:<{a}>" for a in recipients), "DATA"]
+            if (ended := self._write_group(commands, recipients)) is not None:
+                outcomes += ended
+                return []
         try:
             reply = self._step(mail, pipelined, self._timeouts.mail)
         except ConnectionLost as exc:
-            return self._lost_at_mail(recipients, exc), []
+            outcomes += self._lost_at_mail(recipients, exc)
+            return []
         if not 200 <= reply.code < 300:
             if pipelined:
                 self._drain(len(recipients) + 1)
             if reply.code == 552 and "size" in features:
-                return self._all(
+                outcomes += self._all(
                     recipients, DeliveryResult.FAILED, "5.3.4", "MAIL refused", reply
-                ), []
-            return self._refused(recipients, "MAIL", reply), []
+                )
+            else:
+                outcomes += self._refused(recipients, "MAIL", reply)
+            return []
 
         accepted: list[str] = []
-        outcomes: list[Outcome] = []
         leftover: list[str] = []
         for index, address in enumerate(recipients):
             try:
@@ -125,9 +198,8 @@ class SmtpSession(SmtpLink):
             except ConnectionLost as exc:
                 lost = [*recipients[index:], *accepted]
                 detail = f"lost at RCPT: {exc}"
-                return outcomes + self._all(
-                    lost, DeliveryResult.DEFERRED, "4.4.2", detail
-                ), []
+                outcomes += self._all(lost, DeliveryResult.DEFERRED, "4.4.2", detail)
+                return []
             if 200 <= reply.code < 300:
                 accepted.append(address)
             elif reply.code in (452, 552) and accepted:
@@ -140,7 +212,7 @@ class SmtpSession(SmtpLink):
                 outcomes += self._refused(
                     [*recipients[index:], *accepted], "RCPT", reply
                 )
-                return outcomes, []
+                return []
             else:
                 outcomes.append(self._from_reply(address, "RCPT", reply))
 
@@ -150,36 +222,95 @@ class SmtpSession(SmtpLink):
                 self._refuse_pipelined_data()
             else:
                 self.reset()
-            return outcomes + self._all(
+            outcomes += self._all(
                 leftover, DeliveryResult.DEFERRED, "4.5.3", "too many recipients"
-            ), []
-        outcomes += self._data(email, accepted, pipelined)
-        return outcomes, leftover
+            )
+            return []
+        self._data(email, accepted, pipelined, outcomes)
+        return leftover
+
+    def _write_group(
+        self, commands: list[str], recipients: list[str]
+    ) -> list[Outcome] | None:
+        """Write a pipelined group, led by the held message's content if any,
+        and settle that message; return the outcomes of ``recipients`` if the
+        connection ended before their MAIL could be answered, else None.
+
+        Raises:
+            StaleSessionError: see :meth:`_lost_at_mail`.
+        """
+        # RFC 2920 §3.1: "The actual transfer of message content is explicitly
+        # allowed to be the first 'command' in a group", so the previous
+        # message's content and dot lead the next envelope.
+        held = self._held
+        before = held.payload if held is not None else b""
+        timeout = self._timeouts.data_block if held else self._timeouts.mail
+        try:
+            self._write(commands, timeout, before=before)
+        except ConnectionLost as exc:
+            self._held = None
+            if held is not None:
+                self._unsent(held, str(exc))
+            return self._lost_at_mail(recipients, exc)
+        self._held = None
+        if held is None:
+            return None
+        reply = self._answer(held)
+        if reply is None:
+            detail = "connection lost before the previous message's end was answered"
+        elif not self._alive:
+            detail = f"{where(self.remote)} closed the connection before MAIL: {reply}"
+        else:
+            return None
+        return self._all(recipients, DeliveryResult.DEFERRED, "4.4.2", detail)
 
     def _data(
-        self, email: PreparedEmail, accepted: list[str], pipelined: bool
-    ) -> list[Outcome]:
+        self,
+        email: PreparedEmail,
+        accepted: list[str],
+        pipelined: bool,
+        outcomes: list[Outcome],
+    ) -> None:
         try:
             reply = self._step("DATA", pipelined, self._timeouts.data_init)
         except ConnectionLost as exc:
-            return self._all(
+            outcomes += self._all(
                 accepted, DeliveryResult.DEFERRED, "4.4.2", f"lost at DATA: {exc}"
             )
+            return
         if reply.code != 354:
             if reply.code // 100 in (4, 5):
-                return self._refused(accepted, "DATA", reply)
+                outcomes += self._refused(accepted, "DATA", reply)
+                return
             self._drop()
             detail = f"{where(self.remote)} answered DATA with {reply}, not 354"
-            return self._all(accepted, DeliveryResult.DEFERRED, "4.5.0", detail, reply)
+            outcomes += self._all(
+                accepted, DeliveryResult.DEFERRED, "4.5.0", detail, reply
+            )
+            return
         # RFC 5321 §4.5.2: a line that starts with "." gets one more.
         payload = _LEADING_DOT.sub(b"..", email.data) + b".\r\n"
+        self._held = _Held(email.message_id, payload, accepted, outcomes)
+        if not pipelined:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Send the held message's content on its own and read the dot's reply."""
+        held, self._held = self._held, None
+        if held is None:
+            return
         try:
             self._sock().settimeout(self._timeouts.data_block)
-            self._smtp.send(payload)
+            self._smtp.send(held.payload)
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()
-            detail = f"connection lost while sending the message: {why(exc)}"
-            return self._all(accepted, DeliveryResult.DEFERRED, "4.4.2", detail)
+            self._unsent(held, why(exc))
+            return
+        self._answer(held)
+
+    def _answer(self, held: _Held) -> SmtpReply | None:
+        """Read the reply to ``held``'s final dot and settle its recipients;
+        None if the connection was lost first (they may have been delivered)."""
         try:
             reply = self._reply(self._timeouts.data_done)
         except ConnectionLost as exc:
@@ -187,54 +318,26 @@ class SmtpSession(SmtpLink):
                 "no reply from %s after the end of message %s; it may be delivered "
                 "more than once",
                 where(self.remote),
-                email.message_id,
+                held.message_id,
             )
             detail = f"no reply after the end of the message: {exc}"
-            return [
+            held.outcomes.extend(
                 self._outcome(
                     a, DeliveryResult.DEFERRED, "4.4.2", detail, possibly_delivered=True
                 )
-                for a in accepted
-            ]
-        return [self._from_reply(a, "end of data", reply) for a in accepted]
+                for a in held.accepted
+            )
+            return None
+        held.outcomes.extend(
+            self._from_reply(a, "end of data", reply) for a in held.accepted
+        )
+        return reply
 
-    def _mail_command(
-        self, email: PreparedEmail, features: dict[str, str]
-    ) -> tuple[str, tuple[str, str] | None]:
-        """The MAIL command with its parameters, or why the server cannot take it.
-
-        Returns:
-            ``(command, None)``, or ``("", (status code, detail))`` when the
-            message needs something the server does not offer.
-        """
-        if refusal := requiretls_refusal(email, self.remote, features):
-            return "", (REQUIRETLS_FAILED, refusal)
-        options = ["REQUIRETLS"] if email.require_tls else []
-        if "size" in features:
-            limit = parse_int(features["size"])
-            if limit and len(email.data) > limit:
-                return "", (
-                    "5.3.4",
-                    f"{len(email.data)} octets exceed the limit of {limit}",
-                )
-            options.append(f"SIZE={len(email.data)}")
-        if email.eight_bit:
-            if "8bitmime" not in features:
-                return "", (
-                    "5.6.3",
-                    "the message is 8-bit and the server lacks 8BITMIME",
-                )
-            options.append("BODY=8BITMIME")
-        self._smtp.command_encoding = "ascii"
-        if email.smtputf8:
-            if "smtputf8" not in features:
-                return "", (
-                    "5.6.7",
-                    "the message needs SMTPUTF8 and the server lacks it",
-                )
-            options.append("SMTPUTF8")
-            self._smtp.command_encoding = "utf-8"
-        return " ".join([f"MAIL FROM:<{email.mail_from}>", *options]), None
+    def _unsent(self, held: _Held, reason: str) -> None:
+        detail = f"connection lost while sending the message: {reason}"
+        held.outcomes.extend(
+            self._all(held.accepted, DeliveryResult.DEFERRED, "4.4.2", detail)
+        )
 
     def _lost_at_mail(
         self, recipients: Sequence[str], exc: ConnectionLost
