@@ -6,11 +6,14 @@ import base64
 import copy
 import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import example, given
@@ -189,6 +192,24 @@ class TestBcc:
         assert b"r@example.org" not in prepared.data
 
 
+FORK_AND_GENERATE = """
+import os
+from mailstrom_py.message import prepare_email
+
+def generated_id():
+    message = b"From: a@example.org\\r\\nTo: b@example.org\\r\\n\\r\\nhi\\r\\n"
+    return prepare_email(message, helo_name="mx.example.org").message_id
+
+read_end, write_end = os.pipe()
+child = os.fork()
+if child == 0:
+    os.write(write_end, generated_id().encode())
+    os._exit(0)
+os.waitpid(child, 0)
+print(generated_id(), os.read(read_end, 200).decode())
+"""
+
+
 class TestDateAndMessageId:
     def test_missing_date_and_message_id_are_added(self) -> None:
         """Date comes from now; Message-ID is 128 random bits in hex at the HELO name."""
@@ -222,17 +243,16 @@ class TestDateAndMessageId:
     @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
     def test_a_forked_child_generates_ids_of_its_own(self) -> None:
         """After fork(), parent and child never draw the same Message-IDs."""
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: report its next id, and leave at once
-            ids = prepare(raw(*HEADERS)).message_id
-            os.write(write_end, ids.encode())
-            os._exit(0)
-        os.close(write_end)
-        parent = prepare(raw(*HEADERS)).message_id
-        with os.fdopen(read_end, "rb") as pipe:
-            child = pipe.read().decode()
-        os.waitpid(pid, 0)
+        # In a process of its own: fork() beside the test session's threads warns.
+        run = subprocess.run(
+            [sys.executable, "-c", FORK_AND_GENERATE],
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        parent, child = run.stdout.split()
         assert re.fullmatch(r"[0-9a-f]{32}@mx\.example\.org", child)
         assert child != parent
 
