@@ -208,17 +208,16 @@ def read_address_header(name: str, value: Any, factory: HeaderRegistry) -> Addre
         InvalidMessageError: the header does not parse, the parser reports a defect
             other than obsolete syntax, or an address fails :func:`validate_address`.
     """
-    value = unfold(value)
     # Only raw text: a header object's str() is decoded, and a decoded display name
     # may look like an address.
-    if not isinstance(value, BaseHeader):
-        if _is_plain(value):  # the commonest: one bare address
-            return AddressList((value,), False, None)
-        if _SIMPLE_LIST.fullmatch(value):
-            simple = [m[1] or m[2] for m in _SIMPLE_MAILBOX.finditer(value)]
-            if len(simple) == value.count("@"):
-                checked = tuple(validate_address(a, name)[0] for a in simple)
-                return AddressList(checked, has_group=False, rewritten=None)
+    if type(value) is str and _is_plain(value):  # the commonest: one bare address
+        return AddressList((value,), has_group=False, rewritten=None)
+    value = unfold(value)
+    if not isinstance(value, BaseHeader) and _SIMPLE_LIST.fullmatch(value):
+        simple = [m[1] or m[2] for m in _SIMPLE_MAILBOX.finditer(value)]
+        if len(simple) == value.count("@"):
+            checked = tuple(validate_address(a, name)[0] for a in simple)
+            return AddressList(checked, has_group=False, rewritten=None)
     header: object = value
     if not isinstance(value, AddressHeader):
         try:
