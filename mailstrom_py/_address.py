@@ -132,10 +132,8 @@ def validate_address(address: str, field: str) -> tuple[str, bool]:
     Raises:
         InvalidMessageError: *address* is not one valid addr-spec.
     """
-    if isinstance(address, str) and _ASCII_ADDRESS.fullmatch(address):
-        local_length = address.rindex("@")
-        if len(address) <= MAX_ADDRESS and local_length <= MAX_LOCAL_PART:
-            return address, False
+    if isinstance(address, str) and _is_plain(address):
+        return address, False
     local, domain = _split_address(address, field)
     addr_spec = f"{local}@{domain}"
     if len(addr_spec.encode()) > MAX_ADDRESS:
@@ -180,24 +178,26 @@ def read_envelope(
     """
     kept = []
     found: dict[str, AddressList] = {}
+    every_address: list[str] = []
     for name, value in headers:
         key, sent = name.lower(), value
         if key in _ADDRESS_HEADERS:
             found[key] = listed = read_address_header(name, value, factory)
+            every_address += listed.addresses
             sent = value if listed.rewritten is None else listed.rewritten
         if key not in _BLIND_HEADERS:
             kept.append((name, sent))
     sender = _envelope_sender(found, mail_from, allow_null_sender=allow_null_sender)
     recipients = _envelope_recipients(found, rcpt_to)
-    header_addresses = "".join(a for listed in found.values() for a in listed.addresses)
-    every_address = sender + "".join(recipients) + header_addresses
-    return Envelope(sender, recipients, not every_address.isascii(), tuple(kept))
+    every_address += [sender, *recipients]
+    smtputf8 = not "".join(every_address).isascii()
+    return Envelope(sender, recipients, smtputf8, tuple(kept))
 
 
 def unfold(value: Any) -> Any:
     """Undo the folding of raw header text; header objects are already unfolded."""
     if isinstance(value, str) and not isinstance(value, BaseHeader):
-        return _FOLDING.sub("", value)
+        return _FOLDING.sub("", value) if "\n" in value or "\r" in value else value
     return value
 
 
@@ -208,11 +208,13 @@ def read_address_header(name: str, value: Any, factory: HeaderRegistry) -> Addre
         InvalidMessageError: the header does not parse, the parser reports a defect
             other than obsolete syntax, or an address fails :func:`validate_address`.
     """
-    value = unfold(value)
     # Only raw text: a header object's str() is decoded, and a decoded display name
     # may look like an address.
+    if type(value) is str and _is_plain(value):  # the commonest: one bare address
+        return AddressList((value,), has_group=False, rewritten=None)
+    value = unfold(value)
     if not isinstance(value, BaseHeader) and _SIMPLE_LIST.fullmatch(value):
-        simple = [m.group(1) or m.group(2) for m in _SIMPLE_MAILBOX.finditer(value)]
+        simple = [m[1] or m[2] for m in _SIMPLE_MAILBOX.finditer(value)]
         if len(simple) == value.count("@"):
             checked = tuple(validate_address(a, name)[0] for a in simple)
             return AddressList(checked, has_group=False, rewritten=None)
@@ -242,6 +244,18 @@ def read_address_header(name: str, value: Any, factory: HeaderRegistry) -> Addre
         rewritten = factory(name, groups)
     has_group = any(group.display_name is not None for group in header.groups)
     return AddressList(tuple(addresses), has_group, rewritten)
+
+
+def _is_plain(address: str) -> bool:
+    """Whether *address* is an ASCII dot-atom addr-spec within the RFC 5321 limits.
+
+    Such an address is valid, and :func:`validate_address` keeps it as it is.
+    """
+    return (
+        _ASCII_ADDRESS.fullmatch(address) is not None
+        and len(address) <= MAX_ADDRESS
+        and address.rindex("@") <= MAX_LOCAL_PART
+    )
 
 
 def _envelope_sender(
@@ -277,10 +291,16 @@ def _envelope_recipients(
     if isinstance(rcpt_to, str):
         raise InvalidMessageError("must be a list of addresses, not a str", "rcpt_to")
     if rcpt_to is None:
-        headers = [found[key] for key in ("to", "cc", "bcc") if key in found]
-        candidates = [address for listed in headers for address in listed.addresses]
+        candidates = [
+            address
+            for key in ("to", "cc", "bcc")
+            if key in found
+            for address in found[key].addresses
+        ]
     else:
         candidates = [validate_address(address, "rcpt_to")[0] for address in rcpt_to]
+    if len(candidates) == 1:
+        return (candidates[0],)
     unique: dict[str, str] = {}
     for address in candidates:
         local, _, domain = address.rpartition("@")

@@ -85,10 +85,7 @@ def prepare_clean(
         return None
     if b"\r" not in data:
         data = data.replace(b"\n", b"\r\n")
-    crlf = data.count(b"\r\n")
-    if data.count(b"\r") != crlf or data.count(b"\n") != crlf:
-        return None
-    if len(data) > MAX_LINE and max(map(len, data.split(b"\r\n"))) > MAX_LINE:
+    if not _plain_lines(data):
         return None
     split = data.find(b"\r\n\r\n")
     if split < 0:
@@ -113,8 +110,10 @@ def prepare_clean(
         )
     except InvalidMessageError:
         return None
-    head = "".join(f"{name}: {value}\r\n" for name, value in headers)
-    if not head.isascii() or max(map(len, head.split("\r\n"))) > MAX_LINE:
+    head = "".join([f"{name}: {value}\r\n" for name, value in headers])
+    if not head.isascii():
+        return None
+    if len(head) > MAX_LINE and max(map(len, head.split("\r\n"))) > MAX_LINE:
         return None
     body = data[split + 4 :]
     if body and not body.endswith(b"\r\n"):
@@ -122,30 +121,50 @@ def prepare_clean(
     return Clean(msg_id, envelope, head.encode("ascii") + b"\r\n" + body)
 
 
+def _plain_lines(data: bytes) -> bool:
+    """Return whether every line of *data* ends in CRLF and is at most 998 octets.
+
+    The last line may lack its line end. One split at every kind of line end
+    serves both checks: CRLF is the only two-octet line end, so the line ends
+    are all CRLF exactly when they took two octets each.
+    """
+    lengths = list(map(len, data.splitlines()))
+    ends = len(lengths) if data.endswith((b"\r", b"\n")) else len(lengths) - 1
+    if len(data) - sum(lengths) != 2 * ends:
+        return False
+    return not lengths or max(lengths) <= MAX_LINE
+
+
 def _read_fields(block: str) -> list[tuple[str, str]] | None:
     """Split a CRLF header block into fields; ``None`` unless every one is plain."""
     fields = split_header_block(block)
     if fields is None:
         return None
-    seen = set()
-    for name, value in fields:
-        key = name.lower()
-        if "=?" in value or "*=" in value:
+    # Most blocks hold no "=?" or "*=" at all; only those are searched field by field.
+    if ("=?" in block or "*=" in block) and any(
+        "=?" in value or "*=" in value for _, value in fields
+    ):
+        return None
+    keys = [name.lower() for name, _ in fields]
+    if len(set(keys)) != len(keys):
+        single = [key for key in keys if key in _SINGLE]
+        if len(set(single)) != len(single):
             return None
-        if key in _SINGLE:
-            if key in seen:
-                return None
-            seen.add(key)
-        # Text lines end in CRLF whatever they ended in, so the full preparation
-        # keeps the octets of a text part (RFC 2045 §5.1) and so does this.
-        if key == "content-type" and not is_text_type(value):
+    # Text lines end in CRLF whatever they ended in, so the full preparation keeps
+    # the octets of a text part (RFC 2045 §5.1) and so does this.
+    if "content-type" in keys:
+        content_type = fields[keys.index("content-type")][1]
+        if not is_text_type(content_type):
             return None
-        if key == "content-transfer-encoding" and not _ENCODING.fullmatch(
-            unfold(value)
-        ):
+    if "content-transfer-encoding" in keys:
+        encoding = fields[keys.index("content-transfer-encoding")][1]
+        if not _ENCODING.fullmatch(unfold(encoding)):
             return None
-        # The full preparation rebuilds a field with a line this long, and folds it.
-        longest = max(map(len, value.split("\r\n"))) if "\r\n" in value else len(value)
-        if longest > MAX_LINE - len(name) - 2:
-            return None
+    # The full preparation rebuilds a field with a line this long, and folds it;
+    # a block of at most 998 octets cannot hold one.
+    if len(block) > MAX_LINE and any(
+        max(map(len, value.split("\r\n"))) > MAX_LINE - len(name) - 2
+        for name, value in fields
+    ):
+        return None
     return fields

@@ -7,8 +7,10 @@ checks and the completion of Date and Message-ID live here, once.
 
 from __future__ import annotations
 
+import functools
+import os
+import random
 import re
-import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -58,6 +60,13 @@ _TEXT_TYPE = re.compile(rf"[ \t]*(?i:text)/{_MIME_ATOM}[ \t]*(?:{_PARAMETER})*;?
 _ID_HEADERS = frozenset({"message-id", "in-reply-to", "references"})
 _ID_TEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+"
 _MSG_ID = re.compile(rf"<{_ID_TEXT}@(?:{_ID_TEXT}|\[[!-Z^-~]*\])>")
+# Generated id-lefts: 128 bits from a generator of this module's own, seeded from
+# os.urandom and seeded again in a forked child, so no two processes share a
+# sequence. Not os.urandom itself: it gives up the GIL, and winning it back
+# behind busy delivery threads costs the caller a switch interval.
+_IDS = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_IDS.seed)
 
 
 def split_header_block(block: str) -> list[tuple[str, str]] | None:
@@ -111,7 +120,8 @@ def complete_headers(
     """Add Date and Message-ID when missing; check and tidy the msg-id headers.
 
     A Message-ID is reduced to its one ``<id-left@id-right>``; In-Reply-To and
-    References are refolded at spaces. Other values are kept as they are.
+    References are refolded at spaces. Other values are kept as they are. A
+    generated Message-ID is 128 random bits in hex at *helo_name*'s A-label.
 
     Returns:
         The headers to send, and the message id without angle brackets.
@@ -120,35 +130,77 @@ def complete_headers(
         InvalidMessageError: the Message-ID header or *message_id* is not one
             ``id-left@id-right``, or *helo_name* is not a valid domain.
     """
-    headers = list(headers)
-    names = {name.lower() for name, _ in headers}
-    if "date" not in names:
+    completed: list[tuple[str, Any]] = []
+    msg_id = None
+    dated = False
+    for name, value in headers:
+        key = name.lower()
+        dated = dated or key == "date"
+        if key == "message-id":
+            checked = _checked_msg_id(name, value)
+            msg_id = checked if msg_id is None else msg_id
+            completed.append((name, checked))
+        elif key in _ID_HEADERS:
+            completed.append((name, _refolded(name, value)))
+        else:
+            completed.append((name, value))
+    if not dated:
         when = now if now is not None else datetime.now(UTC)
-        headers.append(("Date", format_datetime(when)))
-    if "message-id" not in names:
-        headers.append(("Message-ID", f"<{_new_message_id(message_id, helo_name)}>"))
-    headers = [(name, _id_header(name, value)) for name, value in headers]
-    msg_id = next(v for n, v in headers if n.lower() == "message-id").strip("<>")
-    return headers, msg_id
+        completed.append(("Date", _date_header(when)))
+    if msg_id is None:
+        msg_id = _new_message_id(message_id, helo_name)
+        completed.append(("Message-ID", msg_id))
+    return completed, msg_id.strip("<>")
+
+
+def _date_header(when: datetime) -> str:
+    """Return *when* as a Date header says it (RFC 5322 §3.3).
+
+    The same text as :func:`email.utils.format_datetime`: to the second, in the
+    datetime's own zone (``-0000`` when it has none).
+    """
+    if when.tzinfo is UTC:
+        return _utc_date(
+            (when.year, when.month, when.day, when.hour, when.minute, when.second)
+        )
+    return format_datetime(when)
+
+
+@functools.lru_cache(maxsize=4)
+def _utc_date(fields: tuple[int, int, int, int, int, int]) -> str:
+    # Formatting is most of the cost of completing the headers, and messages
+    # prepared within the same second share their Date.
+    return format_datetime(datetime(*fields, tzinfo=UTC))
 
 
 def _new_message_id(explicit: str | None, helo_name: str) -> str:
+    """Return ``<id-left@id-right>``: *explicit*, checked, or a new random one."""
     if explicit is None:
-        return f"{uuid.uuid4().hex}@{domain_to_ascii(helo_name, 'helo_name')}"
-    if not isinstance(explicit, str) or not _MSG_ID.fullmatch(f"<{explicit}>"):
+        explicit = f"{_IDS.getrandbits(128):032x}@{_id_right(helo_name)}"
+    match = _MSG_ID.fullmatch(f"<{explicit}>") if isinstance(explicit, str) else None
+    if match is None:
         raise InvalidMessageError(f"{explicit!r} is not id-left@id-right", "message_id")
-    return explicit
+    return match.group()
 
 
-def _id_header(name: str, value: Any) -> Any:
-    """Return a checked Message-ID, or In-Reply-To and References folded at spaces."""
-    if name.lower() == "message-id":
-        match = _MSG_ID.fullmatch(str(unfold(value)).strip())
-        if not match:
-            shown = str(value)[:80]
-            raise InvalidMessageError(f"{shown!r} is not one <id-left@id-right>", name)
-        return match.group()
-    if name.lower() not in _ID_HEADERS or not str(value).isascii():
+@functools.lru_cache(maxsize=8)
+def _id_right(helo_name: str) -> str:
+    # A mailer sends every message with the same HELO name.
+    return domain_to_ascii(helo_name, "helo_name")
+
+
+def _checked_msg_id(name: str, value: Any) -> str:
+    """Return the one ``<id-left@id-right>`` of a Message-ID header."""
+    match = _MSG_ID.fullmatch(str(unfold(value)).strip())
+    if not match:
+        shown = str(value)[:80]
+        raise InvalidMessageError(f"{shown!r} is not one <id-left@id-right>", name)
+    return match.group()
+
+
+def _refolded(name: str, value: Any) -> Any:
+    """Return In-Reply-To or References folded at spaces (ASCII text only)."""
+    if not str(value).isascii():
         return value
     words = str(unfold(value)).split()
     lines = [" ".join(words[:1])]

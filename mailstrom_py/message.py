@@ -113,10 +113,10 @@ def prepare_email(
         TypeError: *message* is not a message, bytes or str.
     """
     given: object = rcpt_to
-    if isinstance(given, Iterator):
+    if given is not None and isinstance(given, Iterator):
         rcpt_to = tuple(given)  # read once, though both ways may read it
     factory = _CachingHeaderRegistry()
-    if isinstance(message, bytes | bytearray | str):
+    if isinstance(message, (bytes, bytearray, str)):
         clean = prepare_clean(
             message,
             factory,

@@ -79,7 +79,7 @@ def fast_is_taken(message: bytes | str, **kw: Any) -> bool:
 
 
 def same_id(fast: Outcome, full: Outcome) -> Outcome:
-    """Give *fast* the id *full* generated, when both generated one (uuid4)."""
+    """Give *fast* the id *full* generated, when both generated a random one."""
     if not isinstance(fast, PreparedEmail) or not isinstance(full, PreparedEmail):
         return fast
     ids = fast.message_id, full.message_id

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import base64
 import copy
+import os
 import re
-from datetime import UTC, datetime
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta, timezone
 from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
+from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import example, given
@@ -187,14 +192,69 @@ class TestBcc:
         assert b"r@example.org" not in prepared.data
 
 
+FORK_AND_GENERATE = """
+import os
+from mailstrom_py.message import prepare_email
+
+def generated_id():
+    message = b"From: a@example.org\\r\\nTo: b@example.org\\r\\n\\r\\nhi\\r\\n"
+    return prepare_email(message, helo_name="mx.example.org").message_id
+
+read_end, write_end = os.pipe()
+child = os.fork()
+if child == 0:
+    os.write(write_end, generated_id().encode())
+    os._exit(0)
+os.waitpid(child, 0)
+print(generated_id(), os.read(read_end, 200).decode())
+"""
+
+
 class TestDateAndMessageId:
     def test_missing_date_and_message_id_are_added(self) -> None:
-        """Date comes from now; Message-ID is a uuid4 hex at the HELO name."""
+        """Date comes from now; Message-ID is 128 random bits in hex at the HELO name."""
         prepared = prepare(raw(*HEADERS))
         parsed = reparse(prepared.data)
         assert parsed["Date"] == "Mon, 06 May 2024 07:08:09 +0000"
         assert re.fullmatch(r"[0-9a-f]{32}@mx\.example\.org", prepared.message_id)
         assert parsed["Message-ID"] == f"<{prepared.message_id}>"
+
+    @pytest.mark.parametrize(
+        "when",
+        [
+            NOW,
+            NOW.replace(microsecond=999_999),
+            NOW + timedelta(seconds=1),
+            NOW + timedelta(days=366, hours=17),
+            NOW.astimezone(timezone(timedelta(hours=-5))),
+            NOW.astimezone(timezone(timedelta(hours=5, minutes=30))),
+            NOW.astimezone(timezone(timedelta(0))),
+            NOW.replace(tzinfo=None),
+        ],
+        ids=str,
+    )
+    def test_date_is_now_to_the_second_in_its_own_zone(self, when: datetime) -> None:
+        """A Date added one call after another follows *now* across seconds and zones."""
+        for moment in (NOW, when, NOW, when):
+            prepared = prepare(raw(*HEADERS), now=moment)
+            expected = f"Date: {format_datetime(moment)}\r\n".encode()
+            assert expected in prepared.data
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+    def test_a_forked_child_generates_ids_of_its_own(self) -> None:
+        """After fork(), parent and child never draw the same Message-IDs."""
+        # In a process of its own: fork() beside the test session's threads warns.
+        run = subprocess.run(
+            [sys.executable, "-c", FORK_AND_GENERATE],
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        parent, child = run.stdout.split()
+        assert re.fullmatch(r"[0-9a-f]{32}@mx\.example\.org", child)
+        assert child != parent
 
     def test_existing_date_and_message_id_are_kept(self) -> None:
         """A message that has both keeps them, and the id loses its brackets."""
