@@ -81,7 +81,6 @@ class Mailstrom:
         )
         self._closed = False
         self._lock = threading.Lock()
-        self._ids = random.Random()
 
     @property
     def config(self) -> Config:
@@ -235,10 +234,6 @@ class Mailstrom:
             rcpt_to=rcpt_to,
             allow_8bit=self._config.allow_8bit,
             now=datetime.fromtimestamp(now, UTC),
-            # Drawn here rather than from uuid4(): os.urandom gives up the GIL,
-            # and winning it back behind busy delivery threads costs the caller
-            # milliseconds. 128 bits from a generator seeded from os.urandom.
-            message_id=f"{self._ids.getrandbits(128):032x}@{self._config.helo_name}",
         )
         return self._finish(with_tls_options(prepared, require_tls=require_tls))
 
