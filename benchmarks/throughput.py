@@ -227,7 +227,7 @@ def wait_until_delivered(mailer: Mailstrom, last: str) -> None:
     while mailer.count_messages(QueueFilter(completed=False)):
         if time.monotonic() > deadline:
             raise SystemExit("messages still pending after 300 seconds")
-        time.sleep(0.005)
+        time.sleep(0.02)
 
 
 Variant = Callable[[int], Result]

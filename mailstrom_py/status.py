@@ -7,9 +7,10 @@ epoch (``time.time()``), as floats, so they store and compare cheaply.
 from __future__ import annotations
 
 import enum
-import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Generic, Self, TypeVar, overload
 
 __all__ = [
     "DeliveryResult",
@@ -18,6 +19,8 @@ __all__ = [
     "Remote",
     "SmtpReply",
 ]
+
+_T = TypeVar("_T")
 
 # RFC 3463 §2: class.subject.detail, the class being 2, 4 or 5.
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|$)")
@@ -133,7 +136,35 @@ class RecipientStatus:
     @property
     def completed(self) -> bool:
         """True once the recipient is ``DELIVERED`` or ``FAILED``."""
-        return self.result.completed
+        result = self.result
+        return result is DeliveryResult.DELIVERED or result is DeliveryResult.FAILED
+
+
+class _derived(Generic[_T]):  # noqa: N801 (used as a decorator, like property)
+    """A value computed from a frozen instance on first use and kept in its
+    ``__dict__``, where later look-ups find it without calling back here.
+
+    Unlike ``functools.cached_property`` on Python 3.11 it takes no lock: two
+    threads racing to compute a value of a frozen instance compute the same one.
+    """
+
+    def __init__(self, compute: Callable[[Any], _T]) -> None:
+        self._compute = compute
+        self._name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> Self: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> _T: ...
+
+    def __get__(self, instance: object, owner: type | None = None) -> Self | _T:
+        if instance is None:
+            return self
+        value = self._compute(instance)
+        instance.__dict__[self._name] = value
+        return value
 
 
 @dataclass(frozen=True)
@@ -155,27 +186,27 @@ class MessageStatus:
     created_at: float
     held: bool = False
 
-    @functools.cached_property
+    @_derived
     def completed(self) -> bool:
         """True when every recipient is ``DELIVERED`` or ``FAILED``."""
         return all(r.completed for r in self.recipients)
 
-    @functools.cached_property
+    @_derived
     def succeeded(self) -> bool:
         """True when every recipient is ``DELIVERED``."""
         return all(r.result is DeliveryResult.DELIVERED for r in self.recipients)
 
-    @functools.cached_property
+    @_derived
     def pending(self) -> tuple[RecipientStatus, ...]:
         """The recipients still ``QUEUED`` or ``DEFERRED``."""
         return tuple(r for r in self.recipients if not r.completed)
 
-    @functools.cached_property
+    @_derived
     def attempts(self) -> int:
         """The number of attempts made for the message (the most of any recipient)."""
         return max((r.attempts for r in self.recipients), default=0)
 
-    @functools.cached_property
+    @_derived
     def next_attempt_at(self) -> float | None:
         """When the message is next due: the earliest of its pending recipients."""
         due = [r.next_attempt_at for r in self.pending if r.next_attempt_at is not None]
