@@ -9,7 +9,10 @@ recipient measures, end to end (first send to last recipient delivered):
 * mailstrom_py with SqliteStorage at its default durability (FULL), then with
   send_emails() batches, from four caller threads at once (as a web
   application's request threads would), and with synchronous=NORMAL, to show
-  what the disk sync on the caller's path costs.
+  what the disk sync on the caller's path costs;
+* with ``--postfix``, as the "hand it to the local MTA" reference: a private
+  Postfix instance (needs root; see _postfix.py) relaying to the sink, fed by
+  smtplib over four reused connections from four threads.
 
 It prints messages per second, the ratio to the baseline, client CPU time per
 message, the median and p99 time of ``send_email()`` on the caller's thread,
@@ -18,8 +21,10 @@ Only loopback addresses are used.
 
     python benchmarks/throughput.py --messages 10000
     python benchmarks/throughput.py --only 1,2   # the baseline and two variants
+    python benchmarks/throughput.py --postfix    # every variant and Postfix
 
-Variants are numbered from 0 (the baseline) in the order they are printed.
+Variants are numbered from 0 (the baseline) in the order they are printed;
+Postfix is the last one and runs only when asked for (``--postfix`` or ``--only``).
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _postfix import PostfixUnavailable, PrivatePostfix
 
 from mailstrom_py import (
     Config,
@@ -74,6 +81,10 @@ sys.stdin.read()
 c.stop()
 print(Sink.count, flush=True)
 """
+
+
+class VariantSkipped(Exception):
+    """Raised when a variant cannot run on this machine; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +134,21 @@ class Sink:
             )
             assert self.proc.stdout is not None
             assert self.proc.stdout.readline().strip() == "ready"
+
+    def wait_for(self, messages: int, stall_s: float = 30) -> int:
+        """Wait until a live smtp-sink has received ``messages`` messages, or until
+        its count has not moved for ``stall_s`` seconds; return the count."""
+        assert self.kind == "smtp-sink"
+        received, moved = 0, time.monotonic()
+        while received < messages and time.monotonic() - moved < stall_s:
+            time.sleep(0.005)
+            # pread leaves alone the file offset smtp-sink shares and writes at.
+            size = os.fstat(self.log.fileno()).st_size
+            tail = os.pread(self.log.fileno(), 256, max(size - 256, 0))
+            counts = re.findall(rb"mesg=(\d+)\r", tail)
+            if counts and int(counts[-1]) > received:
+                received, moved = int(counts[-1]), time.monotonic()
+        return received
 
     def count(self) -> int:
         """Stop the sink and return how many messages it accepted."""
@@ -230,57 +256,102 @@ def wait_until_delivered(mailer: Mailstrom, last: str) -> None:
         time.sleep(0.02)
 
 
-Variant = Callable[[int], Result]
+def run_postfix(sink: Sink, messages: list[bytes], connections: int = 4) -> Result:
+    """A private Postfix relaying to the sink, fed by smtplib from ``connections``
+    threads, each over its own reused connection; timed from the first submission
+    until the sink has counted every message. Postfix's own CPU time is not in
+    the result's, which is the submitting threads' only.
+
+    Raises:
+        VariantSkipped: when Postfix cannot run here.
+    """
+    if sink.kind != "smtp-sink":
+        raise VariantSkipped("needs smtp-sink as the sink, to count while it runs")
+    shares = [messages[n::connections] for n in range(connections)]
+    failures: list[BaseException] = []
+
+    def submit(port: int, share: list[bytes]) -> None:
+        try:
+            with smtplib.SMTP(
+                LOOPBACK, port, local_hostname="bench.test", timeout=30
+            ) as smtp:
+                for raw in share:
+                    smtp.sendmail("bench@example.test", ["sink@example.test"], raw)
+        except (OSError, smtplib.SMTPException) as exc:
+            failures.append(exc)
+
+    postfix = PrivatePostfix(relay_port=sink.port)
+    try:
+        postfix.start()
+    except PostfixUnavailable as exc:
+        raise VariantSkipped(str(exc)) from exc
+    try:
+        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        submitters = [
+            threading.Thread(target=submit, args=(postfix.port, share))
+            for share in shares
+        ]
+        for submitter in submitters:
+            submitter.start()
+        for submitter in submitters:
+            submitter.join()
+        received = 0 if failures else sink.wait_for(len(messages))
+        elapsed = time.perf_counter() - t0
+        cpu = cpu_seconds() - cpu0
+        if failures or received != len(messages):
+            failure = f"{failures[0]}; " if failures else ""
+            raise SystemExit(
+                f"Postfix: {failure}sink received {received} of {len(messages)}; "
+                f"its log ends:\n{postfix.log_tail()}"
+            )
+    finally:
+        postfix.stop()
+    return Result(
+        f"Postfix relaying (smtplib, {connections} connections)",
+        len(messages),
+        elapsed,
+        cpu,
+    )
+
+
+Variant = Callable[[Sink], Result]
+
+#: The number of the Postfix variant, which runs only when asked for.
+POSTFIX = 6
 
 
 def variants(messages: list[bytes], threads: int, tmp: Path) -> list[Variant]:
-    """The variants to measure, each taking the sink's port."""
+    """The variants to measure, each taking the sink."""
 
-    def sqlite(port: int, **options: str) -> Storage:
-        return SqliteStorage(str(tmp / f"bench-{port}.db"), **options)  # type: ignore[arg-type]
+    def sqlite(sink: Sink, **options: str) -> Storage:
+        return SqliteStorage(str(tmp / f"bench-{sink.port}.db"), **options)  # type: ignore[arg-type]
+
+    def mailstrom(
+        name: str, storage: Callable[[Sink], Storage], **options: int
+    ) -> Variant:
+        return lambda sink: run_mailstrom(
+            name, sink.port, messages, storage(sink), threads, **options
+        )
 
     return [
-        lambda port: run_naive(port, messages),
-        lambda port: run_mailstrom(
-            "mailstrom_py, MemoryStorage", port, messages, MemoryStorage(), threads
-        ),
-        lambda port: run_mailstrom(
-            "mailstrom_py, SqliteStorage (default)",
-            port,
-            messages,
-            sqlite(port),
-            threads,
-        ),
-        lambda port: run_mailstrom(
-            "  ... send_emails() batches of 100",
-            port,
-            messages,
-            sqlite(port),
-            threads,
-            batch=100,
-        ),
-        lambda port: run_mailstrom(
-            "  ... from 4 caller threads",
-            port,
-            messages,
-            sqlite(port),
-            threads,
-            callers=4,
-        ),
-        lambda port: run_mailstrom(
+        lambda sink: run_naive(sink.port, messages),
+        mailstrom("mailstrom_py, MemoryStorage", lambda _: MemoryStorage()),
+        mailstrom("mailstrom_py, SqliteStorage (default)", sqlite),
+        mailstrom("  ... send_emails() batches of 100", sqlite, batch=100),
+        mailstrom("  ... from 4 caller threads", sqlite, callers=4),
+        mailstrom(
             "  ... synchronous=NORMAL",
-            port,
-            messages,
-            sqlite(port, synchronous="NORMAL"),
-            threads,
+            lambda sink: sqlite(sink, synchronous="NORMAL"),
         ),
+        lambda sink: run_postfix(sink, messages),
     ]
 
 
 def report(results: list[Result]) -> None:
     base = results[0].rate
+    width = max(40, *(len(r.name) for r in results))
     header = (
-        f"{'variant':<40} {'msgs/s':>8} {'x naive':>8} {'CPU us/msg':>11} "
+        f"{'variant':<{width}} {'msgs/s':>8} {'x naive':>8} {'CPU us/msg':>11} "
         f"{'send p50 us':>12} {'send p99 us':>12}"
     )
     print(header)
@@ -292,7 +363,7 @@ def report(results: list[Result]) -> None:
             p50 = f"{statistics.median(ordered) * 1e6:.0f}"
             p99 = f"{ordered[max(int(len(ordered) * 0.99) - 1, 0)] * 1e6:.0f}"
         print(
-            f"{r.name:<40} {r.rate:>8.0f} {r.rate / base:>8.2f} "
+            f"{r.name:<{width}} {r.rate:>8.0f} {r.rate / base:>8.2f} "
             f"{r.cpu / r.messages * 1e6:>11.0f} {p50:>12} {p99:>12}"
         )
 
@@ -310,7 +381,16 @@ def main() -> int:
         type=lambda text: {int(n) for n in text.split(",")},
         help="comma-separated variant numbers to run (0 is the baseline, always run)",
     )
+    parser.add_argument(
+        "--postfix",
+        action="store_true",
+        help=f"also run variant {POSTFIX}: a private Postfix relaying to the sink "
+        "(needs root and Postfix; skipped with the reason otherwise)",
+    )
     args = parser.parse_args()
+    chosen = args.only or set(range(1, POSTFIX))
+    if args.postfix:
+        chosen |= {POSTFIX}
     kind = args.sink
     if kind == "auto":
         kind = "smtp-sink" if shutil.which("smtp-sink") else "aiosmtpd"
@@ -321,13 +401,17 @@ def main() -> int:
         f"{args.threads} delivery threads\n"
     )
     results = []
+    skipped = []
     with tempfile.TemporaryDirectory() as tmp:
         for number, variant in enumerate(variants(messages, args.threads, Path(tmp))):
-            if number and args.only and number not in args.only:
+            if number and number not in chosen:
                 continue
             sink = Sink(kind)
             try:
-                result = variant(sink.port)
+                result = variant(sink)
+            except VariantSkipped as exc:
+                skipped.append(f"variant {number} skipped: {exc}")
+                continue
             finally:
                 received = sink.count()
             if received != result.messages:
@@ -338,6 +422,10 @@ def main() -> int:
             results.append(result)
     report(results)
     print("\nEvery sink received exactly the number of messages sent.")
+    if any(r.name.startswith("Postfix") for r in results):
+        print("Postfix's CPU column is its submitters' only, not Postfix's own.")
+    for line in skipped:
+        print(line)
     return 0
 
 
