@@ -13,6 +13,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 
 from ..errors import StorageError
@@ -32,6 +33,9 @@ _MAX_GROUP = 16
 
 _STRICTNESS = {"NORMAL": 0, "FULL": 1}
 
+# The longest a background write lets callers' writes go before it, in seconds.
+_POLITE_FOR = 0.05
+
 
 class _Group:
     """Writes sharing one transaction, and what became of its commit."""
@@ -39,6 +43,7 @@ class _Group:
     def __init__(self, level: str) -> None:
         self.level = level
         self.members = 0
+        self.waited_for = False  # a caller (not background work) is a member
         self.committed = threading.Event()
         self.error: sqlite3.Error | None = None
 
@@ -63,8 +68,9 @@ class Database:
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
         self._write_lock = threading.Lock()
-        self._queue_lock = threading.Lock()
-        self._queued = 0  # threads waiting for _write_lock
+        self._queue = threading.Condition(threading.Lock())
+        self._queued = 0  # threads waiting for _write_lock, under _queue
+        self._urgent = 0  # of them, those not in the background
         self._group: _Group | None = None  # the open transaction, under _write_lock
         self._pool_lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []
@@ -73,7 +79,7 @@ class Database:
 
     @contextlib.contextmanager
     def writing(
-        self, action: str, *, synchronous: str | None = None
+        self, action: str, *, synchronous: str | None = None, background: bool = False
     ) -> Iterator[sqlite3.Connection]:
         """Run the body as a write, and return once that write is committed.
 
@@ -83,14 +89,16 @@ class Database:
         commit (group commit: one disk sync for the group, at the strictest
         level among them); each body runs in a savepoint of its own, so an
         exception from the body undoes that body's writes alone and propagates.
-        ``synchronous`` sets the level of the commit for this write.
+        ``synchronous`` sets the level of the commit for this write. A
+        ``background`` write (the worker's bookkeeping) lets the others (a
+        caller's ``send_email()``, waiting for it) go first.
 
         Raises:
             StorageError: SQLite failed while doing ``action``, or the commit of
                 the group failed; nothing of this write was kept.
         """
         level = synchronous or self._synchronous
-        conn, group = self._begin_turn(action, level)
+        conn, group = self._begin_turn(action, level, background)
         try:
             yield conn
         except BaseException as exc:
@@ -207,14 +215,23 @@ class Database:
 
     # -- writing --------------------------------------------------------------------
 
-    def _begin_turn(self, action: str, level: str) -> tuple[sqlite3.Connection, _Group]:
+    def _begin_turn(
+        self, action: str, level: str, background: bool
+    ) -> tuple[sqlite3.Connection, _Group]:
         """Take the writer, join the open transaction or begin one, and open a
         savepoint for this write. On failure the writer is free again."""
-        with self._queue_lock:
-            self._queued += 1
-        self._write_lock.acquire()
-        with self._queue_lock:
-            self._queued -= 1
+        if background:
+            self._take_writer_politely()
+        else:
+            with self._queue:
+                self._urgent += 1
+                self._queued += 1
+            self._write_lock.acquire()
+            with self._queue:
+                self._queued -= 1
+                self._urgent -= 1
+                if not self._urgent:
+                    self._queue.notify_all()
         try:
             conn = self._writer
             if conn is None:
@@ -235,6 +252,7 @@ class Database:
                     raise
                 self._group = group
             group.members += 1
+            group.waited_for |= not background
             try:
                 conn.execute("SAVEPOINT write")
             except sqlite3.Error as exc:
@@ -247,6 +265,23 @@ class Database:
             self._write_lock.release()
             raise
         return conn, group
+
+    def _take_writer_politely(self) -> None:
+        """Acquire the writer for background work, letting callers' writes
+        waiting for it go first, for a while: a steady stream of them must not
+        stop deliveries from being recorded."""
+        deadline = time.monotonic() + _POLITE_FOR
+        while True:
+            with self._queue:
+                while self._urgent and (left := deadline - time.monotonic()) > 0:
+                    self._queue.wait(left)
+                self._queued += 1
+            self._write_lock.acquire()
+            with self._queue:
+                self._queued -= 1
+                if not self._urgent or time.monotonic() >= deadline:
+                    return
+            self._write_lock.release()
 
     def _end_turn(
         self, conn: sqlite3.Connection, group: _Group, *, failed: bool
@@ -262,7 +297,10 @@ class Database:
                 # Some errors roll the whole transaction back, savepoints and all.
                 self._fail(conn, group, exc)
                 return
-            if self._queued and group.members < _MAX_GROUP:
+            # A caller's write waits for background work only to share its
+            # disk sync with other callers, not to carry the bookkeeping.
+            queued = self._urgent if group.waited_for else self._queued
+            if queued and group.members < _MAX_GROUP:
                 return
             self._commit(conn, group)
         finally:

@@ -223,7 +223,7 @@ class SqliteStorage(Storage):
         self, message_id: str, now: float, retry_at: float
     ) -> MessageStatus | None:
         with self._db.writing(
-            "claim a message", synchronous=self._attempt_synchronous
+            "claim a message", synchronous=self._attempt_synchronous, background=True
         ) as conn:
             claimed = _sqlite_attempts.begin_attempts(
                 conn, [message_id], now, lambda _: retry_at
@@ -237,7 +237,7 @@ class SqliteStorage(Storage):
         retry_at: Callable[[MessageStatus], float],
     ) -> list[Claim]:
         with self._db.writing(
-            "claim messages", synchronous=self._attempt_synchronous
+            "claim messages", synchronous=self._attempt_synchronous, background=True
         ) as conn:
             return _sqlite_attempts.claim(conn, message_ids, now, retry_at)
 
@@ -253,7 +253,7 @@ class SqliteStorage(Storage):
         self, records: Sequence[tuple[str, Sequence[RecipientStatus]]]
     ) -> list[MessageStatus | None]:
         with self._db.writing(
-            "record attempts", synchronous=self._attempt_synchronous
+            "record attempts", synchronous=self._attempt_synchronous, background=True
         ) as conn:
             return _sqlite_attempts.record(conn, records)
 
