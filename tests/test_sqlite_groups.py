@@ -170,3 +170,74 @@ class TestConcurrentSenders:
         pin.close()
         assert commits < 320
         storage.close()
+
+
+def background(database: Database, body: Callable[[sqlite3.Connection], None]) -> None:
+    with database.writing(
+        "test bookkeeping", synchronous="NORMAL", background=True
+    ) as c:
+        body(c)
+
+
+class TestCallersFirst:
+    def test_a_caller_waiting_goes_before_background_work(
+        self, database: Database
+    ) -> None:
+        """Bookkeeping queued behind other bookkeeping lets a caller's write that
+        came later go first."""
+        order: list[str] = []
+        inside, go = threading.Event(), threading.Event()
+
+        def noting(
+            name: str, then: Callable[[], None] = lambda: None
+        ) -> Callable[..., None]:
+            return insert(f"test-{name}", lambda: (order.append(name), then()))
+
+        first = threading.Thread(
+            target=background,
+            args=(database, noting("bg1", lambda: (inside.set(), go.wait(10)))),
+        )
+        first.start()
+        inside.wait(10)
+        later = threading.Thread(target=background, args=(database, noting("bg2")))
+        later.start()
+        queued_behind(database, 1)
+        caller = threading.Thread(target=write, args=(database, noting("caller")))
+        caller.start()
+        queued_behind(database, 2)
+        go.set()
+        for t in (first, later, caller):
+            t.join(10)
+        assert order == ["bg1", "caller", "bg2"]
+        assert rows(database) == ["test-bg1", "test-bg2", "test-caller"]
+        database.close()
+
+    def test_a_caller_does_not_wait_for_background_work_queued_behind_it(
+        self, database: Database
+    ) -> None:
+        """A caller's write commits at once rather than carry the bookkeeping
+        queued behind it into its commit."""
+        inside, go, caller_done = (
+            threading.Event(),
+            threading.Event(),
+            threading.Event(),
+        )
+
+        def caller_write() -> None:
+            write(database, insert("test-caller", lambda: (inside.set(), go.wait(10))))
+            caller_done.set()
+
+        caller = threading.Thread(target=caller_write)
+        caller.start()
+        inside.wait(10)
+        bookkeeping = threading.Thread(
+            target=background,
+            args=(database, insert("test-bg", lambda: caller_done.wait(10))),
+        )
+        bookkeeping.start()
+        queued_behind(database, 1)
+        go.set()
+        assert caller_done.wait(5), "the caller waited for the bookkeeping"
+        bookkeeping.join(10)
+        assert rows(database) == ["test-bg", "test-caller"]
+        database.close()
