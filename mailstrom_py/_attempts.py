@@ -6,7 +6,6 @@ the worker decides when and where attempts run, this module what one does.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
 import threading
@@ -180,9 +179,10 @@ def _apply(
             else:
                 next_at = retry_at
         updates.append(
-            dataclasses.replace(
-                current,
+            RecipientStatus(
+                address=current.address,
                 result=result,
+                attempts=current.attempts,
                 last_reply=outcome.reply,
                 status_code=code,
                 detail=detail,

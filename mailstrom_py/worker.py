@@ -340,7 +340,10 @@ class Worker:
         # A wall clock set back would otherwise put off the next refill by as
         # much as it jumped.
         if not self._next_refill - self._refill_interval <= now < self._next_refill:
-            self._refill(now)
+            if self._room() > 0:
+                self._refill(now)
+            else:  # the delivery threads have work enough; look again later
+                self._next_refill = now + self._refill_interval
         room = self._room()
         while self._heap and self._heap[0][0] <= now:
             due, message_id = self._heap[0]

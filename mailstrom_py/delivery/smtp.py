@@ -289,7 +289,10 @@ class SmtpSession(SmtpLink):
             )
             return
         # RFC 5321 §4.5.2: a line that starts with "." gets one more.
-        payload = _LEADING_DOT.sub(b"..", email.data) + b".\r\n"
+        data = email.data
+        if data.startswith(b".") or b"\n." in data:
+            data = _LEADING_DOT.sub(b"..", data)
+        payload = data + b".\r\n"
         self._held = _Held(email.message_id, payload, accepted, outcomes)
         if not pipelined:
             self._flush()
