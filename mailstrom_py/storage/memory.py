@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import itertools
 import threading
 from collections.abc import Callable, Sequence
@@ -127,9 +126,11 @@ class MemoryStorage(Storage):
 
     def due(self, until: float, limit: int) -> list[tuple[float, str]]:
         with self._lock:
-            return heapq.nsmallest(
-                limit, ((due, i) for i, due in self._due.items() if due <= until)
-            )
+            found = [(due, i) for i, due in self._due.items() if due <= until]
+        # A sort in C beats heapq.nsmallest's loop in Python for a large limit.
+        found.sort()
+        del found[limit:]
+        return found
 
     def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
         with self._lock:
