@@ -325,7 +325,7 @@ class SmtpLink:
         if "auth" not in self._smtp.esmtp_features:
             raise SessionFailure(f"{where(self.remote)} does not offer AUTH", "4.7.0")
         try:
-            self._sock().settimeout(self._timeouts.greeting)
+            self._timeout(self._timeouts.greeting)
             self._smtp.login(username, password)
         except smtplib.SMTPAuthenticationError as exc:
             reply = SmtpReply.parse(exc.smtp_code, exc.smtp_error)
@@ -349,7 +349,7 @@ class SmtpLink:
         if not self._alive:
             raise ConnectionLost("connection already closed")
         try:
-            self._sock().settimeout(timeout)
+            self._timeout(timeout)
             self._smtp.putcmd(line)
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()
@@ -369,7 +369,7 @@ class SmtpLink:
                 raise ValueError(f"line break in an SMTP command: {line!r}")
         commands = "".join(f"{line}\r\n" for line in lines)
         try:
-            self._sock().settimeout(timeout)
+            self._timeout(timeout)
             self._smtp.send(before + commands.encode(self._smtp.command_encoding))
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()
@@ -381,7 +381,7 @@ class SmtpLink:
 
     def _reply(self, timeout: float) -> SmtpReply:
         try:
-            self._sock().settimeout(timeout)
+            self._timeout(timeout)
             code, text = self._smtp.getreply()
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()
@@ -391,6 +391,14 @@ class SmtpLink:
             # RFC 5321 §3.8: the server is closing the channel.
             self._drop()
         return reply
+
+    def _timeout(self, seconds: float) -> None:
+        """Bound the next socket operations to ``seconds`` each."""
+        sock = self._sock()
+        # Each settimeout() is a system call that gives up the GIL, and
+        # winning it back behind busy threads costs more than the call.
+        if sock.gettimeout() != seconds:
+            sock.settimeout(seconds)
 
     def _sock(self) -> socket.socket:
         sock = self._smtp.sock

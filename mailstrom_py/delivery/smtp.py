@@ -303,7 +303,7 @@ class SmtpSession(SmtpLink):
         if held is None:
             return
         try:
-            self._sock().settimeout(self._timeouts.data_block)
+            self._timeout(self._timeouts.data_block)
             self._smtp.send(held.payload)
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()
