@@ -87,8 +87,9 @@ class Database:
         so only another process can make them wait (up to the busy timeout).
         Writes that queue up behind one another share a transaction and its
         commit (group commit: one disk sync for the group, at the strictest
-        level among them); each body runs in a savepoint of its own, so an
-        exception from the body undoes that body's writes alone and propagates.
+        level among them); a body that joins another's transaction runs in a
+        savepoint of its own, so an exception from any body undoes that body's
+        writes alone and propagates.
         ``synchronous`` sets the level of the commit for this write. A
         ``background`` write (the worker's bookkeeping) lets the others (a
         caller's ``send_email()``, waiting for it) go first.
@@ -98,15 +99,15 @@ class Database:
                 the group failed; nothing of this write was kept.
         """
         level = synchronous or self._synchronous
-        conn, group = self._begin_turn(action, level, background)
+        conn, group, joined = self._begin_turn(action, level, background)
         try:
             yield conn
         except BaseException as exc:
-            self._end_turn(conn, group, failed=True)
+            self._end_turn(conn, group, joined=joined, failed=True)
             if isinstance(exc, sqlite3.Error):
                 raise wrap_error(exc, action) from exc
             raise
-        self._end_turn(conn, group, failed=False)
+        self._end_turn(conn, group, joined=joined, failed=False)
         group.committed.wait()
         if group.error is not None:
             raise wrap_error(group.error, action) from group.error
@@ -217,9 +218,10 @@ class Database:
 
     def _begin_turn(
         self, action: str, level: str, background: bool
-    ) -> tuple[sqlite3.Connection, _Group]:
-        """Take the writer, join the open transaction or begin one, and open a
-        savepoint for this write. On failure the writer is free again."""
+    ) -> tuple[sqlite3.Connection, _Group, bool]:
+        """Take the writer, and begin a transaction or join the open one in a
+        savepoint of its own (then the flag returned is true). On failure the
+        writer is free again."""
         if background:
             self._take_writer_politely()
         else:
@@ -251,20 +253,22 @@ class Database:
                     _restore_level(conn, self._synchronous)
                     raise
                 self._group = group
+            joined = group.members > 0
             group.members += 1
             group.waited_for |= not background
-            try:
-                conn.execute("SAVEPOINT write")
-            except sqlite3.Error as exc:
-                self._fail(conn, group, exc)
-                raise
+            if joined:
+                try:
+                    conn.execute("SAVEPOINT write")
+                except sqlite3.Error as exc:
+                    self._fail(conn, group, exc)
+                    raise
         except sqlite3.Error as exc:
             self._write_lock.release()
             raise wrap_error(exc, action) from exc
         except BaseException:
             self._write_lock.release()
             raise
-        return conn, group
+        return conn, group, joined
 
     def _take_writer_politely(self) -> None:
         """Acquire the writer for background work, letting callers' writes
@@ -284,15 +288,21 @@ class Database:
             self._write_lock.release()
 
     def _end_turn(
-        self, conn: sqlite3.Connection, group: _Group, *, failed: bool
+        self, conn: sqlite3.Connection, group: _Group, *, joined: bool, failed: bool
     ) -> None:
-        """Close this write's savepoint, then leave the transaction open for a
-        writer queued behind, or commit it; the writer is free again after."""
+        """Close this write's savepoint, if it joined, then leave the transaction
+        open for a writer queued behind, or commit it; the writer is free again
+        after."""
         try:
+            if failed and not joined:
+                # The first write of a transaction is alone in it: undo it all.
+                self._fail(conn, group, None)
+                return
             try:
-                if failed:
-                    conn.execute("ROLLBACK TO write")
-                conn.execute("RELEASE write")
+                if joined:
+                    if failed:
+                        conn.execute("ROLLBACK TO write")
+                    conn.execute("RELEASE write")
             except sqlite3.Error as exc:
                 # Some errors roll the whole transaction back, savepoints and all.
                 self._fail(conn, group, exc)
@@ -321,9 +331,10 @@ class Database:
             group.committed.set()
 
     def _fail(
-        self, conn: sqlite3.Connection, group: _Group, exc: sqlite3.Error
+        self, conn: sqlite3.Connection, group: _Group, exc: sqlite3.Error | None
     ) -> None:
-        """Roll ``group``'s transaction back and wake its writers with ``exc``."""
+        """Roll ``group``'s transaction back and wake its writers with ``exc``
+        (None: it held only the write that failed, and nobody waits)."""
         self._group = None
         _rollback(conn)
         if group.level != self._synchronous:
