@@ -7,6 +7,7 @@ epoch (``time.time()``), as floats, so they store and compare cheaply.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,6 +67,12 @@ class SmtpReply:
 
         An enhanced status code is recognised only when it opens the text.
         """
+        if cls is SmtpReply:
+            return _parse_reply(code, message)
+        return cls._parse(code, message)
+
+    @classmethod
+    def _parse(cls, code: int, message: bytes | str) -> SmtpReply:
         text = (
             message.decode("utf-8", "replace")
             if isinstance(message, bytes)
@@ -81,6 +88,11 @@ class SmtpReply:
             [str(self.code)] + ([self.enhanced] if self.enhanced else []) + [self.text]
         )
         return " ".join(p for p in parts if p)
+
+
+# Most replies repeat word for word ("250 2.1.5 Ok"), and a reply is a frozen
+# value, so one parse serves them all.
+_parse_reply = functools.lru_cache(maxsize=512)(SmtpReply._parse)
 
 
 @dataclass(frozen=True)

@@ -333,8 +333,10 @@ class Worker:
         self._next_refill = now + self._refill_interval
         room = self._max_scheduled - len(self._scheduled)
         if room > 0:
+            backlog = self._backlog
             for due, message_id in self._storage.due(self._next_refill, room):
-                self._schedule(due, message_id)
+                if message_id not in backlog:  # else its result reschedules it
+                    self._schedule(due, message_id)
 
     def _dispatch(self, now: float) -> None:
         # A wall clock set back would otherwise put off the next refill by as
