@@ -409,7 +409,10 @@ class Config:
         delivery: a :class:`RelayConfig` or a :class:`DirectConfig`.
         retry: when to retry and when to give up.
         timeouts: per-command SMTP timeouts.
-        delivery_threads: how many messages may be in delivery at once.
+        delivery_threads: how many delivery threads run; each takes a batch of
+            due messages at a time (up to 16) and delivers them one after another
+            over shared connections. Two to four suit a relay on a fast
+            network; more help where each server is slow to answer.
         allow_8bit: leave 8-bit text bodies 8-bit (sent with BODY=8BITMIME)
             instead of re-encoding them to 7-bit quoted-printable or base64.
         require_tls: never deliver over plaintext; a server without working TLS
