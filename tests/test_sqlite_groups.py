@@ -12,7 +12,7 @@ import pytest
 from support.emails import prepared_email
 from test_sqlite import commits_in_wal
 
-from mailstrom_py import DuplicateMessageError, QueueFilter, SqliteStorage
+from mailstrom_py import DuplicateMessageError, QueueFilter, SqliteStorage, StorageError
 from mailstrom_py.storage._sqlite_db import Database
 
 
@@ -240,4 +240,51 @@ class TestCallersFirst:
         assert caller_done.wait(5), "the caller waited for the bookkeeping"
         bookkeeping.join(10)
         assert rows(database) == ["test-bg", "test-caller"]
+        database.close()
+
+
+class TestFailedGroupCommit:
+    def test_every_writer_of_a_failed_commit_raises_and_nothing_is_kept(
+        self, database: Database
+    ) -> None:
+        """When the shared COMMIT fails, each write that shared it raises
+        StorageError and none of them is kept, whichever write caused it."""
+        # A deferred foreign key is checked at COMMIT: a way to make one fail.
+        database._writer.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
+        write(database, lambda c: c.execute("CREATE TABLE parent (id PRIMARY KEY)"))
+        write(
+            database,
+            lambda c: c.execute(
+                "CREATE TABLE child (parent REFERENCES parent (id)"
+                " DEFERRABLE INITIALLY DEFERRED)"
+            ),
+        )
+        inside, go = threading.Event(), threading.Event()
+        errors: list[str] = []
+
+        def catch(body: Callable[[sqlite3.Connection], None]) -> None:
+            try:
+                write(database, body)
+            except StorageError as exc:
+                errors.append(str(exc))
+
+        def orphan(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO child (parent) VALUES (42)")
+            inside.set()
+            go.wait(10)
+
+        first = threading.Thread(target=catch, args=(orphan,))
+        first.start()
+        inside.wait(10)
+        second = threading.Thread(target=catch, args=(insert("test-innocent"),))
+        second.start()
+        queued_behind(database, 1)
+        go.set()
+        first.join(10)
+        second.join(10)
+        assert len(errors) == 2
+        assert all("FOREIGN KEY" in e for e in errors), errors
+        assert rows(database) == []
+        write(database, insert("test-after"))  # the writer is usable again
+        assert rows(database) == ["test-after"]
         database.close()
