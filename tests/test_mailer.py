@@ -298,6 +298,29 @@ class TestBatches:
         assert Counting.claims == Counting.records == [BATCH] * (64 // BATCH)
         assert len(server.handler.messages) == 64
 
+    def test_each_message_of_a_batch_gets_its_own_outcomes(
+        self, server: SmtpServer
+    ) -> None:
+        """Messages delivered together keep separate results: per recipient the
+        reply it got, retries scheduled only for the deferred."""
+        to = ["ok@example.test", "t4busy@example.test", "p5gone@example.test"]
+        mailer = Mailstrom(config_for(server, threads=1))
+        ids = [
+            mailer.send_email(message(to=to[n % 3], subject=f"n{n}")) for n in range(30)
+        ]
+        with mailer:
+            statuses = [mailer.wait(i, timeout=30) for i in ids]
+        for n, status in enumerate(statuses):
+            [r] = status.recipients
+            expected = [
+                (DeliveryResult.DELIVERED, "2.0.0"),
+                (DeliveryResult.DEFERRED, "4.2.0"),
+                (DeliveryResult.FAILED, "5.1.1"),
+            ][n % 3]
+            assert (r.result, r.status_code, r.attempts) == (*expected, 1), n
+            assert (r.next_attempt_at is not None) == (n % 3 == 1)
+        assert len(server.handler.messages) == 10
+
     def test_stop_leaves_mail_not_yet_begun_due_in_storage(self) -> None:
         """Messages still waiting for a delivery thread at stop() are untouched:
         queued, no attempt counted, and delivered by the next worker."""
