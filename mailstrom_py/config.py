@@ -6,17 +6,14 @@ misconfigured mailer fails when the application starts, not at its first deliver
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
-import math
-import os
-import re
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from ._dkimkey import DkimPrivateKey, load_private_key
+from ._checks import _check_count, _check_hostname, _check_port, _check_timeout
+from ._mailpolicy import DkimAlgorithm, DkimConfig, DsnPolicy
 from .errors import ConfigError
 from .retry import RetryPolicy
 
@@ -35,38 +32,8 @@ __all__ = [
 ]
 
 TlsMode = Literal["starttls", "implicit", "none"]
-DkimAlgorithm = Literal["rsa-sha256", "ed25519-sha256"]
 
 _DEFAULT_PORTS: dict[str, int] = {"starttls": 587, "implicit": 465, "none": 25}
-_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-_LITERAL = re.compile(r"^\[[0-9A-Fa-f:.]+\]$|^\[IPv6:[0-9A-Fa-f:.]+\]$")
-
-
-def _check_hostname(value: object, name: str, *, allow_literal: bool) -> None:
-    if not isinstance(value, str) or not value:
-        raise ConfigError("must be a non-empty host name", name)
-    if allow_literal and _LITERAL.match(value):
-        return
-    labels = value.rstrip(".").split(".")
-    if len(value) > 253 or not all(_LABEL.match(label) for label in labels):
-        raise ConfigError(f"{value!r} is not a valid host name", name)
-
-
-def _check_timeout(value: object, name: str) -> None:
-    if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise ConfigError(
-            f"must be a finite number of seconds > 0, not {value!r}", name
-        )
-
-
-def _check_count(value: object, name: str, *, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"must be an integer >= {minimum}, not {value!r}", name)
-
-
-def _check_port(value: object, name: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
-        raise ConfigError(f"must be a TCP port (1-65535), not {value!r}", name)
 
 
 @dataclass(frozen=True)
@@ -290,113 +257,6 @@ class DirectConfig:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
-
-
-@dataclass(frozen=True)
-class DkimConfig:
-    """One DKIM signing key (RFC 6376) for the mail of one domain.
-
-    The key is read and checked when the value is built, so a bad key fails when
-    the application starts rather than at its first message. Give several to
-    :class:`Config` to sign with RSA and Ed25519 side by side (RFC 8463), or to
-    sign for several domains.
-
-    Attributes:
-        domain: the signing domain (``d=``), in ASCII (A-label) form; lower-cased.
-        selector: the selector (``s=``): the public key is published as a TXT
-            record at ``<selector>._domainkey.<domain>``.
-        private_key: the private key as PEM bytes, or the path of a PEM file (a
-            ``str`` is always a path). Never shown by ``repr()``.
-        algorithm: ``"rsa-sha256"`` (RSA keys of at least 1024 bits; 2048 is
-            recommended) or ``"ed25519-sha256"`` (RFC 8463; needs PyNaCl).
-        key: the loaded private key, a ``cryptography`` key object; never shown
-            by ``repr()``.
-
-    Raises:
-        ConfigError: the domain or selector is not a DNS name; the algorithm is
-            ``rsa-sha1`` (RFC 8301 forbids signing with it) or unknown; the key
-            cannot be read or parsed, is encrypted, does not fit the algorithm, or
-            is an RSA key under 1024 bits; Ed25519 is asked for and PyNaCl is not
-            installed. No message quotes the key, nor the path given.
-    """
-
-    domain: str
-    selector: str
-    private_key: bytes | str | os.PathLike[str] = field(repr=False)
-    algorithm: DkimAlgorithm = "rsa-sha256"
-    key: DkimPrivateKey = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        _check_hostname(self.domain, "domain", allow_literal=False)
-        _check_hostname(self.selector, "selector", allow_literal=False)
-        object.__setattr__(self, "domain", self.domain.rstrip(".").lower())
-        algorithm: object = self.algorithm
-        if algorithm == "rsa-sha1":
-            raise ConfigError(
-                "rsa-sha1 must not be used for signing (RFC 8301); use rsa-sha256",
-                "algorithm",
-            )
-        if algorithm not in ("rsa-sha256", "ed25519-sha256"):
-            raise ConfigError(
-                f"must be 'rsa-sha256' or 'ed25519-sha256', not {algorithm!r}",
-                "algorithm",
-            )
-        # dkimpy signs Ed25519 through PyNaCl, an optional dependency of its own.
-        if algorithm == "ed25519-sha256" and importlib.util.find_spec("nacl") is None:
-            raise ConfigError(
-                "ed25519-sha256 signing needs PyNaCl, which is not installed "
-                "(pip install pynacl)",
-                "algorithm",
-            )
-        object.__setattr__(
-            self, "key", load_private_key(self.private_key, self.algorithm)
-        )
-
-
-@dataclass(frozen=True)
-class DsnPolicy:
-    """When a mailer reports back to senders (RFC 3464 delivery status notifications).
-
-    A report goes to the message's envelope sender from the null reverse-path,
-    through the mailer's own queue. A message whose sender is null (a report
-    itself) never gets one, so reports cannot loop.
-
-    Attributes:
-        on_failure: report recipients that end ``FAILED``; the recipients of one
-            message that fail in the same attempt share one report.
-        delay_after: report a recipient still ``DEFERRED`` after an attempt made
-            this many seconds after the message was stored (as Postfix's
-            ``delay_warning_time``); ``None`` never does.
-        delay_after_attempts: report a recipient still ``DEFERRED`` after this many
-            attempts (mox reports after its fifth); ``None`` never does.
-
-    A "delayed" report goes at most once per recipient: with the attempt that
-    first crosses one of the two thresholds.
-
-    Raises:
-        ConfigError: a threshold is out of range.
-    """
-
-    on_failure: bool = True
-    delay_after: float | None = None
-    delay_after_attempts: int | None = None
-
-    def __post_init__(self) -> None:
-        after = self.delay_after
-        if after is not None and not (
-            isinstance(after, int | float) and math.isfinite(after) and after >= 0
-        ):
-            raise ConfigError(
-                f"must be a finite number of seconds >= 0, not {after!r}",
-                "delay_after",
-            )
-        count = self.delay_after_attempts
-        if count is not None and (
-            not isinstance(count, int) or isinstance(count, bool) or count < 1
-        ):
-            raise ConfigError(
-                f"must be an integer >= 1, not {count!r}", "delay_after_attempts"
-            )
 
 
 @dataclass(frozen=True)

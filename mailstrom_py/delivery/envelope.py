@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from ..message import PreparedEmail
 from ..requiretls import REQUIRETLS_FAILED, requiretls_refusal
 from ..status import Remote
-from .link import parse_int
+from .failure import parse_int
 
 __all__ = ["MailCommand", "Unsendable", "mail_command"]
 

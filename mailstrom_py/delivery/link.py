@@ -15,65 +15,11 @@ from typing import Self
 
 from ..config import Timeouts
 from ..status import Remote, SmtpReply
+from .failure import ConnectionLost, SessionFailure, where, why
 
-__all__ = [
-    "ConnectionLost",
-    "SessionFailure",
-    "SmtpClient",
-    "SmtpLink",
-    "StaleSessionError",
-    "parse_int",
-    "where",
-    "why",
-]
+__all__ = ["SmtpClient", "SmtpLink"]
 
 log = logging.getLogger(__name__)
-
-
-class SessionFailure(Exception):
-    """Raised when a session cannot be opened or goes down before a transaction.
-
-    Every recipient of the transaction shares the failure. ``status_code`` and the
-    optional ``reply`` say why; ``permanent`` is true only when the cause cannot
-    pass (never for connection or greeting trouble). ``connected`` is false when
-    no TCP connection was made (refused, unreachable, timed out), ``tls_failed``
-    true when the TLS handshake failed, and ``remote`` names the server when a
-    connection was made.
-    """
-
-    def __init__(
-        self,
-        detail: str,
-        status_code: str,
-        reply: SmtpReply | None = None,
-        *,
-        permanent: bool = False,
-        connected: bool = True,
-        tls_failed: bool = False,
-        remote: Remote | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.status_code = status_code
-        self.reply = reply
-        self.permanent = permanent
-        self.connected = connected
-        self.tls_failed = tls_failed
-        self.remote = remote
-
-
-class StaleSessionError(SessionFailure):
-    """Raised by :meth:`SmtpSession.send` when a kept connection turns out closed.
-
-    Nothing of the message was accepted: open a new session and send again.
-    """
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail, "4.4.2")
-
-
-class ConnectionLost(Exception):
-    """The connection failed (timeout, reset, EOF, garbage) in the middle of a step."""
 
 
 class SmtpClient(smtplib.SMTP):
@@ -433,26 +379,6 @@ def _peer(smtp: smtplib.SMTP, default: str) -> str:
         return str(smtp.sock.getpeername()[0]) if smtp.sock else default
     except OSError:
         return default
-
-
-def parse_int(text: str) -> int:
-    try:
-        return int(text.split(maxsplit=1)[0]) if text.strip() else 0
-    except ValueError:
-        return 0
-
-
-def where(remote: Remote) -> str:
-    if remote.host == remote.address:
-        return f"{remote.host}:{remote.port}"
-    return f"{remote.host}[{remote.address}]:{remote.port}"
-
-
-def why(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, TimeoutError | socket.timeout) or "timed out" in text:
-        return "timed out"
-    return text
 
 
 def _close(smtp: smtplib.SMTP) -> None:

@@ -23,15 +23,14 @@ from ..retry import classify_reply, status_code_for
 from ..status import DeliveryResult, Remote, SmtpReply
 from .base import Item, Outcome
 from .envelope import Unsendable, mail_command
-from .link import (
+from .failure import (
     ConnectionLost,
     SessionFailure,
-    SmtpClient,
-    SmtpLink,
     StaleSessionError,
     where,
     why,
 )
+from .link import SmtpClient, SmtpLink
 
 __all__ = ["SessionFailure", "SmtpSession", "StaleSessionError"]
 
