@@ -52,9 +52,10 @@ def with_tls_options(email: PreparedEmail, *, require_tls: bool) -> PreparedEmai
             "send it with require_tls=True",
             HEADER,
         )
-    return replace(
-        email, require_tls=require_tls, tls_optional=bool(values) and not require_tls
-    )
+    tls_optional = bool(values) and not require_tls
+    if email.require_tls is require_tls and email.tls_optional is tls_optional:
+        return email
+    return replace(email, require_tls=require_tls, tls_optional=tls_optional)
 
 
 def requiretls_refusal(

@@ -342,20 +342,18 @@ def attempt_begun(status: MessageStatus, now: float, retry_at: float) -> Message
     """Return ``status`` with an attempt begun at ``now``, as
     :meth:`Storage.begin_attempt` records it: every pending recipient counts one
     more attempt, made at ``now``, and is next due at ``retry_at``."""
-    return dataclasses.replace(
-        status,
-        recipients=tuple(
-            r
-            if r.completed
-            else dataclasses.replace(
-                r,
-                attempts=r.attempts + 1,
-                last_attempt_at=now,
-                next_attempt_at=retry_at,
-            )
-            for r in status.recipients
-        ),
+    recipients = tuple(
+        r
+        if r.completed
+        else dataclasses.replace(
+            r,
+            attempts=r.attempts + 1,
+            last_attempt_at=now,
+            next_attempt_at=retry_at,
+        )
+        for r in status.recipients
     )
+    return MessageStatus(status.message_id, recipients, status.created_at, status.held)
 
 
 def merge_recipients(
@@ -374,7 +372,9 @@ def merge_recipients(
             merged.append(current)
         else:
             merged.append(update)
-    return dataclasses.replace(status, recipients=tuple(merged))
+    return MessageStatus(
+        status.message_id, tuple(merged), status.created_at, status.held
+    )
 
 
 def wrap_error(exc: Exception, action: str) -> StorageError:
