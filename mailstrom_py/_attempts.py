@@ -21,6 +21,7 @@ from .storage.base import Claim, Storage
 
 __all__ = ["Attempts"]
 
+# Outcomes are logged under the worker's name, where users configure them.
 log = logging.getLogger("mailstrom_py.worker")
 
 
