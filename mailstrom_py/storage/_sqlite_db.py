@@ -228,12 +228,14 @@ class Database:
             with self._queue:
                 self._urgent += 1
                 self._queued += 1
-            self._write_lock.acquire()
-            with self._queue:
-                self._queued -= 1
-                self._urgent -= 1
-                if not self._urgent:
-                    self._queue.notify_all()
+            try:
+                self._write_lock.acquire()
+            finally:
+                with self._queue:
+                    self._queued -= 1
+                    self._urgent -= 1
+                    if not self._urgent:
+                        self._queue.notify_all()
         try:
             conn = self._writer
             if conn is None:
@@ -280,11 +282,14 @@ class Database:
                 while self._urgent and (left := deadline - time.monotonic()) > 0:
                     self._queue.wait(left)
                 self._queued += 1
-            self._write_lock.acquire()
-            with self._queue:
-                self._queued -= 1
-                if not self._urgent or time.monotonic() >= deadline:
-                    return
+            try:
+                self._write_lock.acquire()
+            finally:
+                with self._queue:
+                    self._queued -= 1
+                    yielding = self._urgent and time.monotonic() < deadline
+            if not yielding:
+                return
             self._write_lock.release()
 
     def _end_turn(
