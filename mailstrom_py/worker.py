@@ -177,8 +177,9 @@ class Worker:
     def notify(self, message_id: str) -> None:
         """Tell the worker that ``message_id`` is stored and due now. Thread-safe."""
         # Straight to the delivery threads when there is room: the scheduler
-        # need not wake for mail that is due at once.
-        if not self._backlog.offer(message_id):
+        # need not wake for mail that is due at once. Before start() the
+        # scheduler's first look at storage will find what does not fit.
+        if not self._backlog.offer(message_id) and self._scheduler is not None:
             self._commands.put(_Send(message_id))
 
     def run_once(self, now: float | None = None) -> int:

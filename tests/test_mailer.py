@@ -5,10 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
 import pytest
+from support.emails import prepared_email
 from support.smtpd import RecordingHandler, SmtpServer
 
 from mailstrom_py import (
@@ -27,7 +29,7 @@ from mailstrom_py import (
     WorkerError,
 )
 from mailstrom_py.delivery import Outcome, RelayTransport
-from mailstrom_py.worker import BATCH
+from mailstrom_py.worker import BATCH, Worker
 
 
 def config_for(server: SmtpServer, threads: int = 4) -> Config:
@@ -320,6 +322,34 @@ class TestBatches:
             assert (r.result, r.status_code, r.attempts) == (*expected, 1), n
             assert (r.next_attempt_at is not None) == (n % 3 == 1)
         assert len(server.handler.messages) == 10
+
+    def test_more_mail_than_the_backlog_holds_before_start_is_all_sent(
+        self, server: SmtpServer
+    ) -> None:
+        """Mail notified before start() beyond what the backlog and timetable
+        hold waits in storage, and start() finds every message."""
+        config = config_for(server, threads=2)
+        storage = MemoryStorage()
+        transport = RelayTransport(
+            config.delivery,  # type: ignore[arg-type]
+            helo_name=config.helo_name,
+            timeouts=config.timeouts,
+        )
+        worker = Worker(storage, transport, config.retry, threads=2, max_scheduled=5)
+        for n in range(24):
+            storage.add(prepared_email(n), now=time.time())
+            worker.notify(f"m{n}@example.test")
+        worker.start()
+        try:
+            for n in range(24):
+                status = worker.wait(
+                    f"m{n}@example.test", lambda s: s.completed, timeout=30
+                )
+                assert status.succeeded, n
+        finally:
+            worker.stop(timeout=10)
+            transport.close()
+        assert len(server.handler.messages) == 24
 
     def test_stop_leaves_mail_not_yet_begun_due_in_storage(self) -> None:
         """Messages still waiting for a delivery thread at stop() are untouched:
