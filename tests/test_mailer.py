@@ -11,6 +11,7 @@ from typing import ClassVar
 
 import pytest
 from support.emails import prepared_email
+from support.scripted import Conversation, ScriptedServerFactory, normal
 from support.smtpd import RecordingHandler, SmtpServer
 
 from mailstrom_py import (
@@ -191,6 +192,34 @@ class TestWorkerThread:
             assert handler.transactions == 1
             [received] = handler.messages
             assert received.rcpt_tos == ("a@example.test",)
+
+    def test_stop_does_not_wait_long_for_a_server_silent_at_quit(
+        self, scripted_server: ScriptedServerFactory
+    ) -> None:
+        """A kept connection whose server never answers QUIT holds stop() for
+        about two seconds, not for a full command timeout."""
+        release = threading.Event()
+
+        def silent_at_quit(conv: Conversation, line: str) -> str | None:
+            release.wait(60)
+            conv.close()
+            return None
+
+        server = scripted_server(normal(on_quit=silent_at_quit))
+        config = Config(
+            helo_name="client.example.test",
+            delivery=RelayConfig(host=server.host, port=server.port, tls="none"),
+            timeouts=Timeouts.uniform(30),
+        )
+        try:
+            mailer = Mailstrom(config)
+            mailer.start()
+            assert mailer.wait(mailer.send_email(message()), timeout=10).succeeded
+            started = time.monotonic()
+            assert mailer.stop(timeout=10)
+            assert time.monotonic() - started < 10
+        finally:
+            release.set()
 
     def test_a_failing_transport_defers_and_the_worker_lives_on(
         self, server: SmtpServer

@@ -201,11 +201,19 @@ class SmtpLink:
             self.close()
         return self._alive
 
-    def close(self) -> None:
-        """Say QUIT if the connection is up, then close it. Never raises."""
+    def close(self, *, quit_wait: float | None = None) -> None:
+        """Say QUIT if the connection is up, then close it. Never raises.
+
+        Args:
+            quit_wait: wait at most this many seconds for the reply to QUIT
+                (``Timeouts.quit`` at most, which is also the default).
+        """
         if self._alive:
+            wait = self._timeouts.quit
+            if quit_wait is not None:
+                wait = min(wait, quit_wait)
             try:
-                self._command("QUIT", self._timeouts.quit)
+                self._command("QUIT", wait)
             except ConnectionLost:
                 pass
             self._alive = False

@@ -11,6 +11,9 @@ from .smtp import SmtpSession
 
 __all__ = ["SessionPool"]
 
+# Seconds to wait for a QUIT reply from each idle session when the pool closes.
+_SHUTDOWN_QUIT_WAIT = 2.0
+
 
 @dataclass
 class _Idle:
@@ -97,4 +100,6 @@ class SessionPool:
             idle = [i.session for stack in self._idle.values() for i in stack]
             self._idle.clear()
         for session in idle:
-            session.close()
+            # Shutting down: a server slow to answer QUIT must not hold up
+            # stop() for a full command timeout per session.
+            session.close(quit_wait=_SHUTDOWN_QUIT_WAIT)
