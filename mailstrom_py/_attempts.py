@@ -11,7 +11,7 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 
-from .delivery.base import Outcome, Transport
+from .delivery.base import BatchTransport, Outcome, Transport
 from .dsn import DsnReporter
 from .errors import StorageError
 from .message import PreparedEmail
@@ -113,10 +113,10 @@ class Attempts:
     def _deliver(self, claims: Sequence[Claim]) -> list[list[Outcome]]:
         """Deliver each claimed message to its pending recipients."""
         batch = [(c.email, [r.address for r in c.status.pending]) for c in claims]
-        deliver_many = getattr(self._transport, "deliver_many", None)
-        if deliver_many is not None and len(batch) > 1:
+        transport = self._transport
+        if len(batch) > 1 and isinstance(transport, BatchTransport):
             try:
-                return list(deliver_many(batch))
+                return transport.deliver_many(batch)
             except Exception as exc:
                 log.exception("delivery of a batch raised; deferring it")
                 return [_internal_error(recipients, exc) for _, recipients in batch]
