@@ -225,17 +225,7 @@ class Database:
         if background:
             self._take_writer_politely()
         else:
-            with self._queue:
-                self._urgent += 1
-                self._queued += 1
-            try:
-                self._write_lock.acquire()
-            finally:
-                with self._queue:
-                    self._queued -= 1
-                    self._urgent -= 1
-                    if not self._urgent:
-                        self._queue.notify_all()
+            self._acquire_writer(urgent=True)
         try:
             conn = self._writer
             if conn is None:
@@ -281,16 +271,27 @@ class Database:
             with self._queue:
                 while self._urgent and (left := deadline - time.monotonic()) > 0:
                     self._queue.wait(left)
-                self._queued += 1
-            try:
-                self._write_lock.acquire()
-            finally:
-                with self._queue:
-                    self._queued -= 1
-                    yielding = self._urgent and time.monotonic() < deadline
-            if not yielding:
+            callers_wait = self._acquire_writer(urgent=False)
+            if not callers_wait or time.monotonic() >= deadline:
                 return
             self._write_lock.release()
+
+    def _acquire_writer(self, *, urgent: bool) -> bool:
+        """Acquire the writer, counted among the queued (and the urgent) while
+        waiting for it; return whether callers' writes are waiting for it now."""
+        with self._queue:
+            self._queued += 1
+            self._urgent += urgent
+        try:
+            self._write_lock.acquire()
+        finally:
+            with self._queue:
+                self._queued -= 1
+                self._urgent -= urgent
+                if urgent and not self._urgent:
+                    self._queue.notify_all()
+                callers_wait = self._urgent > 0
+        return callers_wait
 
     def _end_turn(
         self, conn: sqlite3.Connection, group: _Group, *, joined: bool, failed: bool
