@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -25,6 +26,7 @@ from mailstrom_py import (
     PreparedEmail,
     RelayConfig,
     RetryPolicy,
+    SqliteStorage,
     StorageError,
     Timeouts,
     WorkerError,
@@ -273,11 +275,20 @@ class TestWorkerThread:
         with Mailstrom(config_for(server)) as mailer, pytest.raises(WorkerError):
             mailer.run_once()
 
-    def test_many_threads_sending_at_once(self, server: SmtpServer) -> None:
-        """H11: 16 threads x 100 sends: unique ids, each delivered exactly once."""
+    @pytest.mark.parametrize("backend", ["memory", "sqlite"])
+    def test_many_threads_sending_at_once(
+        self, server: SmtpServer, backend: str, tmp_path: Path
+    ) -> None:
+        """H11: 16 threads x 100 sends: unique ids, each delivered exactly once
+        (SQLite at NORMAL, to keep the run short)."""
+        storage = (
+            MemoryStorage()
+            if backend == "memory"
+            else SqliteStorage(tmp_path / "outbox.db", synchronous="NORMAL")
+        )
         ids: list[str] = []
         lock = threading.Lock()
-        with Mailstrom(config_for(server)) as mailer:
+        with Mailstrom(config_for(server), storage) as mailer:
 
             def send_many(k: int) -> None:
                 mine = [
@@ -291,7 +302,7 @@ class TestWorkerThread:
                 t.start()
             for t in threads:
                 t.join()
-            statuses = [mailer.wait(i, timeout=60) for i in ids]
+            statuses = [mailer.wait(i, timeout=120) for i in ids]
         assert len(set(ids)) == 1600
         assert all(s.succeeded for s in statuses)
         subjects = [

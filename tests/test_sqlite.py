@@ -499,34 +499,6 @@ class TestThreads:
         first.close()
         second.close()
 
-    def test_many_threads_sending_at_once(self, db: Path) -> None:
-        """H11: 16 threads x 100 sends on SQLite: unique ids, each delivered exactly once."""
-        ids: list[str] = []
-        lock = threading.Lock()
-        with (
-            SmtpServer() as server,
-            Mailstrom(config_for(server), SqliteStorage(db, synchronous="NORMAL")) as m,
-        ):
-
-            def send_many(k: int) -> None:
-                mine = [m.send_email(message(f"{k}-{n}")) for n in range(100)]
-                with lock:
-                    ids.extend(mine)
-
-            threads = [threading.Thread(target=send_many, args=(k,)) for k in range(16)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            statuses = [m.wait(i, timeout=120) for i in ids]
-            subjects = [
-                r.data.split(b"Subject: ")[1].split(b"\r\n")[0]
-                for r in server.handler.messages
-            ]
-        assert len(set(ids)) == 1600
-        assert all(s.succeeded for s in statuses)
-        assert len(subjects) == len(set(subjects)) == 1600
-
 
 ADD_IN_CHILD = """
 import sys
