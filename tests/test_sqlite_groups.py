@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from support.emails import prepared_email
-from test_sqlite import commits_in_wal
+from support.walfile import commits_in_wal
 
 from mailstrom_py import DuplicateMessageError, QueueFilter, SqliteStorage, StorageError
 from mailstrom_py.storage._sqlite_db import Database
