@@ -9,7 +9,7 @@ import pytest
 
 from mailstrom_py import __version__
 from mailstrom_py.cli import main
-from mailstrom_py.demo import run_demo
+from mailstrom_py.cli.demo import run_demo
 
 
 def test_demo_ends_in_delivered_failed_and_deferred() -> None:

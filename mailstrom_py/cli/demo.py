@@ -12,10 +12,10 @@ from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any
 
-from .config import Config, RelayConfig, Timeouts
-from .core import Mailstrom
-from .retry import RetryPolicy
-from .status import MessageStatus
+from ..config import Config, RelayConfig, Timeouts
+from ..core import Mailstrom
+from ..retry import RetryPolicy
+from ..status import MessageStatus
 
 __all__ = ["run_demo"]
 
