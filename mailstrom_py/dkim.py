@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from ._address import domain_to_ascii, read_address_header
-from ._dkimkey import MIN_RSA_BITS
 from .config import DkimAlgorithm, DkimConfig
+from .config.dkimkey import MIN_RSA_BITS
 from .errors import ConfigError, InvalidMessageError
 from .message import PreparedEmail
 

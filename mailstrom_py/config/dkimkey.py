@@ -15,7 +15,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["MIN_RSA_BITS", "DkimPrivateKey", "load_private_key"]
 

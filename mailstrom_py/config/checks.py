@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _LITERAL = re.compile(r"^\[[0-9A-Fa-f:.]+\]$|^\[IPv6:[0-9A-Fa-f:.]+\]$")

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from ._checks import _check_count, _check_hostname, _check_port, _check_timeout
-from ._mailpolicy import DkimAlgorithm, DkimConfig, DsnPolicy
-from .errors import ConfigError
-from .retry import RetryPolicy
+from ..errors import ConfigError
+from ..retry import RetryPolicy
+from .checks import _check_count, _check_hostname, _check_port, _check_timeout
+from .policy import DkimAlgorithm, DkimConfig, DsnPolicy
 
 if TYPE_CHECKING:
     import dns.resolver

@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ._checks import _check_hostname
-from ._dkimkey import DkimPrivateKey, load_private_key
-from .errors import ConfigError
+from ..errors import ConfigError
+from .checks import _check_hostname
+from .dkimkey import DkimPrivateKey, load_private_key
 
 __all__ = ["DkimAlgorithm", "DkimConfig", "DsnPolicy"]
 
