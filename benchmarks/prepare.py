@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from throughput import build_message
 
-from mailstrom_py.message import (
+from mailstrom_py.message.prepare import (
     PreparedEmail,
     _CachingHeaderRegistry,
     _prepare_slow,

@@ -2,7 +2,6 @@
 
 from .config import Config, DirectConfig, DkimConfig, DsnPolicy, RelayConfig, Timeouts
 from .core import Mailstrom
-from .dsn import build_dsn
 from .errors import (
     ConfigError,
     DuplicateMessageError,
@@ -14,6 +13,7 @@ from .errors import (
     WorkerError,
 )
 from .message import PreparedEmail, prepare_email
+from .message.dsn import build_dsn
 from .retry import RetryPolicy
 from .status import DeliveryResult, MessageStatus, RecipientStatus, Remote, SmtpReply
 from .storage import Claim, MemoryStorage, QueueFilter, SqliteStorage, Storage

@@ -12,9 +12,9 @@ import threading
 from collections.abc import Callable, Sequence
 
 from .delivery.base import BatchTransport, Outcome, Transport
-from .dsn import DsnReporter
 from .errors import StorageError
 from .message import PreparedEmail
+from .message.dsn import DsnReporter
 from .retry import RetryPolicy
 from .status import DeliveryResult, MessageStatus, RecipientStatus
 from .storage.base import Claim, Storage

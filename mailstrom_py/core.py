@@ -13,11 +13,11 @@ from types import TracebackType
 
 from .config import Config
 from .delivery import Transport, build_transport
-from .dkim import DkimSigner
-from .dsn import DsnReporter
 from .errors import InvalidMessageError, MailerClosedError
 from .message import PreparedEmail, prepare_email
-from .requiretls import with_tls_options
+from .message.dkim import DkimSigner
+from .message.dsn import DsnReporter
+from .message.tls_options import with_tls_options
 from .status import DeliveryResult, MessageStatus
 from .storage import MemoryStorage, QueueFilter, Storage
 from .worker import Clock, Worker

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from ._attempts import Attempts
 from ._backlog import Backlog
 from .delivery.base import Transport
-from .dsn import DsnReporter
 from .errors import WorkerError
+from .message.dsn import DsnReporter
 from .retry import RetryPolicy
 from .status import MessageStatus
 from .storage.base import Storage

@@ -35,7 +35,7 @@ from mailstrom_py import (
     Timeouts,
     prepare_email,
 )
-from mailstrom_py.dkim import (
+from mailstrom_py.message.dkim import (
     DkimSigner,
     generate_key,
     txt_name,
@@ -283,7 +283,7 @@ class TestSignerChoice:
     ) -> None:
         """Mail from a domain with no key is sent unsigned; the first is logged."""
         mailer = mailer_for(server, [rsa_key])
-        with caplog.at_level(logging.WARNING, logger="mailstrom_py.dkim"):
+        with caplog.at_level(logging.WARNING, logger="mailstrom_py.message.dkim"):
             for _ in range(2):
                 mailer.send_email(raw_message("Hi.\r\n", sender="app@other.test"))
         mailer.run_once()

@@ -33,7 +33,7 @@ from mailstrom_py import (
     Timeouts,
     build_dsn,
 )
-from mailstrom_py.dkim import generate_key, txt_record
+from mailstrom_py.message.dkim import generate_key, txt_record
 
 NOW = 1_700_000_000.0
 SENDER = "sender@example.test"

@@ -1,8 +1,9 @@
 """The quick ways of preparing a message give exactly what the general ways give.
 
-Clean bytes and str skip the email package (mailstrom_py._fastpath); header objects
-that fit on their line skip the folding algorithm, and a single text part skips the
-second parse (mailstrom_py._serialise). Each is compared with the general way.
+Clean bytes and str skip the email package (mailstrom_py.message.fastpath); header
+objects that fit on their line skip the folding algorithm, and a single text part skips
+the second parse (mailstrom_py.message.serialise). Each is compared with the general
+way.
 """
 
 from __future__ import annotations
@@ -22,19 +23,19 @@ import pytest
 from hypothesis import event, example, given, reject, settings
 from hypothesis import strategies as st
 
-from mailstrom_py._fastpath import prepare_clean
-from mailstrom_py._serialise import (
-    FATAL_DEFECTS,
-    SMTP,
-    _fitting_line,
-    _single_text_part,
-)
 from mailstrom_py.errors import InvalidMessageError
-from mailstrom_py.message import (
+from mailstrom_py.message.fastpath import prepare_clean
+from mailstrom_py.message.prepare import (
     PreparedEmail,
     _CachingHeaderRegistry,
     _prepare_slow,
     prepare_email,
+)
+from mailstrom_py.message.serialise import (
+    FATAL_DEFECTS,
+    SMTP,
+    _fitting_line,
+    _single_text_part,
 )
 
 HELO = "mx.example.org"

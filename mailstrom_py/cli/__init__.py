@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from .. import __version__
-from ..dkim import generate_key, txt_record, write_key
 from ..errors import ConfigError, MessageNotFound, StorageError
+from ..message.dkim import generate_key, txt_record, write_key
 from ..status import DeliveryResult, MessageStatus
 from ..storage import QueueFilter, SqliteStorage
 from .demo import run_demo

@@ -2,7 +2,7 @@
 
 Kept apart from :mod:`mailstrom_py.config` (which checks keys when a
 :class:`~mailstrom_py.DkimConfig` is built) so that the key handling lives in one
-place; :mod:`mailstrom_py.dkim` turns the loaded keys into what dkimpy signs with.
+place; :mod:`.message.dkim` turns the loaded keys into what dkimpy signs with.
 """
 
 from __future__ import annotations

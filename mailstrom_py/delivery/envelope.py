@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..message import PreparedEmail
-from ..requiretls import REQUIRETLS_FAILED, requiretls_refusal
+from ..message.tls_options import REQUIRETLS_FAILED, requiretls_refusal
 from ..status import Remote
 from .failure import parse_int
 

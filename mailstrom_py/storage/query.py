@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._address import domain_to_ascii
 from ..errors import InvalidMessageError
+from ..message.address import domain_to_ascii
 from ..status import DeliveryResult, MessageStatus
 
 __all__ = ["QueueFilter", "fold_case"]

@@ -7,7 +7,7 @@ conversation is checked here, once, before the message is stored: strict address
 header injection (CVE-2024-6923 encoded newlines included), and a body of CRLF lines
 of at most 998 octets with no bare CR or LF (SMTP smuggling).
 
-Most messages given as bytes or str are already clean; :mod:`mailstrom_py._fastpath`
+Most messages given as bytes or str are already clean; :mod:`.fastpath`
 prepares those without the email package, with the same checks and exactly the same
 result. Everything else takes the full way here: parse (or copy), check, encode,
 serialise, and parse again to verify.
@@ -26,10 +26,11 @@ from email.parser import BytesParser, Parser
 from email.policy import EmailPolicy, compat32
 from typing import Any
 
-from ._address import read_envelope, unfold, validate_address
-from ._body import SURROGATE, encode_body
-from ._fastpath import prepare_clean
-from ._fields import (
+from ..errors import InvalidMessageError
+from .address import read_envelope, unfold, validate_address
+from .body import SURROGATE, encode_body
+from .fastpath import prepare_clean
+from .fields import (
     FIELD_NAME,
     FOLD_AT,
     MAX_LINE,
@@ -38,8 +39,7 @@ from ._fields import (
     complete_headers,
     reject_line_breaks,
 )
-from ._serialise import EMAIL_ERRORS, FATAL_DEFECTS, SMTP, serialise, verify
-from .errors import InvalidMessageError
+from .serialise import EMAIL_ERRORS, FATAL_DEFECTS, SMTP, serialise, verify
 
 __all__ = ["FOLD_AT", "MAX_LINE", "PreparedEmail", "prepare_email", "validate_address"]
 
@@ -164,7 +164,7 @@ def _prepare_slow(
     """Prepare any message with the email package: parse, check, encode, serialise.
 
     The reference behaviour of :func:`prepare_email`, which takes a faster way for
-    clean bytes or str (:mod:`mailstrom_py._fastpath`) with identical results.
+    clean bytes or str (:mod:`.fastpath`) with identical results.
     """
     # Raw headers go out as written; only header objects are folded (refolding raw
     # text can turn a msg-id into encoded words).

@@ -12,8 +12,8 @@ import binascii
 import re
 from email.message import Message
 
-from ._fields import MAX_LINE
-from .errors import InvalidMessageError
+from ..errors import InvalidMessageError
+from .fields import MAX_LINE
 
 __all__ = ["SURROGATE", "encode_body", "has_bare_line_end", "has_long_line"]
 

@@ -20,10 +20,10 @@ from email.parser import BytesParser
 from email.policy import SMTP
 from email.utils import format_datetime
 
-from .config import DsnPolicy
-from .errors import InvalidMessageError
-from .message import PreparedEmail, prepare_email
-from .status import DeliveryResult, MessageStatus, RecipientStatus
+from ..config import DsnPolicy
+from ..errors import InvalidMessageError
+from ..status import DeliveryResult, MessageStatus, RecipientStatus
+from .prepare import PreparedEmail, prepare_email
 
 __all__ = ["DsnReporter", "build_dsn"]
 

@@ -1,7 +1,7 @@
 """Header field rules that both ways of preparing a message share.
 
-The full preparation in :mod:`mailstrom_py.message` and the fast one in
-:mod:`mailstrom_py._fastpath` must give identical bytes: the limits, the header
+The full preparation in :mod:`mailstrom_py.message.prepare` and the fast one in
+:mod:`mailstrom_py.message.fastpath` must give identical bytes: the limits, the header
 checks and the completion of Date and Message-ID live here, once.
 """
 
@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
-from ._address import domain_to_ascii, unfold
-from .errors import InvalidMessageError
+from ..errors import InvalidMessageError
+from .address import domain_to_ascii, unfold
 
 __all__ = [
     "FIELD_NAME",

@@ -25,11 +25,11 @@ import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from ._address import domain_to_ascii, read_address_header
-from .config import DkimAlgorithm, DkimConfig
-from .config.dkimkey import MIN_RSA_BITS
-from .errors import ConfigError, InvalidMessageError
-from .message import PreparedEmail
+from ..config import DkimAlgorithm, DkimConfig
+from ..config.dkimkey import MIN_RSA_BITS
+from ..errors import ConfigError, InvalidMessageError
+from .address import domain_to_ascii, read_address_header
+from .prepare import PreparedEmail
 
 __all__ = [
     "DkimSigner",

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import HeaderRegistry
 
-from ._address import Envelope, read_envelope, unfold
-from ._fields import (
+from ..errors import InvalidMessageError
+from .address import Envelope, read_envelope, unfold
+from .fields import (
     MAX_LINE,
     SINGLE_HEADERS,
     SINGLE_MIME_HEADERS,
@@ -26,7 +27,6 @@ from ._fields import (
     is_text_type,
     split_header_block,
 )
-from .errors import InvalidMessageError
 
 __all__ = ["Clean", "prepare_clean"]
 

@@ -21,9 +21,9 @@ from email.parser import BytesParser
 from email.policy import EmailPolicy
 from typing import TYPE_CHECKING, Any
 
-from ._body import has_bare_line_end
-from ._fields import LINE_BREAKING, MAX_LINE, is_text_type, split_header_block
-from .errors import InvalidMessageError
+from ..errors import InvalidMessageError
+from .body import has_bare_line_end
+from .fields import LINE_BREAKING, MAX_LINE, is_text_type, split_header_block
 
 if TYPE_CHECKING:
     _EmailPolicy = EmailPolicy[Any]

@@ -16,9 +16,9 @@ from dataclasses import replace
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from .errors import InvalidMessageError
-from .message import PreparedEmail
-from .status import Remote
+from ..errors import InvalidMessageError
+from ..status import Remote
+from .prepare import PreparedEmail
 
 __all__ = ["HEADER", "REQUIRETLS_FAILED", "requiretls_refusal", "with_tls_options"]
 

@@ -19,7 +19,7 @@ from email.headerregistry import Address, AddressHeader, BaseHeader, Group
 from encodings import idna
 from typing import TYPE_CHECKING, Any, cast
 
-from .errors import InvalidMessageError
+from ..errors import InvalidMessageError
 
 if TYPE_CHECKING:
     from email.headerregistry import HeaderRegistry
