@@ -38,7 +38,7 @@ from mailstrom_py import (
     StorageError,
     Timeouts,
 )
-from mailstrom_py.storage import _sqlite_schema
+from mailstrom_py.storage.sqlite import schema
 
 ROOT = Path(__file__).resolve().parent.parent
 CHATTR = shutil.which("chattr")
@@ -174,10 +174,10 @@ class TestFile:
         SqliteStorage(db).close()
         with sqlite3.connect(db) as raw:
             assert raw.execute("PRAGMA application_id").fetchone() == (
-                _sqlite_schema.APPLICATION_ID,
+                schema.APPLICATION_ID,
             )
             assert raw.execute("PRAGMA user_version").fetchone() == (
-                _sqlite_schema.SCHEMA_VERSION,
+                schema.SCHEMA_VERSION,
             )
             assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         raw.close()
@@ -189,9 +189,9 @@ class TestFile:
         storage = SqliteStorage(db)
         storage.add(email(1), now=1.0)
         storage.close()
-        later = (*_sqlite_schema.MIGRATIONS, "CREATE TABLE later (x INTEGER)")
-        monkeypatch.setattr(_sqlite_schema, "MIGRATIONS", later)
-        monkeypatch.setattr(_sqlite_schema, "SCHEMA_VERSION", len(later))
+        later = (*schema.MIGRATIONS, "CREATE TABLE later (x INTEGER)")
+        monkeypatch.setattr(schema, "MIGRATIONS", later)
+        monkeypatch.setattr(schema, "SCHEMA_VERSION", len(later))
         storage = SqliteStorage(db)
         assert storage.status("m1@example.test").created_at == 1.0
         storage.close()
@@ -301,7 +301,7 @@ class TestQueries:
             plan = " | ".join(
                 row[-1]
                 for row in raw.execute(
-                    "EXPLAIN QUERY PLAN " + _sqlite_schema.DUE_QUERY, (0.0, 10)
+                    "EXPLAIN QUERY PLAN " + schema.DUE_QUERY, (0.0, 10)
                 )
             )
         raw.close()

@@ -13,7 +13,7 @@ from support.emails import prepared_email
 from support.walfile import commits_in_wal
 
 from mailstrom_py import DuplicateMessageError, QueueFilter, SqliteStorage, StorageError
-from mailstrom_py.storage._sqlite_db import Database
+from mailstrom_py.storage.sqlite.db import Database
 
 
 @pytest.fixture

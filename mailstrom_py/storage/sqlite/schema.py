@@ -13,10 +13,10 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 
-from ..errors import StorageError
-from ..message import PreparedEmail
-from ..status import DeliveryResult, MessageStatus, RecipientStatus, Remote, SmtpReply
-from .query import QueueFilter, fold_case
+from ...errors import StorageError
+from ...message import PreparedEmail
+from ...status import DeliveryResult, MessageStatus, RecipientStatus, Remote, SmtpReply
+from ..query import QueueFilter, fold_case
 
 __all__ = [
     "APPLICATION_ID",

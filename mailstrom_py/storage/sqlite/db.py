@@ -16,9 +16,9 @@ import threading
 import time
 from collections.abc import Iterator
 
-from ..errors import StorageError
-from ._sqlite_schema import migrate
-from .base import wrap_error
+from ...errors import StorageError
+from ..base import wrap_error
+from .schema import migrate
 
 __all__ = ["Database"]
 

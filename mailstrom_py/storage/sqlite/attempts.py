@@ -11,8 +11,9 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 
-from ..status import MessageStatus, RecipientStatus
-from ._sqlite_schema import (
+from ...status import MessageStatus, RecipientStatus
+from ..base import Claim, attempt_begun, merge_recipients
+from .schema import (
     EMAIL_COLUMNS,
     PENDING,
     RECIPIENT_COLUMNS,
@@ -21,7 +22,6 @@ from ._sqlite_schema import (
     recipient_values,
     statuses,
 )
-from .base import Claim, attempt_begun, merge_recipients
 
 __all__ = ["begin_attempts", "claim", "record"]
 

@@ -8,12 +8,13 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-from ..errors import ConfigError, DuplicateMessageError, MessageNotFound
-from ..message import PreparedEmail
-from ..status import MessageStatus, RecipientStatus
-from . import _sqlite_attempts
-from ._sqlite_db import Database
-from ._sqlite_schema import (
+from ...errors import ConfigError, DuplicateMessageError, MessageNotFound
+from ...message import PreparedEmail
+from ...status import MessageStatus, RecipientStatus
+from ..base import Claim, QueueFilter, Storage, check_distinct, initial_status
+from . import attempts
+from .db import Database
+from .schema import (
     DUE_QUERY,
     EMAIL_COLUMNS,
     PENDING,
@@ -25,7 +26,6 @@ from ._sqlite_schema import (
     statuses,
     where_clause,
 )
-from .base import Claim, QueueFilter, Storage, check_distinct, initial_status
 
 __all__ = ["SqliteStorage", "Synchronous"]
 
@@ -225,7 +225,7 @@ class SqliteStorage(Storage):
         with self._db.writing(
             "claim a message", synchronous=self._attempt_synchronous, background=True
         ) as conn:
-            claimed = _sqlite_attempts.begin_attempts(
+            claimed = attempts.begin_attempts(
                 conn, [message_id], now, lambda _: retry_at
             )
         return claimed[0][2] if claimed else None
@@ -239,7 +239,7 @@ class SqliteStorage(Storage):
         with self._db.writing(
             "claim messages", synchronous=self._attempt_synchronous, background=True
         ) as conn:
-            return _sqlite_attempts.claim(conn, message_ids, now, retry_at)
+            return attempts.claim(conn, message_ids, now, retry_at)
 
     def record(
         self, message_id: str, updates: Sequence[RecipientStatus]
@@ -255,7 +255,7 @@ class SqliteStorage(Storage):
         with self._db.writing(
             "record attempts", synchronous=self._attempt_synchronous, background=True
         ) as conn:
-            return _sqlite_attempts.record(conn, records)
+            return attempts.record(conn, records)
 
     def due(self, until: float, limit: int) -> list[tuple[float, str]]:
         with self._db.reading("list due messages") as conn:
