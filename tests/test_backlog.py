@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from mailstrom_py._backlog import Backlog
+from mailstrom_py.worker.backlog import Backlog
 
 
 def test_ids_come_out_oldest_first() -> None:

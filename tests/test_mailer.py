@@ -32,7 +32,7 @@ from mailstrom_py import (
     WorkerError,
 )
 from mailstrom_py.delivery import Outcome, RelayTransport
-from mailstrom_py.worker import BATCH, Worker
+from mailstrom_py.worker.scheduler import BATCH, Worker
 
 
 def config_for(server: SmtpServer, threads: int = 4) -> Config:

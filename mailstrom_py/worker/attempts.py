@@ -11,13 +11,13 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 
-from .delivery.base import BatchTransport, Outcome, Transport
-from .errors import StorageError
-from .message import PreparedEmail
-from .message.dsn import DsnReporter
-from .retry import RetryPolicy
-from .status import DeliveryResult, MessageStatus, RecipientStatus
-from .storage.base import Claim, Storage
+from ..delivery.base import BatchTransport, Outcome, Transport
+from ..errors import StorageError
+from ..message import PreparedEmail
+from ..message.dsn import DsnReporter
+from ..retry import RetryPolicy
+from ..status import DeliveryResult, MessageStatus, RecipientStatus
+from ..storage.base import Claim, Storage
 
 __all__ = ["Attempts"]
 

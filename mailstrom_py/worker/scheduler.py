@@ -6,7 +6,7 @@ restart, or another process writing to the same storage, is picked up without a
 rescan that resets anyone's backoff). Due messages go through a backlog to a
 small pool of delivery threads, which take them in batches; mail that is due at
 once (a fresh ``send_email()``) goes straight to the backlog without waking the
-scheduler. What an attempt does is :mod:`mailstrom_py._attempts`'s.
+scheduler. What an attempt does is :mod:`mailstrom_py.worker.attempts`'s.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from ._attempts import Attempts
-from ._backlog import Backlog
-from .delivery.base import Transport
-from .errors import WorkerError
-from .message.dsn import DsnReporter
-from .retry import RetryPolicy
-from .status import MessageStatus
-from .storage.base import Storage
+from ..delivery.base import Transport
+from ..errors import WorkerError
+from ..message.dsn import DsnReporter
+from ..retry import RetryPolicy
+from ..status import MessageStatus
+from ..storage.base import Storage
+from .attempts import Attempts
+from .backlog import Backlog
 
 __all__ = ["Worker"]
 
