@@ -15,7 +15,7 @@ import pytest
 from support.dnsd import DnsServer, DnsServerFactory, Zone
 
 from mailstrom_py import ConfigError, DirectConfig
-from mailstrom_py.delivery.mx import MxResolver, Route, RouteError, build_resolver
+from mailstrom_py.delivery.routing import MxResolver, Route, RouteError, build_resolver
 
 
 class FakeClock:

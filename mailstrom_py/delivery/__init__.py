@@ -5,9 +5,9 @@ from __future__ import annotations
 from ..config import Config, RelayConfig
 from .base import BatchTransport, Item, Outcome, Transport, deliver_many
 from .direct import DirectTransport
-from .limits import ConcurrencyLimit
-from .pool import SessionPool
 from .relay import RelayTransport
+from .routing.limits import ConcurrencyLimit
+from .smtp.pool import SessionPool
 
 __all__ = [
     "BatchTransport",

@@ -1,7 +1,7 @@
 """Delivery straight to each recipient domain's mail exchangers.
 
 For every domain among a message's pending recipients, :class:`DirectTransport`
-asks :class:`~mailstrom_py.delivery.mx.MxResolver` for the exchangers, then tries
+asks :class:`~mailstrom_py.delivery.routing.MxResolver` for the exchangers, then tries
 their addresses in order (RFC 5321 §5.1) until the recipients are settled:
 
 - A refused or timed-out connection, a 421 or 5xx greeting, a failed TLS setup,
@@ -34,10 +34,10 @@ from ..config import DirectConfig, Timeouts
 from ..message import PreparedEmail
 from ..status import DeliveryResult
 from .base import Outcome
-from .limits import ConcurrencyLimit
-from .mx import MxHost, MxResolver, Route, RouteError, build_resolver
-from .pool import SessionPool
+from .routing.limits import ConcurrencyLimit
+from .routing.mx import MxHost, MxResolver, Route, RouteError, build_resolver
 from .smtp import SessionFailure, SmtpSession, StaleSessionError
+from .smtp.pool import SessionPool
 
 __all__ = ["DirectTransport"]
 

@@ -9,10 +9,10 @@ from ..config import RelayConfig, Timeouts
 from ..message import PreparedEmail
 from ..status import DeliveryResult
 from .base import Item, Outcome
-from .limits import ConcurrencyLimit
-from .mx import MxResolver, RouteError
-from .pool import SessionPool
+from .routing.limits import ConcurrencyLimit
+from .routing.mx import MxResolver, RouteError
 from .smtp import SessionFailure, SmtpSession, StaleSessionError
+from .smtp.pool import SessionPool
 
 __all__ = ["RelayTransport"]
 

@@ -13,8 +13,8 @@ import socket
 import ssl
 from typing import Self
 
-from ..config import Timeouts
-from ..status import Remote, SmtpReply
+from ...config import Timeouts
+from ...status import Remote, SmtpReply
 from .failure import ConnectionLost, SessionFailure, where, why
 
 __all__ = ["SmtpClient", "SmtpLink"]

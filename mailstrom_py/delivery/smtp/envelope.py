@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..message import PreparedEmail
-from ..message.tls_options import REQUIRETLS_FAILED, requiretls_refusal
-from ..status import Remote
+from ...message import PreparedEmail
+from ...message.tls_options import REQUIRETLS_FAILED, requiretls_refusal
+from ...status import Remote
 from .failure import parse_int
 
 __all__ = ["MailCommand", "Unsendable", "mail_command"]

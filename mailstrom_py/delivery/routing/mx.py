@@ -33,8 +33,8 @@ import dns.name
 import dns.rdatatype
 import dns.resolver
 
-from ..config import DirectConfig
-from ..errors import ConfigError
+from ...config import DirectConfig
+from ...errors import ConfigError
 
 __all__ = ["MxHost", "MxResolver", "Route", "RouteError", "build_resolver"]
 

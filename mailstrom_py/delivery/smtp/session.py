@@ -17,11 +17,11 @@ import smtplib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..config import Timeouts
-from ..message import PreparedEmail
-from ..retry import classify_reply, status_code_for
-from ..status import DeliveryResult, Remote, SmtpReply
-from .base import Item, Outcome
+from ...config import Timeouts
+from ...message import PreparedEmail
+from ...retry import classify_reply, status_code_for
+from ...status import DeliveryResult, Remote, SmtpReply
+from ..base import Item, Outcome
 from .envelope import Unsendable, mail_command
 from .failure import (
     ConnectionLost,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 
-from ..status import Remote, SmtpReply
+from ...status import Remote, SmtpReply
 
 __all__ = [
     "ConnectionLost",

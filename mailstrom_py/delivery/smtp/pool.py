@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from .smtp import SmtpSession
+from .session import SmtpSession
 
 __all__ = ["SessionPool"]
 

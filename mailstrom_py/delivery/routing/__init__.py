@@ -1,0 +1,19 @@
+"""Where mail for a destination goes, and how much of it at once.
+
+:mod:`.mx` resolves a recipient domain to its mail exchangers (RFC 5321 §5.1,
+RFC 7505); :mod:`.limits` bounds the deliveries running at once per destination.
+"""
+
+from __future__ import annotations
+
+from .limits import ConcurrencyLimit
+from .mx import MxHost, MxResolver, Route, RouteError, build_resolver
+
+__all__ = [
+    "ConcurrencyLimit",
+    "MxHost",
+    "MxResolver",
+    "Route",
+    "RouteError",
+    "build_resolver",
+]
