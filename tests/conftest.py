@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 import trustme
-from mxnet import MxNet, mx_net
 from support.dnsd import DnsServer, DnsServerFactory, Zone
+from support.mxnet import MxNet, mx_net
 from support.scripted import (
     Handler,
     ScriptedServer,

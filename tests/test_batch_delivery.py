@@ -17,7 +17,7 @@ from contextlib import closing
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from mxnet import MxNet
+from support.mxnet import MxNet
 from support.scripted import (
     ClientClosed,
     Conversation,

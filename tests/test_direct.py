@@ -12,7 +12,7 @@ import time
 from collections import Counter
 
 import pytest
-from mxnet import NOW, MxNet, ipv6_loopback, message
+from support.mxnet import NOW, MxNet, ipv6_loopback, message
 from support.scripted import (
     greeting,
     listen_backlog_full,

@@ -11,7 +11,7 @@ import logging
 import time
 
 import pytest
-from mxnet import NOW, MxNet, message
+from support.mxnet import NOW, MxNet, message
 from support.scripted import (
     Conversation,
     drop_after_dot,

@@ -11,7 +11,7 @@ import ssl
 
 import pytest
 import trustme
-from mxnet import MxNet, message
+from support.mxnet import MxNet, message
 from support.scripted import Conversation, normal
 from support.smtpd import RecordingHandler
 from support.tls import client_context, server_context

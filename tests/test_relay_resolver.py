@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import dns.resolver
-from mxnet import NOW, RETRY, MxNet, message
+from support.mxnet import NOW, RETRY, MxNet, message
 
 from mailstrom_py import Config, DeliveryResult, Mailstrom, RelayConfig, Timeouts
 

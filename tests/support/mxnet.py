@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from support.dnsd import DnsServer, DnsServerFactory, Zone
-from support.scripted import (
+from mailstrom_py import Config, DirectConfig, Mailstrom, RetryPolicy, Timeouts
+
+from .dnsd import DnsServer, DnsServerFactory, Zone
+from .scripted import (
     Conversation,
     Handler,
     ScriptedServer,
@@ -22,9 +24,7 @@ from support.scripted import (
     free_port,
     refusing,
 )
-from support.smtpd import SmtpServer, SmtpServerFactory
-
-from mailstrom_py import Config, DirectConfig, Mailstrom, RetryPolicy, Timeouts
+from .smtpd import SmtpServer, SmtpServerFactory
 
 NOW = 1_700_000_000.0
 RETRY = RetryPolicy(initial_delay=60, max_delay=600, jitter=0.0, max_age=3600)
