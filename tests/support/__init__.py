@@ -1,7 +1,7 @@
 """Loopback test servers for mailstrom_py's tests.
 
-Everything here is standalone: it never imports ``mailstrom_py``, binds only
-loopback addresses (127.0.0.0/8 and ::1), and closes every socket it opens.
+The servers are standalone: they never import ``mailstrom_py``, bind only
+loopback addresses (127.0.0.0/8 and ::1), and close every socket they open.
 
 - ``smtpd``: a recording aiosmtpd server with scripted replies.
 - ``scripted``: a raw socket SMTP server for protocol faults, plus port helpers
@@ -9,6 +9,8 @@ loopback addresses (127.0.0.0/8 and ::1), and closes every socket it opens.
 - ``dnsd``: a UDP and TCP DNS server built on dnspython's message classes.
 - ``tls``: certificates and contexts from a trustme test CA.
 - ``walfile``: counts the commits in an SQLite write-ahead log.
+- ``mxnet``: a mail network of those servers (DNS zone and exchangers on
+  127.0.0.x and ::1) and mailers aimed at it; this one does use the library.
 
 This module holds the one rule they share: which addresses may be bound.
 """
