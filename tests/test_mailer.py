@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from support.emails import prepared_email
 from support.scripted import Conversation, ScriptedServerFactory, normal
 from support.smtpd import RecordingHandler, SmtpServer
 
@@ -32,6 +31,7 @@ from mailstrom_py import (
     WorkerError,
 )
 from mailstrom_py.delivery import Outcome, RelayTransport
+from mailstrom_py.testing import prepared_email
 from mailstrom_py.worker.scheduler import BATCH, Worker
 
 

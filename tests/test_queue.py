@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.emails import prepared_email
 from support.smtpd import RecordingHandler, SmtpServer
 
 from mailstrom_py import (
@@ -27,6 +26,7 @@ from mailstrom_py import (
     Timeouts,
 )
 from mailstrom_py.cli import main
+from mailstrom_py.testing import prepared_email
 
 STORAGES: dict[str, Callable[[Path], Storage]] = {
     "memory": lambda _: MemoryStorage(),

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.emails import prepared_email
 from support.smtpd import SmtpServer
 from support.walfile import commits_in_wal
 
@@ -39,6 +38,7 @@ from mailstrom_py import (
     Timeouts,
 )
 from mailstrom_py.storage.sqlite import schema
+from mailstrom_py.testing import prepared_email
 
 ROOT = Path(__file__).resolve().parent.parent
 CHATTR = shutil.which("chattr")

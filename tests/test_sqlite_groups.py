@@ -9,11 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support.emails import prepared_email
 from support.walfile import commits_in_wal
 
 from mailstrom_py import DuplicateMessageError, QueueFilter, SqliteStorage, StorageError
 from mailstrom_py.storage.sqlite.db import Database
+from mailstrom_py.testing import prepared_email
 
 
 @pytest.fixture

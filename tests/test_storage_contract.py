@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from support.emails import prepared_email
 
 from mailstrom_py import (
     Claim,
@@ -29,6 +28,7 @@ from mailstrom_py import (
     SqliteStorage,
     Storage,
 )
+from mailstrom_py.testing import prepared_email
 
 
 class AbstractOnly(Storage):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailstrom_py import PreparedEmail
+from ..message import PreparedEmail
 
 __all__ = ["prepared_email"]
 
