@@ -1,8 +1,8 @@
 """The storage interface: where messages and their delivery status live.
 
 A backend is a user plug point. Subclass :class:`Storage`, implement every abstract
-method to the contract in its docstring, and run the contract suite in
-``tests/test_storage_contract.py`` against it.
+method to the contract in its docstring, and run the contract suite,
+:class:`mailstrom_py.testing.contract.StorageContract`, against it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,65 @@
+"""Test doubles for storage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..message import PreparedEmail
+from ..status import MessageStatus, RecipientStatus
+from ..storage import MemoryStorage, QueueFilter, Storage
+
+__all__ = ["AbstractOnly"]
+
+
+class AbstractOnly(Storage):
+    """A backend with only the abstract methods, each delegated to a MemoryStorage.
+
+    Run through the contract suite, it checks the base class's own implementations
+    of the batch methods (``add_many``, ``claim``, ``record_many``).
+    """
+
+    def __init__(self) -> None:
+        self.inner = MemoryStorage()
+
+    def add(self, email: PreparedEmail, now: float) -> MessageStatus:
+        return self.inner.add(email, now)
+
+    def status(self, message_id: str) -> MessageStatus:
+        return self.inner.status(message_id)
+
+    def email(self, message_id: str) -> PreparedEmail:
+        return self.inner.email(message_id)
+
+    def begin_attempt(
+        self, message_id: str, now: float, retry_at: float
+    ) -> MessageStatus | None:
+        return self.inner.begin_attempt(message_id, now, retry_at)
+
+    def record(
+        self, message_id: str, updates: Sequence[RecipientStatus]
+    ) -> MessageStatus:
+        return self.inner.record(message_id, updates)
+
+    def due(self, until: float, limit: int) -> list[tuple[float, str]]:
+        return self.inner.due(until, limit)
+
+    def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
+        return self.inner.find(where, limit)
+
+    def count(self, where: QueueFilter) -> int:
+        return self.inner.count(where)
+
+    def kick(self, where: QueueFilter, now: float) -> list[str]:
+        return self.inner.kick(where, now)
+
+    def hold(self, where: QueueFilter) -> list[str]:
+        return self.inner.hold(where)
+
+    def release(self, where: QueueFilter) -> list[str]:
+        return self.inner.release(where)
+
+    def drop(self, where: QueueFilter) -> list[str]:
+        return self.inner.drop(where)
+
+    def recent(self, limit: int | None = None) -> list[MessageStatus]:
+        return self.inner.recent(limit)

@@ -1,0 +1,85 @@
+"""The storage contract suite: every backend must pass these tests unchanged.
+
+To check a backend, subclass :class:`StorageContract` in a test module and
+return a new, empty backend from :meth:`~StorageContract.make_storage`::
+
+    from mailstrom_py.testing.contract import StorageContract
+
+    class TestMyStorage(StorageContract):
+        def make_storage(self, directory):
+            return MyStorage(directory / "outbox.db")
+
+pytest then runs every test of the contract against it. The tests come in groups,
+one class each (:mod:`.add`, :mod:`.attempts`, :mod:`.admin`), should a backend
+want to run some of them only. This module needs pytest; importing
+:mod:`mailstrom_py` or :mod:`mailstrom_py.testing` does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ...storage import Storage
+
+# Registered before the tests are imported, so that pytest rewrites their asserts
+# (a failing one then shows the values compared), as it does in test modules.
+pytest.register_assert_rewrite(f"{__name__}.add", f"{__name__}.attempts")
+pytest.register_assert_rewrite(f"{__name__}.admin", f"{__name__}.common")
+
+from .add import AddContract, AddManyContract, ConcurrencyContract  # noqa: E402
+from .admin import (  # noqa: E402
+    DropContract,
+    FindContract,
+    HoldAndReleaseContract,
+    KickContract,
+    RecentContract,
+)
+from .attempts import (  # noqa: E402
+    AttemptsContract,
+    ClaimContract,
+    DueContract,
+    RecordContract,
+    RecordManyContract,
+)
+
+__all__ = ["StorageContract"]
+
+
+class StorageContract(
+    AddContract,
+    AddManyContract,
+    AttemptsContract,
+    ClaimContract,
+    RecordManyContract,
+    RecordContract,
+    DueContract,
+    ConcurrencyContract,
+    FindContract,
+    KickContract,
+    HoldAndReleaseContract,
+    DropContract,
+    RecentContract,
+):
+    """The whole storage contract, for a backend that :meth:`make_storage` builds.
+
+    Each test gets a backend of its own, closed after the test.
+    """
+
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> Iterator[Storage]:
+        """A new backend from :meth:`make_storage`, closed after the test."""
+        backend = self.make_storage(tmp_path)
+        yield backend
+        backend.close()
+
+    def make_storage(self, directory: Path) -> Storage:
+        """Return a new, empty backend.
+
+        Args:
+            directory: an empty directory of the test's own, for any files the
+                backend keeps.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must define make_storage()")
