@@ -7,14 +7,22 @@ called with ``allow_errors=True``.
 
 Nothing here patches smtplib, socket or dns: the code under test talks to real
 servers on 127.0.0.0/8 and ::1.
+
+PostgreSQL: ``postgres_server`` is one real server for the session (see
+``support.postgres``) and ``postgres_dsn`` a fresh database on it for each
+test. Without the server programs or psycopg those tests are skipped, unless
+``MAILSTROM_REQUIRE_POSTGRES=1`` makes that a failure (CI sets it once it has
+installed PostgreSQL).
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import ssl
 from collections.abc import Iterator
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 import trustme
@@ -32,6 +40,9 @@ from support.scripted import (
 )
 from support.smtpd import SmtpServer, SmtpServerFactory
 from support.tls import client_context, server_context
+
+if TYPE_CHECKING:
+    from support.postgres import PgServer
 
 TLS_SERVER_NAMES = ("localhost", "127.0.0.1", "::1", "mx.test", "relay.test")
 
@@ -161,3 +172,56 @@ def net(
     a test module may override it to add its zones (``def net(net)``)."""
     with mx_net(dns_server, smtp_server, scripted_server) as network:
         yield network
+
+
+def _postgres_unavailable(reason: str) -> NoReturn:
+    if os.environ.get("MAILSTROM_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"PostgreSQL is required here: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PgServer]:
+    """A PostgreSQL server on 127.0.0.1 for the whole session, removed at exit."""
+    try:
+        # psycopg is optional: only tests that use PostgreSQL need it.
+        from support.postgres import (  # noqa: PLC0415
+            PgServer,
+            PgServerError,
+            find_bin_dir,
+        )
+    except ImportError as exc:
+        _postgres_unavailable(f"psycopg is not installed ({exc})")
+    if find_bin_dir() is None:
+        _postgres_unavailable("no PostgreSQL server programs (initdb, postgres)")
+    server = PgServer()
+    try:
+        server.start()
+    except PgServerError as exc:
+        server.close()
+        _postgres_unavailable(f"the PostgreSQL server did not start: {exc}")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+_database_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def postgres_database(postgres_server: PgServer) -> Iterator[str]:
+    """The name of a fresh empty database on ``postgres_server``, dropped after
+    the test (the server is restarted first if a test left it stopped)."""
+    postgres_server.start()
+    name = f"test_{next(_database_numbers)}"
+    postgres_server.create_database(name)
+    yield name
+    postgres_server.start()
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: PgServer, postgres_database: str) -> str:
+    """A connection string for a fresh database of its own (``postgres_database``)."""
+    return postgres_server.dsn(postgres_database)

@@ -9,6 +9,7 @@ loopback addresses (127.0.0.0/8 and ::1), and close every socket they open.
 - ``dnsd``: a UDP and TCP DNS server built on dnspython's message classes.
 - ``tls``: certificates and contexts from a trustme test CA.
 - ``walfile``: counts the commits in an SQLite write-ahead log.
+- ``postgres``: a throwaway PostgreSQL server with fault helpers (needs psycopg).
 - ``mxnet``: a mail network of those servers (DNS zone and exchangers on
   127.0.0.x and ::1) and mailers aimed at it; this one does use the library.
 

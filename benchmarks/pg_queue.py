@@ -1,0 +1,260 @@
+"""Claims from a PostgreSQL queue shared by worker processes: the bare baseline.
+
+Each worker process loops: claim a batch of due jobs (one statement, its own
+transaction: ``FOR UPDATE SKIP LOCKED`` picks rows no one else holds, and the
+claim sets a lease and a claim token), then mark them done (a second
+transaction that checks the token). Default durability: ``fsync`` and
+``synchronous_commit`` on, so every claim and every completion waits for its
+commit to reach the disk.
+
+For each contender, batch size and number of processes, the table gives the
+jobs completed per second over ``--seconds``, the median of ``--repeat``
+runs, each on a freshly filled queue of ``--rows`` due jobs. The contenders
+are in ``CONTENDERS``; "bare SQL" is plain SQL on a one-table queue, the floor
+any storage built on the same statements pays.
+
+A throwaway server is started on 127.0.0.1 with the test harness
+(``tests/support/postgres.py``); it needs the PostgreSQL server programs and
+psycopg 3 (the ``test`` extra). Nothing leaves the machine.
+
+    python benchmarks/pg_queue.py                       # about two minutes
+    python benchmarks/pg_queue.py --seconds 0.5 --repeat 1 --rows 20000   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+from typing import Any, Protocol
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from support.postgres import PgServer
+
+LEASE = timedelta(minutes=5)
+# The server's own defaults, not the test harness's small buffers.
+SERVER_SETTINGS = {"shared_buffers": "128MB"}
+
+
+class QueueClient(Protocol):
+    """One worker's view of a queue: a claim and its completion, each one
+    transaction."""
+
+    def claim(self, limit: int) -> Sequence[Any]:
+        """Lease up to ``limit`` due jobs to this worker; return them."""
+
+    def finish(self, claimed: Sequence[Any]) -> None:
+        """Record the jobs of one claim as done."""
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Contender:
+    """A way to run the queue: ``fill(dsn, rows)`` makes a queue of ``rows``
+    due jobs in an empty database, ``connect(dsn)`` opens one worker's client
+    (module-level functions, so worker processes can be handed them)."""
+
+    name: str
+    fill: Callable[[str, int], None]
+    connect: Callable[[str], QueueClient]
+
+
+# -- the bare SQL baseline ------------------------------------------------------------
+
+BARE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id bigserial PRIMARY KEY,
+    due timestamptz NOT NULL,
+    done boolean NOT NULL DEFAULT false,
+    leased_until timestamptz,
+    token uuid
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (due) WHERE NOT done;
+"""
+
+BARE_CLAIM = """
+UPDATE jobs SET leased_until = now() + %(lease)s, token = %(token)s
+WHERE id IN (
+    SELECT id FROM jobs
+    WHERE NOT done AND due <= now()
+      AND (leased_until IS NULL OR leased_until < now())
+    ORDER BY due LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id
+"""
+
+BARE_FINISH = """
+UPDATE jobs SET done = true, leased_until = NULL
+WHERE id = ANY(%(ids)s) AND token = %(token)s
+"""
+
+
+def bare_fill(dsn: str, rows: int) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(BARE_SCHEMA)
+        conn.execute("TRUNCATE jobs")
+        conn.execute(
+            "INSERT INTO jobs (due) SELECT now() - n * interval '1 ms'"
+            " FROM generate_series(1, %s) AS n",
+            (rows,),
+        )
+        conn.execute("VACUUM ANALYZE jobs")
+
+
+class BareClient:
+    """Plain SQL in autocommit mode: each statement is its own transaction."""
+
+    def __init__(self, dsn: str) -> None:
+        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.token: uuid.UUID | None = None
+
+    def claim(self, limit: int) -> Sequence[Any]:
+        self.token = uuid.uuid4()
+        params = {"lease": LEASE, "token": self.token, "limit": limit}
+        cursor = self.conn.execute(BARE_CLAIM, params)
+        return [row[0] for row in cursor.fetchall()]
+
+    def finish(self, claimed: Sequence[Any]) -> None:
+        params = {"ids": list(claimed), "token": self.token}
+        cursor = self.conn.execute(BARE_FINISH, params)
+        assert cursor.rowcount == len(claimed), "a lease was lost"
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def bare_connect(dsn: str) -> QueueClient:
+    return BareClient(dsn)
+
+
+CONTENDERS = [Contender("bare SQL", bare_fill, bare_connect)]
+
+
+# -- running them ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    """What each worker process of one run does."""
+
+    contender: Contender
+    dsn: str
+    batch: int
+    seconds: float
+
+
+def work(run: Run, start: Barrier, results: Any) -> None:
+    """One worker process: connect, wait for the others, then claim and finish
+    batches until ``run.seconds`` have passed or the queue is empty."""
+    client = run.contender.connect(run.dsn)
+    done = 0
+    start.wait(timeout=60)
+    began = time.perf_counter()
+    while time.perf_counter() - began < run.seconds:
+        claimed = client.claim(run.batch)
+        if not claimed:
+            break
+        client.finish(claimed)
+        done += len(claimed)
+    results.put((done, time.perf_counter() - began))
+    client.close()
+
+
+def run_once(run: Run, processes: int) -> float:
+    """Jobs done per second by ``processes`` workers together."""
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(processes)
+    results = context.Queue()
+    workers = [
+        context.Process(target=work, args=(run, start, results), daemon=True)
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    outcomes: list[tuple[int, float]] = [
+        results.get(timeout=run.seconds + 120) for _ in workers
+    ]
+    for worker in workers:
+        worker.join()
+        assert worker.exitcode == 0, f"a worker failed ({worker.exitcode})"
+    return sum(done for done, _ in outcomes) / max(took for _, took in outcomes)
+
+
+def measure(
+    server: PgServer, contender: Contender, args: argparse.Namespace
+) -> list[tuple[int, int, list[float]]]:
+    """``(batch, processes, rates)`` for each combination, on a database of
+    the contender's own."""
+    name = "bench_" + "".join(ch if ch.isalnum() else "_" for ch in contender.name)
+    dsn = server.create_database(name)
+    table = []
+    for batch in args.batches:
+        for processes in args.processes:
+            rates = []
+            for _ in range(args.repeat):
+                contender.fill(dsn, args.rows)
+                run = Run(contender, dsn, batch, args.seconds)
+                rates.append(run_once(run, processes))
+            table.append((batch, processes, rates))
+            print(
+                f"  {contender.name}: batch {batch}, processes {processes}: "
+                + ", ".join(f"{rate:,.0f}" for rate in rates),
+                file=sys.stderr,
+                flush=True,
+            )
+    server.drop_database(name)
+    return table
+
+
+def numbers(text: str) -> list[int]:
+    return [int(part) for part in text.split(",")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="per run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure")
+    parser.add_argument("--rows", type=int, default=200_000, help="queue size")
+    parser.add_argument("--batches", type=numbers, default=[1, 10, 100])
+    parser.add_argument("--processes", type=numbers, default=[1, 2, 4])
+    args = parser.parse_args()
+
+    began = time.perf_counter()
+    with PgServer(settings=SERVER_SETTINGS) as server:
+        started = time.perf_counter() - began
+        with server.admin() as conn:
+            version = conn.execute("SHOW server_version").fetchone()
+        print(
+            f"PostgreSQL {version[0] if version else '?'} on 127.0.0.1 "
+            f"(initdb and start: {started:.1f} s); fsync and synchronous_commit on; "
+            f"{args.rows:,} due jobs per run, {args.seconds:g} s per run, "
+            f"median of {args.repeat}\n"
+        )
+        rows = [
+            (contender.name, *figures)
+            for contender in CONTENDERS
+            for figures in measure(server, contender, args)
+        ]
+    print(f"{'contender':<24} {'batch':>5} {'processes':>9} {'jobs/s':>9}  runs")
+    for name, batch, processes, rates in rows:
+        runs = " ".join(f"{rate:,.0f}" for rate in rates)
+        print(
+            f"{name:<24} {batch:>5} {processes:>9} "
+            f"{statistics.median(rates):>9,.0f}  {runs}"
+        )
+
+
+if __name__ == "__main__":
+    main()
