@@ -36,6 +36,7 @@ from mailstrom_py import (
     RetryPolicy,
     Timeouts,
 )
+from mailstrom_py.delivery.smtp import SessionFailure, SmtpSession
 
 NOW = 1_700_000_000.0
 RAW = (
@@ -531,6 +532,46 @@ class TestTls:
             assert (r.result, r.status_code) == (DeliveryResult.DEFERRED, "4.7.4")
             assert set(server.handler.commands) <= {"EHLO", "QUIT"}
             mailer.stop()
+
+    def test_plaintext_auth_logs_in_when_explicitly_allowed(self) -> None:
+        """D8: with allow_plaintext_auth=True and tls='none' the credentials reach a
+        relay offering AUTH without TLS, and the mail is delivered."""
+        with SmtpServer(auth_users={"app": "secret"}, auth_require_tls=False) as server:
+            mailer = mailer_for(
+                server,
+                tls="none",
+                username="app",
+                password="secret",
+                allow_plaintext_auth=True,
+            )
+            message_id = mailer.send_email(message("a@example.test"))
+            mailer.run_once()
+            assert mailer.query_status(message_id).succeeded
+            [received] = server.handler.messages
+            assert (received.tls, received.auth_login) == (False, "app")
+            mailer.stop()
+
+    def test_a_session_without_consent_never_sends_credentials_in_plaintext(
+        self,
+    ) -> None:
+        """D8: a session asked to log in without TLS and without plaintext_auth
+        fails before AUTH; the relay never sees the credentials."""
+        with SmtpServer(auth_users={"app": "secret"}, auth_require_tls=False) as server:
+            with pytest.raises(SessionFailure, match="without TLS"):
+                SmtpSession.open(
+                    host=server.host,
+                    address=server.host,
+                    port=server.port,
+                    helo_name="client.example.test",
+                    timeouts=Timeouts.uniform(5),
+                    tls="none",
+                    tls_context=None,
+                    credentials=("app", "secret"),
+                )
+            server.handler.wait_until(
+                lambda: all(s.closed for s in server.handler.sessions)
+            )
+            assert "AUTH" not in server.handler.commands
 
     def test_wrong_credentials_defer(self, ca: trustme.CA) -> None:
         """A relay refusing the credentials defers (the sender's problem, not the

@@ -25,9 +25,10 @@ _RELAY = "relay"
 class RelayTransport:
     """Sends every message to the relay of a :class:`~mailstrom_py.RelayConfig`.
 
-    Connect, EHLO, TLS as configured (certificates verified), AUTH only over TLS,
-    then one transaction per message with one RCPT per recipient. The session
-    stays open in ``sessions`` for the next message (checked with RSET first).
+    Connect, EHLO, TLS as configured (certificates verified), AUTH only over TLS
+    (or without it, with ``allow_plaintext_auth``), then one transaction per
+    message with one RCPT per recipient. The session stays open in
+    ``sessions`` for the next message (checked with RSET first).
     Trouble reaching the relay is never a permanent failure: its recipients are
     deferred until the retry policy gives up (a relay that cannot be reached says
     nothing about the recipients). That includes a relay name that does not
@@ -174,6 +175,7 @@ class RelayTransport:
             tls=self._relay.tls,
             tls_context=self._tls_context,
             credentials=self._credentials,
+            plaintext_auth=self._relay.allow_plaintext_auth,
         )
 
     def close(self) -> None:
