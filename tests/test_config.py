@@ -35,10 +35,35 @@ class TestRelayConfig:
         assert relay.username == "u"
 
     @pytest.mark.parametrize(
+        ("host", "dialled"),
+        [
+            ("::1", "::1"),
+            ("[::1]", "::1"),
+            ("[IPv6:::1]", "::1"),
+            ("2001:db8::1", "2001:db8::1"),
+            ("127.0.0.1", "127.0.0.1"),
+            ("[127.0.0.1]", "127.0.0.1"),
+            ("smtp_relay", "smtp_relay"),
+            ("mail_1.svc.example.org", "mail_1.svc.example.org"),
+        ],
+    )
+    def test_ip_literals_and_underscore_names_are_valid_hosts(
+        self, host: str, dialled: str
+    ) -> None:
+        """IPv4 and IPv6 addresses, bracketed or not, and names with "_" are
+        accepted; brackets are dropped so the bare address is dialled."""
+        assert RelayConfig(host=host).host == dialled
+
+    @pytest.mark.parametrize(
         "kwargs",
         [
             {"host": ""},
             {"host": "bad host"},
+            {"host": "[relay.example.org]"},
+            {"host": "[::1"},
+            {"host": "[IPv6:127.0.0.1]"},
+            {"host": "-relay.example.org"},
+            {"host": "relay..example.org"},
             {"host": "smtp.example.org", "port": 0},
             {"host": "smtp.example.org", "port": 70000},
             {"host": "smtp.example.org", "tls": "ssl"},

@@ -23,7 +23,9 @@ from support.smtpd import RecordingHandler
 
 from mailstrom_py import (
     DeliveryResult,
+    InvalidMessageError,
     Mailstrom,
+    QueueFilter,
     Timeouts,
 )
 from mailstrom_py.delivery import DirectTransport, SessionPool
@@ -160,6 +162,27 @@ class TestRouting:
         [received] = server.handler.messages
         assert received.rcpt_tos == ("rcpt@xn--bcher-kva.test",)
         assert "SMTPUTF8" not in received.mail_options
+
+    def test_an_idna_2008_domain_is_delivered_by_its_a_label(self, net: MxNet) -> None:
+        """F3: straße.test is routed as xn--strae-oqa.test (IDNA 2008 keeps "ß",
+        where IDNA 2003 read it as strasse.test) and RCPT carries the A-label."""
+        net.mx("xn--strae-oqa.test", (10, "mx1.xn--strae-oqa.test", "127.0.0.2"))
+        server = net.smtp("127.0.0.2")
+        mailer = net.mailer()
+        [r] = mailer.query_status(send_one(mailer, "rcpt@straße.test")).recipients
+        assert r.result is D
+        assert ("xn--strae-oqa.test", "MX") in net.dns.queries
+        [received] = server.handler.messages
+        assert received.rcpt_tos == ("rcpt@xn--strae-oqa.test",)
+
+    def test_an_invalid_idn_is_refused_and_not_stored(self, net: MxNet) -> None:
+        """A domain label IDNA 2008 disallows raises InvalidMessageError at
+        send_email(); nothing is stored or sent."""
+        mailer = net.mailer()
+        with pytest.raises(InvalidMessageError, match="not a valid IDN label"):
+            mailer.send_email(message("rcpt@\u2603.test"))
+        assert mailer.storage.count(QueueFilter()) == 0
+        assert mailer.run_once() == 0
 
     def test_recipients_are_grouped_by_domain(self, net: MxNet) -> None:
         """One transaction per domain (case-insensitive), one RCPT per recipient, and

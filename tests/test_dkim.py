@@ -145,6 +145,17 @@ BODIES = {
 }
 
 
+UNSUBSCRIBE_MESSAGE = (
+    b"From: News <news@example.test>\r\n"
+    b"To: rcpt@example.test\r\n"
+    b"Subject: this week\r\n"
+    b"List-Unsubscribe: <https://example.test/u/7f3a>, <mailto:u+7f3a@example.test>\r\n"
+    b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+    b"\r\n"
+    b"News.\r\n"
+)
+
+
 class TestSignedDelivery:
     @pytest.mark.parametrize("algorithm", ["rsa", "ed25519", "both"])
     @pytest.mark.parametrize("body", sorted(BODIES))
@@ -212,6 +223,30 @@ class TestSignedDelivery:
             assert tags["c"] == "relaxed/relaxed"
             assert tags["h"].split(":").count("from") == 2
             assert "l" not in tags
+        mailer.stop()
+
+    def test_one_click_unsubscribe_headers_are_signed(
+        self,
+        server: SmtpServer,
+        rsa_key: DkimConfig,
+        ed_key: DkimConfig,
+        dns: Published,
+    ) -> None:
+        """RFC 8058 §4: List-Unsubscribe and List-Unsubscribe-Post are in h= of
+        every signature (over-signed), which verifies; changing or adding either
+        breaks it."""
+        mailer = mailer_for(server, [rsa_key, ed_key])
+        deliver(mailer, UNSUBSCRIBE_MESSAGE)
+        data = server.handler.messages[0].data
+        for tags in signature_tags(data):
+            signed = tags["h"].lower().split(":")
+            assert signed.count("list-unsubscribe") == 2
+            assert signed.count("list-unsubscribe-post") == 2
+        assert verify_all(data, dns) == [True, True]
+        changed = data.replace(b"=One-Click", b"=Two-Clicks")
+        added = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" + data
+        assert verify_all(changed, dns) == [False, False]
+        assert verify_all(added, dns) == [False, False]
         mailer.stop()
 
     def test_a_second_from_breaks_every_signature(

@@ -416,13 +416,13 @@ class TestBatches:
         assert len(subjects) == len(set(subjects)) == 40
 
 
-def test_memory_storage_loses_queued_mail_with_the_process(tmp_path: object) -> None:
+def test_memory_storage_loses_queued_mail_with_the_process(refused_port: int) -> None:
     """H10: with MemoryStorage, mail still queued when the process exits is gone;
     the process still exits promptly (the worker's threads do not hold it)."""
     script = (
         "from mailstrom_py import *\n"
         "c = Config(helo_name='a.example.test', delivery=RelayConfig(host='127.0.0.1', "
-        "port=9, tls='none'), timeouts=Timeouts.uniform(2))\n"
+        f"port={refused_port}, tls='none'), timeouts=Timeouts.uniform(2))\n"
         "m = Mailstrom(c)\n"
         "m.start()\n"
         "print(m.send_email(b'From: a@example.test\\r\\nTo: b@example.test\\r\\n\\r\\nx\\r\\n'))\n"

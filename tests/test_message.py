@@ -354,7 +354,8 @@ BAD_ADDRESSES = [
     "a@[mail.example.org]",
     "a\u200b@example.org",
     "a@example.org\u2028",
-    "a@straße.example",
+    "a@\u2603.example",
+    "a@\u0301x.example",
 ]
 
 
@@ -530,6 +531,15 @@ class TestInternationalAddresses:
         parsed = reparse(prepared.data)
         assert parsed["From"].addresses[0].display_name == "Bücher"
         assert parsed["To"].addresses[0].domain == "xn--bcher-kva.example"
+
+    def test_idn_follows_idna_2008(self) -> None:
+        """IDNA 2008 (UTS 46, non-transitional): "ß" is kept, not mapped to "ss"."""
+        assert validate_address("a@Straße.de", "to") == ("a@xn--strae-oqa.de", False)
+
+    def test_an_invalid_idn_is_refused_at_send(self) -> None:
+        """A label IDNA 2008 disallows (a symbol) raises InvalidMessageError."""
+        with expect_error("To"):
+            prepare(raw("From: alice@example.org", "To: a@\u2603.example"))
 
     def test_idn_with_ideographic_dots(self) -> None:
         """IDNA separators other than '.' split labels too."""

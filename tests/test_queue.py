@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +31,9 @@ from mailstrom_py import (
 )
 from mailstrom_py.cli import main
 from mailstrom_py.testing import prepared_email
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAD = shutil.which("head") or "/usr/bin/head"
 
 STORAGES: dict[str, Callable[[Path], Storage]] = {
     "memory": lambda _: MemoryStorage(),
@@ -300,6 +307,35 @@ class TestCommandLine:
         assert code == 1
         assert "no database" in err
         assert not path.exists()
+
+    def test_a_reader_that_stops_early_gets_no_traceback(self, tmp_path: Path) -> None:
+        """`queue list | head -1` on a long queue prints one line and nothing on
+        stderr, and exits 141 as a tool that SIGPIPE ended does."""
+        path = tmp_path / "q.db"
+        storage = SqliteStorage(path)
+        recipients = [f"r{n}@example.test" for n in range(10)]
+        # About 400 KB of listing: far more than a pipe holds, so writes go on
+        # after head has gone.
+        storage.add_many([prepared_email(n, *recipients) for n in range(600)], 1e9)
+        storage.close()
+        lister = subprocess.Popen(
+            [sys.executable, "-m", "mailstrom_py", "queue", "list", "--db", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert lister.stdout is not None and lister.stderr is not None
+        head = subprocess.Popen(
+            [HEAD, "-1"], stdin=lister.stdout, stdout=subprocess.PIPE
+        )
+        lister.stdout.close()  # head alone reads it now
+        first, _ = head.communicate(timeout=60)
+        errors = lister.stderr.read()
+        lister.stderr.close()
+        assert errors == b""
+        assert lister.wait(timeout=60) == 141
+        assert first.decode().startswith("m0@example.test  created ")
+        assert first.count(b"\n") == 1
 
     def test_a_bad_age_is_a_usage_error(
         self, db: Path, capsys: pytest.CaptureFixture[str]

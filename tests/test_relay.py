@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 import trustme
+from support.mxnet import ipv6_loopback
 from support.scripted import (
     Conversation,
     ScriptedServer,
@@ -36,6 +37,7 @@ from mailstrom_py import (
     RetryPolicy,
     Timeouts,
 )
+from mailstrom_py.delivery.smtp import SessionFailure, SmtpSession
 
 NOW = 1_700_000_000.0
 RAW = (
@@ -532,6 +534,46 @@ class TestTls:
             assert set(server.handler.commands) <= {"EHLO", "QUIT"}
             mailer.stop()
 
+    def test_plaintext_auth_logs_in_when_explicitly_allowed(self) -> None:
+        """D8: with allow_plaintext_auth=True and tls='none' the credentials reach a
+        relay offering AUTH without TLS, and the mail is delivered."""
+        with SmtpServer(auth_users={"app": "secret"}, auth_require_tls=False) as server:
+            mailer = mailer_for(
+                server,
+                tls="none",
+                username="app",
+                password="secret",
+                allow_plaintext_auth=True,
+            )
+            message_id = mailer.send_email(message("a@example.test"))
+            mailer.run_once()
+            assert mailer.query_status(message_id).succeeded
+            [received] = server.handler.messages
+            assert (received.tls, received.auth_login) == (False, "app")
+            mailer.stop()
+
+    def test_a_session_without_consent_never_sends_credentials_in_plaintext(
+        self,
+    ) -> None:
+        """D8: a session asked to log in without TLS and without plaintext_auth
+        fails before AUTH; the relay never sees the credentials."""
+        with SmtpServer(auth_users={"app": "secret"}, auth_require_tls=False) as server:
+            with pytest.raises(SessionFailure, match="without TLS"):
+                SmtpSession.open(
+                    host=server.host,
+                    address=server.host,
+                    port=server.port,
+                    helo_name="client.example.test",
+                    timeouts=Timeouts.uniform(5),
+                    tls="none",
+                    tls_context=None,
+                    credentials=("app", "secret"),
+                )
+            server.handler.wait_until(
+                lambda: all(s.closed for s in server.handler.sessions)
+            )
+            assert "AUTH" not in server.handler.commands
+
     def test_wrong_credentials_defer(self, ca: trustme.CA) -> None:
         """A relay refusing the credentials defers (the sender's problem, not the
         recipient's)."""
@@ -551,6 +593,83 @@ class TestTls:
             [r] = mailer.query_status(message_id).recipients
             assert (r.result, r.status_code) == (DeliveryResult.DEFERRED, "4.7.8")
             assert "wrong" not in (r.detail or "")
+            mailer.stop()
+
+
+class TestHosts:
+    @pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here")
+    def test_a_relay_at_ipv6_loopback_is_delivered_to(self) -> None:
+        """RelayConfig(host="::1") dials the IPv6 address and delivers."""
+        with SmtpServer(host="::1") as server:
+            mailer = mailer_for(server)
+            message_id = mailer.send_email(message("a@example.test"))
+            mailer.run_once()
+            [r] = mailer.query_status(message_id).recipients
+            assert r.result is DeliveryResult.DELIVERED
+            assert r.remote is not None and r.remote.address == "::1"
+            assert server.handler.messages[0].peer_host == "::1"
+            mailer.stop()
+
+    @pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here")
+    def test_a_bracketed_ipv6_relay_is_verified_against_its_address(
+        self, ca: trustme.CA
+    ) -> None:
+        """host="[::1]" dials ::1 and TLS checks the certificate's IP address ::1."""
+        with SmtpServer(
+            host="::1",
+            starttls_context=server_context(ca, "::1"),
+            require_starttls=True,
+        ) as server:
+            mailer = Mailstrom(
+                relay_config(
+                    "[::1]", server.port, tls="starttls", ssl_context=client_context(ca)
+                ),
+                clock=lambda: NOW,
+            )
+            message_id = mailer.send_email(message("a@example.test"))
+            mailer.run_once()
+            [r] = mailer.query_status(message_id).recipients
+            assert r.result is DeliveryResult.DELIVERED
+            assert r.remote is not None and r.remote.tls_verified
+            assert (r.remote.host, r.remote.address) == ("::1", "::1")
+            mailer.stop()
+
+    @pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback here")
+    def test_an_ipv6_relay_is_bracketed_in_details(self) -> None:
+        """A detail naming an IPv6 relay writes "[::1]:port", so the port stands
+        apart from the address."""
+        with refusing("::1") as port:
+            mailer = Mailstrom(relay_config("::1", port), clock=lambda: NOW)
+            message_id = mailer.send_email(message("a@example.test"))
+            mailer.run_once()
+            [r] = mailer.query_status(message_id).recipients
+            assert (r.result, r.status_code) == (DeliveryResult.DEFERRED, "4.4.1")
+            assert f"[::1]:{port}" in (r.detail or "")
+            mailer.stop()
+
+    def test_a_bracketed_ipv4_relay_is_dialled_bare_and_verified(
+        self, ca: trustme.CA
+    ) -> None:
+        """host="[127.0.0.1]" dials 127.0.0.1 and TLS checks the IP address
+        127.0.0.1 in the certificate, not the bracketed text."""
+        with SmtpServer(
+            starttls_context=server_context(ca, "127.0.0.1"), require_starttls=True
+        ) as server:
+            mailer = Mailstrom(
+                relay_config(
+                    "[127.0.0.1]",
+                    server.port,
+                    tls="starttls",
+                    ssl_context=client_context(ca),
+                ),
+                clock=lambda: NOW,
+            )
+            message_id = mailer.send_email(message("a@example.test"))
+            mailer.run_once()
+            [r] = mailer.query_status(message_id).recipients
+            assert r.result is DeliveryResult.DELIVERED
+            assert r.remote is not None and r.remote.tls_verified
+            assert (r.remote.host, r.remote.address) == ("127.0.0.1", "127.0.0.1")
             mailer.stop()
 
 

@@ -62,6 +62,17 @@ class TestRelayNameResolution:
         assert len(server.handler.messages) == 1
         mailer.stop()
 
+    def test_a_relay_name_with_an_underscore_is_delivered_to(self, net: MxNet) -> None:
+        """A container-style relay name with "_" is accepted, resolved and used."""
+        net.zone.add("smtp_relay.test", "A", "127.0.0.2")
+        server = net.smtp("127.0.0.2")
+        mailer = self.relay_mailer(net.dns.resolver(), "smtp_relay.test", net.port)
+        [r] = mailer.query_status(send_one(mailer, "a@d.test")).recipients
+        assert r.result is D
+        assert r.remote is not None and r.remote.host == "smtp_relay.test"
+        assert len(server.handler.messages) == 1
+        mailer.stop()
+
     def test_relay_dns_trouble_defers(self, net: MxNet) -> None:
         """B12: SERVFAIL for the relay name defers with 4.4.3."""
         net.zone.add("relay.test", "A", "127.0.0.2").servfail("relay.test")

@@ -11,6 +11,7 @@ look at storage (within a second by default).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -42,6 +43,10 @@ _PAST_TENSE = {
 }
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# Tools written in C die of SIGPIPE when their reader goes away, silently, and
+# a shell reports 128 + 13; exiting so lets `set -o pipefail` see what it would
+# for cat or grep.
+_SIGPIPE_EXIT = 141
 
 
 def _duration(text: str) -> float:
@@ -261,8 +266,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line on ``argv`` (default ``sys.argv[1:]``); return the code.
 
     Returns 0 on success, 1 when the message is unknown or the storage fails,
-    and 2 for a usage error.
+    2 for a usage error, and 141 when the reader of the output went away (as in
+    ``queue list | head -1``), quietly.
     """
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would print a traceback, then fail again flushing at exit.
+        _discard_stdout()
+        return _SIGPIPE_EXIT
+
+
+def _discard_stdout() -> None:
+    """Point standard output at the null device (what is still buffered too)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass  # no file descriptor (a captured stream): nothing flushes to the pipe
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
         return run_demo(args.seconds)

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Literal
 
 from ..errors import ConfigError
 from ..retry import RetryPolicy
-from .checks import _check_count, _check_hostname, _check_port, _check_timeout
+from .checks import (
+    _check_count,
+    _check_hostname,
+    _check_port,
+    _check_timeout,
+    host_or_address,
+)
 from .policy import DkimAlgorithm, DkimConfig, DsnPolicy
 
 if TYPE_CHECKING:
@@ -79,7 +85,9 @@ class RelayConfig:
     """Deliver every message through one relay (a smarthost or submission server).
 
     Attributes:
-        host: the relay's host name or IP address.
+        host: the relay's host name or IP address; an address may be in
+            brackets (``"[::1]"``), which are dropped: ``host`` holds the bare
+            address, dialled and checked against the certificate's IP addresses.
         port: the TCP port; by default 587 for ``"starttls"``, 465 for
             ``"implicit"`` and 25 for ``"none"``.
         tls: ``"starttls"`` (the default) upgrades the connection and refuses to go
@@ -111,7 +119,7 @@ class RelayConfig:
     resolver: dns.resolver.Resolver | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        _check_hostname(self.host, "host", allow_literal=False)
+        object.__setattr__(self, "host", host_or_address(self.host, "host"))
         if self.tls not in _DEFAULT_PORTS:
             raise ConfigError(
                 f"must be 'starttls', 'implicit' or 'none', not {self.tls!r}", "tls"

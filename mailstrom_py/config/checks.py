@@ -6,6 +6,7 @@ value does not pass, and returns ``None`` otherwise.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 
@@ -13,6 +14,9 @@ from ..errors import ConfigError
 
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _LITERAL = re.compile(r"^\[[0-9A-Fa-f:.]+\]$|^\[IPv6:[0-9A-Fa-f:.]+\]$")
+# Host names as resolvers accept them: "_" is common in container and service
+# names, though RFC 952 host names leave it out.
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 
 
 def _check_hostname(value: object, name: str, *, allow_literal: bool) -> None:
@@ -23,6 +27,40 @@ def _check_hostname(value: object, name: str, *, allow_literal: bool) -> None:
     labels = value.rstrip(".").split(".")
     if len(value) > 253 or not all(_LABEL.match(label) for label in labels):
         raise ConfigError(f"{value!r} is not a valid host name", name)
+
+
+def host_or_address(value: object, name: str) -> str:
+    """Return the host to dial for ``value``: a host name (``_`` allowed) as
+    given, or an IPv4 or IPv6 address, bracketed or not, without its brackets.
+
+    ``"[::1]"``, ``"[IPv6:::1]"`` and ``"::1"`` all give ``"::1"``, the form
+    sockets dial and TLS matches against a certificate's IP addresses.
+    """
+    if not isinstance(value, str) or not value:
+        raise ConfigError("must be a non-empty host name or IP address", name)
+    if value[:1] == "[" and value[-1:] == "]":
+        return _address_literal(value, name)
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    labels = value.rstrip(".").split(".")
+    if len(value) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        raise ConfigError(f"{value!r} is not a valid host name or address", name)
+    return value
+
+
+def _address_literal(value: str, name: str) -> str:
+    """The bare address of ``"[address]"`` or, RFC 5321 §4.1.3, ``"[IPv6:address]"``."""
+    literal = value[1:-1]
+    tagged = literal[:5].lower() == "ipv6:"
+    try:
+        address = ipaddress.ip_address(literal[5:] if tagged else literal)
+    except ValueError:
+        address = None
+    if address is None or (tagged and address.version != 6):
+        raise ConfigError(f"{value!r} is not a valid IP address", name)
+    return str(address)
 
 
 def _check_timeout(value: object, name: str) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from ..config import RelayConfig, Timeouts
+from ..lograte import WarningRate
 from ..message import PreparedEmail
 from ..status import DeliveryResult
 from .base import Item, Outcome
@@ -25,9 +27,10 @@ _RELAY = "relay"
 class RelayTransport:
     """Sends every message to the relay of a :class:`~mailstrom_py.RelayConfig`.
 
-    Connect, EHLO, TLS as configured (certificates verified), AUTH only over TLS,
-    then one transaction per message with one RCPT per recipient. The session
-    stays open in ``sessions`` for the next message (checked with RSET first).
+    Connect, EHLO, TLS as configured (certificates verified), AUTH only over TLS
+    (or without it, with ``allow_plaintext_auth``), then one transaction per
+    message with one RCPT per recipient. The session stays open in
+    ``sessions`` for the next message (checked with RSET first).
     Trouble reaching the relay is never a permanent failure: its recipients are
     deferred until the retry policy gives up (a relay that cannot be reached says
     nothing about the recipients). That includes a relay name that does not
@@ -36,6 +39,10 @@ class RelayTransport:
     With ``require_tls`` a relay configured with ``tls="none"`` gets only
     messages that say ``TLS-Required: No`` (and REQUIRETLS messages, to be
     refused in the session); the others are deferred with 4.7.4.
+
+    A relay that cannot be used (refused connection or login, failed TLS, a
+    name that does not resolve) is logged at WARNING once a minute for each
+    cause, read on ``clock`` (monotonic seconds), and at INFO otherwise.
     """
 
     def __init__(
@@ -47,8 +54,11 @@ class RelayTransport:
         require_tls: bool = False,
         sessions: SessionPool | None = None,
         limit: ConcurrencyLimit | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._relay = relay
+        self._clock = clock
+        self._warnings = WarningRate()
         self._sessions = sessions if sessions is not None else SessionPool()
         self._limit = limit if limit is not None else ConcurrencyLimit(20)
         # Config.require_tls: only a relay without TLS can be plaintext.
@@ -145,13 +155,20 @@ class RelayTransport:
         except RouteError as exc:
             # Postfix: never bounce mail after a host lookup problem with a relay.
             detail = f"cannot resolve the relay {host}: {exc.detail}"
-            log.info("%s", detail)
+            self._trouble(exc.status_code, detail)
             raise SessionFailure(detail, exc.status_code, connected=False) from None
         try:
             return self._open(host, port, addresses)
         except SessionFailure as failure:
-            log.info("relay %s:%d unusable: %s", host, port, failure.detail)
+            self._trouble(
+                failure.status_code, f"relay {host}:{port} unusable: {failure.detail}"
+            )
             raise
+
+    def _trouble(self, cause: str, detail: str) -> None:
+        """Log trouble that stops all delivery; ``cause`` is its status code."""
+        warn = self._warnings.warn(_RELAY, cause, self._clock())
+        log.log(logging.WARNING if warn else logging.INFO, "%s", detail)
 
     def _open(self, host: str, port: int, addresses: list[str]) -> SmtpSession:
         """Open a session at the first of ``addresses`` that takes the connection."""
@@ -174,6 +191,7 @@ class RelayTransport:
             tls=self._relay.tls,
             tls_context=self._tls_context,
             credentials=self._credentials,
+            plaintext_auth=self._relay.allow_plaintext_auth,
         )
 
     def close(self) -> None:

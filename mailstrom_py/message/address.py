@@ -16,8 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.errors import MessageError, NonASCIILocalPartDefect, ObsoleteHeaderDefect
 from email.headerregistry import Address, AddressHeader, BaseHeader, Group
-from encodings import idna
 from typing import TYPE_CHECKING, Any, cast
+
+import idna
 
 from ..errors import InvalidMessageError
 
@@ -51,6 +52,8 @@ _DOT_ATOM = re.compile(rf"{_UTEXT}+(?:\.{_UTEXT}+)*")
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _QUOTED_PAIR = re.compile(r"\\(.)")
 _IPV4 = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+# UTS 46 §2.3: the full stops that separate labels.
+_DOTS = re.compile("[.\u3002\uff0e\uff61]")
 # Control characters, and the ones str.splitlines() treats as line breaks.
 _CONTROL = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 # What turns one address into a list, a name-addr or a comment.
@@ -154,7 +157,7 @@ def domain_to_ascii(domain: str, field: str) -> str:
         ascii_domain = _address_literal(domain, field)
     else:
         ascii_domain = ".".join(
-            _ascii_label(part, field) for part in idna.dots.split(domain)
+            _ascii_label(part, field) for part in _DOTS.split(domain)
         )
     if len(ascii_domain) > MAX_DOMAIN:
         size = len(ascii_domain)
@@ -377,20 +380,19 @@ def _address_literal(domain: str, field: str) -> str:
 
 
 def _ascii_label(label: str, field: str) -> str:
-    """Return one domain label as LDH ASCII, converting a U-label to its A-label."""
+    """Return one domain label as LDH ASCII, converting a U-label to its A-label.
+
+    IDNA 2008 with the UTS 46 mapping (non-transitional), as browsers and
+    registries use: "ß" stays "ß" (xn--strae-oqa), where IDNA 2003 made it "ss".
+    """
     if label.isascii():
         if not _ASCII_LABEL.fullmatch(label):
             raise _invalid(label, "is not 1-63 letters, digits, inner hyphens", field)
         return label
     try:
-        a_label = idna.ToASCII(label).decode("ascii")
-        mapped = idna.nameprep(label)
-    except UnicodeError as exc:
-        raise _invalid(label, f"is not a valid IDN label: {exc}", field) from exc
-    # The stdlib codec is IDNA 2003, which maps some characters that IDNA 2008 keeps
-    # ("ß" -> "ss"): such a label would quietly name another domain.
-    if mapped != unicodedata.normalize("NFC", label).lower():
-        raise _invalid(label, "has no unambiguous A-label; give the xn-- form", field)
+        a_label = idna.encode(label, uts46=True, transitional=False).decode("ascii")
+    except UnicodeError as exc:  # idna.IDNAError is one
+        raise _invalid(label, f"is not a valid IDN label: {exc}", field) from None
     if not _ASCII_LABEL.fullmatch(a_label):
         raise _invalid(label, "is not a valid IDN label", field)
     return a_label

@@ -6,7 +6,9 @@ those of its From domain (or, failing that, of the nearest parent domain that ha
 keys): RSA and Ed25519 keys of one domain each add a signature. Signatures use
 relaxed/relaxed canonicalisation, over-sign From (so a second From added in
 transit breaks them) and never carry an ``l=`` tag (which would let text be
-appended). This is the only module that uses dkimpy.
+appended). List-Unsubscribe and List-Unsubscribe-Post, when present, are signed
+and over-signed too, as RFC 8058 §4 asks for one-click unsubscription. This is
+the only module that uses dkimpy.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ _ALGORITHMS: dict[str, bytes] = {
     "rsa-sha256": b"rsa-sha256",
     "ed25519-sha256": b"ed25519-sha256",
 }
+# RFC 8058 §4: the signature covers both, or receivers ignore one-click
+# unsubscription; over-signed so that none can be added in transit. dkimpy's
+# defaults leave List-Unsubscribe-Post out.
+_UNSUBSCRIBE = (b"list-unsubscribe", b"list-unsubscribe-post")
 # RFC 1035 §3.3.14: one character-string of a TXT record holds 255 octets.
 _TXT_STRING = 255
 
@@ -157,15 +163,19 @@ def from_domain(data: bytes) -> str | None:
 def _signature(email: PreparedEmail, key: _Key) -> bytes:
     config = key.config
     try:
-        signature = dkim.sign(
+        signer = dkim.DKIM(
             email.data,
+            logger=log,
+            signature_algorithm=_ALGORITHMS[config.algorithm],
+        )
+        # Only headers the message has are signed; frozen ones once more.
+        signer.add_frozen(_UNSUBSCRIBE)
+        signature = signer.sign(
             config.selector.encode("ascii"),
             config.domain.encode("ascii"),
             key.material,
             canonicalize=(b"relaxed", b"relaxed"),
-            signature_algorithm=_ALGORITHMS[config.algorithm],
             length=False,
-            logger=log,
         )
     except (dkim.MessageFormatError, dkim.ParameterError) as exc:
         raise InvalidMessageError(f"cannot be DKIM-signed: {exc}") from None

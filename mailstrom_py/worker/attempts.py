@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from ..delivery.base import BatchTransport, Outcome, Transport
 from ..errors import StorageError
+from ..lograte import WarningRate
 from ..message import PreparedEmail
 from ..message.dsn import DsnReporter
 from ..retry import RetryPolicy
@@ -55,6 +56,7 @@ class Attempts:
         self._rng_lock = threading.Lock()
         self._reporter = reporter
         self._queue = queue
+        self._warnings = WarningRate()
 
     def run(self, message_ids: Sequence[str], now: float) -> list[MessageStatus]:
         """Attempt the messages of ``message_ids`` that are due at ``now``: claim
@@ -103,8 +105,17 @@ class Attempts:
                 log.info("%s was dropped during its attempt", message_id)
                 continue
             for r in updates:
-                log.info(
-                    "%s to %s: %s (%s)", message_id, r.address, r.result.value, r.detail
+                # A final failure warns once a minute per domain and status code.
+                warn = r.result is DeliveryResult.FAILED and self._warnings.warn(
+                    r.address.rpartition("@")[2].lower(), str(r.status_code), now
+                )
+                log.log(
+                    logging.WARNING if warn else logging.INFO,
+                    "%s to %s: %s (%s)",
+                    message_id,
+                    r.address,
+                    r.result.value,
+                    r.detail,
                 )
             self._report(claim.email, claim.before, updates, now)
             done.append(status)

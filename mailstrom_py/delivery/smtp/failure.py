@@ -78,7 +78,9 @@ def parse_int(text: str) -> int:
 
 def where(remote: Remote) -> str:
     if remote.host == remote.address:
-        return f"{remote.host}:{remote.port}"
+        # An IPv6 address is bracketed so that its port stands apart.
+        host = f"[{remote.host}]" if ":" in remote.host else remote.host
+        return f"{host}:{remote.port}"
     return f"{remote.host}[{remote.address}]:{remote.port}"
 
 

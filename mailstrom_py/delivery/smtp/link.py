@@ -88,6 +88,7 @@ class SmtpLink:
         tls: str,
         tls_context: ssl.SSLContext | None,
         credentials: tuple[str, str] | None = None,
+        plaintext_auth: bool = False,
     ) -> Self:
         """Connect, read the greeting, say EHLO (or HELO), then set up TLS and AUTH.
 
@@ -103,7 +104,10 @@ class SmtpLink:
                 ``tls_failed`` set, which the caller may retry in plaintext) or
                 ``"none"``.
             tls_context: the client context for TLS; required unless ``tls="none"``.
-            credentials: ``(username, password)`` to AUTH with; only ever sent over TLS.
+            credentials: ``(username, password)`` to AUTH with; only sent over TLS
+                unless ``plaintext_auth`` is set.
+            plaintext_auth: the user's explicit consent to send ``credentials``
+                on a connection without TLS.
 
         Raises:
             SessionFailure: the session could not be set up; the reason is recorded
@@ -164,7 +168,7 @@ class SmtpLink:
                     _verifies(tls_context),
                 )
             if credentials is not None:
-                session._login(*credentials)
+                session._login(*credentials, plaintext_ok=plaintext_auth)
         except ConnectionLost as exc:
             session.close()
             raise SessionFailure(
@@ -273,8 +277,8 @@ class SmtpLink:
         self._smtp.esmtp_features = {}
         self._hello()
 
-    def _login(self, username: str, password: str) -> None:
-        if not isinstance(self._smtp.sock, ssl.SSLSocket):
+    def _login(self, username: str, password: str, *, plaintext_ok: bool) -> None:
+        if not plaintext_ok and not isinstance(self._smtp.sock, ssl.SSLSocket):
             raise SessionFailure("refusing to send credentials without TLS", "4.7.0")
         if "auth" not in self._smtp.esmtp_features:
             raise SessionFailure(f"{where(self.remote)} does not offer AUTH", "4.7.0")
