@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import configparser
 import dataclasses
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -20,8 +24,10 @@ from mailstrom_py import (
     config_from_mapping,
     load_config,
 )
+from mailstrom_py.cli.configfile import load_demo_config
 from mailstrom_py.config.loader import parse_duration
 from mailstrom_py.config.schema import file_fields
+from mailstrom_py.config.secrets import hide_dsn
 from mailstrom_py.config.settings import LoadedConfig, LoggingSettings, StorageSettings
 from mailstrom_py.message.dkim import generate_key, write_key
 
@@ -542,3 +548,129 @@ class TestSecrets:
             tmp_path, RELAY + '[storage]\nsqlite = "a.db"\npassword = "x"\n'
         )
         assert message == "storage.password: a password is only used with postgres"
+
+
+def run_cli(*args: str, **environ: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m mailstrom_py`` with this checkout first on the path."""
+    return subprocess.run(
+        [sys.executable, "-m", "mailstrom_py", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **environ},
+    )
+
+
+class TestConfigCheck:
+    SECRETS = ("relay-s3cret", "dsn-s3cret", "pg-s3cret")
+
+    def write(self, tmp_path: Path) -> Path:
+        (tmp_path / "pg-password").write_text("pg-s3cret\n", encoding="utf-8")
+        path = tmp_path / "mailstrom.toml"
+        path.write_text(
+            RELAY.replace('tls = "none"', 'tls = "starttls"')
+            + 'username = "app"\npassword_env = "MAILSTROM_RELAY_PASSWORD"\n'
+            + "[storage]\n"
+            + 'postgres = "postgresql://app:dsn-s3cret@db.internal/mail"\n'
+            + f'password_file = "{tmp_path / "pg-password"}"\n',
+            encoding="utf-8",
+        )
+        return path
+
+    def test_it_prints_every_setting_with_secrets_hidden(self, tmp_path: Path) -> None:
+        """`config check FILE` shows all settings, defaults too, and no secret."""
+        done = run_cli(
+            "config", "check", str(self.write(tmp_path)),
+            MAILSTROM_RELAY_PASSWORD="relay-s3cret",
+        )  # fmt: skip
+        assert (done.returncode, done.stderr) == (0, "")
+        for secret in self.SECRETS:
+            assert secret not in done.stdout
+        assert 'password = "********"' in done.stdout
+        assert 'postgres = "postgresql://app:********@db.internal/mail"' in done.stdout
+        assert "max_age = 432000.0  # 5d" in done.stdout
+        for name in file_fields(Timeouts):
+            assert f"\n{name} = " in done.stdout
+        assert "# max_attempts: not set" in done.stdout
+
+    def test_what_it_prints_loads_back_to_the_same_settings(
+        self, tmp_path: Path
+    ) -> None:
+        """The output is itself a configuration file, equal but for the hidden secrets."""
+        path = self.write(tmp_path)
+        environ = {"MAILSTROM_RELAY_PASSWORD": "relay-s3cret"}
+        done = run_cli("config", "check", str(path), **environ)
+        printed = tmp_path / "printed.toml"
+        printed.write_text(done.stdout, encoding="utf-8")
+        original, again = load_config(path, environ=environ), load_config(printed)
+        assert isinstance(original.config.delivery, RelayConfig)
+        hidden = dataclasses.replace(original.config.delivery, password="********")
+        assert again.config == dataclasses.replace(original.config, delivery=hidden)
+        assert again.storage == dataclasses.replace(
+            original.storage,
+            postgres="postgresql://app:********@db.internal/mail",
+            password="********",
+        )
+        assert again.logging == original.logging
+
+    def test_a_bad_file_exits_2_with_the_error_on_stderr(self, tmp_path: Path) -> None:
+        """A bad setting prints one line naming the file and the key, and exits 2."""
+        path = tmp_path / "bad.toml"
+        path.write_text(RELAY.replace("2525", '"25x"'), encoding="utf-8")
+        done = run_cli("config", "check", str(path))
+        assert (done.returncode, done.stdout) == (2, "")
+        assert done.stderr == (
+            f"mailstrom-py: {path}: delivery.port: expected an integer from 1 to "
+            '65535, got "25x"\n'
+        )
+
+    def test_a_missing_file_exits_2(self, tmp_path: Path) -> None:
+        """A file that is not there is reported the same way."""
+        done = run_cli("config", "check", str(tmp_path / "none.toml"))
+        assert done.returncode == 2
+        assert "none.toml: cannot read the file: No such file" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [
+        ("postgresql://app:pw@db/mail", "postgresql://app:********@db/mail"),
+        ("postgresql://app:p@ss@db/mail", "postgresql://app:********@db/mail"),
+        ("postgresql://app@db/mail?password=pw&sslmode=require",
+         "postgresql://app@db/mail?password=********&sslmode=require"),
+        ("host=db password=pw dbname=mail", "host=db password=******** dbname=mail"),
+        ("host=db password = 'p w' dbname=mail",
+         "host=db password = ******** dbname=mail"),
+        ("postgresql://app@db/mail", "postgresql://app@db/mail"),
+    ],
+)  # fmt: skip
+def test_a_connection_string_is_shown_without_its_password(
+    dsn: str, shown: str
+) -> None:
+    """Only the password of a connection string is hidden, in either form."""
+    assert hide_dsn(dsn) == shown
+
+
+class TestDemoConfig:
+    def test_it_relays_to_loopback_port_8025_into_an_sqlite_file(self) -> None:
+        """The shipped demo configuration relays to 127.0.0.1:8025 without TLS."""
+        loaded = load_demo_config()
+        assert loaded.config.delivery == RelayConfig(
+            host="127.0.0.1", port=8025, tls="none"
+        )
+        assert loaded.storage.kind == "sqlite"
+        assert loaded.storage.sqlite is not None
+        assert not os.path.isabs(loaded.storage.sqlite)
+
+    def test_it_ships_as_package_data(self) -> None:
+        """setup.cfg installs the demo configuration with the package."""
+        setup = configparser.ConfigParser()
+        setup.read(ROOT / "setup.cfg")
+        assert "cli/demo.toml" in setup["options.package_data"]["mailstrom_py"]
+
+    def test_config_check_accepts_it(self) -> None:
+        """`config check` on the demo configuration exits 0."""
+        done = run_cli("config", "check", str(ROOT / "mailstrom_py/cli/demo.toml"))
+        assert (done.returncode, done.stderr) == (0, "")
+        assert 'kind = "relay"' in done.stdout
