@@ -421,6 +421,17 @@ def test_every_setting_but_python_objects_is_a_file_key(cls: type) -> None:
             id="unknown log format",
         ),
         pytest.param(
+            'helo_name = "app.example.org"\ndelivery = 5\n',
+            "delivery: expected a table, got 5",
+            id="delivery that is no table",
+        ),
+        pytest.param(
+            RELAY + '[[dkim]]\ndomain = "example.org"\nselector = "s1"\n'
+            "private_key = 5\n",
+            "dkim[0].private_key: expected a string, got 5",
+            id="key path of the wrong type",
+        ),
+        pytest.param(
             "storage = 5\n" + RELAY,
             "storage: expected a table, got 5",
             id="section that is no table",

@@ -40,6 +40,7 @@ _DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhd])+")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _NOT_CONVERTED = object()
+_PLURALS: dict[object, str] = {str: "strings", int: "integers", float: "numbers"}
 
 T = typing.TypeVar("T")
 
@@ -274,7 +275,8 @@ def _choices(hint: object) -> tuple[object, ...]:
 
 def _mismatch(value: object, item: FileField, path: str) -> str:
     members = options(item.hint)
-    wanted = " or ".join(_described(m, item) for m in members)
+    described = (_described(m, item) for m in members)
+    wanted = " or ".join(dict.fromkeys(d for d in described if d))
     got = f"a {type(value).__name__}" if item.secret else _shown(value)
     message = f"expected {wanted}, got {got}"
     choices = [str(a) for m in members for a in _choices(m)]
@@ -283,7 +285,7 @@ def _mismatch(value: object, item: FileField, path: str) -> str:
     return message
 
 
-def _described(member: object, item: FileField) -> str:
+def _described(member: object, item: FileField) -> str | None:
     if member is bool:
         return "true or false"
     if member is int:
@@ -302,8 +304,9 @@ def _described(member: object, item: FileField) -> str:
         return "a table"
     each = _item_type(member)
     if each is not None:
-        return "a list of " + ("tables" if _is_dataclass(each) else "strings")
-    return "a value of another kind"
+        plural = "tables" if _is_dataclass(each) else _PLURALS.get(each, "values")
+        return "a list of " + plural
+    return None  # a type only Python code can give (bytes, a path object)
 
 
 def _item_type(hint: object) -> object | None:
