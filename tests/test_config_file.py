@@ -255,6 +255,24 @@ class TestSections:
         assert from_dict.source == "settings.MAIL"
 
 
+def test_none_in_a_mapping_means_not_given() -> None:
+    """A framework's settings may say None for a setting left at its default."""
+    loaded = config_from_mapping(
+        {
+            "helo_name": "app.example.org",
+            "delivery": {"kind": "relay", "host": "127.0.0.1", "port": None,
+                         "password": None, "password_env": None, "tls": "none"},
+            "dsn": None,
+            "storage": {"sqlite": None, "postgres": None},
+        }
+    )  # fmt: skip
+    assert loaded.config == Config(
+        helo_name="app.example.org",
+        delivery=RelayConfig(host="127.0.0.1", tls="none"),
+    )
+    assert loaded.storage.kind == "memory"
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("30s", 30), ("5m", 300), ("2h", 7200), ("1d", 86400), ("1h30m", 5400),

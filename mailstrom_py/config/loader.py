@@ -83,7 +83,8 @@ def config_from_mapping(
     """Build the settings from a mapping of the configuration file's shape.
 
     For settings that are already parsed, such as a dictionary in a web
-    framework's settings: tables are mappings and arrays lists or tuples.
+    framework's settings: tables are mappings, arrays lists or tuples, and a
+    key whose value is ``None`` counts as not given.
 
     Args:
         settings: the top-level table.
@@ -150,12 +151,13 @@ class _Reader:
         arguments: dict[str, object] = {}
         for item in fields.values():
             path = _join(where, item.name)
+            given: object = table.get(item.name)
             if item.secret:
-                secret = read_secret(table, item.name, where, self.environ)
-                if secret is not None:
-                    arguments[item.name] = secret
-            elif item.name in table:
-                arguments[item.name] = self.value(table[item.name], item, path)
+                given = read_secret(table, item.name, where, self.environ)
+            elif given is not None:
+                given = self.value(given, item, path)
+            if given is not None:
+                arguments[item.name] = given
             elif item.required:
                 raise ConfigError("is required but missing", path)
         try:

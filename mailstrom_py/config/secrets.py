@@ -38,7 +38,8 @@ def read_secret(
     """Return the secret ``name`` from ``table``, or ``None`` when it is not given.
 
     Args:
-        table: the settings of one section.
+        table: the settings of one section; a key whose value is ``None`` is
+            not given.
         name: the secret's key (``"password"``).
         where: the key path of ``table`` (``"delivery"``), for error messages.
         environ: the environment variables to look ``name_env`` up in.
@@ -48,7 +49,7 @@ def read_secret(
             and ``name_env`` is given; one is not a string; the file cannot be read
             or is empty; the variable is not set or empty.
     """
-    given = [key for key in secret_keys(name) if key in table]
+    given = [key for key in secret_keys(name) if table.get(key) is not None]
     if not given:
         return None
     key = given[0]
