@@ -1,6 +1,7 @@
 """mailstrom_py: send email from synchronous code and know what became of it."""
 
 from .config import Config, DirectConfig, DkimConfig, DsnPolicy, RelayConfig, Timeouts
+from .config.loader import config_from_mapping, load_config
 from .core import Mailstrom
 from .errors import (
     ConfigError,
@@ -50,5 +51,7 @@ __all__ = [
     "WorkerError",
     "__version__",
     "build_dsn",
+    "config_from_mapping",
+    "load_config",
     "prepare_email",
 ]

@@ -1,7 +1,8 @@
 """The ``mailstrom-py`` command line.
 
 ``demo`` runs the demonstration; ``dkim-keygen`` makes a DKIM key pair and prints
-the DNS record to publish. ``queue`` and ``status`` work on the queue in a
+the DNS record to publish; ``config check`` loads a configuration file and shows
+its settings. ``queue`` and ``status`` work on the queue in a
 SQLite database (``--db PATH``), thin over :class:`~mailstrom_py.SqliteStorage`
 and :class:`~mailstrom_py.QueueFilter`; they may run while a mailer in another
 process uses the same file, which picks up kicked and released mail on its next
@@ -23,6 +24,7 @@ from ..errors import ConfigError, MessageNotFound, StorageError
 from ..message.dkim import generate_key, txt_record, write_key
 from ..status import DeliveryResult, MessageStatus
 from ..storage import QueueFilter, SqliteStorage
+from .configfile import add_config_command, run_config
 from .demo import run_demo
 
 __all__ = ["main"]
@@ -113,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show the status of one message")
     status.add_argument("message_id", help="the id send_email() returned")
     _add_database(status)
+    add_config_command(commands.add_parser)
     return parser
 
 
@@ -296,6 +299,8 @@ def _run(argv: Sequence[str] | None) -> int:
         return run_demo(args.seconds)
     if args.command == "dkim-keygen":
         return _dkim_keygen(args)
+    if args.command == "config":
+        return run_config(args)
     try:
         return _queue(args) if args.command == "queue" else _status(args)
     except (MessageNotFound, StorageError) as exc:
