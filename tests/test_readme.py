@@ -4,6 +4,7 @@ The blocks deliver to a test server on 127.0.0.1:8025, as the README tells a
 reader to start one. A reader may well have that server running, so the test
 never binds 8025: it starts its server on a free port and puts that port in
 place of the number 8025 in each block's parsed code.
+
 TOML blocks load: the files and environment variables a block names (keys,
 secrets) are made up for it in a temporary directory.
 """
