@@ -26,6 +26,7 @@ __all__ = [
     "MAX_LINE",
     "SINGLE_HEADERS",
     "SINGLE_MIME_HEADERS",
+    "canonical_line_ends",
     "complete_headers",
     "is_text_type",
     "reject_line_breaks",
@@ -48,6 +49,9 @@ FIELD_NAME = re.compile(r"[!-9;-~]+")
 # (3.11) splits header values with it, turning any of these into a real line break.
 LINE_BREAKING = re.compile("[\x00\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 
+# Where the email package ends a line; a CR or LF alone too (it splits at each).
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 # One header field as the email package reads it: the name, then the value without
 # the blanks after the colon and without the final CRLF. Only printable ASCII and
 # blanks; a continuation line starts with a blank. The possessive [ \t]*+ keeps the
@@ -67,6 +71,66 @@ _MSG_ID = re.compile(rf"<{_ID_TEXT}@(?:{_ID_TEXT}|\[[!-Z^-~]*\])>")
 _IDS = random.Random()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_IDS.seed)
+
+
+def canonical_line_ends(data: bytes) -> bytes:
+    """Check how a message's header section ends its lines; return it in CRLF.
+
+    The header section runs to its first empty line, its lines split where the email
+    package splits them: at CRLF, at CR alone and at LF alone. Every line must end
+    the same way, in CRLF or in LF alone, so that a reader who splits only at CRLF
+    (RFC 5322 §2.2) sees the same header fields as one who splits at every CR or LF.
+    A message whose header section ends in LF alone is taken as written with Unix
+    line ends: every LF that does not follow a CR becomes CRLF, body included.
+    Otherwise *data* is returned as it is; a bare CR or LF in its body is left to
+    the body rules.
+
+    Raises:
+        InvalidMessageError: a header line ends in CR alone, or the header section
+            mixes lines ending in LF alone with lines ending in CRLF; ``field``
+            names the header whose line it is.
+    """
+    end = data.find(b"\r\n\r\n")
+    head = data if end < 0 else data[: end + 4]
+    pairs = head.count(b"\r\n")
+    if head.count(b"\r") == pairs == head.count(b"\n"):
+        return data  # the commonest case: CRLF throughout the header section
+    end = data.find(b"\n\n")
+    if b"\r" not in (data if end < 0 else data[: end + 2]):
+        return _BARE_LF.sub(b"\r\n", data)
+    return _checked_line_ends(data)
+
+
+def _checked_line_ends(data: bytes) -> bytes:
+    """Read the header section's line ends one by one; see canonical_line_ends()."""
+    field = first = None
+    start = 0
+    for match in _LINE_END.finditer(data):
+        line, end = data[start : match.start()], match.group()
+        if line[:1] not in (b"", b" ", b"\t"):
+            name = line.partition(b":")[0].decode("ascii", "replace")
+            field = name if b":" in line and FIELD_NAME.fullmatch(name) else None
+        first = first or end
+        if end == b"\r" or end != first:
+            raise InvalidMessageError(_line_end_reason(end, first), field)
+        if not line:
+            break  # the empty line that ends the header section
+        start = match.end()
+    return data if first != b"\n" else _BARE_LF.sub(b"\r\n", data)
+
+
+def _line_end_reason(end: bytes, first: bytes) -> str:
+    rule = (
+        "header lines must all end in CRLF, or all in LF alone, or a reader "
+        "could see other header fields"
+    )
+    if end == b"\r":
+        return f"ends a line in CR alone: {rule}"
+    ending = {b"\n": "LF alone", b"\r\n": "CRLF"}
+    return (
+        f"ends a line in {ending[end]} where the first header line ends in "
+        f"{ending[first]}: {rule}"
+    )
 
 
 def split_header_block(block: str) -> list[tuple[str, str]] | None:

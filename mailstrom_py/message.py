@@ -35,6 +35,7 @@ from ._fields import (
     MAX_LINE,
     SINGLE_HEADERS,
     SINGLE_MIME_HEADERS,
+    canonical_line_ends,
     complete_headers,
     reject_line_breaks,
 )
@@ -231,13 +232,18 @@ def _working_copy(message: object, policy: EmailPolicy[Any]) -> Message:
         for part in message.walk():
             for name, value in part.raw_items():
                 reject_line_breaks(name, unfold(str(value)))
+        message = message.as_bytes(policy=compat32)
+    # Before any parsing: the parser ends a line at a CR or LF alone as well.
+    if isinstance(message, str):
+        encoded = canonical_line_ends(message.encode("utf-8", "surrogatepass"))
+        message = encoded.decode("utf-8", "surrogatepass")
+    else:
+        message = canonical_line_ends(bytes(message))
     try:
         if isinstance(message, str):
             parsed: Message = Parser(policy=policy).parsestr(message)
             return parsed
-        if isinstance(message, Message):
-            message = message.as_bytes(policy=compat32)
-        parsed = BytesParser(policy=policy).parsebytes(bytes(message))
+        parsed = BytesParser(policy=policy).parsebytes(message)
         return parsed
     except EMAIL_ERRORS as exc:
         raise InvalidMessageError(f"the message cannot be parsed: {exc}") from exc

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from email import policy
 from email.message import EmailMessage, Message
@@ -18,7 +19,16 @@ from pathlib import Path
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from support.smtpd import SmtpServer, SmtpServerFactory
 
+from mailstrom_py import (
+    Config,
+    Mailstrom,
+    MemoryStorage,
+    QueueFilter,
+    RelayConfig,
+    Timeouts,
+)
 from mailstrom_py.errors import InvalidMessageError
 from mailstrom_py.message import PreparedEmail, prepare_email, validate_address
 
@@ -632,6 +642,96 @@ class TestHeaderInjection:
         parsed = reparse(prepare(message).data)
         names = ["From", "To", "Subject", "X-Custom", "Date", "Message-ID"]
         assert parsed.keys() == names
+
+
+HIDDEN_BCC = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: x{end}Bcc: c@evil.org\r\n\r\nhi\r\n"
+SPLIT_HEADERS = {
+    "bare CR": (HIDDEN_BCC.replace(b"{end}", b"\r"), "Subject"),
+    "bare LF among CRLF": (HIDDEN_BCC.replace(b"{end}", b"\n"), "Subject"),
+    "bare CR, as str": (HIDDEN_BCC.replace(b"{end}", b"\r").decode(), "Subject"),
+    "bare LF among CRLF, as str": (
+        HIDDEN_BCC.replace(b"{end}", b"\n").decode(),
+        "Subject",
+    ),
+    "bare CR in an address": (
+        b"From: a@example.org\r\nTo: bob@exam\rX-Evil: 1ple.org\r\n\r\nhi\r\n",
+        "To",
+    ),
+    "bare CR among LF": (
+        b"From: a@example.org\nTo: b@example.org\nSubject: x\rBcc: c@evil.org\n\nhi\n",
+        "Subject",
+    ),
+    "LF alone ending the header section early": (
+        b"From: a@example.org\r\nTo: b@example.org\r\n\nBcc: c@evil.org\r\n\r\nhi\r\n",
+        "To",
+    ),
+}
+
+
+@pytest.fixture
+def mailer_and_server(
+    smtp_server: SmtpServerFactory,
+) -> Iterator[tuple[Mailstrom, MemoryStorage, SmtpServer]]:
+    """A mailer with its own storage, relaying to a loopback server."""
+    server = smtp_server()
+    storage = MemoryStorage()
+    config = Config(
+        helo_name="client.example.test",
+        delivery=RelayConfig(host=server.host, port=server.port, tls="none"),
+        timeouts=Timeouts.uniform(10),
+    )
+    mailer = Mailstrom(config, storage)
+    yield mailer, storage, server
+    mailer.stop()
+
+
+class TestHeaderLineEnds:
+    @pytest.mark.parametrize(
+        ("message", "field"), SPLIT_HEADERS.values(), ids=SPLIT_HEADERS.keys()
+    )
+    @pytest.mark.parametrize("explicit", [False, True], ids=["headers", "envelope"])
+    def test_a_header_line_split_by_a_bare_line_end_is_refused(
+        self,
+        mailer_and_server: tuple[Mailstrom, MemoryStorage, SmtpServer],
+        message: bytes | str,
+        field: str,
+        explicit: bool,
+    ) -> None:
+        """A bare CR, or LF beside CRLF, in the header section is refused: nothing stored or sent."""
+        mailer, storage, server = mailer_and_server
+        envelope = (
+            {"mail_from": "a@example.org", "rcpt_to": ["b@example.org"]}
+            if explicit
+            else {}
+        )
+        with expect_error(field):
+            mailer.send_email(message, **envelope)  # type: ignore[arg-type]
+        assert storage.count(QueueFilter()) == 0
+        mailer.run_once()
+        assert server.handler.connections == 0
+
+    @pytest.mark.parametrize("kind", [bytes, str])
+    def test_a_message_written_with_lf_alone_goes_out_in_crlf(
+        self,
+        mailer_and_server: tuple[Mailstrom, MemoryStorage, SmtpServer],
+        kind: type[bytes] | type[str],
+    ) -> None:
+        """Unix line ends throughout become CRLF throughout, in every part, octets kept."""
+        mailer, _, server = mailer_and_server
+        message = (
+            b"From: alice@example.org\nTo: bob@example.org\nSubject: signed\n"
+            b"Date: Mon, 06 May 2024 07:08:09 +0000\nMessage-ID: <lf.1@example.org>\n"
+            b'MIME-Version: 1.0\nContent-Type: multipart/signed; boundary="b"\n\n'
+            b"--b\nContent-Type: text/plain\n\nHello.\n\n"
+            b"--b\nContent-Type: application/pgp-signature\n\n"
+            b"-----BEGIN PGP SIGNATURE-----\n\nabc\n-----END PGP SIGNATURE-----\n"
+            b"--b--\n"
+        )
+        given = message if kind is bytes else message.decode()
+        assert mailer.send_email(given) == "lf.1@example.org"  # type: ignore[arg-type]
+        mailer.run_once()
+        [received] = server.handler.messages
+        assert received.data == message.replace(b"\n", b"\r\n")
 
 
 SMUGGLING_BODIES = [
