@@ -361,7 +361,7 @@ FALLBACKS = {
     "two From": b"From: a@example.org\r\nFrom: c@example.org\r\nTo: b@example.org\r\n\r\n",
     "no body": b"From: a@example.org\r\nTo: b@example.org\r\n",
     "bad address": b"From: a@example.org\r\nTo: a..b@example.org\r\n\r\n",
-    "bad Message-ID": b"From: a@example.org\r\nTo: b@example.org\r\nMessage-ID: x\r\n\r\n",
+    "bad Message-ID": b"From: a@example.org\r\nTo: b@example.org\r\nMessage-ID: <>\r\n\r\n",
 }
 
 
@@ -423,7 +423,7 @@ class TestAcceptance:
 
     def test_recipients_from_an_iterator_are_read_once(self) -> None:
         """A one-shot iterator serves whichever way prepares the message."""
-        message = BENCHMARK.replace(b"Subject", b"Message-ID: <bad>\r\nSubject")
+        message = BENCHMARK.replace(b"Subject", b"Message-ID: <>\r\nSubject")
         recipients = ["x@example.net"]
         assert prepare_email(BENCHMARK, helo_name=HELO, rcpt_to=iter(recipients))
         with pytest.raises(
