@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 import trustme
+from hypothesis import settings
 from support.dnsd import DnsServer, DnsServerFactory, Zone
 from support.mxnet import MxNet, mx_net
 from support.scripted import (
@@ -43,6 +44,12 @@ from support.tls import client_context, server_context
 
 if TYPE_CHECKING:
     from support.postgres import PgServer
+
+# Property tests check what holds, not how fast: on a loaded machine one example
+# can take longer than Hypothesis's default 200 ms deadline. Speed is measured
+# in benchmarks/.
+settings.register_profile("mailstrom", deadline=None)
+settings.load_profile("mailstrom")
 
 TLS_SERVER_NAMES = ("localhost", "127.0.0.1", "::1", "mx.test", "relay.test")
 

@@ -72,10 +72,17 @@ def slow(message: object, **kw: Any) -> Outcome:
 
 
 def fast_is_taken(message: bytes | str, **kw: Any) -> bool:
-    """Whether the fast way accepts *message* with these arguments."""
+    """Whether the fast way accepts *message* with these arguments.
+
+    It declines what it is unsure of, and refuses a header line split by a bare
+    CR or LF itself.
+    """
     arguments = {**DEFAULTS, **kw}
     arguments.pop("allow_8bit")
-    clean = prepare_clean(message, _CachingHeaderRegistry(), **arguments)
+    try:
+        clean = prepare_clean(message, _CachingHeaderRegistry(), **arguments)
+    except InvalidMessageError:
+        return False
     return clean is not None
 
 
@@ -355,7 +362,7 @@ FALLBACKS = {
     "two From": b"From: a@example.org\r\nFrom: c@example.org\r\nTo: b@example.org\r\n\r\n",
     "no body": b"From: a@example.org\r\nTo: b@example.org\r\n",
     "bad address": b"From: a@example.org\r\nTo: a..b@example.org\r\n\r\n",
-    "bad Message-ID": b"From: a@example.org\r\nTo: b@example.org\r\nMessage-ID: x\r\n\r\n",
+    "bad Message-ID": b"From: a@example.org\r\nTo: b@example.org\r\nMessage-ID: <>\r\n\r\n",
 }
 
 
@@ -373,6 +380,31 @@ class TestAcceptance:
         assert not fast_is_taken(message)
         full = slow(message)
         assert same_id(outcome(prepare_email, message), full) == full
+
+    @pytest.mark.parametrize(
+        ("message", "field"),
+        [
+            (
+                b"From: a@example.org\r\nTo: b@example.org\r\nSubject: x\rBcc: c@x.org\r\n\r\n",
+                "Subject",
+            ),
+            (
+                b"From: a@example.org\r\nTo: b@example.org\r\nSubject: x\nBcc: c@x.org\r\n\r\n",
+                "Subject",
+            ),
+            ("From: a@example.org\nTo: bob@exam\rX-Evil: 1ple.org\n\nhi\n", "To"),
+            ("From: a@example.org\nTo: b@example.org\r\nSubject: Grüße\n\nhi\n", "To"),
+        ],
+    )
+    def test_both_ways_refuse_a_header_line_split_by_a_bare_line_end(
+        self, message: bytes | str, field: str
+    ) -> None:
+        """Each way checks the header section's line ends before reading anything."""
+        arguments = {**DEFAULTS, "rcpt_to": ["b@example.org"]}
+        arguments.pop("allow_8bit")
+        with pytest.raises(InvalidMessageError, check=lambda e: e.field == field):
+            prepare_clean(message, _CachingHeaderRegistry(), **arguments)
+        assert slow(message, rcpt_to=["b@example.org"])[0] == field  # type: ignore[index]
 
     def test_fast_way_keeps_the_callers_octets(self) -> None:
         """Header lines and body go out as written; Bcc goes, Date and Message-ID come."""
@@ -392,7 +424,7 @@ class TestAcceptance:
 
     def test_recipients_from_an_iterator_are_read_once(self) -> None:
         """A one-shot iterator serves whichever way prepares the message."""
-        message = BENCHMARK.replace(b"Subject", b"Message-ID: <bad>\r\nSubject")
+        message = BENCHMARK.replace(b"Subject", b"Message-ID: <>\r\nSubject")
         recipients = ["x@example.net"]
         assert prepare_email(BENCHMARK, helo_name=HELO, rcpt_to=iter(recipients))
         with pytest.raises(

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from email import policy
 from email.message import EmailMessage, Message
@@ -18,7 +19,16 @@ from pathlib import Path
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from support.smtpd import SmtpServer, SmtpServerFactory
 
+from mailstrom_py import (
+    Config,
+    Mailstrom,
+    MemoryStorage,
+    QueueFilter,
+    RelayConfig,
+    Timeouts,
+)
 from mailstrom_py.errors import InvalidMessageError
 from mailstrom_py.message import PreparedEmail, prepare_email, validate_address
 
@@ -96,10 +106,13 @@ class TestEnvelopeSender:
         )
         assert prepare(with_sender).mail_from == "b@example.org"
 
-    def test_from_is_required(self) -> None:
-        """A message without From is refused, even with an explicit mail_from."""
+    def test_from_is_required_unless_mail_from_is_given(self) -> None:
+        """Without From there is no sender, unless mail_from gives one; then it goes as is."""
         with expect_error("From"):
-            prepare(raw("To: bob@example.org"), mail_from="a@example.org")
+            prepare(raw("To: bob@example.org"))
+        prepared = prepare(raw("To: bob@example.org"), mail_from="a@example.org")
+        assert prepared.mail_from == "a@example.org"
+        assert prepared.data.startswith(b"To: bob@example.org\r\nDate: ")
 
     def test_sender_must_be_one_mailbox(self) -> None:
         """A Sender header listing two mailboxes is refused."""
@@ -279,19 +292,34 @@ class TestDateAndMessageId:
     @pytest.mark.parametrize(
         "value",
         [
-            "abc@example.org",
             "<abc@example.org> <def@example.org>",
             "<abc @example.org>",
-            "<abcexample.org>",
             "<abc@example.org",
             "<>",
-            "(comment) <abc@example.org>",
+            "",
         ],
     )
-    def test_bad_message_id_is_refused(self, value: str) -> None:
-        """An existing Message-ID must be exactly one <left@right> with no space."""
+    def test_a_message_id_naming_no_one_id_is_refused(self, value: str) -> None:
+        """The message is known by its Message-ID: it must name exactly one id."""
         with expect_error("Message-ID"):
             prepare(raw(*HEADERS, f"Message-ID: {value}"))
+
+    @pytest.mark.parametrize(
+        ("value", "sent", "message_id"),
+        [
+            ("abc@example.org", "abc@example.org", "abc@example.org"),
+            ("<xxxx>", "<xxxx>", "xxxx"),
+            (" <abcexample.org> ", "<abcexample.org> ", "abcexample.org"),
+            ("(comment) <abc@example.org>", "<abc@example.org>", "abc@example.org"),
+        ],
+    )
+    def test_a_message_id_naming_one_id_is_that_id(
+        self, value: str, sent: str, message_id: str
+    ) -> None:
+        """A non-conforming Message-ID goes as written; a valid one loses its comments."""
+        prepared = prepare(raw(*HEADERS, f"Message-ID: {value}"))
+        assert prepared.message_id == message_id
+        assert f"\r\nMessage-ID: {sent}\r\n".encode() in prepared.data
 
     @pytest.mark.parametrize("value", ["no-at-sign", "<a@b.example>", "a b@c", "a@b\n"])
     def test_bad_explicit_message_id_is_refused(self, value: str) -> None:
@@ -620,21 +648,65 @@ class TestHeaderInjection:
         with pytest.raises(InvalidMessageError, match="header field name"):
             prepare(message)
 
-    def test_line_that_is_not_a_header_is_refused(self) -> None:
-        """A header line without a colon would push the rest into the body."""
+    def test_line_that_is_not_a_header_is_refused_without_an_envelope(self) -> None:
+        """A header line without a colon ends the headers for some readers, not all."""
         message = raw(
             "From: alice@example.org", "To: b@example.org", "oops", "Subject: x"
         )
         with pytest.raises(InvalidMessageError, match="malformed"):
             prepare(message)
 
-    @pytest.mark.parametrize("name", ["From", "To", "Subject", "Date", "Content-Type"])
-    def test_duplicate_single_header_is_refused(self, name: str) -> None:
-        """RFC 5322 §3.6: at most one of each of these."""
-        extra = ("Date: Mon, 06 May 2024 07:08:09 +0000", "Content-Type: text/plain")
-        message = raw(*HEADERS, *extra, f"{name}: x@example.org")
+    @pytest.mark.parametrize(
+        "headers",
+        [
+            [" continued", "From: alice@example.org", "To: b@example.org"],
+            ["From: alice@example.org", "From nobody Mon May  6 2024", "To: b@x.org"],
+            ["From: alice@example.org", "To: b@example.org", "From nobody Mon May 6"],
+            [": no name", "From: alice@example.org", "To: b@example.org"],
+            ["From: alice@example.org", ": no name", "To: b@example.org"],
+            ["From: alice@example.org", "Subject : obsolete", "To: b@example.org"],
+        ],
+        ids=[
+            "continuation first",
+            "mbox From line inside",
+            "mbox From line last",
+            "no field name first",
+            "no field name inside",
+            "blank before the colon",
+        ],
+    )
+    def test_line_that_readers_take_differently_is_refused(
+        self, headers: list[str]
+    ) -> None:
+        """The email package drops or moves such a line, where another reader would not."""
+        with pytest.raises(InvalidMessageError, match=r"(?i)header"):
+            prepare(raw(*headers), mail_from="a@example.org", rcpt_to=["b@x.org"])
+
+    @pytest.mark.parametrize(
+        "name", ["From", "Sender", "Message-ID", "To", "Cc", "Bcc", "Content-Type"]
+    )
+    def test_duplicate_header_that_leaves_something_open_is_refused(
+        self, name: str
+    ) -> None:
+        """Two of a header that says who wrote it, its id, its recipients or its type."""
+        extra = ("Sender: s@example.org", "Cc: c@example.org", "Bcc: b@example.org")
+        extra += ("Message-ID: <m@example.org>", "Content-Type: text/plain")
+        duplicate = "<n@example.org>" if name == "Message-ID" else "x@example.org"
+        message = raw(*HEADERS, *extra, f"{name}: {duplicate}")
         with expect_error(name):
             prepare(message)
+
+    @pytest.mark.parametrize("name", ["Subject", "Date", "Reply-To", "MIME-Version"])
+    def test_duplicate_header_that_decides_nothing_goes_as_written(
+        self, name: str
+    ) -> None:
+        """RFC 5322 §3.6 allows one, but a second one is merely non-conforming."""
+        message = raw(
+            *HEADERS, "Date: Mon, 06 May 2024 07:08:09 +0000", "MIME-Version: 1.0"
+        )
+        message = message.replace(b"\r\n\r\n", f"\r\n{name}: 1.0\r\n\r\n".encode())
+        prepared = prepare(message, message_id="m.1@example.org")
+        assert prepared.data.startswith(message.partition(b"\r\n\r\n")[0])
 
     def test_headers_are_unchanged_apart_from_the_additions(self) -> None:
         """Parsed again, the bytes show the caller's headers plus Date and Message-ID."""
@@ -642,6 +714,96 @@ class TestHeaderInjection:
         parsed = reparse(prepare(message).data)
         names = ["From", "To", "Subject", "X-Custom", "Date", "Message-ID"]
         assert parsed.keys() == names
+
+
+HIDDEN_BCC = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: x{end}Bcc: c@evil.org\r\n\r\nhi\r\n"
+SPLIT_HEADERS = {
+    "bare CR": (HIDDEN_BCC.replace(b"{end}", b"\r"), "Subject"),
+    "bare LF among CRLF": (HIDDEN_BCC.replace(b"{end}", b"\n"), "Subject"),
+    "bare CR, as str": (HIDDEN_BCC.replace(b"{end}", b"\r").decode(), "Subject"),
+    "bare LF among CRLF, as str": (
+        HIDDEN_BCC.replace(b"{end}", b"\n").decode(),
+        "Subject",
+    ),
+    "bare CR in an address": (
+        b"From: a@example.org\r\nTo: bob@exam\rX-Evil: 1ple.org\r\n\r\nhi\r\n",
+        "To",
+    ),
+    "bare CR among LF": (
+        b"From: a@example.org\nTo: b@example.org\nSubject: x\rBcc: c@evil.org\n\nhi\n",
+        "Subject",
+    ),
+    "LF alone ending the header section early": (
+        b"From: a@example.org\r\nTo: b@example.org\r\n\nBcc: c@evil.org\r\n\r\nhi\r\n",
+        "To",
+    ),
+}
+
+
+@pytest.fixture
+def mailer_and_server(
+    smtp_server: SmtpServerFactory,
+) -> Iterator[tuple[Mailstrom, MemoryStorage, SmtpServer]]:
+    """A mailer with its own storage, relaying to a loopback server."""
+    server = smtp_server()
+    storage = MemoryStorage()
+    config = Config(
+        helo_name="client.example.test",
+        delivery=RelayConfig(host=server.host, port=server.port, tls="none"),
+        timeouts=Timeouts.uniform(10),
+    )
+    mailer = Mailstrom(config, storage)
+    yield mailer, storage, server
+    mailer.stop()
+
+
+class TestHeaderLineEnds:
+    @pytest.mark.parametrize(
+        ("message", "field"), SPLIT_HEADERS.values(), ids=SPLIT_HEADERS.keys()
+    )
+    @pytest.mark.parametrize("explicit", [False, True], ids=["headers", "envelope"])
+    def test_a_header_line_split_by_a_bare_line_end_is_refused(
+        self,
+        mailer_and_server: tuple[Mailstrom, MemoryStorage, SmtpServer],
+        message: bytes | str,
+        field: str,
+        explicit: bool,
+    ) -> None:
+        """A bare CR, or LF beside CRLF, in the header section is refused: nothing stored or sent."""
+        mailer, storage, server = mailer_and_server
+        envelope = (
+            {"mail_from": "a@example.org", "rcpt_to": ["b@example.org"]}
+            if explicit
+            else {}
+        )
+        with expect_error(field):
+            mailer.send_email(message, **envelope)  # type: ignore[arg-type]
+        assert storage.count(QueueFilter()) == 0
+        mailer.run_once()
+        assert server.handler.connections == 0
+
+    @pytest.mark.parametrize("kind", [bytes, str])
+    def test_a_message_written_with_lf_alone_goes_out_in_crlf(
+        self,
+        mailer_and_server: tuple[Mailstrom, MemoryStorage, SmtpServer],
+        kind: type[bytes] | type[str],
+    ) -> None:
+        """Unix line ends throughout become CRLF throughout, in every part, octets kept."""
+        mailer, _, server = mailer_and_server
+        message = (
+            b"From: alice@example.org\nTo: bob@example.org\nSubject: signed\n"
+            b"Date: Mon, 06 May 2024 07:08:09 +0000\nMessage-ID: <lf.1@example.org>\n"
+            b'MIME-Version: 1.0\nContent-Type: multipart/signed; boundary="b"\n\n'
+            b"--b\nContent-Type: text/plain\n\nHello.\n\n"
+            b"--b\nContent-Type: application/pgp-signature\n\n"
+            b"-----BEGIN PGP SIGNATURE-----\n\nabc\n-----END PGP SIGNATURE-----\n"
+            b"--b--\n"
+        )
+        given = message if kind is bytes else message.decode()
+        assert mailer.send_email(given) == "lf.1@example.org"  # type: ignore[arg-type]
+        mailer.run_once()
+        [received] = server.handler.messages
+        assert received.data == message.replace(b"\n", b"\r\n")
 
 
 SMUGGLING_BODIES = [
@@ -735,6 +897,140 @@ class TestBodyCanonicalisation:
         prepared = prepare(message)
         assert_wire_safe(prepared.data)
         assert body_of(prepared.data) == b"line 1\r\nline 2\r\n"
+
+
+ENVELOPE = {"mail_from": "a@example.org", "rcpt_to": ["b@example.org"]}
+DATED = (
+    "From: alice@example.org",
+    "To: bob@example.org",
+    "Subject: x",
+    "Date: Mon, 06 May 2024 07:08:09 +0000",
+    "Message-ID: <n.1@example.org>",
+)
+MIXED = ("MIME-Version: 1.0", 'Content-Type: multipart/mixed; boundary="b"')
+NON_CONFORMING = {
+    "multipart without boundary": raw(
+        *DATED,
+        "MIME-Version: 1.0",
+        "Content-Type: multipart/alternative;",
+        body="x\r\n",
+    ),
+    "multipart whose boundary never comes": raw(
+        *DATED, *MIXED, body=b"--c\r\n\r\ntext\r\n--c--\r\n"
+    ),
+    "part headers running into its body": raw(
+        *DATED, *MIXED, body=b"--b\r\nContent-Type: text/plain\r\nbar\r\n--b--\r\n"
+    ),
+    "empty part before the closing boundary": raw(
+        *DATED, *MIXED, body=b"--b\r\nContent-Type: text/plain\r\n\r\n--b--\r\n"
+    ),
+    "headers running into the body": "\r\n".join(DATED).encode()
+    + b"\r\nno empty line before this\r\n",
+    "From without a domain": raw("From: foo", *DATED[1:]),
+    "From with a null address": raw("From: MAILER DAEMON <>", *DATED[1:]),
+    "no From": raw(*DATED[1:]),
+    "two From mailboxes, no Sender": raw("From: a@example.org, c@x.org", *DATED[1:]),
+    "two Cc": raw(*DATED, "Cc: c@example.org", "Cc: d@example.org"),
+    "To without a domain": raw(DATED[0], "To: undisclosed-recipients", *DATED[2:]),
+    "Resent-From without a domain": raw(*DATED, "Resent-From: foo"),
+}
+
+
+class TestNonConforming:
+    @pytest.mark.parametrize(
+        "message", NON_CONFORMING.values(), ids=NON_CONFORMING.keys()
+    )
+    def test_non_conforming_message_goes_as_it_came(self, message: bytes) -> None:
+        """With the envelope given, what is merely non-conforming is sent byte for byte."""
+        assert prepare(message, **ENVELOPE).data == message
+        written_with_lf = message.replace(b"\r\n", b"\n")
+        assert prepare(written_with_lf, **ENVELOPE).data == message
+
+    @pytest.mark.parametrize(
+        "message",
+        [
+            NON_CONFORMING["headers running into the body"],
+            NON_CONFORMING["no From"],
+            NON_CONFORMING["two Cc"],
+            NON_CONFORMING["To without a domain"],
+        ],
+        ids=["headers into body", "no From", "two Cc", "To without a domain"],
+    )
+    def test_headers_the_envelope_would_come_from_must_be_sound(
+        self, message: bytes
+    ) -> None:
+        """Without an envelope, recipients and sender come from headers: those must parse."""
+        with pytest.raises(InvalidMessageError):
+            prepare(message)
+
+    @pytest.mark.parametrize(
+        "body",
+        [b"x" * 1200 + b"\r\n", b"nul\x00\r\n", "Grüße\r\n".encode()],
+        ids=["long line", "NUL", "8-bit"],
+    )
+    def test_multipart_without_parts_that_needs_re_encoding_is_refused(
+        self, body: bytes
+    ) -> None:
+        """Without its parts a multipart cannot be re-encoded, so unsafe data stays out."""
+        message = raw(
+            *DATED, "MIME-Version: 1.0", "Content-Type: multipart/mixed", body=body
+        )
+        with expect_error("Content-Type"):
+            prepare(message, **ENVELOPE)
+
+    def test_multipart_without_parts_may_stay_8bit_when_allowed(self) -> None:
+        """With allow_8bit its 8-bit data goes as it came, flagged for 8BITMIME."""
+        message = raw(
+            *DATED,
+            "MIME-Version: 1.0",
+            "Content-Type: multipart/mixed",
+            body="Grüße\r\n",
+        )
+        prepared = prepare(message, allow_8bit=True, **ENVELOPE)
+        assert prepared.data == message
+        assert prepared.eight_bit
+
+    @pytest.mark.parametrize(
+        ("header", "field"),
+        [
+            ("Subject: =?UTF-8?Q?x=0AX-Evil:_1?=", "Subject"),
+            ("Subject: a\x00b", "Subject"),
+            ("Subject: a\x0cX-Evil: 1", "Subject"),
+            (f"References: <{'r' * 1200}@example.org>", "References"),
+            ("Content-Type: text/plain\r\nContent-Type: text/html", "Content-Type"),
+        ],
+        ids=["encoded newline", "NUL", "form feed", "unfoldable line", "two types"],
+    )
+    def test_unsafe_input_is_refused_even_with_an_envelope(
+        self, header: str, field: str
+    ) -> None:
+        """An envelope relaxes what routing needs, never injection or smuggling checks."""
+        message = raw(*DATED, header, body=b"hi\r\n")
+        with expect_error(field):
+            prepare(message, **ENVELOPE)
+
+    def test_a_message_without_headers_gets_only_date_and_message_id(self) -> None:
+        """Text with no header section goes as it came, after the two added fields."""
+        message = b"Send submissions to\r\n\tlist@example.org\r\n"
+        prepared = prepare(message, message_id="m.1@example.org", **ENVELOPE)
+        assert prepared.data == (
+            b"Date: Mon, 06 May 2024 07:08:09 +0000\r\n"
+            b"Message-ID: <m.1@example.org>\r\n" + message
+        )
+
+    def test_a_str_message_with_8bit_headers_keeps_its_own_body(self) -> None:
+        """Characters beyond ASCII in the headers alone: the body still goes as it came."""
+        message = "\r\n".join(
+            [*DATED, "X-Note: Grüße", "no empty line before this", ""]
+        )
+        data = prepare(message, **ENVELOPE).data
+        assert data.endswith(b"?=\r\nno empty line before this\r\n")
+
+    def test_an_mbox_from_line_before_the_headers_is_dropped(self) -> None:
+        """RFC 4155: the mbox separator line is no part of the message it precedes."""
+        message = raw(*DATED)
+        prepared = prepare(b"From nobody Mon May  6 07:08:09 2024\r\n" + message)
+        assert prepared.data == message
 
 
 class TestLongLines:

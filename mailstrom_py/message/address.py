@@ -64,6 +64,8 @@ _ADDRESS_HEADERS = frozenset(
     | {"resent-from", "resent-sender", "resent-to", "resent-cc", "resent-bcc"}
 )
 _BLIND_HEADERS = frozenset({"bcc", "resent-bcc"})
+_SENDER_HEADERS = frozenset({"from", "sender"})
+_RECIPIENT_HEADERS = frozenset({"to", "cc", "bcc"})
 _HARMLESS_DEFECTS = (ObsoleteHeaderDefect, NonASCIILocalPartDefect)
 _PARSE_ERRORS = (ValueError, LookupError, TypeError, AttributeError, MessageError)
 # The address lists most mail carries: "a@b.c" or 'Name <a@b.c>' or '"Name" <a@b.c>',
@@ -175,19 +177,32 @@ def read_envelope(
 ) -> Envelope:
     """Check the address headers and derive the envelope, as prepare_email() says.
 
+    An address header that the envelope is not read from (From and Sender with
+    *mail_from*, To, Cc and Bcc with *rcpt_to*, Resent-* always) is merely kept as
+    written when it does not parse, provided it is ASCII text.
+
     Raises:
-        InvalidMessageError: an address header or an explicit address is invalid,
-            From and Sender break RFC 5322 §3.6.2, or there is no recipient.
+        InvalidMessageError: an address header the envelope is read from, or an
+            explicit address, is invalid; From and Sender break RFC 5322 §3.6.2
+            without *mail_from*; or there is no recipient.
     """
     kept = []
     found: dict[str, AddressList] = {}
     every_address: list[str] = []
+    routing = (_SENDER_HEADERS if mail_from is None else frozenset()) | (
+        _RECIPIENT_HEADERS if rcpt_to is None else frozenset()
+    )
     for name, value in headers:
         key, sent = name.lower(), value
         if key in _ADDRESS_HEADERS:
-            found[key] = listed = read_address_header(name, value, factory)
-            every_address += listed.addresses
-            sent = value if listed.rewritten is None else listed.rewritten
+            try:
+                found[key] = listed = read_address_header(name, value, factory)
+            except InvalidMessageError:
+                if key in routing or type(value) is not str or not value.isascii():
+                    raise
+            else:
+                every_address += listed.addresses
+                sent = value if listed.rewritten is None else listed.rewritten
         if key not in _BLIND_HEADERS:
             kept.append((name, sent))
     sender = _envelope_sender(found, mail_from, allow_null_sender=allow_null_sender)
@@ -268,6 +283,10 @@ def _envelope_sender(
 
     *found* maps lower-case header names to their addresses.
     """
+    if mail_from is not None:
+        if allow_null_sender and mail_from in ("", "<>"):
+            return ""
+        return validate_address(mail_from, "mail_from")[0]
     author = found.get("from")
     if author is None or not author.addresses:
         raise InvalidMessageError("is required and must hold a mailbox", "From")
@@ -280,11 +299,7 @@ def _envelope_sender(
         raise InvalidMessageError(
             "lists several mailboxes, so a Sender header is required", "From"
         )
-    if mail_from is None:
-        return (sender or author).addresses[0]
-    if allow_null_sender and mail_from in ("", "<>"):
-        return ""
-    return validate_address(mail_from, "mail_from")[0]
+    return (sender or author).addresses[0]
 
 
 def _envelope_recipients(

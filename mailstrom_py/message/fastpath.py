@@ -23,6 +23,7 @@ from .fields import (
     MAX_LINE,
     SINGLE_HEADERS,
     SINGLE_MIME_HEADERS,
+    canonical_line_ends,
     complete_headers,
     is_text_type,
     split_header_block,
@@ -62,7 +63,11 @@ def prepare_clean(
 ) -> Clean | None:
     """Prepare a clean single-part ASCII text message, or return ``None``.
 
-    Accepted: ASCII only; line ends all CRLF or all LF; no NUL; lines of at most 998
+    First of all, the header section's line ends are checked and a message written
+    with LF alone is turned into CRLF, as in the full preparation
+    (:func:`~mailstrom_py._fields.canonical_line_ends`, which raises).
+
+    Accepted: ASCII only; line ends all CRLF after that; no NUL; lines of at most 998
     octets; a header block of well-formed fields (folding allowed) ending in an
     empty line; no encoded word or RFC 2231 parameter (``=?``, ``*=``); at most one
     of each header RFC 5322 §3.6 limits; no Content-Type, or a ``text/*`` one of
@@ -74,17 +79,17 @@ def prepare_clean(
 
     Returns:
         The prepared message, exactly as the full preparation would give it, or
-        ``None`` when the full preparation must decide, also for every error.
+        ``None`` when the full preparation must decide, also for every other error.
+
+    Raises:
+        InvalidMessageError: a bare CR or LF in the header section could split a
+            header line.
     """
     if isinstance(message, str):
-        if not message.isascii():
-            return None
-        message = message.encode("ascii")
-    data = bytes(message)
+        message = message.encode("utf-8", "surrogatepass")
+    data = canonical_line_ends(bytes(message))
     if not data.isascii() or b"\0" in data:
         return None
-    if b"\r" not in data:
-        data = data.replace(b"\n", b"\r\n")
     if not _plain_lines(data):
         return None
     split = data.find(b"\r\n\r\n")

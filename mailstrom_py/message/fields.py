@@ -24,8 +24,11 @@ __all__ = [
     "FOLD_AT",
     "LINE_BREAKING",
     "MAX_LINE",
+    "RECIPIENT_HEADERS",
     "SINGLE_HEADERS",
     "SINGLE_MIME_HEADERS",
+    "UNIQUE_HEADERS",
+    "canonical_line_ends",
     "complete_headers",
     "is_text_type",
     "reject_line_breaks",
@@ -37,17 +40,25 @@ MAX_LINE = 998
 #: RFC 5322 §2.1.1: the line length that folding aims for.
 FOLD_AT = 78
 
-# RFC 5322 §3.6 allows one of each; a second one makes the message ambiguous.
+# RFC 5322 §3.6 allows one of each. A second one is merely non-conforming, except
+# where it leaves open what matters: who wrote the message and which id it has
+# (UNIQUE), who gets it when the envelope is read from the headers (RECIPIENT), and
+# how a part's body is to be read (SINGLE_MIME).
 SINGLE_HEADERS = frozenset(
     {"from", "sender", "reply-to", "to", "cc", "bcc", "subject", "date", "message-id"}
     | {"in-reply-to", "references", "mime-version"}
 )
+UNIQUE_HEADERS = frozenset({"from", "sender", "message-id"})
+RECIPIENT_HEADERS = frozenset({"to", "cc", "bcc"})
 SINGLE_MIME_HEADERS = frozenset({"content-type", "content-transfer-encoding"})
 FIELD_NAME = re.compile(r"[!-9;-~]+")
 # CR, LF and NUL, plus what str.splitlines() breaks on: when folding, the email package
 # (3.11) splits header values with it, turning any of these into a real line break.
 LINE_BREAKING = re.compile("[\x00\r\n\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 
+# Where the email package ends a line; a CR or LF alone too (it splits at each).
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 # One header field as the email package reads it: the name, then the value without
 # the blanks after the colon and without the final CRLF. Only printable ASCII and
 # blanks; a continuation line starts with a blank. The possessive [ \t]*+ keeps the
@@ -60,6 +71,9 @@ _TEXT_TYPE = re.compile(rf"[ \t]*(?i:text)/{_MIME_ATOM}[ \t]*(?:{_PARAMETER})*;?
 _ID_HEADERS = frozenset({"message-id", "in-reply-to", "references"})
 _ID_TEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+"
 _MSG_ID = re.compile(rf"<{_ID_TEXT}@(?:{_ID_TEXT}|\[[!-Z^-~]*\])>")
+# An id all the same: printable ASCII but blanks and angle brackets.
+_ID_TOKEN = re.compile(r"[!-;=?-~]+")
+_COMMENT = re.compile(r"\([^()\\]*\)")
 # Generated id-lefts: 128 bits from a generator of this module's own, seeded from
 # os.urandom and seeded again in a forked child, so no two processes share a
 # sequence. Not os.urandom itself: it gives up the GIL, and winning it back
@@ -67,6 +81,66 @@ _MSG_ID = re.compile(rf"<{_ID_TEXT}@(?:{_ID_TEXT}|\[[!-Z^-~]*\])>")
 _IDS = random.Random()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_IDS.seed)
+
+
+def canonical_line_ends(data: bytes) -> bytes:
+    """Check how a message's header section ends its lines; return it in CRLF.
+
+    The header section runs to its first empty line, its lines split where the email
+    package splits them: at CRLF, at CR alone and at LF alone. Every line must end
+    the same way, in CRLF or in LF alone, so that a reader who splits only at CRLF
+    (RFC 5322 §2.2) sees the same header fields as one who splits at every CR or LF.
+    A message whose header section ends in LF alone is taken as written with Unix
+    line ends: every LF that does not follow a CR becomes CRLF, body included.
+    Otherwise *data* is returned as it is; a bare CR or LF in its body is left to
+    the body rules.
+
+    Raises:
+        InvalidMessageError: a header line ends in CR alone, or the header section
+            mixes lines ending in LF alone with lines ending in CRLF; ``field``
+            names the header whose line it is.
+    """
+    end = data.find(b"\r\n\r\n")
+    head = data if end < 0 else data[: end + 4]
+    pairs = head.count(b"\r\n")
+    if head.count(b"\r") == pairs == head.count(b"\n"):
+        return data  # the commonest case: CRLF throughout the header section
+    end = data.find(b"\n\n")
+    if b"\r" not in (data if end < 0 else data[: end + 2]):
+        return _BARE_LF.sub(b"\r\n", data)
+    return _checked_line_ends(data)
+
+
+def _checked_line_ends(data: bytes) -> bytes:
+    """Read the header section's line ends one by one; see canonical_line_ends()."""
+    field = first = None
+    start = 0
+    for match in _LINE_END.finditer(data):
+        line, end = data[start : match.start()], match.group()
+        if line[:1] not in (b"", b" ", b"\t"):
+            name = line.partition(b":")[0].decode("ascii", "replace")
+            field = name if b":" in line and FIELD_NAME.fullmatch(name) else None
+        first = first or end
+        if end == b"\r" or end != first:
+            raise InvalidMessageError(_line_end_reason(end, first), field)
+        if not line:
+            break  # the empty line that ends the header section
+        start = match.end()
+    return data if first != b"\n" else _BARE_LF.sub(b"\r\n", data)
+
+
+def _line_end_reason(end: bytes, first: bytes) -> str:
+    rule = (
+        "header lines must all end in CRLF, or all in LF alone, or a reader "
+        "could see other header fields"
+    )
+    if end == b"\r":
+        return f"ends a line in CR alone: {rule}"
+    ending = {b"\n": "LF alone", b"\r\n": "CRLF"}
+    return (
+        f"ends a line in {ending[end]} where the first header line ends in "
+        f"{ending[first]}: {rule}"
+    )
 
 
 def split_header_block(block: str) -> list[tuple[str, str]] | None:
@@ -119,16 +193,20 @@ def complete_headers(
 ) -> tuple[list[tuple[str, Any]], str]:
     """Add Date and Message-ID when missing; check and tidy the msg-id headers.
 
-    A Message-ID is reduced to its one ``<id-left@id-right>``; In-Reply-To and
-    References are refolded at spaces. Other values are kept as they are. A
-    generated Message-ID is 128 random bits in hex at *helo_name*'s A-label.
+    A Message-ID is reduced to its one ``<id-left@id-right>`` (comments and
+    blanks around it go); one that is not a msg-id but names one id all the same
+    (``<xxxx>``, or ``a@b`` without brackets) goes as written, and that is the
+    id. In-Reply-To and References are refolded at spaces. Other values are kept
+    as they are. A generated Message-ID is 128 random bits in hex at
+    *helo_name*'s A-label.
 
     Returns:
         The headers to send, and the message id without angle brackets.
 
     Raises:
-        InvalidMessageError: the Message-ID header or *message_id* is not one
-            ``id-left@id-right``, or *helo_name* is not a valid domain.
+        InvalidMessageError: the Message-ID header names no id or several, or
+            *message_id* is not one ``id-left@id-right``, or *helo_name* is not a
+            valid domain.
     """
     completed: list[tuple[str, Any]] = []
     msg_id = None
@@ -137,9 +215,9 @@ def complete_headers(
         key = name.lower()
         dated = dated or key == "date"
         if key == "message-id":
-            checked = _checked_msg_id(name, value)
-            msg_id = checked if msg_id is None else msg_id
-            completed.append((name, checked))
+            sent, found = _checked_msg_id(name, value)
+            msg_id = found if msg_id is None else msg_id
+            completed.append((name, sent))
         elif key in _ID_HEADERS:
             completed.append((name, _refolded(name, value)))
         else:
@@ -148,9 +226,10 @@ def complete_headers(
         when = now if now is not None else datetime.now(UTC)
         completed.append(("Date", _date_header(when)))
     if msg_id is None:
-        msg_id = _new_message_id(message_id, helo_name)
-        completed.append(("Message-ID", msg_id))
-    return completed, msg_id.strip("<>")
+        generated = _new_message_id(message_id, helo_name)
+        completed.append(("Message-ID", generated))
+        msg_id = generated[1:-1]
+    return completed, msg_id
 
 
 def _date_header(when: datetime) -> str:
@@ -189,13 +268,21 @@ def _id_right(helo_name: str) -> str:
     return domain_to_ascii(helo_name, "helo_name")
 
 
-def _checked_msg_id(name: str, value: Any) -> str:
-    """Return the one ``<id-left@id-right>`` of a Message-ID header."""
-    match = _MSG_ID.fullmatch(str(unfold(value)).strip())
-    if not match:
-        shown = str(value)[:80]
-        raise InvalidMessageError(f"{shown!r} is not one <id-left@id-right>", name)
-    return match.group()
+def _checked_msg_id(name: str, value: Any) -> tuple[Any, str]:
+    """Return a Message-ID header's value to send, and its id without brackets."""
+    text = str(unfold(value))
+    bare = _COMMENT.sub(" ", text).strip() if "(" in text else text.strip()
+    match = _MSG_ID.fullmatch(bare)
+    if match:
+        return match.group(), match.group()[1:-1]
+    # Not a msg-id (RFC 5322 §3.6.4), but one id all the same: merely
+    # non-conforming, so it goes as it came (as text: the email package may fold
+    # a header object into encoded words).
+    inner = bare[1:-1] if bare[:1] == "<" and bare[-1:] == ">" else bare
+    if text.isascii() and _ID_TOKEN.fullmatch(inner):
+        return value if type(value) is str else text, inner
+    shown = str(value)[:80]
+    raise InvalidMessageError(f"{shown!r} names no one id for the message", name)
 
 
 def _refolded(name: str, value: Any) -> Any:

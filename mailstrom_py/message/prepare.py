@@ -7,10 +7,16 @@ conversation is checked here, once, before the message is stored: strict address
 header injection (CVE-2024-6923 encoded newlines included), and a body of CRLF lines
 of at most 998 octets with no bare CR or LF (SMTP smuggling).
 
+What is unsafe is refused, and so is a header the envelope must be read from that
+is not sound. What is merely non-conforming goes through as it came: a multipart
+without its boundary; with *mail_from* and *rcpt_to* given, header fields that run
+into the body, a missing or odd From, two Cc fields.
+
 Most messages given as bytes or str are already clean; :mod:`.fastpath`
 prepares those without the email package, with the same checks and exactly the same
 result. Everything else takes the full way here: parse (or copy), check, encode,
-serialise, and parse again to verify.
+serialise, and parse again to verify. A message given as bytes or str whose body
+needs no re-encoding keeps its own body octets (:mod:`.verbatim`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,12 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from email.errors import (
+    FirstHeaderLineIsContinuationDefect,
+    InvalidHeaderDefect,
+    MisplacedEnvelopeHeaderDefect,
+    MissingHeaderBodySeparatorDefect,
+)
 from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import Message
 from email.parser import BytesParser, Parser
@@ -34,14 +46,25 @@ from .fields import (
     FIELD_NAME,
     FOLD_AT,
     MAX_LINE,
-    SINGLE_HEADERS,
+    RECIPIENT_HEADERS,
     SINGLE_MIME_HEADERS,
+    UNIQUE_HEADERS,
+    canonical_line_ends,
     complete_headers,
     reject_line_breaks,
 )
-from .serialise import EMAIL_ERRORS, FATAL_DEFECTS, SMTP, serialise, verify
+from .serialise import EMAIL_ERRORS, SMTP, serialise, verify
+from .verbatim import RawMessage, read_raw, serialise_verbatim
 
 __all__ = ["FOLD_AT", "MAX_LINE", "PreparedEmail", "prepare_email", "validate_address"]
+
+# After these, readers disagree on which lines are header fields: the email package
+# drops a line that another reader takes as the end of the header section.
+_AMBIGUOUS_HEADERS = (
+    FirstHeaderLineIsContinuationDefect,
+    InvalidHeaderDefect,
+    MisplacedEnvelopeHeaderDefect,
+)
 
 
 @dataclass(frozen=True)
@@ -88,10 +111,15 @@ def prepare_email(
 
     The envelope sender is *mail_from*, else the Sender header's mailbox, else the
     From header's single mailbox. The recipients are *rcpt_to*, else every address
-    of To, Cc and Bcc, de-duplicated (domains compared case-insensitively). Bcc is
-    removed from the bytes; Date and Message-ID are added when missing. Body lines end
-    in CRLF; a part with 8-bit data (unless *allow_8bit*), a NUL or a line over 998
-    octets is re-encoded as quoted-printable (text) or base64 (anything else).
+    of To, Cc and Bcc, de-duplicated (domains compared case-insensitively). Headers
+    the envelope is read from must parse cleanly, once each; with the envelope
+    given, they go as written whatever they hold. Bcc is removed from the bytes;
+    Date and Message-ID are added when missing; a leading mbox ``From`` line is
+    dropped. Body lines end in CRLF; a part with 8-bit data (unless *allow_8bit*),
+    a NUL or a line over 998 octets is re-encoded as quoted-printable (text) or
+    base64 (anything else). Given as bytes or str, a message whose header section
+    ends its lines in a bare CR, or in LF alone beside CRLF, is refused; one
+    written with LF alone throughout goes out in CRLF.
 
     Args:
         message: an :class:`email.message.EmailMessage` (copied, never changed), a
@@ -169,9 +197,15 @@ def _prepare_slow(
     # Raw headers go out as written; only header objects are folded (refolding raw
     # text can turn a msg-id into encoded words).
     policy = SMTP.clone(header_factory=factory, refold_source="none")
-    msg = _working_copy(message, policy)
+    msg, raw = _working_copy(message, policy)
+    _check_structure(msg, envelope_given=mail_from is not None and rcpt_to is not None)
+    unique = UNIQUE_HEADERS | (RECIPIENT_HEADERS if rcpt_to is None else frozenset())
+    rebuilt = False  # a part's header: then the parts are written anew
     for part in msg.walk():
-        _check_part(part, factory, top=part is msg)
+        top = part is msg
+        single = unique | SINGLE_MIME_HEADERS if top else SINGLE_MIME_HEADERS
+        if _check_part(part, factory, single=single) and not top:
+            rebuilt = True
 
     envelope = read_envelope(
         msg.raw_items(),
@@ -185,10 +219,13 @@ def _prepare_slow(
     )
     _replace_headers(msg, headers)
 
-    encode_body(msg, allow_8bit=allow_8bit)
+    encoded = encode_body(msg, allow_8bit=allow_8bit)
     utf8 = envelope.smtputf8
     out_policy = policy.clone(cte_type="8bit" if allow_8bit else "7bit", utf8=utf8)
-    data = serialise(msg, out_policy)
+    if raw is not None and not (encoded or rebuilt):
+        data = serialise_verbatim(msg, raw, out_policy)
+    else:
+        data = serialise(msg, out_policy)
     verify(data, msg, out_policy, ascii_only=not (allow_8bit or utf8))
     return PreparedEmail(
         message_id=msg_id,
@@ -220,25 +257,38 @@ class _CachingHeaderRegistry(HeaderRegistry):
         return header
 
 
-def _working_copy(message: object, policy: EmailPolicy[Any]) -> Message:
-    """Parse or copy *message* into a private object that may be changed freely."""
+def _working_copy(
+    message: object, policy: EmailPolicy[Any]
+) -> tuple[Message, RawMessage | None]:
+    """Parse or copy *message* into a private object that may be changed freely.
+
+    Returns:
+        The private message, and the raw message it was parsed from, whose body
+        may be sent as it is; ``None`` when it came as an object, or as text with
+        characters beyond ASCII in its body (they are encoded part by part).
+    """
     if not isinstance(message, Message | bytes | bytearray | str):
         name = type(message).__name__
         raise TypeError(f"expected an EmailMessage, bytes or str, not {name}")
     if isinstance(message, Message) and isinstance(message.policy, EmailPolicy):
-        return _private_copy(message, policy)
+        return _private_copy(message, policy), None
     if isinstance(message, Message):
         for part in message.walk():
             for name, value in part.raw_items():
                 reject_line_breaks(name, unfold(str(value)))
+        message = message.as_bytes(policy=compat32)
+    text = isinstance(message, str) and not message.isascii()
+    if isinstance(message, str):
+        message = message.encode("utf-8", "surrogatepass")
+    # Before any parsing: the parser ends a line at a CR or LF alone as well.
+    raw = read_raw(canonical_line_ends(bytes(message)))
     try:
-        if isinstance(message, str):
-            parsed: Message = Parser(policy=policy).parsestr(message)
-            return parsed
-        if isinstance(message, Message):
-            message = message.as_bytes(policy=compat32)
-        parsed = BytesParser(policy=policy).parsebytes(bytes(message))
-        return parsed
+        if text:
+            string = raw.data.decode("utf-8", "surrogatepass")
+            parsed: Message = Parser(policy=policy).parsestr(string)
+            # Characters, not octets: its body is its own only if it is ASCII.
+            return parsed, raw if raw.data[raw.body :].isascii() else None
+        return BytesParser(policy=policy).parsebytes(raw.data), raw
     except EMAIL_ERRORS as exc:
         raise InvalidMessageError(f"the message cannot be parsed: {exc}") from exc
 
@@ -263,13 +313,36 @@ def _private_copy(part: Message, policy: EmailPolicy[Any]) -> Message:
     return clone
 
 
-def _check_part(part: Message, factory: HeaderRegistry, *, top: bool) -> None:
-    """Check one part's structure and headers; decode raw 8-bit header text."""
-    for defect in part.defects:
-        if isinstance(defect, FATAL_DEFECTS):
+def _check_structure(msg: Message, *, envelope_given: bool) -> None:
+    """Refuse a header section that readers may split into other header fields.
+
+    Other defects, of the MIME structure or deeper down, are the content's own: a
+    multipart without its boundary goes out as it came.
+    """
+    for defect in msg.defects:
+        if isinstance(defect, _AMBIGUOUS_HEADERS):
             reason = type(defect).__name__.removesuffix("Defect")
             raise InvalidMessageError(f"the message is malformed ({reason})")
-    single = SINGLE_HEADERS | SINGLE_MIME_HEADERS if top else SINGLE_MIME_HEADERS
+        if isinstance(defect, MissingHeaderBodySeparatorDefect) and not envelope_given:
+            raise InvalidMessageError(
+                "the message is malformed (MissingHeaderBodySeparator): a line of "
+                "the header section is no header field, so which fields follow it, "
+                "and who the recipients are, is up to the reader; give mail_from "
+                "and rcpt_to to send it as it is"
+            )
+
+
+def _check_part(
+    part: Message, factory: HeaderRegistry, *, single: frozenset[str]
+) -> bool:
+    """Check one part's headers; decode raw 8-bit header text.
+
+    Args:
+        single: the lower-case names of the headers that may appear only once.
+
+    Returns:
+        Whether a header was rebuilt from its decoded text.
+    """
     counts = Counter(name.lower() for name in part)
     for name in part:
         if counts[name.lower()] > 1 and name.lower() in single:
@@ -278,6 +351,8 @@ def _check_part(part: Message, factory: HeaderRegistry, *, top: bool) -> None:
     checked = [(name, _checked_value(name, value, factory)) for name, value in raw]
     if any(new is not old for (_, new), (_, old) in zip(checked, raw, strict=True)):
         _replace_headers(part, checked)
+        return True
+    return False
 
 
 def _checked_value(name: str, value: Any, factory: HeaderRegistry) -> Any:

@@ -119,7 +119,8 @@ def verify(
     """Check the final bytes against the promises of ``PreparedEmail``.
 
     Serialising must not change what the message says: parsed again, the bytes must
-    show the same parts with the same header names, so nothing was injected.
+    show the same parts with the same header names, so nothing was injected, and no
+    structural defect that the message did not have already.
 
     Raises:
         InvalidMessageError: a bare CR or LF, a line over 998 octets, 8-bit data
@@ -137,8 +138,13 @@ def verify(
         return
     reparsed = BytesParser(policy=policy).parsebytes(data)
     found = [[name.lower() for name in part] for part in reparsed.walk()]
-    if found != expected or any(isinstance(d, FATAL_DEFECTS) for d in reparsed.defects):
+    if found != expected or not _fatal(reparsed) <= _fatal(msg):
         raise InvalidMessageError("serialising changed the header fields (injection?)")
+
+
+def _fatal(msg: Message) -> set[type[Exception]]:
+    """The kinds of defect in *msg*'s structure after which a parse is a guess."""
+    return {type(d) for d in msg.defects if isinstance(d, FATAL_DEFECTS)}
 
 
 def _single_text_part(data: bytes) -> list[str] | None:
