@@ -32,6 +32,7 @@ class Attempts:
         storage: where messages and statuses live.
         transport: how messages are delivered.
         policy: when to retry and when to give up.
+        clock: wall-clock seconds, read only to tell how long an attempt took.
         rng: randomness for retry jitter.
         reporter: decides which attempts call for a delivery status
             notification; each report is stored and passed to ``queue``.
@@ -44,6 +45,7 @@ class Attempts:
         transport: Transport,
         policy: RetryPolicy,
         *,
+        clock: Callable[[], float],
         rng: random.Random,
         reporter: DsnReporter | None,
         queue: Callable[[str], None],
@@ -51,6 +53,7 @@ class Attempts:
         self._storage = storage
         self._transport = transport
         self._policy = policy
+        self._clock = clock
         self._rng = rng
         self._rng_lock = threading.Lock()
         self._reporter = reporter
@@ -61,27 +64,22 @@ class Attempts:
         them in one step, deliver them (over shared connections where the
         transport can), record every outcome in one step, queue the reports.
 
+        The next attempt of a deferred recipient counts from the end of this
+        one, so an attempt that outlasts the retry delay (a server silent
+        after the final dot) is not repeated the moment it ends. The attempt
+        ends ``now`` plus the time the clock says it took.
+
         Returns:
             The statuses after the attempts, in order, of the messages attempted;
             messages not due, held, complete, unknown or dropped meanwhile are
             left out.
         """
-        retry_at: dict[str, float | None] = {}
-
-        def claim_until(status: MessageStatus) -> float:
-            with self._rng_lock:
-                at = self._policy.next_attempt_at(
-                    status.attempts + 1, status.created_at, now, self._rng
-                )
-            retry_at[status.message_id] = at
-            # Recorded before dialling: if the process dies during the attempt,
-            # the message is retried then rather than lost or retried at once.
-            return at if at is not None else now + self._policy.initial_delay
-
-        claims = self._storage.claim(message_ids, now, claim_until)
+        claims = self._storage.claim(message_ids, now, self._lease(now))
         if not claims:
             return []
+        started = self._clock()
         results = self._deliver(claims)
+        end = now + max(0.0, self._clock() - started)
         records = [
             (
                 claim.email.message_id,
@@ -89,7 +87,7 @@ class Attempts:
                     claim.status.pending,
                     outcomes,
                     now,
-                    retry_at[claim.email.message_id],
+                    self._retry_at(claim.before, end),
                 ),
             )
             for claim, outcomes in zip(claims, results, strict=True)
@@ -109,6 +107,26 @@ class Attempts:
             self._report(claim.email, claim.before, updates, now)
             done.append(status)
         return done
+
+    def _lease(self, now: float) -> Callable[[MessageStatus], float]:
+        """When a message claimed at ``now`` is due again if its attempt never
+        records an outcome: recorded before dialling, so that a process that
+        dies during the attempt retries it then rather than lose it or retry
+        it at once."""
+
+        def lease(status: MessageStatus) -> float:
+            at = self._retry_at(status, now)
+            return at if at is not None else now + self._policy.initial_delay
+
+        return lease
+
+    def _retry_at(self, before: MessageStatus, end: float) -> float | None:
+        """When to try again after an attempt on ``before`` that ended at
+        ``end``, or None to give up."""
+        with self._rng_lock:
+            return self._policy.next_attempt_at(
+                before.attempts + 1, before.created_at, end, self._rng
+            )
 
     def _deliver(self, claims: Sequence[Claim]) -> list[list[Outcome]]:
         """Deliver each claimed message to its pending recipients."""

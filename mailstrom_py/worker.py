@@ -103,6 +103,7 @@ class Worker:
             storage,
             transport,
             policy,
+            clock=clock,
             rng=rng if rng is not None else random.Random(),
             reporter=reporter,
             queue=self.notify,
