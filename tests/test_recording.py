@@ -9,11 +9,14 @@ the worker's own threads and real time.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
+from support.emails import prepared_email
 from support.scripted import Conversation, ScriptedServerFactory, normal
 
 from mailstrom_py import (
@@ -27,6 +30,8 @@ from mailstrom_py import (
     Storage,
     Timeouts,
 )
+from mailstrom_py.delivery import RelayTransport
+from mailstrom_py.worker import Worker
 
 StorageFactory = Callable[[], Storage]
 
@@ -54,6 +59,14 @@ def message(subject: str = "hi") -> bytes:
         "From: s@example.test\r\nTo: a@example.test\r\n"
         f"Subject: {subject}\r\n\r\nbody\r\n"
     ).encode()
+
+
+def poll_until(predicate: Callable[[], bool], timeout: float = 10) -> None:
+    """Wait until ``predicate`` holds, looking every 10 ms."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
 
 
 class SilentAfterDot:
@@ -94,9 +107,63 @@ class TestBackoff:
             assert r.next_attempt_at is not None and r.last_attempt_at is not None
             # Claimed at last_attempt_at, then at least data_done without a reply.
             assert r.next_attempt_at - r.last_attempt_at >= data_done + delay
-            server.wait_for_connections(2, timeout=10)
-            server.wait_until(lambda: len(silent.left) >= 1)
+            poll_until(lambda: len(silent.connected) >= 2 and len(silent.left) >= 1)
             # The client noted the attempt's end just after it hung up, a hair
             # before this server saw it leave.
             assert silent.connected[1] - silent.left[0] >= delay - 0.05
             assert silent.connected[1] >= r.next_attempt_at - 0.05
+
+
+class HoldsTheSecondDot:
+    """Answers the first message's final dot at once and the second's only
+    once ``release`` is set; ``holding`` is set while it waits."""
+
+    def __init__(self) -> None:
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def on_dot(self, conv: Conversation, body: bytes) -> str | None:
+        if b"body 2" in body:
+            self.holding.set()
+            self.release.wait(10)
+        return None
+
+
+class TestRecordedAsSoonAsKnown:
+    @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "plain"])
+    def test_a_message_is_recorded_while_the_next_of_its_batch_waits(
+        self,
+        scripted_server: ScriptedServerFactory,
+        new_storage: StorageFactory,
+        pipelining: bool,
+    ) -> None:
+        """With two messages in one batch and the second's final dot unanswered,
+        the first is already DELIVERED in storage."""
+        dots = HoldsTheSecondDot()
+        ehlo = ("PIPELINING", "8BITMIME") if pipelining else ("8BITMIME",)
+        server = scripted_server(normal(ehlo_lines=ehlo, on_dot=dots.on_dot))
+        storage = new_storage()
+        transport = RelayTransport(
+            RelayConfig(host="127.0.0.1", port=server.port, tls="none"),
+            helo_name="client.example.test",
+            timeouts=Timeouts.uniform(10),
+        )
+        worker = Worker(storage, transport, RetryPolicy(), threads=1)
+        first, second = prepared_email(1), prepared_email(2)
+        now = time.time()
+        storage.add_many([first, second], now)
+        with closing(storage), closing(transport):
+            attempt = threading.Thread(
+                target=worker.attempt_many,
+                args=([first.message_id, second.message_id], now),
+            )
+            attempt.start()
+            try:
+                assert dots.holding.wait(10)
+                assert storage.status(first.message_id).succeeded
+                assert not storage.status(second.message_id).completed
+            finally:
+                dots.release.set()
+                attempt.join(10)
+            assert storage.status(second.message_id).succeeded
+        assert len(server.bodies) == 2

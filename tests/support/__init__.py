@@ -9,6 +9,7 @@ loopback addresses (127.0.0.0/8 and ::1), and closes every socket it opens.
 - ``dnsd``: a UDP and TCP DNS server built on dnspython's message classes.
 - ``tls``: certificates and contexts from a trustme test CA.
 - ``walfile``: counts the commits in an SQLite write-ahead log.
+- ``children``: child interpreters for crash tests, and checking their files.
 
 This module holds the one rule they share: which addresses may be bound.
 """
