@@ -45,6 +45,9 @@ BATCH = 16
 # the delivery thread that made room did not see it waiting.
 _STARVED_POLL = 0.05
 
+# How often drain() looks whether the work due has been done.
+_DRAIN_POLL = 0.02
+
 
 @dataclass(frozen=True)
 class _Send:
@@ -175,6 +178,27 @@ class Worker:
         for thread in self._pool:
             thread.join(_remaining(deadline))
         return not any(t.is_alive() for t in (self._scheduler, *self._pool))
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until no message is due now, nor being attempted: mail that is
+        due gets its attempt meanwhile; deferred and held mail do not count.
+
+        Returns:
+            True once that holds; False if it did not within ``timeout``
+            seconds, or at once if the worker's threads are not running.
+        """
+        deadline = time.monotonic() + timeout
+        # Storage, then the backlog: a message claimed in between is in the latter.
+        while not (
+            self._backlog.idle()
+            and not self._storage.due(self._clock(), 1)
+            and self._backlog.idle()
+        ):
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.running:
+                return False
+            time.sleep(min(left, _DRAIN_POLL))
+        return True
 
     def notify(self, message_id: str) -> None:
         """Tell the worker that ``message_id`` is stored and due now. Thread-safe."""

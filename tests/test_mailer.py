@@ -394,8 +394,8 @@ class TestBatches:
         assert len(server.handler.messages) == 24
 
     def test_stop_leaves_mail_not_yet_begun_due_in_storage(self) -> None:
-        """Messages still waiting for a delivery thread at stop() are untouched:
-        queued, no attempt counted, and delivered by the next worker."""
+        """Messages still waiting for a delivery thread at stop(drain=0) are
+        untouched: queued, no attempt counted, and delivered by the next worker."""
         handler = RecordingHandler(data_delay=0.1)
         storage = MemoryStorage()
         with SmtpServer(handler=handler) as server:
@@ -403,7 +403,7 @@ class TestBatches:
             ids = [first.send_email(message(subject=f"n{n}")) for n in range(40)]
             first.start()
             handler.wait_until(lambda: "DATA" in handler.commands, timeout=10)
-            assert first.stop(timeout=30)
+            assert first.stop(timeout=30, drain=0)
             untouched = [
                 i for i in ids if storage.status(i).recipients[0].attempts == 0
             ]
