@@ -19,6 +19,7 @@ from .checks import (
     _check_hostname,
     _check_port,
     _check_timeout,
+    _check_wait,
     host_or_address,
 )
 from .policy import DkimAlgorithm, DkimConfig, DsnPolicy
@@ -300,6 +301,9 @@ class Config:
             next message to the same server.
         destination_concurrency: how many deliveries may run at once toward one
             destination (the relay, or one recipient domain); 20 as in Postfix.
+        drain_timeout: the most seconds ``Mailstrom.stop()`` (and so leaving a
+            ``with`` block) spends first giving mail that is due its attempt;
+            0 stops at once, leaving due mail in storage.
     """
 
     helo_name: str
@@ -314,6 +318,7 @@ class Config:
     session_max_messages: int = 100
     session_idle_timeout: float = 5.0
     destination_concurrency: int = 20
+    drain_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         _check_hostname(self.helo_name, "helo_name", allow_literal=True)
@@ -355,6 +360,7 @@ class Config:
             raise ConfigError(
                 f"must be an integer >= 1, not {limit!r}", "destination_concurrency"
             )
+        _check_wait(self.drain_timeout, "drain_timeout")
 
     @property
     def dkim_keys(self) -> tuple[DkimConfig, ...]:

@@ -70,6 +70,18 @@ def _check_timeout(value: object, name: str) -> None:
         )
 
 
+def _check_wait(value: object, name: str) -> None:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ConfigError(
+            f"must be a finite number of seconds >= 0, not {value!r}", name
+        )
+
+
 def _check_count(value: object, name: str, *, minimum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ConfigError(f"must be an integer >= {minimum}, not {value!r}", name)
