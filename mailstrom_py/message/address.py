@@ -18,8 +18,6 @@ from email.errors import MessageError, NonASCIILocalPartDefect, ObsoleteHeaderDe
 from email.headerregistry import Address, AddressHeader, BaseHeader, Group
 from typing import TYPE_CHECKING, Any, cast
 
-import idna
-
 from ..errors import InvalidMessageError
 
 if TYPE_CHECKING:
@@ -389,6 +387,10 @@ def _ascii_label(label: str, field: str) -> str:
         if not _ASCII_LABEL.fullmatch(label):
             raise _invalid(label, "is not 1-63 letters, digits, inner hyphens", field)
         return label
+    # idna is imported on first use (for its cost, not to dodge a cycle): it
+    # takes some 9 ms to import, and most mail names no internationalised domain.
+    import idna  # noqa: PLC0415
+
     try:
         a_label = idna.encode(label, uts46=True, transitional=False).decode("ascii")
     except UnicodeError as exc:  # idna.IDNAError is one
