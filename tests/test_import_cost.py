@@ -56,6 +56,11 @@ def test_a_relay_mailer_prepares_and_stores_mail_without_a_heavy_library() -> No
     assert loaded_by(code) == set()
 
 
+def test_the_testing_kit_and_its_pytest_plugin_load_no_heavy_library() -> None:
+    """Importing mailstrom_py.testing and its pytest plugin loads none of them."""
+    assert loaded_by("import mailstrom_py.testing.plugin") == set()
+
+
 def test_a_direct_mailer_loads_dnspython() -> None:
     """A mailer that delivers to MX hosts builds its resolver, so dnspython is loaded
     (and, with it, idna), which shows the checks above can see a loaded library."""
