@@ -2,24 +2,18 @@
 
 Each test writes a small project into a temporary directory (an application
 module that sends mail, and tests for it) and runs pytest on it in a fresh
-process, so the plugin is loaded the way pytest loads it for a user. The plugin
-reaches pytest through the ``pytest11`` entry point of an installed
-mailstrom_py; where the installed metadata predates that entry point, the run
-names the plugin with ``-p`` instead.
+process (see ``support.userproject``), so the plugin is loaded the way pytest
+loads it for a user.
 """
 
 from __future__ import annotations
 
 import configparser
-import os
-import subprocess
-import sys
-import textwrap
-from importlib.metadata import entry_points
 from pathlib import Path
 
+from support.userproject import PLUGIN, run_pytest, write_project
+
 ROOT = Path(__file__).resolve().parents[1]
-PLUGIN = "mailstrom_py.testing.plugin"
 
 APP = '''
 from email.message import EmailMessage
@@ -93,43 +87,6 @@ PLAIN_TESTS = """
 def test_arithmetic():
     assert 1 + 1 == 2
 """
-
-#: Warnings are errors, as in a strict project; no other ini file is found.
-PYTEST_INI = """
-[pytest]
-filterwarnings =
-    error
-addopts = --strict-markers
-"""
-
-
-def plugin_is_installed() -> bool:
-    """True when pytest finds the plugin through its entry point."""
-    return any(ep.value == PLUGIN for ep in entry_points(group="pytest11"))
-
-
-def run_pytest(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run pytest on ``project`` in a fresh process, as its developer would."""
-    plugin = [] if plugin_is_installed() else ["-p", PLUGIN]
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith("PYTEST")
-    }
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *plugin, *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def write_project(root: Path, files: dict[str, str]) -> Path:
-    for name, text in {"pytest.ini": PYTEST_INI, **files}.items():
-        (root / name).write_text(textwrap.dedent(text), encoding="utf-8")
-    return root
 
 
 def test_a_project_tests_its_mail_with_the_mailstrom_outbox_fixture(
