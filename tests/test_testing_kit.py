@@ -250,8 +250,9 @@ class TestSentMessage:
         html_only["To"] = "bob@example.org"
         html_only.set_content("<p>Hi</p>", subtype="html")
         outbox = RecordingOutbox(config())
-        outbox.mailer.send_emails([message, html_only])
-        first, second = outbox
+        ids = outbox.mailer.send_emails([message, html_only])
+        sent = {m.message_id: m for m in outbox}
+        first, second = sent[ids[0]], sent[ids[1]]
         assert first.subject == "Café ☕"
         assert first.body == "Hello Bob!\nSee you soon.\n"
         assert (second.body, second.subject, second.cc) == ("", "", [])
