@@ -7,6 +7,10 @@ place of the number 8025 in each block's parsed code.
 
 TOML blocks load: the files and environment variables a block names (keys,
 secrets) are made up for it in a temporary directory.
+
+A block that defines test functions is a test module: it runs as a reader would
+run it, with pytest (in a fresh process, with the library's pytest plugin), and
+every one of its tests must pass.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from types import CodeType
 
 import pytest
 from support.smtpd import SmtpServer
+from support.userproject import run_pytest, write_project
 
 from mailstrom_py import load_config
 from mailstrom_py.message.dkim import generate_key, write_key
@@ -56,12 +61,27 @@ class _Port(ast.NodeTransformer):
         return node
 
 
-def compiled(index: int, port: int) -> CodeType:
-    """README block ``index``, compiled to deliver to 127.0.0.1:``port``."""
+def compiled_tree(index: int, port: int) -> ast.Module:
+    """README block ``index``, parsed, aimed at 127.0.0.1:``port``."""
     name = f"README.rst block {index}"
     tree = _Port(port).visit(ast.parse(python_blocks()[index], name))
     assert str(README_PORT) not in ast.unparse(tree), "8025 outside a port number"
-    return compile(tree, name, "exec")
+    assert isinstance(tree, ast.Module)
+    return tree
+
+
+def compiled(index: int, port: int) -> CodeType:
+    """README block ``index``, compiled to deliver to 127.0.0.1:``port``."""
+    return compile(compiled_tree(index, port), f"README.rst block {index}", "exec")
+
+
+def defined_tests(code: str) -> list[str]:
+    """The test functions a block defines; a block with some is a test module."""
+    return [
+        node.name
+        for node in ast.parse(code).body
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +96,29 @@ def test_the_readme_has_python_examples() -> None:
 
 
 @pytest.mark.parametrize("index", range(len(python_blocks())))
-def test_readme_block_runs(index: int, readme_server: SmtpServer) -> None:
-    """README block number `index` runs without error."""
-    exec(compiled(index, readme_server.port), {})  # noqa: S102
+def test_readme_block_runs(
+    index: int, readme_server: SmtpServer, tmp_path: Path
+) -> None:
+    """README block number `index` runs without error (its tests pass, for a
+    block of tests)."""
+    tests = defined_tests(python_blocks()[index])
+    if not tests:
+        exec(compiled(index, readme_server.port), {})  # noqa: S102
+        return
+    code = ast.unparse(compiled_tree(index, readme_server.port))
+    project = write_project(tmp_path, {"test_readme_block.py": code})
+    done = run_pytest(project, "-q")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert f"{len(tests)} passed" in done.stdout
+
+
+def test_the_readme_shows_a_test_module_for_the_pytest_plugin() -> None:
+    """One block is a test module using the mailstrom_outbox fixture, so the
+    pytest plugin's own example is run by the test above."""
+    assert any(
+        "mailstrom_outbox" in block and defined_tests(block)
+        for block in python_blocks()
+    )
 
 
 def test_the_readme_tests_pass_while_the_quickstart_server_holds_8025() -> None:

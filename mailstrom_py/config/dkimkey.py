@@ -10,12 +10,15 @@ from __future__ import annotations
 import logging
 import os
 import stat
-
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from typing import TYPE_CHECKING, TypeAlias
 
 from ..errors import ConfigError
+
+# cryptography is imported on first use, in load_private_key (for its cost,
+# not to dodge a cycle): it takes some 25 ms to import, which a mailer without
+# DKIM keys need not pay.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 __all__ = ["MIN_RSA_BITS", "DkimPrivateKey", "load_private_key"]
 
@@ -24,7 +27,8 @@ log = logging.getLogger(__name__)
 #: RFC 8301 §3.2: signers must use RSA keys of at least 1024 bits.
 MIN_RSA_BITS = 1024
 
-DkimPrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+#: The private key types :func:`load_private_key` returns.
+DkimPrivateKey: TypeAlias = "rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey"
 
 
 def load_private_key(source: object, algorithm: str) -> DkimPrivateKey:
@@ -42,6 +46,10 @@ def load_private_key(source: object, algorithm: str) -> DkimPrivateKey:
             wrong type, or is an RSA key under :data:`MIN_RSA_BITS` bits. No
             message quotes the key or the path.
     """
+    from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa  # noqa: PLC0415
+
     if isinstance(source, str) and source.lstrip().startswith("-----BEGIN"):
         raise ConfigError("a str is a file path: give PEM text as bytes", "private_key")
     if isinstance(source, str | os.PathLike):

@@ -38,7 +38,7 @@ class DkimConfig:
         private_key: the private key as PEM bytes, or the path of a PEM file (a
             ``str`` is always a path). Never shown by ``repr()``.
         algorithm: ``"rsa-sha256"`` (RSA keys of at least 1024 bits; 2048 is
-            recommended) or ``"ed25519-sha256"`` (RFC 8463; needs PyNaCl).
+            recommended) or ``"ed25519-sha256"`` (RFC 8463).
         key: the loaded private key, a ``cryptography`` key object; never shown
             by ``repr()``.
 
@@ -46,8 +46,9 @@ class DkimConfig:
         ConfigError: the domain or selector is not a DNS name; the algorithm is
             ``rsa-sha1`` (RFC 8301 forbids signing with it) or unknown; the key
             cannot be read or parsed, is encrypted, does not fit the algorithm, or
-            is an RSA key under 1024 bits; Ed25519 is asked for and PyNaCl is not
-            installed. No message quotes the key, nor the path given.
+            is an RSA key under 1024 bits; Ed25519 is asked for and PyNaCl,
+            which is installed with the package, is missing (a broken install).
+            No message quotes the key, nor the path given.
     """
 
     domain: str
