@@ -1,7 +1,9 @@
 """The ``mailstrom-py`` command line: the parser, and dispatch to the commands.
 
-``queue`` and ``status`` look at and change the queue; ``config check`` loads
-a configuration file and shows its settings; ``dkim-keygen`` makes a DKIM key
+``send`` is a sendmail that puts a message in the queue of a configuration
+file (and ``mailstrom-py`` invoked as ``sendmail`` is ``send``); ``queue`` and
+``status`` look at and change the queue; ``config check`` loads a
+configuration file and shows its settings; ``dkim-keygen`` makes a DKIM key
 pair; ``demo`` runs the demonstration. Each command lives in a module of its
 own here.
 """
@@ -19,6 +21,7 @@ from .configfile import add_config_command, run_config
 from .demo import run_demo
 from .keygen import add_keygen_command, run_keygen
 from .queue import add_queue_command, add_status_command, run_queue, run_status
+from .send import run_send
 
 __all__ = ["main"]
 
@@ -26,6 +29,8 @@ __all__ = ["main"]
 # a shell reports 128 + 13; exiting so lets `set -o pipefail` see what it would
 # for cat or grep.
 _SIGPIPE_EXIT = 141
+#: The names under which the program is ``send`` (installed as a sendmail).
+SENDMAIL_NAMES = frozenset({"sendmail"})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +42,14 @@ def _parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"%(prog)s {__version__}"
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    # send parses sendmail's options itself (main() hands it its arguments);
+    # it is listed here for --help.
+    commands.add_parser(
+        "send",
+        help="queue a message read from standard input, as sendmail does"
+        " (see: mailstrom-py send --help)",
+        add_help=False,
+    )
     add_queue_command(commands.add_parser)
     add_status_command(commands.add_parser)
     add_config_command(commands.add_parser)
@@ -55,8 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line on ``argv`` (default ``sys.argv[1:]``); return the code.
 
     Returns the command's exit status (its module says which): 0 on success,
-    2 for a usage error or a bad configuration file, and 141 when the reader
-    of the output went away (as in ``queue list | head -1``), quietly.
+    2 for a usage error or a bad configuration file (``send``: sendmail's
+    codes, 64 to 78), and 141 when the reader of the output went away (as in
+    ``queue list | head -1``), quietly. Invoked as ``sendmail`` (through a
+    link of that name) it is ``send`` on all of ``sys.argv[1:]``.
     """
     try:
         try:
@@ -80,6 +95,12 @@ def _discard_stdout() -> None:
 
 
 def _run(argv: Sequence[str] | None) -> int:
+    if argv is None:
+        if os.path.basename(sys.argv[0]) in SENDMAIL_NAMES:
+            return run_send(sys.argv[1:], prog="sendmail")
+        argv = sys.argv[1:]
+    if argv and argv[0] == "send":
+        return run_send(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "demo":
         return run_demo(args.seconds)
