@@ -1,11 +1,11 @@
 """The ``mailstrom-py`` command line: the parser, and dispatch to the commands.
 
-``send`` is a sendmail that puts a message in the queue of a configuration
-file (and ``mailstrom-py`` invoked as ``sendmail`` is ``send``); ``queue`` and
-``status`` look at and change the queue; ``config check`` loads a
-configuration file and shows its settings; ``dkim-keygen`` makes a DKIM key
-pair; ``demo`` runs the demonstration. Each command lives in a module of its
-own here.
+``worker`` delivers the queue of a configuration file as a daemon; ``send`` is
+a sendmail that puts a message in that queue (and ``mailstrom-py`` invoked as
+``sendmail`` is ``send``); ``queue`` and ``status`` look at and change the
+queue; ``config check`` loads a configuration file and shows its settings;
+``dkim-keygen`` makes a DKIM key pair; ``demo`` runs the demonstration. Each
+command lives in a module of its own here.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .demo import run_demo
 from .keygen import add_keygen_command, run_keygen
 from .queue import add_queue_command, add_status_command, run_queue, run_status
 from .send import run_send
+from .worker import add_worker_command, run_worker
 
 __all__ = ["main"]
 
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"%(prog)s {__version__}"
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    add_worker_command(commands.add_parser)
     # send parses sendmail's options itself (main() hands it its arguments);
     # it is listed here for --help.
     commands.add_parser(
@@ -108,6 +110,8 @@ def _run(argv: Sequence[str] | None) -> int:
         return run_keygen(args)
     if args.command == "config":
         return run_config(args)
+    if args.command == "worker":
+        return run_worker(args)
     try:
         return run_queue(args) if args.command == "queue" else run_status(args)
     except ConfigError as exc:
