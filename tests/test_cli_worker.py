@@ -4,8 +4,10 @@ and systemd's readiness protocol, each through the real command line."""
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -16,6 +18,8 @@ import pytest
 from support.cli import Daemon, config_text, run
 from support.scripted import Conversation, ScriptedServerFactory, normal
 from support.smtpd import SmtpServerFactory
+
+from mailstrom_py.cli.logs import JsonFormatter
 
 MESSAGE = (
     b"From: App <app@example.test>\n"
@@ -292,3 +296,28 @@ def test_the_worker_tells_systemd_when_it_is_ready_and_stopping(
             stopping = listener.recv(4096).decode()
             assert "STOPPING=1" in stopping.splitlines()
             assert worker.wait() == 0
+
+
+def test_a_json_record_with_a_traceback_stays_on_one_line() -> None:
+    """A record with line breaks in its message and a traceback is still one
+    line of JSON, the traceback under "exception"."""
+    formatter = JsonFormatter()
+    try:
+        raise RuntimeError("storage went away")
+    except RuntimeError:
+        record = logging.LogRecord(
+            "mailstrom_py.worker",
+            logging.ERROR,
+            __file__,
+            1,
+            "attempts on %s failed\nsee below",
+            ("m1@example.test",),
+            sys.exc_info(),
+        )
+    line = formatter.format(record)
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["message"] == "attempts on m1@example.test failed\nsee below"
+    assert entry["level"] == "ERROR"
+    assert entry["exception"].startswith("Traceback (most recent call last):")
+    assert entry["exception"].endswith("RuntimeError: storage went away")
