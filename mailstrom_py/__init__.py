@@ -2,7 +2,7 @@
 
 from .config import Config, DirectConfig, DkimConfig, DsnPolicy, RelayConfig, Timeouts
 from .config.loader import config_from_mapping, load_config
-from .core import Mailstrom
+from .core import Mailstrom, Outbox
 from .errors import (
     ConfigError,
     DuplicateMessageError,
@@ -37,6 +37,7 @@ __all__ = [
     "MemoryStorage",
     "MessageNotFound",
     "MessageStatus",
+    "Outbox",
     "PreparedEmail",
     "QueueFilter",
     "RecipientStatus",

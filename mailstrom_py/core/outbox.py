@@ -1,169 +1,130 @@
-"""The Mailstrom facade: wires configuration, storage, transport and worker together."""
+"""The Outbox: prepares messages, stores them, and tells a worker about them.
+
+An :class:`Outbox` is the producer's half of the mailer: it delivers nothing,
+starts no thread and builds no transport, so a process that only queues mail
+(a web process next to a ``mailstrom-py worker``) pays for none of that.
+:class:`~mailstrom_py.Mailstrom` is an Outbox with a worker of its own.
+"""
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage, Message
 from types import TracebackType
+from typing import Self
 
-from .config import Config
-from .delivery import Transport, build_transport
-from .errors import InvalidMessageError, MailerClosedError
-from .message import PreparedEmail, prepare_email
-from .message.dkim import DkimSigner
-from .message.dsn import DsnReporter
-from .message.tls_options import with_tls_options
-from .status import DeliveryResult, MessageStatus
-from .storage import MemoryStorage, QueueFilter, Storage
-from .worker import Clock, Worker
+from ..config import Config
+from ..errors import InvalidMessageError, MailerClosedError
+from ..message import PreparedEmail, prepare_email
+from ..message.dkim import DkimSigner
+from ..message.tls_options import with_tls_options
+from ..status import DeliveryResult, MessageStatus
+from ..storage import QueueFilter, Storage
 
-__all__ = ["Mailstrom"]
+__all__ = ["Clock", "Notify", "Outbox"]
 
 log = logging.getLogger(__name__)
+
+#: Wall-clock seconds since the epoch.
+Clock = Callable[[], float]
+#: Told the id of a message that is stored and due now.
+Notify = Callable[[str], None]
 
 # kick() and release() tell the worker about at most this many messages; the
 # rest are due in storage, and the worker pages them in within a second, so a
 # kick of the whole queue does not flood its command queue.
 _NOTIFY_AT_MOST = 1000
 
+# wait() with no worker to wake it reads the status after 10 ms, then ever
+# less often, up to every 200 ms: a quick answer from a worker nearby, and
+# little load on storage shared with a slow one.
+_POLL_FIRST = 0.01
+_POLL_MOST = 0.2
 
-class Mailstrom:
-    """A background mailer: hand it messages, ask it what became of them.
 
-    ``send_email()`` validates and stores a message and returns at once; a worker
-    thread delivers it and records a status for each recipient, which
-    ``query_status()`` reads. Use it as a context manager, or call ``start()`` and
-    ``stop()``. Messages sent before ``start()`` wait in storage until then.
+class Outbox:
+    """Hand it messages to deliver and ask what became of them; it delivers none.
+
+    ``send_email()`` validates, prepares (and DKIM-signs) a message, stores it
+    and returns its id at once, then calls ``notify``. A worker that reads the
+    same storage delivers it: the one of a :class:`~mailstrom_py.Mailstrom`,
+    or ``mailstrom-py worker`` in another process, which finds new mail by
+    looking at storage (within a second). ``query_status()`` and ``wait()``
+    read storage, and the queue operations work on it.
+
+    An Outbox starts no thread, opens no connection and builds no transport;
+    ``config.delivery`` is not used. Use it as a context manager, or call
+    ``close()``. It is thread-safe.
 
     Args:
-        config: what to deliver through and how.
-        storage: where messages and statuses live; a new
-            :class:`~mailstrom_py.MemoryStorage` by default. The mailer closes it
-            when it stops.
-        transport: how to deliver; built from ``config.delivery`` by default.
+        config: how to prepare messages (``helo_name``, ``allow_8bit``, DKIM
+            keys); the rest is the worker's.
+        storage: where messages and statuses live, shared with the worker. The
+            outbox closes it when it is closed.
         clock: wall-clock seconds since the epoch, for tests that drive time.
-        rng: the randomness behind retry jitter, for reproducible tests.
+        notify: called with the id of each message stored or made due now, in
+            the caller's thread, after storage has it; by default nobody is
+            told. It should return quickly. An exception from it is logged and
+            otherwise ignored: the message is stored, and a worker looking at
+            storage finds it.
 
     Raises:
-        ConfigError: the transport or the DKIM signer cannot be built from
-            ``config``.
+        ConfigError: a DKIM key of ``config`` cannot be loaded.
     """
+
+    #: What ``send_email()`` says once the outbox is closed.
+    _CLOSED = "this outbox has been closed"
 
     def __init__(
         self,
         config: Config,
-        storage: Storage | None = None,
+        storage: Storage,
         *,
-        transport: Transport | None = None,
         clock: Clock | None = None,
-        rng: random.Random | None = None,
+        notify: Notify | None = None,
     ) -> None:
         self._config = config
-        self._storage = storage if storage is not None else MemoryStorage()
-        self._transport = (
-            transport if transport is not None else build_transport(config)
-        )
+        self._storage = storage
         self._clock = clock if clock is not None else time.time
         self._signer = DkimSigner(config.dkim_keys) if config.dkim_keys else None
-        self._worker = Worker(
-            self._storage,
-            self._transport,
-            config.retry,
-            threads=config.delivery_threads,
-            clock=self._clock,
-            rng=rng,
-            reporter=self._reporter(config),
-        )
+        self._notify_hook = notify
         self._closed = False
         self._lock = threading.Lock()
 
     @property
     def config(self) -> Config:
-        """The configuration the mailer was built with."""
+        """The configuration the outbox was built with."""
         return self._config
 
     @property
     def storage(self) -> Storage:
-        """The storage the mailer uses."""
+        """The storage the outbox keeps messages in."""
         return self._storage
 
-    def start(self) -> None:
-        """Start the worker thread; stored messages that are due go out.
+    @property
+    def closed(self) -> bool:
+        """True once the outbox is closed; sending then raises."""
+        return self._closed
 
-        Raises:
-            MailerClosedError: the mailer was stopped.
-            WorkerError: the worker is running already or did not come up.
-            StorageError: the storage failed while the worker loaded due work.
+    def close(self) -> None:
+        """Stop taking mail and close the storage. Calling it again does nothing.
+
+        Stored mail stays in storage for a worker to deliver; in storage that
+        is not durable (:class:`~mailstrom_py.MemoryStorage`) it is lost with
+        the process, and a WARNING says how much.
         """
         with self._lock:
             if self._closed:
-                raise MailerClosedError("this mailer has been stopped")
-            self._worker.start()
-
-    def stop(self, timeout: float | None = 60.0, *, drain: float | None = None) -> bool:
-        """Stop taking mail, give mail that is due its attempt, stop delivering,
-        wait for deliveries in progress, and close the storage and transport.
-
-        First, for up to ``drain`` seconds (``Config.drain_timeout``, 30, when
-        None), mail already due gets its attempt, as :meth:`flush` does. Then
-        the worker stops and the deliveries in progress get up to ``timeout``
-        seconds. No SMTP transaction is cut short; if one outlasts
-        ``timeout``, the storage and transport stay open so its result is
-        still recorded. Messages not yet delivered stay in storage; in storage
-        that is not durable (:class:`~mailstrom_py.MemoryStorage`) they are
-        lost with the process, and a WARNING says how many. Further
-        ``send_email()`` calls raise. Calling it again does nothing.
-
-        Returns:
-            True when every delivery finished in time.
-        """
-        with self._lock:
-            if self._closed:
-                return True
+                return
             self._closed = True
-        drain = self._config.drain_timeout if drain is None else drain
-        if drain > 0 and self._worker.running and not self._worker.drain(drain):
-            log.warning("stopping with mail due that got no attempt in %gs", drain)
-        finished = self._worker.stop(timeout)
-        if not self._storage.durable:
-            lost = self._storage.count(QueueFilter(completed=False))
-            if lost:
-                log.warning(
-                    "%d %s not yet delivered %s lost: %s keeps mail only in memory",
-                    lost,
-                    "message" if lost == 1 else "messages",
-                    "is" if lost == 1 else "are",
-                    type(self._storage).__name__,
-                )
-        if finished:
-            self._transport.close()
-            self._storage.close()
-        else:
-            # A delivery still runs and will record its result: leave the
-            # storage open for it rather than lose that result.
-            log.warning("stopped with deliveries still in progress")
-        return finished
+        self._warn_of_loss()
+        self._storage.close()
 
-    def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until no message is due now, nor being attempted.
-
-        Mail that is due gets its attempt meanwhile (the mailer must be
-        started); mail deferred to a later retry, and held mail, is not
-        waited for.
-
-        Returns:
-            True once the queue has drained so, False if it had not after
-            ``timeout`` seconds.
-        """
-        return self._worker.drain(timeout)
-
-    def __enter__(self) -> Mailstrom:
-        self.start()
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -172,7 +133,7 @@ class Mailstrom:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop()
+        self.close()
 
     def send_email(
         self,
@@ -203,14 +164,14 @@ class Mailstrom:
                 DKIM-signed (a ``ValueError``); nothing was stored.
             DuplicateMessageError: a message with the same Message-ID is stored.
             StorageError: the message could not be stored.
-            MailerClosedError: the mailer was stopped.
+            MailerClosedError: the outbox was closed (the mailer stopped).
         """
         if self._closed:
-            raise MailerClosedError("this mailer has been stopped")
+            raise MailerClosedError(self._CLOSED)
         now = self._clock()
         prepared = self._prepare(message, now, mail_from, rcpt_to, require_tls)
         self._storage.add(prepared, now)
-        self._worker.notify(prepared.message_id)
+        self._notify(prepared.message_id)
         return prepared.message_id
 
     def send_emails(
@@ -231,10 +192,10 @@ class Mailstrom:
             DuplicateMessageError: a Message-ID is stored already or repeats in
                 the batch; nothing was stored.
             StorageError: the messages could not be stored; none was stored.
-            MailerClosedError: the mailer was stopped.
+            MailerClosedError: the outbox was closed (the mailer stopped).
         """
         if self._closed:
-            raise MailerClosedError("this mailer has been stopped")
+            raise MailerClosedError(self._CLOSED)
         now = self._clock()
         prepared = []
         for index, message in enumerate(messages):
@@ -246,7 +207,7 @@ class Mailstrom:
                 ) from exc
         self._storage.add_many(prepared, now)
         for email in prepared:
-            self._worker.notify(email.message_id)
+            self._notify(email.message_id)
         return [email.message_id for email in prepared]
 
     def _prepare(
@@ -271,17 +232,6 @@ class Mailstrom:
         """Sign a prepared message once, over the bytes every attempt will send."""
         return self._signer.sign(email) if self._signer is not None else email
 
-    def _reporter(self, config: Config) -> DsnReporter | None:
-        policy = config.dsn_policy
-        if policy is None:
-            return None
-        return DsnReporter(
-            policy,
-            helo_name=config.helo_name,
-            retry_until=lambda created: created + config.retry.max_age,
-            finish=self._finish,
-        )
-
     def query_status(self, message_id: str) -> MessageStatus:
         """Return the delivery status of a message, one entry per recipient.
 
@@ -295,30 +245,54 @@ class Mailstrom:
 
         Returns once no recipient is ``QUEUED`` (each is delivered, failed or
         deferred), or when ``timeout`` seconds have passed; check the returned
-        status to tell which.
+        status to tell which. An Outbox with no worker in its process reads
+        the status again and again, every 10 ms at first and every 200 ms at
+        most; a :class:`~mailstrom_py.Mailstrom` is woken by its worker.
 
         Raises:
             MessageNotFound: the id is unknown.
         """
-        return self._worker.wait(
-            message_id,
-            lambda s: all(r.result is not DeliveryResult.QUEUED for r in s.recipients),
-            timeout,
-        )
+        return self._wait_until(message_id, _attempted, timeout)
 
-    def run_once(self, now: float | None = None) -> int:
-        """Attempt, in the calling thread, every message due at ``now``.
+    def _wait_until(
+        self,
+        message_id: str,
+        predicate: Callable[[MessageStatus], bool],
+        timeout: float,
+    ) -> MessageStatus:
+        deadline = time.monotonic() + timeout
+        pause = _POLL_FIRST
+        while True:
+            status = self._storage.status(message_id)
+            left = deadline - time.monotonic()
+            if predicate(status) or left <= 0:
+                return status
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, _POLL_MOST)
 
-        For tests and tools that drive time without the worker thread; the
-        mailer must not be started.
+    def _notify(self, message_id: str) -> None:
+        if self._notify_hook is None:
+            return
+        try:
+            self._notify_hook(message_id)
+        except Exception:
+            log.warning(
+                "notify failed for %s; it waits in storage", message_id, exc_info=True
+            )
 
-        Returns:
-            How many messages were attempted.
-
-        Raises:
-            WorkerError: the worker thread is running.
-        """
-        return self._worker.run_once(now)
+    def _warn_of_loss(self) -> None:
+        """Say how many messages pending in storage that is not durable are lost."""
+        if self._storage.durable:
+            return
+        lost = self._storage.count(QueueFilter(completed=False))
+        if lost:
+            log.warning(
+                "%d %s not yet delivered %s lost: %s keeps mail only in memory",
+                lost,
+                "message" if lost == 1 else "messages",
+                "is" if lost == 1 else "are",
+                type(self._storage).__name__,
+            )
 
     # -- queue operations -------------------------------------------------------------
 
@@ -338,7 +312,8 @@ class Mailstrom:
         return self._storage.count(where or QueueFilter())
 
     def kick(self, where: QueueFilter) -> list[str]:
-        """Make the selected messages due now and wake the worker to attempt them.
+        """Make the selected messages due now and tell the worker (see ``notify``)
+        to attempt them.
 
         Pending recipients due later are made due now; their attempt counts and
         backoff stay. Held messages stay held until released.
@@ -348,7 +323,7 @@ class Mailstrom:
         """
         kicked = self._storage.kick(where, self._clock())
         for message_id in kicked[:_NOTIFY_AT_MOST]:
-            self._worker.notify(message_id)
+            self._notify(message_id)
         return kicked
 
     def hold(self, where: QueueFilter) -> list[str]:
@@ -369,7 +344,7 @@ class Mailstrom:
         """
         released = self._storage.release(where)
         for message_id in released[:_NOTIFY_AT_MOST]:
-            self._worker.notify(message_id)
+            self._notify(message_id)
         return released
 
     def drop(self, where: QueueFilter) -> list[str]:
@@ -398,3 +373,7 @@ class Mailstrom:
                 completed ones left out come in a later call.
         """
         return self._storage.recent(limit)
+
+
+def _attempted(status: MessageStatus) -> bool:
+    return all(r.result is not DeliveryResult.QUEUED for r in status.recipients)
