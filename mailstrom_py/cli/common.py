@@ -1,27 +1,25 @@
 """What the commands share: finding the configuration file, opening storage, and
-the producer that stores mail for a worker in another process to deliver.
+the outbox that stores mail for a worker in another process to deliver.
 
 Every command that reads a configuration file looks for it in the same places
 (:func:`config_path`). :func:`open_storage` and :func:`open_outbox` are the one
-place that turns settings into a backend and a producer.
+place that turns settings into a backend and an outbox.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Iterator, Mapping
 
 from ..config.settings import LoadedConfig, StorageSettings
-from ..core import Mailstrom
+from ..core import Outbox
 from ..errors import ConfigError
 from ..storage import MemoryStorage, SqliteStorage, Storage
 
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG",
-    "Producer",
     "config_path",
     "open_outbox",
     "open_storage",
@@ -87,41 +85,26 @@ def require_shared_storage(loaded: LoadedConfig) -> None:
         )
 
 
-class Producer(Protocol):
-    """What ``send`` needs of a mailer: prepare and store, nothing more."""
-
-    def send_email(
-        self,
-        message: bytes,
-        *,
-        mail_from: str | None = None,
-        rcpt_to: Sequence[str] | None = None,
-    ) -> str:
-        """Prepare and store ``message``; return its id (see ``Mailstrom``)."""
-        ...
-
-
 @contextlib.contextmanager
-def open_outbox(loaded: LoadedConfig) -> Iterator[Producer]:
-    """Open the storage of ``loaded`` and yield a producer that stores mail in it,
-    for a worker elsewhere to deliver; close both on leaving.
+def open_outbox(loaded: LoadedConfig) -> Iterator[Outbox]:
+    """Open the storage of ``loaded`` and yield an :class:`~mailstrom_py.Outbox`
+    that stores mail in it, for a worker elsewhere to deliver; close both on
+    leaving.
 
-    The producer prepares (and DKIM-signs) a message as ``send_email()``
-    always does and stores it. It starts no thread and delivers nothing: it is
-    a :class:`~mailstrom_py.Mailstrom` that is never started, whose notice of
-    new mail goes to a backlog no delivery thread reads.
+    The outbox prepares (and DKIM-signs) a message as ``send_email()`` always
+    does and stores it. It starts no thread, builds no transport and delivers
+    nothing: a worker looking at the same storage finds the message.
 
     Raises:
-        ConfigError: the storage or the mailer cannot be set up from ``loaded``.
+        ConfigError: the storage or the outbox cannot be set up from ``loaded``
+            (a DKIM key that cannot be read, say).
         StorageError: the storage cannot be opened.
     """
     storage = open_storage(loaded.storage)
     try:
-        mailer = Mailstrom(loaded.config, storage)
+        outbox = Outbox(loaded.config, storage)
     except BaseException:
         storage.close()
         raise
-    try:
-        yield mailer
-    finally:
-        mailer.stop()
+    with outbox:
+        yield outbox
