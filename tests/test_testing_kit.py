@@ -12,7 +12,14 @@ from email.message import EmailMessage
 
 import pytest
 
-from mailstrom_py import Config, DeliveryResult, Mailstrom, RelayConfig, RetryPolicy
+from mailstrom_py import (
+    Config,
+    DeliveryResult,
+    Mailstrom,
+    Outbox,
+    RelayConfig,
+    RetryPolicy,
+)
 from mailstrom_py.delivery.base import BatchTransport, deliver_many
 from mailstrom_py.testing import (
     FakeClock,
@@ -315,6 +322,19 @@ class TestRecordingOutbox:
         outbox.mailer.start()
         outbox.mailer.send_email(welcome())
         assert [m.to for m in outbox] == [["bob@example.org"]]
+        outbox.close()
+
+    def test_code_that_takes_an_outbox_can_be_handed_the_mailer(self) -> None:
+        """The outbox's mailer is an Outbox too, so code that only queues mail
+        (typed for an Outbox) is tested with it, and what it sent is seen."""
+
+        def sign_up(outbox: Outbox) -> str:
+            return outbox.send_email(welcome())
+
+        outbox = RecordingOutbox()
+        assert isinstance(outbox.mailer, Outbox)
+        message_id = sign_up(outbox.mailer)
+        assert [m.message_id for m in outbox] == [message_id]
         outbox.close()
 
     def test_the_default_configuration_names_no_real_host(self) -> None:

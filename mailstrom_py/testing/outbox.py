@@ -43,6 +43,11 @@ class RecordingOutbox(Sequence[SentMessage]):
     there to see. Mail deferred by a scripted 4xx reply waits for the clock:
     ``outbox.clock.advance(...)`` and look again.
 
+    The mailer is a :class:`~mailstrom_py.Mailstrom` (it needs a worker to
+    deliver through the recording transport), and so an
+    :class:`~mailstrom_py.Outbox`: code that only queues mail, and takes an
+    Outbox, can be handed it too.
+
     Attributes:
         mailer: the mailer, not started; it delivers when the outbox is looked
             at. If the code under test starts it, looking waits (up to 10
