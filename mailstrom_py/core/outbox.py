@@ -49,8 +49,8 @@ _POLL_MOST = 0.2
 class Outbox:
     """Hand it messages to deliver and ask what became of them; it delivers none.
 
-    ``send_email()`` validates, prepares (and DKIM-signs) a message, stores it
-    and returns its id at once, then calls ``notify``. A worker that reads the
+    ``send_email()`` validates, prepares (and DKIM-signs) a message, stores it,
+    calls ``notify`` and returns its id at once. A worker that reads the
     same storage delivers it: the one of a :class:`~mailstrom_py.Mailstrom`,
     or ``mailstrom-py worker`` in another process, which finds new mail by
     looking at storage (within a second). ``query_status()`` and ``wait()``
@@ -115,7 +115,7 @@ class Outbox:
 
         Stored mail stays in storage for a worker to deliver; in storage that
         is not durable (:class:`~mailstrom_py.MemoryStorage`) it is lost with
-        the process, and a WARNING says how much.
+        the process, and a WARNING says how many messages that is.
         """
         with self._lock:
             if self._closed:
