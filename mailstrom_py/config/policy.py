@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..errors import ConfigError
-from .checks import _check_hostname
+from .checks import check_count, check_hostname
 from .dkimkey import DkimPrivateKey, load_private_key
 
 __all__ = ["DkimAlgorithm", "DkimConfig", "DsnPolicy"]
@@ -57,8 +57,8 @@ class DkimConfig:
     key: DkimPrivateKey = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _check_hostname(self.domain, "domain", allow_literal=False)
-        _check_hostname(self.selector, "selector", allow_literal=False)
+        check_hostname(self.domain, "domain", allow_literal=False)
+        check_hostname(self.selector, "selector", allow_literal=False)
         object.__setattr__(self, "domain", self.domain.rstrip(".").lower())
         algorithm: object = self.algorithm
         if algorithm == "rsa-sha1":
@@ -120,10 +120,5 @@ class DsnPolicy:
                 f"must be a finite number of seconds >= 0, not {after!r}",
                 "delay_after",
             )
-        count = self.delay_after_attempts
-        if count is not None and (
-            not isinstance(count, int) or isinstance(count, bool) or count < 1
-        ):
-            raise ConfigError(
-                f"must be an integer >= 1, not {count!r}", "delay_after_attempts"
-            )
+        if self.delay_after_attempts is not None:
+            check_count(self.delay_after_attempts, "delay_after_attempts", minimum=1)
