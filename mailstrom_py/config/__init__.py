@@ -21,7 +21,8 @@ from .checks import (
     check_timeout,
     host_or_address,
 )
-from .policy import DkimAlgorithm, DkimConfig, DsnPolicy
+from .dkimkey import DkimAlgorithm, DkimConfig
+from .dsn import DsnPolicy
 
 if TYPE_CHECKING:
     import dns.resolver
