@@ -34,8 +34,8 @@ from mailstrom_py.message.prepare import (
 from mailstrom_py.message.serialise import (
     FATAL_DEFECTS,
     SMTP,
-    _fitting_line,
     _single_text_part,
+    fitting_line,
 )
 
 HELO = "mx.example.org"
@@ -473,7 +473,7 @@ class TestQuickFold:
             header = policy.header_factory(name, value)
         except (ValueError, LookupError):
             reject()  # the email package cannot even build it; nothing to fold
-        taken = _fitting_line(header, policy.max_line_length) is not None
+        taken = fitting_line(header, policy.max_line_length) is not None
         event("quick" if taken else "general")
 
         def fold(folder: Callable[[str, Any], bytes]) -> bytes | str:
@@ -486,16 +486,41 @@ class TestQuickFold:
         assert fold(policy.fold_binary) == general
 
     def test_application_headers_take_the_quick_line(self) -> None:
-        """Headers as an application sets them fit, and take the quick line."""
+        """Headers as an application sets them fit, and all but addresses take the
+        quick line."""
         message = EmailMessage(policy=SMTP)
         message["From"] = Address("Alice Example", "alice", "example.org")
         message["To"] = "Bob <bob@example.org>, carol@example.org"
         message["Subject"] = "Your order has shipped"
+        message["Date"] = NOW
+        message["Message-ID"] = "<m.1@example.org>"
         message.set_content("Hello.\n")
         for name, header in message.items():
-            line = _fitting_line(header, 78)
+            line = fitting_line(header, 78)
+            if name in ("From", "To"):
+                assert line is None, name
+                continue
             assert line is not None, name
             assert line + "\r\n" == EmailPolicy.fold(SMTP, name, header)
+
+    def test_an_address_header_goes_as_written_not_as_its_str(self) -> None:
+        """An address header's str() is a standard form; the general fold keeps
+        what was written, and so does the quick policy."""
+        message = EmailMessage(policy=SMTP)
+        message["To"] = '"Bob"  <bob@example.org>'
+        header = message["To"]
+        assert str(header) == "Bob <bob@example.org>"
+        assert fitting_line(header, 78) is None
+        assert SMTP.fold_binary("To", header) == b'To: "Bob"  <bob@example.org>\r\n'
+
+    def test_a_date_that_does_not_parse_folds_to_nothing_either_way(self) -> None:
+        """A Date header the email package cannot read is written empty, also here."""
+        header = SMTP.header_factory("Date", "whenever")
+        assert fitting_line(header, 78) is None
+        assert SMTP.fold_binary("Date", header) == b"Date:\r\n"
+        assert SMTP.fold_binary("Date", header) == EmailPolicy.fold_binary(
+            SMTP, "Date", header
+        )
 
 
 class TestVerifyShortcut:
