@@ -30,7 +30,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from ..config import DkimAlgorithm, DkimConfig
 from ..config.dkimkey import MIN_RSA_BITS
 from ..errors import ConfigError, InvalidMessageError
-from .address import domain_to_ascii, read_address_header
+from .address import domain_to_ascii
+from .envelope import read_address_header
 from .prepare import PreparedEmail
 
 __all__ = [

@@ -18,7 +18,8 @@ from datetime import datetime
 from email.headerregistry import HeaderRegistry
 
 from ..errors import InvalidMessageError
-from .address import Envelope, read_envelope, unfold
+from .address import unfold
+from .envelope import Envelope, read_envelope
 from .fields import (
     MAX_LINE,
     SINGLE_HEADERS,

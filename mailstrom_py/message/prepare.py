@@ -39,8 +39,9 @@ from email.policy import EmailPolicy, compat32
 from typing import Any
 
 from ..errors import InvalidMessageError
-from .address import read_envelope, unfold, validate_address
+from .address import unfold, validate_address
 from .body import SURROGATE, encode_body
+from .envelope import read_envelope
 from .fastpath import prepare_clean
 from .fields import (
     FIELD_NAME,
