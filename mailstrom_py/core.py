@@ -14,10 +14,8 @@ from types import TracebackType
 from .config import Config
 from .delivery import Transport, build_transport
 from .errors import InvalidMessageError, MailerClosedError
-from .message import PreparedEmail, prepare_email
-from .message.dkim import DkimSigner
+from .message import PreparedEmail, Preparer
 from .message.dsn import DsnReporter
-from .message.tls_options import with_tls_options
 from .status import DeliveryResult, MessageStatus
 from .storage import MemoryStorage, QueueFilter, Storage
 from .worker import Clock, Worker
@@ -69,7 +67,7 @@ class Mailstrom:
             transport if transport is not None else build_transport(config)
         )
         self._clock = clock if clock is not None else time.time
-        self._signer = DkimSigner(config.dkim_keys) if config.dkim_keys else None
+        self._preparer = Preparer.from_config(config, clock=self._clock)
         self._worker = Worker(
             self._storage,
             self._transport,
@@ -227,19 +225,13 @@ class Mailstrom:
         rcpt_to: Sequence[str] | None,
         require_tls: bool,
     ) -> PreparedEmail:
-        prepared = prepare_email(
+        return self._preparer.prepare(
             message,
-            helo_name=self._config.helo_name,
             mail_from=mail_from,
             rcpt_to=rcpt_to,
-            allow_8bit=self._config.allow_8bit,
+            require_tls=require_tls,
             now=datetime.fromtimestamp(now, UTC),
         )
-        return self._finish(with_tls_options(prepared, require_tls=require_tls))
-
-    def _finish(self, email: PreparedEmail) -> PreparedEmail:
-        """Sign a prepared message once, over the bytes every attempt will send."""
-        return self._signer.sign(email) if self._signer is not None else email
 
     def _reporter(self, config: Config) -> DsnReporter | None:
         policy = config.dsn_policy
@@ -247,9 +239,8 @@ class Mailstrom:
             return None
         return DsnReporter(
             policy,
-            helo_name=config.helo_name,
+            self._preparer,
             retry_until=lambda created: created + config.retry.max_age,
-            finish=self._finish,
         )
 
     def query_status(self, message_id: str) -> MessageStatus:

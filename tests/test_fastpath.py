@@ -24,18 +24,16 @@ from hypothesis import event, example, given, reject, settings
 from hypothesis import strategies as st
 
 from mailstrom_py.errors import InvalidMessageError
-from mailstrom_py.message.fastpath import prepare_clean
-from mailstrom_py.message.prepare import (
-    PreparedEmail,
-    _CachingHeaderRegistry,
-    _prepare_slow,
-    prepare_email,
-)
+from mailstrom_py.message import PreparedEmail, prepare_email
+from mailstrom_py.message.completion import MessageIds, given_message_id
+from mailstrom_py.message.fastpath import prepare_fast
+from mailstrom_py.message.fullpath import prepare_full
+from mailstrom_py.message.parsing import CachingHeaderRegistry
 from mailstrom_py.message.serialise import (
     FATAL_DEFECTS,
     SMTP,
-    _single_text_part,
     fitting_line,
+    single_text_part,
 )
 
 HELO = "mx.example.org"
@@ -64,15 +62,30 @@ def outcome(
         return (exc.field, str(exc))
 
 
+def path_arguments(
+    helo_name: str, message_id: str | None, now: datetime | None, **kw: Any
+) -> dict[str, Any]:
+    """The arguments of one path, from those of prepare_email(), as a Preparer
+    gives them."""
+    ids = MessageIds(helo_name)
+    kw["new_message_id"] = (
+        ids.new if message_id is None else lambda: given_message_id(message_id)
+    )
+    kw["now"] = now if now is not None else datetime.now(UTC)
+    return kw
+
+
 def slow(message: object, **kw: Any) -> Outcome:
-    """The outcome of the general way alone, the reference."""
+    """The outcome of the full path alone, the reference."""
     return outcome(
-        lambda m, **k: _prepare_slow(m, _CachingHeaderRegistry(), **k), message, **kw
+        lambda m, **k: prepare_full(m, CachingHeaderRegistry(), **path_arguments(**k)),
+        message,
+        **kw,
     )
 
 
 def fast_is_taken(message: bytes | str, **kw: Any) -> bool:
-    """Whether the fast way accepts *message* with these arguments.
+    """Whether the fast path accepts *message* with these arguments.
 
     It declines what it is unsure of, and refuses a header line split by a bare
     CR or LF itself.
@@ -80,7 +93,9 @@ def fast_is_taken(message: bytes | str, **kw: Any) -> bool:
     arguments = {**DEFAULTS, **kw}
     arguments.pop("allow_8bit")
     try:
-        clean = prepare_clean(message, _CachingHeaderRegistry(), **arguments)
+        clean = prepare_fast(
+            message, CachingHeaderRegistry(), **path_arguments(**arguments)
+        )
     except InvalidMessageError:
         return False
     return clean is not None
@@ -403,7 +418,9 @@ class TestAcceptance:
         arguments = {**DEFAULTS, "rcpt_to": ["b@example.org"]}
         arguments.pop("allow_8bit")
         with pytest.raises(InvalidMessageError, check=lambda e: e.field == field):
-            prepare_clean(message, _CachingHeaderRegistry(), **arguments)
+            prepare_fast(
+                message, CachingHeaderRegistry(), **path_arguments(**arguments)
+            )
         assert slow(message, rcpt_to=["b@example.org"])[0] == field  # type: ignore[index]
 
     def test_fast_way_keeps_the_callers_octets(self) -> None:
@@ -537,7 +554,7 @@ class TestVerifyShortcut:
         )
         if b"\r" not in data:
             data = data.replace(b"\n", b"\r\n")
-        names = _single_text_part(data)
+        names = single_text_part(data)
         event("shortcut" if names is not None else "full parse")
         if names is not None:
             parsed = BytesParser(policy=SMTP).parsebytes(data)
@@ -558,7 +575,7 @@ class TestVerifyShortcut:
         self, head: bytes
     ) -> None:
         """Parts, an envelope line, a stray continuation or 8-bit names are parsed."""
-        assert _single_text_part(head + b"From: a@example.org\r\n\r\nbody\r\n") is None
+        assert single_text_part(head + b"From: a@example.org\r\n\r\nbody\r\n") is None
 
 
 @st.composite

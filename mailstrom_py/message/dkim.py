@@ -32,7 +32,7 @@ from ..config.dkimkey import MIN_RSA_BITS
 from ..errors import ConfigError, InvalidMessageError
 from .address import domain_to_ascii
 from .envelope import read_address_header
-from .prepare import PreparedEmail
+from .prepared import PreparedEmail
 
 __all__ = [
     "DkimSigner",

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidMessageError
 from .body import has_bare_line_end
-from .fields import LINE_BREAKING, MAX_LINE, is_text_type, split_header_block
+from .headers import LINE_BREAKING, MAX_LINE, is_text_type, split_header_block
 
 if TYPE_CHECKING:
     _EmailPolicy = EmailPolicy[Any]
@@ -46,6 +46,7 @@ __all__ = [
     "SmtpPolicy",
     "fitting_line",
     "serialise",
+    "single_text_part",
     "verify",
 ]
 
@@ -176,7 +177,7 @@ def verify(
     if ascii_only and not data.isascii():
         raise InvalidMessageError("8-bit text remains outside any part", "body")
     expected = [[name.lower() for name in part] for part in msg.walk()]
-    if len(expected) == 1 and _single_text_part(data) == expected[0]:
+    if len(expected) == 1 and single_text_part(data) == expected[0]:
         return
     reparsed = BytesParser(policy=policy).parsebytes(data)
     found = [[name.lower() for name in part] for part in reparsed.walk()]
@@ -189,7 +190,7 @@ def _fatal(msg: Message) -> set[type[Exception]]:
     return {type(d) for d in msg.defects if isinstance(d, FATAL_DEFECTS)}
 
 
-def _single_text_part(data: bytes) -> list[str] | None:
+def single_text_part(data: bytes) -> list[str] | None:
     """The header names the email package reads in *data*, if it is one text part.
 
     ``None`` unless the header block is plain fields (so the package reads the same

@@ -18,7 +18,7 @@ from email.policy import compat32
 
 from ..errors import InvalidMessageError
 from ..status import Remote
-from .prepare import PreparedEmail
+from .prepared import PreparedEmail
 
 __all__ = ["HEADER", "REQUIRETLS_FAILED", "requiretls_refusal", "with_tls_options"]
 
