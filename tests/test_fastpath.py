@@ -1,9 +1,10 @@
 """The quick ways of preparing a message give exactly what the general ways give.
 
-Clean bytes and str skip the email package (mailstrom_py.message.fastpath); header
-objects that fit on their line skip the folding algorithm, and a single text part skips
-the second parse (mailstrom_py.message.serialise). Each is compared with the general
-way.
+Clean bytes and str take the fast path, without the email package
+(mailstrom_py.message.fastpath), beside the full path (mailstrom_py.message.fullpath);
+header objects that fit on their line skip the folding algorithm, and a single text
+part skips the second parse (mailstrom_py.message.serialise). Each is compared with
+the general way.
 """
 
 from __future__ import annotations
@@ -300,7 +301,7 @@ BAD_ARGUMENTS = st.fixed_dictionaries(
         "helo_name": st.just("bad_helo"),
     },
 )
-# Mostly valid arguments, so that the message decides which way is taken.
+# Mostly valid arguments, so that the message decides which path is taken.
 ARGUMENTS = st.integers(0, 3).flatmap(
     lambda n: BAD_ARGUMENTS if n == 0 else CLEAN_ARGUMENTS
 )
@@ -326,9 +327,9 @@ class TestSameResult:
     def test_any_message_prepares_exactly_as_the_full_way(
         self, message: bytes | bytearray | str, arguments: dict[str, Any]
     ) -> None:
-        """prepare_email() gives the full way's PreparedEmail, or raises its error."""
+        """prepare_email() gives the full path's PreparedEmail, or raises its error."""
         taken = fast_is_taken(message, **arguments)
-        event("fast way" if taken else "full way")
+        event("fast path" if taken else "full path")
         full = slow(message, **arguments)
         assert same_id(outcome(prepare_email, message, **arguments), full) == full
         if taken:
@@ -339,7 +340,7 @@ class TestSameResult:
     def test_clean_messages_take_the_fast_way(
         self, message: bytes | bytearray | str, arguments: dict[str, Any]
     ) -> None:
-        """Every clean message takes the fast way, and it gives the full way's result."""
+        """Every clean message takes the fast path, and it gives the full path's result."""
         assert fast_is_taken(message, **arguments)
         full = slow(message, **arguments)
         assert isinstance(full, PreparedEmail)
@@ -384,14 +385,14 @@ FALLBACKS = {
 class TestAcceptance:
     @pytest.mark.parametrize("message", COMMON)
     def test_common_shapes_take_the_fast_way(self, message: bytes | str) -> None:
-        """Plain messages as applications write them take the fast way, unchanged."""
+        """Plain messages as applications write them take the fast path, unchanged."""
         assert fast_is_taken(message)
         full = slow(message)
         assert same_id(outcome(prepare_email, message), full) == full
 
     @pytest.mark.parametrize("message", FALLBACKS.values(), ids=FALLBACKS.keys())
     def test_anything_unusual_takes_the_full_way(self, message: bytes | str) -> None:
-        """Input the fast way cannot vouch for goes the full way, errors included."""
+        """Input the fast path cannot vouch for goes the full path, errors included."""
         assert not fast_is_taken(message)
         full = slow(message)
         assert same_id(outcome(prepare_email, message), full) == full
@@ -411,10 +412,10 @@ class TestAcceptance:
             ("From: a@example.org\nTo: b@example.org\r\nSubject: Grüße\n\nhi\n", "To"),
         ],
     )
-    def test_both_ways_refuse_a_header_line_split_by_a_bare_line_end(
+    def test_both_paths_refuse_a_header_line_split_by_a_bare_line_end(
         self, message: bytes | str, field: str
     ) -> None:
-        """Each way checks the header section's line ends before reading anything."""
+        """Each path checks the header section's line ends before reading anything."""
         arguments = {**DEFAULTS, "rcpt_to": ["b@example.org"]}
         arguments.pop("allow_8bit")
         with pytest.raises(InvalidMessageError, check=lambda e: e.field == field):
@@ -440,7 +441,7 @@ class TestAcceptance:
         assert prepared.recipients == ("bob@example.org", "c@example.org")
 
     def test_recipients_from_an_iterator_are_read_once(self) -> None:
-        """A one-shot iterator serves whichever way prepares the message."""
+        """A one-shot iterator serves whichever path prepares the message."""
         message = BENCHMARK.replace(b"Subject", b"Message-ID: <>\r\nSubject")
         recipients = ["x@example.net"]
         assert prepare_email(BENCHMARK, helo_name=HELO, rcpt_to=iter(recipients))

@@ -1,6 +1,6 @@
 """The header section: its line ends, its fields, and the limits on both.
 
-The full preparation in :mod:`.fullpath` and the fast one in :mod:`.fastpath` must
+The full path in :mod:`.fullpath` and the fast one in :mod:`.fastpath` must
 read a header section alike and give identical bytes: the limits, the reading of
 header fields as the email package reads them, and the header checks live here,
 once.
