@@ -103,15 +103,19 @@ class Mailstrom:
                 raise MailerClosedError("this mailer has been stopped")
             self._worker.start()
 
-    def stop(self, timeout: float | None = 60.0) -> bool:
-        """Stop delivering, wait up to ``timeout`` seconds for deliveries in progress,
-        and close the storage and transport.
+    def stop(self, timeout: float | None = 60.0, *, drain: float | None = None) -> bool:
+        """Stop taking mail, give mail that is due its attempt, stop delivering,
+        wait for deliveries in progress, and close the storage and transport.
 
-        No SMTP transaction is cut short; if one outlasts ``timeout``, the storage
-        and transport stay open so its result is still recorded. Messages not yet
-        delivered stay in storage (with :class:`~mailstrom_py.MemoryStorage` they
-        are lost with the process). Further ``send_email()`` calls raise.
-        Calling it again does nothing.
+        First, for up to ``drain`` seconds (``Config.drain_timeout``, 30, when
+        None), mail already due gets its attempt, as :meth:`flush` does. Then
+        the worker stops and the deliveries in progress get up to ``timeout``
+        seconds. No SMTP transaction is cut short; if one outlasts
+        ``timeout``, the storage and transport stay open so its result is
+        still recorded. Messages not yet delivered stay in storage; in storage
+        that is not durable (:class:`~mailstrom_py.MemoryStorage`) they are
+        lost with the process, and a WARNING says how many. Further
+        ``send_email()`` calls raise. Calling it again does nothing.
 
         Returns:
             True when every delivery finished in time.
@@ -120,7 +124,20 @@ class Mailstrom:
             if self._closed:
                 return True
             self._closed = True
+        drain = self._config.drain_timeout if drain is None else drain
+        if drain > 0 and self._worker.running and not self._worker.drain(drain):
+            log.warning("stopping with mail due that got no attempt in %gs", drain)
         finished = self._worker.stop(timeout)
+        if not self._storage.durable:
+            lost = self._storage.count(QueueFilter(completed=False))
+            if lost:
+                log.warning(
+                    "%d %s not yet delivered %s lost: %s keeps mail only in memory",
+                    lost,
+                    "message" if lost == 1 else "messages",
+                    "is" if lost == 1 else "are",
+                    type(self._storage).__name__,
+                )
         if finished:
             self._transport.close()
             self._storage.close()
@@ -129,6 +146,19 @@ class Mailstrom:
             # storage open for it rather than lose that result.
             log.warning("stopped with deliveries still in progress")
         return finished
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until no message is due now, nor being attempted.
+
+        Mail that is due gets its attempt meanwhile (the mailer must be
+        started); mail deferred to a later retry, and held mail, is not
+        waited for.
+
+        Returns:
+            True once the queue has drained so, False if it had not after
+            ``timeout`` seconds.
+        """
+        return self._worker.drain(timeout)
 
     def __enter__(self) -> Mailstrom:
         self.start()

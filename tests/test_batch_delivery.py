@@ -312,6 +312,85 @@ class TestSameOutcomesAsOneByOne:
         assert [[o.result.name for o in m] for m in got] == [[D], [D], [D]]
 
 
+class Reports:
+    """An ``on_outcome`` that keeps a copy of what it was told, in order."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[int, list[Outcome]]] = []
+
+    def __call__(self, index: int, outcomes: list[Outcome]) -> None:
+        self.told.append((index, list(outcomes)))
+
+
+class TestOutcomesAsTheyCome:
+    def test_each_message_is_reported_once_with_its_final_outcomes(
+        self,
+        scripted_server: ScriptedServerFactory,
+        smtp_server: SmtpServerFactory,
+        mixed: Batch,
+    ) -> None:
+        """on_outcome hears of every message once, in order, with the outcomes
+        deliver_many returns (m4's second transaction included), with and
+        without PIPELINING."""
+        for server in (
+            scripted_server(picky()),
+            smtp_server(handler=PickyHandler(max_recipients=2)),
+        ):
+            reports = Reports()
+            with closing(relay(server)) as transport:
+                got = transport.deliver_many(mixed, reports)
+            assert reports.told == list(enumerate(got))
+            assert len(reports.told[3][1]) == 4
+
+    def test_a_message_is_reported_before_the_next_dot_is_answered(
+        self, scripted_server: ScriptedServerFactory
+    ) -> None:
+        """With PIPELINING, each message is reported as soon as its dot is
+        answered, before the server sees the next message's content."""
+        reports = Reports()
+        bodies_when_told: list[int] = []
+
+        def on_outcome(index: int, outcomes: list[Outcome]) -> None:
+            reports(index, outcomes)
+            bodies_when_told.append(len(server.bodies))
+
+        server = scripted_server(picky())
+        with closing(relay(server)) as transport:
+            transport.deliver_many(batch_of(*(email(n) for n in range(4))), on_outcome)
+        assert [index for index, _ in reports.told] == [0, 1, 2, 3]
+        assert bodies_when_told == [1, 2, 3, 4]
+
+    def test_a_transport_without_deliver_many_reports_after_each_message(
+        self, scripted_server: ScriptedServerFactory
+    ) -> None:
+        """deliver_many(transport, batch, on_outcome) on a transport with only
+        deliver() reports each message before delivering the next."""
+        server = scripted_server(picky())
+        calls: list[str] = []
+
+        class OneAtATime:
+            def __init__(self, inner: RelayTransport) -> None:
+                self.inner = inner
+
+            def deliver(
+                self, email: PreparedEmail, recipients: Sequence[str]
+            ) -> list[Outcome]:
+                calls.append(f"deliver {email.message_id}")
+                return self.inner.deliver(email, recipients)
+
+            def close(self) -> None:
+                self.inner.close()
+
+        batch = batch_of(email(1), email(2, "p5x@example.test"))
+        with closing(OneAtATime(relay(server))) as transport:
+            got = deliver_many(
+                transport, batch, lambda index, _: calls.append(f"told {index}")
+            )
+        first, second = (e.message_id for e, _ in batch)
+        assert calls == [f"deliver {first}", "told 0", f"deliver {second}", "told 1"]
+        assert results(got)[1] == [("p5x@example.test", F, "5.1.1")]
+
+
 class TestPipeliningAcrossMessages:
     def test_the_next_envelope_goes_with_the_final_dot(
         self, scripted_server: ScriptedServerFactory

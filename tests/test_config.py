@@ -132,6 +132,18 @@ class TestConfig:
                 **kwargs,  # type: ignore[arg-type]
             )
 
+    @pytest.mark.parametrize("seconds", [-1, float("nan"), float("inf"), True, "30"])
+    def test_drain_timeout_is_a_finite_number_of_seconds(self, seconds: object) -> None:
+        """The time stop() gives due mail is checked (0 is allowed: no wait)."""
+        with pytest.raises(ConfigError, match="drain_timeout"):
+            Config(
+                helo_name="a.example.org",
+                delivery=RelayConfig(host="smtp.example.org"),
+                drain_timeout=seconds,  # type: ignore[arg-type]
+            )
+        relay = RelayConfig(host="smtp.example.org")
+        assert Config(helo_name="a.example.org", delivery=relay, drain_timeout=0)
+
     def test_timeouts_must_be_positive_and_finite(self) -> None:
         """A zero or infinite timeout would block forever or never work."""
         with pytest.raises(ConfigError):

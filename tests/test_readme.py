@@ -1,4 +1,5 @@
-"""Every Python code block in README.rst runs as written, and every TOML block loads.
+"""Every Python code block in README.rst runs as written, every TOML block
+loads, and every console block of the command line runs.
 
 The blocks deliver to a test server on 127.0.0.1:8025, as the README tells a
 reader to start one. A reader may well have that server running, so the test
@@ -7,21 +8,41 @@ place of the number 8025 in each block's parsed code.
 
 TOML blocks load: the files and environment variables a block names (keys,
 secrets) are made up for it in a temporary directory.
+
+A block that defines test functions is a test module: it runs as a reader would
+run it, with pytest (in a fresh process, with the library's pytest plugin), and
+every one of its tests must pass.
+
+Console blocks that run ``mailstrom-py`` or ``sendmail`` run in README order,
+each command in bash, as a reader would type them: with the README's own
+configuration file (its TOML block headed ``# /etc/mailstrom/mailstrom.toml``),
+relaying to a loopback server, and the system paths they name
+(``/etc/mailstrom/``, ``/var/lib/mailstrom/``, ``/usr/sbin/``,
+``/usr/local/bin/``) moved into a temporary directory. The worker they start
+runs in the background until the end, when a SIGTERM must stop it with 0.
 """
 
 from __future__ import annotations
 
 import ast
+import configparser
+import json
 import re
+import shlex
+import shutil
+import signal
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import CodeType
 
 import pytest
-from support.smtpd import SmtpServer
+from support.cli import Daemon, child_env, run
+from support.smtpd import SmtpServer, SmtpServerFactory
+from support.userproject import run_pytest, write_project
 
 from mailstrom_py import load_config
 from mailstrom_py.message.dkim import generate_key, write_key
@@ -34,6 +55,22 @@ README_PORT = 8025
 BLOCKS = "tests/test_readme.py::test_readme_block_runs"
 TOML_BLOCK = re.compile(r"^\.\. code-block:: toml\n\n((?:    .*\n|\n)+)", re.MULTILINE)
 MARKDOWN_TOML = re.compile(r"^```toml\n(.*?)^```", re.MULTILINE | re.DOTALL)
+CONSOLE_BLOCK = re.compile(
+    r"^( *)\.\. code-block:: console\n\n((?:\1    .*\n|\n)+)", re.MULTILINE
+)
+INI_BLOCK = re.compile(r"^\.\. code-block:: ini\n\n((?:    .*\n|\n)+)", re.MULTILINE)
+BASH = shutil.which("bash") or "/bin/bash"
+#: The first line of the TOML block that is the console blocks' configuration.
+CONFIG_HEADING = "# /etc/mailstrom/mailstrom.toml"
+#: The directories the console blocks name, each moved into the test's own.
+SYSTEM_PATHS = (
+    "/etc/mailstrom/",
+    "/var/lib/mailstrom/",
+    "/usr/sbin/",
+    "/usr/local/bin/",
+)
+#: The message id the console blocks' queue commands name; the test queues it.
+EXAMPLE_ID = "3f2a9c@app.example.org"
 
 
 def python_blocks() -> list[str]:
@@ -56,12 +93,27 @@ class _Port(ast.NodeTransformer):
         return node
 
 
-def compiled(index: int, port: int) -> CodeType:
-    """README block ``index``, compiled to deliver to 127.0.0.1:``port``."""
+def compiled_tree(index: int, port: int) -> ast.Module:
+    """README block ``index``, parsed, aimed at 127.0.0.1:``port``."""
     name = f"README.rst block {index}"
     tree = _Port(port).visit(ast.parse(python_blocks()[index], name))
     assert str(README_PORT) not in ast.unparse(tree), "8025 outside a port number"
-    return compile(tree, name, "exec")
+    assert isinstance(tree, ast.Module)
+    return tree
+
+
+def compiled(index: int, port: int) -> CodeType:
+    """README block ``index``, compiled to deliver to 127.0.0.1:``port``."""
+    return compile(compiled_tree(index, port), f"README.rst block {index}", "exec")
+
+
+def defined_tests(code: str) -> list[str]:
+    """The test functions a block defines; a block with some is a test module."""
+    return [
+        node.name
+        for node in ast.parse(code).body
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +128,29 @@ def test_the_readme_has_python_examples() -> None:
 
 
 @pytest.mark.parametrize("index", range(len(python_blocks())))
-def test_readme_block_runs(index: int, readme_server: SmtpServer) -> None:
-    """README block number `index` runs without error."""
-    exec(compiled(index, readme_server.port), {})  # noqa: S102
+def test_readme_block_runs(
+    index: int, readme_server: SmtpServer, tmp_path: Path
+) -> None:
+    """README block number `index` runs without error (its tests pass, for a
+    block of tests)."""
+    tests = defined_tests(python_blocks()[index])
+    if not tests:
+        exec(compiled(index, readme_server.port), {})  # noqa: S102
+        return
+    code = ast.unparse(compiled_tree(index, readme_server.port))
+    project = write_project(tmp_path, {"test_readme_block.py": code})
+    done = run_pytest(project, "-q")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert f"{len(tests)} passed" in done.stdout
+
+
+def test_the_readme_shows_a_test_module_for_the_pytest_plugin() -> None:
+    """One block is a test module using the mailstrom_outbox fixture, so the
+    pytest plugin's own example is run by the test above."""
+    assert any(
+        "mailstrom_outbox" in block and defined_tests(block)
+        for block in python_blocks()
+    )
 
 
 def test_the_readme_tests_pass_while_the_quickstart_server_holds_8025() -> None:
@@ -158,3 +230,133 @@ def test_readme_toml_block_loads(
     path = tmp_path / "mailstrom.toml"
     path.write_text(text, encoding="utf-8")
     load_config(path, environ=environ)
+
+
+def console_blocks() -> list[list[str]]:
+    """Each console block of the README as its commands, continued lines joined."""
+    blocks = []
+    for indent, body in CONSOLE_BLOCK.findall(README.read_text(encoding="utf-8")):
+        commands, current = [], ""
+        for line in body.splitlines():
+            text = line[len(indent) + 4 :]
+            if text.endswith("\\"):
+                current += text[:-1]
+                continue
+            if (current + text).strip():
+                commands.append((current + text).strip())
+            current = ""
+        blocks.append(commands)
+    return blocks
+
+
+def runs_the_command_line(block: list[str]) -> bool:
+    return any("mailstrom-py" in command or "sendmail" in command for command in block)
+
+
+def test_the_readme_has_command_line_examples() -> None:
+    """The README shows commands; the console blocks that do not run are the
+    ones that run Python (pip, pytest, the demo and the benchmarks)."""
+    blocks = console_blocks()
+    assert sum(map(runs_the_command_line, blocks)) >= 5
+    for block in blocks:
+        if not runs_the_command_line(block):
+            assert all(command.startswith("python") for command in block), block
+
+
+def readme_environment(root: Path, port: int) -> dict[str, str]:
+    """Set up the README's system paths under ``root``: its configuration
+    file relaying to 127.0.0.1:``port``, and the console script as
+    /usr/local/bin/mailstrom-py. Returns the environment to run commands in."""
+    for path in SYSTEM_PATHS:
+        (root / path.strip("/")).mkdir(parents=True)
+    [config] = [b for b in toml_blocks() if b.startswith(CONFIG_HEADING)]
+    assert f"port = {README_PORT}\n" in config
+    config = localised(
+        config.replace(f"port = {README_PORT}\n", f"port = {port}\n"), root
+    )
+    config_file = root / "etc/mailstrom/mailstrom.toml"
+    config_file.write_text(config, encoding="utf-8")
+    script = root / "usr/local/bin/mailstrom-py"
+    script.write_text(
+        f"#!{sys.executable}\nimport sys\nfrom mailstrom_py.cli import main\n"
+        "sys.exit(main())\n",
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    path = f"{root}/usr/local/bin:{root}/usr/sbin:" + child_env()["PATH"]
+    return {"PATH": path, "MAILSTROM_CONFIG": str(config_file)}
+
+
+def localised(text: str, root: Path) -> str:
+    """``text`` with each of the system paths moved under ``root``."""
+    for path in SYSTEM_PATHS:
+        text = text.replace(path, f"{root}{path}")
+    return text
+
+
+def test_readme_console_blocks_run(
+    tmp_path: Path, smtp_server: SmtpServerFactory
+) -> None:
+    """Every console block with mailstrom-py or sendmail runs, command by command,
+    each exiting 0; the worker one starts delivers what the others queue, and
+    stops with 0 on SIGTERM."""
+    server = smtp_server()
+    env = readme_environment(tmp_path, server.port)
+    example = f"Message-ID: <{EXAMPLE_ID}>\nFrom: app@example.org\nTo: bob@example.net\n\nhi\n"
+    assert run("send", "-t", input=example.encode(), env=env).returncode == 0
+    worker: Daemon | None = None
+    try:
+        for block in filter(runs_the_command_line, console_blocks()):
+            for shown in block:
+                command = localised(shown, tmp_path)
+                words = shlex.split(command)
+                if words[:2] == ["mailstrom-py", "worker"]:
+                    worker = Daemon(*words[1:], env=env, cwd=tmp_path).start()
+                    worker.wait_for_line("delivering")
+                    continue
+                done = subprocess.run(
+                    [BASH, "-o", "pipefail", "-c", command],
+                    env=child_env(env),
+                    cwd=tmp_path,
+                    capture_output=True,
+                    timeout=60,
+                    check=False,
+                )
+                assert done.returncode == 0, (
+                    f"{command}\n{done.stdout!r}\n{done.stderr!r}"
+                )
+        assert worker is not None, "no console block starts the worker"
+        deadline = time.monotonic() + 30
+        while run("queue", "count", "--pending", env=env).stdout != b"0\n":
+            assert time.monotonic() < deadline, worker.stderr
+            time.sleep(0.2)
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.stderr
+    finally:
+        if worker is not None:
+            worker.__exit__(None, None, None)
+    listed = json.loads(run("queue", "list", "--json", env=env).stdout)
+    assert len(listed) >= 4
+    assert all(r["result"] == "delivered" for m in listed for r in m["recipients"])
+    assert len(server.handler.messages) == len(listed)
+
+
+def test_the_systemd_unit_runs_the_documented_worker() -> None:
+    """The README's unit is Type=notify, and its ExecStart is the worker
+    command of its console block, from /usr/local/bin."""
+    [unit] = [
+        "\n".join(line[4:] for line in block.splitlines())
+        for block in INI_BLOCK.findall(README.read_text(encoding="utf-8"))
+    ]
+    parser = configparser.ConfigParser()
+    parser.read_string(unit)
+    assert parser["Service"]["Type"] == "notify"
+    program, *args = shlex.split(parser["Service"]["ExecStart"])
+    assert program == "/usr/local/bin/mailstrom-py"
+    workers = [
+        shlex.split(command)[1:]
+        for block in console_blocks()
+        for command in block
+        if command.startswith("mailstrom-py worker")
+    ]
+    assert workers == [args]

@@ -19,6 +19,7 @@ from .checks import (
     check_hostname,
     check_port,
     check_timeout,
+    check_wait,
     host_or_address,
 )
 from .dkimkey import DkimAlgorithm, DkimConfig
@@ -302,6 +303,9 @@ class Config:
             next message to the same server.
         destination_concurrency: how many deliveries may run at once toward one
             destination (the relay, or one recipient domain); 20 as in Postfix.
+        drain_timeout: the most seconds ``Mailstrom.stop()`` (and so leaving a
+            ``with`` block) spends first giving mail that is due its attempt;
+            0 stops at once, leaving due mail in storage.
     """
 
     helo_name: str
@@ -316,6 +320,7 @@ class Config:
     session_max_messages: int = 100
     session_idle_timeout: float = 5.0
     destination_concurrency: int = 20
+    drain_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         check_hostname(self.helo_name, "helo_name", allow_literal=True)
@@ -332,6 +337,7 @@ class Config:
         check_count(self.session_max_messages, "session_max_messages", minimum=1)
         check_timeout(self.session_idle_timeout, "session_idle_timeout")
         check_count(self.destination_concurrency, "destination_concurrency", minimum=1)
+        check_wait(self.drain_timeout, "drain_timeout")
 
     @property
     def dkim_keys(self) -> tuple[DkimConfig, ...]:

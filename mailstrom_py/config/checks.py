@@ -17,6 +17,7 @@ __all__ = [
     "check_hostname",
     "check_port",
     "check_timeout",
+    "check_wait",
     "host_or_address",
 ]
 
@@ -77,6 +78,19 @@ def check_timeout(value: object, name: str) -> None:
     if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         raise ConfigError(
             f"must be a finite number of seconds > 0, not {value!r}", name
+        )
+
+
+def check_wait(value: object, name: str) -> None:
+    """Check a number of seconds that may be zero: finite and not below it."""
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ConfigError(
+            f"must be a finite number of seconds >= 0, not {value!r}", name
         )
 
 

@@ -12,14 +12,16 @@ import logging
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import Literal
-
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from ..errors import ConfigError
 from .checks import check_hostname
+
+# cryptography is imported on first use, in load_private_key (for its cost,
+# not to dodge a cycle): it takes some 25 ms to import, which a mailer without
+# DKIM keys need not pay.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 __all__ = [
     "MIN_RSA_BITS",
@@ -34,7 +36,8 @@ log = logging.getLogger(__name__)
 #: RFC 8301 §3.2: signers must use RSA keys of at least 1024 bits.
 MIN_RSA_BITS = 1024
 
-DkimPrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+#: The private key types :func:`load_private_key` returns.
+DkimPrivateKey: TypeAlias = "rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey"
 DkimAlgorithm = Literal["rsa-sha256", "ed25519-sha256"]
 
 
@@ -54,7 +57,7 @@ class DkimConfig:
         private_key: the private key as PEM bytes, or the path of a PEM file (a
             ``str`` is always a path). Never shown by ``repr()``.
         algorithm: ``"rsa-sha256"`` (RSA keys of at least 1024 bits; 2048 is
-            recommended) or ``"ed25519-sha256"`` (RFC 8463; needs PyNaCl).
+            recommended) or ``"ed25519-sha256"`` (RFC 8463).
         key: the loaded private key, a ``cryptography`` key object; never shown
             by ``repr()``.
 
@@ -62,8 +65,9 @@ class DkimConfig:
         ConfigError: the domain or selector is not a DNS name; the algorithm is
             ``rsa-sha1`` (RFC 8301 forbids signing with it) or unknown; the key
             cannot be read or parsed, is encrypted, does not fit the algorithm, or
-            is an RSA key under 1024 bits; Ed25519 is asked for and PyNaCl is not
-            installed. No message quotes the key, nor the path given.
+            is an RSA key under 1024 bits; Ed25519 is asked for and PyNaCl,
+            which is installed with the package, is missing (a broken install).
+            No message quotes the key, nor the path given.
     """
 
     domain: str
@@ -114,6 +118,10 @@ def load_private_key(source: object, algorithm: str) -> DkimPrivateKey:
             wrong type, or is an RSA key under :data:`MIN_RSA_BITS` bits. No
             message quotes the key or the path.
     """
+    from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa  # noqa: PLC0415
+
     if isinstance(source, str) and source.lstrip().startswith("-----BEGIN"):
         raise ConfigError("a str is a file path: give PEM text as bytes", "private_key")
     if isinstance(source, str | os.PathLike):

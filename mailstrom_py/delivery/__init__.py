@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..config import Config, RelayConfig
-from .base import BatchTransport, Item, Outcome, Transport, deliver_many
+from .base import BatchTransport, Item, OnOutcome, Outcome, Transport, deliver_many
 from .direct import DirectTransport
 from .relay import RelayTransport
 from .routing.limits import ConcurrencyLimit
@@ -14,6 +14,7 @@ __all__ = [
     "ConcurrencyLimit",
     "DirectTransport",
     "Item",
+    "OnOutcome",
     "Outcome",
     "RelayTransport",
     "SessionPool",

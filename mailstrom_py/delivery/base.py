@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ..message import PreparedEmail
 from ..status import DeliveryResult, Remote, SmtpReply
 
-__all__ = ["BatchTransport", "Item", "Outcome", "Transport", "deliver_many"]
+__all__ = [
+    "BatchTransport",
+    "Item",
+    "OnOutcome",
+    "Outcome",
+    "Transport",
+    "deliver_many",
+]
 
 #: One message of a batch: the prepared message and the recipients to send it to.
 Item = tuple[PreparedEmail, Sequence[str]]
@@ -56,6 +63,12 @@ class Transport(Protocol):
         ...  # pragma: no cover
 
 
+#: Told ``(index, outcomes)`` as soon as the outcomes of the batch's item
+#: ``index`` are final. It runs between a session's replies, so it should be
+#: quick, and it must not raise.
+OnOutcome = Callable[[int, list[Outcome]], None]
+
+
 @runtime_checkable
 class BatchTransport(Transport, Protocol):
     """**Protocol:** a :class:`Transport` that can also deliver several messages
@@ -65,23 +78,40 @@ class BatchTransport(Transport, Protocol):
     batch's order, each holding one outcome per recipient of its item, and
     keeps ``deliver``'s other rules: no exceptions but for bugs, a timeout on
     every network step, safe to call from several threads at once.
+
+    With ``on_outcome`` it also reports each item's outcomes as soon as they
+    are final (after the reply to its final dot, say), once per item, before
+    it returns: the caller records them while the rest of the batch is under
+    way, so a crash repeats only the messages in flight.
     """
 
-    def deliver_many(self, batch: Sequence[Item]) -> list[list[Outcome]]:
+    def deliver_many(
+        self, batch: Sequence[Item], on_outcome: OnOutcome | None = None
+    ) -> list[list[Outcome]]:
         """Attempt delivery of each item of ``batch``; see the class docstring."""
         ...  # pragma: no cover
 
 
-def deliver_many(transport: Transport, batch: Sequence[Item]) -> list[list[Outcome]]:
+def deliver_many(
+    transport: Transport, batch: Sequence[Item], on_outcome: OnOutcome | None = None
+) -> list[list[Outcome]]:
     """Deliver each ``(email, recipients)`` item of ``batch`` through ``transport``.
 
     Uses the transport's own ``deliver_many`` when it has one (a
     :class:`BatchTransport`), else calls ``deliver`` for each item in turn, so a
-    transport written against :class:`Transport` alone keeps working.
+    transport written against :class:`Transport` alone keeps working. Either
+    way ``on_outcome``, if given, hears of each item's outcomes as soon as
+    they are final, as :class:`BatchTransport` describes.
 
     Returns:
         One list of outcomes per item, in the order of ``batch``.
     """
     if isinstance(transport, BatchTransport):
-        return transport.deliver_many(batch)
-    return [transport.deliver(email, recipients) for email, recipients in batch]
+        return transport.deliver_many(batch, on_outcome)
+    results = []
+    for index, (email, recipients) in enumerate(batch):
+        outcomes = transport.deliver(email, recipients)
+        if on_outcome is not None:
+            on_outcome(index, outcomes)
+        results.append(outcomes)
+    return results

@@ -10,7 +10,7 @@ from ..config import RelayConfig, Timeouts
 from ..lograte import WarningRate
 from ..message import PreparedEmail
 from ..status import DeliveryResult
-from .base import Item, Outcome
+from .base import Item, OnOutcome, Outcome
 from .routing.limits import ConcurrencyLimit
 from .routing.mx import MxResolver, RouteError
 from .smtp import SessionFailure, SmtpSession, StaleSessionError
@@ -84,9 +84,12 @@ class RelayTransport:
         [outcomes] = self.deliver_many([(email, recipients)])
         return outcomes
 
-    def deliver_many(self, batch: Sequence[Item]) -> list[list[Outcome]]:
+    def deliver_many(
+        self, batch: Sequence[Item], on_outcome: OnOutcome | None = None
+    ) -> list[list[Outcome]]:
         """Deliver each message of ``batch`` as :meth:`deliver` would; one outcome
-        list per item, in order.
+        list per item, in order, each also told to ``on_outcome`` as soon as it
+        is final (see :class:`~mailstrom_py.delivery.BatchTransport`).
 
         The batch holds one concurrency slot and goes over one session (more
         only when the session's message limit is reached or its connection
@@ -94,15 +97,22 @@ class RelayTransport:
         (see :meth:`SmtpSession.send_many`). Messages not started when a
         connection ended go on a new one; none is sent twice.
         """
-        with self._limit.slot(_RELAY):
-            return self._deliver_many(batch)
-
-    def _deliver_many(self, batch: Sequence[Item]) -> list[list[Outcome]]:
         results: list[list[Outcome]] = [[] for _ in batch]
+
+        def settle(index: int, outcomes: list[Outcome]) -> None:
+            results[index] = outcomes
+            if on_outcome is not None:
+                on_outcome(index, outcomes)
+
+        with self._limit.slot(_RELAY):
+            self._deliver_many(batch, settle)
+        return results
+
+    def _deliver_many(self, batch: Sequence[Item], settle: OnOutcome) -> None:
         todo: list[int] = []
         for index, (email, recipients) in enumerate(batch):
             if (refused := self._refused_plaintext(email, recipients)) is not None:
-                results[index] = refused
+                settle(index, refused)
             else:
                 todo.append(index)
         fresh = False
@@ -113,22 +123,22 @@ class RelayTransport:
                     session = self._connect()
                 except SessionFailure as failure:
                     for index in todo:
-                        results[index] = _unreachable(batch[index][1], failure)
+                        settle(index, _unreachable(batch[index][1], failure))
                     break
             chunk = todo[: self._sessions.room(session)]
             try:
-                sent = session.send_many([batch[index] for index in chunk])
+                sent = session.send_many(
+                    [batch[index] for index in chunk],
+                    _within(settle, chunk),
+                )
             except StaleSessionError as stale:
                 log.info("kept relay connection was closed: %s", stale.detail)
                 sent = []
             finally:
                 self._sessions.give(_RELAY, session)
-            for index, outcomes in zip(chunk, sent, strict=False):
-                results[index] = outcomes
             todo = todo[len(sent) :]
             # A kept session found closed: the same messages go on a new one.
             fresh = not sent
-        return results
 
     def _refused_plaintext(
         self, email: PreparedEmail, recipients: Sequence[str]
@@ -197,6 +207,11 @@ class RelayTransport:
     def close(self) -> None:
         """Close the sessions kept open for reuse."""
         self._sessions.close()
+
+
+def _within(settle: OnOutcome, chunk: list[int]) -> OnOutcome:
+    """``settle`` for a part of the batch, whose item ``n`` is ``chunk[n]`` of it."""
+    return lambda n, outcomes: settle(chunk[n], outcomes)
 
 
 def _unreachable(recipients: Sequence[str], failure: SessionFailure) -> list[Outcome]:

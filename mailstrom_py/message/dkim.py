@@ -22,10 +22,7 @@ from dataclasses import dataclass, field, replace
 from email.headerregistry import HeaderRegistry
 from email.parser import Parser
 from email.policy import SMTP
-
-import dkim
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from typing import TYPE_CHECKING
 
 from ..config import DkimAlgorithm, DkimConfig
 from ..config.dkimkey import MIN_RSA_BITS
@@ -33,6 +30,12 @@ from ..errors import ConfigError, InvalidMessageError
 from .address import domain_to_ascii
 from .envelope import read_address_header
 from .prepared import PreparedEmail
+
+# dkimpy (with PyNaCl) and cryptography are imported on first use, in the
+# functions that call them (for their cost, not to dodge a cycle): together
+# they take some 120 ms to import, which a mailer without DKIM keys need not pay.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 __all__ = [
     "DkimSigner",
@@ -78,6 +81,8 @@ class DkimSigner:
     """
 
     def __init__(self, keys: Sequence[DkimConfig]) -> None:
+        import dkim  # noqa: PLC0415 (imported on first use)
+
         self._keys: dict[str, list[_Key]] = {}
         for config in keys:
             if config.algorithm == "ed25519-sha256" and not hasattr(dkim, "nacl"):
@@ -162,6 +167,8 @@ def from_domain(data: bytes) -> str | None:
 
 
 def _signature(email: PreparedEmail, key: _Key) -> bytes:
+    import dkim  # noqa: PLC0415 (imported on first use)
+
     config = key.config
     try:
         signer = dkim.DKIM(
@@ -190,6 +197,9 @@ def _signature(email: PreparedEmail, key: _Key) -> bytes:
 
 
 def _signing_material(config: DkimConfig) -> bytes:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: PLC0415
+
     key = config.key
     if isinstance(key, ed25519.Ed25519PrivateKey):
         raw = key.private_bytes(
@@ -229,6 +239,8 @@ def generate_key(
     Raises:
         ConfigError: a bad domain, selector, algorithm or size.
     """
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa  # noqa: PLC0415
+
     key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
     if algorithm == "ed25519-sha256":
         key = ed25519.Ed25519PrivateKey.generate()
@@ -268,6 +280,9 @@ def txt_value(config: DkimConfig) -> str:
     For Ed25519 ``p=`` is the raw 32-octet public key in base64 (RFC 8463); for
     RSA it is the DER SubjectPublicKeyInfo.
     """
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: PLC0415
+
     public = config.key.public_key()
     if isinstance(public, ed25519.Ed25519PublicKey):
         kind = "ed25519"
@@ -296,6 +311,8 @@ def txt_record(config: DkimConfig) -> str:
 
 
 def _pkcs8(key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

@@ -11,6 +11,7 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ..errors import DuplicateMessageError, MessageNotFound, StorageError
 from ..message import PreparedEmail
@@ -64,6 +65,11 @@ class Storage(ABC):
       that selects nothing is not an error. Each is one atomic step. Lists of
       messages come oldest first (by ``created_at``, ties in the order added).
     """
+
+    #: Whether stored mail outlives the process (kept in a file or a database
+    #: server). A mailer stopping with mail pending in storage that is not
+    #: durable logs a warning with how many messages are lost.
+    durable: ClassVar[bool] = False
 
     @abstractmethod
     def add(self, email: PreparedEmail, now: float) -> MessageStatus:

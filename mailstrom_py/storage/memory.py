@@ -32,6 +32,8 @@ class MemoryStorage(Storage):
     Thread-safe; every method is atomic.
     """
 
+    durable = False
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._emails: dict[str, PreparedEmail] = {}

@@ -11,7 +11,7 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 
-from ..delivery.base import BatchTransport, Outcome, Transport
+from ..delivery.base import BatchTransport, OnOutcome, Outcome, Transport
 from ..errors import StorageError
 from ..lograte import WarningRate
 from ..message import PreparedEmail
@@ -33,10 +33,13 @@ class Attempts:
         storage: where messages and statuses live.
         transport: how messages are delivered.
         policy: when to retry and when to give up.
+        clock: wall-clock seconds, read only to tell how long an attempt took.
         rng: randomness for retry jitter.
         reporter: decides which attempts call for a delivery status
             notification; each report is stored and passed to ``queue``.
         queue: called with the id of each report stored, to have it delivered.
+        recorded: called with the id of each message whose outcome was just
+            recorded.
     """
 
     def __init__(
@@ -45,100 +48,144 @@ class Attempts:
         transport: Transport,
         policy: RetryPolicy,
         *,
+        clock: Callable[[], float],
         rng: random.Random,
         reporter: DsnReporter | None,
         queue: Callable[[str], None],
+        recorded: Callable[[str], None],
     ) -> None:
         self._storage = storage
         self._transport = transport
         self._policy = policy
+        self._clock = clock
         self._rng = rng
         self._rng_lock = threading.Lock()
         self._reporter = reporter
         self._queue = queue
+        self._recorded = recorded
         self._warnings = WarningRate()
 
     def run(self, message_ids: Sequence[str], now: float) -> list[MessageStatus]:
         """Attempt the messages of ``message_ids`` that are due at ``now``: claim
         them in one step, deliver them (over shared connections where the
-        transport can), record every outcome in one step, queue the reports.
+        transport can), record each outcome, queue the reports.
+
+        Each message's outcome is recorded as soon as the transport has it
+        final (its final dot answered), while the rest of the batch is still
+        being delivered: a crash then sends again only the messages whose
+        outcome was in flight, not the whole batch.
+
+        The next attempt of a deferred recipient counts from the end of this
+        one, so an attempt that outlasts the retry delay (a server silent
+        after the final dot) is not repeated the moment it ends. The attempt
+        on a message ends ``now`` plus the time the clock says passed until
+        its outcome was known.
 
         Returns:
             The statuses after the attempts, in order, of the messages attempted;
             messages not due, held, complete, unknown or dropped meanwhile are
             left out.
+
+        Raises:
+            Exception: an outcome could not be recorded (a ``StorageError``,
+                say), raised once every message of the batch was attempted;
+                that message comes back at the retry time of its claim.
         """
-        retry_at: dict[str, float | None] = {}
-
-        def claim_until(status: MessageStatus) -> float:
-            with self._rng_lock:
-                at = self._policy.next_attempt_at(
-                    status.attempts + 1, status.created_at, now, self._rng
-                )
-            retry_at[status.message_id] = at
-            # Recorded before dialling: if the process dies during the attempt,
-            # the message is retried then rather than lost or retried at once.
-            return at if at is not None else now + self._policy.initial_delay
-
-        claims = self._storage.claim(message_ids, now, claim_until)
+        claims = self._storage.claim(message_ids, now, self._lease(now))
         if not claims:
             return []
-        results = self._deliver(claims)
-        records = [
-            (
-                claim.email.message_id,
-                _apply(
-                    claim.status.pending,
-                    outcomes,
-                    now,
-                    retry_at[claim.email.message_id],
-                ),
-            )
-            for claim, outcomes in zip(claims, results, strict=True)
-        ]
-        recorded = self._storage.record_many(records)
-        done: list[MessageStatus] = []
-        for claim, (message_id, updates), status in zip(
-            claims, records, recorded, strict=True
-        ):
-            if status is None:
-                log.info("%s was dropped during its attempt", message_id)
-                continue
-            for r in updates:
-                # A final failure warns once a minute per domain and status code.
-                warn = r.result is DeliveryResult.FAILED and self._warnings.warn(
-                    r.address.rpartition("@")[2].lower(), str(r.status_code), now
-                )
-                log.log(
-                    logging.WARNING if warn else logging.INFO,
-                    "%s to %s: %s (%s)",
-                    message_id,
-                    r.address,
-                    r.result.value,
-                    r.detail,
-                )
-            self._report(claim.email, claim.before, updates, now)
-            done.append(status)
-        return done
+        started = self._clock()
+        done: dict[int, MessageStatus | None] = {}
+        failures: list[Exception] = []
 
-    def _deliver(self, claims: Sequence[Claim]) -> list[list[Outcome]]:
-        """Deliver each claimed message to its pending recipients."""
+        def settle(index: int, outcomes: list[Outcome]) -> None:
+            if index in done:
+                return  # reported before: the first report holds
+            done[index] = None
+            end = now + max(0.0, self._clock() - started)
+            try:
+                done[index] = self._record(claims[index], outcomes, now, end)
+            except Exception as exc:  # noqa: BLE001 (raised after the batch)
+                failures.append(exc)
+
+        self._deliver(claims, settle)
+        for index in range(len(claims)):
+            settle(index, [])  # a transport that left one out: deferred
+        if failures:
+            raise failures[0]
+        return [s for i in range(len(claims)) if (s := done[i]) is not None]
+
+    def _record(
+        self, claim: Claim, outcomes: list[Outcome], now: float, end: float
+    ) -> MessageStatus | None:
+        """Record the outcomes of the attempt on ``claim`` begun at ``now`` and
+        ended at ``end``, and queue its reports; None if it was dropped."""
+        message_id = claim.email.message_id
+        updates = _apply(
+            claim.status.pending, outcomes, now, self._retry_at(claim.before, end)
+        )
+        [status] = self._storage.record_many([(message_id, updates)])
+        if status is None:
+            log.info("%s was dropped during its attempt", message_id)
+            return None
+        for r in updates:
+            # A final failure warns once a minute per domain and status code.
+            warn = r.result is DeliveryResult.FAILED and self._warnings.warn(
+                r.address.rpartition("@")[2].lower(), str(r.status_code), now
+            )
+            log.log(
+                logging.WARNING if warn else logging.INFO,
+                "%s to %s: %s (%s)",
+                message_id,
+                r.address,
+                r.result.value,
+                r.detail,
+            )
+        self._recorded(message_id)
+        self._report(claim.email, claim.before, updates, now)
+        return status
+
+    def _lease(self, now: float) -> Callable[[MessageStatus], float]:
+        """When a message claimed at ``now`` is due again if its attempt never
+        records an outcome: recorded before dialling, so that a process that
+        dies during the attempt retries it then rather than lose it or retry
+        it at once."""
+
+        def lease(status: MessageStatus) -> float:
+            at = self._retry_at(status, now)
+            return at if at is not None else now + self._policy.initial_delay
+
+        return lease
+
+    def _retry_at(self, before: MessageStatus, end: float) -> float | None:
+        """When to try again after an attempt on ``before`` that ended at
+        ``end``, or None to give up."""
+        with self._rng_lock:
+            return self._policy.next_attempt_at(
+                before.attempts + 1, before.created_at, end, self._rng
+            )
+
+    def _deliver(self, claims: Sequence[Claim], settle: OnOutcome) -> None:
+        """Deliver each claimed message to its pending recipients, telling
+        ``settle`` each message's outcomes once they are final."""
         batch = [(c.email, [r.address for r in c.status.pending]) for c in claims]
         transport = self._transport
         if len(batch) > 1 and isinstance(transport, BatchTransport):
             try:
-                return transport.deliver_many(batch)
+                results = transport.deliver_many(batch, settle)
             except Exception as exc:
-                log.exception("delivery of a batch raised; deferring it")
-                return [_internal_error(recipients, exc) for _, recipients in batch]
-        results = []
-        for email, recipients in batch:
+                log.exception("delivery of a batch raised; deferring what is left")
+                results = [_internal_error(recipients, exc) for _, recipients in batch]
+            for index, outcomes in enumerate(results):
+                settle(index, outcomes)  # those the transport did not report
+            return
+        for index, (email, recipients) in enumerate(batch):
             try:
-                results.append(self._transport.deliver(email, recipients))
+                outcomes = transport.deliver(email, recipients)
             except Exception as exc:
                 log.exception("delivery of %s raised; deferring it", email.message_id)
-                results.append(_internal_error(recipients, exc))
-        return results
+                outcomes = _internal_error(recipients, exc)
+            settle(index, outcomes)
 
     def _report(
         self,

@@ -76,6 +76,11 @@ class Backlog:
         with self._changed:
             return len(self._waiting)
 
+    def idle(self) -> bool:
+        """Whether no id is waiting or being attempted."""
+        with self._changed:
+            return not self._present
+
     def __contains__(self, message_id: object) -> bool:
         with self._changed:
             return message_id in self._present

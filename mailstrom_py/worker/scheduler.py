@@ -17,7 +17,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..delivery.base import Transport
@@ -28,6 +28,7 @@ from ..status import MessageStatus
 from ..storage.base import Storage
 from .attempts import Attempts
 from .backlog import Backlog
+from .waiters import Waiters
 
 __all__ = ["Worker"]
 
@@ -35,14 +36,17 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
-# The most messages one delivery thread claims, delivers and records together:
-# large enough to share storage transactions and SMTP round trips, small enough
-# that a stop() waits for little.
+# The most messages one delivery thread claims and delivers together: large
+# enough to share a claim's transaction and SMTP round trips, small enough that
+# a stop() waits for little. Outcomes are recorded one message at a time.
 BATCH = 16
 
 # How often a scheduler with due work but no room for it looks again, in case
 # the delivery thread that made room did not see it waiting.
 _STARVED_POLL = 0.05
+
+# How often drain() looks whether the work due has been done.
+_DRAIN_POLL = 0.02
 
 
 @dataclass(frozen=True)
@@ -103,9 +107,11 @@ class Worker:
             storage,
             transport,
             policy,
+            clock=clock,
             rng=rng if rng is not None else random.Random(),
             reporter=reporter,
             queue=self.notify,
+            recorded=lambda message_id: self._waiters.wake((message_id,)),
         )
         self._threads = threads
         self._clock = clock
@@ -121,8 +127,7 @@ class Worker:
         self._pool: list[threading.Thread] = []
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
-        self._waiters: dict[str, list[threading.Event]] = {}
-        self._waiters_lock = threading.Lock()
+        self._waiters = Waiters()
 
     @property
     def running(self) -> bool:
@@ -174,6 +179,27 @@ class Worker:
             thread.join(_remaining(deadline))
         return not any(t.is_alive() for t in (self._scheduler, *self._pool))
 
+    def drain(self, timeout: float) -> bool:
+        """Wait until no message is due now, nor being attempted: mail that is
+        due gets its attempt meanwhile; deferred and held mail do not count.
+
+        Returns:
+            True once that holds; False if it did not within ``timeout``
+            seconds, or at once if the worker's threads are not running.
+        """
+        deadline = time.monotonic() + timeout
+        # Storage, then the backlog: a message claimed in between is in the latter.
+        while not (
+            self._backlog.idle()
+            and not self._storage.due(self._clock(), 1)
+            and self._backlog.idle()
+        ):
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.running:
+                return False
+            time.sleep(min(left, _DRAIN_POLL))
+        return True
+
     def notify(self, message_id: str) -> None:
         """Tell the worker that ``message_id`` is stored and due now. Thread-safe."""
         # Straight to the delivery threads when there is room: the scheduler
@@ -224,25 +250,9 @@ class Worker:
         Raises:
             MessageNotFound: the id is unknown.
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            woken = threading.Event()
-            with self._waiters_lock:
-                self._waiters.setdefault(message_id, []).append(woken)
-            try:
-                status = self._storage.status(message_id)
-                left = deadline - time.monotonic()
-                if predicate(status) or left <= 0:
-                    return status
-                # Re-read now and then: another process may share the storage.
-                woken.wait(min(left, 0.25))
-            finally:
-                with self._waiters_lock:
-                    waiting = self._waiters.get(message_id, [])
-                    if woken in waiting:
-                        waiting.remove(woken)
-                    if not waiting:
-                        self._waiters.pop(message_id, None)
+        return self._waiters.wait(
+            message_id, lambda: self._storage.status(message_id), predicate, timeout
+        )
 
     # -- attempts -------------------------------------------------------------------
 
@@ -260,7 +270,8 @@ class Worker:
         self, message_ids: Sequence[str], now: float
     ) -> list[MessageStatus]:
         """Attempt the messages of ``message_ids`` that are due at ``now``, together:
-        one claim, deliveries over shared connections, one record of the outcomes.
+        one claim, deliveries over shared connections, each outcome recorded
+        as soon as it is known.
 
         Returns:
             The statuses after the attempts, in order, of the messages attempted
@@ -269,16 +280,7 @@ class Worker:
         try:
             return self._attempts.run(message_ids, now)
         finally:
-            self._wake(message_ids)
-
-    def _wake(self, message_ids: Iterable[str]) -> None:
-        """Wake the :meth:`wait` calls on ``message_ids``."""
-        if not self._waiters:
-            return  # read without the lock: a waiter re-reads within 0.25 s
-        with self._waiters_lock:
-            woken = [e for m in message_ids for e in self._waiters.pop(m, ())]
-        for event in woken:
-            event.set()
+            self._waiters.wake(message_ids)
 
     # -- the scheduler thread -------------------------------------------------------
 

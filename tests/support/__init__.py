@@ -10,8 +10,13 @@ loopback addresses (127.0.0.0/8 and ::1), and close every socket they open.
 - ``tls``: certificates and contexts from a trustme test CA.
 - ``walfile``: counts the commits in an SQLite write-ahead log.
 - ``postgres``: a throwaway PostgreSQL server with fault helpers (needs psycopg).
+- ``cli``: the package's command line run in child processes (``python -m
+  mailstrom_py``), a daemon among them, and configuration files for it.
 - ``mxnet``: a mail network of those servers (DNS zone and exchangers on
   127.0.0.x and ::1) and mailers aimed at it; this one does use the library.
+- ``children``: child interpreters for crash tests, and checking their files.
+- ``userproject``: a user's project in a temporary directory, and pytest run on
+  it in a fresh process with the library's pytest plugin.
 
 This module holds the one rule they share: which addresses may be bound.
 """

@@ -25,16 +25,17 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
-
-import dns.exception
-import dns.message
-import dns.name
-import dns.rdatatype
-import dns.resolver
+from typing import TYPE_CHECKING, Literal
 
 from ...config import DirectConfig
 from ...errors import ConfigError
+
+# dnspython is imported on first use, in the functions that call it (for its
+# cost, not to dodge a cycle): it takes some 70 ms to import, which a program
+# that only ever delivers through a relay need not pay.
+if TYPE_CHECKING:
+    import dns.name
+    import dns.resolver
 
 __all__ = ["MxHost", "MxResolver", "Route", "RouteError", "build_resolver"]
 
@@ -286,6 +287,11 @@ class MxResolver:
     def _lookup(self, name: str, rdtype: str, deadline: float) -> _Answer:
         """Ask for ``rdtype`` records of ``name`` by ``deadline`` (monotonic); raise
         RouteError for a bad name and _Transient for trouble that may pass."""
+        import dns.exception  # noqa: PLC0415 (imported on first use)
+        import dns.name  # noqa: PLC0415
+        import dns.rdatatype  # noqa: PLC0415
+        import dns.resolver  # noqa: PLC0415
+
         key = (name.lower(), rdtype)
         cached = self._cache.get(key)
         if cached is not None:
@@ -347,6 +353,9 @@ def build_resolver(direct: DirectConfig) -> dns.resolver.Resolver:
     Raises:
         ConfigError: no nameservers were given and the system has none configured.
     """
+    import dns.exception  # noqa: PLC0415 (imported on first use)
+    import dns.resolver  # noqa: PLC0415
+
     if direct.resolver is not None:
         return direct.resolver
     try:
@@ -365,6 +374,9 @@ def build_resolver(direct: DirectConfig) -> dns.resolver.Resolver:
 
 
 def _negative_ttl(exc: dns.resolver.NXDOMAIN, qname: dns.name.Name) -> float:
+    import dns.exception  # noqa: PLC0415 (imported on first use)
+    import dns.message  # noqa: PLC0415
+
     response = exc.kwargs.get("responses", {}).get(qname)
     if not isinstance(response, dns.message.QueryMessage):
         return 0.0

@@ -21,7 +21,7 @@ from ...config import Timeouts
 from ...message import PreparedEmail
 from ...retry import classify_reply, status_code_for
 from ...status import DeliveryResult, Remote, SmtpReply
-from ..base import Item, Outcome
+from ..base import Item, OnOutcome, Outcome
 from .envelope import Unsendable, mail_command
 from .failure import (
     ConnectionLost,
@@ -45,9 +45,10 @@ class _Held:
 
     With PIPELINING the content and final dot wait for the next write, and the
     outcomes of ``accepted`` join ``outcomes`` (the message's list) once the
-    dot is answered.
+    dot is answered. ``index`` is the message's place in its ``send_many`` batch.
     """
 
+    index: int
     message_id: str
     payload: bytes
     accepted: list[str]
@@ -69,6 +70,9 @@ class SmtpSession(SmtpLink):
         self.messages = 0
         self._maybe_stale = False
         self._held: _Held | None = None
+        # The batch item being sent, and who hears of final outcomes.
+        self._index = -1
+        self._on_outcome: OnOutcome | None = None
 
     def send(self, email: PreparedEmail, recipients: Sequence[str]) -> list[Outcome]:
         """Send ``email`` to ``recipients`` and return one outcome per recipient.
@@ -85,7 +89,9 @@ class SmtpSession(SmtpLink):
         [outcomes] = self.send_many([(email, recipients)])
         return outcomes
 
-    def send_many(self, batch: Sequence[Item]) -> list[list[Outcome]]:
+    def send_many(
+        self, batch: Sequence[Item], on_outcome: OnOutcome | None = None
+    ) -> list[list[Outcome]]:
         """Send the messages of ``batch`` in order; one outcome list per message sent.
 
         With PIPELINING a message's content and final dot go in the same write
@@ -102,24 +108,47 @@ class SmtpSession(SmtpLink):
           closed with 421, before that dot is answered (the previous message
           is then possibly delivered, or has the 421).
 
+        ``on_outcome(index, outcomes)`` is told of each message sent as soon as
+        its outcomes are final: once its final dot is answered (or its
+        transaction ended without one), which with PIPELINING is while the
+        next message's envelope is being answered.
+
         Raises:
             StaleSessionError: as for :meth:`send`, for the first message only;
                 for a later one the result ends before it.
         """
         results: list[list[Outcome]] = []
+        self._on_outcome = on_outcome
         try:
-            for email, recipients in batch:
+            for index, (email, recipients) in enumerate(batch):
                 if results and not self._alive:
                     break
+                self._index = index
                 try:
-                    results.append(self._message(email, recipients))
+                    outcomes = self._message(email, recipients)
                 except StaleSessionError:
                     if not results:
                         raise
                     break
+                results.append(outcomes)
+                if self._held is None or self._held.index != index:
+                    self._settled(index, outcomes)
         finally:
+            self._index = -1
             self._flush()
+            self._on_outcome = None
         return results
+
+    def _settled(self, index: int, outcomes: list[Outcome]) -> None:
+        """Report the final outcomes of the batch's message ``index``."""
+        if self._on_outcome is not None:
+            self._on_outcome(index, outcomes)
+
+    def _held_settled(self, held: _Held) -> None:
+        """Report ``held`` if its dot was the last of its message: a message
+        still being sent may need another transaction after it."""
+        if held.index != self._index:
+            self._settled(held.index, held.outcomes)
 
     # -- the conversation ---------------------------------------------------------
 
@@ -292,7 +321,7 @@ class SmtpSession(SmtpLink):
         if data.startswith(b".") or b"\n." in data:
             data = _LEADING_DOT.sub(b"..", data)
         payload = data + b".\r\n"
-        self._held = _Held(email.message_id, payload, accepted, outcomes)
+        self._held = _Held(self._index, email.message_id, payload, accepted, outcomes)
         if not pipelined:
             self._flush()
 
@@ -329,10 +358,12 @@ class SmtpSession(SmtpLink):
                 )
                 for a in held.accepted
             )
+            self._held_settled(held)
             return None
         held.outcomes.extend(
             self._from_reply(a, "end of data", reply) for a in held.accepted
         )
+        self._held_settled(held)
         return reply
 
     def _unsent(self, held: _Held, reason: str) -> None:
@@ -340,6 +371,7 @@ class SmtpSession(SmtpLink):
         held.outcomes.extend(
             self._all(held.accepted, DeliveryResult.DEFERRED, "4.4.2", detail)
         )
+        self._held_settled(held)
 
     def _lost_at_mail(
         self, recipients: Sequence[str], exc: ConnectionLost

@@ -105,6 +105,8 @@ class SqliteStorage(Storage):
             of mailstrom_py.
     """
 
+    durable = True
+
     def __init__(
         self,
         path: str | os.PathLike[str],

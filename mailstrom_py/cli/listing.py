@@ -1,0 +1,137 @@
+"""How the queue commands show a message: text lines, as ``mailq`` does, or JSON.
+
+A listed message is its status plus two facts from the stored message, its
+size and its envelope sender (:class:`Listed`). Times are shown relative to
+``now`` in text and as UTC ISO 8601 timestamps in JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ..status import MessageStatus, RecipientStatus, Remote
+from ..storage import Storage
+
+__all__ = ["Listed", "as_json", "describe", "duration", "listed", "timestamp"]
+
+Json = dict[str, object]
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A message as the queue commands show it.
+
+    Attributes:
+        status: its delivery status.
+        size: the stored message's length in bytes.
+        sender: the envelope sender; ``""`` for the null reverse-path.
+    """
+
+    status: MessageStatus
+    size: int
+    sender: str
+
+
+def listed(storage: Storage, status: MessageStatus) -> Listed:
+    """Return ``status`` with the size and sender of its stored message.
+
+    Raises:
+        MessageNotFound: the message was dropped since ``status`` was read.
+    """
+    email = storage.email(status.message_id)
+    return Listed(status, len(email.data), email.mail_from)
+
+
+def duration(seconds: float) -> str:
+    """Return a span of time as ``45s``, ``12m``, ``2h5m`` or ``3d4h``
+    (rounded down to its unit; less than a second counts as ``0s``)."""
+    left = max(0, int(seconds))
+    if left < 60:
+        return f"{left}s"
+    if left < 3600:
+        return f"{left // 60}m"
+    if left < 86400:
+        hours, minutes = divmod(left // 60, 60)
+        return f"{hours}h{minutes}m" if minutes else f"{hours}h"
+    days, hours = divmod(left // 3600, 24)
+    return f"{days}d{hours}h" if hours else f"{days}d"
+
+
+def timestamp(moment: float | None) -> str | None:
+    """Return ``moment`` (epoch seconds) as ``2025-01-31T12:00:00Z``, or None."""
+    if moment is None:
+        return None
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def describe(item: Listed, now: float) -> list[str]:
+    """Return the lines ``queue list`` and ``status`` print for one message.
+
+    The first line holds the id, size, age, envelope sender and state; each
+    recipient follows on a line of its own, indented, with its result, the
+    attempts so far, when the next is due, and the last outcome.
+    """
+    status = item.status
+    state = "completed" if status.completed else "pending"
+    head = [
+        status.message_id,
+        f"{item.size} bytes",
+        f"age {duration(now - status.created_at)}",
+        f"from <{item.sender}>",
+        state + (" held" if status.held else ""),
+    ]
+    return ["  ".join(head), *(_recipient_line(r, now) for r in status.recipients)]
+
+
+def _recipient_line(r: RecipientStatus, now: float) -> str:
+    parts = [f"  {r.address}", r.result.value, f"attempts={r.attempts}"]
+    if not r.completed and r.next_attempt_at is not None:
+        wait = r.next_attempt_at - now
+        parts.append(f"next in {duration(wait)}" if wait >= 1 else "due now")
+    if r.possibly_delivered:
+        parts.append("possibly-delivered")
+    outcome = " ".join(p for p in (r.status_code, r.detail) if p)
+    if outcome:
+        parts.append(outcome)
+    return "  ".join(parts)
+
+
+def as_json(item: Listed, now: float) -> Json:
+    """Return one message as ``--json`` shows it: a JSON-ready mapping."""
+    status = item.status
+    return {
+        "id": status.message_id,
+        "created": timestamp(status.created_at),
+        "age": max(0, round(now - status.created_at)),
+        "size": item.size,
+        "sender": item.sender,
+        "held": status.held,
+        "completed": status.completed,
+        "recipients": [_recipient_json(r) for r in status.recipients],
+    }
+
+
+def _recipient_json(r: RecipientStatus) -> Json:
+    return {
+        "address": r.address,
+        "result": r.result.value,
+        "attempts": r.attempts,
+        "last_attempt": timestamp(r.last_attempt_at),
+        "next_attempt": None if r.completed else timestamp(r.next_attempt_at),
+        "status_code": r.status_code,
+        "detail": r.detail,
+        "last_reply": None if r.last_reply is None else str(r.last_reply),
+        "possibly_delivered": r.possibly_delivered,
+        "remote": None if r.remote is None else _remote_json(r.remote),
+    }
+
+
+def _remote_json(remote: Remote) -> Json:
+    return {
+        "host": remote.host,
+        "address": remote.address,
+        "port": remote.port,
+        "tls_version": remote.tls_version,
+        "tls_verified": remote.tls_verified,
+    }
