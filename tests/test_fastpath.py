@@ -1,9 +1,10 @@
 """The quick ways of preparing a message give exactly what the general ways give.
 
-Clean bytes and str skip the email package (mailstrom_py.message.fastpath); header
-objects that fit on their line skip the folding algorithm, and a single text part skips
-the second parse (mailstrom_py.message.serialise). Each is compared with the general
-way.
+Clean bytes and str take the fast path, without the email package
+(mailstrom_py.message.fastpath), beside the full path (mailstrom_py.message.fullpath);
+header objects that fit on their line skip the folding algorithm, and a single text
+part skips the second parse (mailstrom_py.message.serialise). Each is compared with
+the general way.
 """
 
 from __future__ import annotations
@@ -24,18 +25,16 @@ from hypothesis import event, example, given, reject, settings
 from hypothesis import strategies as st
 
 from mailstrom_py.errors import InvalidMessageError
-from mailstrom_py.message.fastpath import prepare_clean
-from mailstrom_py.message.prepare import (
-    PreparedEmail,
-    _CachingHeaderRegistry,
-    _prepare_slow,
-    prepare_email,
-)
+from mailstrom_py.message import PreparedEmail, prepare_email
+from mailstrom_py.message.completion import MessageIds, given_message_id
+from mailstrom_py.message.fastpath import prepare_fast
+from mailstrom_py.message.fullpath import prepare_full
+from mailstrom_py.message.parsing import CachingHeaderRegistry
 from mailstrom_py.message.serialise import (
     FATAL_DEFECTS,
     SMTP,
-    _fitting_line,
-    _single_text_part,
+    fitting_line,
+    single_text_part,
 )
 
 HELO = "mx.example.org"
@@ -64,15 +63,30 @@ def outcome(
         return (exc.field, str(exc))
 
 
+def path_arguments(
+    helo_name: str, message_id: str | None, now: datetime | None, **kw: Any
+) -> dict[str, Any]:
+    """The arguments of one path, from those of prepare_email(), as a Preparer
+    gives them."""
+    ids = MessageIds(helo_name)
+    kw["new_message_id"] = (
+        ids.new if message_id is None else lambda: given_message_id(message_id)
+    )
+    kw["now"] = now if now is not None else datetime.now(UTC)
+    return kw
+
+
 def slow(message: object, **kw: Any) -> Outcome:
-    """The outcome of the general way alone, the reference."""
+    """The outcome of the full path alone, the reference."""
     return outcome(
-        lambda m, **k: _prepare_slow(m, _CachingHeaderRegistry(), **k), message, **kw
+        lambda m, **k: prepare_full(m, CachingHeaderRegistry(), **path_arguments(**k)),
+        message,
+        **kw,
     )
 
 
 def fast_is_taken(message: bytes | str, **kw: Any) -> bool:
-    """Whether the fast way accepts *message* with these arguments.
+    """Whether the fast path accepts *message* with these arguments.
 
     It declines what it is unsure of, and refuses a header line split by a bare
     CR or LF itself.
@@ -80,7 +94,9 @@ def fast_is_taken(message: bytes | str, **kw: Any) -> bool:
     arguments = {**DEFAULTS, **kw}
     arguments.pop("allow_8bit")
     try:
-        clean = prepare_clean(message, _CachingHeaderRegistry(), **arguments)
+        clean = prepare_fast(
+            message, CachingHeaderRegistry(), **path_arguments(**arguments)
+        )
     except InvalidMessageError:
         return False
     return clean is not None
@@ -285,7 +301,7 @@ BAD_ARGUMENTS = st.fixed_dictionaries(
         "helo_name": st.just("bad_helo"),
     },
 )
-# Mostly valid arguments, so that the message decides which way is taken.
+# Mostly valid arguments, so that the message decides which path is taken.
 ARGUMENTS = st.integers(0, 3).flatmap(
     lambda n: BAD_ARGUMENTS if n == 0 else CLEAN_ARGUMENTS
 )
@@ -311,9 +327,9 @@ class TestSameResult:
     def test_any_message_prepares_exactly_as_the_full_way(
         self, message: bytes | bytearray | str, arguments: dict[str, Any]
     ) -> None:
-        """prepare_email() gives the full way's PreparedEmail, or raises its error."""
+        """prepare_email() gives the full path's PreparedEmail, or raises its error."""
         taken = fast_is_taken(message, **arguments)
-        event("fast way" if taken else "full way")
+        event("fast path" if taken else "full path")
         full = slow(message, **arguments)
         assert same_id(outcome(prepare_email, message, **arguments), full) == full
         if taken:
@@ -324,7 +340,7 @@ class TestSameResult:
     def test_clean_messages_take_the_fast_way(
         self, message: bytes | bytearray | str, arguments: dict[str, Any]
     ) -> None:
-        """Every clean message takes the fast way, and it gives the full way's result."""
+        """Every clean message takes the fast path, and it gives the full path's result."""
         assert fast_is_taken(message, **arguments)
         full = slow(message, **arguments)
         assert isinstance(full, PreparedEmail)
@@ -369,14 +385,14 @@ FALLBACKS = {
 class TestAcceptance:
     @pytest.mark.parametrize("message", COMMON)
     def test_common_shapes_take_the_fast_way(self, message: bytes | str) -> None:
-        """Plain messages as applications write them take the fast way, unchanged."""
+        """Plain messages as applications write them take the fast path, unchanged."""
         assert fast_is_taken(message)
         full = slow(message)
         assert same_id(outcome(prepare_email, message), full) == full
 
     @pytest.mark.parametrize("message", FALLBACKS.values(), ids=FALLBACKS.keys())
     def test_anything_unusual_takes_the_full_way(self, message: bytes | str) -> None:
-        """Input the fast way cannot vouch for goes the full way, errors included."""
+        """Input the fast path cannot vouch for goes the full path, errors included."""
         assert not fast_is_taken(message)
         full = slow(message)
         assert same_id(outcome(prepare_email, message), full) == full
@@ -396,14 +412,16 @@ class TestAcceptance:
             ("From: a@example.org\nTo: b@example.org\r\nSubject: Grüße\n\nhi\n", "To"),
         ],
     )
-    def test_both_ways_refuse_a_header_line_split_by_a_bare_line_end(
+    def test_both_paths_refuse_a_header_line_split_by_a_bare_line_end(
         self, message: bytes | str, field: str
     ) -> None:
-        """Each way checks the header section's line ends before reading anything."""
+        """Each path checks the header section's line ends before reading anything."""
         arguments = {**DEFAULTS, "rcpt_to": ["b@example.org"]}
         arguments.pop("allow_8bit")
         with pytest.raises(InvalidMessageError, check=lambda e: e.field == field):
-            prepare_clean(message, _CachingHeaderRegistry(), **arguments)
+            prepare_fast(
+                message, CachingHeaderRegistry(), **path_arguments(**arguments)
+            )
         assert slow(message, rcpt_to=["b@example.org"])[0] == field  # type: ignore[index]
 
     def test_fast_way_keeps_the_callers_octets(self) -> None:
@@ -423,7 +441,7 @@ class TestAcceptance:
         assert prepared.recipients == ("bob@example.org", "c@example.org")
 
     def test_recipients_from_an_iterator_are_read_once(self) -> None:
-        """A one-shot iterator serves whichever way prepares the message."""
+        """A one-shot iterator serves whichever path prepares the message."""
         message = BENCHMARK.replace(b"Subject", b"Message-ID: <>\r\nSubject")
         recipients = ["x@example.net"]
         assert prepare_email(BENCHMARK, helo_name=HELO, rcpt_to=iter(recipients))
@@ -473,7 +491,7 @@ class TestQuickFold:
             header = policy.header_factory(name, value)
         except (ValueError, LookupError):
             reject()  # the email package cannot even build it; nothing to fold
-        taken = _fitting_line(header, policy.max_line_length) is not None
+        taken = fitting_line(header, policy.max_line_length) is not None
         event("quick" if taken else "general")
 
         def fold(folder: Callable[[str, Any], bytes]) -> bytes | str:
@@ -486,16 +504,41 @@ class TestQuickFold:
         assert fold(policy.fold_binary) == general
 
     def test_application_headers_take_the_quick_line(self) -> None:
-        """Headers as an application sets them fit, and take the quick line."""
+        """Headers as an application sets them fit, and all but addresses take the
+        quick line."""
         message = EmailMessage(policy=SMTP)
         message["From"] = Address("Alice Example", "alice", "example.org")
         message["To"] = "Bob <bob@example.org>, carol@example.org"
         message["Subject"] = "Your order has shipped"
+        message["Date"] = NOW
+        message["Message-ID"] = "<m.1@example.org>"
         message.set_content("Hello.\n")
         for name, header in message.items():
-            line = _fitting_line(header, 78)
+            line = fitting_line(header, 78)
+            if name in ("From", "To"):
+                assert line is None, name
+                continue
             assert line is not None, name
             assert line + "\r\n" == EmailPolicy.fold(SMTP, name, header)
+
+    def test_an_address_header_goes_as_written_not_as_its_str(self) -> None:
+        """An address header's str() is a standard form; the general fold keeps
+        what was written, and so does the quick policy."""
+        message = EmailMessage(policy=SMTP)
+        message["To"] = '"Bob"  <bob@example.org>'
+        header = message["To"]
+        assert str(header) == "Bob <bob@example.org>"
+        assert fitting_line(header, 78) is None
+        assert SMTP.fold_binary("To", header) == b'To: "Bob"  <bob@example.org>\r\n'
+
+    def test_a_date_that_does_not_parse_folds_to_nothing_either_way(self) -> None:
+        """A Date header the email package cannot read is written empty, also here."""
+        header = SMTP.header_factory("Date", "whenever")
+        assert fitting_line(header, 78) is None
+        assert SMTP.fold_binary("Date", header) == b"Date:\r\n"
+        assert SMTP.fold_binary("Date", header) == EmailPolicy.fold_binary(
+            SMTP, "Date", header
+        )
 
 
 class TestVerifyShortcut:
@@ -512,7 +555,7 @@ class TestVerifyShortcut:
         )
         if b"\r" not in data:
             data = data.replace(b"\n", b"\r\n")
-        names = _single_text_part(data)
+        names = single_text_part(data)
         event("shortcut" if names is not None else "full parse")
         if names is not None:
             parsed = BytesParser(policy=SMTP).parsebytes(data)
@@ -533,7 +576,7 @@ class TestVerifyShortcut:
         self, head: bytes
     ) -> None:
         """Parts, an envelope line, a stray continuation or 8-bit names are parsed."""
-        assert _single_text_part(head + b"From: a@example.org\r\n\r\nbody\r\n") is None
+        assert single_text_part(head + b"From: a@example.org\r\n\r\nbody\r\n") is None
 
 
 @st.composite

@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING, Literal
 from ..errors import ConfigError
 from ..retry import RetryPolicy
 from .checks import (
-    _check_count,
-    _check_hostname,
-    _check_port,
-    _check_timeout,
-    _check_wait,
+    check_count,
+    check_hostname,
+    check_port,
+    check_timeout,
+    check_wait,
     host_or_address,
 )
-from .policy import DkimAlgorithm, DkimConfig, DsnPolicy
+from .dkimkey import DkimAlgorithm, DkimConfig
+from .dsn import DsnPolicy
 
 if TYPE_CHECKING:
     import dns.resolver
@@ -73,7 +74,7 @@ class Timeouts:
 
     def __post_init__(self) -> None:
         for name in self.__dataclass_fields__:
-            _check_timeout(getattr(self, name), name)
+            check_timeout(getattr(self, name), name)
 
     @classmethod
     def uniform(cls, seconds: float) -> Timeouts:
@@ -127,7 +128,7 @@ class RelayConfig:
             )
         if self.port is None:
             object.__setattr__(self, "port", _DEFAULT_PORTS[self.tls])
-        _check_port(self.port, "port")
+        check_port(self.port, "port")
         if (self.username is None) != (self.password is None):
             raise ConfigError("username and password go together", "username")
         for name in ("username", "password"):
@@ -231,13 +232,13 @@ class DirectConfig:
                         f"{server!r} is not an IP address", "nameservers"
                     ) from None
             object.__setattr__(self, "nameservers", tuple(servers))
-        _check_port(self.dns_port, "dns_port")
-        _check_port(self.smtp_port, "smtp_port")
-        _check_timeout(self.dns_timeout, "dns_timeout")
-        _check_timeout(self.dns_lifetime, "dns_lifetime")
-        _check_count(self.max_addresses, "max_addresses", minimum=2)
-        _check_count(self.max_sessions, "max_sessions", minimum=1)
-        _check_count(self.mx_cache_size, "mx_cache_size", minimum=0)
+        check_port(self.dns_port, "dns_port")
+        check_port(self.smtp_port, "smtp_port")
+        check_timeout(self.dns_timeout, "dns_timeout")
+        check_timeout(self.dns_lifetime, "dns_lifetime")
+        check_count(self.max_addresses, "max_addresses", minimum=2)
+        check_count(self.max_sessions, "max_sessions", minimum=1)
+        check_count(self.mx_cache_size, "mx_cache_size", minimum=0)
         if self.ca_file is not None and not self.verify_tls:
             raise ConfigError("a CA file is only used with verify_tls=True", "ca_file")
         if self.ca_file is not None and self.ssl_context is not None:
@@ -289,9 +290,10 @@ class Config:
             (RFC 8689) is exempt. ``send_email(require_tls=True)`` asks more of one
             message: RFC 8689 REQUIRETLS.
         dkim: the keys to DKIM-sign with: one :class:`DkimConfig` or a list of
-            them (kept as a tuple). A message is signed with every key of its From
-            domain, or failing that of the nearest parent domain that has keys; a
-            message from any other domain goes out unsigned.
+            them, kept as given (:attr:`dkim_keys` has them as a tuple). A message
+            is signed with every key of its From domain, or failing that of the
+            nearest parent domain that has keys; a message from any other domain
+            goes out unsigned.
         dsn: report to senders what failed (RFC 3464): ``True`` for the defaults
             of :class:`DsnPolicy`, or a ``DsnPolicy``. Off by default, as many
             applications send from addresses nobody reads.
@@ -321,52 +323,28 @@ class Config:
     drain_timeout: float = 30.0
 
     def __post_init__(self) -> None:
-        _check_hostname(self.helo_name, "helo_name", allow_literal=True)
+        check_hostname(self.helo_name, "helo_name", allow_literal=True)
         if not isinstance(self.delivery, RelayConfig | DirectConfig):
             raise ConfigError("must be a RelayConfig or a DirectConfig", "delivery")
         if not isinstance(self.retry, RetryPolicy):
             raise ConfigError("must be a RetryPolicy", "retry")
         if not isinstance(self.timeouts, Timeouts):
             raise ConfigError("must be a Timeouts", "timeouts")
-        threads = self.delivery_threads
-        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-            raise ConfigError(
-                f"must be an integer >= 1, not {threads!r}", "delivery_threads"
-            )
-        keys: object = (self.dkim,) if isinstance(self.dkim, DkimConfig) else self.dkim
-        if not isinstance(keys, Sequence) or isinstance(keys, str | bytes):
-            raise ConfigError("must be a DkimConfig or a list of them", "dkim")
-        selectors: set[tuple[str, str]] = set()
-        for key in keys:
-            if not isinstance(key, DkimConfig):
-                raise ConfigError("must be a DkimConfig or a list of them", "dkim")
-            selector = (key.domain, key.selector.lower())
-            if selector in selectors:
-                raise ConfigError(
-                    f"two keys for selector {key.selector!r} of {key.domain}", "dkim"
-                )
-            selectors.add(selector)
-        object.__setattr__(self, "dkim", tuple(keys))
+        check_count(self.delivery_threads, "delivery_threads", minimum=1)
+        _check_dkim_keys(self.dkim)
         if not isinstance(self.dsn, bool | DsnPolicy):
             raise ConfigError("must be True, False or a DsnPolicy", "dsn")
-        reuse = self.session_max_messages
-        if not isinstance(reuse, int) or isinstance(reuse, bool) or reuse < 1:
-            raise ConfigError(
-                f"must be an integer >= 1, not {reuse!r}", "session_max_messages"
-            )
-        _check_timeout(self.session_idle_timeout, "session_idle_timeout")
-        limit = self.destination_concurrency
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise ConfigError(
-                f"must be an integer >= 1, not {limit!r}", "destination_concurrency"
-            )
-        _check_wait(self.drain_timeout, "drain_timeout")
+        check_count(self.session_max_messages, "session_max_messages", minimum=1)
+        check_timeout(self.session_idle_timeout, "session_idle_timeout")
+        check_count(self.destination_concurrency, "destination_concurrency", minimum=1)
+        check_wait(self.drain_timeout, "drain_timeout")
 
     @property
     def dkim_keys(self) -> tuple[DkimConfig, ...]:
         """The DKIM keys, as a tuple (however ``dkim`` was given)."""
-        assert isinstance(self.dkim, tuple)  # normalised in __post_init__
-        return self.dkim
+        if isinstance(self.dkim, DkimConfig):
+            return (self.dkim,)
+        return tuple(self.dkim)
 
     @property
     def dsn_policy(self) -> DsnPolicy | None:
@@ -374,3 +352,20 @@ class Config:
         if isinstance(self.dsn, DsnPolicy):
             return self.dsn
         return DsnPolicy() if self.dsn else None
+
+
+def _check_dkim_keys(dkim: object) -> None:
+    """Check ``Config.dkim``: one key or a list of keys, one per selector and domain."""
+    keys = (dkim,) if isinstance(dkim, DkimConfig) else dkim
+    if not isinstance(keys, Sequence) or isinstance(keys, str | bytes):
+        raise ConfigError("must be a DkimConfig or a list of them", "dkim")
+    selectors: set[tuple[str, str]] = set()
+    for key in keys:
+        if not isinstance(key, DkimConfig):
+            raise ConfigError("must be a DkimConfig or a list of them", "dkim")
+        selector = (key.domain, key.selector.lower())
+        if selector in selectors:
+            raise ConfigError(
+                f"two keys for selector {key.selector!r} of {key.domain}", "dkim"
+            )
+        selectors.add(selector)

@@ -12,6 +12,15 @@ import re
 
 from ..errors import ConfigError
 
+__all__ = [
+    "check_count",
+    "check_hostname",
+    "check_port",
+    "check_timeout",
+    "check_wait",
+    "host_or_address",
+]
+
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _LITERAL = re.compile(r"^\[[0-9A-Fa-f:.]+\]$|^\[IPv6:[0-9A-Fa-f:.]+\]$")
 # Host names as resolvers accept them: "_" is common in container and service
@@ -19,7 +28,8 @@ _LITERAL = re.compile(r"^\[[0-9A-Fa-f:.]+\]$|^\[IPv6:[0-9A-Fa-f:.]+\]$")
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 
 
-def _check_hostname(value: object, name: str, *, allow_literal: bool) -> None:
+def check_hostname(value: object, name: str, *, allow_literal: bool) -> None:
+    """Check a DNS host name (RFC 1123 labels); an address literal if allowed."""
     if not isinstance(value, str) or not value:
         raise ConfigError("must be a non-empty host name", name)
     if allow_literal and _LITERAL.match(value):
@@ -63,14 +73,16 @@ def _address_literal(value: str, name: str) -> str:
     return str(address)
 
 
-def _check_timeout(value: object, name: str) -> None:
+def check_timeout(value: object, name: str) -> None:
+    """Check a number of seconds: finite and above zero."""
     if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
         raise ConfigError(
             f"must be a finite number of seconds > 0, not {value!r}", name
         )
 
 
-def _check_wait(value: object, name: str) -> None:
+def check_wait(value: object, name: str) -> None:
+    """Check a number of seconds that may be zero: finite and not below it."""
     if (
         not isinstance(value, int | float)
         or isinstance(value, bool)
@@ -82,11 +94,13 @@ def _check_wait(value: object, name: str) -> None:
         )
 
 
-def _check_count(value: object, name: str, *, minimum: int) -> None:
+def check_count(value: object, name: str, *, minimum: int) -> None:
+    """Check an integer (not a bool) of at least ``minimum``."""
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ConfigError(f"must be an integer >= {minimum}, not {value!r}", name)
 
 
-def _check_port(value: object, name: str) -> None:
+def check_port(value: object, name: str) -> None:
+    """Check a TCP port number, 1 to 65535."""
     if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
         raise ConfigError(f"must be a TCP port (1-65535), not {value!r}", name)

@@ -1,18 +1,21 @@
-"""Reading and checking DKIM private keys, with cryptography.
+"""DKIM signing keys: :class:`DkimConfig`, and reading and checking private keys.
 
-Kept apart from :mod:`mailstrom_py.config` (which checks keys when a
-:class:`~mailstrom_py.DkimConfig` is built) so that the key handling lives in one
-place; :mod:`.message.dkim` turns the loaded keys into what dkimpy signs with.
+A key is read and checked, with cryptography, when its :class:`DkimConfig` is
+built; :mod:`mailstrom_py.message.dkim` turns the loaded keys into what dkimpy
+signs with. :mod:`mailstrom_py.config` re-exports the public names.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import stat
-from typing import TYPE_CHECKING, TypeAlias
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from ..errors import ConfigError
+from .checks import check_hostname
 
 # cryptography is imported on first use, in load_private_key (for its cost,
 # not to dodge a cycle): it takes some 25 ms to import, which a mailer without
@@ -20,7 +23,13 @@ from ..errors import ConfigError
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-__all__ = ["MIN_RSA_BITS", "DkimPrivateKey", "load_private_key"]
+__all__ = [
+    "MIN_RSA_BITS",
+    "DkimAlgorithm",
+    "DkimConfig",
+    "DkimPrivateKey",
+    "load_private_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +38,69 @@ MIN_RSA_BITS = 1024
 
 #: The private key types :func:`load_private_key` returns.
 DkimPrivateKey: TypeAlias = "rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey"
+DkimAlgorithm = Literal["rsa-sha256", "ed25519-sha256"]
+
+
+@dataclass(frozen=True)
+class DkimConfig:
+    """One DKIM signing key (RFC 6376) for the mail of one domain.
+
+    The key is read and checked when the value is built, so a bad key fails when
+    the application starts rather than at its first message. Give several to
+    :class:`Config` to sign with RSA and Ed25519 side by side (RFC 8463), or to
+    sign for several domains.
+
+    Attributes:
+        domain: the signing domain (``d=``), in ASCII (A-label) form; lower-cased.
+        selector: the selector (``s=``): the public key is published as a TXT
+            record at ``<selector>._domainkey.<domain>``.
+        private_key: the private key as PEM bytes, or the path of a PEM file (a
+            ``str`` is always a path). Never shown by ``repr()``.
+        algorithm: ``"rsa-sha256"`` (RSA keys of at least 1024 bits; 2048 is
+            recommended) or ``"ed25519-sha256"`` (RFC 8463).
+        key: the loaded private key, a ``cryptography`` key object; never shown
+            by ``repr()``.
+
+    Raises:
+        ConfigError: the domain or selector is not a DNS name; the algorithm is
+            ``rsa-sha1`` (RFC 8301 forbids signing with it) or unknown; the key
+            cannot be read or parsed, is encrypted, does not fit the algorithm, or
+            is an RSA key under 1024 bits; Ed25519 is asked for and PyNaCl,
+            which is installed with the package, is missing (a broken install).
+            No message quotes the key, nor the path given.
+    """
+
+    domain: str
+    selector: str
+    private_key: bytes | str | os.PathLike[str] = field(repr=False)
+    algorithm: DkimAlgorithm = "rsa-sha256"
+    key: DkimPrivateKey = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        check_hostname(self.domain, "domain", allow_literal=False)
+        check_hostname(self.selector, "selector", allow_literal=False)
+        object.__setattr__(self, "domain", self.domain.rstrip(".").lower())
+        algorithm: object = self.algorithm
+        if algorithm == "rsa-sha1":
+            raise ConfigError(
+                "rsa-sha1 must not be used for signing (RFC 8301); use rsa-sha256",
+                "algorithm",
+            )
+        if algorithm not in ("rsa-sha256", "ed25519-sha256"):
+            raise ConfigError(
+                f"must be 'rsa-sha256' or 'ed25519-sha256', not {algorithm!r}",
+                "algorithm",
+            )
+        # dkimpy signs Ed25519 through PyNaCl, an optional dependency of its own.
+        if algorithm == "ed25519-sha256" and importlib.util.find_spec("nacl") is None:
+            raise ConfigError(
+                "ed25519-sha256 signing needs PyNaCl, which is not installed "
+                "(pip install pynacl)",
+                "algorithm",
+            )
+        object.__setattr__(
+            self, "key", load_private_key(self.private_key, self.algorithm)
+        )
 
 
 def load_private_key(source: object, algorithm: str) -> DkimPrivateKey:

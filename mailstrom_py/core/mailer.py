@@ -179,7 +179,6 @@ class Mailstrom(Outbox):
             return None
         return DsnReporter(
             policy,
-            helo_name=config.helo_name,
+            self._preparer,
             retry_until=lambda created: created + config.retry.max_age,
-            finish=self._finish,
         )

@@ -19,9 +19,7 @@ from typing import Self
 
 from ..config import Config
 from ..errors import InvalidMessageError, MailerClosedError
-from ..message import PreparedEmail, prepare_email
-from ..message.dkim import DkimSigner
-from ..message.tls_options import with_tls_options
+from ..message import PreparedEmail, Preparer
 from ..status import DeliveryResult, MessageStatus
 from ..storage import QueueFilter, Storage
 
@@ -90,7 +88,7 @@ class Outbox:
         self._config = config
         self._storage = storage
         self._clock = clock if clock is not None else time.time
-        self._signer = DkimSigner(config.dkim_keys) if config.dkim_keys else None
+        self._preparer = Preparer.from_config(config, clock=self._clock)
         self._notify_hook = notify
         self._closed = False
         self._lock = threading.Lock()
@@ -218,19 +216,13 @@ class Outbox:
         rcpt_to: Sequence[str] | None,
         require_tls: bool,
     ) -> PreparedEmail:
-        prepared = prepare_email(
+        return self._preparer.prepare(
             message,
-            helo_name=self._config.helo_name,
             mail_from=mail_from,
             rcpt_to=rcpt_to,
-            allow_8bit=self._config.allow_8bit,
+            require_tls=require_tls,
             now=datetime.fromtimestamp(now, UTC),
         )
-        return self._finish(with_tls_options(prepared, require_tls=require_tls))
-
-    def _finish(self, email: PreparedEmail) -> PreparedEmail:
-        """Sign a prepared message once, over the bytes every attempt will send."""
-        return self._signer.sign(email) if self._signer is not None else email
 
     def query_status(self, message_id: str) -> MessageStatus:
         """Return the delivery status of a message, one entry per recipient.

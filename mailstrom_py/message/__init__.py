@@ -1,15 +1,27 @@
 """Preparing a message: from the caller's input to the exact bytes that are sent.
 
-:func:`prepare_email` (in :mod:`.prepare`) parses, checks, completes the header,
-encodes, serialises and verifies, with :mod:`.fastpath` beside it for input that
-is already clean; :mod:`.address`, :mod:`.fields`, :mod:`.body` and
-:mod:`.serialise` are the steps both ways share. :mod:`.dkim` signs,
-:mod:`.tls_options` reads a message's own TLS requirements (RFC 8689) and
-:mod:`.dsn` builds delivery status notifications.
+One :class:`Preparer` (in :mod:`.preparer`) owns the way: parse -> check ->
+complete headers -> encode -> serialise -> verify -> sign. Clean bytes or str take
+:mod:`.fastpath`, everything else :mod:`.fullpath`, with identical results; the
+steps live in :mod:`.parsing`, :mod:`.header_checks`, :mod:`.envelope` (with
+:mod:`.address`), :mod:`.completion`, :mod:`.body`, :mod:`.serialise` (with
+:mod:`.verbatim`), :mod:`.tls_options` (RFC 8689) and :mod:`.dkim`.
+:mod:`.headers` holds the header-section rules both paths share; :mod:`.dsn`
+builds delivery status notifications.
 """
 
 from __future__ import annotations
 
-from .prepare import FOLD_AT, MAX_LINE, PreparedEmail, prepare_email, validate_address
+from .address import validate_address
+from .headers import FOLD_AT, MAX_LINE
+from .prepared import PreparedEmail
+from .preparer import Preparer, prepare_email
 
-__all__ = ["FOLD_AT", "MAX_LINE", "PreparedEmail", "prepare_email", "validate_address"]
+__all__ = [
+    "FOLD_AT",
+    "MAX_LINE",
+    "PreparedEmail",
+    "Preparer",
+    "prepare_email",
+    "validate_address",
+]

@@ -13,7 +13,7 @@ import re
 from email.message import Message
 
 from ..errors import InvalidMessageError
-from .fields import MAX_LINE
+from .headers import MAX_LINE
 
 __all__ = ["SURROGATE", "encode_body", "has_bare_line_end", "has_long_line"]
 

@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING
 from ..config import DkimAlgorithm, DkimConfig
 from ..config.dkimkey import MIN_RSA_BITS
 from ..errors import ConfigError, InvalidMessageError
-from .address import domain_to_ascii, read_address_header
-from .prepare import PreparedEmail
+from .address import domain_to_ascii
+from .envelope import read_address_header
+from .prepared import PreparedEmail
 
 # dkimpy (with PyNaCl) and cryptography are imported on first use, in the
 # functions that call them (for their cost, not to dodge a cycle): together

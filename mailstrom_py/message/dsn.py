@@ -23,7 +23,8 @@ from email.utils import format_datetime
 from ..config import DsnPolicy
 from ..errors import InvalidMessageError
 from ..status import DeliveryResult, MessageStatus, RecipientStatus
-from .prepare import PreparedEmail, prepare_email
+from .prepared import PreparedEmail
+from .preparer import Preparer
 
 __all__ = ["DsnReporter", "build_dsn"]
 
@@ -67,8 +68,8 @@ def build_dsn(
 
     It is addressed to the envelope sender, from ``MAILER-DAEMON@<reporting_mta>``.
     To send it, use the null reverse-path: ``send_email(report, mail_from="")`` is
-    refused, so pass it to :func:`~mailstrom_py.prepare_email` with
-    ``mail_from="", allow_null_sender=True``.
+    refused, so pass it to :func:`~mailstrom_py.prepare_email` (or
+    :meth:`.Preparer.prepare`) with ``mail_from="", allow_null_sender=True``.
 
     Args:
         status: the message's status.
@@ -94,26 +95,23 @@ class DsnReporter:
 
     Args:
         policy: when to report.
-        helo_name: this host's name: the Reporting-MTA, and the domain of the
-            report's From address and Message-ID.
+        preparer: prepares (and signs) each report as the mailer's own messages
+            are prepared; its HELO name is the Reporting-MTA, and the domain of
+            the report's From address and Message-ID.
         retry_until: when retries of a message stored at a given time end
             (``created_at + max_age``), for Will-Retry-Until.
-        finish: applied to each prepared report before it is queued (DKIM
-            signing); by default nothing.
     """
 
     def __init__(
         self,
         policy: DsnPolicy,
+        preparer: Preparer,
         *,
-        helo_name: str,
         retry_until: Callable[[float], float] | None = None,
-        finish: Callable[[PreparedEmail], PreparedEmail] | None = None,
     ) -> None:
         self._policy = policy
-        self._helo_name = helo_name
+        self._preparer = preparer
         self._retry_until = retry_until
-        self._finish = finish
 
     def reports(
         self,
@@ -151,20 +149,16 @@ class DsnReporter:
         retry_until = (
             self._retry_until(before.created_at) if self._retry_until else None
         )
+        reporting_mta = self._preparer.helo_name
         try:
-            data = _report(
-                status, email, self._helo_name, list(by_address), retry_until
-            )
-            report = prepare_email(
+            data = _report(status, email, reporting_mta, list(by_address), retry_until)
+            report = self._preparer.prepare(
                 data,
-                helo_name=self._helo_name,
                 mail_from="",
                 allow_null_sender=True,
                 rcpt_to=[email.mail_from],
                 now=datetime.fromtimestamp(now, UTC),
             )
-            if self._finish is not None:
-                report = self._finish(report)
         except Exception:
             log.exception("could not build the report on %s", email.message_id)
             return []
@@ -204,7 +198,7 @@ def _report(
     recipients: Sequence[str] | None,
     retry_until: float | None,
 ) -> bytes:
-    """Write the report as bytes (CRLF lines; prepare_email encodes any 8-bit part)."""
+    """Write the report as bytes (CRLF lines; preparing it encodes any 8-bit part)."""
     if not email.mail_from:
         raise InvalidMessageError(
             "a message with a null reverse-path gets no report (RFC 5321 §4.5.5)",

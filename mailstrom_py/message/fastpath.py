@@ -1,85 +1,72 @@
-"""The fast way to prepare a message that is already clean.
+"""The fast path of preparation: a clean message, without the email package.
 
 Most messages given as bytes or str are one ASCII text part with CRLF (or LF-only)
-lines of at most 998 octets and plain header fields. For those, the full preparation
-(parse, check, serialise, parse again) gives back the caller's own octets with Bcc
-removed, Date and Message-ID added, and a few header spellings normalised.
-:func:`prepare_clean` produces exactly those bytes without the email package's parser
-and generator, with the same address and header checks, and returns ``None`` for
-anything it is not sure about, so that the full preparation decides (and raises).
+lines of at most 998 octets and plain header fields. For those, the full path
+(:mod:`.fullpath`: parse, check, serialise, parse again) gives back the caller's own
+octets with Bcc removed, Date and Message-ID added, and a few header spellings
+normalised. :func:`prepare_fast` produces exactly those bytes without the email
+package's parser and generator, with the same address and header checks, and
+returns ``None`` for anything it is not sure about, so that the full path decides
+(and raises).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from email.headerregistry import HeaderRegistry
 
 from ..errors import InvalidMessageError
-from .address import Envelope, read_envelope, unfold
-from .fields import (
+from .address import unfold
+from .completion import complete_headers
+from .envelope import Envelope, read_envelope
+from .headers import (
     MAX_LINE,
     SINGLE_HEADERS,
     SINGLE_MIME_HEADERS,
     canonical_line_ends,
-    complete_headers,
     is_text_type,
     split_header_block,
 )
+from .prepared import PreparedEmail
 
-__all__ = ["Clean", "prepare_clean"]
+__all__ = ["prepare_fast"]
 
 _SINGLE = SINGLE_HEADERS | SINGLE_MIME_HEADERS
 _ENCODING = re.compile(r"[ \t]*(?i:7bit|8bit|binary|quoted-printable|base64)[ \t]*")
 
 
-@dataclass(frozen=True)
-class Clean:
-    """What the fast preparation made of a clean message.
-
-    Attributes:
-        message_id: the Message-ID without angle brackets.
-        envelope: the envelope and the headers as read from the message.
-        data: the bytes to send, identical to what the full preparation gives.
-    """
-
-    message_id: str
-    envelope: Envelope
-    data: bytes
-
-
-def prepare_clean(
+def prepare_fast(
     message: bytes | bytearray | str,
     factory: HeaderRegistry,
     *,
-    helo_name: str,
     mail_from: str | None,
     rcpt_to: Sequence[str] | None,
     allow_null_sender: bool,
-    now: datetime | None,
-    message_id: str | None,
-) -> Clean | None:
+    now: datetime,
+    new_message_id: Callable[[], str],
+) -> PreparedEmail | None:
     """Prepare a clean single-part ASCII text message, or return ``None``.
 
     First of all, the header section's line ends are checked and a message written
-    with LF alone is turned into CRLF, as in the full preparation
-    (:func:`~mailstrom_py._fields.canonical_line_ends`, which raises).
+    with LF alone is turned into CRLF, as in the full path
+    (:func:`~.headers.canonical_line_ends`, which raises).
 
     Accepted: ASCII only; line ends all CRLF after that; no NUL; lines of at most 998
     octets; a header block of well-formed fields (folding allowed) ending in an
     empty line; no encoded word or RFC 2231 parameter (``=?``, ``*=``); at most one
     of each header RFC 5322 §3.6 limits; no Content-Type, or a ``text/*`` one of
     plain parameters; a well-known Content-Transfer-Encoding; addresses that pass
-    the same checks as in the full preparation, none of them rewritten.
+    the same checks as in the full path, none of them rewritten.
 
-    The arguments are those of :func:`mailstrom_py.message.prepare_email`; *factory*
-    parses the address headers the simple reader cannot.
+    The arguments are those of :func:`.fullpath.prepare_full` but *allow_8bit*,
+    which makes no difference to an ASCII message; *factory* parses the address
+    headers the simple reader cannot.
 
     Returns:
-        The prepared message, exactly as the full preparation would give it, or
-        ``None`` when the full preparation must decide, also for every other error.
+        The prepared message, exactly as the full path would give it, or ``None``
+        when the full path must decide, also for every other error.
 
     Raises:
         InvalidMessageError: a bare CR or LF in the header section could split a
@@ -88,14 +75,10 @@ def prepare_clean(
     if isinstance(message, str):
         message = message.encode("utf-8", "surrogatepass")
     data = canonical_line_ends(bytes(message))
-    if not data.isascii() or b"\0" in data:
+    split = _end_of_plain_header(data)
+    if split is None:
         return None
-    if not _plain_lines(data):
-        return None
-    split = data.find(b"\r\n\r\n")
-    if split < 0:
-        return None
-    fields = _read_fields(data[: split + 2].decode("ascii"))
+    fields = _plain_fields(data[: split + 2].decode("ascii"))
     if fields is None:
         return None
     try:
@@ -106,24 +89,60 @@ def prepare_clean(
             rcpt_to=rcpt_to,
             allow_null_sender=allow_null_sender,
         )
-        # Only a non-ASCII address is ever rewritten (to its A-label); should one
-        # be, it is a header object that the email package folds its own way.
-        if any(type(value) is not str for _, value in envelope.headers):
-            return None
-        headers, msg_id = complete_headers(
-            envelope.headers, now=now, message_id=message_id, helo_name=helo_name
-        )
+        completed = _completed_head(envelope, now, new_message_id)
     except InvalidMessageError:
         return None
+    if completed is None:
+        return None
+    head, msg_id = completed
+    body = data[split + 4 :]
+    if body and not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return PreparedEmail(
+        message_id=msg_id,
+        mail_from=envelope.mail_from,
+        recipients=envelope.recipients,
+        data=head + b"\r\n" + body,
+        smtputf8=envelope.smtputf8,
+        eight_bit=False,
+    )
+
+
+def _end_of_plain_header(data: bytes) -> int | None:
+    """Where the empty line after the header section starts, if *data* is plain.
+
+    Plain: ASCII without NUL, every line ending in CRLF and at most 998 octets.
+    """
+    if not data.isascii() or b"\0" in data or not _plain_lines(data):
+        return None
+    split = data.find(b"\r\n\r\n")
+    return split if split >= 0 else None
+
+
+def _completed_head(
+    envelope: Envelope, now: datetime, new_message_id: Callable[[], str]
+) -> tuple[bytes, str] | None:
+    """The header section to send, completed, and the message id.
+
+    ``None`` where the full path would write the header section otherwise: a
+    header rewritten by the envelope's checks, 8-bit text, a line too long.
+
+    Raises:
+        InvalidMessageError: as :func:`.completion.complete_headers`.
+    """
+    # Only a non-ASCII address is ever rewritten (to its A-label); should one be,
+    # it is a header object that the email package folds its own way.
+    if any(type(value) is not str for _, value in envelope.headers):
+        return None
+    headers, msg_id = complete_headers(
+        envelope.headers, now=now, new_message_id=new_message_id
+    )
     head = "".join([f"{name}: {value}\r\n" for name, value in headers])
     if not head.isascii():
         return None
     if len(head) > MAX_LINE and max(map(len, head.split("\r\n"))) > MAX_LINE:
         return None
-    body = data[split + 4 :]
-    if body and not body.endswith(b"\r\n"):
-        body += b"\r\n"
-    return Clean(msg_id, envelope, head.encode("ascii") + b"\r\n" + body)
+    return head.encode("ascii"), msg_id
 
 
 def _plain_lines(data: bytes) -> bool:
@@ -140,36 +159,55 @@ def _plain_lines(data: bytes) -> bool:
     return not lengths or max(lengths) <= MAX_LINE
 
 
-def _read_fields(block: str) -> list[tuple[str, str]] | None:
+def _plain_fields(block: str) -> list[tuple[str, str]] | None:
     """Split a CRLF header block into fields; ``None`` unless every one is plain."""
     fields = split_header_block(block)
-    if fields is None:
-        return None
-    # Most blocks hold no "=?" or "*=" at all; only those are searched field by field.
-    if ("=?" in block or "*=" in block) and any(
-        "=?" in value or "*=" in value for _, value in fields
-    ):
+    if fields is None or _has_encoded_text(block, fields):
         return None
     keys = [name.lower() for name, _ in fields]
-    if len(set(keys)) != len(keys):
-        single = [key for key in keys if key in _SINGLE]
-        if len(set(single)) != len(single):
-            return None
-    # Text lines end in CRLF whatever they ended in, so the full preparation keeps
-    # the octets of a text part (RFC 2045 §5.1) and so does this.
-    if "content-type" in keys:
-        content_type = fields[keys.index("content-type")][1]
-        if not is_text_type(content_type):
-            return None
-    if "content-transfer-encoding" in keys:
-        encoding = fields[keys.index("content-transfer-encoding")][1]
-        if not _ENCODING.fullmatch(unfold(encoding)):
-            return None
-    # The full preparation rebuilds a field with a line this long, and folds it;
-    # a block of at most 998 octets cannot hold one.
-    if len(block) > MAX_LINE and any(
-        max(map(len, value.split("\r\n"))) > MAX_LINE - len(name) - 2
-        for name, value in fields
-    ):
+    if _repeats_a_single_header(keys) or not _is_plain_text(fields, keys):
+        return None
+    if _has_overlong_field(block, fields):
         return None
     return fields
+
+
+def _has_encoded_text(block: str, fields: list[tuple[str, str]]) -> bool:
+    """Whether a value holds what may be an encoded word or RFC 2231 parameter."""
+    # Most blocks hold no "=?" or "*=" at all; only those are searched field by field.
+    return ("=?" in block or "*=" in block) and any(
+        "=?" in value or "*=" in value for _, value in fields
+    )
+
+
+def _repeats_a_single_header(keys: list[str]) -> bool:
+    """Whether a header RFC 5322 §3.6 or MIME allows once appears twice."""
+    if len(set(keys)) == len(keys):
+        return False
+    single = [key for key in keys if key in _SINGLE]
+    return len(set(single)) != len(single)
+
+
+def _is_plain_text(fields: list[tuple[str, str]], keys: list[str]) -> bool:
+    """Whether the body is text in a well-known transfer encoding.
+
+    Text lines end in CRLF whatever they ended in, so the full path keeps the
+    octets of a text part (RFC 2045 §5.1) and so does this.
+    """
+    if "content-type" in keys and not is_text_type(
+        fields[keys.index("content-type")][1]
+    ):
+        return False
+    if "content-transfer-encoding" in keys:
+        encoding = fields[keys.index("content-transfer-encoding")][1]
+        return _ENCODING.fullmatch(unfold(encoding)) is not None
+    return True
+
+
+def _has_overlong_field(block: str, fields: list[tuple[str, str]]) -> bool:
+    """Whether a field has a line the full path would rebuild and fold."""
+    # A block of at most 998 octets cannot hold one.
+    return len(block) > MAX_LINE and any(
+        max(map(len, value.split("\r\n"))) > MAX_LINE - len(name) - 2
+        for name, value in fields
+    )

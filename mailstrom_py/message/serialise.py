@@ -10,12 +10,21 @@ both), and use the general way for everything else.
 
 from __future__ import annotations
 
+import functools
 import io
 import sys
 from email import errors as email_errors
 from email.errors import MessageError
 from email.generator import BytesGenerator
-from email.headerregistry import BaseHeader
+from email.headerregistry import (
+    BaseHeader,
+    ContentTransferEncodingHeader,
+    DateHeader,
+    MessageIDHeader,
+    MIMEVersionHeader,
+    ParameterizedMIMEHeader,
+    UnstructuredHeader,
+)
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import EmailPolicy
@@ -23,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidMessageError
 from .body import has_bare_line_end
-from .fields import LINE_BREAKING, MAX_LINE, is_text_type, split_header_block
+from .headers import LINE_BREAKING, MAX_LINE, is_text_type, split_header_block
 
 if TYPE_CHECKING:
     _EmailPolicy = EmailPolicy[Any]
@@ -35,7 +44,9 @@ __all__ = [
     "FATAL_DEFECTS",
     "SMTP",
     "SmtpPolicy",
+    "fitting_line",
     "serialise",
+    "single_text_part",
     "verify",
 ]
 
@@ -52,23 +63,31 @@ FATAL_DEFECTS = (
     email_errors.MultipartInvariantViolationDefect,
     email_errors.InvalidMultipartContentTransferEncodingDefect,
 )
-# Parse-tree tokens that the folding algorithm may encode even when they fit.
-_ENCODABLE_TOKENS = frozenset({"ptext", "vtext", "mime-parameters"})
+# The header kinds whose value, as str() gives it, is the text the folding
+# algorithm writes: their parse() makes the one from the other.
+_VERBATIM_KINDS = (
+    UnstructuredHeader,
+    DateHeader,
+    ParameterizedMIMEHeader,
+    ContentTransferEncodingHeader,
+    MIMEVersionHeader,
+    MessageIDHeader,
+)
 
 
 class SmtpPolicy(_EmailPolicy):
     """``email.policy.SMTP`` with a quick fold for a header that needs no folding.
 
-    The general algorithm writes a header object's parse tree as it stands when the
-    whole tree is ASCII without line breaks, needs no encoded word, and fits in
-    ``max_line_length`` after ``Name: ``; this policy writes exactly that line
-    without running the algorithm.
+    The general algorithm writes a header's value as it stands when it is ASCII
+    without line breaks, needs no encoded word, and fits in ``max_line_length``
+    after ``Name: ``; for the headers :func:`fitting_line` vouches for, this
+    policy writes exactly that line without running the algorithm.
     """
 
     def fold_binary(self, name: str, value: Any) -> bytes:
         """Fold a header for a binary generator; see :class:`EmailPolicy`."""
         if isinstance(value, BaseHeader):
-            line = _fitting_line(value, self.max_line_length or sys.maxsize)
+            line = fitting_line(value, self.max_line_length or sys.maxsize)
             if line is not None:
                 return (line + self.linesep).encode("ascii")
         return super().fold_binary(name, value)
@@ -78,24 +97,48 @@ class SmtpPolicy(_EmailPolicy):
 SMTP = SmtpPolicy(linesep="\r\n")
 
 
-def _fitting_line(header: BaseHeader, limit: int) -> str | None:
+def fitting_line(header: BaseHeader, limit: int) -> str | None:
     """Return ``Name: value`` as the folding algorithm would write it, or ``None``.
 
-    The algorithm folds ``Name:``, a space and the header's parse tree (a private
-    attribute: without it, or if it changes shape, this declines); a whole tree
-    that fits, is ASCII, holds no line break and is not a token it may encode goes
-    out as ``str(tree)`` (CPython 3.11 to 3.13).
+    The algorithm writes ``Name:``, a space and the header's parsed value, on one
+    line when that is ASCII, holds no line break, needs no encoded word and fits
+    in *limit* characters. Only a header of the email package's own kinds whose
+    ``str()`` is that parsed value is vouched for: unstructured text, a date that
+    parsed, MIME headers and msg-ids. An address header is not: its ``str()`` is
+    the addresses rewritten in a standard form, not as they were written.
     """
-    tree = getattr(header, "_parse_tree", None)
-    token_type = getattr(tree, "token_type", None)
-    if not isinstance(tree, list) or not tree or not isinstance(token_type, str):
+    kind = _verbatim_kind(type(header))
+    if kind is None:
         return None
-    if token_type in _ENCODABLE_TOKENS:
+    if kind is DateHeader and getattr(header, "datetime", None) is None:
+        return None  # a date that did not parse folds to nothing at all
+    value = str(header)
+    line = f"{header.name}: {value}"
+    if not value or len(line) > limit or not line.isascii():
         return None
-    line = f"{header.name}: {tree}"
-    if len(line) > limit or not line.isascii() or LINE_BREAKING.search(line):
-        return None
-    return line
+    return None if LINE_BREAKING.search(line) else line
+
+
+@functools.cache
+def _verbatim_kind(cls: type) -> type | None:
+    """The verbatim kind *cls* is, if it parses and folds as that kind does.
+
+    A subclass with a parser or a fold of its own (from a custom header
+    registry) is none: it gets the general algorithm.
+    """
+    for kind in _VERBATIM_KINDS:
+        if issubclass(cls, kind):
+            same = _same(cls, kind, "parse") and _same(cls, BaseHeader, "fold")
+            if kind is DateHeader:  # its parse tree is read from the formatted date
+                same = same and _same(cls, kind, "value_parser")
+            return kind if same else None
+    return None
+
+
+def _same(cls: type, kind: type, name: str) -> bool:
+    """Whether *cls* has the same function as *kind* under *name*."""
+    mine, theirs = getattr(cls, name, None), getattr(kind, name, None)
+    return getattr(mine, "__func__", mine) is getattr(theirs, "__func__", theirs)
 
 
 def serialise(msg: Message, policy: EmailPolicy[Any]) -> bytes:
@@ -134,7 +177,7 @@ def verify(
     if ascii_only and not data.isascii():
         raise InvalidMessageError("8-bit text remains outside any part", "body")
     expected = [[name.lower() for name in part] for part in msg.walk()]
-    if len(expected) == 1 and _single_text_part(data) == expected[0]:
+    if len(expected) == 1 and single_text_part(data) == expected[0]:
         return
     reparsed = BytesParser(policy=policy).parsebytes(data)
     found = [[name.lower() for name in part] for part in reparsed.walk()]
@@ -147,7 +190,7 @@ def _fatal(msg: Message) -> set[type[Exception]]:
     return {type(d) for d in msg.defects if isinstance(d, FATAL_DEFECTS)}
 
 
-def _single_text_part(data: bytes) -> list[str] | None:
+def single_text_part(data: bytes) -> list[str] | None:
     """The header names the email package reads in *data*, if it is one text part.
 
     ``None`` unless the header block is plain fields (so the package reads the same

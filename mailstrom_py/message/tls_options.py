@@ -18,7 +18,7 @@ from email.policy import compat32
 
 from ..errors import InvalidMessageError
 from ..status import Remote
-from .prepare import PreparedEmail
+from .prepared import PreparedEmail
 
 __all__ = ["HEADER", "REQUIRETLS_FAILED", "requiretls_refusal", "with_tls_options"]
 
@@ -26,6 +26,7 @@ __all__ = ["HEADER", "REQUIRETLS_FAILED", "requiretls_refusal", "with_tls_option
 HEADER = "TLS-Required"
 #: RFC 8689 §5: the status code of a message REQUIRETLS could not be honoured for.
 REQUIRETLS_FAILED = "5.7.30"
+_NAME = HEADER.lower().encode("ascii")
 
 
 def with_tls_options(email: PreparedEmail, *, require_tls: bool) -> PreparedEmail:
@@ -38,10 +39,12 @@ def with_tls_options(email: PreparedEmail, *, require_tls: bool) -> PreparedEmai
         InvalidMessageError: ``TLS-Required`` appears more than once or holds
             anything but ``No``.
     """
-    head = email.data.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    end = email.data.find(b"\r\n\r\n")
+    head = email.data if end < 0 else email.data[:end]
     values: list[str] = []
-    if HEADER.lower().encode() in head.lower():  # the parse is the costly part
-        values = BytesHeaderParser(policy=compat32).parsebytes(head).get_all(HEADER, [])
+    if _NAME in head.lower():  # the parse is the costly part
+        parser = BytesHeaderParser(policy=compat32)
+        values = parser.parsebytes(head + b"\r\n\r\n").get_all(HEADER, [])
     if len(values) > 1:
         raise InvalidMessageError(
             f"appears {len(values)} times; one is allowed", HEADER

@@ -55,7 +55,7 @@ def read_raw(data: bytes) -> RawMessage:
 
     Args:
         data: a message whose header section has CRLF line ends
-            (:func:`~mailstrom_py._fields.canonical_line_ends`).
+            (:func:`~.headers.canonical_line_ends`).
 
     Raises:
         InvalidMessageError: a line of the header section means one thing to the

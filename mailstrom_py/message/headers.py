@@ -1,23 +1,17 @@
-"""Header field rules that both ways of preparing a message share.
+"""The header section: its line ends, its fields, and the limits on both.
 
-The full preparation in :mod:`mailstrom_py.message.prepare` and the fast one in
-:mod:`mailstrom_py.message.fastpath` must give identical bytes: the limits, the header
-checks and the completion of Date and Message-ID live here, once.
+The full path in :mod:`.fullpath` and the fast one in :mod:`.fastpath` must
+read a header section alike and give identical bytes: the limits, the reading of
+header fields as the email package reads them, and the header checks live here,
+once.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import random
 import re
-from collections.abc import Iterable
-from datetime import UTC, datetime
-from email.utils import format_datetime
-from typing import Any
 
 from ..errors import InvalidMessageError
-from .address import domain_to_ascii, unfold
+from .address import unfold
 
 __all__ = [
     "FIELD_NAME",
@@ -29,7 +23,6 @@ __all__ = [
     "SINGLE_MIME_HEADERS",
     "UNIQUE_HEADERS",
     "canonical_line_ends",
-    "complete_headers",
     "is_text_type",
     "reject_line_breaks",
     "split_header_block",
@@ -67,20 +60,6 @@ _FIELD = re.compile(r"([!-9;-~]+):[ \t]*+([\t -~]*(?:\r\n[ \t][\t -~]*)*)\r\n")
 _MIME_ATOM = r"[!#$%&'*+.^_`{|}~0-9A-Za-z-]+"
 _PARAMETER = rf';[ \t]*{_MIME_ATOM}=(?:{_MIME_ATOM}|"[ !#-\[\]-~]*")[ \t]*'
 _TEXT_TYPE = re.compile(rf"[ \t]*(?i:text)/{_MIME_ATOM}[ \t]*(?:{_PARAMETER})*;?[ \t]*")
-# The email package folds a long msg-id into encoded words, which breaks threading.
-_ID_HEADERS = frozenset({"message-id", "in-reply-to", "references"})
-_ID_TEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+"
-_MSG_ID = re.compile(rf"<{_ID_TEXT}@(?:{_ID_TEXT}|\[[!-Z^-~]*\])>")
-# An id all the same: printable ASCII but blanks and angle brackets.
-_ID_TOKEN = re.compile(r"[!-;=?-~]+")
-_COMMENT = re.compile(r"\([^()\\]*\)")
-# Generated id-lefts: 128 bits from a generator of this module's own, seeded from
-# os.urandom and seeded again in a forked child, so no two processes share a
-# sequence. Not os.urandom itself: it gives up the GIL, and winning it back
-# behind busy delivery threads costs the caller a switch interval.
-_IDS = random.Random()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_IDS.seed)
 
 
 def canonical_line_ends(data: bytes) -> bytes:
@@ -182,118 +161,3 @@ def reject_line_breaks(name: str, *texts: str) -> None:
         if found:
             why = "CR, LF, NUL and other line breaks are refused, even encoded"
             raise InvalidMessageError(f"contains {found.group()!r}: {why}", name)
-
-
-def complete_headers(
-    headers: Iterable[tuple[str, Any]],
-    *,
-    now: datetime | None,
-    message_id: str | None,
-    helo_name: str,
-) -> tuple[list[tuple[str, Any]], str]:
-    """Add Date and Message-ID when missing; check and tidy the msg-id headers.
-
-    A Message-ID is reduced to its one ``<id-left@id-right>`` (comments and
-    blanks around it go); one that is not a msg-id but names one id all the same
-    (``<xxxx>``, or ``a@b`` without brackets) goes as written, and that is the
-    id. In-Reply-To and References are refolded at spaces. Other values are kept
-    as they are. A generated Message-ID is 128 random bits in hex at
-    *helo_name*'s A-label.
-
-    Returns:
-        The headers to send, and the message id without angle brackets.
-
-    Raises:
-        InvalidMessageError: the Message-ID header names no id or several, or
-            *message_id* is not one ``id-left@id-right``, or *helo_name* is not a
-            valid domain.
-    """
-    completed: list[tuple[str, Any]] = []
-    msg_id = None
-    dated = False
-    for name, value in headers:
-        key = name.lower()
-        dated = dated or key == "date"
-        if key == "message-id":
-            sent, found = _checked_msg_id(name, value)
-            msg_id = found if msg_id is None else msg_id
-            completed.append((name, sent))
-        elif key in _ID_HEADERS:
-            completed.append((name, _refolded(name, value)))
-        else:
-            completed.append((name, value))
-    if not dated:
-        when = now if now is not None else datetime.now(UTC)
-        completed.append(("Date", _date_header(when)))
-    if msg_id is None:
-        generated = _new_message_id(message_id, helo_name)
-        completed.append(("Message-ID", generated))
-        msg_id = generated[1:-1]
-    return completed, msg_id
-
-
-def _date_header(when: datetime) -> str:
-    """Return *when* as a Date header says it (RFC 5322 §3.3).
-
-    The same text as :func:`email.utils.format_datetime`: to the second, in the
-    datetime's own zone (``-0000`` when it has none).
-    """
-    if when.tzinfo is UTC:
-        return _utc_date(
-            (when.year, when.month, when.day, when.hour, when.minute, when.second)
-        )
-    return format_datetime(when)
-
-
-@functools.lru_cache(maxsize=4)
-def _utc_date(fields: tuple[int, int, int, int, int, int]) -> str:
-    # Formatting is most of the cost of completing the headers, and messages
-    # prepared within the same second share their Date.
-    return format_datetime(datetime(*fields, tzinfo=UTC))
-
-
-def _new_message_id(explicit: str | None, helo_name: str) -> str:
-    """Return ``<id-left@id-right>``: *explicit*, checked, or a new random one."""
-    if explicit is None:
-        explicit = f"{_IDS.getrandbits(128):032x}@{_id_right(helo_name)}"
-    match = _MSG_ID.fullmatch(f"<{explicit}>") if isinstance(explicit, str) else None
-    if match is None:
-        raise InvalidMessageError(f"{explicit!r} is not id-left@id-right", "message_id")
-    return match.group()
-
-
-@functools.lru_cache(maxsize=8)
-def _id_right(helo_name: str) -> str:
-    # A mailer sends every message with the same HELO name.
-    return domain_to_ascii(helo_name, "helo_name")
-
-
-def _checked_msg_id(name: str, value: Any) -> tuple[Any, str]:
-    """Return a Message-ID header's value to send, and its id without brackets."""
-    text = str(unfold(value))
-    bare = _COMMENT.sub(" ", text).strip() if "(" in text else text.strip()
-    match = _MSG_ID.fullmatch(bare)
-    if match:
-        return match.group(), match.group()[1:-1]
-    # Not a msg-id (RFC 5322 §3.6.4), but one id all the same: merely
-    # non-conforming, so it goes as it came (as text: the email package may fold
-    # a header object into encoded words).
-    inner = bare[1:-1] if bare[:1] == "<" and bare[-1:] == ">" else bare
-    if text.isascii() and _ID_TOKEN.fullmatch(inner):
-        return value if type(value) is str else text, inner
-    shown = str(value)[:80]
-    raise InvalidMessageError(f"{shown!r} names no one id for the message", name)
-
-
-def _refolded(name: str, value: Any) -> Any:
-    """Return In-Reply-To or References folded at spaces (ASCII text only)."""
-    if not str(value).isascii():
-        return value
-    words = str(unfold(value)).split()
-    lines = [" ".join(words[:1])]
-    for word in words[1:]:
-        if len(name) + len(lines[-1]) + len(word) + 3 > FOLD_AT:
-            lines.append(word)
-        else:
-            lines[-1] += " " + word
-    return "\r\n ".join(lines)
