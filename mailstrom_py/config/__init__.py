@@ -46,18 +46,21 @@ _DEFAULT_PORTS: dict[str, int] = {"starttls": 587, "implicit": 465, "none": 25}
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Per-command SMTP timeouts in seconds (RFC 5321 §4.5.3.2).
+    """Per-step SMTP timeouts in seconds (RFC 5321 §4.5.3.2).
 
-    Each applies to one step, never to a whole transaction, so a slow but live
-    server is not cut off. The defaults are Postfix's, which meet the RFC's minimums.
+    Each is a deadline for one whole step, however slowly its bytes come or go
+    (a server sending its reply a byte at a time is cut off when the step's time
+    is up), and never for a whole transaction, so a slow but live server is not
+    cut off. The defaults are Postfix's, which meet the RFC's minimums.
 
     Attributes:
         connect: opening the TCP connection (and the TLS handshake for implicit TLS).
-        greeting: waiting for the 220 greeting, and for EHLO/HELO, STARTTLS and AUTH.
+        greeting: the 220 greeting; also each of EHLO/HELO, STARTTLS, the
+            STARTTLS handshake and AUTH.
         mail: the reply to MAIL FROM.
         rcpt: the reply to each RCPT TO.
         data_init: the 354 reply to DATA.
-        data_block: sending each block of the message.
+        data_block: sending the message content and its final dot.
         data_done: the reply after the final dot. A timeout here may mean the
             message was delivered, so it is the longest.
         quit: the reply to RSET and QUIT.

@@ -42,6 +42,7 @@ __all__ = [
     "Hook",
     "ScriptedServer",
     "ScriptedServerFactory",
+    "dripping",
     "drop_after_dot",
     "drop_mid_data",
     "free_port",
@@ -109,6 +110,25 @@ class Conversation:
         self._sock.settimeout(10)
         self._sock.sendall(data)
 
+    def drip(self, line: str, interval: float = 0.3) -> bool:
+        """Send ``line`` plus CRLF one byte every ``interval`` seconds, as a
+        tarpit does; see ``drip_raw``."""
+        return self.drip_raw(
+            line.encode("utf-8", "surrogateescape") + b"\r\n", interval
+        )
+
+    def drip_raw(self, data: bytes, interval: float = 0.3) -> bool:
+        """Send ``data`` one byte every ``interval`` seconds, keeping what the
+        client sends meanwhile; False as soon as the client has gone."""
+        for byte in data:
+            try:
+                self.send_raw(bytes([byte]))
+            except OSError:
+                return False
+            if not self._wait_unless_closed(interval):
+                return False
+        return True
+
     # -- reading ------------------------------------------------------------
 
     def _fill(self, deadline: float) -> bool:
@@ -131,6 +151,17 @@ class Conversation:
             return False
         self._buffer += chunk
         return True
+
+    def _wait_unless_closed(self, seconds: float) -> bool:
+        """Wait ``seconds``, buffering what the client sends; False at its end
+        of stream."""
+        deadline = time.monotonic() + seconds
+        try:
+            while self._fill(deadline):
+                pass
+        except TimeoutError:
+            return True
+        return False
 
     def readline_bytes(self, timeout: float = 10) -> bytes:
         """One line up to and including LF, as bytes; ``b""`` at end of stream.
@@ -492,6 +523,7 @@ def normal(
     on_starttls: Hook | None = None,
     on_mail: Hook | None = None,
     on_rcpt: Hook | None = None,
+    on_auth: Hook | None = None,
     on_data: Hook | None = None,
     on_dot: DotHook | None = None,
     on_quit: Hook | None = None,
@@ -500,6 +532,7 @@ def normal(
 ) -> Handler:
     """A well-behaved SMTP server; each ``on_*`` hook may replace one reply.
 
+    AUTH is answered 235 (any credentials; offer it with ``ehlo_lines``).
     ``starttls_context`` advertises STARTTLS and performs it (a failed
     handshake ends the conversation and is kept in ``conv.tls_error``).
     ``on_data`` replaces the 354 reply: return a non-354 reply to refuse, or
@@ -557,6 +590,8 @@ def normal(
                         except (ssl.SSLError, OSError) as error:
                             conv.tls_error = error
                             return
+                elif verb == "AUTH":
+                    reply(conv, on_auth, command, "235 2.7.0 ok")
                 elif verb == "MAIL":
                     reply(conv, on_mail, command, "250 2.1.0 ok")
                 elif verb == "RCPT":
@@ -615,6 +650,39 @@ def _replace_reply(stage: str, reply: str, *, close: bool) -> Handler:
     if stage not in hooks:
         raise ValueError(f"unknown stage {stage!r}")
     return normal(**hooks[stage])
+
+
+def dripping(
+    at: str, interval: float = 0.3, length: int = 40, **options: Any
+) -> Handler:
+    """``normal(**options)``, but the reply to the ``at`` stage (one
+    ``length``-byte line) comes one byte every ``interval`` seconds, a
+    slow-drip tarpit; the conversation ends when the client leaves.
+
+    Stages: GREETING, EHLO, AUTH (offered in EHLO), MAIL, RCPT, DATA (a 354),
+    DOT (a 250).
+    """
+    stage = at.upper()
+    code = {"GREETING": "220", "DATA": "354", "AUTH": "235"}.get(stage, "250")
+    line = f"{code} " + "x" * (length - 4)
+
+    def drip(conv: Conversation, _: object) -> None:
+        conv.drip(line, interval)
+        conv.close()
+
+    if stage == "GREETING":
+        return lambda conv: drip(conv, None)
+    hooks: dict[str, dict[str, Any]] = {
+        "EHLO": {"on_ehlo": drip},
+        "AUTH": {"on_auth": drip, "ehlo_lines": ("PIPELINING", "AUTH PLAIN")},
+        "MAIL": {"on_mail": drip},
+        "RCPT": {"on_rcpt": drip},
+        "DATA": {"on_data": drip},
+        "DOT": {"on_dot": drip},
+    }
+    if stage not in hooks:
+        raise ValueError(f"unknown stage {stage!r}")
+    return normal(**hooks[stage], **options)
 
 
 def drop_after_dot() -> Handler:

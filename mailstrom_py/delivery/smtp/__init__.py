@@ -1,5 +1,6 @@
 """SMTP sessions: connection setup, transactions, failures, and reuse.
 
+:mod:`.client` is smtplib's client with a deadline for each whole step;
 :mod:`.link` sets a connection up (greeting, EHLO, STARTTLS, AUTH) and runs
 commands under their deadlines; :mod:`.session` runs pipelined transactions with
 a result for every recipient; :mod:`.envelope` builds the MAIL command;

@@ -1,8 +1,9 @@
 """One SMTP connection over smtplib: setup (greeting, EHLO, TLS, AUTH) and commands.
 
-smtplib is used for its wire handling only; every command goes through here
-with its own timeout (RFC 5321 §4.5.3.2), and every way the link can fail
-(timeout, reset, end of stream, a reply line too long) becomes one exception.
+smtplib is used for its wire handling only; every step goes through here with
+a deadline for the whole step (RFC 5321 §4.5.3.2), however slowly its bytes
+come, and every way the link can fail (timeout, reset, end of stream, a reply
+line too long) becomes one exception.
 """
 
 from __future__ import annotations
@@ -15,53 +16,18 @@ from typing import Self
 
 from ...config import Timeouts
 from ...status import Remote, SmtpReply
+from .client import SmtpClient
 from .failure import ConnectionLost, SessionFailure, where, why
 
-__all__ = ["SmtpClient", "SmtpLink"]
+__all__ = ["SmtpLink"]
 
 log = logging.getLogger(__name__)
-
-
-class SmtpClient(smtplib.SMTP):
-    """smtplib.SMTP that dials a given address and times connect apart from replies.
-
-    ``connect(host, port)`` keeps ``host`` as the name TLS verifies and sends in SNI
-    while dialling ``address``, so a pre-resolved MX address is still checked
-    against the MX name rather than the IP.
-    """
-
-    def __init__(
-        self,
-        helo_name: str,
-        address: str,
-        timeouts: Timeouts,
-        implicit_tls: ssl.SSLContext | None,
-    ) -> None:
-        super().__init__(local_hostname=helo_name, timeout=timeouts.greeting)
-        self._address = address
-        self._timeouts = timeouts
-        self._implicit_tls = implicit_tls
-        self.dialled = False
-
-    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        sock = socket.create_connection((self._address, port), self._timeouts.connect)
-        # Commands are small writes each awaiting a reply; Nagle would hold them.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.dialled = True
-        try:
-            if self._implicit_tls is not None:
-                sock = self._implicit_tls.wrap_socket(sock, server_hostname=host)
-            sock.settimeout(self._timeouts.greeting)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
 
 
 class SmtpLink:
     """An open SMTP connection that has greeted, maybe upgraded to TLS and logged in.
 
-    It owns the connection's setup and its command plumbing: a timeout per step,
+    It owns the connection's setup and its command plumbing: a deadline per step,
     every failure of the link turned into :class:`ConnectionLost`. Transactions
     are :class:`~mailstrom_py.delivery.smtp.SmtpSession`'s. Not thread-safe: one
     link belongs to one delivery thread.
@@ -97,7 +63,7 @@ class SmtpLink:
             address: the IP address (or name) to dial.
             port: the TCP port.
             helo_name: our name in EHLO/HELO.
-            timeouts: per-step timeouts.
+            timeouts: the limit of each step (see :class:`SmtpClient`).
             tls: ``"implicit"``, ``"starttls"`` (required: failure aborts),
                 ``"opportunistic"`` (STARTTLS when offered; a refused STARTTLS
                 goes on in plaintext; a failed handshake raises a failure with
@@ -261,6 +227,8 @@ class SmtpLink:
                 f"{where(self.remote)} refused STARTTLS: {reply}", "4.7.4", reply
             )
         try:
+            # The handshake is a step of its own, as Postfix's smtp_starttls_timeout.
+            self._timeout(self._timeouts.greeting)
             self._smtp.sock = context.wrap_socket(
                 self._sock(), server_hostname=self._server_name
             )
@@ -304,6 +272,7 @@ class SmtpLink:
     # -- plumbing -----------------------------------------------------------------
 
     def _command(self, line: str, timeout: float) -> SmtpReply:
+        """Send ``line`` and read its reply, both within ``timeout`` seconds."""
         if not self._alive:
             raise ConnectionLost("connection already closed")
         try:
@@ -312,7 +281,7 @@ class SmtpLink:
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()
             raise ConnectionLost(why(exc)) from None
-        return self._reply(timeout)
+        return self._reply()
 
     def _write(self, lines: list[str], timeout: float, *, before: bytes = b"") -> None:
         """Send several command lines in one write (a PIPELINING group).
@@ -337,9 +306,12 @@ class SmtpLink:
         """The reply to ``line``: read it if already sent in a batch, else send it."""
         return self._reply(timeout) if pipelined else self._command(line, timeout)
 
-    def _reply(self, timeout: float) -> SmtpReply:
+    def _reply(self, timeout: float | None = None) -> SmtpReply:
+        """Read the next reply: a step of ``timeout`` seconds, or the end of the
+        step under way when None."""
         try:
-            self._timeout(timeout)
+            if timeout is not None:
+                self._timeout(timeout)
             code, text = self._smtp.getreply()
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()
@@ -351,12 +323,9 @@ class SmtpLink:
         return reply
 
     def _timeout(self, seconds: float) -> None:
-        """Bound the next socket operations to ``seconds`` each."""
-        sock = self._sock()
-        # Each settimeout() is a system call that gives up the GIL, and
-        # winning it back behind busy threads costs more than the call.
-        if sock.gettimeout() != seconds:
-            sock.settimeout(seconds)
+        """Start a step: the reads and writes until the next one must all end
+        within ``seconds`` from now."""
+        self._smtp.step(seconds)
 
     def _sock(self) -> socket.socket:
         sock = self._smtp.sock

@@ -22,6 +22,7 @@ from ...message import PreparedEmail
 from ...retry import classify_reply, status_code_for
 from ...status import DeliveryResult, Remote, SmtpReply
 from ..base import Item, OnOutcome, Outcome
+from .client import SmtpClient
 from .envelope import Unsendable, mail_command
 from .failure import (
     ConnectionLost,
@@ -30,7 +31,7 @@ from .failure import (
     where,
     why,
 )
-from .link import SmtpClient, SmtpLink
+from .link import SmtpLink
 
 __all__ = ["SessionFailure", "SmtpSession", "StaleSessionError"]
 
