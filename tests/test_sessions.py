@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from support.scripted import Conversation, ScriptedServer, normal
 from support.smtpd import RecordingHandler, SmtpServer
 
@@ -76,6 +77,35 @@ class TestReuse:
             assert (r.result, r.attempts) == (DeliveryResult.DELIVERED, 1)
             assert server.connections == 2
             assert len(server.bodies) == 2
+            assert server.errors == []
+            mailer.stop()
+
+    @pytest.mark.parametrize(
+        "ehlo_lines", [("PIPELINING",), ()], ids=["pipelined", "one-by-one"]
+    )
+    def test_a_connection_that_gave_an_unparseable_reply_is_not_reused(
+        self, ehlo_lines: tuple[str, ...]
+    ) -> None:
+        """A reply to MAIL with no reply code (then a stray line that answers
+        nothing) leaves the conversation out of step: that connection is closed,
+        and the next message goes on a new one and is delivered."""
+        garbage = ["XYZ garbage\r\n250 2.1.0 stray"]
+
+        def on_mail(conv: Conversation, line: str) -> str | None:
+            return garbage.pop() if garbage else None
+
+        with ScriptedServer(normal(on_mail=on_mail, ehlo_lines=ehlo_lines)) as server:
+            mailer = mailer_for(server)
+            first = mailer.send_email(message("a@example.test", 1))
+            mailer.run_once()
+            second = mailer.send_email(message("a@example.test", 2))
+            mailer.run_once()
+            [r] = mailer.query_status(first).recipients
+            assert r.last_reply is not None and r.last_reply.code == -1
+            [r] = mailer.query_status(second).recipients
+            assert (r.result, r.attempts) == (DeliveryResult.DELIVERED, 1)
+            assert server.connections == 2
+            assert len(server.bodies) == 1
             assert server.errors == []
             mailer.stop()
 

@@ -317,8 +317,11 @@ class SmtpLink:
             self._drop()
             raise ConnectionLost(why(exc)) from None
         reply = SmtpReply.parse(code, text)
-        if code == 421:
-            # RFC 5321 §3.8: the server is closing the channel.
+        if code == 421 or not 200 <= code <= 599:
+            # RFC 5321 §3.8: a 421 closes the channel. A reply that has no
+            # reply code (RFC 5321 §4.2: 2yz to 5yz) leaves the conversation
+            # out of step, what comes next may answer an earlier command: the
+            # connection is never used again.
             self._drop()
         return reply
 

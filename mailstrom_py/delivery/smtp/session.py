@@ -402,6 +402,8 @@ class SmtpSession(SmtpLink):
 
     def _drain(self, count: int) -> None:
         """Read ``count`` pipelined replies nobody needs (after a refused MAIL)."""
+        if not self._alive:
+            return
         try:
             for _ in range(count - 1):
                 self._reply(self._timeouts.rcpt)
