@@ -129,8 +129,11 @@ class RecipientStatus:
         detail: the outcome in words, including what happened when no server replied.
         last_attempt_at: when the last attempt started, or ``None``.
         next_attempt_at: when the next attempt is due, or ``None`` once completed.
-        possibly_delivered: the connection was lost after the message was sent but
-            before the server confirmed it, so a retry may deliver a duplicate.
+        possibly_delivered: the connection was lost after the final dot was sent
+            but before the server confirmed it, so a retry may deliver a
+            duplicate. A loss the server cannot have read the dot before (a
+            failed write, a hang-up before the dot, a reset that discarded it
+            unread) does not set it.
         remote: the server of the last attempt, when one answered.
     """
 

@@ -441,6 +441,32 @@ class TestBrokenBatches:
         assert server.connections == 2
         assert subjects(server.bodies) == Counter({"m1": 1, "m2": 1, "m4": 1})
 
+    def test_connection_closed_after_354_in_a_batch(
+        self, scripted_server: ScriptedServerFactory
+    ) -> None:
+        """A server that closes after m2's 354: m2's content, whose dot would
+        share a write with m3's envelope, is not sent, so m2 is deferred and not
+        possibly delivered; m3 and m4 go on a new connection."""
+
+        def on_data(conv: Conversation, line: str) -> str | None:
+            if "<m2@" in conv.lines[-2]:
+                conv.send_last("354 go on")
+            return None
+
+        server = scripted_server(picky(on_data=on_data))
+        batch = batch_of(*(email(n, f"m{n}@example.test") for n in range(1, 5)))
+        with closing(relay(server)) as transport:
+            got = transport.deliver_many(batch)
+        assert [(m[0].result.name, m[0].possibly_delivered) for m in got] == [
+            (D, False),
+            (DF, False),
+            (D, False),
+            (D, False),
+        ]
+        assert got[1][0].status_code == "4.4.2"
+        assert server.connections == 2
+        assert subjects(server.bodies) == Counter({"m1": 1, "m3": 1, "m4": 1})
+
     def test_dot_answer_times_out(self, scripted_server: ScriptedServerFactory) -> None:
         """No answer to m2's dot within data_done: as if the connection dropped."""
 

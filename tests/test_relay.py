@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import ssl
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -389,6 +390,35 @@ class TestBrokenConversations:
             [r] = mailer.query_status(message_id).recipients
             assert r.result is DeliveryResult.DEFERRED
             assert not r.possibly_delivered
+            mailer.stop()
+
+    @pytest.mark.parametrize("read", [0, 1024], ids=["at-once", "mid-data"])
+    def test_a_server_closing_after_354_leaves_it_not_possibly_delivered(
+        self, read: int, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """C15: a server that closes after its 354, before or while reading a
+        message that fits in the socket buffers, never read the final dot:
+        deferred without the duplicate flag or warning, whether the loss shows
+        on the write or on the reply."""
+
+        def on_data(conv: Conversation, line: str) -> None:
+            conv.send("354 go on")
+            if read:
+                conv.read_bytes(read)
+                time.sleep(0.2)  # the rest is in; closing leaves it unread
+            conv.close()
+
+        with ScriptedServer(normal(on_data=on_data)) as server:
+            mailer = mailer_for(server)
+            body = "line of text to fill the message\r\n" * 6000  # 200 KB
+            message_id = mailer.send_email(message("a@example.test", body=body))
+            with caplog.at_level(logging.WARNING):
+                mailer.run_once()
+            [r] = mailer.query_status(message_id).recipients
+            assert (r.result, r.status_code) == (DeliveryResult.DEFERRED, "4.4.2")
+            assert not r.possibly_delivered
+            assert "more than once" not in caplog.text
+            assert server.bodies == []
             mailer.stop()
 
     def test_trouble_at_quit_after_250_keeps_it_delivered(self) -> None:

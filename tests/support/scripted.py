@@ -110,6 +110,13 @@ class Conversation:
         self._sock.settimeout(10)
         self._sock.sendall(data)
 
+    def send_last(self, line: str) -> None:
+        """Send ``line`` plus CRLF and close: both leave in one segment
+        (TCP_CORK), so the client cannot read the line before the close."""
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        self.send(line)
+        self.close()
+
     def drip(self, line: str, interval: float = 0.3) -> bool:
         """Send ``line`` plus CRLF one byte every ``interval`` seconds, as a
         tarpit does; see ``drip_raw``."""

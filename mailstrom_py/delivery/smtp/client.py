@@ -10,8 +10,10 @@ starts, however its bytes trickle in or out.
 
 from __future__ import annotations
 
+import errno
 import io
 import math
+import select
 import smtplib
 import socket
 import ssl
@@ -64,7 +66,9 @@ class DeadlineReader(io.RawIOBase):
     """A socket as the raw stream under smtplib's reply reader (what
     ``sock.makefile("rb")`` gives), each read bounded by the step's deadline.
 
-    Closing it leaves the socket open: smtplib closes the socket itself.
+    An end of stream with a reset pending on the socket (the server closed,
+    then refused bytes of ours) reads as ``ConnectionResetError``. Closing it
+    leaves the socket open: smtplib closes the socket itself.
     """
 
     def __init__(self, sock: socket.socket, deadline: StepDeadline) -> None:
@@ -77,7 +81,12 @@ class DeadlineReader(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         self._deadline.bound(self._sock)
-        return self._sock.recv_into(buffer)
+        count = self._sock.recv_into(buffer)
+        if not count and self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            # The server's end closed, then reset what we sent after: the
+            # end of stream hides that bytes of ours were discarded unread.
+            raise ConnectionResetError(errno.ECONNRESET, "connection reset")
+        return count
 
 
 class SmtpClient(smtplib.SMTP):
@@ -114,6 +123,18 @@ class SmtpClient(smtplib.SMTP):
         if self.sock is None:
             raise OSError("not connected")
         self._deadline.start(self.sock, seconds)
+
+    def has_input(self) -> bool:
+        """Whether the server has sent anything not read yet (bytes, the end of
+        the stream, a reset), found without waiting."""
+        sock = self.sock
+        if sock is None:
+            return True
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
 
     def getreply(self) -> tuple[int, bytes]:
         if self.file is None and self.sock is not None:

@@ -3,8 +3,9 @@
 The exceptions a session raises (:class:`SessionFailure` and
 :class:`StaleSessionError` for a failed session, :class:`ConnectionLost` for a
 link that went down mid-step) and the helpers that phrase a failure: ``where``
-(which server), ``why`` (what went wrong) and ``parse_int`` (the number leading a
-reply text or an ESMTP parameter).
+(which server), ``why`` (what went wrong), ``was_reset`` (whether the server
+reset the connection) and ``parse_int`` (the number leading a reply text or an
+ESMTP parameter).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ __all__ = [
     "SessionFailure",
     "StaleSessionError",
     "parse_int",
+    "was_reset",
     "where",
     "why",
 ]
@@ -66,7 +68,16 @@ class StaleSessionError(SessionFailure):
 
 
 class ConnectionLost(Exception):
-    """The connection failed (timeout, reset, EOF, garbage) in the middle of a step."""
+    """The connection failed (timeout, reset, EOF, garbage) in the middle of a step.
+
+    ``reset`` is true when the server's end reset the connection (TCP RST)
+    rather than closing it: it does so when bytes of ours arrive, or are still
+    unread, after the server closed, and those bytes are discarded unread.
+    """
+
+    def __init__(self, detail: str, *, reset: bool = False) -> None:
+        super().__init__(detail)
+        self.reset = reset
 
 
 def parse_int(text: str) -> int:
@@ -82,6 +93,14 @@ def where(remote: Remote) -> str:
         host = f"[{remote.host}]" if ":" in remote.host else remote.host
         return f"{host}:{remote.port}"
     return f"{remote.host}[{remote.address}]:{remote.port}"
+
+
+def was_reset(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was raised while handling, a connection reset
+    (smtplib turns one into ``SMTPServerDisconnected``)."""
+    return isinstance(exc, ConnectionResetError) or isinstance(
+        exc.__context__, ConnectionResetError
+    )
 
 
 def why(exc: BaseException) -> str:

@@ -17,7 +17,7 @@ from typing import Self
 from ...config import Timeouts
 from ...status import Remote, SmtpReply
 from .client import SmtpClient
-from .failure import ConnectionLost, SessionFailure, where, why
+from .failure import ConnectionLost, SessionFailure, was_reset, where, why
 
 __all__ = ["SmtpLink"]
 
@@ -286,11 +286,17 @@ class SmtpLink:
     def _write(self, lines: list[str], timeout: float, *, before: bytes = b"") -> None:
         """Send several command lines in one write (a PIPELINING group).
 
-        ``before`` goes first in the same write: the end of the previous
-        message's content, which RFC 2920 §3.1 lets open a group.
+        ``before`` goes first in the same write: the end of a message's
+        content, which RFC 2920 §3.1 lets open a group. It is not sent if the
+        server has already said something or hung up: a server has nothing to
+        say between its 354 and the final dot, so it has given up on the
+        message, and the dot must not go out after that.
         """
         if not self._alive:
             raise ConnectionLost("connection already closed")
+        if before and self._smtp.has_input():
+            self._drop()
+            raise ConnectionLost("the server hung up before the end of the message")
         for line in lines:
             if "\r" in line or "\n" in line:
                 raise ValueError(f"line break in an SMTP command: {line!r}")
@@ -315,7 +321,7 @@ class SmtpLink:
             code, text = self._smtp.getreply()
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()
-            raise ConnectionLost(why(exc)) from None
+            raise ConnectionLost(why(exc), reset=was_reset(exc)) from None
         reply = SmtpReply.parse(code, text)
         if code == 421 or not 200 <= code <= 599:
             # RFC 5321 §3.8: a 421 closes the channel. A reply that has no

@@ -29,7 +29,6 @@ from .failure import (
     SessionFailure,
     StaleSessionError,
     where,
-    why,
 )
 from .link import SmtpLink
 
@@ -108,6 +107,11 @@ class SmtpSession(SmtpLink):
           final dot is deferred with 4.4.2 when the connection is lost, or
           closed with 421, before that dot is answered (the previous message
           is then possibly delivered, or has the 421).
+        - A message whose final dot ended a write (the last one, or any without
+          PIPELINING) is not possibly delivered when the server resets the
+          connection before answering: the reset discarded its end unread.
+          When the next envelope followed the dot, the reset may have
+          discarded that envelope alone, and the message is possibly delivered.
 
         ``on_outcome(index, outcomes)`` is told of each message sent as soon as
         its outcomes are final: once its final dot is answered (or its
@@ -284,7 +288,7 @@ class SmtpSession(SmtpLink):
         self._held = None
         if held is None:
             return None
-        reply = self._answer(held)
+        reply = self._answer(held, last=False)
         if reply is None:
             detail = "connection lost before the previous message's end was answered"
         elif not self._alive:
@@ -332,20 +336,28 @@ class SmtpSession(SmtpLink):
         if held is None:
             return
         try:
-            self._timeout(self._timeouts.data_block)
-            self._smtp.send(held.payload)
-        except (OSError, smtplib.SMTPException) as exc:
-            self._drop()
-            self._unsent(held, why(exc))
+            self._write([], self._timeouts.data_block, before=held.payload)
+        except ConnectionLost as exc:
+            self._unsent(held, str(exc))
             return
-        self._answer(held)
+        self._answer(held, last=True)
 
-    def _answer(self, held: _Held) -> SmtpReply | None:
+    def _answer(self, held: _Held, *, last: bool) -> SmtpReply | None:
         """Read the reply to ``held``'s final dot and settle its recipients;
-        None if the connection was lost first (they may have been delivered)."""
+        None if the connection was lost first.
+
+        They may have been delivered then, unless the server reset the
+        connection and the dot was the ``last`` thing written: a reset discards
+        the bytes the server had not read, and the last of them was the dot.
+        After a write that went on with the next envelope, the unread bytes
+        may have been that envelope alone.
+        """
         try:
             reply = self._reply(self._timeouts.data_done)
         except ConnectionLost as exc:
+            if exc.reset and last:
+                self._unsent(held, str(exc))
+                return None
             log.warning(
                 "no reply from %s after the end of message %s; it may be delivered "
                 "more than once",
@@ -368,7 +380,9 @@ class SmtpSession(SmtpLink):
         return reply
 
     def _unsent(self, held: _Held, reason: str) -> None:
-        detail = f"connection lost while sending the message: {reason}"
+        detail = (
+            f"connection lost before the server read the end of the message: {reason}"
+        )
         held.outcomes.extend(
             self._all(held.accepted, DeliveryResult.DEFERRED, "4.4.2", detail)
         )
