@@ -16,7 +16,14 @@ from .errors import (
 from .message import PreparedEmail, prepare_email
 from .message.dsn import build_dsn
 from .retry import RetryPolicy
-from .status import DeliveryResult, MessageStatus, RecipientStatus, Remote, SmtpReply
+from .status import (
+    DeliveryResult,
+    MessageStatus,
+    RecipientStatus,
+    Remote,
+    SmtpReply,
+    SmtpStep,
+)
 from .storage import Claim, MemoryStorage, QueueFilter, SqliteStorage, Storage
 
 __version__ = "0.1.0"
@@ -45,6 +52,7 @@ __all__ = [
     "Remote",
     "RetryPolicy",
     "SmtpReply",
+    "SmtpStep",
     "SqliteStorage",
     "Storage",
     "StorageError",

@@ -19,6 +19,7 @@ __all__ = [
     "RecipientStatus",
     "Remote",
     "SmtpReply",
+    "SmtpStep",
 ]
 
 _T = TypeVar("_T")
@@ -46,6 +47,24 @@ class DeliveryResult(enum.StrEnum):
         return self is DeliveryResult.DELIVERED or self is DeliveryResult.FAILED
 
 
+class SmtpStep(enum.StrEnum):
+    """The step of an SMTP conversation that a server's reply answered.
+
+    The greeting answers the connection; ``EHLO`` stands for HELO too, and
+    ``AUTH`` for the whole exchange; ``END_OF_DATA`` is the reply to the final
+    dot, the one that accepts or refuses the message.
+    """
+
+    GREETING = "greeting"
+    EHLO = "EHLO"
+    STARTTLS = "STARTTLS"
+    AUTH = "AUTH"
+    MAIL = "MAIL"
+    RCPT = "RCPT"
+    DATA = "DATA"
+    END_OF_DATA = "end of data"
+
+
 @dataclass(frozen=True)
 class SmtpReply:
     """A reply from an SMTP server.
@@ -55,24 +74,32 @@ class SmtpReply:
         enhanced: the RFC 3463 enhanced status code at the start of the text
             (``"5.1.1"``), or ``None`` when the server gave none.
         text: the rest of the reply; lines of a multi-line reply joined by newlines.
+        step: the step the reply answered, or ``None`` when unknown (a reply
+            recorded by a version of mailstrom_py that did not keep it).
     """
 
     code: int
     enhanced: str | None
     text: str
+    step: SmtpStep | None = None
 
     @classmethod
-    def parse(cls, code: int, message: bytes | str) -> SmtpReply:
-        """Build a reply from what smtplib returns: a code and the reply text.
+    def parse(
+        cls, code: int, message: bytes | str, step: SmtpStep | None = None
+    ) -> SmtpReply:
+        """Build a reply to ``step`` from what smtplib returns: a code and the
+        reply text.
 
         An enhanced status code is recognised only when it opens the text.
         """
         if cls is SmtpReply:
-            return _parse_reply(code, message)
-        return cls._parse(code, message)
+            return _parse_reply(code, message, step)
+        return cls._parse(code, message, step)
 
     @classmethod
-    def _parse(cls, code: int, message: bytes | str) -> SmtpReply:
+    def _parse(
+        cls, code: int, message: bytes | str, step: SmtpStep | None = None
+    ) -> SmtpReply:
         text = (
             message.decode("utf-8", "replace")
             if isinstance(message, bytes)
@@ -80,8 +107,8 @@ class SmtpReply:
         )
         match = _ENHANCED.match(text)
         if match is None:
-            return cls(code, None, text)
-        return cls(code, ".".join(match.groups()), text[match.end() :])
+            return cls(code, None, text, step)
+        return cls(code, ".".join(match.groups()), text[match.end() :], step)
 
     def __str__(self) -> str:
         parts = (
@@ -122,7 +149,9 @@ class RecipientStatus:
         address: the envelope recipient (domain in ASCII form).
         result: where the recipient stands.
         attempts: how many delivery attempts included this recipient.
-        last_reply: the last thing a server said about this recipient, if any.
+        last_reply: the reply that decided the last attempt for this recipient, if
+            a server gave one; its ``step`` says what it answered (``"end of
+            data"`` for a delivered recipient, ``"MAIL"`` for a refused sender...).
         status_code: an RFC 3463 code for the outcome (``"2.0.0"``, ``"4.4.1"``,
             ``"5.1.1"``...): the server's, or one the library chose when the server
             said nothing (a refused connection, a timeout, retries exhausted).
@@ -135,6 +164,9 @@ class RecipientStatus:
             failed write, a hang-up before the dot, a reset that discarded it
             unread) does not set it.
         remote: the server of the last attempt, when one answered.
+        rcpt_reply: the reply to this recipient's RCPT in the last attempt, if it
+            got that far: for a delivered recipient, the server's acceptance of
+            the address (``last_reply`` being its acceptance of the message).
     """
 
     address: str
@@ -147,6 +179,7 @@ class RecipientStatus:
     next_attempt_at: float | None = None
     possibly_delivered: bool = False
     remote: Remote | None = None
+    rcpt_reply: SmtpReply | None = None
 
     @property
     def completed(self) -> bool:

@@ -12,6 +12,7 @@ import re
 import ssl
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import trustme
@@ -36,6 +37,9 @@ from mailstrom_py import (
     Mailstrom,
     RelayConfig,
     RetryPolicy,
+    SmtpReply,
+    SmtpStep,
+    SqliteStorage,
     Timeouts,
 )
 from mailstrom_py.delivery.smtp import SessionFailure, SmtpSession
@@ -207,6 +211,40 @@ class TestPerRecipientResults:
         [received] = server.handler.messages
         assert received.rcpt_tos == ("ok@example.test",)
         mailer.stop()
+
+    def test_replies_keep_their_steps_in_a_reopened_sqlite_file(
+        self, tmp_path: Path
+    ) -> None:
+        """A delivered recipient keeps its RCPT reply (step RCPT) and the reply to
+        the final dot ("end of data"); one deferred by its MAIL reply has that
+        reply, step MAIL, and no RCPT reply; all of it read back from the file."""
+
+        def on_mail(conv: Conversation, line: str) -> str | None:
+            return "451 4.3.0 not now" if "later@" in line else None
+
+        db = tmp_path / "outbox.db"
+        with ScriptedServer(normal(on_mail=on_mail)) as server:
+            mailer = Mailstrom(
+                relay_config(server.host, server.port),
+                SqliteStorage(db),
+                clock=lambda: NOW,
+            )
+            sent = mailer.send_email(message("a@example.test"))
+            later = mailer.send_email(
+                message("b@example.test").replace(b"sender@", b"later@")
+            )
+            mailer.run_once()
+            mailer.stop()
+        storage = SqliteStorage(db)
+        [r] = storage.status(sent).recipients
+        assert r.result is DeliveryResult.DELIVERED
+        assert r.rcpt_reply == SmtpReply(250, "2.1.5", "ok", SmtpStep.RCPT)
+        assert r.last_reply == SmtpReply(250, "2.0.0", "ok", SmtpStep.END_OF_DATA)
+        [r] = storage.status(later).recipients
+        assert r.result is DeliveryResult.DEFERRED
+        assert r.last_reply == SmtpReply(451, "4.3.0", "not now", SmtpStep.MAIL)
+        assert r.rcpt_reply is None
+        storage.close()
 
     def test_the_retry_sends_only_to_deferred_recipients(
         self, server: SmtpServer

@@ -33,6 +33,8 @@ from mailstrom_py import (
     QueueFilter,
     RelayConfig,
     RetryPolicy,
+    SmtpReply,
+    SmtpStep,
     SqliteStorage,
     StorageError,
     Timeouts,
@@ -198,6 +200,74 @@ class TestFile:
         with sqlite3.connect(db) as raw:
             assert raw.execute("PRAGMA user_version").fetchone() == (len(later),)
             assert raw.execute("SELECT count(*) FROM later").fetchone() == (0,)
+        raw.close()
+
+    def test_a_version_1_file_opens_and_keeps_its_data(self, db: Path) -> None:
+        """A file written before replies kept their steps (schema version 1) is
+        migrated: its statuses and messages read back as they were, the replies
+        with no step, and new outcomes keep theirs."""
+        raw = sqlite3.connect(db)
+        with raw:
+            raw.executescript(schema.MIGRATIONS[0])
+            raw.execute(f"PRAGMA application_id = {schema.APPLICATION_ID}")
+            raw.execute("PRAGMA user_version = 1")
+            raw.execute(
+                "INSERT INTO messages VALUES"
+                " (1, 'm1@example.test', 's@example.test', 0, 0, 0, 0, 5.0,"
+                " 0, 1, 70.0, 0)"
+            )
+            raw.execute(
+                "INSERT INTO bodies VALUES (1, ?)", (b"Subject: x\r\n\r\nhi\r\n",)
+            )
+            insert = (
+                "INSERT INTO recipients (message, position, address, domain, result,"
+                " attempts, reply_code, reply_enhanced, reply_text, status_code,"
+                " next_attempt_at, possibly_delivered, remote_host, remote_address,"
+                " remote_port) VALUES (1, :n, :address, 'example.test', :result, 1,"
+                " :code, :enhanced, :text, :enhanced, :due, 0, 'mx.test',"
+                " '127.0.0.1', 25)"
+            )
+            a = {"n": 0, "address": "a@example.test", "result": "delivered"}
+            b = {"n": 1, "address": "b@example.test", "result": "deferred"}
+            raw.execute(
+                insert,
+                {**a, "code": 250, "enhanced": "2.0.0", "text": "ok", "due": None},
+            )
+            raw.execute(
+                insert,
+                {**b, "code": 451, "enhanced": "4.3.0", "text": "later", "due": 70.0},
+            )
+        raw.close()
+        storage = SqliteStorage(db)
+        first, second = storage.status("m1@example.test").recipients
+        assert (first.result, first.last_reply, first.rcpt_reply) == (
+            DeliveryResult.DELIVERED,
+            SmtpReply(250, "2.0.0", "ok"),
+            None,
+        )
+        assert (second.result, second.last_reply, second.next_attempt_at) == (
+            DeliveryResult.DEFERRED,
+            SmtpReply(451, "4.3.0", "later"),
+            70.0,
+        )
+        assert second.remote is not None and second.remote.host == "mx.test"
+        assert storage.email("m1@example.test").data == b"Subject: x\r\n\r\nhi\r\n"
+        retried = dataclasses.replace(
+            second,
+            result=DeliveryResult.DELIVERED,
+            next_attempt_at=None,
+            last_reply=SmtpReply(250, "2.0.0", "ok", SmtpStep.END_OF_DATA),
+            rcpt_reply=SmtpReply(250, "2.1.5", "ok", SmtpStep.RCPT),
+        )
+        storage.record("m1@example.test", [retried])
+        storage.close()
+        storage = SqliteStorage(db)
+        assert storage.status("m1@example.test").recipients == (first, retried)
+        storage.close()
+        with sqlite3.connect(db) as raw:
+            assert raw.execute("PRAGMA user_version").fetchone() == (
+                schema.SCHEMA_VERSION,
+            )
         raw.close()
 
     def test_a_newer_schema_is_refused(self, db: Path) -> None:

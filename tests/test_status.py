@@ -6,7 +6,13 @@ import dataclasses
 
 import pytest
 
-from mailstrom_py import DeliveryResult, MessageStatus, RecipientStatus, SmtpReply
+from mailstrom_py import (
+    DeliveryResult,
+    MessageStatus,
+    RecipientStatus,
+    SmtpReply,
+    SmtpStep,
+)
 
 
 class TestSmtpReply:
@@ -23,6 +29,15 @@ class TestSmtpReply:
     def test_version_like_text_is_not_an_enhanced_code(self) -> None:
         """Only class 2, 4 or 5 codes count: '1.2.3 text' stays text."""
         assert SmtpReply.parse(250, "1.2.3 text").enhanced is None
+
+    def test_a_reply_keeps_the_step_it_answered(self) -> None:
+        """The same words answering two steps are two replies, each naming its
+        step in the words a person reads ("RCPT", "end of data")."""
+        rcpt = SmtpReply.parse(250, b"2.0.0 ok", SmtpStep.RCPT)
+        dot = SmtpReply.parse(250, b"2.0.0 ok", SmtpStep.END_OF_DATA)
+        assert (rcpt.step, dot.step) == ("RCPT", "end of data")
+        assert rcpt != dot and str(rcpt) == str(dot) == "250 2.0.0 ok"
+        assert SmtpReply.parse(250, "ok").step is None
 
 
 def _status(*results: DeliveryResult) -> MessageStatus:

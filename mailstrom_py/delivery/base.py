@@ -34,6 +34,7 @@ class Outcome:
         reply: the server reply that decided it, if a server decided it.
         possibly_delivered: the connection was lost after the final dot.
         remote: the server talked to, if a connection was made.
+        rcpt_reply: the reply to the recipient's RCPT, if it was answered.
     """
 
     address: str
@@ -43,6 +44,7 @@ class Outcome:
     reply: SmtpReply | None = None
     possibly_delivered: bool = False
     remote: Remote | None = None
+    rcpt_reply: SmtpReply | None = None
 
 
 class Transport(Protocol):

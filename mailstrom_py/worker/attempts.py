@@ -250,6 +250,7 @@ def _apply(
                 possibly_delivered=current.possibly_delivered
                 or outcome.possibly_delivered,
                 remote=outcome.remote,
+                rcpt_reply=outcome.rcpt_reply,
             )
         )
     return updates

@@ -15,7 +15,7 @@ import ssl
 from typing import Self
 
 from ...config import Timeouts
-from ...status import Remote, SmtpReply
+from ...status import Remote, SmtpReply, SmtpStep
 from .client import SmtpClient
 from .failure import ConnectionLost, SessionFailure, was_reset, where, why
 
@@ -92,7 +92,7 @@ class SmtpLink:
         except smtplib.SMTPConnectError as exc:
             # A 5xx greeting is transient too, as in Postfix (smtp_skip_5xx_greeting):
             # it says nothing about the recipients, and another MX may take them.
-            reply = SmtpReply.parse(exc.smtp_code, exc.smtp_error)
+            reply = SmtpReply.parse(exc.smtp_code, exc.smtp_error, SmtpStep.GREETING)
             raise SessionFailure(
                 f"{where(remote)} greeted with {reply}", "4.4.2", reply, remote=remote
             ) from None
@@ -191,7 +191,7 @@ class SmtpLink:
 
     def _hello(self) -> None:
         reply = self._command(
-            f"EHLO {self._smtp.local_hostname}", self._timeouts.greeting
+            f"EHLO {self._smtp.local_hostname}", self._timeouts.greeting, SmtpStep.EHLO
         )
         if reply.code == 250:
             self._smtp.ehlo_resp = reply.text.encode()
@@ -199,7 +199,7 @@ class SmtpLink:
             self._smtp.esmtp_features = _parse_features(reply.text)
             return
         reply = self._command(
-            f"HELO {self._smtp.local_hostname}", self._timeouts.greeting
+            f"HELO {self._smtp.local_hostname}", self._timeouts.greeting, SmtpStep.EHLO
         )
         if reply.code != 250:
             raise SessionFailure(
@@ -217,7 +217,7 @@ class SmtpLink:
                     f"{where(self.remote)} does not offer STARTTLS", "4.7.4"
                 )
             return
-        reply = self._command("STARTTLS", self._timeouts.greeting)
+        reply = self._command("STARTTLS", self._timeouts.greeting, SmtpStep.STARTTLS)
         if reply.code != 220:
             if not required and self._alive:
                 # RFC 3207 §4: after a refusal the session goes on as it was.
@@ -254,7 +254,7 @@ class SmtpLink:
             self._timeout(self._timeouts.greeting)
             self._smtp.login(username, password)
         except smtplib.SMTPAuthenticationError as exc:
-            reply = SmtpReply.parse(exc.smtp_code, exc.smtp_error)
+            reply = SmtpReply.parse(exc.smtp_code, exc.smtp_error, SmtpStep.AUTH)
             # Bad credentials are the sender's configuration, not the recipient's
             # fault: defer, as Postfix does by default (smtp_sasl_auth_soft_bounce).
             raise SessionFailure(
@@ -271,8 +271,11 @@ class SmtpLink:
 
     # -- plumbing -----------------------------------------------------------------
 
-    def _command(self, line: str, timeout: float) -> SmtpReply:
-        """Send ``line`` and read its reply, both within ``timeout`` seconds."""
+    def _command(
+        self, line: str, timeout: float, step: SmtpStep | None = None
+    ) -> SmtpReply:
+        """Send ``line`` and read its reply to ``step``, both within ``timeout``
+        seconds."""
         if not self._alive:
             raise ConnectionLost("connection already closed")
         try:
@@ -281,7 +284,7 @@ class SmtpLink:
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()
             raise ConnectionLost(why(exc)) from None
-        return self._reply()
+        return self._reply(None, step)
 
     def _write(self, lines: list[str], timeout: float, *, before: bytes = b"") -> None:
         """Send several command lines in one write (a PIPELINING group).
@@ -308,13 +311,19 @@ class SmtpLink:
             self._drop()
             raise ConnectionLost(why(exc)) from None
 
-    def _step(self, line: str, pipelined: bool, timeout: float) -> SmtpReply:
+    def _step(
+        self, line: str, pipelined: bool, timeout: float, step: SmtpStep
+    ) -> SmtpReply:
         """The reply to ``line``: read it if already sent in a batch, else send it."""
-        return self._reply(timeout) if pipelined else self._command(line, timeout)
+        if pipelined:
+            return self._reply(timeout, step)
+        return self._command(line, timeout, step)
 
-    def _reply(self, timeout: float | None = None) -> SmtpReply:
-        """Read the next reply: a step of ``timeout`` seconds, or the end of the
-        step under way when None."""
+    def _reply(
+        self, timeout: float | None = None, step: SmtpStep | None = None
+    ) -> SmtpReply:
+        """Read the next reply, to ``step``: a step of ``timeout`` seconds, or the
+        end of the step under way when None."""
         try:
             if timeout is not None:
                 self._timeout(timeout)
@@ -322,7 +331,7 @@ class SmtpLink:
         except (OSError, smtplib.SMTPException) as exc:
             self._drop()
             raise ConnectionLost(why(exc), reset=was_reset(exc)) from None
-        reply = SmtpReply.parse(code, text)
+        reply = SmtpReply.parse(code, text, step)
         if code == 421 or not 200 <= code <= 599:
             # RFC 5321 §3.8: a 421 closes the channel. A reply that has no
             # reply code (RFC 5321 §4.2: 2yz to 5yz) leaves the conversation

@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 import re
 import smtplib
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ...config import Timeouts
 from ...message import PreparedEmail
 from ...retry import classify_reply, status_code_for
-from ...status import DeliveryResult, Remote, SmtpReply
+from ...status import DeliveryResult, Remote, SmtpReply, SmtpStep
 from ..base import Item, OnOutcome, Outcome
 from .client import SmtpClient
 from .envelope import Unsendable, mail_command
@@ -44,14 +44,15 @@ class _Held:
     """A message whose DATA was answered 354 and whose content is yet to go.
 
     With PIPELINING the content and final dot wait for the next write, and the
-    outcomes of ``accepted`` join ``outcomes`` (the message's list) once the
-    dot is answered. ``index`` is the message's place in its ``send_many`` batch.
+    outcomes of ``accepted`` (each with its RCPT reply) join ``outcomes`` (the
+    message's list) once the dot is answered. ``index`` is the message's place
+    in its ``send_many`` batch.
     """
 
     index: int
     message_id: str
     payload: bytes
-    accepted: list[str]
+    accepted: dict[str, SmtpReply]
     outcomes: list[Outcome]
 
 
@@ -206,7 +207,7 @@ class SmtpSession(SmtpLink):
                 outcomes += ended
                 return []
         try:
-            reply = self._step(mail, pipelined, self._timeouts.mail)
+            reply = self._step(mail, pipelined, self._timeouts.mail, SmtpStep.MAIL)
         except ConnectionLost as exc:
             outcomes += self._lost_at_mail(recipients, exc)
             return []
@@ -218,23 +219,29 @@ class SmtpSession(SmtpLink):
                     recipients, DeliveryResult.FAILED, "5.3.4", "MAIL refused", reply
                 )
             else:
-                outcomes += self._refused(recipients, "MAIL", reply)
+                outcomes += self._refused(recipients, reply)
             return []
 
-        accepted: list[str] = []
+        # The recipients accepted so far, each with its RCPT reply.
+        accepted: dict[str, SmtpReply] = {}
         leftover: list[str] = []
         for index, address in enumerate(recipients):
             try:
                 reply = self._step(
-                    f"RCPT TO:<{address}>", pipelined, self._timeouts.rcpt
+                    f"RCPT TO:<{address}>",
+                    pipelined,
+                    self._timeouts.rcpt,
+                    SmtpStep.RCPT,
                 )
             except ConnectionLost as exc:
                 lost = [*recipients[index:], *accepted]
                 detail = f"lost at RCPT: {exc}"
-                outcomes += self._all(lost, DeliveryResult.DEFERRED, "4.4.2", detail)
+                outcomes += self._all(
+                    lost, DeliveryResult.DEFERRED, "4.4.2", detail, rcpt=accepted
+                )
                 return []
             if 200 <= reply.code < 300:
-                accepted.append(address)
+                accepted[address] = reply
             elif reply.code in (452, 552) and accepted:
                 # RFC 5321 §4.5.3.1.10: the rest go in another transaction.
                 leftover.append(address)
@@ -243,11 +250,13 @@ class SmtpSession(SmtpLink):
                     break
             elif reply.code == 421:
                 outcomes += self._refused(
-                    [*recipients[index:], *accepted], "RCPT", reply
+                    [*recipients[index:], *accepted],
+                    reply,
+                    {**accepted, address: reply},
                 )
                 return []
             else:
-                outcomes.append(self._from_reply(address, "RCPT", reply))
+                outcomes.append(self._from_reply(address, reply, reply))
 
         if not accepted:
             # RFC 5321 §3.3: no recipient was accepted, so no message data.
@@ -300,25 +309,28 @@ class SmtpSession(SmtpLink):
     def _data(
         self,
         email: PreparedEmail,
-        accepted: list[str],
+        accepted: dict[str, SmtpReply],
         pipelined: bool,
         outcomes: list[Outcome],
     ) -> None:
         try:
-            reply = self._step("DATA", pipelined, self._timeouts.data_init)
+            reply = self._step(
+                "DATA", pipelined, self._timeouts.data_init, SmtpStep.DATA
+            )
         except ConnectionLost as exc:
+            detail = f"lost at DATA: {exc}"
             outcomes += self._all(
-                accepted, DeliveryResult.DEFERRED, "4.4.2", f"lost at DATA: {exc}"
+                accepted, DeliveryResult.DEFERRED, "4.4.2", detail, rcpt=accepted
             )
             return
         if reply.code != 354:
             if reply.code // 100 in (4, 5):
-                outcomes += self._refused(accepted, "DATA", reply)
+                outcomes += self._refused(accepted, reply, accepted)
                 return
             self._drop()
             detail = f"{where(self.remote)} answered DATA with {reply}, not 354"
             outcomes += self._all(
-                accepted, DeliveryResult.DEFERRED, "4.5.0", detail, reply
+                accepted, DeliveryResult.DEFERRED, "4.5.0", detail, reply, rcpt=accepted
             )
             return
         # RFC 5321 §4.5.2: a line that starts with "." gets one more.
@@ -353,7 +365,7 @@ class SmtpSession(SmtpLink):
         may have been that envelope alone.
         """
         try:
-            reply = self._reply(self._timeouts.data_done)
+            reply = self._reply(self._timeouts.data_done, SmtpStep.END_OF_DATA)
         except ConnectionLost as exc:
             if exc.reset and last:
                 self._unsent(held, str(exc))
@@ -367,14 +379,19 @@ class SmtpSession(SmtpLink):
             detail = f"no reply after the end of the message: {exc}"
             held.outcomes.extend(
                 self._outcome(
-                    a, DeliveryResult.DEFERRED, "4.4.2", detail, possibly_delivered=True
+                    a,
+                    DeliveryResult.DEFERRED,
+                    "4.4.2",
+                    detail,
+                    possibly_delivered=True,
+                    rcpt_reply=rcpt,
                 )
-                for a in held.accepted
+                for a, rcpt in held.accepted.items()
             )
             self._held_settled(held)
             return None
         held.outcomes.extend(
-            self._from_reply(a, "end of data", reply) for a in held.accepted
+            self._from_reply(a, reply, rcpt) for a, rcpt in held.accepted.items()
         )
         self._held_settled(held)
         return reply
@@ -384,7 +401,13 @@ class SmtpSession(SmtpLink):
             f"connection lost before the server read the end of the message: {reason}"
         )
         held.outcomes.extend(
-            self._all(held.accepted, DeliveryResult.DEFERRED, "4.4.2", detail)
+            self._all(
+                held.accepted,
+                DeliveryResult.DEFERRED,
+                "4.4.2",
+                detail,
+                rcpt=held.accepted,
+            )
         )
         self._held_settled(held)
 
@@ -428,28 +451,44 @@ class SmtpSession(SmtpLink):
             self._drop()
 
     def _refused(
-        self, recipients: Sequence[str], step: str, reply: SmtpReply
+        self,
+        recipients: Iterable[str],
+        reply: SmtpReply,
+        rcpt: Mapping[str, SmtpReply] | None = None,
     ) -> list[Outcome]:
-        return [self._from_reply(a, step, reply) for a in recipients]
+        """Outcomes decided by ``reply``; ``rcpt`` holds the RCPT replies known."""
+        rcpt = rcpt or {}
+        return [self._from_reply(a, reply, rcpt.get(a)) for a in recipients]
 
-    def _from_reply(self, address: str, step: str, reply: SmtpReply) -> Outcome:
+    def _from_reply(
+        self, address: str, reply: SmtpReply, rcpt_reply: SmtpReply | None
+    ) -> Outcome:
         result = classify_reply(reply)
         code = status_code_for(reply)
         if result is DeliveryResult.DELIVERED:
             detail = f"accepted by {where(self.remote)}: {reply}"
         else:
-            detail = f"{where(self.remote)} answered {step} with {reply}"
-        return self._outcome(address, result, code, detail, reply)
+            detail = f"{where(self.remote)} answered {reply.step} with {reply}"
+        return self._outcome(
+            address, result, code, detail, reply, rcpt_reply=rcpt_reply
+        )
 
     def _all(
         self,
-        recipients: Sequence[str],
+        recipients: Iterable[str],
         result: DeliveryResult,
         code: str,
         detail: str,
         reply: SmtpReply | None = None,
+        *,
+        rcpt: Mapping[str, SmtpReply] | None = None,
     ) -> list[Outcome]:
-        return [self._outcome(a, result, code, detail, reply) for a in recipients]
+        """Outcomes alike but for the RCPT replies ``rcpt`` holds."""
+        rcpt = rcpt or {}
+        return [
+            self._outcome(a, result, code, detail, reply, rcpt_reply=rcpt.get(a))
+            for a in recipients
+        ]
 
     def _outcome(
         self,
@@ -460,7 +499,15 @@ class SmtpSession(SmtpLink):
         reply: SmtpReply | None = None,
         *,
         possibly_delivered: bool = False,
+        rcpt_reply: SmtpReply | None = None,
     ) -> Outcome:
         return Outcome(
-            address, result, code, detail, reply, possibly_delivered, self.remote
+            address,
+            result,
+            code,
+            detail,
+            reply,
+            possibly_delivered,
+            self.remote,
+            rcpt_reply,
         )

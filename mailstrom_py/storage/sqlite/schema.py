@@ -15,7 +15,14 @@ from collections.abc import Iterable, Sequence
 
 from ...errors import StorageError
 from ...message import PreparedEmail
-from ...status import DeliveryResult, MessageStatus, RecipientStatus, Remote, SmtpReply
+from ...status import (
+    DeliveryResult,
+    MessageStatus,
+    RecipientStatus,
+    Remote,
+    SmtpReply,
+    SmtpStep,
+)
 from ..query import QueueFilter, fold_case
 
 __all__ = [
@@ -96,8 +103,18 @@ CREATE INDEX recipients_address ON recipients (address COLLATE NOCASE, message);
 # worker's paging query and the queue filters never have to read recipients.
 # Bodies live in a table of their own to keep the rows of messages small.
 
+# Version 2 keeps the step each recorded reply answered, and the reply to the
+# recipient's RCPT (its step is RCPT). Rows written before it read as replies
+# with no step and no RCPT reply.
+_VERSION_2 = """
+ALTER TABLE recipients ADD COLUMN reply_step TEXT;
+ALTER TABLE recipients ADD COLUMN rcpt_code INTEGER;
+ALTER TABLE recipients ADD COLUMN rcpt_enhanced TEXT;
+ALTER TABLE recipients ADD COLUMN rcpt_text TEXT
+"""
+
 #: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
-MIGRATIONS: tuple[str, ...] = (_VERSION_1,)
+MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 #: The worker's paging query: ``(until, limit)`` -> ``(due_at, message_id)`` rows.
@@ -114,7 +131,8 @@ STATUS_COLUMNS = (
     "m.id, m.message_id, m.created_at, m.held, r.address, r.result, r.attempts,"
     " r.reply_code, r.reply_enhanced, r.reply_text, r.status_code, r.detail,"
     " r.last_attempt_at, r.next_attempt_at, r.possibly_delivered, r.remote_host,"
-    " r.remote_address, r.remote_port, r.remote_tls_version, r.remote_tls_verified"
+    " r.remote_address, r.remote_port, r.remote_tls_version, r.remote_tls_verified,"
+    " r.reply_step, r.rcpt_code, r.rcpt_enhanced, r.rcpt_text"
 )
 
 #: The query for the statuses of the messages a ``SELECT ... FROM messages m``
@@ -145,6 +163,10 @@ RECIPIENT_COLUMNS = (
     "remote_port",
     "remote_tls_version",
     "remote_tls_verified",
+    "reply_step",
+    "rcpt_code",
+    "rcpt_enhanced",
+    "rcpt_text",
 )
 
 
@@ -178,7 +200,7 @@ def migrate(conn: sqlite3.Connection, path: str) -> None:
 
 def recipient_values(r: RecipientStatus) -> tuple[object, ...]:
     """Return the values of :data:`RECIPIENT_COLUMNS` for ``r``."""
-    reply, remote = r.last_reply, r.remote
+    reply, remote, rcpt = r.last_reply, r.remote, r.rcpt_reply
     return (
         r.result.value,
         r.attempts,
@@ -195,6 +217,10 @@ def recipient_values(r: RecipientStatus) -> tuple[object, ...]:
         remote.port if remote else None,
         remote.tls_version if remote else None,
         int(remote.tls_verified) if remote else None,
+        reply.step.value if reply and reply.step else None,
+        rcpt.code if rcpt else None,
+        rcpt.enhanced if rcpt else None,
+        rcpt.text if rcpt else None,
     )
 
 
@@ -264,15 +290,12 @@ def _message(
 def _recipient(row: Sequence[object]) -> RecipientStatus:
     (address, result, attempts, code, enhanced, text, status_code, detail) = row[4:12]
     (last_at, next_at, possibly, host, ip, port, tls_version, verified) = row[12:20]
+    (step, rcpt_code, rcpt_enhanced, rcpt_text) = row[20:24]
     return RecipientStatus(
         address=str(address),
         result=DeliveryResult(str(result)),
         attempts=int(attempts),  # type: ignore[call-overload]
-        last_reply=(
-            SmtpReply(int(code), _text(enhanced), str(text))  # type: ignore[call-overload]
-            if code is not None
-            else None
-        ),
+        last_reply=_reply(code, enhanced, text, step),
         status_code=_text(status_code),
         detail=_text(detail),
         last_attempt_at=_time(last_at),
@@ -289,6 +312,20 @@ def _recipient(row: Sequence[object]) -> RecipientStatus:
             if host is not None
             else None
         ),
+        rcpt_reply=_reply(rcpt_code, rcpt_enhanced, rcpt_text, SmtpStep.RCPT.value),
+    )
+
+
+def _reply(
+    code: object, enhanced: object, text: object, step: object
+) -> SmtpReply | None:
+    if code is None:
+        return None
+    return SmtpReply(
+        int(code),  # type: ignore[call-overload]
+        _text(enhanced),
+        str(text),
+        None if step is None else SmtpStep(str(step)),
     )
 
 

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from ...errors import MessageNotFound
-from ...status import DeliveryResult, MessageStatus
+from ...status import DeliveryResult, MessageStatus, SmtpReply, SmtpStep
 from ...storage import Claim, QueueFilter, Storage
 from .common import email, finish, ids, mid, outcome, renamed
 
@@ -265,6 +265,28 @@ class RecordContract:
         )
         after = storage.record("m1@example.test", [deferred])
         assert after.recipient("a@example.test").result is DeliveryResult.DELIVERED
+
+    def test_replies_keep_their_steps_and_the_rcpt_reply(
+        self, storage: Storage
+    ) -> None:
+        """A recorded reply keeps the step it answered, and a recipient keeps
+        the reply to its RCPT beside the reply that decided it."""
+        status = storage.add(email(), now=0.0)
+        delivered = dataclasses.replace(
+            status.recipients[0],
+            result=DeliveryResult.DELIVERED,
+            next_attempt_at=None,
+            last_reply=SmtpReply(250, "2.0.0", "queued as 1", SmtpStep.END_OF_DATA),
+            rcpt_reply=SmtpReply(250, "2.1.5", "ok", SmtpStep.RCPT),
+        )
+        deferred = dataclasses.replace(
+            status.recipients[1],
+            result=DeliveryResult.DEFERRED,
+            last_reply=SmtpReply(451, "4.3.0", "try later", SmtpStep.MAIL),
+        )
+        after = storage.record("m1@example.test", [delivered, deferred])
+        assert after.recipients == (delivered, deferred)
+        assert storage.status("m1@example.test") == after
 
     def test_unknown_addresses_are_ignored(self, storage: Storage) -> None:
         """An update for an address that is not a recipient changes nothing."""
