@@ -14,6 +14,7 @@ from .errors import (
     WorkerError,
 )
 from .message import PreparedEmail, prepare_email
+from .message.compose import compose
 from .message.dsn import build_dsn
 from .retry import RetryPolicy
 from .status import DeliveryResult, MessageStatus, RecipientStatus, Remote, SmtpReply
@@ -52,6 +53,7 @@ __all__ = [
     "WorkerError",
     "__version__",
     "build_dsn",
+    "compose",
     "config_from_mapping",
     "load_config",
     "prepare_email",
