@@ -2,7 +2,7 @@
 
 from .config import Config, DirectConfig, DkimConfig, DsnPolicy, RelayConfig, Timeouts
 from .config.loader import config_from_mapping, load_config
-from .core import Mailstrom, Outbox
+from .core import AsyncOutbox, Mailstrom, Outbox
 from .errors import (
     ConfigError,
     DuplicateMessageError,
@@ -23,6 +23,7 @@ from .storage import Claim, MemoryStorage, QueueFilter, SqliteStorage, Storage
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncOutbox",
     "Claim",
     "Config",
     "ConfigError",
