@@ -238,7 +238,7 @@ def test_a_worker_in_the_process_starts_once_and_delivers(
         import threading
         from django.core.mail import send_mail
         from mailstrom_py import Mailstrom
-        from mailstrom_py.contrib.django import get_outbox
+        from mailstrom_py.contrib.django import close_outbox, get_outbox
         before = threading.active_count()
         send_mail("One", "x", None, ["bob@example.org"])
         first = get_outbox()
@@ -246,13 +246,64 @@ def test_a_worker_in_the_process_starts_once_and_delivers(
         assert get_outbox() is first and isinstance(first, Mailstrom)
         statuses = [first.wait(s.message_id, 20) for s in first.list_messages()]
         results = [r.result.value for s in statuses for r in s.recipients]
-        print(json.dumps([before, threading.active_count() > before, results]))
+        running = threading.active_count() > before
+        close_outbox()
+        print(json.dumps([before, running, results, first.closed]))
         """,
         settings,
         cwd=tmp_path,
     )
-    assert result == [1, True, ["delivered", "delivered"]]
+    assert result == [1, True, ["delivered", "delivered"], True]
     assert len(server.handler.messages) == 2
+
+
+def test_a_forked_process_opens_an_outbox_of_its_own(
+    tmp_path: Path, smtp_server: SmtpServerFactory
+) -> None:
+    """A process forked after its parent opened the outbox (a server that
+    loads the application, then forks) opens its own, and both queue."""
+    server = smtp_server()
+    db = tmp_path / "outbox.db"
+    result = run_django(
+        """
+        import os
+        from django.core.mail import send_mail
+        from mailstrom_py.contrib.django import get_outbox
+        send_mail("Parent", "x", None, ["bob@example.org"])
+        parent = get_outbox()
+        pid = os.fork()
+        if pid == 0:
+            send_mail("Child", "x", None, ["bob@example.org"])
+            os._exit(0 if get_outbox() is not parent else 1)
+        _, status = os.waitpid(pid, 0)
+        print(json.dumps([status, parent.count_messages()]))
+        """,
+        mailstrom_settings(server, db),
+        cwd=tmp_path,
+    )
+    assert result == [0, 2]
+
+
+def test_a_backend_given_an_outbox_queues_there(tmp_path: Path) -> None:
+    """get_connection(outbox=...) queues in the outbox given, reading no
+    MAILSTROM setting."""
+    result = run_django(
+        """
+        from django.core.mail import EmailMessage, get_connection
+        from mailstrom_py import Config, MemoryStorage, Outbox, RelayConfig
+        outbox = Outbox(Config("app.example.org", RelayConfig("127.0.0.1")),
+                        MemoryStorage())
+        connection = get_connection(outbox=outbox)
+        count = connection.send_messages([
+            EmailMessage("Hi", "x", to=["bob@example.org"]),
+            EmailMessage("No one", "x"),
+        ])
+        print(json.dumps([count, outbox.count_messages()]))
+        """,
+        {},
+        cwd=tmp_path,
+    )
+    assert result == [1, 1]
 
 
 def test_a_queue_in_memory_without_a_worker_is_improperly_configured(
