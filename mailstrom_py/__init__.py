@@ -2,7 +2,7 @@
 
 from .config import Config, DirectConfig, DkimConfig, DsnPolicy, RelayConfig, Timeouts
 from .config.loader import config_from_mapping, load_config
-from .core import Mailstrom, Outbox
+from .core import AsyncOutbox, Mailstrom, Outbox
 from .errors import (
     ConfigError,
     DuplicateMessageError,
@@ -14,6 +14,7 @@ from .errors import (
     WorkerError,
 )
 from .message import PreparedEmail, prepare_email
+from .message.compose import compose
 from .message.dsn import build_dsn
 from .retry import RetryPolicy
 from .status import (
@@ -29,6 +30,7 @@ from .storage import Claim, MemoryStorage, QueueFilter, SqliteStorage, Storage
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncOutbox",
     "Claim",
     "Config",
     "ConfigError",
@@ -60,6 +62,7 @@ __all__ = [
     "WorkerError",
     "__version__",
     "build_dsn",
+    "compose",
     "config_from_mapping",
     "load_config",
     "prepare_email",

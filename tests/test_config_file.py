@@ -18,6 +18,8 @@ from mailstrom_py import (
     DirectConfig,
     DkimConfig,
     DsnPolicy,
+    MemoryStorage,
+    Outbox,
     RelayConfig,
     RetryPolicy,
     Timeouts,
@@ -101,6 +103,32 @@ class TestSections:
         assert config.session_max_messages == 10
         assert config.session_idle_timeout == 60.0
         assert config.destination_concurrency == 3
+
+    def test_a_default_sender_in_a_file_reaches_the_messages(
+        self, tmp_path: Path
+    ) -> None:
+        """default_from is a top-level key, and an outbox built from the file
+        gives it to a message without From, as header and envelope sender."""
+        loaded = load(
+            tmp_path, 'default_from = "Example App <noreply@example.org>"\n' + RELAY
+        )
+        assert loaded.config.default_from == "Example App <noreply@example.org>"
+        with Outbox(loaded.config, MemoryStorage()) as outbox:
+            message_id = outbox.send_email(b"To: b@example.org\r\n\r\nHi\r\n")
+            stored = outbox.storage.email(message_id)
+        assert stored.mail_from == "noreply@example.org"
+        assert stored.data.startswith(b"From: Example App <noreply@example.org>\r\n")
+
+    def test_a_default_sender_that_is_no_mailbox_names_its_key(
+        self, tmp_path: Path
+    ) -> None:
+        """A default_from that is not one mailbox is an error naming the key."""
+        loaded = load(
+            tmp_path, 'default_from = "a@example.org, b@example.org"\n' + RELAY
+        )
+        with pytest.raises(ConfigError) as info:
+            Outbox(loaded.config, MemoryStorage())
+        assert "default_from" in info.value.args
 
     def test_every_relay_setting_loads(self, tmp_path: Path) -> None:
         """[delivery] kind = "relay" takes every RelayConfig setting."""

@@ -27,7 +27,7 @@ OPTIONAL = {
     "testing": "test",
     "cli/demo.py": "demo",
     "storage/postgres": "postgres",
-    "contrib/django.py": "django",
+    "contrib/django": "django",
 }
 
 

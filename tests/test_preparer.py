@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
 
 import dkim
 import pytest
 
-from mailstrom_py import Config, DkimConfig, InvalidMessageError, RelayConfig
+from mailstrom_py import (
+    Config,
+    ConfigError,
+    DkimConfig,
+    InvalidMessageError,
+    PreparedEmail,
+    RelayConfig,
+)
 from mailstrom_py.message import Preparer, prepare_email
 from mailstrom_py.message.completion import MessageIds
 from mailstrom_py.message.dkim import generate_key, txt_value
@@ -81,3 +91,89 @@ class TestPreparer:
         config = Config(helo_name=HELO, delivery=RelayConfig(host="relay.example.org"))
         prepared = Preparer.from_config(config).prepare(MESSAGE, now=NOW)
         assert prepared.data.startswith(b"From: a@example.org\r\n")
+
+
+NO_FROM = b"To: b@example.org\r\nSubject: Hi\r\n\r\nHello.\r\n"
+SENDER = "Example App <noreply@example.org>"
+
+
+def headers_of(data: bytes) -> list[bytes]:
+    return data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+
+
+class TestDefaultFrom:
+    @pytest.mark.parametrize(
+        "message",
+        [
+            pytest.param(NO_FROM, id="fast path"),
+            pytest.param(NO_FROM.decode() + "Grüße\r\n", id="full path"),
+            pytest.param(message_from_bytes(NO_FROM, policy=default), id="object"),
+        ],
+    )
+    def test_a_message_without_from_gets_the_default_sender(
+        self, message: bytes | str | EmailMessage
+    ) -> None:
+        """On every path a message without From gets default_from as its From
+        header, and the envelope sender is its address."""
+        prepared = Preparer(HELO, default_from=SENDER).prepare(message)
+        assert prepared.mail_from == "noreply@example.org"
+        [line] = [h for h in headers_of(prepared.data) if h.startswith(b"From:")]
+        assert line == b"From: Example App <noreply@example.org>"
+
+    def test_a_message_with_a_from_keeps_it(self) -> None:
+        """default_from never replaces a From the message has."""
+        prepared = Preparer(HELO, default_from=SENDER).prepare(MESSAGE)
+        assert prepared == Preparer(HELO).prepare(
+            MESSAGE, now=_date_of(prepared), message_id=prepared.message_id
+        )
+        assert prepared.mail_from == "a@example.org"
+
+    def test_a_given_envelope_sender_still_wins(self) -> None:
+        """With mail_from given, the default From goes into the header only."""
+        prepared = Preparer(HELO, default_from=SENDER).prepare(
+            NO_FROM, mail_from="bounces@example.org"
+        )
+        assert prepared.mail_from == "bounces@example.org"
+        assert b"From: Example App <noreply@example.org>" in prepared.data
+
+    def test_a_non_ascii_display_name_is_encoded(self) -> None:
+        """A default sender with a non-ASCII name and domain goes out as an
+        encoded word and an A-label."""
+        preparer = Preparer(HELO, default_from="Café <noreply@exämple.org>")
+        prepared = preparer.prepare(NO_FROM)
+        assert prepared.data.isascii()
+        assert prepared.mail_from == "noreply@xn--exmple-cua.org"
+        parsed = message_from_bytes(prepared.data, policy=default)
+        assert str(parsed["From"]) == "Café <noreply@xn--exmple-cua.org>"
+
+    def test_without_a_default_a_message_without_from_is_refused(self) -> None:
+        """As before: no From and no default_from is an InvalidMessageError."""
+        with pytest.raises(InvalidMessageError) as info:
+            Preparer(HELO).prepare(NO_FROM)
+        assert info.value.field == "From"
+
+    @pytest.mark.parametrize(
+        "value",
+        ["a@example.org, b@example.org", "nobody", "team: a@example.org;", "a\nb"],
+    )
+    def test_a_default_that_is_not_one_mailbox_is_a_config_error(
+        self, value: str
+    ) -> None:
+        """A default sender of several mailboxes, no address, a group or a line
+        break is refused when the config or the preparer is built."""
+        with pytest.raises(ConfigError) as info:
+            Preparer.from_config(
+                Config(HELO, RelayConfig("127.0.0.1"), default_from=value)
+            )
+        assert "default_from" in info.value.args
+
+    def test_a_preparer_from_a_config_uses_its_default_sender(self) -> None:
+        """Config.default_from reaches the preparer the mailer builds."""
+        config = Config(HELO, RelayConfig("127.0.0.1"), default_from=SENDER)
+        prepared = Preparer.from_config(config).prepare(NO_FROM)
+        assert prepared.mail_from == "noreply@example.org"
+
+
+def _date_of(prepared: PreparedEmail) -> datetime:
+    parsed = message_from_bytes(prepared.data, policy=default)
+    return parsed["Date"].datetime  # type: ignore[no-any-return]

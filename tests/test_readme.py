@@ -11,7 +11,9 @@ secrets) are made up for it in a temporary directory.
 
 A block that defines test functions is a test module: it runs as a reader would
 run it, with pytest (in a fresh process, with the library's pytest plugin), and
-every one of its tests must pass.
+every one of its tests must pass. The block of Django settings runs as the
+others do, and its settings then run a Django project: its mail is queued and
+delivered as the README says.
 
 Console blocks that run ``mailstrom-py`` or ``sendmail`` run in README order,
 each command in bash, as a reader would type them: with the README's own
@@ -41,6 +43,7 @@ from types import CodeType
 
 import pytest
 from support.cli import Daemon, child_env, run
+from support.djangoproc import run_django, worker_command
 from support.smtpd import SmtpServer, SmtpServerFactory
 from support.userproject import run_pytest, write_project
 
@@ -360,3 +363,35 @@ def test_the_systemd_unit_runs_the_documented_worker() -> None:
         if command.startswith("mailstrom-py worker")
     ]
     assert workers == [args]
+
+
+def test_the_django_settings_block_makes_a_working_backend(
+    tmp_path: Path, smtp_server: SmtpServerFactory
+) -> None:
+    """The README's Django settings, as shown (their port aside), make
+    send_mail() queue in their SQLite file, from which manage.py
+    mailstrom_worker delivers."""
+    pytest.importorskip("django")
+    server = smtp_server()
+    [index] = [i for i, b in enumerate(python_blocks()) if "EMAIL_BACKEND" in b]
+    shown: dict[str, object] = {}
+    exec(compiled(index, server.port), shown)  # noqa: S102
+    settings = {name: value for name, value in shown.items() if name.isupper()}
+    assert settings["EMAIL_BACKEND"] == "mailstrom_py.contrib.django.EmailBackend"
+    assert "mailstrom_py.contrib.django" in settings["INSTALLED_APPS"]  # type: ignore[operator]
+    sent = run_django(
+        """
+        from django.core.mail import send_mail
+        print(send_mail("Hi", "Queued by Django.", "app@example.org",
+                        ["alice@example.org"]))
+        """,
+        settings,
+        cwd=tmp_path,
+    )
+    assert sent == 1
+    assert (tmp_path / "outbox.db").exists()
+    with worker_command(settings, cwd=tmp_path) as worker:
+        [received] = server.handler.wait_for(1, timeout=30)
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.stderr
+    assert received.rcpt_tos == ("alice@example.org",)

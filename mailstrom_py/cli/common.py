@@ -2,8 +2,9 @@
 the outbox that stores mail for a worker in another process to deliver.
 
 Every command that reads a configuration file looks for it in the same places
-(:func:`config_path`). :func:`open_storage` and :func:`open_outbox` are the one
-place that turns settings into a backend and an outbox.
+(:func:`config_path`). :func:`open_outbox` turns settings into an outbox, on
+the backend :func:`~mailstrom_py.storage.open.open_storage` opens (the one
+function that does so, shared with the web framework integrations).
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping
 
-from ..config.settings import LoadedConfig, StorageSettings
+from ..config.settings import LoadedConfig
 from ..core import Outbox
 from ..errors import ConfigError
-from ..storage import MemoryStorage, SqliteStorage, Storage
+from ..storage.open import open_storage
 
 __all__ = [
     "CONFIG_ENV",
@@ -39,35 +40,6 @@ def config_path(given: str | None, environ: Mapping[str, str] | None = None) -> 
         return given
     env = os.environ if environ is None else environ
     return env.get(CONFIG_ENV) or DEFAULT_CONFIG
-
-
-def open_storage(settings: StorageSettings, *, create: bool = True) -> Storage:
-    """Open the storage that ``settings`` describe.
-
-    Args:
-        settings: the ``[storage]`` section of a configuration file.
-        create: create a missing SQLite file; with ``False`` a missing file
-            raises ``StorageError`` (for commands that only look at a queue).
-
-    Raises:
-        ConfigError: the settings ask for PostgreSQL, which this version of the
-            command line cannot open yet.
-        StorageError: the SQLite file cannot be opened or created.
-    """
-    if settings.sqlite is not None:
-        return SqliteStorage(
-            settings.sqlite,
-            synchronous=settings.synchronous,
-            attempt_synchronous=settings.attempt_synchronous,
-            busy_timeout=settings.busy_timeout,
-            create=create,
-        )
-    if settings.postgres is not None:
-        raise ConfigError(
-            "storage.postgres: PostgreSQL storage is not available yet in this"
-            ' version; use sqlite = "/path/to/outbox.db"'
-        )
-    return MemoryStorage()
 
 
 def require_shared_storage(loaded: LoadedConfig) -> None:

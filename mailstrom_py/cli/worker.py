@@ -29,7 +29,7 @@ from types import FrameType
 
 from ..config import RelayConfig
 from ..config.loader import load_config
-from ..config.settings import LoadedConfig
+from ..config.settings import LoadedConfig, LogFormat
 from ..core import Mailstrom
 from ..errors import ConfigError, StorageError, WorkerError
 from ..storage import Storage
@@ -37,7 +37,13 @@ from .common import config_path, open_storage, require_shared_storage
 from .logs import add_logging_options, configure_logging, logging_settings
 from .sdnotify import notify
 
-__all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "add_worker_command", "run_worker"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FAILURE",
+    "add_worker_command",
+    "run_worker",
+    "serve_worker",
+]
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +77,38 @@ def run_worker(args: argparse.Namespace) -> int:
     """Run the worker until it is stopped by a signal; return the exit status."""
     try:
         loaded = load_config(config_path(args.config))
-        require_shared_storage(loaded)
     except ConfigError as exc:
         print(f"mailstrom-py worker: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    configure_logging(logging_settings(loaded.logging, args.log_level, args.log_format))
+    return serve_worker(loaded, log_level=args.log_level, log_format=args.log_format)
+
+
+def serve_worker(
+    loaded: LoadedConfig,
+    *,
+    log_level: str | None = None,
+    log_format: LogFormat | None = None,
+    prog: str = "mailstrom-py worker",
+) -> int:
+    """Deliver the queue of ``loaded`` until a stop signal; return the exit status.
+
+    What ``mailstrom-py worker`` does once it has read its configuration, for
+    every command that runs the worker on settings of its own (a web
+    framework's management command). Call it from the main thread: it takes
+    over SIGTERM and SIGINT, and gives them back when it returns.
+
+    Args:
+        loaded: the settings; their storage must be a file, not memory.
+        log_level: overrides ``loaded.logging.level`` when given.
+        log_format: overrides ``loaded.logging.format`` when given.
+        prog: the program named in an error message about the settings.
+    """
+    try:
+        require_shared_storage(loaded)
+    except ConfigError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(logging_settings(loaded.logging, log_level, log_format))
     signals = StopSignals()
     signals.install()
     try:

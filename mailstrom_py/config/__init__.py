@@ -309,6 +309,11 @@ class Config:
         drain_timeout: the most seconds ``Mailstrom.stop()`` (and so leaving a
             ``with`` block) spends first giving mail that is due its attempt;
             0 stops at once, leaving due mail in storage.
+        default_from: the From header of a message that has none, such as
+            ``"Example App <noreply@example.org>"``: one mailbox, checked when
+            the mailer is built. The envelope sender is read from it too,
+            unless ``send_email(mail_from=...)`` gives one. A message with a
+            From of its own keeps it.
     """
 
     helo_name: str
@@ -324,6 +329,7 @@ class Config:
     session_idle_timeout: float = 5.0
     destination_concurrency: int = 20
     drain_timeout: float = 30.0
+    default_from: str | None = None
 
     def __post_init__(self) -> None:
         check_hostname(self.helo_name, "helo_name", allow_literal=True)
@@ -341,6 +347,7 @@ class Config:
         check_timeout(self.session_idle_timeout, "session_idle_timeout")
         check_count(self.destination_concurrency, "destination_concurrency", minimum=1)
         check_wait(self.drain_timeout, "drain_timeout")
+        _check_default_from(self.default_from)
 
     @property
     def dkim_keys(self) -> tuple[DkimConfig, ...]:
@@ -372,3 +379,14 @@ def _check_dkim_keys(dkim: object) -> None:
                 f"two keys for selector {key.selector!r} of {key.domain}", "dkim"
             )
         selectors.add(selector)
+
+
+def _check_default_from(value: object) -> None:
+    """Check ``Config.default_from`` as far as text goes; the preparer checks
+    the mailbox it names."""
+    if value is None:
+        return
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError("must be a non-empty address", "default_from")
+    if any(c in value for c in "\r\n\0"):
+        raise ConfigError("must not hold CR, LF or NUL", "default_from")

@@ -23,7 +23,7 @@ from ..message import PreparedEmail, Preparer
 from ..status import DeliveryResult, MessageStatus
 from ..storage import QueueFilter, Storage
 
-__all__ = ["Clock", "Notify", "Outbox"]
+__all__ = ["Clock", "Notify", "Outbox", "attempted"]
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ class Outbox:
         Raises:
             MessageNotFound: the id is unknown.
         """
-        return self._wait_until(message_id, _attempted, timeout)
+        return self._wait_until(message_id, attempted, timeout)
 
     def _wait_until(
         self,
@@ -367,5 +367,7 @@ class Outbox:
         return self._storage.recent(limit)
 
 
-def _attempted(status: MessageStatus) -> bool:
+def attempted(status: MessageStatus) -> bool:
+    """Whether every recipient has an outcome from an attempt (none is
+    ``QUEUED``): what :meth:`Outbox.wait` waits for."""
     return all(r.result is not DeliveryResult.QUEUED for r in status.recipients)

@@ -28,7 +28,13 @@ from .address import (
 if TYPE_CHECKING:
     from email.headerregistry import HeaderRegistry
 
-__all__ = ["AddressList", "Envelope", "read_address_header", "read_envelope"]
+__all__ = [
+    "AddressList",
+    "Envelope",
+    "read_address_header",
+    "read_envelope",
+    "with_default_from",
+]
 
 _ADDRESS_HEADERS = frozenset(
     {"from", "sender", "reply-to", "to", "cc", "bcc"}
@@ -83,6 +89,7 @@ def read_envelope(
     mail_from: str | None,
     rcpt_to: Sequence[str] | None,
     allow_null_sender: bool,
+    default_from: str | None = None,
 ) -> Envelope:
     """Check the address headers and derive the envelope, as prepare_email() says.
 
@@ -90,11 +97,17 @@ def read_envelope(
     *mail_from*, To, Cc and Bcc with *rcpt_to*, Resent-* always) is merely kept as
     written when it does not parse, provided it is ASCII text.
 
+    A message without a From header gets *default_from* as its first header,
+    checked and read like one the caller wrote (so it is the envelope sender
+    unless *mail_from* or a Sender header says otherwise).
+
     Raises:
         InvalidMessageError: an address header the envelope is read from, or an
             explicit address, is invalid; From and Sender break RFC 5322 §3.6.2
             without *mail_from*; or there is no recipient.
     """
+    if default_from is not None:
+        headers = with_default_from(headers, default_from, factory)
     kept = []
     found: dict[str, AddressList] = {}
     every_address: list[str] = []
@@ -119,6 +132,23 @@ def read_envelope(
     every_address += [sender, *recipients]
     smtputf8 = not "".join(every_address).isascii()
     return Envelope(sender, recipients, smtputf8, tuple(kept))
+
+
+def with_default_from(
+    headers: Iterable[tuple[str, Any]], default_from: str, factory: HeaderRegistry
+) -> list[tuple[str, Any]]:
+    """Return *headers*, led by ``From: default_from`` if they have no From.
+
+    Non-ASCII text (a display name) becomes a header object, which the email
+    package writes as encoded words (RFC 2047).
+    """
+    fields = list(headers)
+    if any(name.lower() == "from" for name, _ in fields):
+        return fields
+    value: Any = (
+        default_from if default_from.isascii() else factory("From", default_from)
+    )
+    return [("From", value), *fields]
 
 
 def read_address_header(name: str, value: Any, factory: HeaderRegistry) -> AddressList:

@@ -46,6 +46,7 @@ def prepare_fast(
     allow_null_sender: bool,
     now: datetime,
     new_message_id: Callable[[], str],
+    default_from: str | None = None,
 ) -> PreparedEmail | None:
     """Prepare a clean single-part ASCII text message, or return ``None``.
 
@@ -88,6 +89,7 @@ def prepare_fast(
             mail_from=mail_from,
             rcpt_to=rcpt_to,
             allow_null_sender=allow_null_sender,
+            default_from=default_from,
         )
         completed = _completed_head(envelope, now, new_message_id)
     except InvalidMessageError:

@@ -40,6 +40,7 @@ def prepare_full(
     allow_null_sender: bool,
     now: datetime,
     new_message_id: Callable[[], str],
+    default_from: str | None = None,
 ) -> PreparedEmail:
     """Prepare any message with the email package, as :class:`.Preparer` says.
 
@@ -52,6 +53,7 @@ def prepare_full(
         allow_null_sender: accept ``""`` or ``"<>"`` as *mail_from*.
         now: the time a missing Date header gives.
         new_message_id: the ``<id-left@id-right>`` of a message without one.
+        default_from: the From header of a message without one.
 
     Raises:
         InvalidMessageError: the message or an envelope argument is unusable.
@@ -70,6 +72,7 @@ def prepare_full(
         mail_from=mail_from,
         rcpt_to=rcpt_to,
         allow_null_sender=allow_null_sender,
+        default_from=default_from,
     )
 
     headers, msg_id = complete_headers(

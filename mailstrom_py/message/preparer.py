@@ -23,8 +23,10 @@ from datetime import UTC, datetime
 from email.message import Message
 from typing import TYPE_CHECKING
 
+from ..errors import ConfigError, InvalidMessageError
 from .completion import MessageIds, given_message_id
 from .dkim import DkimSigner
+from .envelope import read_address_header
 from .fastpath import prepare_fast
 from .fullpath import prepare_full
 from .parsing import CachingHeaderRegistry
@@ -53,6 +55,12 @@ class Preparer:
             ``time.time`` by default.
         message_ids: makes the Message-ID of a message without one; by default
             ``MessageIds(helo_name)``.
+        default_from: the From header of a message that has none (one
+            mailbox); the envelope sender is then read from it, unless given.
+            This is the one place a default sender is applied.
+
+    Raises:
+        ConfigError: *default_from* is not one mailbox (field ``default_from``).
     """
 
     def __init__(
@@ -63,26 +71,35 @@ class Preparer:
         signer: DkimSigner | None = None,
         clock: Callable[[], float] | None = None,
         message_ids: MessageIds | None = None,
+        default_from: str | None = None,
     ) -> None:
         self._helo_name = helo_name
         self._allow_8bit = allow_8bit
         self._signer = signer
         self._clock = clock
         self._ids = message_ids if message_ids is not None else MessageIds(helo_name)
+        if default_from is not None:
+            _check_default_from(default_from)
+        self._default_from = default_from
 
     @classmethod
     def from_config(
         cls, config: Config, *, clock: Callable[[], float] | None = None
     ) -> Preparer:
         """Return the preparer of a mailer with ``config``: its HELO name, 8-bit
-        policy and DKIM keys.
+        policy, DKIM keys and default sender.
 
         Raises:
-            ConfigError: the DKIM signer cannot be built from ``config``.
+            ConfigError: the DKIM signer cannot be built from ``config``, or its
+                ``default_from`` is not one mailbox.
         """
         signer = DkimSigner(config.dkim_keys) if config.dkim_keys else None
         return cls(
-            config.helo_name, allow_8bit=config.allow_8bit, signer=signer, clock=clock
+            config.helo_name,
+            allow_8bit=config.allow_8bit,
+            signer=signer,
+            clock=clock,
+            default_from=config.default_from,
         )
 
     @property
@@ -103,7 +120,8 @@ class Preparer:
     ) -> PreparedEmail:
         """Check a message and turn it into the envelope and bytes to send.
 
-        See :func:`prepare_email` for what is checked and changed. Then the
+        See :func:`prepare_email` for what is checked and changed; a message
+        without a From header gets the preparer's ``default_from``. Then the
         message's TLS requirements are recorded (RFC 8689: ``require_tls`` asks
         for REQUIRETLS, a ``TLS-Required: No`` header relaxes the mailer's own
         TLS policy) and it is DKIM-signed.
@@ -154,6 +172,7 @@ class Preparer:
                 allow_null_sender=allow_null_sender,
                 now=now,
                 new_message_id=new_message_id,
+                default_from=self._default_from,
             )
         if email is None:
             email = prepare_full(
@@ -165,6 +184,7 @@ class Preparer:
                 allow_null_sender=allow_null_sender,
                 now=now,
                 new_message_id=new_message_id,
+                default_from=self._default_from,
             )
         email = with_tls_options(email, require_tls=require_tls)
         return email if self._signer is None else self._signer.sign(email)
@@ -227,6 +247,17 @@ def prepare_email(
         now=now,
         message_id=message_id,
     )
+
+
+def _check_default_from(default_from: str) -> None:
+    """Refuse a default sender that is not one mailbox a From header can hold."""
+    factory = CachingHeaderRegistry()
+    try:
+        listed = read_address_header("From", default_from, factory)
+    except InvalidMessageError as exc:
+        raise ConfigError(exc.reason, "default_from") from None
+    if len(listed.addresses) != 1 or listed.has_group:
+        raise ConfigError(f"must be one mailbox, not {default_from!r}", "default_from")
 
 
 @functools.lru_cache(maxsize=16)

@@ -84,7 +84,8 @@ class Daemon:
     """``python -m mailstrom_py *args`` kept running; a context manager that
     kills it at exit if it still runs.
 
-    ``lines`` holds its standard error so far, one entry per line.
+    ``lines`` holds its standard error so far, one entry per line. ``module``
+    runs another module instead (``django`` for a management command).
     """
 
     def __init__(
@@ -92,8 +93,10 @@ class Daemon:
         *args: str,
         env: Mapping[str, str] | None = None,
         cwd: str | Path | None = None,
+        module: str = "mailstrom_py",
     ) -> None:
         self.args = args
+        self.module = module
         self.env = child_env(env)
         self.cwd = cwd
         self.lines: list[str] = []
@@ -108,7 +111,7 @@ class Daemon:
 
     def start(self) -> Daemon:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "mailstrom_py", *self.args],
+            [sys.executable, "-m", self.module, *self.args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
