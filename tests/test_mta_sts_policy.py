@@ -13,6 +13,7 @@ from support.dnsd import DnsServerFactory, Zone
 from mailstrom_py.delivery.routing.dnsquery import DnsTrouble
 from mailstrom_py.delivery.routing.mta_sts import (
     MAX_AGE_LIMIT,
+    CachedPolicy,
     PolicyError,
     RecordError,
     StsMode,
@@ -188,6 +189,15 @@ class TestPolicy:
         """StsPolicy.text() writes a policy parse_policy reads back unchanged."""
         policy = parse_policy(GOOD + "ext.1: some value\n")
         assert parse_policy(policy.text()) == policy
+
+    def test_a_cached_policy_survives_json(self) -> None:
+        """CachedPolicy.to_json and from_json round-trip; junk raises ValueError."""
+        entry = CachedPolicy("d.test", "id1", parse_policy(GOOD), 1700000000.5)
+        assert CachedPolicy.from_json(entry.to_json()) == entry
+        assert entry.expires_at == 1700000000.5 + 86400
+        for junk in ["", "{}", '{"domain": 1}', entry.to_json().replace("STSv1", "x")]:
+            with pytest.raises(ValueError, match="not a cached MTA-STS policy"):
+                CachedPolicy.from_json(junk)
 
 
 class TestMxMatching:
