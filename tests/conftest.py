@@ -28,6 +28,7 @@ import pytest
 import trustme
 from hypothesis import settings
 from support.dnsd import DnsServer, DnsServerFactory, Zone
+from support.https import HttpsServer, HttpsServerFactory
 from support.mxnet import MxNet, mx_net
 from support.scripted import (
     Handler,
@@ -142,6 +143,21 @@ def dns_server(_server_pool: _ServerPool) -> DnsServerFactory:
         zone: Zone | None = None, *, allow_errors: bool = False, **kwargs: Any
     ) -> DnsServer:
         server = _server_pool.stack.enter_context(DnsServer(zone, **kwargs))
+        if not allow_errors:
+            _server_pool.checked.append(server)
+        return server
+
+    return start
+
+
+@pytest.fixture
+def https_server(_server_pool: _ServerPool) -> HttpsServerFactory:
+    """Start an HTTPS server of scripted replies: ``https_server(context, host=)``."""
+
+    def start(
+        context: ssl.SSLContext, *, allow_errors: bool = False, **kwargs: Any
+    ) -> HttpsServer:
+        server = _server_pool.stack.enter_context(HttpsServer(context, **kwargs))
         if not allow_errors:
             _server_pool.checked.append(server)
         return server

@@ -753,6 +753,37 @@ class TestDnsServer:
         assert response.flags & dns.flags.AA
         assert response.edns == query.edns
 
+    def test_signed_zone_answers_carry_ad_when_asked(
+        self, server: DnsServer, zone: Zone
+    ) -> None:
+        """A signed zone's answers, negative ones too, carry AD for a query with DO."""
+        zone.sign("example.test")
+        for name, rdtype in [
+            ("example.test", "MX"),
+            ("example.test", "A"),
+            ("nothing.example.test", "A"),
+        ]:
+            query = dns.message.make_query(name, rdtype, want_dnssec=True)
+            response = dns.query.udp(query, server.host, port=server.port, timeout=2)
+            assert response.flags & dns.flags.AD, (name, rdtype)
+
+    def test_ad_needs_a_signed_zone_and_a_query_asking_for_it(
+        self, server: DnsServer, zone: Zone
+    ) -> None:
+        """No AD without DO or AD in the query, outside the signed zone, or after unsign."""
+        zone.sign("example.test")
+
+        def ad(name: str, **kwargs: object) -> bool:
+            query = dns.message.make_query(name, "MX", **kwargs)  # type: ignore[arg-type]
+            response = dns.query.udp(query, server.host, port=server.port, timeout=2)
+            return bool(response.flags & dns.flags.AD)
+
+        assert not ad("example.test")
+        assert ad("example.test", flags=dns.flags.RD | dns.flags.AD)
+        assert not ad("nullmx.test", want_dnssec=True)
+        zone.unsign("example.test")
+        assert not ad("example.test", want_dnssec=True)
+
     def test_queries_are_recorded(self, server: DnsServer) -> None:
         """Every query is logged as (name, type), lower case, no final dot."""
         resolver = server.resolver()

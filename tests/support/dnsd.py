@@ -14,6 +14,10 @@ over UDP and TCP on one port, in threads::
 What ``dns.resolver.Resolver.resolve`` then raises (dnspython 2.9):
 unknown name -> NXDOMAIN; name with other types only -> NoAnswer;
 ``servfail``/``refused`` -> NoNameservers; ``drop`` -> LifetimeTimeout.
+
+``zone.sign("example.test")`` plays a validating resolver that trusts the
+zone: answers for names at or below it carry the AD bit (RFC 4035 §3.2.3),
+when the query asks for it with DO or AD (RFC 6840 §5.7), as resolvers do.
 """
 
 from __future__ import annotations
@@ -100,6 +104,7 @@ class Zone:
         self._behaviours: dict[
             tuple[dns.name.Name, dns.rdatatype.RdataType | None], Behaviour
         ] = {}
+        self._signed: set[dns.name.Name] = set()
 
     # -- records --------------------------------------------------------------
 
@@ -169,6 +174,26 @@ class Zone:
             self._behaviours[key] = behaviour
         return self
 
+    # -- DNSSEC ----------------------------------------------------------------
+
+    def sign(self, apex: str) -> Zone:
+        """Treat ``apex`` and every name below it as DNSSEC-validated: answers
+        carry the AD bit when the query asks for it (DO or AD set)."""
+        with self._lock:
+            self._signed.add(_name(apex))
+        return self
+
+    def unsign(self, apex: str) -> Zone:
+        """Answer ``apex`` and the names below it without the AD bit again."""
+        with self._lock:
+            self._signed.discard(_name(apex))
+        return self
+
+    def signed(self, name: dns.name.Name) -> bool:
+        """Whether ``name`` lies in a zone declared signed with :meth:`sign`."""
+        with self._lock:
+            return any(name.is_subdomain(apex) for apex in self._signed)
+
     # -- lookups (used by the server) ------------------------------------------
 
     def behaviour(
@@ -224,10 +249,35 @@ def _soa(qname: dns.name.Name) -> dns.rrset.RRset:
     return dns.rrset.from_rdata_list(apex, _SOA_TTL, [rdata])
 
 
+def _wants_ad(query: dns.message.Message) -> bool:
+    """Whether the query asks for the AD bit (RFC 6840 §5.7: DO or AD set)."""
+    return bool(query.ednsflags & dns.flags.DO or query.flags & dns.flags.AD)
+
+
 def answer(
     zone: Zone, query: dns.message.Message, *, over_udp: bool
 ) -> dns.message.Message | None:
-    """Build the response to ``query`` from ``zone``; None means no reply."""
+    """Build the response to ``query`` from ``zone``; None means no reply.
+
+    Answers from records, negative ones included, carry the AD bit when every
+    name looked at is in a signed zone and the query asked for it.
+    """
+    response = _answer_records(zone, query, over_udp=over_udp)
+    if (
+        response is None
+        or response.flags & dns.flags.TC
+        or response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN)
+    ):
+        return response
+    names = [query.question[0].name] + [rrset.name for rrset in response.answer]
+    if _wants_ad(query) and all(zone.signed(name) for name in names):
+        response.flags |= dns.flags.AD
+    return response
+
+
+def _answer_records(
+    zone: Zone, query: dns.message.Message, *, over_udp: bool
+) -> dns.message.Message | None:
     response = dns.message.make_response(query)
     response.flags |= dns.flags.AA
     if len(query.question) != 1:
