@@ -14,6 +14,7 @@ import configparser
 import fnmatch
 import json
 import logging
+import os
 import signal
 import threading
 import urllib.error
@@ -24,6 +25,7 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import pytest
+from support import webdriver
 from support.cli import ROOT, Daemon, config_text, run
 from support.scripted import free_port as pick_free_port
 from support.smtpd import SmtpServer, SmtpServerFactory
@@ -792,3 +794,50 @@ def test_the_static_files_ship_as_package_data() -> None:
     for file in files:
         name = file.relative_to(ROOT / "mailstrom_py").as_posix()
         assert any(fnmatch.fnmatch(name, p) for p in patterns), name
+
+
+# -- in a browser ---------------------------------------------------------------------
+
+
+def _browser_missing() -> str | None:
+    if webdriver.available():
+        return None
+    reason = (
+        "headless Chromium is not installed (Debian packages chromium and"
+        " chromium-driver; .ci/run installs them)"
+    )
+    if os.environ.get("MAILSTROM_REQUIRE_BROWSER"):
+        pytest.fail(reason)
+    return reason
+
+
+def test_a_browser_filters_the_list_and_holds_a_message(queue: Queue) -> None:
+    """In headless Chromium: the overview shows its chart, the list filtered by
+    domain shows the deferred message, and after logging in its Hold button
+    holds it in storage."""
+    reason = _browser_missing()
+    if reason is not None:
+        pytest.skip(reason)
+    served = serve(queue)
+    try:
+        with webdriver.Browser() as browser:
+            browser.get(served.base + "/")
+            assert browser.title.startswith("Overview")
+            assert browser.find_all("svg.chart rect.bar-failed")
+            browser.click(browser.find('nav a[href="/messages"]'))
+            browser.type(browser.find("#filter-domain"), "example.net")
+            browser.click(browser.find("#filter-submit"))
+            browser.wait_until(lambda: "domain=example.net" in browser.url)
+            [row] = browser.find_all("table.messages tbody tr")
+            assert "t4bob@example.net" in browser.text(row)
+            browser.click(browser.find("table.messages tbody a"))
+            browser.click(browser.find("p.actions a"))
+            browser.type(browser.find("#token"), TOKEN)
+            browser.click(browser.find("form.login button"))
+            browser.wait_until(lambda: "/messages/" in browser.url)
+            browser.click(browser.find("button.button-hold"))
+            browser.find("button.button-release")
+            assert "(held)" in browser.text(browser.find("dl.facts"))
+        assert served.storage.status(queue.deferred).held
+    finally:
+        served.close()
