@@ -11,12 +11,14 @@ urllib.
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import fnmatch
 import json
 import logging
 import os
 import signal
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -32,6 +34,7 @@ from support.smtpd import SmtpServer, SmtpServerFactory
 
 from mailstrom_py import (
     Config,
+    DeliveryResult,
     Mailstrom,
     QueueFilter,
     RelayConfig,
@@ -44,6 +47,7 @@ from mailstrom_py.dashboard import (
     Options,
     dashboard_hosts,
 )
+from mailstrom_py.testing import prepared_email
 
 TOKEN = "the-dashboard-test-token"
 HOSTILE_SUBJECT = "<script>alert('subject')</script>"
@@ -286,6 +290,49 @@ def test_the_destinations_show_the_relay_and_each_domain(
     assert domains["example.com"]["failed"] == 1
     page = http(dashboard.base + "/destinations").text
     assert "mailbox busy" in page and queue.relay in page
+
+
+def test_the_chart_counts_each_recipient_in_the_minute_of_its_last_attempt(
+    queue: Queue,
+) -> None:
+    """A recipient delivered 30 minutes ago counts in that minute; one delivered
+    five hours ago is outside the three-hour chart."""
+    storage = SqliteStorage(queue.db)
+    now = time.time()
+    try:
+        for n, ago in ((1, 1800.0), (2, 5 * 3600.0)):
+            storage.add(prepared_email(n), now - ago)
+            claimed = storage.begin_attempt(f"m{n}@example.test", now - ago, now)
+            assert claimed is not None
+            delivered = dataclasses.replace(
+                claimed.recipients[0], result=DeliveryResult.DELIVERED
+            )
+            storage.record(f"m{n}@example.test", [delivered])
+    finally:
+        storage.close()
+    served = serve(queue)
+    try:
+        per_minute = http(served.base + "/api/overview").json()["per_minute"]
+    finally:
+        served.close()
+    assert per_minute["totals"]["delivered"] == 2  # type: ignore[index]
+    minute = time.strftime("%Y-%m-%dT%H:%M:00Z", time.gmtime(now - 1800))
+    [bucket] = [m for m in per_minute["minutes"] if m["start"] == minute]  # type: ignore[index]
+    assert bucket["delivered"] == 1
+
+
+def test_a_page_that_reads_past_its_budget_says_it_is_partial(queue: Queue) -> None:
+    """With room for two messages, the chart and destinations say they are partial."""
+    served = serve(queue, budget=2)
+    try:
+        overview = http(served.base + "/api/overview").json()
+        assert overview["per_minute"]["partial"] is True  # type: ignore[index]
+        assert overview["scanned"] == 2
+        assert overview["messages"]["delivered"] == 1  # type: ignore[index]
+        assert "<strong>partial</strong>" in http(served.base + "/").text
+        assert http(served.base + "/api/destinations").json()["partial"] is True
+    finally:
+        served.close()
 
 
 def test_direct_delivery_groups_destinations_by_domain(queue: Queue) -> None:

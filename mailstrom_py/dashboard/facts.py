@@ -305,21 +305,22 @@ def destinations(
 
 
 def _tally(d: Destination, status: MessageStatus, r: RecipientStatus) -> Destination:
-    changes: dict[str, object] = {}
-    if r.completed:
-        field = "delivered" if r.result is DeliveryResult.DELIVERED else "failed"
-        changes[field] = getattr(d, field) + 1
-    else:
-        changes["pending"] = d.pending + 1
-        changes["deferred"] = d.deferred + (r.result is DeliveryResult.DEFERRED)
-        changes["held"] = d.held + status.held
-        if d.oldest_pending_at is None or status.created_at < d.oldest_pending_at:
-            changes["oldest_pending_at"] = status.created_at
-    if _later(r, d.last):
-        changes["last"] = r
-    if r.result in _TROUBLE and _later(r, d.last_trouble):
-        changes["last_trouble"] = r
-    return dataclasses.replace(d, **changes)  # type: ignore[arg-type]
+    pending = not r.completed
+    oldest = d.oldest_pending_at
+    if pending and (oldest is None or status.created_at < oldest):
+        oldest = status.created_at
+    trouble = r.result in _TROUBLE and _later(r, d.last_trouble)
+    return Destination(
+        name=d.name,
+        pending=d.pending + pending,
+        deferred=d.deferred + (r.result is DeliveryResult.DEFERRED),
+        held=d.held + (pending and status.held),
+        delivered=d.delivered + (r.result is DeliveryResult.DELIVERED),
+        failed=d.failed + (r.result is DeliveryResult.FAILED),
+        oldest_pending_at=oldest,
+        last=r if _later(r, d.last) else d.last,
+        last_trouble=r if trouble else d.last_trouble,
+    )
 
 
 _TROUBLE = (DeliveryResult.DEFERRED, DeliveryResult.FAILED)
