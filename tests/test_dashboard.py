@@ -224,7 +224,12 @@ def csrf_of(page: str) -> str:
 
 
 def message_url(served: Served, message_id: str, api: bool = False) -> str:
-    return served.base + ("/api" if api else "") + "/messages/" + quote(message_id)
+    return (
+        served.base
+        + ("/api" if api else "")
+        + "/messages/"
+        + quote(message_id, safe="@")
+    )
 
 
 # -- reading --------------------------------------------------------------------------
@@ -433,6 +438,27 @@ def test_the_body_needs_the_token(dashboard: Served, queue: Queue) -> None:
         headers={"X-Mailstrom-Token": TOKEN},
     )
     assert api.json()["body"] == "The body of the message.\r\n"
+
+
+def test_a_message_id_with_a_slash_has_its_page(queue: Queue) -> None:
+    """An id may hold "/" (RFC 5322 allows it): its link encodes it, and the
+    page and the JSON find the message."""
+    storage = SqliteStorage(queue.db)
+    email = dataclasses.replace(prepared_email(7), message_id="a/b+c@example.test")
+    try:
+        storage.add(email, time.time())
+    finally:
+        storage.close()
+    served = serve(queue)
+    try:
+        listing = http(served.base + "/messages").text
+        assert 'href="/messages/a%2Fb%2Bc@example.test"' in listing
+        page = http(message_url(served, email.message_id))
+        assert page.status == 200 and "a/b+c@example.test" in page.text
+        detail = http(message_url(served, email.message_id, api=True)).json()
+        assert detail["id"] == "a/b+c@example.test"
+    finally:
+        served.close()
 
 
 def test_an_unknown_message_is_a_404(dashboard: Served) -> None:

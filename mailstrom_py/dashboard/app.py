@@ -183,9 +183,10 @@ class Dashboard:
         self, request: Request, path: str, params: Form, viewer: Viewer, now: float
     ) -> Response:
         api = path.startswith("/api/")
-        message_id = unquote(path.split("/messages/", 1)[1])
-        if not message_id or "/" in message_id:
+        segment = path.split("/messages/", 1)[1]
+        if not segment or "/" in segment:  # an id's own "/" comes as %2F
             raise Refused(404, "there is no such page")
+        message_id = unquote(segment)
         asked = params.get("body", [""])[-1] == "1"
         allowed = asked and self.guard.has_token(request.headers)
         if api and asked and not allowed:
