@@ -30,7 +30,13 @@ from mailstrom_py.cli.configfile import load_demo_config
 from mailstrom_py.config.loader import parse_duration
 from mailstrom_py.config.schema import file_fields
 from mailstrom_py.config.secrets import hide_dsn
-from mailstrom_py.config.settings import LoadedConfig, LoggingSettings, StorageSettings
+from mailstrom_py.config.settings import (
+    DashboardSettings,
+    LoadedConfig,
+    LoggingSettings,
+    StorageSettings,
+    split_listen,
+)
 from mailstrom_py.message.dkim import generate_key, write_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -269,6 +275,29 @@ class TestSections:
         assert loaded.logging == LoggingSettings(level="DEBUG", format="json")
         assert loaded.logging.levelno == 10
 
+    def test_dashboard_sets_where_it_listens_and_its_token(
+        self, tmp_path: Path
+    ) -> None:
+        """[dashboard] takes listen, a secret token, read_only and allowed_hosts;
+        without it the dashboard listens on loopback with no token set."""
+        loaded = load(
+            tmp_path,
+            RELAY + '[dashboard]\nlisten = "[::1]:9000"\n'
+            'token_env = "DASH_TOKEN"\nread_only = true\n'
+            'allowed_hosts = ["mail-admin.example.org"]\n',
+            DASH_TOKEN="a-token-from-the-environment",
+        )
+        assert loaded.dashboard == DashboardSettings(
+            listen="[::1]:9000",
+            token="a-token-from-the-environment",
+            read_only=True,
+            allowed_hosts=("mail-admin.example.org",),
+        )
+        assert "a-token" not in repr(loaded.dashboard)
+        assert load(tmp_path, RELAY).dashboard == DashboardSettings(
+            listen="127.0.0.1:8026"
+        )
+
     def test_a_mapping_of_the_same_shape_gives_the_same_settings(
         self, tmp_path: Path
     ) -> None:
@@ -281,6 +310,16 @@ class TestSections:
             from_file.storage,
         )
         assert from_dict.source == "settings.MAIL"
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [("127.0.0.1:8026", "127.0.0.1", 8026), ("[::1]:80", "::1", 80),
+     ("localhost:1", "localhost", 1)],
+)  # fmt: skip
+def test_listen_is_host_and_port(text: str, host: str, port: int) -> None:
+    """HOST:PORT splits at its last colon; an IPv6 host comes in brackets."""
+    assert split_listen(text) == (host, port)
 
 
 def test_none_in_a_mapping_means_not_given() -> None:
@@ -478,6 +517,22 @@ def test_every_setting_but_python_objects_is_a_file_key(cls: type) -> None:
             id="key path of the wrong type",
         ),
         pytest.param(
+            RELAY + '[dashboard]\nlisten = "8026"\n',
+            "dashboard.listen: expected HOST:PORT, such as 127.0.0.1:8026, got '8026'",
+            id="listen without a host",
+        ),
+        pytest.param(
+            RELAY + '[dashboard]\nlisten = "::1:8026"\n',
+            "dashboard.listen: expected HOST:PORT, such as 127.0.0.1:8026, "
+            "got '::1:8026'",
+            id="IPv6 listen without brackets",
+        ),
+        pytest.param(
+            RELAY + '[dashboard]\nlisten = "127.0.0.1:70000"\n',
+            "dashboard.listen: the port must be 1 to 65535, got '127.0.0.1:70000'",
+            id="listen port out of range",
+        ),
+        pytest.param(
             "storage = 5\n" + RELAY,
             "storage: expected a table, got 5",
             id="section that is no table",
@@ -620,7 +675,7 @@ def run_cli(*args: str, **environ: str) -> subprocess.CompletedProcess[str]:
 
 
 class TestConfigCheck:
-    SECRETS = ("relay-s3cret", "dsn-s3cret", "pg-s3cret")
+    SECRETS = ("relay-s3cret", "dsn-s3cret", "pg-s3cret", "dashboard-s3cret-token")
 
     def write(self, tmp_path: Path) -> Path:
         (tmp_path / "pg-password").write_text("pg-s3cret\n", encoding="utf-8")
@@ -630,7 +685,8 @@ class TestConfigCheck:
             + 'username = "app"\npassword_env = "MAILSTROM_RELAY_PASSWORD"\n'
             + "[storage]\n"
             + 'postgres = "postgresql://app:dsn-s3cret@db.internal/mail"\n'
-            + f'password_file = "{tmp_path / "pg-password"}"\n',
+            + f'password_file = "{tmp_path / "pg-password"}"\n'
+            + '[dashboard]\ntoken = "dashboard-s3cret-token"\n',
             encoding="utf-8",
         )
         return path
@@ -645,6 +701,9 @@ class TestConfigCheck:
         for secret in self.SECRETS:
             assert secret not in done.stdout
         assert 'password = "********"' in done.stdout
+        assert (
+            '[dashboard]\nlisten = "127.0.0.1:8026"\ntoken = "********"' in done.stdout
+        )
         assert 'postgres = "postgresql://app:********@db.internal/mail"' in done.stdout
         assert "max_age = 432000.0  # 5d" in done.stdout
         for name in file_fields(Timeouts):
@@ -670,6 +729,9 @@ class TestConfigCheck:
             password="********",
         )
         assert again.logging == original.logging
+        assert again.dashboard == dataclasses.replace(
+            original.dashboard, token="********"
+        )
 
     def test_a_bad_file_exits_2_with_the_error_on_stderr(self, tmp_path: Path) -> None:
         """A bad setting prints one line naming the file and the key, and exits 2."""

@@ -20,8 +20,10 @@ each command in bash, as a reader would type them: with the README's own
 configuration file (its TOML block headed ``# /etc/mailstrom/mailstrom.toml``),
 relaying to a loopback server, and the system paths they name
 (``/etc/mailstrom/``, ``/var/lib/mailstrom/``, ``/usr/sbin/``,
-``/usr/local/bin/``) moved into a temporary directory. The worker they start
-runs in the background until the end, when a SIGTERM must stop it with 0.
+``/usr/local/bin/``) moved into a temporary directory. The worker and the
+dashboard they start run in the background until the end, when a SIGTERM must
+stop each with 0; the dashboard listens on a free port in place of its default
+(a reader may have one running), and must serve its overview.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import CodeType
@@ -297,8 +300,21 @@ def localised(text: str, root: Path) -> str:
     return text
 
 
+def start_dashboard(
+    args: list[str], env: dict[str, str], cwd: Path, port: int
+) -> Daemon:
+    """Start the README's dashboard command on ``port``; check it serves."""
+    dashboard = Daemon(*args, "--listen", f"127.0.0.1:{port}", env=env, cwd=cwd)
+    dashboard.start()
+    dashboard.wait_for_line(f"serving http://127.0.0.1:{port}/")
+    url = f"http://127.0.0.1:{port}/api/overview"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert "messages" in json.load(response)
+    return dashboard
+
+
 def test_readme_console_blocks_run(
-    tmp_path: Path, smtp_server: SmtpServerFactory
+    tmp_path: Path, smtp_server: SmtpServerFactory, free_port: int
 ) -> None:
     """Every console block with mailstrom-py or sendmail runs, command by command,
     each exiting 0; the worker one starts delivers what the others queue, and
@@ -308,6 +324,7 @@ def test_readme_console_blocks_run(
     example = f"Message-ID: <{EXAMPLE_ID}>\nFrom: app@example.org\nTo: bob@example.net\n\nhi\n"
     assert run("send", "-t", input=example.encode(), env=env).returncode == 0
     worker: Daemon | None = None
+    dashboard: Daemon | None = None
     try:
         for block in filter(runs_the_command_line, console_blocks()):
             for shown in block:
@@ -316,6 +333,9 @@ def test_readme_console_blocks_run(
                 if words[:2] == ["mailstrom-py", "worker"]:
                     worker = Daemon(*words[1:], env=env, cwd=tmp_path).start()
                     worker.wait_for_line("delivering")
+                    continue
+                if words[:2] == ["mailstrom-py", "dashboard"]:
+                    dashboard = start_dashboard(words[1:], env, tmp_path, free_port)
                     continue
                 done = subprocess.run(
                     [BASH, "-o", "pipefail", "-c", command],
@@ -335,9 +355,13 @@ def test_readme_console_blocks_run(
             time.sleep(0.2)
         worker.signal(signal.SIGTERM)
         assert worker.wait() == 0, worker.stderr
+        assert dashboard is not None, "no console block starts the dashboard"
+        dashboard.signal(signal.SIGTERM)
+        assert dashboard.wait() == 0, dashboard.stderr
     finally:
-        if worker is not None:
-            worker.__exit__(None, None, None)
+        for daemon in (worker, dashboard):
+            if daemon is not None:
+                daemon.__exit__(None, None, None)
     listed = json.loads(run("queue", "list", "--json", env=env).stdout)
     assert len(listed) >= 4
     assert all(r["result"] == "delivered" for m in listed for r in m["recipients"])

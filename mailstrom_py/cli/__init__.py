@@ -3,9 +3,10 @@
 ``worker`` delivers the queue of a configuration file as a daemon; ``send`` is
 a sendmail that puts a message in that queue (and ``mailstrom-py`` invoked as
 ``sendmail`` is ``send``); ``queue`` and ``status`` look at and change the
-queue; ``config check`` loads a configuration file and shows its settings;
-``dkim-keygen`` makes a DKIM key pair; ``demo`` runs the demonstration. Each
-command lives in a module of its own here.
+queue, and ``dashboard`` serves web pages that do both; ``config check`` loads
+a configuration file and shows its settings; ``dkim-keygen`` makes a DKIM key
+pair; ``demo`` runs the demonstration. Each command lives in a module of its
+own here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import ConfigError, MessageNotFound, StorageError
 from .configfile import add_config_command, run_config
+from .dashboard import add_dashboard_command, run_dashboard
 from .demo import run_demo
 from .keygen import add_keygen_command, run_keygen
 from .queue import add_queue_command, add_status_command, run_queue, run_status
@@ -54,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_queue_command(commands.add_parser)
     add_status_command(commands.add_parser)
+    add_dashboard_command(commands.add_parser)
     add_config_command(commands.add_parser)
     add_keygen_command(commands.add_parser)
     demo = commands.add_parser(
@@ -112,6 +115,8 @@ def _run(argv: Sequence[str] | None) -> int:
         return run_config(args)
     if args.command == "worker":
         return run_worker(args)
+    if args.command == "dashboard":
+        return run_dashboard(args)
     try:
         return run_queue(args) if args.command == "queue" else run_status(args)
     except ConfigError as exc:

@@ -1,12 +1,13 @@
 """Reading the configuration file (TOML) into :class:`LoadedConfig`.
 
 The file's keys are the names of the fields of :class:`~mailstrom_py.Config`
-and its parts, so one documents the other; ``[storage]`` and ``[logging]`` hold
-:class:`StorageSettings` and :class:`LoggingSettings`. A table stands for a
-dataclass, and a setting that takes one of several (``delivery``) names it with
-``kind``. Every ``float`` setting in seconds also takes a duration: ``"30s"``,
-``"5m"``, ``"2h"``, ``"1d"``, or a sum such as ``"1h30m"``. A secret may be read
-from a file or an environment variable (:mod:`.secrets`).
+and its parts, so one documents the other; ``[storage]``, ``[logging]`` and
+``[dashboard]`` hold :class:`StorageSettings`, :class:`LoggingSettings` and
+:class:`DashboardSettings`. A table stands for a dataclass, and a setting that
+takes one of several (``delivery``) names it with ``kind``. Every ``float``
+setting in seconds also takes a duration: ``"30s"``, ``"5m"``, ``"2h"``,
+``"1d"``, or a sum such as ``"1h30m"``. A secret may be read from a file or an
+environment variable (:mod:`.secrets`).
 
 Values are checked twice: their type here, against the field's type hint, and
 their meaning by the dataclass they build. Either way the error names the key
@@ -29,12 +30,17 @@ from ..errors import ConfigError
 from . import Config
 from .schema import FileField, file_fields, kind_name, options
 from .secrets import read_secret, secret_keys
-from .settings import LoadedConfig, LoggingSettings, StorageSettings
+from .settings import (
+    DashboardSettings,
+    LoadedConfig,
+    LoggingSettings,
+    StorageSettings,
+)
 
 __all__ = ["config_from_mapping", "load_config", "parse_duration"]
 
 #: The sections of a file that are not part of :class:`~mailstrom_py.Config`.
-SECTIONS = ("storage", "logging")
+SECTIONS = ("storage", "logging", "dashboard")
 
 _DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhd])+")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
@@ -132,6 +138,9 @@ class _Reader:
             storage=self.build(StorageSettings, settings.get("storage", {}), "storage"),
             logging=self.build(LoggingSettings, settings.get("logging", {}), "logging"),
             source=source,
+            dashboard=self.build(
+                DashboardSettings, settings.get("dashboard", {}), "dashboard"
+            ),
         )
 
     def build(

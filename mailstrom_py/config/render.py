@@ -26,6 +26,7 @@ def render(loaded: LoadedConfig) -> str:
     lines.extend(_section(loaded.config, ""))
     lines.extend(_section(loaded.storage, "storage"))
     lines.extend(_section(loaded.logging, "logging"))
+    lines.extend(_section(loaded.dashboard, "dashboard"))
     return "\n".join(lines) + "\n"
 
 

@@ -1,7 +1,8 @@
 """The settings a configuration file holds besides :class:`~mailstrom_py.Config`.
 
-Where mail is stored (:class:`StorageSettings`) and how a process logs
-(:class:`LoggingSettings`), and the whole of one file (:class:`LoadedConfig`).
+Where mail is stored (:class:`StorageSettings`), how a process logs
+(:class:`LoggingSettings`), how the queue dashboard is served
+(:class:`DashboardSettings`), and the whole of one file (:class:`LoadedConfig`).
 These are plain values: opening the storage and setting up logging is the job of
 whoever runs the mailer (the command line), since configuration imports neither.
 """
@@ -17,11 +18,13 @@ from ..errors import ConfigError
 from . import Config
 
 __all__ = [
+    "DashboardSettings",
     "LoadedConfig",
     "LogFormat",
     "LoggingSettings",
     "StorageSettings",
     "Synchronous",
+    "split_listen",
 ]
 
 Synchronous = Literal["FULL", "NORMAL"]
@@ -140,6 +143,57 @@ class LoggingSettings:
         return logging.getLevelNamesMapping()[self.level]
 
 
+def split_listen(text: str) -> tuple[str, int]:
+    """Return the host and port of ``HOST:PORT`` (``[::1]:8026`` for IPv6).
+
+    Raises:
+        ValueError: ``text`` is not of that form, or the port is not 1 to 65535.
+    """
+    host, colon, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        host = ""  # an IPv6 address needs its brackets
+    if not colon or not host or not port.isascii() or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, such as 127.0.0.1:8026, got {text!r}")
+    number = int(port)
+    if not 1 <= number <= 65535:
+        raise ValueError(f"the port must be 1 to 65535, got {text!r}")
+    return host, number
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    """How ``mailstrom-py dashboard`` serves its pages.
+
+    Attributes:
+        listen: ``HOST:PORT`` to listen on; loopback by default.
+        token: the token that actions (and message bodies) require; a
+            secret. The command refuses one shorter than 16 characters, and
+            without one makes one up at each start and prints it.
+        read_only: serve the pages without any action.
+        allowed_hosts: host names the pages may be reached by besides the
+            listening address (and ``localhost`` when it is loopback), such as
+            the name of a proxy in front; any other ``Host`` is refused, which
+            keeps DNS rebinding out.
+
+    Raises:
+        ConfigError: ``listen`` is not ``HOST:PORT``.
+    """
+
+    listen: str = "127.0.0.1:8026"
+    token: str | None = field(default=None, repr=False)
+    read_only: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        try:
+            split_listen(self.listen)
+        except ValueError as exc:
+            raise ConfigError(str(exc), "listen") from None
+        object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))
+
+
 @dataclass(frozen=True)
 class LoadedConfig:
     """Everything one configuration file says.
@@ -148,6 +202,7 @@ class LoadedConfig:
         config: the mailer's :class:`~mailstrom_py.Config`.
         storage: where the queue lives.
         logging: how to log.
+        dashboard: how the queue dashboard is served.
         source: where the settings came from (the file's path), for messages.
     """
 
@@ -155,3 +210,4 @@ class LoadedConfig:
     storage: StorageSettings = field(default_factory=StorageSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: str = "<mapping>"
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)

@@ -17,6 +17,8 @@ loopback addresses (127.0.0.0/8 and ::1), and close every socket they open.
 - ``children``: child interpreters for crash tests, and checking their files.
 - ``userproject``: a user's project in a temporary directory, and pytest run on
   it in a fresh process with the library's pytest plugin.
+- ``webdriver``: headless Chromium driven through chromedriver (WebDriver over
+  loopback HTTP), for the dashboard's browser test.
 
 This module holds the one rule they share: which addresses may be bound.
 """
