@@ -30,6 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ..codes import NO_ANSWER_FROM_HOST, transient
 from ..config import DirectConfig, Timeouts
 from ..message import PreparedEmail
 from ..status import DeliveryResult
@@ -295,12 +296,13 @@ def _unreached(
     if not failures:
         detail = f"no exchanger of {domain} could be tried"
         return [
-            Outcome(r, DeliveryResult.DEFERRED, "4.4.1", detail) for r in recipients
+            Outcome(r, DeliveryResult.DEFERRED, NO_ANSWER_FROM_HOST, detail)
+            for r in recipients
         ]
     with_reply = [f for f in failures if f.reply is not None]
     chosen = (with_reply or failures)[-1]
     detail = "; ".join(f.detail for f in failures)
-    code = "4" + chosen.status_code[1:]
+    code = transient(chosen.status_code)
     return [
         Outcome(
             r, DeliveryResult.DEFERRED, code, detail, chosen.reply, remote=chosen.remote

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
+from ..codes import SECURITY_FEATURES_NOT_SUPPORTED, transient
 from ..config import RelayConfig, Timeouts
 from ..lograte import WarningRate
 from ..message import PreparedEmail
@@ -149,7 +150,8 @@ class RelayTransport:
         host, port = self._relay.address
         detail = f"TLS is required and the relay {host}:{port} is used without it"
         return [
-            Outcome(r, DeliveryResult.DEFERRED, "4.7.4", detail) for r in recipients
+            Outcome(r, DeliveryResult.DEFERRED, SECURITY_FEATURES_NOT_SUPPORTED, detail)
+            for r in recipients
         ]
 
     def _connect(self) -> SmtpSession:
@@ -216,7 +218,7 @@ def _within(settle: OnOutcome, chunk: list[int]) -> OnOutcome:
 
 def _unreachable(recipients: Sequence[str], failure: SessionFailure) -> list[Outcome]:
     """Deferred outcomes for recipients the relay could not be reached for."""
-    code = "4" + failure.status_code[1:]
+    code = transient(failure.status_code)
     return [
         Outcome(r, DeliveryResult.DEFERRED, code, failure.detail, failure.reply)
         for r in recipients

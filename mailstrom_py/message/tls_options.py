@@ -20,12 +20,10 @@ from ..errors import InvalidMessageError
 from ..status import Remote
 from .prepared import PreparedEmail
 
-__all__ = ["HEADER", "REQUIRETLS_FAILED", "requiretls_refusal", "with_tls_options"]
+__all__ = ["HEADER", "requiretls_refusal", "with_tls_options"]
 
 #: The RFC 8689 header field.
 HEADER = "TLS-Required"
-#: RFC 8689 §5: the status code of a message REQUIRETLS could not be honoured for.
-REQUIRETLS_FAILED = "5.7.30"
 _NAME = HEADER.lower().encode("ascii")
 
 

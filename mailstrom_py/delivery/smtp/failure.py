@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 
+from ...codes import BAD_CONNECTION
 from ...status import Remote, SmtpReply
 
 __all__ = [
@@ -64,7 +65,7 @@ class StaleSessionError(SessionFailure):
     """
 
     def __init__(self, detail: str) -> None:
-        super().__init__(detail, "4.4.2")
+        super().__init__(detail, BAD_CONNECTION)
 
 
 class ConnectionLost(Exception):

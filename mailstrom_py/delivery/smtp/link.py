@@ -14,6 +14,14 @@ import socket
 import ssl
 from typing import Self
 
+from ...codes import (
+    AUTH_CREDENTIALS_INVALID,
+    BAD_CONNECTION,
+    CRYPTOGRAPHIC_FAILURE,
+    NO_ANSWER_FROM_HOST,
+    OTHER_SECURITY_TRANSIENT,
+    SECURITY_FEATURES_NOT_SUPPORTED,
+)
 from ...config import Timeouts
 from ...status import Remote, SmtpReply, SmtpStep
 from .client import SmtpClient
@@ -94,13 +102,16 @@ class SmtpLink:
             # it says nothing about the recipients, and another MX may take them.
             reply = SmtpReply.parse(exc.smtp_code, exc.smtp_error, SmtpStep.GREETING)
             raise SessionFailure(
-                f"{where(remote)} greeted with {reply}", "4.4.2", reply, remote=remote
+                f"{where(remote)} greeted with {reply}",
+                BAD_CONNECTION,
+                reply,
+                remote=remote,
             ) from None
         except ssl.SSLError as exc:
             _close(smtp)
             raise SessionFailure(
                 f"TLS with {where(remote)} failed: {exc}",
-                "4.7.5",
+                CRYPTOGRAPHIC_FAILURE,
                 tls_failed=True,
                 remote=remote,
             ) from None
@@ -109,12 +120,12 @@ class SmtpLink:
             if smtp.dialled:
                 raise SessionFailure(
                     f"no greeting from {where(remote)}: {why(exc)}",
-                    "4.4.2",
+                    BAD_CONNECTION,
                     remote=remote,
                 ) from None
             raise SessionFailure(
                 f"cannot connect to {where(remote)}: {why(exc)}",
-                "4.4.1",
+                NO_ANSWER_FROM_HOST,
                 connected=False,
             ) from None
         remote = Remote(host=host, address=_peer(smtp, address), port=port)
@@ -138,7 +149,7 @@ class SmtpLink:
         except ConnectionLost as exc:
             session.close()
             raise SessionFailure(
-                f"{where(remote)}: {exc}", "4.4.2", remote=session.remote
+                f"{where(remote)}: {exc}", BAD_CONNECTION, remote=session.remote
             ) from None
         except SessionFailure as failure:
             session.close()
@@ -203,7 +214,7 @@ class SmtpLink:
         )
         if reply.code != 250:
             raise SessionFailure(
-                f"{where(self.remote)} refused HELO: {reply}", "4.4.2", reply
+                f"{where(self.remote)} refused HELO: {reply}", BAD_CONNECTION, reply
             )
         self._smtp.helo_resp = reply.text.encode()
         self._smtp.does_esmtp = False
@@ -214,7 +225,8 @@ class SmtpLink:
         if "starttls" not in self._smtp.esmtp_features:
             if required:
                 raise SessionFailure(
-                    f"{where(self.remote)} does not offer STARTTLS", "4.7.4"
+                    f"{where(self.remote)} does not offer STARTTLS",
+                    SECURITY_FEATURES_NOT_SUPPORTED,
                 )
             return
         reply = self._command("STARTTLS", self._timeouts.greeting, SmtpStep.STARTTLS)
@@ -224,7 +236,9 @@ class SmtpLink:
                 log.info("%s refused STARTTLS (%s)", where(self.remote), reply)
                 return
             raise SessionFailure(
-                f"{where(self.remote)} refused STARTTLS: {reply}", "4.7.4", reply
+                f"{where(self.remote)} refused STARTTLS: {reply}",
+                SECURITY_FEATURES_NOT_SUPPORTED,
+                reply,
             )
         try:
             # The handshake is a step of its own, as Postfix's smtp_starttls_timeout.
@@ -236,7 +250,7 @@ class SmtpLink:
             self._drop()
             raise SessionFailure(
                 f"TLS with {where(self.remote)} failed: {why(exc)}",
-                "4.7.5",
+                CRYPTOGRAPHIC_FAILURE,
                 tls_failed=True,
             ) from None
         # RFC 3207 §4.2: forget everything learnt before TLS, including any
@@ -247,9 +261,13 @@ class SmtpLink:
 
     def _login(self, username: str, password: str, *, plaintext_ok: bool) -> None:
         if not plaintext_ok and not isinstance(self._smtp.sock, ssl.SSLSocket):
-            raise SessionFailure("refusing to send credentials without TLS", "4.7.0")
+            raise SessionFailure(
+                "refusing to send credentials without TLS", OTHER_SECURITY_TRANSIENT
+            )
         if "auth" not in self._smtp.esmtp_features:
-            raise SessionFailure(f"{where(self.remote)} does not offer AUTH", "4.7.0")
+            raise SessionFailure(
+                f"{where(self.remote)} does not offer AUTH", OTHER_SECURITY_TRANSIENT
+            )
         try:
             self._timeout(self._timeouts.greeting)
             self._smtp.login(username, password)
@@ -259,14 +277,15 @@ class SmtpLink:
             # fault: defer, as Postfix does by default (smtp_sasl_auth_soft_bounce).
             raise SessionFailure(
                 f"{where(self.remote)} refused the credentials: {reply}",
-                "4.7.8",
+                AUTH_CREDENTIALS_INVALID,
                 reply,
             ) from None
         except smtplib.SMTPServerDisconnected as exc:
             raise ConnectionLost(str(exc)) from None
         except (OSError, smtplib.SMTPException) as exc:
             raise SessionFailure(
-                f"AUTH with {where(self.remote)} failed: {why(exc)}", "4.7.0"
+                f"AUTH with {where(self.remote)} failed: {why(exc)}",
+                OTHER_SECURITY_TRANSIENT,
             ) from None
 
     # -- plumbing -----------------------------------------------------------------

@@ -17,6 +17,12 @@ import smtplib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from ...codes import (
+    BAD_CONNECTION,
+    MESSAGE_TOO_BIG,
+    OTHER_PROTOCOL_TRANSIENT,
+    TOO_MANY_RECIPIENTS,
+)
 from ...config import Timeouts
 from ...message import PreparedEmail
 from ...retry import classify_reply, status_code_for
@@ -178,7 +184,9 @@ class SmtpSession(SmtpLink):
             if not any(o.result is DeliveryResult.DELIVERED for o in outcomes[start:]):
                 break
         outcomes.extend(
-            self._outcome(a, DeliveryResult.DEFERRED, "4.5.3", "too many recipients")
+            self._outcome(
+                a, DeliveryResult.DEFERRED, TOO_MANY_RECIPIENTS, "too many recipients"
+            )
             for a in pending
         )
         return outcomes
@@ -216,7 +224,11 @@ class SmtpSession(SmtpLink):
                 self._drain(len(recipients) + 1)
             if reply.code == 552 and "size" in features:
                 outcomes += self._all(
-                    recipients, DeliveryResult.FAILED, "5.3.4", "MAIL refused", reply
+                    recipients,
+                    DeliveryResult.FAILED,
+                    MESSAGE_TOO_BIG,
+                    "MAIL refused",
+                    reply,
                 )
             else:
                 outcomes += self._refused(recipients, reply)
@@ -237,7 +249,7 @@ class SmtpSession(SmtpLink):
                 lost = [*recipients[index:], *accepted]
                 detail = f"lost at RCPT: {exc}"
                 outcomes += self._all(
-                    lost, DeliveryResult.DEFERRED, "4.4.2", detail, rcpt=accepted
+                    lost, DeliveryResult.DEFERRED, BAD_CONNECTION, detail, rcpt=accepted
                 )
                 return []
             if 200 <= reply.code < 300:
@@ -265,7 +277,10 @@ class SmtpSession(SmtpLink):
             else:
                 self.reset()
             outcomes += self._all(
-                leftover, DeliveryResult.DEFERRED, "4.5.3", "too many recipients"
+                leftover,
+                DeliveryResult.DEFERRED,
+                TOO_MANY_RECIPIENTS,
+                "too many recipients",
             )
             return []
         self._data(email, accepted, pipelined, outcomes)
@@ -304,7 +319,7 @@ class SmtpSession(SmtpLink):
             detail = f"{where(self.remote)} closed the connection before MAIL: {reply}"
         else:
             return None
-        return self._all(recipients, DeliveryResult.DEFERRED, "4.4.2", detail)
+        return self._all(recipients, DeliveryResult.DEFERRED, BAD_CONNECTION, detail)
 
     def _data(
         self,
@@ -320,7 +335,7 @@ class SmtpSession(SmtpLink):
         except ConnectionLost as exc:
             detail = f"lost at DATA: {exc}"
             outcomes += self._all(
-                accepted, DeliveryResult.DEFERRED, "4.4.2", detail, rcpt=accepted
+                accepted, DeliveryResult.DEFERRED, BAD_CONNECTION, detail, rcpt=accepted
             )
             return
         if reply.code != 354:
@@ -330,7 +345,12 @@ class SmtpSession(SmtpLink):
             self._drop()
             detail = f"{where(self.remote)} answered DATA with {reply}, not 354"
             outcomes += self._all(
-                accepted, DeliveryResult.DEFERRED, "4.5.0", detail, reply, rcpt=accepted
+                accepted,
+                DeliveryResult.DEFERRED,
+                OTHER_PROTOCOL_TRANSIENT,
+                detail,
+                reply,
+                rcpt=accepted,
             )
             return
         # RFC 5321 §4.5.2: a line that starts with "." gets one more.
@@ -381,7 +401,7 @@ class SmtpSession(SmtpLink):
                 self._outcome(
                     a,
                     DeliveryResult.DEFERRED,
-                    "4.4.2",
+                    BAD_CONNECTION,
                     detail,
                     possibly_delivered=True,
                     rcpt_reply=rcpt,
@@ -404,7 +424,7 @@ class SmtpSession(SmtpLink):
             self._all(
                 held.accepted,
                 DeliveryResult.DEFERRED,
-                "4.4.2",
+                BAD_CONNECTION,
                 detail,
                 rcpt=held.accepted,
             )
@@ -419,7 +439,7 @@ class SmtpSession(SmtpLink):
             # message was accepted, so the caller may resend on a new one.
             raise StaleSessionError(f"{where(self.remote)}: {exc}")
         detail = f"lost at MAIL: {exc}"
-        return self._all(recipients, DeliveryResult.DEFERRED, "4.4.2", detail)
+        return self._all(recipients, DeliveryResult.DEFERRED, BAD_CONNECTION, detail)
 
     def _refuse_pipelined_data(self) -> None:
         """Read the reply to a pipelined DATA when no recipient was accepted.
