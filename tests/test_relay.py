@@ -43,6 +43,7 @@ from mailstrom_py import (
     Timeouts,
 )
 from mailstrom_py.delivery.smtp import SessionFailure, SmtpSession
+from mailstrom_py.delivery.tls_policy import TlsPolicy
 
 NOW = 1_700_000_000.0
 RAW = (
@@ -633,8 +634,7 @@ class TestTls:
                     port=server.port,
                     helo_name="client.example.test",
                     timeouts=Timeouts.uniform(5),
-                    tls="none",
-                    tls_context=None,
+                    tls=TlsPolicy("none"),
                     credentials=("app", "secret"),
                 )
             server.handler.wait_until(

@@ -39,6 +39,7 @@ from .routing.limits import ConcurrencyLimit
 from .routing.mx import MxHost, MxResolver, Route, RouteError, build_resolver
 from .smtp import SessionFailure, SmtpSession, StaleSessionError
 from .smtp.pool import SessionPool
+from .tls_policy import TlsPolicy, client_context, decide_tls
 
 __all__ = ["DirectTransport"]
 
@@ -122,8 +123,9 @@ class DirectTransport:
         self._port = direct.smtp_port
         self._helo_name = helo_name
         self._timeouts = timeouts
-        self._tls_context = direct.tls_context()
-        self._tls_required = require_tls or direct.verify_tls
+        self._direct = direct
+        self._tls_context = client_context(direct)
+        self._require_tls = require_tls
         self._max_addresses = direct.max_addresses
         self._max_sessions = direct.max_sessions
         self._families = _FamilyMemory()
@@ -153,11 +155,9 @@ class DirectTransport:
             log.info("no route to %s: %s", domain, exc.detail)
             result = DeliveryResult.FAILED if exc.permanent else DeliveryResult.DEFERRED
             return [Outcome(r, result, exc.status_code, exc.detail) for r in recipients]
-        # TLS-Required: No (RFC 8689 §5) waives the configured requirement;
-        # REQUIRETLS never goes in plaintext.
-        tls_required = (
-            self._tls_required and not email.tls_optional
-        ) or email.require_tls
+        tls = decide_tls(
+            self._direct, self._tls_context, require_tls=self._require_tls, email=email
+        )
         settled: dict[str, Outcome] = {}
         pending = list(recipients)
         failures: list[SessionFailure] = []
@@ -172,7 +172,7 @@ class DirectTransport:
                     email.message_id, target.host, _family(target.address)
                 )
             try:
-                session, note = self._open(target, tls_required)
+                session, note = self._open(target, tls)
             except SessionFailure as failure:
                 log.info("%s: %s", domain, failure.detail)
                 failures.append(failure)
@@ -215,17 +215,17 @@ class DirectTransport:
                     targets.append(_Target(host.name, address))
         return targets[: self._max_addresses]
 
-    def _open(self, target: _Target, tls_required: bool) -> tuple[SmtpSession, str]:
-        """Open a session; after a failed handshake, once more in plaintext
-        unless TLS is required (RFC 3207 §4.1, Postfix's ``may`` level)."""
-        tls = "starttls" if tls_required else "opportunistic"
+    def _open(self, target: _Target, tls: TlsPolicy) -> tuple[SmtpSession, str]:
+        """Open a session; after a failed handshake, once more as the policy
+        allows (see :meth:`TlsPolicy.after_failed_handshake`)."""
         try:
             return self._session(target, tls), ""
         except SessionFailure as failure:
-            if tls_required or not failure.tls_failed:
+            fallback = tls.after_failed_handshake() if failure.tls_failed else None
+            if fallback is None:
                 raise
             log.info("%s; trying again without TLS", failure.detail)
-            return self._session(target, "none"), f"in plaintext: {failure.detail}"
+            return self._session(target, fallback), f"in plaintext: {failure.detail}"
 
     def _send(
         self,
@@ -243,12 +243,14 @@ class DirectTransport:
             return session.send(email, recipients)
         except StaleSessionError as stale:
             log.info("kept connection was closed: %s", stale.detail)
-            session = self._session(target, session.tls_mode, reuse=False)
+            session = self._session(target, session.tls, reuse=False)
             return session.send(email, recipients)
         finally:
             self._sessions.give(_key(session), session)
 
-    def _session(self, target: _Target, tls: str, *, reuse: bool = True) -> SmtpSession:
+    def _session(
+        self, target: _Target, tls: TlsPolicy, *, reuse: bool = True
+    ) -> SmtpSession:
         kept = (
             self._sessions.take((target.host, target.address, tls)) if reuse else None
         )
@@ -261,7 +263,6 @@ class DirectTransport:
             helo_name=self._helo_name,
             timeouts=self._timeouts,
             tls=tls,
-            tls_context=self._tls_context if tls != "none" else None,
         )
 
 
@@ -277,9 +278,9 @@ def _interleave(host: MxHost, *, first: int) -> list[str]:
     return order
 
 
-def _key(session: SmtpSession) -> tuple[str, str, str]:
-    """The pool key of a session: the exchanger, its address and the TLS mode."""
-    return (session.remote.host, session.remote.address, session.tls_mode)
+def _key(session: SmtpSession) -> tuple[str, str, TlsPolicy]:
+    """The pool key of a session: the exchanger, its address and the TLS policy."""
+    return (session.remote.host, session.remote.address, session.tls)
 
 
 def _family(address: str) -> int:

@@ -16,6 +16,7 @@ from .routing.limits import ConcurrencyLimit
 from .routing.mx import MxResolver, RouteError
 from .smtp import SessionFailure, SmtpSession, StaleSessionError
 from .smtp.pool import SessionPool
+from .tls_policy import client_context, decide_tls
 
 __all__ = ["RelayTransport"]
 
@@ -62,9 +63,10 @@ class RelayTransport:
         self._warnings = WarningRate()
         self._sessions = sessions if sessions is not None else SessionPool()
         self._limit = limit if limit is not None else ConcurrencyLimit(20)
-        # Config.require_tls: only a relay without TLS can be plaintext.
-        self._plaintext_refused = require_tls and relay.tls == "none"
-        if self._plaintext_refused:
+        self._require_tls = require_tls
+        # The relay's sessions are alike for every message (see decide_tls).
+        self._tls = decide_tls(relay, client_context(relay), require_tls=require_tls)
+        if self._tls.refusal is not None:
             log.warning(
                 "TLS is required but the relay %s is used without it: only mail "
                 "saying TLS-Required: No will be delivered",
@@ -72,7 +74,6 @@ class RelayTransport:
             )
         self._helo_name = helo_name
         self._timeouts = timeouts
-        self._tls_context = relay.tls_context() if relay.tls != "none" else None
         self._credentials = (
             (relay.username, relay.password)
             if relay.username is not None and relay.password is not None
@@ -112,8 +113,14 @@ class RelayTransport:
     def _deliver_many(self, batch: Sequence[Item], settle: OnOutcome) -> None:
         todo: list[int] = []
         for index, (email, recipients) in enumerate(batch):
-            if (refused := self._refused_plaintext(email, recipients)) is not None:
-                settle(index, refused)
+            tls = decide_tls(
+                self._relay,
+                self._tls.context,
+                require_tls=self._require_tls,
+                email=email,
+            )
+            if tls.refusal is not None:
+                settle(index, _refused(recipients, tls.refusal))
             else:
                 todo.append(index)
         fresh = False
@@ -140,19 +147,6 @@ class RelayTransport:
             todo = todo[len(sent) :]
             # A kept session found closed: the same messages go on a new one.
             fresh = not sent
-
-    def _refused_plaintext(
-        self, email: PreparedEmail, recipients: Sequence[str]
-    ) -> list[Outcome] | None:
-        """Outcomes for a message ``require_tls`` keeps from a relay without TLS."""
-        if not self._plaintext_refused or email.tls_optional or email.require_tls:
-            return None
-        host, port = self._relay.address
-        detail = f"TLS is required and the relay {host}:{port} is used without it"
-        return [
-            Outcome(r, DeliveryResult.DEFERRED, SECURITY_FEATURES_NOT_SUPPORTED, detail)
-            for r in recipients
-        ]
 
     def _connect(self) -> SmtpSession:
         """Open a new session with the relay.
@@ -200,8 +194,7 @@ class RelayTransport:
             port=port,
             helo_name=self._helo_name,
             timeouts=self._timeouts,
-            tls=self._relay.tls,
-            tls_context=self._tls_context,
+            tls=self._tls,
             credentials=self._credentials,
             plaintext_auth=self._relay.allow_plaintext_auth,
         )
@@ -214,6 +207,14 @@ class RelayTransport:
 def _within(settle: OnOutcome, chunk: list[int]) -> OnOutcome:
     """``settle`` for a part of the batch, whose item ``n`` is ``chunk[n]`` of it."""
     return lambda n, outcomes: settle(chunk[n], outcomes)
+
+
+def _refused(recipients: Sequence[str], refusal: str) -> list[Outcome]:
+    """Deferred outcomes for a message its TLS policy keeps from the relay."""
+    return [
+        Outcome(r, DeliveryResult.DEFERRED, SECURITY_FEATURES_NOT_SUPPORTED, refusal)
+        for r in recipients
+    ]
 
 
 def _unreachable(recipients: Sequence[str], failure: SessionFailure) -> list[Outcome]:

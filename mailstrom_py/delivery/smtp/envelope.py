@@ -16,8 +16,8 @@ from ...codes import (
     REQUIRETLS_NOT_SUPPORTED,
 )
 from ...message import PreparedEmail
-from ...message.tls_options import requiretls_refusal
 from ...status import Remote
+from ..tls_policy import requiretls_refusal
 from .failure import parse_int
 
 __all__ = ["MailCommand", "Unsendable", "mail_command"]

@@ -24,6 +24,7 @@ from ...codes import (
 )
 from ...config import Timeouts
 from ...status import Remote, SmtpReply, SmtpStep
+from ..tls_policy import TlsPolicy
 from .client import SmtpClient
 from .failure import ConnectionLost, SessionFailure, was_reset, where, why
 
@@ -41,14 +42,15 @@ class SmtpLink:
     link belongs to one delivery thread.
     """
 
-    def __init__(self, smtp: SmtpClient, remote: Remote, timeouts: Timeouts) -> None:
+    def __init__(
+        self, smtp: SmtpClient, remote: Remote, timeouts: Timeouts, tls: TlsPolicy
+    ) -> None:
         self._smtp = smtp
-        self._server_name = remote.host
         self.remote = remote
         self._timeouts = timeouts
         self._alive = True
-        #: The ``tls`` mode the link was opened with.
-        self.tls_mode = "none"
+        #: The TLS policy the link was opened under.
+        self.tls = tls
 
     @classmethod
     def open(
@@ -59,8 +61,7 @@ class SmtpLink:
         port: int,
         helo_name: str,
         timeouts: Timeouts,
-        tls: str,
-        tls_context: ssl.SSLContext | None,
+        tls: TlsPolicy,
         credentials: tuple[str, str] | None = None,
         plaintext_auth: bool = False,
     ) -> Self:
@@ -72,12 +73,11 @@ class SmtpLink:
             port: the TCP port.
             helo_name: our name in EHLO/HELO.
             timeouts: the limit of each step (see :class:`SmtpClient`).
-            tls: ``"implicit"``, ``"starttls"`` (required: failure aborts),
-                ``"opportunistic"`` (STARTTLS when offered; a refused STARTTLS
-                goes on in plaintext; a failed handshake raises a failure with
-                ``tls_failed`` set, which the caller may retry in plaintext) or
-                ``"none"``.
-            tls_context: the client context for TLS; required unless ``tls="none"``.
+            tls: how to use TLS. Required TLS (implicit, or STARTTLS) that
+                cannot be had fails the session. Opportunistic TLS uses
+                STARTTLS when offered and goes on in plaintext after a refused
+                STARTTLS; a failed handshake raises a failure with
+                ``tls_failed`` set, which the caller may retry in plaintext.
             credentials: ``(username, password)`` to AUTH with; only sent over TLS
                 unless ``plaintext_auth`` is set.
             plaintext_auth: the user's explicit consent to send ``credentials``
@@ -88,12 +88,12 @@ class SmtpLink:
                 and the connection is closed.
         """
         smtp = SmtpClient(
-            helo_name, address, timeouts, tls_context if tls == "implicit" else None
+            helo_name, address, timeouts, tls.context if tls.implicit else None
         )
         remote = Remote(host=host, address=address, port=port)
         try:
             # smtplib checks the greeting only when the constructor connects.
-            code, text = smtp.connect(host, port)
+            code, text = smtp.connect(tls.verify_name or host, port)
             if code != 220:
                 _close(smtp)
                 raise smtplib.SMTPConnectError(code, text)
@@ -129,20 +129,14 @@ class SmtpLink:
                 connected=False,
             ) from None
         remote = Remote(host=host, address=_peer(smtp, address), port=port)
-        session = cls(smtp, remote, timeouts)
-        session.tls_mode = tls
+        session = cls(smtp, remote, timeouts, tls)
         try:
             session._hello()
-            if tls in ("starttls", "opportunistic"):
-                session._starttls(tls_context, required=tls == "starttls")
+            if tls.mode != "none" and not tls.implicit:
+                session._starttls(tls, required=tls.mode == "required")
             if isinstance(smtp.sock, ssl.SSLSocket):
-                assert tls_context is not None
                 session.remote = Remote(
-                    host,
-                    remote.address,
-                    port,
-                    smtp.sock.version(),
-                    _verifies(tls_context),
+                    host, remote.address, port, smtp.sock.version(), tls.verify
                 )
             if credentials is not None:
                 session._login(*credentials, plaintext_ok=plaintext_auth)
@@ -220,8 +214,8 @@ class SmtpLink:
         self._smtp.does_esmtp = False
         self._smtp.esmtp_features = {}
 
-    def _starttls(self, context: ssl.SSLContext | None, *, required: bool) -> None:
-        assert context is not None
+    def _starttls(self, tls: TlsPolicy, *, required: bool) -> None:
+        assert tls.context is not None
         if "starttls" not in self._smtp.esmtp_features:
             if required:
                 raise SessionFailure(
@@ -243,8 +237,8 @@ class SmtpLink:
         try:
             # The handshake is a step of its own, as Postfix's smtp_starttls_timeout.
             self._timeout(self._timeouts.greeting)
-            self._smtp.sock = context.wrap_socket(
-                self._sock(), server_hostname=self._server_name
+            self._smtp.sock = tls.context.wrap_socket(
+                self._sock(), server_hostname=tls.verify_name or self.remote.host
             )
         except (OSError, ssl.SSLError) as exc:
             self._drop()
@@ -386,10 +380,6 @@ def _parse_features(text: str) -> dict[str, str]:
                 f"{features[key]} {params}".strip() if key in features else params
             )
     return features
-
-
-def _verifies(context: ssl.SSLContext) -> bool:
-    return context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
 
 
 def _peer(smtp: smtplib.SMTP, default: str) -> str:

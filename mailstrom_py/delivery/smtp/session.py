@@ -28,6 +28,7 @@ from ...message import PreparedEmail
 from ...retry import classify_reply, status_code_for
 from ...status import DeliveryResult, Remote, SmtpReply, SmtpStep
 from ..base import Item, OnOutcome, Outcome
+from ..tls_policy import TlsPolicy
 from .client import SmtpClient
 from .envelope import Unsendable, mail_command
 from .failure import (
@@ -71,8 +72,10 @@ class SmtpSession(SmtpLink):
     belongs to one delivery thread.
     """
 
-    def __init__(self, smtp: SmtpClient, remote: Remote, timeouts: Timeouts) -> None:
-        super().__init__(smtp, remote, timeouts)
+    def __init__(
+        self, smtp: SmtpClient, remote: Remote, timeouts: Timeouts, tls: TlsPolicy
+    ) -> None:
+        super().__init__(smtp, remote, timeouts, tls)
         #: How many messages this session has started.
         self.messages = 0
         self._maybe_stale = False
