@@ -21,6 +21,7 @@ from support.scripted import (
     Conversation,
     ScriptedServer,
     drop_after_dot,
+    greeting,
     long_reply_line,
     malformed_reply,
     normal,
@@ -500,6 +501,20 @@ class TestBrokenConversations:
             [r] = mailer.query_status(message_id).recipients
             assert (r.result, r.status_code) == (DeliveryResult.DEFERRED, "4.4.1")
             assert r.next_attempt_at == NOW + 60
+            mailer.stop()
+
+    def test_a_relay_refusing_at_the_greeting_defers_and_names_itself(self) -> None:
+        """A 554 greeting defers with 4.4.2, the reply, and the relay recorded as
+        the server talked to, as direct delivery records an exchanger."""
+        with ScriptedServer(greeting("554 5.3.2 not now")) as server:
+            mailer = mailer_for(server)
+            message_id = mailer.send_email(message("a@example.test"))
+            mailer.run_once()
+            [r] = mailer.query_status(message_id).recipients
+            assert (r.result, r.status_code) == (DeliveryResult.DEFERRED, "4.4.2")
+            assert r.last_reply is not None and r.last_reply.code == 554
+            assert r.remote is not None
+            assert (r.remote.address, r.remote.port) == ("127.0.0.1", server.port)
             mailer.stop()
 
     def test_retries_end_in_failure_with_the_last_reply(

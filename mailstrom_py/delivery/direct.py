@@ -30,11 +30,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..codes import NO_ANSWER_FROM_HOST, transient
+from ..codes import NO_ANSWER_FROM_HOST
 from ..config import DirectConfig, Timeouts
 from ..message import PreparedEmail
 from ..status import DeliveryResult
 from .base import Outcome
+from .outcomes import deferred, unreached
 from .routing.limits import ConcurrencyLimit
 from .routing.mx import MxHost, MxResolver, Route, RouteError, build_resolver
 from .smtp import SessionFailure, SmtpSession, StaleSessionError
@@ -198,10 +199,12 @@ class DirectTransport:
             pending = [
                 o.address for o in outcomes if o.result is DeliveryResult.DEFERRED
             ]
-        unreached = [r for r in recipients if r not in settled]
-        return [settled[r] for r in recipients if r in settled] + _unreached(
-            unreached, failures, domain
-        )
+        reached = [settled[r] for r in recipients if r in settled]
+        left = [r for r in recipients if r not in settled]
+        if left and not failures:
+            detail = f"no exchanger of {domain} could be tried"
+            return reached + deferred(left, NO_ANSWER_FROM_HOST, detail)
+        return reached + unreached(left, failures)
 
     def _targets(self, message_id: str, route: Route) -> list[_Target]:
         """The addresses to try, in order, without repeats, up to the limit."""
@@ -285,28 +288,3 @@ def _key(session: SmtpSession) -> tuple[str, str, TlsPolicy]:
 
 def _family(address: str) -> int:
     return 6 if ":" in address else 4
-
-
-def _unreached(
-    recipients: list[str], failures: list[SessionFailure], domain: str
-) -> list[Outcome]:
-    """Outcomes for recipients no session took: deferred, with the failure that
-    says most (the last one with a server reply, else the last one)."""
-    if not recipients:
-        return []
-    if not failures:
-        detail = f"no exchanger of {domain} could be tried"
-        return [
-            Outcome(r, DeliveryResult.DEFERRED, NO_ANSWER_FROM_HOST, detail)
-            for r in recipients
-        ]
-    with_reply = [f for f in failures if f.reply is not None]
-    chosen = (with_reply or failures)[-1]
-    detail = "; ".join(f.detail for f in failures)
-    code = transient(chosen.status_code)
-    return [
-        Outcome(
-            r, DeliveryResult.DEFERRED, code, detail, chosen.reply, remote=chosen.remote
-        )
-        for r in recipients
-    ]

@@ -6,12 +6,12 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from ..codes import SECURITY_FEATURES_NOT_SUPPORTED, transient
+from ..codes import SECURITY_FEATURES_NOT_SUPPORTED
 from ..config import RelayConfig, Timeouts
 from ..lograte import WarningRate
 from ..message import PreparedEmail
-from ..status import DeliveryResult
 from .base import Item, OnOutcome, Outcome
+from .outcomes import deferred, unreached
 from .routing.limits import ConcurrencyLimit
 from .routing.mx import MxResolver, RouteError
 from .smtp import SessionFailure, SmtpSession, StaleSessionError
@@ -120,7 +120,10 @@ class RelayTransport:
                 email=email,
             )
             if tls.refusal is not None:
-                settle(index, _refused(recipients, tls.refusal))
+                settle(
+                    index,
+                    deferred(recipients, SECURITY_FEATURES_NOT_SUPPORTED, tls.refusal),
+                )
             else:
                 todo.append(index)
         fresh = False
@@ -131,7 +134,7 @@ class RelayTransport:
                     session = self._connect()
                 except SessionFailure as failure:
                     for index in todo:
-                        settle(index, _unreachable(batch[index][1], failure))
+                        settle(index, unreached(batch[index][1], [failure]))
                     break
             chunk = todo[: self._sessions.room(session)]
             try:
@@ -207,20 +210,3 @@ class RelayTransport:
 def _within(settle: OnOutcome, chunk: list[int]) -> OnOutcome:
     """``settle`` for a part of the batch, whose item ``n`` is ``chunk[n]`` of it."""
     return lambda n, outcomes: settle(chunk[n], outcomes)
-
-
-def _refused(recipients: Sequence[str], refusal: str) -> list[Outcome]:
-    """Deferred outcomes for a message its TLS policy keeps from the relay."""
-    return [
-        Outcome(r, DeliveryResult.DEFERRED, SECURITY_FEATURES_NOT_SUPPORTED, refusal)
-        for r in recipients
-    ]
-
-
-def _unreachable(recipients: Sequence[str], failure: SessionFailure) -> list[Outcome]:
-    """Deferred outcomes for recipients the relay could not be reached for."""
-    code = transient(failure.status_code)
-    return [
-        Outcome(r, DeliveryResult.DEFERRED, code, failure.detail, failure.reply)
-        for r in recipients
-    ]
