@@ -77,6 +77,93 @@ class _FamilyMemory:
                 self._first.popitem(last=False)
 
 
+class _DomainAttempt:
+    """One delivery of a message to one domain's exchangers, address by address.
+
+    It holds what the delivery has learnt so far: the outcomes settled, the
+    recipients still pending, the failures on the way (told in later
+    outcomes' details), and the sessions used, at most ``max_sessions``. It
+    records in ``families`` which address family each exchanger was first
+    tried with.
+    """
+
+    def __init__(
+        self,
+        email: PreparedEmail,
+        domain: str,
+        recipients: list[str],
+        max_sessions: int,
+        families: _FamilyMemory,
+    ) -> None:
+        self.email = email
+        self.domain = domain
+        #: The recipients no session has settled yet (or only deferred).
+        self.pending = list(recipients)
+        self._recipients = recipients
+        self._max_sessions = max_sessions
+        self._families = families
+        self._settled: dict[str, Outcome] = {}
+        self._failures: list[SessionFailure] = []
+        self._sessions = 0
+        self._dialled: set[str] = set()
+        self._possibly_delivered = False
+
+    def wants_more(self) -> bool:
+        """Whether another address is to be tried."""
+        return (
+            bool(self.pending)
+            and self._sessions < self._max_sessions
+            and not self._possibly_delivered
+        )
+
+    def dialling(self, target: _Target) -> None:
+        """Note that ``target`` is tried next."""
+        if target.host not in self._dialled:
+            self._dialled.add(target.host)
+            family = _family(target.address)
+            self._families.record(self.email.message_id, target.host, family)
+
+    def open_failed(self, failure: SessionFailure) -> None:
+        """No session could be had; one was used if a connection was made."""
+        self._failures.append(failure)
+        self._sessions += failure.connected
+
+    def opened(self) -> None:
+        """A session was had, a new one or a kept one."""
+        self._sessions += 1
+
+    def send_failed(self, failure: SessionFailure) -> None:
+        """The session was a kept one found closed, and no new one could be had."""
+        self._failures.append(failure)
+
+    def sent(self, outcomes: list[Outcome], note: str) -> None:
+        """A transaction settled ``outcomes``; ``note`` says how its session
+        came about, if that is worth telling (in plaintext after TLS failed)."""
+        if self._failures:
+            earlier = "; ".join(f.detail for f in self._failures)
+            note = f"{note}; earlier: {earlier}" if note else f"earlier: {earlier}"
+        for outcome in outcomes:
+            self._settled[outcome.address] = (
+                dataclasses.replace(outcome, detail=f"{outcome.detail} ({note})")
+                if note
+                else outcome
+            )
+        # The message may be there: no other exchanger this time.
+        self._possibly_delivered = any(o.possibly_delivered for o in outcomes)
+        self.pending = [
+            o.address for o in outcomes if o.result is DeliveryResult.DEFERRED
+        ]
+
+    def outcomes(self) -> list[Outcome]:
+        """One outcome per recipient: as settled, or deferred for the failures."""
+        reached = [self._settled[r] for r in self._recipients if r in self._settled]
+        left = [r for r in self._recipients if r not in self._settled]
+        if left and not self._failures:
+            detail = f"no exchanger of {self.domain} could be tried"
+            return reached + deferred(left, NO_ANSWER_FROM_HOST, detail)
+        return reached + unreached(left, self._failures)
+
+
 class DirectTransport:
     """Sends each message to its recipients' mail exchangers; see the module doc.
 
@@ -159,52 +246,31 @@ class DirectTransport:
         tls = decide_tls(
             self._direct, self._tls_context, require_tls=self._require_tls, email=email
         )
-        settled: dict[str, Outcome] = {}
-        pending = list(recipients)
-        failures: list[SessionFailure] = []
-        sessions = 0
-        dialled: set[str] = set()
+        attempt = _DomainAttempt(
+            email, domain, recipients, self._max_sessions, self._families
+        )
         for target in self._targets(email.message_id, route):
-            if not pending or sessions >= self._max_sessions:
+            if not attempt.wants_more():
                 break
-            if target.host not in dialled:
-                dialled.add(target.host)
-                self._families.record(
-                    email.message_id, target.host, _family(target.address)
-                )
-            try:
-                session, note = self._open(target, tls)
-            except SessionFailure as failure:
-                log.info("%s: %s", domain, failure.detail)
-                failures.append(failure)
-                sessions += failure.connected
-                continue
-            sessions += 1
-            try:
-                outcomes = self._send(session, target, email, pending)
-            except SessionFailure as failure:
-                failures.append(failure)
-                continue
-            if failures:
-                earlier = "; ".join(f.detail for f in failures)
-                note = f"{note}; earlier: {earlier}" if note else f"earlier: {earlier}"
-            for outcome in outcomes:
-                settled[outcome.address] = (
-                    dataclasses.replace(outcome, detail=f"{outcome.detail} ({note})")
-                    if note
-                    else outcome
-                )
-            if any(o.possibly_delivered for o in outcomes):
-                break  # the message may be there: no other exchanger this time
-            pending = [
-                o.address for o in outcomes if o.result is DeliveryResult.DEFERRED
-            ]
-        reached = [settled[r] for r in recipients if r in settled]
-        left = [r for r in recipients if r not in settled]
-        if left and not failures:
-            detail = f"no exchanger of {domain} could be tried"
-            return reached + deferred(left, NO_ANSWER_FROM_HOST, detail)
-        return reached + unreached(left, failures)
+            attempt.dialling(target)
+            self._try(attempt, target, tls)
+        return attempt.outcomes()
+
+    def _try(self, attempt: _DomainAttempt, target: _Target, tls: TlsPolicy) -> None:
+        """Send ``attempt``'s pending recipients to one exchanger address."""
+        try:
+            session, note = self._open(target, tls)
+        except SessionFailure as failure:
+            log.info("%s: %s", attempt.domain, failure.detail)
+            attempt.open_failed(failure)
+            return
+        attempt.opened()
+        try:
+            outcomes = self._send(session, target, attempt.email, attempt.pending)
+        except SessionFailure as failure:
+            attempt.send_failed(failure)
+            return
+        attempt.sent(outcomes, note)
 
     def _targets(self, message_id: str, route: Route) -> list[_Target]:
         """The addresses to try, in order, without repeats, up to the limit."""
