@@ -38,7 +38,7 @@ from .base import Outcome
 from .outcomes import deferred, unreached
 from .routing.limits import ConcurrencyLimit
 from .routing.mx import MxHost, MxResolver, Route, RouteError, build_resolver
-from .smtp import SessionFailure, SmtpSession, StaleSessionError
+from .smtp import SessionFailure, SmtpSession
 from .smtp.pool import SessionPool
 from .tls_policy import TlsPolicy, client_context, decide_tls
 
@@ -308,14 +308,13 @@ class DirectTransport:
         Raises:
             SessionFailure: the replacement session could not be opened.
         """
-        try:
-            return session.send(email, recipients)
-        except StaleSessionError as stale:
-            log.info("kept connection was closed: %s", stale.detail)
-            session = self._session(target, session.tls, reuse=False)
-            return session.send(email, recipients)
-        finally:
-            self._sessions.give(_key(session), session)
+        tls = session.tls
+        return self._sessions.use(
+            _key(session),
+            session,
+            lambda s: s.send(email, recipients),
+            reopen=lambda: self._session(target, tls, reuse=False),
+        )
 
     def _session(
         self, target: _Target, tls: TlsPolicy, *, reuse: bool = True

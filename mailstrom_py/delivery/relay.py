@@ -14,7 +14,7 @@ from .base import Item, OnOutcome, Outcome
 from .outcomes import deferred, unreached
 from .routing.limits import ConcurrencyLimit
 from .routing.mx import MxResolver, RouteError
-from .smtp import SessionFailure, SmtpSession, StaleSessionError
+from .smtp import SessionFailure, SmtpSession
 from .smtp.pool import SessionPool
 from .tls_policy import client_context, decide_tls
 
@@ -126,30 +126,33 @@ class RelayTransport:
                 )
             else:
                 todo.append(index)
-        fresh = False
         while todo:
-            session = None if fresh else self._sessions.take(_RELAY)
-            if session is None:
-                try:
-                    session = self._connect()
-                except SessionFailure as failure:
-                    for index in todo:
-                        settle(index, unreached(batch[index][1], [failure]))
-                    break
-            chunk = todo[: self._sessions.room(session)]
             try:
-                sent = session.send_many(
-                    [batch[index] for index in chunk],
-                    _within(settle, chunk),
-                )
-            except StaleSessionError as stale:
-                log.info("kept relay connection was closed: %s", stale.detail)
-                sent = []
-            finally:
-                self._sessions.give(_RELAY, session)
+                sent = self._send_some(batch, todo, settle)
+            except SessionFailure as failure:
+                for index in todo:
+                    settle(index, unreached(batch[index][1], [failure]))
+                break
             todo = todo[len(sent) :]
-            # A kept session found closed: the same messages go on a new one.
-            fresh = not sent
+
+    def _send_some(
+        self, batch: Sequence[Item], todo: list[int], settle: OnOutcome
+    ) -> list[list[Outcome]]:
+        """Send the items ``todo`` lists, in order, over one session: as many as
+        it has room for, fewer if its connection ends; return their outcomes.
+
+        Raises:
+            SessionFailure: no session with the relay could be opened.
+        """
+
+        def send(session: SmtpSession) -> list[list[Outcome]]:
+            chunk = todo[: self._sessions.room(session)]
+            return session.send_many([batch[i] for i in chunk], _within(settle, chunk))
+
+        session = self._sessions.take(_RELAY)
+        if session is None:
+            session = self._connect()
+        return self._sessions.use(_RELAY, session, send, reopen=self._connect)
 
     def _connect(self) -> SmtpSession:
         """Open a new session with the relay.
