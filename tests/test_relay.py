@@ -657,6 +657,41 @@ class TestTls:
             )
             assert "AUTH" not in server.handler.commands
 
+    def test_a_session_that_cannot_be_opened_keeps_its_cause(self) -> None:
+        """SessionFailure is chained to the error underneath (a refused connection,
+        a STARTTLS handshake the server broke off), and names the server once a
+        connection was made."""
+
+        def open_session(port: int, tls: TlsPolicy) -> SmtpSession:
+            return SmtpSession.open(
+                host="127.0.0.1",
+                address="127.0.0.1",
+                port=port,
+                helo_name="client.example.test",
+                timeouts=Timeouts.uniform(5),
+                tls=tls,
+            )
+
+        with refusing() as port, pytest.raises(SessionFailure) as refused:
+            open_session(port, TlsPolicy("none"))
+        assert isinstance(refused.value.__cause__, ConnectionRefusedError)
+        assert (refused.value.connected, refused.value.remote) == (False, None)
+
+        def no_handshake(conv: Conversation, line: str) -> str:
+            conv.send("220 2.0.0 go ahead")
+            conv.close()
+            return ""
+
+        server = ScriptedServer(
+            normal(ehlo_lines=("STARTTLS",), on_starttls=no_handshake)
+        )
+        required = TlsPolicy("required", context=ssl.create_default_context())
+        with server, pytest.raises(SessionFailure, match="TLS with") as broken:
+            open_session(server.port, required)
+        assert broken.value.tls_failed and broken.value.__cause__ is not None
+        assert broken.value.remote is not None
+        assert broken.value.remote.port == server.port
+
     def test_wrong_credentials_defer(self, ca: trustme.CA) -> None:
         """A relay refusing the credentials defers (the sender's problem, not the
         recipient's)."""

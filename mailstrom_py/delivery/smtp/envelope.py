@@ -7,6 +7,7 @@ before anything is sent.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ...codes import (
@@ -40,7 +41,7 @@ class Unsendable:
 
 
 def mail_command(
-    email: PreparedEmail, features: dict[str, str], remote: Remote
+    email: PreparedEmail, features: Mapping[str, str], remote: Remote
 ) -> MailCommand | Unsendable:
     """The MAIL command for ``email`` at a server offering ``features`` (EHLO
     keywords, lower case), or why that server cannot take it."""

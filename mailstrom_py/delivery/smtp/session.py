@@ -35,7 +35,6 @@ from .failure import (
     ConnectionLost,
     SessionFailure,
     StaleSessionError,
-    where,
 )
 from .link import SmtpLink
 
@@ -136,7 +135,7 @@ class SmtpSession(SmtpLink):
         self._on_outcome = on_outcome
         try:
             for index, (email, recipients) in enumerate(batch):
-                if results and not self._alive:
+                if results and not self.alive:
                     break
                 self._index = index
                 try:
@@ -176,7 +175,7 @@ class SmtpSession(SmtpLink):
         self._maybe_stale = self.messages > 1
         outcomes: list[Outcome] = []
         pending = list(recipients)
-        while pending and self._alive:
+        while pending and self.alive:
             start = len(outcomes)
             pending = self._transaction(email, pending, outcomes)
             self._maybe_stale = False
@@ -199,14 +198,14 @@ class SmtpSession(SmtpLink):
     ) -> list[str]:
         """Run MAIL, RCPTs and DATA once, adding to ``outcomes``; return the
         recipients left for another transaction."""
-        features = self._smtp.esmtp_features
+        features = self.features
         command = mail_command(email, features, self.remote)
         if isinstance(command, Unsendable):
             outcomes += self._all(
                 recipients, DeliveryResult.FAILED, command.status_code, command.detail
             )
             return []
-        self._smtp.command_encoding = command.encoding
+        self.use_encoding(command.encoding)
         mail = command.line
 
         # RFC 2920: with PIPELINING, MAIL, the RCPTs and DATA go in one write and
@@ -218,7 +217,7 @@ class SmtpSession(SmtpLink):
                 outcomes += ended
                 return []
         try:
-            reply = self._step(mail, pipelined, self._timeouts.mail, SmtpStep.MAIL)
+            reply = self.exchange(mail, pipelined, self.timeouts.mail, SmtpStep.MAIL)
         except ConnectionLost as exc:
             outcomes += self._lost_at_mail(recipients, exc)
             return []
@@ -242,10 +241,10 @@ class SmtpSession(SmtpLink):
         leftover: list[str] = []
         for index, address in enumerate(recipients):
             try:
-                reply = self._step(
+                reply = self.exchange(
                     f"RCPT TO:<{address}>",
                     pipelined,
-                    self._timeouts.rcpt,
+                    self.timeouts.rcpt,
                     SmtpStep.RCPT,
                 )
             except ConnectionLost as exc:
@@ -304,9 +303,9 @@ class SmtpSession(SmtpLink):
         # message's content and dot lead the next envelope.
         held = self._held
         before = held.payload if held is not None else b""
-        timeout = self._timeouts.data_block if held else self._timeouts.mail
+        timeout = self.timeouts.data_block if held else self.timeouts.mail
         try:
-            self._write(commands, timeout, before=before)
+            self.write(commands, timeout, before=before)
         except ConnectionLost as exc:
             self._held = None
             if held is not None:
@@ -318,8 +317,8 @@ class SmtpSession(SmtpLink):
         reply = self._answer(held, last=False)
         if reply is None:
             detail = "connection lost before the previous message's end was answered"
-        elif not self._alive:
-            detail = f"{where(self.remote)} closed the connection before MAIL: {reply}"
+        elif not self.alive:
+            detail = f"{self.label} closed the connection before MAIL: {reply}"
         else:
             return None
         return self._all(recipients, DeliveryResult.DEFERRED, BAD_CONNECTION, detail)
@@ -332,8 +331,8 @@ class SmtpSession(SmtpLink):
         outcomes: list[Outcome],
     ) -> None:
         try:
-            reply = self._step(
-                "DATA", pipelined, self._timeouts.data_init, SmtpStep.DATA
+            reply = self.exchange(
+                "DATA", pipelined, self.timeouts.data_init, SmtpStep.DATA
             )
         except ConnectionLost as exc:
             detail = f"lost at DATA: {exc}"
@@ -345,8 +344,8 @@ class SmtpSession(SmtpLink):
             if reply.code // 100 in (4, 5):
                 outcomes += self._refused(accepted, reply, accepted)
                 return
-            self._drop()
-            detail = f"{where(self.remote)} answered DATA with {reply}, not 354"
+            self.drop()
+            detail = f"{self.label} answered DATA with {reply}, not 354"
             outcomes += self._all(
                 accepted,
                 DeliveryResult.DEFERRED,
@@ -371,7 +370,7 @@ class SmtpSession(SmtpLink):
         if held is None:
             return
         try:
-            self._write([], self._timeouts.data_block, before=held.payload)
+            self.write([], self.timeouts.data_block, before=held.payload)
         except ConnectionLost as exc:
             self._unsent(held, str(exc))
             return
@@ -388,7 +387,7 @@ class SmtpSession(SmtpLink):
         may have been that envelope alone.
         """
         try:
-            reply = self._reply(self._timeouts.data_done, SmtpStep.END_OF_DATA)
+            reply = self.reply(self.timeouts.data_done, SmtpStep.END_OF_DATA)
         except ConnectionLost as exc:
             if exc.reset and last:
                 self._unsent(held, str(exc))
@@ -396,7 +395,7 @@ class SmtpSession(SmtpLink):
             log.warning(
                 "no reply from %s after the end of message %s; it may be delivered "
                 "more than once",
-                where(self.remote),
+                self.label,
                 held.message_id,
             )
             detail = f"no reply after the end of the message: {exc}"
@@ -440,7 +439,7 @@ class SmtpSession(SmtpLink):
         if self._maybe_stale:
             # A kept connection the server has since closed: nothing of this
             # message was accepted, so the caller may resend on a new one.
-            raise StaleSessionError(f"{where(self.remote)}: {exc}")
+            raise StaleSessionError(f"{self.label}: {exc}")
         detail = f"lost at MAIL: {exc}"
         return self._all(recipients, DeliveryResult.DEFERRED, BAD_CONNECTION, detail)
 
@@ -451,27 +450,25 @@ class SmtpSession(SmtpLink):
         gets an empty message, which a transaction without recipients discards.
         """
         try:
-            reply = self._reply(self._timeouts.data_init)
+            reply = self.reply(self.timeouts.data_init)
             if reply.code == 354:
-                self._smtp.send(b".\r\n")
-                self._reply(self._timeouts.data_done)
+                self.end_empty_data()
         except (ConnectionLost, OSError, smtplib.SMTPException):
-            self._drop()
+            self.drop()
             return
         self.reset()
 
     def _drain(self, count: int) -> None:
         """Read ``count`` pipelined replies nobody needs (after a refused MAIL)."""
-        if not self._alive:
+        if not self.alive:
             return
         try:
             for _ in range(count - 1):
-                self._reply(self._timeouts.rcpt)
-            if self._reply(self._timeouts.data_init).code == 354:
-                self._smtp.send(b".\r\n")
-                self._reply(self._timeouts.data_done)
+                self.reply(self.timeouts.rcpt)
+            if self.reply(self.timeouts.data_init).code == 354:
+                self.end_empty_data()
         except (ConnectionLost, OSError, smtplib.SMTPException):
-            self._drop()
+            self.drop()
 
     def _refused(
         self,
@@ -489,9 +486,9 @@ class SmtpSession(SmtpLink):
         result = classify_reply(reply)
         code = status_code_for(reply)
         if result is DeliveryResult.DELIVERED:
-            detail = f"accepted by {where(self.remote)}: {reply}"
+            detail = f"accepted by {self.label}: {reply}"
         else:
-            detail = f"{where(self.remote)} answered {reply.step} with {reply}"
+            detail = f"{self.label} answered {reply.step} with {reply}"
         return self._outcome(
             address, result, code, detail, reply, rcpt_reply=rcpt_reply
         )
