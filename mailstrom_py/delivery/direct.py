@@ -35,12 +35,12 @@ from ..config import DirectConfig, Timeouts
 from ..message import PreparedEmail
 from ..status import DeliveryResult
 from .base import Outcome
-from .outcomes import deferred, unreached
 from .routing.limits import ConcurrencyLimit
 from .routing.mx import MxHost, MxResolver, Route, RouteError, build_resolver
 from .smtp import SessionFailure, SmtpSession
 from .smtp.pool import SessionPool
 from .tls_policy import TlsPolicy, client_context, decide_tls
+from .unreached import deferred, unreached
 
 __all__ = ["DirectTransport"]
 

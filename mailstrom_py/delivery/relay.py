@@ -11,12 +11,12 @@ from ..config import RelayConfig, Timeouts
 from ..lograte import WarningRate
 from ..message import PreparedEmail
 from .base import Item, OnOutcome, Outcome
-from .outcomes import deferred, unreached
 from .routing.limits import ConcurrencyLimit
 from .routing.mx import MxResolver, RouteError
 from .smtp import SessionFailure, SmtpSession
 from .smtp.pool import SessionPool
 from .tls_policy import client_context, decide_tls
+from .unreached import deferred, unreached
 
 __all__ = ["RelayTransport"]
 

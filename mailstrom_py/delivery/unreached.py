@@ -1,4 +1,4 @@
-"""Outcomes for recipients no transaction settled, the same for every transport."""
+"""Outcomes for recipients no transaction settled, alike for every transport."""
 
 from __future__ import annotations
 
