@@ -15,7 +15,7 @@ from .routing.limits import ConcurrencyLimit
 from .routing.mx import MxResolver, RouteError
 from .smtp import SessionFailure, SmtpSession
 from .smtp.pool import SessionPool
-from .tls_policy import client_context, decide_tls
+from .tls_policy import TlsPolicy, client_context, decide_tls
 from .unreached import deferred, unreached
 
 __all__ = ["RelayTransport"]
@@ -113,19 +113,12 @@ class RelayTransport:
     def _deliver_many(self, batch: Sequence[Item], settle: OnOutcome) -> None:
         todo: list[int] = []
         for index, (email, recipients) in enumerate(batch):
-            tls = decide_tls(
-                self._relay,
-                self._tls.context,
-                require_tls=self._require_tls,
-                email=email,
-            )
-            if tls.refusal is not None:
-                settle(
-                    index,
-                    deferred(recipients, SECURITY_FEATURES_NOT_SUPPORTED, tls.refusal),
-                )
-            else:
+            refusal = self._tls_for(email).refusal
+            if refusal is None:
                 todo.append(index)
+            else:
+                code = SECURITY_FEATURES_NOT_SUPPORTED
+                settle(index, deferred(recipients, code, refusal))
         while todo:
             try:
                 sent = self._send_some(batch, todo, settle)
@@ -134,6 +127,12 @@ class RelayTransport:
                     settle(index, unreached(batch[index][1], [failure]))
                 break
             todo = todo[len(sent) :]
+
+    def _tls_for(self, email: PreparedEmail) -> TlsPolicy:
+        """The TLS policy for ``email``: toward the relay only its ``refusal``
+        differs from one message to another."""
+        context, require_tls = self._tls.context, self._require_tls
+        return decide_tls(self._relay, context, require_tls=require_tls, email=email)
 
     def _send_some(
         self, batch: Sequence[Item], todo: list[int], settle: OnOutcome
