@@ -12,10 +12,19 @@ import math
 import random
 from dataclasses import dataclass
 
+from .codes import (
+    OTHER_PROTOCOL_PERMANENT,
+    UNDEFINED_PERMANENT,
+    UNDEFINED_SUCCESS,
+    UNDEFINED_TRANSIENT,
+)
 from .errors import ConfigError
 from .status import DeliveryResult, SmtpReply
 
 __all__ = ["RetryPolicy", "classify_reply", "status_code_for"]
+
+# The code of each reply class when the server's own code is missing or disagrees.
+_UNDEFINED = {2: UNDEFINED_SUCCESS, 4: UNDEFINED_TRANSIENT, 5: UNDEFINED_PERMANENT}
 
 
 @dataclass(frozen=True)
@@ -107,9 +116,9 @@ def status_code_for(reply: SmtpReply) -> str:
     otherwise the class of the reply code wins (``550 4.1.1`` is recorded as
     ``5.0.0``), and a reply outside 2xx/4xx/5xx becomes ``5.5.0``.
     """
-    klass = reply.code // 100
-    if klass not in (2, 4, 5):
-        return "5.5.0"
-    if reply.enhanced is not None and reply.enhanced[0] == str(klass):
+    undefined = _UNDEFINED.get(reply.code // 100)
+    if undefined is None:
+        return OTHER_PROTOCOL_PERMANENT
+    if reply.enhanced is not None and reply.enhanced[0] == undefined[0]:
         return reply.enhanced
-    return f"{klass}.0.0"
+    return undefined

@@ -157,6 +157,30 @@ class TestBrokenConversations:
         assert len(second.handler.messages) == 1
         assert (stuck.result, stuck.possibly_delivered) == (DF, False)
 
+    def test_a_kept_connection_the_exchanger_closed_is_replaced(
+        self, net: MxNet
+    ) -> None:
+        """A kept connection that MX 10 closed while idle costs a new connection
+        to it, not a failure: the next message is delivered there once, and MX
+        20 is not contacted."""
+
+        def hang_up_after_dot(conv: Conversation, body: bytes) -> str:
+            conv.send("250 2.0.0 ok")
+            conv.close()
+            return ""
+
+        first = net.scripted("127.0.0.2", normal(on_dot=hang_up_after_dot))
+        second = net.smtp("127.0.0.3")
+        mailer = net.mailer()
+        send(mailer, "a@two.test")
+        first.wait_idle()
+        message_id = send(mailer, "b@two.test")
+        [r] = mailer.query_status(message_id).recipients
+        assert (r.result, r.attempts) == (D, 1)
+        assert "earlier" not in (r.detail or "")
+        assert (first.connections, len(first.bodies)) == (2, 2)
+        assert second.handler.connections == 0
+
     def test_a_drop_after_the_dot_never_tries_another_exchanger(
         self, net: MxNet, caplog: pytest.LogCaptureFixture
     ) -> None:

@@ -21,6 +21,7 @@ from support.scripted import (
     Conversation,
     ScriptedServer,
     drop_after_dot,
+    greeting,
     long_reply_line,
     malformed_reply,
     normal,
@@ -43,6 +44,7 @@ from mailstrom_py import (
     Timeouts,
 )
 from mailstrom_py.delivery.smtp import SessionFailure, SmtpSession
+from mailstrom_py.delivery.tls_policy import TlsPolicy
 
 NOW = 1_700_000_000.0
 RAW = (
@@ -501,6 +503,20 @@ class TestBrokenConversations:
             assert r.next_attempt_at == NOW + 60
             mailer.stop()
 
+    def test_a_relay_refusing_at_the_greeting_defers_and_names_itself(self) -> None:
+        """A 554 greeting defers with 4.4.2, the reply, and the relay recorded as
+        the server talked to, as direct delivery records an exchanger."""
+        with ScriptedServer(greeting("554 5.3.2 not now")) as server:
+            mailer = mailer_for(server)
+            message_id = mailer.send_email(message("a@example.test"))
+            mailer.run_once()
+            [r] = mailer.query_status(message_id).recipients
+            assert (r.result, r.status_code) == (DeliveryResult.DEFERRED, "4.4.2")
+            assert r.last_reply is not None and r.last_reply.code == 554
+            assert r.remote is not None
+            assert (r.remote.address, r.remote.port) == ("127.0.0.1", server.port)
+            mailer.stop()
+
     def test_retries_end_in_failure_with_the_last_reply(
         self, server: SmtpServer
     ) -> None:
@@ -633,14 +649,48 @@ class TestTls:
                     port=server.port,
                     helo_name="client.example.test",
                     timeouts=Timeouts.uniform(5),
-                    tls="none",
-                    tls_context=None,
+                    tls=TlsPolicy("none"),
                     credentials=("app", "secret"),
                 )
             server.handler.wait_until(
                 lambda: all(s.closed for s in server.handler.sessions)
             )
             assert "AUTH" not in server.handler.commands
+
+    def test_a_session_that_cannot_be_opened_keeps_its_cause(self) -> None:
+        """SessionFailure is chained to the error underneath (a refused connection,
+        a STARTTLS handshake the server broke off), and names the server once a
+        connection was made."""
+
+        def open_session(port: int, tls: TlsPolicy) -> SmtpSession:
+            return SmtpSession.open(
+                host="127.0.0.1",
+                address="127.0.0.1",
+                port=port,
+                helo_name="client.example.test",
+                timeouts=Timeouts.uniform(5),
+                tls=tls,
+            )
+
+        with refusing() as port, pytest.raises(SessionFailure) as refused:
+            open_session(port, TlsPolicy("none"))
+        assert isinstance(refused.value.__cause__, ConnectionRefusedError)
+        assert (refused.value.connected, refused.value.remote) == (False, None)
+
+        def no_handshake(conv: Conversation, line: str) -> str:
+            conv.send("220 2.0.0 go ahead")
+            conv.close()
+            return ""
+
+        server = ScriptedServer(
+            normal(ehlo_lines=("STARTTLS",), on_starttls=no_handshake)
+        )
+        required = TlsPolicy("required", context=ssl.create_default_context())
+        with server, pytest.raises(SessionFailure, match="TLS with") as broken:
+            open_session(server.port, required)
+        assert broken.value.tls_failed and broken.value.__cause__ is not None
+        assert broken.value.remote is not None
+        assert broken.value.remote.port == server.port
 
     def test_wrong_credentials_defer(self, ca: trustme.CA) -> None:
         """A relay refusing the credentials defers (the sender's problem, not the

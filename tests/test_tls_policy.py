@@ -23,12 +23,16 @@ from support.tls import client_context, self_signed_server_context, server_conte
 from mailstrom_py import (
     Config,
     DeliveryResult,
+    DirectConfig,
     InvalidMessageError,
     Mailstrom,
+    PreparedEmail,
     RelayConfig,
     RetryPolicy,
     Timeouts,
 )
+from mailstrom_py.delivery.tls_policy import TlsPolicy, decide_tls
+from mailstrom_py.delivery.tls_policy import client_context as tls_client_context
 
 NOW = 1_700_000_000.0
 
@@ -281,3 +285,135 @@ class TestPolicyAndTlsRequiredNo:
             message_id = mailer.send_email(message(f"TLS-Required:{value}\r\n"))
             assert mailer.storage.email(message_id).tls_optional
             mailer.stop()
+
+
+def prepared(*, require_tls: bool = False, tls_optional: bool = False) -> PreparedEmail:
+    return PreparedEmail(
+        "m@example.test",
+        "a@example.test",
+        ("b@example.test",),
+        b"Subject: s\r\n\r\nbody\r\n",
+        smtputf8=False,
+        eight_bit=False,
+        require_tls=require_tls,
+        tls_optional=tls_optional,
+    )
+
+
+PLAIN, REQUIRETLS, OPTIONAL = (
+    prepared(),
+    prepared(require_tls=True),
+    prepared(tls_optional=True),
+)
+
+
+class TestOneDecision:
+    @pytest.mark.parametrize("email", [None, PLAIN, REQUIRETLS, OPTIONAL])
+    @pytest.mark.parametrize("require_tls", [False, True])
+    def test_a_relays_sessions_use_tls_as_configured_whatever_the_message(
+        self, email: PreparedEmail | None, require_tls: bool
+    ) -> None:
+        """RelayConfig.tls alone says how the relay's sessions use TLS: a message
+        and Config.require_tls only decide whether a message may use them."""
+        for tls, mode, implicit in (
+            ("starttls", "required", False),
+            ("implicit", "required", True),
+            ("none", "none", False),
+        ):
+            relay = RelayConfig(host="127.0.0.1", tls=tls)  # type: ignore[arg-type]
+            policy = decide_tls(
+                relay, tls_client_context(relay), require_tls=require_tls, email=email
+            )
+            assert (policy.mode, policy.implicit) == (mode, implicit)
+            assert policy.verify is (tls != "none")
+
+    def test_only_a_plaintext_relay_under_require_tls_refuses_mail(self) -> None:
+        """Config.require_tls and a relay without TLS refuse a message unless it
+        says TLS-Required: No or asks for REQUIRETLS (refused at MAIL instead)."""
+        relay = RelayConfig(host="127.0.0.1", port=2525, tls="none")
+        refusals = {
+            name: decide_tls(relay, None, require_tls=True, email=email).refusal
+            for name, email in (
+                ("default", None),
+                ("plain", PLAIN),
+                ("optional", OPTIONAL),
+                ("requiretls", REQUIRETLS),
+            )
+        }
+        refusal = "TLS is required and the relay 127.0.0.1:2525 is used without it"
+        assert refusals == {
+            "default": refusal,
+            "plain": refusal,
+            "optional": None,
+            "requiretls": None,
+        }
+        assert decide_tls(relay, None, email=PLAIN).refusal is None
+        starttls = RelayConfig(host="127.0.0.1")
+        context = tls_client_context(starttls)
+        assert decide_tls(starttls, context, require_tls=True).refusal is None
+
+    @pytest.mark.parametrize(
+        ("verify_tls", "require_tls", "email", "mode", "source"),
+        [
+            (False, False, PLAIN, "opportunistic", "opportunistic TLS (RFC 7435)"),
+            (False, False, OPTIONAL, "opportunistic", "opportunistic TLS (RFC 7435)"),
+            (False, True, PLAIN, "required", "Config.require_tls"),
+            (True, False, PLAIN, "required", "DirectConfig.verify_tls"),
+            (True, True, OPTIONAL, "opportunistic", "TLS-Required: No (RFC 8689)"),
+            (False, False, REQUIRETLS, "required", "REQUIRETLS (RFC 8689)"),
+        ],
+    )
+    def test_tls_toward_exchangers_is_opportunistic_unless_required(
+        self,
+        verify_tls: bool,
+        require_tls: bool,
+        email: PreparedEmail,
+        mode: str,
+        source: str,
+    ) -> None:
+        """verify_tls, require_tls and REQUIRETLS each require TLS toward an
+        exchanger; TLS-Required: No waives the first two."""
+        direct = DirectConfig(nameservers=("127.0.0.1",), verify_tls=verify_tls)
+        policy = decide_tls(
+            direct, tls_client_context(direct), require_tls=require_tls, email=email
+        )
+        assert (policy.mode, policy.source, policy.refusal) == (mode, source, None)
+        assert policy.verify is verify_tls
+
+    def test_only_opportunistic_tls_is_tried_again_in_plaintext(self) -> None:
+        """After a failed handshake opportunistic TLS allows a plaintext session;
+        required TLS allows none."""
+        context = ssl.create_default_context()
+        opportunistic = TlsPolicy("opportunistic", context=context)
+        assert opportunistic.after_failed_handshake() == TlsPolicy("none")
+        assert TlsPolicy("required", context=context).after_failed_handshake() is None
+        assert TlsPolicy("none").after_failed_handshake() is None
+
+    def test_policies_that_differ_only_in_their_source_share_sessions(self) -> None:
+        """The source explains a policy; it takes no part in equality, so a kept
+        session serves a message whatever required its TLS."""
+        context = ssl.create_default_context()
+        by_config = TlsPolicy("required", context=context, source="Config.require_tls")
+        by_message = TlsPolicy("required", context=context, source="REQUIRETLS")
+        assert by_config == by_message and hash(by_config) == hash(by_message)
+        assert by_config != TlsPolicy("opportunistic", context=context)
+
+    @pytest.mark.parametrize(
+        ("fields", "error"),
+        [
+            ({"mode": "required"}, "client context"),
+            ({"mode": "none", "context": True}, "client context"),
+            ({"mode": "opportunistic", "implicit": True, "context": True}, "implicit"),
+            ({"mode": "none", "verify": True}, "nothing to verify"),
+            ({"mode": "sometimes", "context": True}, "unknown TLS mode"),
+        ],
+    )
+    def test_a_contradictory_policy_is_refused(
+        self, fields: dict[str, object], error: str
+    ) -> None:
+        """TLS without a context, a context without TLS, implicit TLS that is not
+        required, or an unknown mode, is a ValueError."""
+        if fields.pop("context", False):
+            fields["context"] = ssl.create_default_context()
+        with pytest.raises(ValueError, match=error):
+            TlsPolicy(**fields)  # type: ignore[arg-type]

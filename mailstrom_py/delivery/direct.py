@@ -30,14 +30,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ..codes import NO_ANSWER_FROM_HOST
 from ..config import DirectConfig, Timeouts
 from ..message import PreparedEmail
 from ..status import DeliveryResult
 from .base import Outcome
 from .routing.limits import ConcurrencyLimit
 from .routing.mx import MxHost, MxResolver, Route, RouteError, build_resolver
-from .smtp import SessionFailure, SmtpSession, StaleSessionError
+from .smtp import SessionFailure, SmtpSession
 from .smtp.pool import SessionPool
+from .tls_policy import TlsPolicy, client_context, decide_tls
+from .unreached import deferred, unreached
 
 __all__ = ["DirectTransport"]
 
@@ -72,6 +75,93 @@ class _FamilyMemory:
             self._first.move_to_end((message_id, host))
             while len(self._first) > self._size:
                 self._first.popitem(last=False)
+
+
+class _DomainAttempt:
+    """One delivery of a message to one domain's exchangers, address by address.
+
+    It holds what the delivery has learnt so far: the outcomes settled, the
+    recipients still pending, the failures on the way (told in later
+    outcomes' details), and the sessions used, at most ``max_sessions``. It
+    records in ``families`` which address family each exchanger was first
+    tried with.
+    """
+
+    def __init__(
+        self,
+        email: PreparedEmail,
+        domain: str,
+        recipients: list[str],
+        max_sessions: int,
+        families: _FamilyMemory,
+    ) -> None:
+        self.email = email
+        self.domain = domain
+        #: The recipients no session has settled yet (or only deferred).
+        self.pending = list(recipients)
+        self._recipients = recipients
+        self._max_sessions = max_sessions
+        self._families = families
+        self._settled: dict[str, Outcome] = {}
+        self._failures: list[SessionFailure] = []
+        self._sessions = 0
+        self._dialled: set[str] = set()
+        self._possibly_delivered = False
+
+    def wants_more(self) -> bool:
+        """Whether another address is to be tried."""
+        return (
+            bool(self.pending)
+            and self._sessions < self._max_sessions
+            and not self._possibly_delivered
+        )
+
+    def dialling(self, target: _Target) -> None:
+        """Note that ``target`` is tried next."""
+        if target.host not in self._dialled:
+            self._dialled.add(target.host)
+            family = _family(target.address)
+            self._families.record(self.email.message_id, target.host, family)
+
+    def open_failed(self, failure: SessionFailure) -> None:
+        """No session could be had; one was used if a connection was made."""
+        self._failures.append(failure)
+        self._sessions += failure.connected
+
+    def opened(self) -> None:
+        """A session was had, a new one or a kept one."""
+        self._sessions += 1
+
+    def send_failed(self, failure: SessionFailure) -> None:
+        """The session was a kept one found closed, and no new one could be had."""
+        self._failures.append(failure)
+
+    def sent(self, outcomes: list[Outcome], note: str) -> None:
+        """A transaction settled ``outcomes``; ``note`` says how its session
+        came about, if that is worth telling (in plaintext after TLS failed)."""
+        if self._failures:
+            earlier = "; ".join(f.detail for f in self._failures)
+            note = f"{note}; earlier: {earlier}" if note else f"earlier: {earlier}"
+        for outcome in outcomes:
+            self._settled[outcome.address] = (
+                dataclasses.replace(outcome, detail=f"{outcome.detail} ({note})")
+                if note
+                else outcome
+            )
+        # The message may be there: no other exchanger this time.
+        self._possibly_delivered = any(o.possibly_delivered for o in outcomes)
+        self.pending = [
+            o.address for o in outcomes if o.result is DeliveryResult.DEFERRED
+        ]
+
+    def outcomes(self) -> list[Outcome]:
+        """One outcome per recipient: as settled, or deferred for the failures."""
+        reached = [self._settled[r] for r in self._recipients if r in self._settled]
+        left = [r for r in self._recipients if r not in self._settled]
+        if left and not self._failures:
+            detail = f"no exchanger of {self.domain} could be tried"
+            return reached + deferred(left, NO_ANSWER_FROM_HOST, detail)
+        return reached + unreached(left, self._failures)
 
 
 class DirectTransport:
@@ -121,8 +211,9 @@ class DirectTransport:
         self._port = direct.smtp_port
         self._helo_name = helo_name
         self._timeouts = timeouts
-        self._tls_context = direct.tls_context()
-        self._tls_required = require_tls or direct.verify_tls
+        self._direct = direct
+        self._tls_context = client_context(direct)
+        self._require_tls = require_tls
         self._max_addresses = direct.max_addresses
         self._max_sessions = direct.max_sessions
         self._families = _FamilyMemory()
@@ -152,55 +243,34 @@ class DirectTransport:
             log.info("no route to %s: %s", domain, exc.detail)
             result = DeliveryResult.FAILED if exc.permanent else DeliveryResult.DEFERRED
             return [Outcome(r, result, exc.status_code, exc.detail) for r in recipients]
-        # TLS-Required: No (RFC 8689 §5) waives the configured requirement;
-        # REQUIRETLS never goes in plaintext.
-        tls_required = (
-            self._tls_required and not email.tls_optional
-        ) or email.require_tls
-        settled: dict[str, Outcome] = {}
-        pending = list(recipients)
-        failures: list[SessionFailure] = []
-        sessions = 0
-        dialled: set[str] = set()
-        for target in self._targets(email.message_id, route):
-            if not pending or sessions >= self._max_sessions:
-                break
-            if target.host not in dialled:
-                dialled.add(target.host)
-                self._families.record(
-                    email.message_id, target.host, _family(target.address)
-                )
-            try:
-                session, note = self._open(target, tls_required)
-            except SessionFailure as failure:
-                log.info("%s: %s", domain, failure.detail)
-                failures.append(failure)
-                sessions += failure.connected
-                continue
-            sessions += 1
-            try:
-                outcomes = self._send(session, target, email, pending)
-            except SessionFailure as failure:
-                failures.append(failure)
-                continue
-            if failures:
-                earlier = "; ".join(f.detail for f in failures)
-                note = f"{note}; earlier: {earlier}" if note else f"earlier: {earlier}"
-            for outcome in outcomes:
-                settled[outcome.address] = (
-                    dataclasses.replace(outcome, detail=f"{outcome.detail} ({note})")
-                    if note
-                    else outcome
-                )
-            if any(o.possibly_delivered for o in outcomes):
-                break  # the message may be there: no other exchanger this time
-            pending = [
-                o.address for o in outcomes if o.result is DeliveryResult.DEFERRED
-            ]
-        unreached = [r for r in recipients if r not in settled]
-        return [settled[r] for r in recipients if r in settled] + _unreached(
-            unreached, failures, domain
+        tls = decide_tls(
+            self._direct, self._tls_context, require_tls=self._require_tls, email=email
         )
+        attempt = _DomainAttempt(
+            email, domain, recipients, self._max_sessions, self._families
+        )
+        for target in self._targets(email.message_id, route):
+            if not attempt.wants_more():
+                break
+            attempt.dialling(target)
+            self._try(attempt, target, tls)
+        return attempt.outcomes()
+
+    def _try(self, attempt: _DomainAttempt, target: _Target, tls: TlsPolicy) -> None:
+        """Send ``attempt``'s pending recipients to one exchanger address."""
+        try:
+            session, note = self._open(target, tls)
+        except SessionFailure as failure:
+            log.info("%s: %s", attempt.domain, failure.detail)
+            attempt.open_failed(failure)
+            return
+        attempt.opened()
+        try:
+            outcomes = self._send(session, target, attempt.email, attempt.pending)
+        except SessionFailure as failure:
+            attempt.send_failed(failure)
+            return
+        attempt.sent(outcomes, note)
 
     def _targets(self, message_id: str, route: Route) -> list[_Target]:
         """The addresses to try, in order, without repeats, up to the limit."""
@@ -214,17 +284,17 @@ class DirectTransport:
                     targets.append(_Target(host.name, address))
         return targets[: self._max_addresses]
 
-    def _open(self, target: _Target, tls_required: bool) -> tuple[SmtpSession, str]:
-        """Open a session; after a failed handshake, once more in plaintext
-        unless TLS is required (RFC 3207 §4.1, Postfix's ``may`` level)."""
-        tls = "starttls" if tls_required else "opportunistic"
+    def _open(self, target: _Target, tls: TlsPolicy) -> tuple[SmtpSession, str]:
+        """Open a session; after a failed handshake, once more as the policy
+        allows (see :meth:`TlsPolicy.after_failed_handshake`)."""
         try:
             return self._session(target, tls), ""
         except SessionFailure as failure:
-            if tls_required or not failure.tls_failed:
+            fallback = tls.after_failed_handshake() if failure.tls_failed else None
+            if fallback is None:
                 raise
             log.info("%s; trying again without TLS", failure.detail)
-            return self._session(target, "none"), f"in plaintext: {failure.detail}"
+            return self._session(target, fallback), f"in plaintext: {failure.detail}"
 
     def _send(
         self,
@@ -238,16 +308,17 @@ class DirectTransport:
         Raises:
             SessionFailure: the replacement session could not be opened.
         """
-        try:
-            return session.send(email, recipients)
-        except StaleSessionError as stale:
-            log.info("kept connection was closed: %s", stale.detail)
-            session = self._session(target, session.tls_mode, reuse=False)
-            return session.send(email, recipients)
-        finally:
-            self._sessions.give(_key(session), session)
+        tls = session.tls
+        return self._sessions.use(
+            _key(session),
+            session,
+            lambda s: s.send(email, recipients),
+            reopen=lambda: self._session(target, tls, reuse=False),
+        )
 
-    def _session(self, target: _Target, tls: str, *, reuse: bool = True) -> SmtpSession:
+    def _session(
+        self, target: _Target, tls: TlsPolicy, *, reuse: bool = True
+    ) -> SmtpSession:
         kept = (
             self._sessions.take((target.host, target.address, tls)) if reuse else None
         )
@@ -260,7 +331,6 @@ class DirectTransport:
             helo_name=self._helo_name,
             timeouts=self._timeouts,
             tls=tls,
-            tls_context=self._tls_context if tls != "none" else None,
         )
 
 
@@ -276,34 +346,10 @@ def _interleave(host: MxHost, *, first: int) -> list[str]:
     return order
 
 
-def _key(session: SmtpSession) -> tuple[str, str, str]:
-    """The pool key of a session: the exchanger, its address and the TLS mode."""
-    return (session.remote.host, session.remote.address, session.tls_mode)
+def _key(session: SmtpSession) -> tuple[str, str, TlsPolicy]:
+    """The pool key of a session: the exchanger, its address and the TLS policy."""
+    return (session.remote.host, session.remote.address, session.tls)
 
 
 def _family(address: str) -> int:
     return 6 if ":" in address else 4
-
-
-def _unreached(
-    recipients: list[str], failures: list[SessionFailure], domain: str
-) -> list[Outcome]:
-    """Outcomes for recipients no session took: deferred, with the failure that
-    says most (the last one with a server reply, else the last one)."""
-    if not recipients:
-        return []
-    if not failures:
-        detail = f"no exchanger of {domain} could be tried"
-        return [
-            Outcome(r, DeliveryResult.DEFERRED, "4.4.1", detail) for r in recipients
-        ]
-    with_reply = [f for f in failures if f.reply is not None]
-    chosen = (with_reply or failures)[-1]
-    detail = "; ".join(f.detail for f in failures)
-    code = "4" + chosen.status_code[1:]
-    return [
-        Outcome(
-            r, DeliveryResult.DEFERRED, code, detail, chosen.reply, remote=chosen.remote
-        )
-        for r in recipients
-    ]

@@ -6,15 +6,17 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
+from ..codes import SECURITY_FEATURES_NOT_SUPPORTED
 from ..config import RelayConfig, Timeouts
 from ..lograte import WarningRate
 from ..message import PreparedEmail
-from ..status import DeliveryResult
 from .base import Item, OnOutcome, Outcome
 from .routing.limits import ConcurrencyLimit
 from .routing.mx import MxResolver, RouteError
-from .smtp import SessionFailure, SmtpSession, StaleSessionError
+from .smtp import SessionFailure, SmtpSession
 from .smtp.pool import SessionPool
+from .tls_policy import TlsPolicy, client_context, decide_tls
+from .unreached import deferred, unreached
 
 __all__ = ["RelayTransport"]
 
@@ -61,9 +63,10 @@ class RelayTransport:
         self._warnings = WarningRate()
         self._sessions = sessions if sessions is not None else SessionPool()
         self._limit = limit if limit is not None else ConcurrencyLimit(20)
-        # Config.require_tls: only a relay without TLS can be plaintext.
-        self._plaintext_refused = require_tls and relay.tls == "none"
-        if self._plaintext_refused:
+        self._require_tls = require_tls
+        # The relay's sessions are alike for every message (see decide_tls).
+        self._tls = decide_tls(relay, client_context(relay), require_tls=require_tls)
+        if self._tls.refusal is not None:
             log.warning(
                 "TLS is required but the relay %s is used without it: only mail "
                 "saying TLS-Required: No will be delivered",
@@ -71,7 +74,6 @@ class RelayTransport:
             )
         self._helo_name = helo_name
         self._timeouts = timeouts
-        self._tls_context = relay.tls_context() if relay.tls != "none" else None
         self._credentials = (
             (relay.username, relay.password)
             if relay.username is not None and relay.password is not None
@@ -111,46 +113,45 @@ class RelayTransport:
     def _deliver_many(self, batch: Sequence[Item], settle: OnOutcome) -> None:
         todo: list[int] = []
         for index, (email, recipients) in enumerate(batch):
-            if (refused := self._refused_plaintext(email, recipients)) is not None:
-                settle(index, refused)
-            else:
+            refusal = self._tls_for(email).refusal
+            if refusal is None:
                 todo.append(index)
-        fresh = False
+            else:
+                code = SECURITY_FEATURES_NOT_SUPPORTED
+                settle(index, deferred(recipients, code, refusal))
         while todo:
-            session = None if fresh else self._sessions.take(_RELAY)
-            if session is None:
-                try:
-                    session = self._connect()
-                except SessionFailure as failure:
-                    for index in todo:
-                        settle(index, _unreachable(batch[index][1], failure))
-                    break
-            chunk = todo[: self._sessions.room(session)]
             try:
-                sent = session.send_many(
-                    [batch[index] for index in chunk],
-                    _within(settle, chunk),
-                )
-            except StaleSessionError as stale:
-                log.info("kept relay connection was closed: %s", stale.detail)
-                sent = []
-            finally:
-                self._sessions.give(_RELAY, session)
+                sent = self._send_some(batch, todo, settle)
+            except SessionFailure as failure:
+                for index in todo:
+                    settle(index, unreached(batch[index][1], [failure]))
+                break
             todo = todo[len(sent) :]
-            # A kept session found closed: the same messages go on a new one.
-            fresh = not sent
 
-    def _refused_plaintext(
-        self, email: PreparedEmail, recipients: Sequence[str]
-    ) -> list[Outcome] | None:
-        """Outcomes for a message ``require_tls`` keeps from a relay without TLS."""
-        if not self._plaintext_refused or email.tls_optional or email.require_tls:
-            return None
-        host, port = self._relay.address
-        detail = f"TLS is required and the relay {host}:{port} is used without it"
-        return [
-            Outcome(r, DeliveryResult.DEFERRED, "4.7.4", detail) for r in recipients
-        ]
+    def _tls_for(self, email: PreparedEmail) -> TlsPolicy:
+        """The TLS policy for ``email``: toward the relay only its ``refusal``
+        differs from one message to another."""
+        context, require_tls = self._tls.context, self._require_tls
+        return decide_tls(self._relay, context, require_tls=require_tls, email=email)
+
+    def _send_some(
+        self, batch: Sequence[Item], todo: list[int], settle: OnOutcome
+    ) -> list[list[Outcome]]:
+        """Send the items ``todo`` lists, in order, over one session: as many as
+        it has room for, fewer if its connection ends; return their outcomes.
+
+        Raises:
+            SessionFailure: no session with the relay could be opened.
+        """
+
+        def send(session: SmtpSession) -> list[list[Outcome]]:
+            chunk = todo[: self._sessions.room(session)]
+            return session.send_many([batch[i] for i in chunk], _within(settle, chunk))
+
+        session = self._sessions.take(_RELAY)
+        if session is None:
+            session = self._connect()
+        return self._sessions.use(_RELAY, session, send, reopen=self._connect)
 
     def _connect(self) -> SmtpSession:
         """Open a new session with the relay.
@@ -198,8 +199,7 @@ class RelayTransport:
             port=port,
             helo_name=self._helo_name,
             timeouts=self._timeouts,
-            tls=self._relay.tls,
-            tls_context=self._tls_context,
+            tls=self._tls,
             credentials=self._credentials,
             plaintext_auth=self._relay.allow_plaintext_auth,
         )
@@ -212,12 +212,3 @@ class RelayTransport:
 def _within(settle: OnOutcome, chunk: list[int]) -> OnOutcome:
     """``settle`` for a part of the batch, whose item ``n`` is ``chunk[n]`` of it."""
     return lambda n, outcomes: settle(chunk[n], outcomes)
-
-
-def _unreachable(recipients: Sequence[str], failure: SessionFailure) -> list[Outcome]:
-    """Deferred outcomes for recipients the relay could not be reached for."""
-    code = "4" + failure.status_code[1:]
-    return [
-        Outcome(r, DeliveryResult.DEFERRED, code, failure.detail, failure.reply)
-        for r in recipients
-    ]

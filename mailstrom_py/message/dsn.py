@@ -20,6 +20,7 @@ from email.parser import BytesParser
 from email.policy import SMTP
 from email.utils import format_datetime
 
+from ..codes import UNDEFINED_PERMANENT, UNDEFINED_SUCCESS, UNDEFINED_TRANSIENT
 from ..config import DsnPolicy
 from ..errors import InvalidMessageError
 from ..status import DeliveryResult, MessageStatus, RecipientStatus
@@ -36,7 +37,11 @@ _ACTIONS = {
     DeliveryResult.DEFERRED: "delayed",
     DeliveryResult.QUEUED: "delayed",
 }
-_DEFAULT_CODES = {"failed": "5.0.0", "delivered": "2.0.0", "delayed": "4.0.0"}
+_DEFAULT_CODES = {
+    "failed": UNDEFINED_PERMANENT,
+    "delivered": UNDEFINED_SUCCESS,
+    "delayed": UNDEFINED_TRANSIENT,
+}
 _SUBJECTS = {
     "failed": "Undelivered Mail Returned to Sender",
     "delayed": "Delayed Mail (still being retried)",

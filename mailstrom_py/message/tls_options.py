@@ -6,26 +6,23 @@ TLS with a verified certificate, to a server that offers REQUIRETLS, with
 recipients with 5.7.30 rather than receiving the message. The header
 ``TLS-Required: No`` asks the opposite: deliver even where the sender's policy
 (``Config.require_tls``) would insist on TLS. Both are recorded on the
-:class:`~mailstrom_py.PreparedEmail` so every attempt honours them.
+:class:`~mailstrom_py.PreparedEmail` so every attempt honours them;
+:mod:`mailstrom_py.delivery.tls_policy` decides what they mean for each one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
 from ..errors import InvalidMessageError
-from ..status import Remote
 from .prepared import PreparedEmail
 
-__all__ = ["HEADER", "REQUIRETLS_FAILED", "requiretls_refusal", "with_tls_options"]
+__all__ = ["HEADER", "with_tls_options"]
 
 #: The RFC 8689 header field.
 HEADER = "TLS-Required"
-#: RFC 8689 §5: the status code of a message REQUIRETLS could not be honoured for.
-REQUIRETLS_FAILED = "5.7.30"
 _NAME = HEADER.lower().encode("ascii")
 
 
@@ -59,24 +56,3 @@ def with_tls_options(email: PreparedEmail, *, require_tls: bool) -> PreparedEmai
     if email.require_tls is require_tls and email.tls_optional is tls_optional:
         return email
     return replace(email, require_tls=require_tls, tls_optional=tls_optional)
-
-
-def requiretls_refusal(
-    email: PreparedEmail, remote: Remote, features: Mapping[str, str]
-) -> str | None:
-    """Return why a REQUIRETLS message may not go through this session, or None.
-
-    The session must be TLS with a verified certificate, and the server must
-    offer REQUIRETLS in its EHLO reply after STARTTLS (``features`` must hold
-    only what was said under TLS). Messages without REQUIRETLS are never refused.
-    """
-    if not email.require_tls:
-        return None
-    where = f"{remote.host}:{remote.port}"
-    if remote.tls_version is None:
-        return f"REQUIRETLS: the session with {where} is not encrypted"
-    if not remote.tls_verified:
-        return f"REQUIRETLS: the certificate of {where} was not verified"
-    if "requiretls" not in features:
-        return f"REQUIRETLS: {where} does not offer REQUIRETLS"
-    return None

@@ -27,6 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from ...codes import (
+    BAD_DESTINATION_SYSTEM,
+    DIRECTORY_SERVER_FAILURE,
+    NULL_MX,
+    UNABLE_TO_ROUTE,
+)
 from ...config import DirectConfig
 from ...errors import ConfigError
 
@@ -191,9 +197,13 @@ class MxResolver:
         try:
             mx = self._lookup(domain, "MX", deadline)
         except _Transient as exc:
-            raise RouteError(str(exc), "4.4.3", permanent=False) from None
+            raise RouteError(
+                str(exc), DIRECTORY_SERVER_FAILURE, permanent=False
+            ) from None
         if mx.kind == "nxdomain":
-            raise RouteError(f"{domain}: no such domain", "5.4.4", permanent=True)
+            raise RouteError(
+                f"{domain}: no such domain", UNABLE_TO_ROUTE, permanent=True
+            )
         if mx.kind == "nodata":
             # RFC 5321 §5.1: no MX records, so the domain is its own exchanger.
             addresses = self._resolve_host(domain, deadline)
@@ -203,7 +213,7 @@ class MxResolver:
             # RFC 7505 §4.1: a lone "." says the domain accepts no mail.
             raise RouteError(
                 f"556 5.1.10 {domain} accepts no mail (null MX)",
-                "5.1.10",
+                NULL_MX,
                 permanent=True,
             )
         hosts: list[MxHost] = []
@@ -225,8 +235,8 @@ class MxResolver:
             return Route(domain, tuple(hosts))
         detail = f"no mail exchanger of {domain} has an address: " + "; ".join(problems)
         if transient:
-            raise RouteError(detail, "4.4.3", permanent=False)
-        raise RouteError(detail, "5.4.4", permanent=True)
+            raise RouteError(detail, DIRECTORY_SERVER_FAILURE, permanent=False)
+        raise RouteError(detail, UNABLE_TO_ROUTE, permanent=True)
 
     def addresses(self, host: str) -> list[str]:
         """Return the IPv6 and IPv4 addresses of ``host`` (IPv6 first).
@@ -266,8 +276,10 @@ class MxResolver:
         if found:
             return found
         if trouble:
-            raise RouteError("; ".join(trouble), "4.4.3", permanent=False)
-        raise RouteError("; ".join(missing), "5.4.4", permanent=True)
+            raise RouteError(
+                "; ".join(trouble), DIRECTORY_SERVER_FAILURE, permanent=False
+            )
+        raise RouteError("; ".join(missing), UNABLE_TO_ROUTE, permanent=True)
 
     def _ordered(self, exchanges: list[tuple[int, str]]) -> list[tuple[int, str]]:
         best: dict[str, int] = {}
@@ -300,7 +312,9 @@ class MxResolver:
             qname = dns.name.from_text(name)
         except dns.exception.DNSException as exc:
             raise RouteError(
-                f"{name!r} is not a DNS name ({exc})", "5.1.2", permanent=True
+                f"{name!r} is not a DNS name ({exc})",
+                BAD_DESTINATION_SYSTEM,
+                permanent=True,
             ) from None
         kind = dns.rdatatype.from_text(rdtype)
         left = min(self._resolver.lifetime, deadline - time.monotonic())

@@ -7,11 +7,18 @@ before anything is sent.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ...codes import (
+    CONVERSION_NOT_SUPPORTED,
+    MESSAGE_TOO_BIG,
+    NON_ASCII_ADDRESSES_NOT_PERMITTED,
+    REQUIRETLS_NOT_SUPPORTED,
+)
 from ...message import PreparedEmail
-from ...message.tls_options import REQUIRETLS_FAILED, requiretls_refusal
 from ...status import Remote
+from ..tls_policy import requiretls_refusal
 from .failure import parse_int
 
 __all__ = ["MailCommand", "Unsendable", "mail_command"]
@@ -34,30 +41,32 @@ class Unsendable:
 
 
 def mail_command(
-    email: PreparedEmail, features: dict[str, str], remote: Remote
+    email: PreparedEmail, features: Mapping[str, str], remote: Remote
 ) -> MailCommand | Unsendable:
     """The MAIL command for ``email`` at a server offering ``features`` (EHLO
     keywords, lower case), or why that server cannot take it."""
     if refusal := requiretls_refusal(email, remote, features):
-        return Unsendable(REQUIRETLS_FAILED, refusal)
+        return Unsendable(REQUIRETLS_NOT_SUPPORTED, refusal)
     options = ["REQUIRETLS"] if email.require_tls else []
     if "size" in features:
         limit = parse_int(features["size"])
         if limit and len(email.data) > limit:
             detail = f"{len(email.data)} octets exceed the limit of {limit}"
-            return Unsendable("5.3.4", detail)
+            return Unsendable(MESSAGE_TOO_BIG, detail)
         options.append(f"SIZE={len(email.data)}")
     if email.eight_bit:
         if "8bitmime" not in features:
             return Unsendable(
-                "5.6.3", "the message is 8-bit and the server lacks 8BITMIME"
+                CONVERSION_NOT_SUPPORTED,
+                "the message is 8-bit and the server lacks 8BITMIME",
             )
         options.append("BODY=8BITMIME")
     encoding = "ascii"
     if email.smtputf8:
         if "smtputf8" not in features:
             return Unsendable(
-                "5.6.7", "the message needs SMTPUTF8 and the server lacks it"
+                NON_ASCII_ADDRESSES_NOT_PERMITTED,
+                "the message needs SMTPUTF8 and the server lacks it",
             )
         options.append("SMTPUTF8")
         encoding = "utf-8"

@@ -2,26 +2,27 @@
 
 The exceptions a session raises (:class:`SessionFailure` and
 :class:`StaleSessionError` for a failed session, :class:`ConnectionLost` for a
-link that went down mid-step) and the helpers that phrase a failure: ``where``
-(which server), ``why`` (what went wrong), ``was_reset`` (whether the server
-reset the connection) and ``parse_int`` (the number leading a reply text or an
-ESMTP parameter).
+link that went down mid-step) and the helpers that phrase a failure:
+``describe_remote`` (which server), ``describe_error`` (what went wrong),
+``was_reset`` (whether the server reset the connection) and ``parse_int`` (the
+number leading a reply text or an ESMTP parameter).
 """
 
 from __future__ import annotations
 
 import socket
 
+from ...codes import BAD_CONNECTION
 from ...status import Remote, SmtpReply
 
 __all__ = [
     "ConnectionLost",
     "SessionFailure",
     "StaleSessionError",
+    "describe_error",
+    "describe_remote",
     "parse_int",
     "was_reset",
-    "where",
-    "why",
 ]
 
 
@@ -64,7 +65,7 @@ class StaleSessionError(SessionFailure):
     """
 
     def __init__(self, detail: str) -> None:
-        super().__init__(detail, "4.4.2")
+        super().__init__(detail, BAD_CONNECTION)
 
 
 class ConnectionLost(Exception):
@@ -87,7 +88,9 @@ def parse_int(text: str) -> int:
         return 0
 
 
-def where(remote: Remote) -> str:
+def describe_remote(remote: Remote) -> str:
+    """The server as in Postfix's logs: ``host[address]:port``, or only
+    ``address:port`` when it was dialled by address."""
     if remote.host == remote.address:
         # An IPv6 address is bracketed so that its port stands apart.
         host = f"[{remote.host}]" if ":" in remote.host else remote.host
@@ -103,7 +106,9 @@ def was_reset(exc: BaseException) -> bool:
     )
 
 
-def why(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """What went wrong, in words: ``"timed out"`` for any timeout, whatever
+    raised it, else the exception's text (or its class's name)."""
     text = str(exc) or type(exc).__name__
     if isinstance(exc, TimeoutError | socket.timeout) or "timed out" in text:
         return "timed out"

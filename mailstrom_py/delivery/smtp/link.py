@@ -12,12 +12,29 @@ import logging
 import smtplib
 import socket
 import ssl
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Self
 
+from ...codes import (
+    AUTH_CREDENTIALS_INVALID,
+    BAD_CONNECTION,
+    CRYPTOGRAPHIC_FAILURE,
+    OTHER_SECURITY_TRANSIENT,
+    SECURITY_FEATURES_NOT_SUPPORTED,
+)
 from ...config import Timeouts
 from ...status import Remote, SmtpReply, SmtpStep
+from ..tls_policy import TlsPolicy
 from .client import SmtpClient
-from .failure import ConnectionLost, SessionFailure, was_reset, where, why
+from .dial import close_quietly, dial
+from .failure import (
+    ConnectionLost,
+    SessionFailure,
+    describe_error,
+    describe_remote,
+    was_reset,
+)
 
 __all__ = ["SmtpLink"]
 
@@ -33,14 +50,19 @@ class SmtpLink:
     link belongs to one delivery thread.
     """
 
-    def __init__(self, smtp: SmtpClient, remote: Remote, timeouts: Timeouts) -> None:
+    def __init__(
+        self, smtp: SmtpClient, remote: Remote, timeouts: Timeouts, tls: TlsPolicy
+    ) -> None:
         self._smtp = smtp
-        self._server_name = remote.host
+        #: The server; once TLS is up, with its version and verification.
         self.remote = remote
-        self._timeouts = timeouts
+        #: The server in words (``host[address]:port``), for details and logs.
+        self.label = describe_remote(remote)
+        #: The limit of each step.
+        self.timeouts = timeouts
+        #: The TLS policy the link was opened under.
+        self.tls = tls
         self._alive = True
-        #: The ``tls`` mode the link was opened with.
-        self.tls_mode = "none"
 
     @classmethod
     def open(
@@ -51,25 +73,24 @@ class SmtpLink:
         port: int,
         helo_name: str,
         timeouts: Timeouts,
-        tls: str,
-        tls_context: ssl.SSLContext | None,
+        tls: TlsPolicy,
         credentials: tuple[str, str] | None = None,
         plaintext_auth: bool = False,
     ) -> Self:
         """Connect, read the greeting, say EHLO (or HELO), then set up TLS and AUTH.
 
         Args:
-            host: the server's name, used for TLS verification and SNI.
+            host: the server's name, used for TLS verification and SNI (unless
+                ``tls.verify_name`` says otherwise).
             address: the IP address (or name) to dial.
             port: the TCP port.
             helo_name: our name in EHLO/HELO.
             timeouts: the limit of each step (see :class:`SmtpClient`).
-            tls: ``"implicit"``, ``"starttls"`` (required: failure aborts),
-                ``"opportunistic"`` (STARTTLS when offered; a refused STARTTLS
-                goes on in plaintext; a failed handshake raises a failure with
-                ``tls_failed`` set, which the caller may retry in plaintext) or
-                ``"none"``.
-            tls_context: the client context for TLS; required unless ``tls="none"``.
+            tls: how to use TLS. Required TLS (implicit, or STARTTLS) that
+                cannot be had fails the session. Opportunistic TLS uses
+                STARTTLS when offered and goes on in plaintext after a refused
+                STARTTLS; a failed handshake raises a failure with
+                ``tls_failed`` set, which the caller may retry in plaintext.
             credentials: ``(username, password)`` to AUTH with; only sent over TLS
                 unless ``plaintext_auth`` is set.
             plaintext_auth: the user's explicit consent to send ``credentials``
@@ -79,77 +100,21 @@ class SmtpLink:
             SessionFailure: the session could not be set up; the reason is recorded
                 and the connection is closed.
         """
-        smtp = SmtpClient(
-            helo_name, address, timeouts, tls_context if tls == "implicit" else None
-        )
-        remote = Remote(host=host, address=address, port=port)
+        implicit = tls.context if tls.implicit else None
+        smtp = SmtpClient(helo_name, address, timeouts, implicit)
+        remote = dial(smtp, Remote(host=host, address=address, port=port), tls)
+        link = cls(smtp, remote, timeouts, tls)
         try:
-            # smtplib checks the greeting only when the constructor connects.
-            code, text = smtp.connect(host, port)
-            if code != 220:
-                _close(smtp)
-                raise smtplib.SMTPConnectError(code, text)
-        except smtplib.SMTPConnectError as exc:
-            # A 5xx greeting is transient too, as in Postfix (smtp_skip_5xx_greeting):
-            # it says nothing about the recipients, and another MX may take them.
-            reply = SmtpReply.parse(exc.smtp_code, exc.smtp_error, SmtpStep.GREETING)
-            raise SessionFailure(
-                f"{where(remote)} greeted with {reply}", "4.4.2", reply, remote=remote
-            ) from None
-        except ssl.SSLError as exc:
-            _close(smtp)
-            raise SessionFailure(
-                f"TLS with {where(remote)} failed: {exc}",
-                "4.7.5",
-                tls_failed=True,
-                remote=remote,
-            ) from None
-        except (OSError, smtplib.SMTPException) as exc:
-            _close(smtp)
-            if smtp.dialled:
-                raise SessionFailure(
-                    f"no greeting from {where(remote)}: {why(exc)}",
-                    "4.4.2",
-                    remote=remote,
-                ) from None
-            raise SessionFailure(
-                f"cannot connect to {where(remote)}: {why(exc)}",
-                "4.4.1",
-                connected=False,
-            ) from None
-        remote = Remote(host=host, address=_peer(smtp, address), port=port)
-        session = cls(smtp, remote, timeouts)
-        session.tls_mode = tls
-        try:
-            session._hello()
-            if tls in ("starttls", "opportunistic"):
-                session._starttls(tls_context, required=tls == "starttls")
-            if isinstance(smtp.sock, ssl.SSLSocket):
-                assert tls_context is not None
-                session.remote = Remote(
-                    host,
-                    remote.address,
-                    port,
-                    smtp.sock.version(),
-                    _verifies(tls_context),
-                )
-            if credentials is not None:
-                session._login(*credentials, plaintext_ok=plaintext_auth)
-        except ConnectionLost as exc:
-            session.close()
-            raise SessionFailure(
-                f"{where(remote)}: {exc}", "4.4.2", remote=session.remote
-            ) from None
-        except SessionFailure as failure:
-            session.close()
-            failure.remote = session.remote
+            link._set_up(credentials, plaintext_auth)
+        except SessionFailure:
+            link.close()
             raise
-        return session
+        return link
 
     @property
-    def features(self) -> dict[str, str]:
+    def features(self) -> Mapping[str, str]:
         """The server's ESMTP extensions: lower-case keyword -> parameters."""
-        return dict(self._smtp.esmtp_features)
+        return self._smtp.esmtp_features
 
     @property
     def alive(self) -> bool:
@@ -157,13 +122,13 @@ class SmtpLink:
         return self._alive
 
     def reset(self) -> bool:
-        """Abort any transaction in progress (RSET); a failure closes the session.
+        """Abort any transaction in progress (RSET); a failure closes the link.
 
         Returns:
-            True when the server answered 250 and the session is usable.
+            True when the server answered 250 and the link is usable.
         """
         try:
-            reply = self._command("RSET", self._timeouts.quit)
+            reply = self.command("RSET", self.timeouts.quit)
         except ConnectionLost:
             self.close()
             return False
@@ -179,66 +144,81 @@ class SmtpLink:
                 (``Timeouts.quit`` at most, which is also the default).
         """
         if self._alive:
-            wait = self._timeouts.quit
+            wait = self.timeouts.quit
             if quit_wait is not None:
                 wait = min(wait, quit_wait)
             try:
-                self._command("QUIT", wait)
+                self.command("QUIT", wait)
             except ConnectionLost:
                 pass
             self._alive = False
-        _close(self._smtp)
+        close_quietly(self._smtp)
+
+    # -- setting up ---------------------------------------------------------------
+
+    def _set_up(self, credentials: tuple[str, str] | None, plaintext_ok: bool) -> None:
+        """Say EHLO, then set up TLS and AUTH as asked.
+
+        Raises:
+            SessionFailure: the session cannot be used; it names :attr:`remote`.
+        """
+        try:
+            self._hello()
+            if self.tls.mode != "none" and not self.tls.implicit:
+                self._starttls(required=self.tls.mode == "required")
+            sock = self._smtp.sock
+            if isinstance(sock, ssl.SSLSocket):
+                self.remote = replace(
+                    self.remote,
+                    tls_version=sock.version(),
+                    tls_verified=self.tls.verify,
+                )
+            if credentials is not None:
+                self._login(*credentials, plaintext_ok=plaintext_ok)
+        except ConnectionLost as exc:
+            raise self._failure(f"{self.label}: {exc}", BAD_CONNECTION) from exc
 
     def _hello(self) -> None:
-        reply = self._command(
-            f"EHLO {self._smtp.local_hostname}", self._timeouts.greeting, SmtpStep.EHLO
-        )
+        name = self._smtp.local_hostname
+        reply = self.command(f"EHLO {name}", self.timeouts.greeting, SmtpStep.EHLO)
         if reply.code == 250:
             self._smtp.ehlo_resp = reply.text.encode()
             self._smtp.does_esmtp = True
             self._smtp.esmtp_features = _parse_features(reply.text)
             return
-        reply = self._command(
-            f"HELO {self._smtp.local_hostname}", self._timeouts.greeting, SmtpStep.EHLO
-        )
+        reply = self.command(f"HELO {name}", self.timeouts.greeting, SmtpStep.EHLO)
         if reply.code != 250:
-            raise SessionFailure(
-                f"{where(self.remote)} refused HELO: {reply}", "4.4.2", reply
-            )
+            detail = f"{self.label} refused HELO: {reply}"
+            raise self._failure(detail, BAD_CONNECTION, reply)
         self._smtp.helo_resp = reply.text.encode()
         self._smtp.does_esmtp = False
         self._smtp.esmtp_features = {}
 
-    def _starttls(self, context: ssl.SSLContext | None, *, required: bool) -> None:
-        assert context is not None
+    def _starttls(self, *, required: bool) -> None:
+        context = self.tls.context
+        assert context is not None  # a policy with TLS has a context
         if "starttls" not in self._smtp.esmtp_features:
             if required:
-                raise SessionFailure(
-                    f"{where(self.remote)} does not offer STARTTLS", "4.7.4"
-                )
+                detail = f"{self.label} does not offer STARTTLS"
+                raise self._failure(detail, SECURITY_FEATURES_NOT_SUPPORTED)
             return
-        reply = self._command("STARTTLS", self._timeouts.greeting, SmtpStep.STARTTLS)
+        reply = self.command("STARTTLS", self.timeouts.greeting, SmtpStep.STARTTLS)
         if reply.code != 220:
             if not required and self._alive:
                 # RFC 3207 §4: after a refusal the session goes on as it was.
-                log.info("%s refused STARTTLS (%s)", where(self.remote), reply)
+                log.info("%s refused STARTTLS (%s)", self.label, reply)
                 return
-            raise SessionFailure(
-                f"{where(self.remote)} refused STARTTLS: {reply}", "4.7.4", reply
-            )
+            detail = f"{self.label} refused STARTTLS: {reply}"
+            raise self._failure(detail, SECURITY_FEATURES_NOT_SUPPORTED, reply)
+        name = self.tls.verify_name or self.remote.host
         try:
             # The handshake is a step of its own, as Postfix's smtp_starttls_timeout.
-            self._timeout(self._timeouts.greeting)
-            self._smtp.sock = context.wrap_socket(
-                self._sock(), server_hostname=self._server_name
-            )
+            self._start_step(self.timeouts.greeting)
+            self._smtp.sock = context.wrap_socket(self._sock(), server_hostname=name)
         except (OSError, ssl.SSLError) as exc:
-            self._drop()
-            raise SessionFailure(
-                f"TLS with {where(self.remote)} failed: {why(exc)}",
-                "4.7.5",
-                tls_failed=True,
-            ) from None
+            self.drop()
+            detail = f"TLS with {self.label} failed: {describe_error(exc)}"
+            raise self._failure(detail, CRYPTOGRAPHIC_FAILURE, tls_failed=True) from exc
         # RFC 3207 §4.2: forget everything learnt before TLS, including any
         # plaintext the server (or an attacker) sent after its 220.
         self._smtp.file = None
@@ -247,46 +227,74 @@ class SmtpLink:
 
     def _login(self, username: str, password: str, *, plaintext_ok: bool) -> None:
         if not plaintext_ok and not isinstance(self._smtp.sock, ssl.SSLSocket):
-            raise SessionFailure("refusing to send credentials without TLS", "4.7.0")
+            detail = "refusing to send credentials without TLS"
+            raise self._failure(detail, OTHER_SECURITY_TRANSIENT)
         if "auth" not in self._smtp.esmtp_features:
-            raise SessionFailure(f"{where(self.remote)} does not offer AUTH", "4.7.0")
+            detail = f"{self.label} does not offer AUTH"
+            raise self._failure(detail, OTHER_SECURITY_TRANSIENT)
         try:
-            self._timeout(self._timeouts.greeting)
+            self._start_step(self.timeouts.greeting)
             self._smtp.login(username, password)
         except smtplib.SMTPAuthenticationError as exc:
             reply = SmtpReply.parse(exc.smtp_code, exc.smtp_error, SmtpStep.AUTH)
             # Bad credentials are the sender's configuration, not the recipient's
             # fault: defer, as Postfix does by default (smtp_sasl_auth_soft_bounce).
-            raise SessionFailure(
-                f"{where(self.remote)} refused the credentials: {reply}",
-                "4.7.8",
-                reply,
-            ) from None
+            detail = f"{self.label} refused the credentials: {reply}"
+            raise self._failure(detail, AUTH_CREDENTIALS_INVALID, reply) from exc
         except smtplib.SMTPServerDisconnected as exc:
-            raise ConnectionLost(str(exc)) from None
+            raise ConnectionLost(str(exc)) from exc
         except (OSError, smtplib.SMTPException) as exc:
-            raise SessionFailure(
-                f"AUTH with {where(self.remote)} failed: {why(exc)}", "4.7.0"
-            ) from None
+            detail = f"AUTH with {self.label} failed: {describe_error(exc)}"
+            raise self._failure(detail, OTHER_SECURITY_TRANSIENT) from exc
 
-    # -- plumbing -----------------------------------------------------------------
+    def _failure(
+        self,
+        detail: str,
+        status_code: str,
+        reply: SmtpReply | None = None,
+        *,
+        tls_failed: bool = False,
+    ) -> SessionFailure:
+        """A failure to set the session up, at :attr:`remote` as it stands."""
+        return SessionFailure(
+            detail, status_code, reply, tls_failed=tls_failed, remote=self.remote
+        )
 
-    def _command(
+    # -- commands -----------------------------------------------------------------
+
+    def command(
         self, line: str, timeout: float, step: SmtpStep | None = None
     ) -> SmtpReply:
         """Send ``line`` and read its reply to ``step``, both within ``timeout``
-        seconds."""
+        seconds.
+
+        Raises:
+            ConnectionLost: the link failed; it is closed.
+        """
         if not self._alive:
             raise ConnectionLost("connection already closed")
         try:
-            self._timeout(timeout)
+            self._start_step(timeout)
             self._smtp.putcmd(line)
         except (OSError, smtplib.SMTPException) as exc:
-            self._drop()
-            raise ConnectionLost(why(exc)) from None
-        return self._reply(None, step)
+            self.drop()
+            raise ConnectionLost(describe_error(exc)) from exc
+        return self.reply(None, step)
 
-    def _write(self, lines: list[str], timeout: float, *, before: bytes = b"") -> None:
+    def exchange(
+        self, line: str, pipelined: bool, timeout: float, step: SmtpStep
+    ) -> SmtpReply:
+        """The reply to ``line``: read it if ``pipelined`` (already written in a
+        group), else send it first.
+
+        Raises:
+            ConnectionLost: the link failed; it is closed.
+        """
+        if pipelined:
+            return self.reply(timeout, step)
+        return self.command(line, timeout, step)
+
+    def write(self, lines: list[str], timeout: float, *, before: bytes = b"") -> None:
         """Send several command lines in one write (a PIPELINING group).
 
         ``before`` goes first in the same write: the end of a message's
@@ -294,53 +302,78 @@ class SmtpLink:
         server has already said something or hung up: a server has nothing to
         say between its 354 and the final dot, so it has given up on the
         message, and the dot must not go out after that.
+
+        Raises:
+            ConnectionLost: nothing or not all was written; the link is closed.
+            ValueError: a line holds a line break.
         """
         if not self._alive:
             raise ConnectionLost("connection already closed")
         if before and self._smtp.has_input():
-            self._drop()
+            self.drop()
             raise ConnectionLost("the server hung up before the end of the message")
         for line in lines:
             if "\r" in line or "\n" in line:
                 raise ValueError(f"line break in an SMTP command: {line!r}")
         commands = "".join(f"{line}\r\n" for line in lines)
         try:
-            self._timeout(timeout)
+            self._start_step(timeout)
             self._smtp.send(before + commands.encode(self._smtp.command_encoding))
         except (OSError, smtplib.SMTPException) as exc:
-            self._drop()
-            raise ConnectionLost(why(exc)) from None
+            self.drop()
+            raise ConnectionLost(describe_error(exc)) from exc
 
-    def _step(
-        self, line: str, pipelined: bool, timeout: float, step: SmtpStep
-    ) -> SmtpReply:
-        """The reply to ``line``: read it if already sent in a batch, else send it."""
-        if pipelined:
-            return self._reply(timeout, step)
-        return self._command(line, timeout, step)
-
-    def _reply(
+    def reply(
         self, timeout: float | None = None, step: SmtpStep | None = None
     ) -> SmtpReply:
         """Read the next reply, to ``step``: a step of ``timeout`` seconds, or the
-        end of the step under way when None."""
+        end of the step under way when None.
+
+        Raises:
+            ConnectionLost: the link failed; it is closed.
+        """
         try:
             if timeout is not None:
-                self._timeout(timeout)
+                self._start_step(timeout)
             code, text = self._smtp.getreply()
         except (OSError, smtplib.SMTPException) as exc:
-            self._drop()
-            raise ConnectionLost(why(exc), reset=was_reset(exc)) from None
+            self.drop()
+            raise ConnectionLost(describe_error(exc), reset=was_reset(exc)) from exc
         reply = SmtpReply.parse(code, text, step)
         if code == 421 or not 200 <= code <= 599:
             # RFC 5321 §3.8: a 421 closes the channel. A reply that has no
             # reply code (RFC 5321 §4.2: 2yz to 5yz) leaves the conversation
             # out of step, what comes next may answer an earlier command: the
             # connection is never used again.
-            self._drop()
+            self.drop()
         return reply
 
-    def _timeout(self, seconds: float) -> None:
+    def end_empty_data(self) -> None:
+        """After a 354 to a DATA that should have been refused, send the final
+        dot alone and read its reply: the server discards a message that has
+        no recipients.
+
+        Raises:
+            ConnectionLost: the link failed; it is closed.
+        """
+        try:
+            self._smtp.send(b".\r\n")
+        except (OSError, smtplib.SMTPException) as exc:
+            self.drop()
+            raise ConnectionLost(describe_error(exc)) from exc
+        self.reply(self.timeouts.data_done)
+
+    def use_encoding(self, encoding: str) -> None:
+        """Encode the command lines that follow in ``encoding`` (UTF-8 for
+        SMTPUTF8, else ASCII)."""
+        self._smtp.command_encoding = encoding
+
+    def drop(self) -> None:
+        """Close the connection without a word: it is out of step or gone."""
+        self._alive = False
+        close_quietly(self._smtp)
+
+    def _start_step(self, seconds: float) -> None:
         """Start a step: the reads and writes until the next one must all end
         within ``seconds`` from now."""
         self._smtp.step(seconds)
@@ -350,10 +383,6 @@ class SmtpLink:
         if sock is None:
             raise OSError("not connected")
         return sock
-
-    def _drop(self) -> None:
-        self._alive = False
-        _close(self._smtp)
 
 
 def _parse_features(text: str) -> dict[str, str]:
@@ -367,21 +396,3 @@ def _parse_features(text: str) -> dict[str, str]:
                 f"{features[key]} {params}".strip() if key in features else params
             )
     return features
-
-
-def _verifies(context: ssl.SSLContext) -> bool:
-    return context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
-
-
-def _peer(smtp: smtplib.SMTP, default: str) -> str:
-    try:
-        return str(smtp.sock.getpeername()[0]) if smtp.sock else default
-    except OSError:
-        return default
-
-
-def _close(smtp: smtplib.SMTP) -> None:
-    try:
-        smtp.close()
-    except OSError:
-        pass

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import TypeVar
 
+from .failure import StaleSessionError
 from .session import SmtpSession
 
 __all__ = ["SessionPool"]
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 # Seconds to wait for a QUIT reply from each idle session when the pool closes.
 _SHUTDOWN_QUIT_WAIT = 2.0
@@ -92,6 +99,36 @@ class SessionPool:
                         expired.append(stack.pop(0).session)
         for stale in expired:
             stale.close()
+
+    def use(
+        self,
+        key: Hashable,
+        session: SmtpSession,
+        send: Callable[[SmtpSession], _T],
+        *,
+        reopen: Callable[[], SmtpSession],
+    ) -> _T:
+        """Return ``send(session)``, then :meth:`give` the session back for ``key``.
+
+        A kept session may turn out closed by the server before anything of
+        its message was accepted (:class:`StaleSessionError`); then ``send``
+        runs once more, on a new session from ``reopen``, which goes back
+        instead.
+
+        Raises:
+            SessionFailure: ``reopen`` could not open a session.
+        """
+        try:
+            return send(session)
+        except StaleSessionError as stale:
+            log.info("kept connection was closed: %s", stale.detail)
+        finally:
+            self.give(key, session)
+        fresh = reopen()
+        try:
+            return send(fresh)
+        finally:
+            self.give(key, fresh)
 
     def close(self) -> None:
         """Close every idle session; later :meth:`give` calls close theirs."""
