@@ -7,7 +7,6 @@ method to the contract in its docstring, and run the contract suite,
 
 from __future__ import annotations
 
-import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,18 +14,11 @@ from typing import ClassVar
 
 from ..errors import DuplicateMessageError, MessageNotFound, StorageError
 from ..message import PreparedEmail
-from ..status import DeliveryResult, MessageStatus, RecipientStatus
+from ..status import MessageStatus, RecipientStatus
 from .query import QueueFilter
+from .rules import is_claimable
 
-__all__ = [
-    "Claim",
-    "QueueFilter",
-    "Storage",
-    "attempt_begun",
-    "initial_status",
-    "is_claimable",
-    "merge_recipients",
-]
+__all__ = ["Claim", "QueueFilter", "Storage", "check_distinct", "wrap_error"]
 
 
 @dataclass(frozen=True)
@@ -323,64 +315,6 @@ def check_distinct(emails: Sequence[PreparedEmail]) -> None:
         if email.message_id in seen:
             raise DuplicateMessageError(email.message_id)
         seen.add(email.message_id)
-
-
-def initial_status(email: PreparedEmail, now: float) -> MessageStatus:
-    """Return the status of a freshly added message: every recipient queued, due now."""
-    return MessageStatus(
-        message_id=email.message_id,
-        recipients=tuple(
-            RecipientStatus(address=rcpt, next_attempt_at=now)
-            for rcpt in email.recipients
-        ),
-        created_at=now,
-    )
-
-
-def is_claimable(status: MessageStatus, now: float) -> bool:
-    """Whether :meth:`Storage.begin_attempt` at ``now`` claims the message: it is
-    not held, has pending recipients, and is due."""
-    due = status.next_attempt_at
-    return not status.held and not status.completed and (due is None or due <= now)
-
-
-def attempt_begun(status: MessageStatus, now: float, retry_at: float) -> MessageStatus:
-    """Return ``status`` with an attempt begun at ``now``, as
-    :meth:`Storage.begin_attempt` records it: every pending recipient counts one
-    more attempt, made at ``now``, and is next due at ``retry_at``."""
-    recipients = tuple(
-        r
-        if r.completed
-        else dataclasses.replace(
-            r,
-            attempts=r.attempts + 1,
-            last_attempt_at=now,
-            next_attempt_at=retry_at,
-        )
-        for r in status.recipients
-    )
-    return MessageStatus(status.message_id, recipients, status.created_at, status.held)
-
-
-def merge_recipients(
-    status: MessageStatus, updates: Sequence[RecipientStatus]
-) -> MessageStatus:
-    """Apply ``updates`` to ``status`` by address; delivered recipients stay as is.
-
-    Shared by backends so that the "never resend a delivered recipient" rule has
-    one implementation.
-    """
-    by_address = {u.address: u for u in updates}
-    merged = []
-    for current in status.recipients:
-        update = by_address.get(current.address)
-        if update is None or current.result is DeliveryResult.DELIVERED:
-            merged.append(current)
-        else:
-            merged.append(update)
-    return MessageStatus(
-        status.message_id, tuple(merged), status.created_at, status.held
-    )
 
 
 def wrap_error(exc: Exception, action: str) -> StorageError:

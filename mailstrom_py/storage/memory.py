@@ -10,16 +10,8 @@ from collections.abc import Callable, Sequence
 from ..errors import DuplicateMessageError, MessageNotFound
 from ..message import PreparedEmail
 from ..status import MessageStatus, RecipientStatus
-from .base import (
-    Claim,
-    QueueFilter,
-    Storage,
-    attempt_begun,
-    check_distinct,
-    initial_status,
-    is_claimable,
-    merge_recipients,
-)
+from .base import Claim, QueueFilter, Storage, check_distinct
+from .rules import attempt_begun, initial_status, is_claimable, merge_recipients
 
 __all__ = ["MemoryStorage"]
 

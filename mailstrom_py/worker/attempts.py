@@ -19,6 +19,7 @@ from ..message.dsn import DsnReporter
 from ..retry import RetryPolicy
 from ..status import DeliveryResult, MessageStatus, RecipientStatus
 from ..storage.base import Claim, Storage
+from ..storage.rules import apply_outcomes
 
 __all__ = ["Attempts"]
 
@@ -121,7 +122,7 @@ class Attempts:
         """Record the outcomes of the attempt on ``claim`` begun at ``now`` and
         ended at ``end``, and queue its reports; None if it was dropped."""
         message_id = claim.email.message_id
-        updates = _apply(
+        updates = apply_outcomes(
             claim.status.pending, outcomes, now, self._retry_at(claim.before, end)
         )
         [status] = self._storage.record_many([(message_id, updates)])
@@ -210,46 +211,3 @@ class Attempts:
 def _internal_error(recipients: Sequence[str], exc: Exception) -> list[Outcome]:
     detail = f"internal error: {exc!r}"
     return [Outcome(a, DeliveryResult.DEFERRED, "4.3.0", detail) for a in recipients]
-
-
-def _apply(
-    pending: tuple[RecipientStatus, ...],
-    outcomes: list[Outcome],
-    now: float,
-    retry_at: float | None,
-) -> list[RecipientStatus]:
-    """Turn the outcomes of an attempt into new statuses for the pending recipients."""
-    by_address = {o.address: o for o in outcomes}
-    updates = []
-    for current in pending:
-        outcome = by_address.get(current.address) or Outcome(
-            current.address, DeliveryResult.DEFERRED, "4.3.0", "no outcome was reported"
-        )
-        result, code, detail, next_at = (
-            outcome.result,
-            outcome.status_code,
-            outcome.detail,
-            None,
-        )
-        if result is DeliveryResult.DEFERRED:
-            if retry_at is None:
-                result, code = DeliveryResult.FAILED, "5.4.7"
-                detail = f"gave up after {current.attempts} attempts; last: {detail}"
-            else:
-                next_at = retry_at
-        updates.append(
-            RecipientStatus(
-                address=current.address,
-                result=result,
-                attempts=current.attempts,
-                last_reply=outcome.reply,
-                status_code=code,
-                detail=detail,
-                last_attempt_at=now,
-                next_attempt_at=next_at,
-                possibly_delivered=current.possibly_delivered
-                or outcome.possibly_delivered,
-                remote=outcome.remote,
-            )
-        )
-    return updates

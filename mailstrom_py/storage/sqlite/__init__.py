@@ -11,7 +11,8 @@ from typing import Literal
 from ...errors import ConfigError, DuplicateMessageError, MessageNotFound
 from ...message import PreparedEmail
 from ...status import MessageStatus, RecipientStatus
-from ..base import Claim, QueueFilter, Storage, check_distinct, initial_status
+from ..base import Claim, QueueFilter, Storage, check_distinct
+from ..rules import initial_status
 from . import attempts
 from .db import Database
 from .schema import (

@@ -12,7 +12,8 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 
 from ...status import MessageStatus, RecipientStatus
-from ..base import Claim, attempt_begun, merge_recipients
+from ..base import Claim
+from ..rules import attempt_begun, merge_recipients
 from .schema import (
     EMAIL_COLUMNS,
     PENDING,
