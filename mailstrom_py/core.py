@@ -19,7 +19,7 @@ from .message.dkim import DkimSigner
 from .message.dsn import DsnReporter
 from .message.tls_options import with_tls_options
 from .status import DeliveryResult, MessageStatus
-from .storage import MemoryStorage, QueueFilter, Storage
+from .storage import MemoryStorage, QueueAdmin, QueueFilter, Storage, queue_admin
 from .worker import Clock, Worker
 
 __all__ = ["Mailstrom"]
@@ -44,7 +44,9 @@ class Mailstrom:
         config: what to deliver through and how.
         storage: where messages and statuses live; a new
             :class:`~mailstrom_py.MemoryStorage` by default. The mailer closes it
-            when it stops.
+            when it stops. The queue operations need it to be a
+            :class:`~mailstrom_py.storage.QueueAdmin` as well (every backend
+            of the library is); they raise ``TypeError`` otherwise.
         transport: how to deliver; built from ``config.delivery`` by default.
         clock: wall-clock seconds since the epoch, for tests that drive time.
         rng: the randomness behind retry jitter, for reproducible tests.
@@ -130,7 +132,7 @@ class Mailstrom:
         if drain > 0 and self._worker.running and not self._worker.drain(drain):
             log.warning("stopping with mail due that got no attempt in %gs", drain)
         finished = self._worker.stop(timeout)
-        if not self._storage.durable:
+        if not self._storage.durable and isinstance(self._storage, QueueAdmin):
             lost = self._storage.count(QueueFilter(completed=False))
             if lost:
                 log.warning(
@@ -331,11 +333,11 @@ class Mailstrom:
             where: which messages; every message by default.
             limit: at most this many (the oldest); all by default.
         """
-        return self._storage.find(where or QueueFilter(), limit)
+        return queue_admin(self._storage).find(where or QueueFilter(), limit)
 
     def count_messages(self, where: QueueFilter | None = None) -> int:
         """Return how many stored messages ``where`` selects (all by default)."""
-        return self._storage.count(where or QueueFilter())
+        return queue_admin(self._storage).count(where or QueueFilter())
 
     def kick(self, where: QueueFilter) -> list[str]:
         """Make the selected messages due now and wake the worker to attempt them.
@@ -346,7 +348,7 @@ class Mailstrom:
         Returns:
             The ids of the selected messages with pending recipients.
         """
-        kicked = self._storage.kick(where, self._clock())
+        kicked = queue_admin(self._storage).kick(where, self._clock())
         for message_id in kicked[:_NOTIFY_AT_MOST]:
             self._worker.notify(message_id)
         return kicked
@@ -359,7 +361,7 @@ class Mailstrom:
         Returns:
             The ids of the messages put on hold (those pending and not held).
         """
-        return self._storage.hold(where)
+        return queue_admin(self._storage).hold(where)
 
     def release(self, where: QueueFilter) -> list[str]:
         """Take the selected messages off hold; each goes out at its own due time.
@@ -367,7 +369,7 @@ class Mailstrom:
         Returns:
             The ids of the messages released.
         """
-        released = self._storage.release(where)
+        released = queue_admin(self._storage).release(where)
         for message_id in released[:_NOTIFY_AT_MOST]:
             self._worker.notify(message_id)
         return released
@@ -381,7 +383,7 @@ class Mailstrom:
         Returns:
             The ids of the messages removed.
         """
-        return self._storage.drop(where)
+        return queue_admin(self._storage).drop(where)
 
     def query_recent(self, limit: int | None = None) -> list[MessageStatus]:
         """Return each outcome once: newly completed messages, then pending ones.
@@ -397,4 +399,4 @@ class Mailstrom:
             limit: return at most this many in all, completed messages first; the
                 completed ones left out come in a later call.
         """
-        return self._storage.recent(limit)
+        return queue_admin(self._storage).recent(limit)

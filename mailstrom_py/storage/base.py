@@ -15,10 +15,9 @@ from typing import ClassVar
 from ..errors import DuplicateMessageError, MessageNotFound, StorageError
 from ..message import PreparedEmail
 from ..status import MessageStatus, RecipientStatus
-from .query import QueueFilter
 from .rules import is_claimable
 
-__all__ = ["Claim", "QueueFilter", "Storage", "check_distinct", "wrap_error"]
+__all__ = ["Claim", "Storage", "check_distinct", "wrap_error"]
 
 
 @dataclass(frozen=True)
@@ -52,10 +51,9 @@ class Storage(ABC):
       failed write leaves nothing behind.
     * Durability: ``add`` has stored the message when it returns, to the degree
       the backend promises (in memory: for the life of the process).
-    * Queue operations (``find``, ``count``, ``kick``, ``hold``, ``release``,
-      ``drop``, ``recent``) select messages with a :class:`QueueFilter`; a filter
-      that selects nothing is not an error. Each is one atomic step. Lists of
-      messages come oldest first (by ``created_at``, ties in the order added).
+    * Queue operations (``find``, ``kick``, ``drop``...) are another interface,
+      :class:`~mailstrom_py.storage.admin.QueueAdmin`, which the backends the
+      library ships implement as well.
     """
 
     #: Whether stored mail outlives the process (kept in a file or a database
@@ -63,9 +61,10 @@ class Storage(ABC):
     #: durable logs a warning with how many messages are lost.
     durable: ClassVar[bool] = False
 
-    @abstractmethod
     def add(self, email: PreparedEmail, now: float) -> MessageStatus:
         """Store ``email`` with every recipient ``QUEUED`` and due at ``now``.
+
+        Not abstract: the default is :meth:`add_many` of one message.
 
         Returns:
             The new status, with ``created_at`` equal to ``now``.
@@ -75,14 +74,17 @@ class Storage(ABC):
                 nothing changed.
             StorageError: the message could not be stored; nothing was stored.
         """
+        return self.add_many([email], now)[0]
 
+    @abstractmethod
     def add_many(
         self, emails: Sequence[PreparedEmail], now: float
     ) -> list[MessageStatus]:
-        """Store several messages as :meth:`add` does, all or none of them.
+        """Store several messages as :meth:`add` does, all or none of them, in one
+        atomic step (one transaction, for a durable backend).
 
-        The default adds them one by one and drops those already added when one
-        fails; durable backends override it with one transaction.
+        Every recipient is ``QUEUED`` and due at ``now`` (see
+        :func:`~mailstrom_py.storage.rules.initial_status`).
 
         Returns:
             The new statuses, in the order of ``emails``.
@@ -92,16 +94,6 @@ class Storage(ABC):
                 ``emails``; nothing was stored.
             StorageError: the messages could not be stored; none was stored.
         """
-        check_distinct(emails)
-        added: list[MessageStatus] = []
-        try:
-            for email in emails:
-                added.append(self.add(email, now))
-        except BaseException:
-            if added:
-                self.drop(QueueFilter(ids=tuple(s.message_id for s in added)))
-            raise
-        return added
 
     @abstractmethod
     def status(self, message_id: str) -> MessageStatus:
@@ -227,81 +219,6 @@ class Storage(ABC):
         Returns:
             Up to ``limit`` pairs of ``(next_attempt_at, message_id)`` for messages
             that are not held and have pending recipients, earliest first.
-        """
-
-    # -- queue operations -------------------------------------------------------------
-
-    @abstractmethod
-    def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
-        """Return the statuses of the messages ``where`` selects, oldest first.
-
-        Args:
-            where: which messages.
-            limit: return at most this many (the oldest); ``None`` for all.
-        """
-
-    @abstractmethod
-    def count(self, where: QueueFilter) -> int:
-        """Return how many messages ``where`` selects."""
-
-    @abstractmethod
-    def kick(self, where: QueueFilter, now: float) -> list[str]:
-        """Make the selected messages due at ``now``.
-
-        Every pending recipient of a selected message whose next attempt is later
-        than ``now`` (or unset) becomes due at ``now``; attempts and backoff are
-        otherwise unchanged. A held message stays held (it goes out as soon as it
-        is released). Completed messages are left alone.
-
-        Returns:
-            The ids of the selected messages that have pending recipients.
-        """
-
-    @abstractmethod
-    def hold(self, where: QueueFilter) -> list[str]:
-        """Put the selected messages on hold: they are not attempted until released.
-
-        Only messages with pending recipients that are not held already are
-        changed. An attempt already under way finishes and is recorded.
-
-        Returns:
-            The ids of the messages put on hold.
-        """
-
-    @abstractmethod
-    def release(self, where: QueueFilter) -> list[str]:
-        """Take the selected messages off hold; each is due at its own time again.
-
-        Returns:
-            The ids of the messages that were held.
-        """
-
-    @abstractmethod
-    def drop(self, where: QueueFilter) -> list[str]:
-        """Remove the selected messages, whatever their state, without notice to
-        anyone; their ids become unknown. An attempt already under way finishes,
-        but its outcome is not recorded.
-
-        Returns:
-            The ids of the messages removed.
-        """
-
-    @abstractmethod
-    def recent(self, limit: int | None = None) -> list[MessageStatus]:
-        """Report outcomes once: completed messages not reported before, then every
-        incomplete message.
-
-        The first part holds each completed message (every recipient delivered
-        or failed) that no earlier ``recent()`` call on this storage returned,
-        oldest first; returning it marks it reported, atomically with the read,
-        so across calls each completed message is returned exactly once (by a
-        durable backend: once per database, across restarts and processes). The
-        second part holds every message with pending recipients, oldest first,
-        returned on every call. Dropped messages appear in neither.
-
-        Args:
-            limit: return at most this many in all, completed ones first; the
-                completed messages left out are reported by a later call.
         """
 
     def close(self) -> None:

@@ -10,13 +10,15 @@ from collections.abc import Callable, Sequence
 from ..errors import DuplicateMessageError, MessageNotFound
 from ..message import PreparedEmail
 from ..status import MessageStatus, RecipientStatus
-from .base import Claim, QueueFilter, Storage, check_distinct
+from .admin import QueueAdmin
+from .base import Claim, Storage, check_distinct
+from .query import QueueFilter
 from .rules import attempt_begun, initial_status, is_claimable, merge_recipients
 
 __all__ = ["MemoryStorage"]
 
 
-class MemoryStorage(Storage):
+class MemoryStorage(Storage, QueueAdmin):
     """Keeps messages and statuses in dictionaries guarded by one lock.
 
     Queued mail is lost when the process exits: pick

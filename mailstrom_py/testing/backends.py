@@ -6,23 +6,27 @@ from collections.abc import Sequence
 
 from ..message import PreparedEmail
 from ..status import MessageStatus, RecipientStatus
-from ..storage import MemoryStorage, QueueFilter, Storage
+from ..storage import MemoryStorage, QueueAdmin, QueueFilter, Storage
 
 __all__ = ["AbstractOnly"]
 
 
-class AbstractOnly(Storage):
-    """A backend with only the abstract methods, each delegated to a MemoryStorage.
+class AbstractOnly(Storage, QueueAdmin):
+    """A backend with only the abstract methods of :class:`~mailstrom_py.Storage`
+    and :class:`~mailstrom_py.storage.QueueAdmin`, each delegated to a
+    MemoryStorage.
 
-    Run through the contract suite, it checks the base class's own implementations
-    of the batch methods (``add_many``, ``claim``, ``record_many``).
+    Run through the contract suite, it checks the base classes' own
+    implementations of the other methods (``add``, ``record``, ``count``...).
     """
 
     def __init__(self) -> None:
         self.inner = MemoryStorage()
 
-    def add(self, email: PreparedEmail, now: float) -> MessageStatus:
-        return self.inner.add(email, now)
+    def add_many(
+        self, emails: Sequence[PreparedEmail], now: float
+    ) -> list[MessageStatus]:
+        return self.inner.add_many(emails, now)
 
     def status(self, message_id: str) -> MessageStatus:
         return self.inner.status(message_id)
@@ -45,9 +49,6 @@ class AbstractOnly(Storage):
 
     def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
         return self.inner.find(where, limit)
-
-    def count(self, where: QueueFilter) -> int:
-        return self.inner.count(where)
 
     def kick(self, where: QueueFilter, now: float) -> list[str]:
         return self.inner.kick(where, now)

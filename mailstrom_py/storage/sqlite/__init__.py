@@ -11,7 +11,9 @@ from typing import Literal
 from ...errors import ConfigError, DuplicateMessageError, MessageNotFound
 from ...message import PreparedEmail
 from ...status import MessageStatus, RecipientStatus
-from ..base import Claim, QueueFilter, Storage, check_distinct
+from ..admin import QueueAdmin
+from ..base import Claim, Storage, check_distinct
+from ..query import QueueFilter
 from ..rules import initial_status
 from . import attempts
 from .db import Database
@@ -48,7 +50,7 @@ _INSERT_RECIPIENT = (
 )
 
 
-class SqliteStorage(Storage):
+class SqliteStorage(Storage, QueueAdmin):
     """Keeps messages and their statuses in an SQLite file, durably.
 
     Guarantees:
@@ -265,7 +267,7 @@ class SqliteStorage(Storage):
             rows = conn.execute(DUE_QUERY, (until, limit)).fetchall()
         return [(float(due), str(message_id)) for due, message_id in rows]
 
-    # -- queue operations ---------------------------------------------------------
+    # -- QueueAdmin ---------------------------------------------------------------
 
     def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
         clause, params = where_clause(where)

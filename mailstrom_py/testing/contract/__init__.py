@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
-from ...storage import Storage
+from ...storage import Storage, queue_admin
 
 # Registered before the tests are imported, so that pytest rewrites their asserts
 # (a failing one then shows the values compared), as it does in test modules.
@@ -44,6 +45,7 @@ from .attempts import (  # noqa: E402
     RecordContract,
     RecordManyContract,
 )
+from .common import Backend  # noqa: E402
 
 __all__ = ["StorageContract"]
 
@@ -69,14 +71,18 @@ class StorageContract(
     """
 
     @pytest.fixture
-    def storage(self, tmp_path: Path) -> Iterator[Storage]:
+    def storage(self, tmp_path: Path) -> Iterator[Backend]:
         """A new backend from :meth:`make_storage`, closed after the test."""
         backend = self.make_storage(tmp_path)
-        yield backend
-        backend.close()
+        try:
+            queue_admin(backend)
+            yield cast(Backend, backend)
+        finally:
+            backend.close()
 
     def make_storage(self, directory: Path) -> Storage:
-        """Return a new, empty backend.
+        """Return a new, empty backend: a :class:`~mailstrom_py.Storage` that is a
+        :class:`~mailstrom_py.storage.QueueAdmin` too.
 
         Args:
             directory: an empty directory of the test's own, for any files the

@@ -9,8 +9,8 @@ import pytest
 
 from ...errors import MessageNotFound
 from ...status import DeliveryResult, MessageStatus
-from ...storage import Claim, QueueFilter, Storage
-from .common import email, finish, ids, mid, outcome, renamed
+from ...storage import Claim, QueueFilter
+from .common import Backend, email, finish, ids, mid, outcome, renamed
 
 __all__ = [
     "AttemptsContract",
@@ -24,7 +24,7 @@ __all__ = [
 class AttemptsContract:
     """begin_attempt(): an attempt is recorded before it is made, once."""
 
-    def test_begin_attempt_records_the_attempt_first(self, storage: Storage) -> None:
+    def test_begin_attempt_records_the_attempt_first(self, storage: Backend) -> None:
         """Claiming a due message counts the attempt and pushes the next one forward."""
         storage.add(email(), now=0.0)
         claimed = storage.begin_attempt("m1@example.test", now=10.0, retry_at=310.0)
@@ -34,7 +34,7 @@ class AttemptsContract:
         assert claimed.next_attempt_at == 310.0
         assert storage.status("m1@example.test") == claimed
 
-    def test_a_message_not_yet_due_is_not_claimed(self, storage: Storage) -> None:
+    def test_a_message_not_yet_due_is_not_claimed(self, storage: Backend) -> None:
         """begin_attempt() before the due time returns None and changes nothing."""
         storage.add(email(), now=0.0)
         storage.begin_attempt("m1@example.test", now=0.0, retry_at=300.0)
@@ -45,7 +45,7 @@ class AttemptsContract:
         assert storage.status("m1@example.test") == before
 
     def test_unknown_or_complete_messages_are_not_claimed(
-        self, storage: Storage
+        self, storage: Backend
     ) -> None:
         """Nothing to claim for an unknown id or a message with no pending recipient."""
         assert storage.begin_attempt("nope@example.test", now=0.0, retry_at=1.0) is None
@@ -58,7 +58,7 @@ class AttemptsContract:
         storage.record("m1@example.test", [done])
         assert storage.begin_attempt("m1@example.test", now=5.0, retry_at=6.0) is None
 
-    def test_only_one_of_many_racing_claims_wins(self, storage: Storage) -> None:
+    def test_only_one_of_many_racing_claims_wins(self, storage: Backend) -> None:
         """Concurrent begin_attempt() calls on one due message claim it exactly once."""
         storage.add(email(), now=0.0)
         results: list[object] = []
@@ -81,7 +81,7 @@ class AttemptsContract:
 class ClaimContract:
     """claim(): begin_attempt() and email() for a batch of messages."""
 
-    def test_a_claim_is_begin_attempt_and_email(self, storage: Storage) -> None:
+    def test_a_claim_is_begin_attempt_and_email(self, storage: Backend) -> None:
         """claim() leaves a message as begin_attempt() does, and returns the status
         as found, as claimed, and the message itself."""
         # Given two twin messages, one recipient delivered and one deferred
@@ -105,7 +105,7 @@ class ClaimContract:
         assert storage.email(mid(2)) == claim.email
 
     def test_what_begin_attempt_skips_is_left_out_in_order(
-        self, storage: Storage
+        self, storage: Backend
     ) -> None:
         """Unknown, held, completed, not yet due and repeated ids are left out and
         left alone; the claimed messages come in the order asked for."""
@@ -124,7 +124,7 @@ class ClaimContract:
         assert storage.find(QueueFilter(ids=(mid(2), mid(3), mid(4)))) == untouched
         assert storage.claim([], now=10.0, retry_at=lambda _: 10.0) == []
 
-    def test_retry_at_gets_each_status_as_found(self, storage: Storage) -> None:
+    def test_retry_at_gets_each_status_as_found(self, storage: Backend) -> None:
         """retry_at() is called once per claimed message, with its status before the
         claim, and its answer is that message's retry time."""
         for n in range(1, 4):
@@ -147,7 +147,7 @@ class ClaimContract:
             (1003.0, mid(3)),
         ]
 
-    def test_an_error_in_retry_at_propagates(self, storage: Storage) -> None:
+    def test_an_error_in_retry_at_propagates(self, storage: Backend) -> None:
         """An exception from retry_at() propagates out of claim()."""
         storage.add(email(), now=0.0)
 
@@ -157,7 +157,7 @@ class ClaimContract:
         with pytest.raises(ZeroDivisionError):
             storage.claim([mid(1)], now=1.0, retry_at=retry_at)
 
-    def test_racing_claims_take_each_message_once(self, storage: Storage) -> None:
+    def test_racing_claims_take_each_message_once(self, storage: Backend) -> None:
         """Concurrent claim() calls on overlapping batches claim every message
         exactly once."""
         storage.add_many([email(n) for n in range(20)], now=0.0)
@@ -182,7 +182,7 @@ class ClaimContract:
 class RecordManyContract:
     """record_many(): record() for a batch of messages."""
 
-    def test_record_many_is_record_in_turn(self, storage: Storage) -> None:
+    def test_record_many_is_record_in_turn(self, storage: Backend) -> None:
         """record_many() leaves each message as record() calls in the same order do,
         a repeated id included, and returns the status after each."""
         for n in range(1, 5):
@@ -215,7 +215,7 @@ class RecordManyContract:
         assert ids(storage.find(QueueFilter(completed=True))) == [1, 3]
 
     def test_an_unknown_id_gives_none_and_the_rest_is_recorded(
-        self, storage: Storage
+        self, storage: Backend
     ) -> None:
         """A message dropped during its attempt yields None; the others are still
         recorded."""
@@ -239,7 +239,7 @@ class RecordManyContract:
 class RecordContract:
     """record(): outcomes replace statuses, never a delivered one."""
 
-    def test_record_updates_only_the_named_recipients(self, storage: Storage) -> None:
+    def test_record_updates_only_the_named_recipients(self, storage: Backend) -> None:
         """record() replaces the statuses it is given and leaves the others alone."""
         status = storage.add(email(), now=0.0)
         a = dataclasses.replace(
@@ -253,7 +253,7 @@ class RecordContract:
         assert after.recipient("b@example.test") == status.recipients[1]
         assert storage.status("m1@example.test") == after
 
-    def test_a_delivered_recipient_is_never_overwritten(self, storage: Storage) -> None:
+    def test_a_delivered_recipient_is_never_overwritten(self, storage: Backend) -> None:
         """Once DELIVERED, a recipient stays DELIVERED whatever is recorded later."""
         status = storage.add(email(), now=0.0)
         delivered = dataclasses.replace(
@@ -266,13 +266,13 @@ class RecordContract:
         after = storage.record("m1@example.test", [deferred])
         assert after.recipient("a@example.test").result is DeliveryResult.DELIVERED
 
-    def test_unknown_addresses_are_ignored(self, storage: Storage) -> None:
+    def test_unknown_addresses_are_ignored(self, storage: Backend) -> None:
         """An update for an address that is not a recipient changes nothing."""
         status = storage.add(email(), now=0.0)
         stranger = dataclasses.replace(status.recipients[0], address="x@example.test")
         assert storage.record("m1@example.test", [stranger]) == status
 
-    def test_record_on_unknown_id_raises(self, storage: Storage) -> None:
+    def test_record_on_unknown_id_raises(self, storage: Backend) -> None:
         """record() for an id never stored raises MessageNotFound."""
         status = storage.add(email(), now=0.0)
         with pytest.raises(MessageNotFound):
@@ -282,7 +282,7 @@ class RecordContract:
 class DueContract:
     """due(): what is due, earliest first."""
 
-    def test_due_lists_earliest_first_within_the_limit(self, storage: Storage) -> None:
+    def test_due_lists_earliest_first_within_the_limit(self, storage: Backend) -> None:
         """due() returns (time, id) pairs up to `until`, earliest first, at most
         `limit`."""
         for n, at in [(1, 30.0), (2, 10.0), (3, 20.0), (4, 99.0)]:
@@ -294,7 +294,7 @@ class DueContract:
         ]
         assert storage.due(until=50.0, limit=1) == [(10.0, "m2@example.test")]
 
-    def test_completed_messages_are_never_due(self, storage: Storage) -> None:
+    def test_completed_messages_are_never_due(self, storage: Backend) -> None:
         """A message whose recipients are all final drops out of due()."""
         status = storage.add(email(recipients=("a@example.test",)), now=0.0)
         storage.record(
@@ -310,7 +310,7 @@ class DueContract:
         assert storage.due(until=1e12, limit=10) == []
 
     def test_a_claimed_message_is_due_again_at_its_retry_time(
-        self, storage: Storage
+        self, storage: Backend
     ) -> None:
         """After begin_attempt(), the message is due at retry_at (crash recovery)."""
         storage.add(email(), now=0.0)

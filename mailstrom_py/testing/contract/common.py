@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC
 
 from ...message import PreparedEmail
 from ...status import DeliveryResult, MessageStatus, RecipientStatus
-from ...storage import Storage
+from ...storage import QueueAdmin, Storage
 from ..emails import prepared_email
 
-__all__ = ["email", "finish", "ids", "mid", "outcome", "renamed"]
+__all__ = ["Backend", "email", "finish", "ids", "mid", "outcome", "renamed"]
+
+
+class Backend(Storage, QueueAdmin, ABC):
+    """What the contract's tests take, for type checkers: a :class:`Storage` that
+    is a :class:`QueueAdmin` too. Backends need not subclass it."""
 
 
 def email(
@@ -38,7 +44,7 @@ def outcome(
 
 
 def finish(
-    storage: Storage,
+    storage: Backend,
     message_id: str,
     address: str,
     result: DeliveryResult,
