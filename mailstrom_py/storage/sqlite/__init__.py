@@ -15,6 +15,7 @@ from ..admin import QueueAdmin
 from ..base import Claim, Storage, check_distinct
 from ..query import QueueFilter
 from ..rules import initial_status
+from ..sql import filter_condition
 from . import attempts
 from .db import Database
 from .schema import (
@@ -27,7 +28,6 @@ from .schema import (
     recipient_domain,
     recipient_values,
     statuses,
-    where_clause,
 )
 
 __all__ = ["SqliteStorage", "Synchronous"]
@@ -270,7 +270,7 @@ class SqliteStorage(Storage, QueueAdmin):
     # -- QueueAdmin ---------------------------------------------------------------
 
     def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
-        clause, params = where_clause(where)
+        clause, params = filter_condition(where)
         select = (
             f"SELECT * FROM messages m WHERE {clause}"
             " ORDER BY m.created_at, m.id LIMIT ?"
@@ -283,7 +283,7 @@ class SqliteStorage(Storage, QueueAdmin):
         return statuses(rows)
 
     def count(self, where: QueueFilter) -> int:
-        clause, params = where_clause(where)
+        clause, params = filter_condition(where)
         with self._db.reading("count messages") as conn:
             [(count,)] = conn.execute(
                 f"SELECT count(*) FROM messages m WHERE {clause}", params
@@ -366,7 +366,7 @@ class SqliteStorage(Storage, QueueAdmin):
     def _select(
         conn: sqlite3.Connection, where: QueueFilter, also: str = "1"
     ) -> list[tuple[int, str]]:
-        clause, params = where_clause(where)
+        clause, params = filter_condition(where)
         rows = conn.execute(
             f"SELECT m.id, m.message_id FROM messages m WHERE ({clause}) AND {also}"
             " ORDER BY m.created_at, m.id",

@@ -9,14 +9,13 @@ version walks it forward; a newer version is refused.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 
 from ...errors import StorageError
 from ...message import PreparedEmail
 from ...status import DeliveryResult, MessageStatus, RecipientStatus, Remote, SmtpReply
-from ..query import QueueFilter, fold_case
+from ..query import fold_case
 
 __all__ = [
     "APPLICATION_ID",
@@ -33,7 +32,6 @@ __all__ = [
     "recipient_domain",
     "recipient_values",
     "statuses",
-    "where_clause",
 ]
 
 #: "MSTR": marks a file as a mailstrom_py database.
@@ -298,39 +296,3 @@ def _text(value: object) -> str | None:
 
 def _time(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
-
-
-def where_clause(where: QueueFilter) -> tuple[str, list[object]]:
-    """Return an SQL condition on ``messages m`` for ``where``, and its parameters."""
-    clauses: list[str] = []
-    params: list[object] = []
-    if where.ids:
-        clauses.append("m.message_id IN (SELECT value FROM json_each(?))")
-        params.append(json.dumps(list(where.ids)))
-    if where.results:
-        marks = ", ".join("?" * len(where.results))
-        clauses.append(
-            "EXISTS (SELECT 1 FROM recipients x"
-            f" WHERE x.message = m.id AND x.result IN ({marks}))"
-        )
-        params.extend(r.value for r in where.results)
-    if where.completed is not None:
-        clauses.append("m.pending = 0" if where.completed else "m.pending > 0")
-    if where.held is not None:
-        clauses.append("m.held = ?")
-        params.append(int(where.held))
-    if where.domain is not None:
-        clauses.append("m.id IN (SELECT message FROM recipients WHERE domain = ?)")
-        params.append(where.domain)
-    if where.recipient is not None:
-        clauses.append(
-            "m.id IN (SELECT message FROM recipients WHERE address = ? COLLATE NOCASE)"
-        )
-        params.append(where.recipient)
-    if where.created_before is not None:
-        clauses.append("m.created_at < ?")
-        params.append(where.created_before)
-    if where.created_after is not None:
-        clauses.append("m.created_at >= ?")
-        params.append(where.created_after)
-    return (" AND ".join(clauses) or "1"), params
