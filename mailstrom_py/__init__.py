@@ -17,7 +17,14 @@ from .message import PreparedEmail, prepare_email
 from .message.dsn import build_dsn
 from .retry import RetryPolicy
 from .status import DeliveryResult, MessageStatus, RecipientStatus, Remote, SmtpReply
-from .storage import Claim, MemoryStorage, QueueFilter, SqliteStorage, Storage
+from .storage import (
+    Claim,
+    MemoryStorage,
+    QueueAdmin,
+    QueueFilter,
+    SqliteStorage,
+    Storage,
+)
 
 __version__ = "0.1.0"
 
@@ -38,6 +45,7 @@ __all__ = [
     "MessageNotFound",
     "MessageStatus",
     "PreparedEmail",
+    "QueueAdmin",
     "QueueFilter",
     "RecipientStatus",
     "RelayConfig",

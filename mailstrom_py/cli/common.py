@@ -109,7 +109,7 @@ def open_outbox(loaded: LoadedConfig) -> Iterator[Producer]:
     The producer prepares (and DKIM-signs) a message as ``send_email()``
     always does and stores it. It starts no thread and delivers nothing: it is
     a :class:`~mailstrom_py.Mailstrom` that is never started, whose notice of
-    new mail goes to a backlog no delivery thread reads.
+    new mail wakes no delivery thread: a worker elsewhere finds it in storage.
 
     Raises:
         ConfigError: the storage or the mailer cannot be set up from ``loaded``.

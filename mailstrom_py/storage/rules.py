@@ -7,7 +7,8 @@ changes, so that what is due, what an attempt counts and what an outcome means
 are written once:
 
 * :func:`initial_status`: a message as added, every recipient due at once;
-* :func:`is_claimable`: whether a message may be claimed for an attempt;
+* :func:`due_at` and :func:`is_claimable`: when a message may be claimed for an
+  attempt;
 * :func:`attempt_begun`: a message as claimed, its attempt counted before it
   is made;
 * :func:`apply_outcomes`: the new statuses of the pending recipients after an
@@ -29,6 +30,7 @@ __all__ = [
     "Reported",
     "apply_outcomes",
     "attempt_begun",
+    "due_at",
     "initial_status",
     "is_claimable",
     "merge_recipients",
@@ -66,16 +68,21 @@ def initial_status(email: PreparedEmail, now: float) -> MessageStatus:
     )
 
 
-def is_claimable(status: MessageStatus, now: float) -> bool:
-    """Whether a message may be claimed for an attempt at ``now``: it is not held,
-    has pending recipients, and is due (its ``next_attempt_at`` is at or before
-    ``now``).
+def due_at(status: MessageStatus) -> float | None:
+    """When a message is due: the earliest ``next_attempt_at`` of its pending
+    recipients, or ``None`` while it is held or once it is complete (never).
 
-    A claimed message is next due when its lease ends (see :func:`attempt_begun`),
+    A claimed message is due when its lease ends (see :func:`attempt_begun`),
     so a claim that is still live keeps it from being claimed again.
     """
-    due = status.next_attempt_at
-    return not status.held and due is not None and due <= now
+    return None if status.held else status.next_attempt_at
+
+
+def is_claimable(status: MessageStatus, now: float) -> bool:
+    """Whether a message may be claimed for an attempt at ``now``: it is not held,
+    has pending recipients, and is due (:func:`due_at` has come)."""
+    due = due_at(status)
+    return due is not None and due <= now
 
 
 def attempt_begun(status: MessageStatus, now: float, until: float) -> MessageStatus:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from ..message import PreparedEmail
 from ..status import MessageStatus, RecipientStatus
-from ..storage import MemoryStorage, QueueAdmin, QueueFilter, Storage
+from ..storage import Claim, MemoryStorage, QueueAdmin, QueueFilter, Storage
 
 __all__ = ["AbstractOnly"]
 
@@ -34,18 +34,16 @@ class AbstractOnly(Storage, QueueAdmin):
     def email(self, message_id: str) -> PreparedEmail:
         return self.inner.email(message_id)
 
-    def begin_attempt(
-        self, message_id: str, now: float, retry_at: float
-    ) -> MessageStatus | None:
-        return self.inner.begin_attempt(message_id, now, retry_at)
+    def claim_due(self, now: float, limit: int, lease: float) -> list[Claim]:
+        return self.inner.claim_due(now, limit, lease)
 
-    def record(
-        self, message_id: str, updates: Sequence[RecipientStatus]
-    ) -> MessageStatus:
-        return self.inner.record(message_id, updates)
+    def next_due(self) -> float | None:
+        return self.inner.next_due()
 
-    def due(self, until: float, limit: int) -> list[tuple[float, str]]:
-        return self.inner.due(until, limit)
+    def record_many(
+        self, records: Sequence[tuple[Claim, Sequence[RecipientStatus]]]
+    ) -> list[MessageStatus | None]:
+        return self.inner.record_many(records)
 
     def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
         return self.inner.find(where, limit)

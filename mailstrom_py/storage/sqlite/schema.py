@@ -19,7 +19,6 @@ from ..query import fold_case
 
 __all__ = [
     "APPLICATION_ID",
-    "DUE_QUERY",
     "EMAIL_COLUMNS",
     "MIGRATIONS",
     "PENDING",
@@ -94,17 +93,16 @@ CREATE INDEX recipients_address ON recipients (address COLLATE NOCASE, message);
 # worker's paging query and the queue filters never have to read recipients.
 # Bodies live in a table of their own to keep the rows of messages small.
 
-#: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
-MIGRATIONS: tuple[str, ...] = (_VERSION_1,)
-SCHEMA_VERSION = len(MIGRATIONS)
+# Version 2: claims. A claim's token is kept with its message until its outcome
+# is recorded; its lease's end is the message's due_at meanwhile, so the
+# messages_due index stays the index of what may be claimed.
+_VERSION_2_CLAIMS = """
+ALTER TABLE messages ADD COLUMN claim_token TEXT;
+"""
 
-#: The worker's paging query: ``(until, limit)`` -> ``(due_at, message_id)`` rows.
-#: The partial index messages_due serves it whole: it reads no recipients, no
-#: held or completed messages, and changes nothing (no backoff is reset).
-DUE_QUERY = (
-    "SELECT due_at, message_id FROM messages"
-    " WHERE held = 0 AND due_at <= ? ORDER BY due_at LIMIT ?"
-)
+#: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
+MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2_CLAIMS)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 #: The columns :func:`statuses` reads, from ``messages m`` joined with
 #: ``recipients r``.

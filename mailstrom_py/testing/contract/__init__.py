@@ -10,7 +10,7 @@ return a new, empty backend from :meth:`~StorageContract.make_storage`::
             return MyStorage(directory / "outbox.db")
 
 pytest then runs every test of the contract against it. The tests come in groups,
-one class each (:mod:`.add`, :mod:`.attempts`, :mod:`.admin`), should a backend
+one class each (:mod:`.add`, :mod:`.claims`, :mod:`.admin`), should a backend
 want to run some of them only. This module needs pytest; importing
 :mod:`mailstrom_py` or :mod:`mailstrom_py.testing` does not.
 """
@@ -27,7 +27,7 @@ from ...storage import Storage, queue_admin
 
 # Registered before the tests are imported, so that pytest rewrites their asserts
 # (a failing one then shows the values compared), as it does in test modules.
-pytest.register_assert_rewrite(f"{__name__}.add", f"{__name__}.attempts")
+pytest.register_assert_rewrite(f"{__name__}.add", f"{__name__}.claims")
 pytest.register_assert_rewrite(f"{__name__}.admin", f"{__name__}.common")
 
 from .add import AddContract, AddManyContract, ConcurrencyContract  # noqa: E402
@@ -38,13 +38,7 @@ from .admin import (  # noqa: E402
     KickContract,
     RecentContract,
 )
-from .attempts import (  # noqa: E402
-    AttemptsContract,
-    ClaimContract,
-    DueContract,
-    RecordContract,
-    RecordManyContract,
-)
+from .claims import ClaimDueContract, NextDueContract, RecordContract  # noqa: E402
 from .common import Backend  # noqa: E402
 
 __all__ = ["StorageContract"]
@@ -53,11 +47,9 @@ __all__ = ["StorageContract"]
 class StorageContract(
     AddContract,
     AddManyContract,
-    AttemptsContract,
-    ClaimContract,
-    RecordManyContract,
+    ClaimDueContract,
+    NextDueContract,
     RecordContract,
-    DueContract,
     ConcurrencyContract,
     FindContract,
     KickContract,

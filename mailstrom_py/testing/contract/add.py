@@ -119,5 +119,6 @@ class ConcurrencyContract:
             t.start()
         for t in threads:
             t.join()
-        assert len(storage.due(until=1e12, limit=1000)) == 400
+        assert storage.count(QueueFilter()) == 400
+        assert len(storage.claim_due(now=1e12, limit=1000, lease=60.0)) == 400
         assert storage.email("m399@example.test").data.endswith(b"body 399\r\n")
