@@ -6,17 +6,25 @@ import threading
 import time
 
 from mailstrom_py.testing import FakeClock
-from mailstrom_py.worker.timetable import Timetable
+from mailstrom_py.worker.timetable import Look, Timetable
 
 
 def looked_within(timetable: Timetable, seconds: float) -> float | None:
     """Wait up to ``seconds`` in another thread for a look; return its time."""
-    result: list[float | None] = []
+    result: list[Look | None] = []
     thread = threading.Thread(target=lambda: result.append(timetable.wait()))
     thread.daemon = True
     thread.start()
     thread.join(seconds)
-    return result[0] if result else None
+    look = result[0] if result else None
+    return None if look is None else look.now
+
+
+def take(timetable: Timetable) -> Look:
+    """Take a look that is due now."""
+    look = timetable.wait()
+    assert look is not None
+    return look
 
 
 def test_the_first_look_is_at_once_and_the_next_one_waits() -> None:
@@ -24,7 +32,7 @@ def test_the_first_look_is_at_once_and_the_next_one_waits() -> None:
     for the interval."""
     clock = FakeClock(100.0)
     timetable = Timetable(clock, interval=30.0, takers=4, batch=16)
-    assert timetable.wait() == 100.0
+    assert take(timetable) == Look(100.0, share=16, expected=False)
     timetable.done()
     assert looked_within(timetable, 0.2) is None
     timetable.close()
@@ -52,7 +60,7 @@ def test_a_look_is_given_when_a_due_time_comes() -> None:
     timetable.due(105.0)
     assert looked_within(timetable, 0.2) is None
     clock.advance(5.0)
-    assert looked_within(timetable, 5.0) == 105.0
+    assert take(timetable) == Look(105.0, share=16, expected=True)
     assert looked_within(timetable, 0.2) is None
     timetable.close()
 
@@ -100,19 +108,46 @@ def test_close_ends_every_wait_and_looks_are_counted_until_done() -> None:
     assert timetable.wait() is None
 
 
-def test_a_burst_stored_here_is_shared_out_and_other_mail_taken_by_the_batch() -> None:
-    """A look takes an even share of the messages stored here and not yet
-    claimed, at most a batch; with none known of, a whole batch."""
-    timetable = Timetable(time.time, interval=30.0, takers=4, batch=16)
-    assert timetable.share() == 16
+def test_a_burst_stored_here_is_shared_out_over_the_threads() -> None:
+    """A look may take an even share of the messages stored here and not yet
+    claimed, and another look follows at once while some are left."""
+    clock = FakeClock(100.0)
+    timetable = Timetable(clock, interval=30.0, takers=4, batch=16)
     for _ in range(6):
-        timetable.stored(time.time())
-    assert timetable.share() == 2
-    timetable.claimed(2)
-    assert timetable.share() == 1
+        timetable.stored(clock())
+    first = take(timetable)
+    assert first == Look(100.0, share=2, expected=True)
+    timetable.claimed(first, 2)
+    second = take(timetable)
+    assert second.share == 1
+    timetable.claimed(second, 1)
     for _ in range(100):
-        timetable.stored(time.time())
-    assert timetable.share() == 16
-    timetable.claimed(200)
-    assert timetable.share() == 16
+        timetable.stored(clock())
+    assert take(timetable).share == 16
+    timetable.close()
+
+
+def test_a_look_that_finds_less_than_its_share_ends_the_burst() -> None:
+    """Fewer claimed than the share means nothing more is due: no look follows
+    at once, and the next is a whole batch."""
+    clock = FakeClock(100.0)
+    timetable = Timetable(clock, interval=30.0, takers=4, batch=16)
+    for _ in range(8):
+        timetable.stored(clock())
+    look = take(timetable)
+    timetable.claimed(look, 1)
+    assert looked_within(timetable, 0.2) is None
+    clock.advance(30.0)
+    assert take(timetable).share == 16
+    timetable.close()
+
+
+def test_a_full_batch_of_mail_from_elsewhere_brings_another_look() -> None:
+    """A look that claims a whole batch, with nothing stored here, lets another
+    thread look at once: storage may hold more."""
+    clock = FakeClock(100.0)
+    timetable = Timetable(clock, interval=30.0, takers=4, batch=16)
+    look = take(timetable)
+    timetable.claimed(look, 16)
+    assert take(timetable) == Look(100.0, share=16, expected=True)
     timetable.close()

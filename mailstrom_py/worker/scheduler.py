@@ -29,7 +29,7 @@ from ..retry import RetryPolicy
 from ..status import MessageStatus
 from ..storage.base import Claim, Storage
 from .attempts import Attempts
-from .timetable import Timetable
+from .timetable import Look, Timetable
 from .waiters import Waiters
 
 __all__ = ["BATCH", "MIN_LEASE", "Clock", "Worker"]
@@ -230,9 +230,9 @@ class Worker:
 
     def _deliver_loop(self) -> None:
         timetable = self._timetable
-        while (now := timetable.wait()) is not None:
+        while (look := timetable.wait()) is not None:
             try:
-                self._look(now)
+                self._look(look)
             except Exception:
                 # Storage trouble: what was claimed comes back when its lease
                 # ends, and the next look is within the refill interval.
@@ -240,20 +240,18 @@ class Worker:
             finally:
                 timetable.done()
 
-    def _look(self, now: float) -> None:
-        """Claim a batch of the mail due at ``now``, if any, and attempt it."""
-        due = self._storage.next_due()
-        if due is None:
-            return
-        if due > now:
-            self._timetable.due(due)
-            return
-        share = self._timetable.share()
-        claims = self._storage.claim_due(now, share, self._lease)
-        self._timetable.claimed(len(claims))
-        if len(claims) == share:
-            self._timetable.due(now)  # there may be more: another thread looks
-        self._attempt(claims, now)
+    def _look(self, look: Look) -> None:
+        """Claim the share of due mail ``look`` allows, if any, and attempt it."""
+        if not look.expected:
+            due = self._storage.next_due()
+            if due is None:
+                return
+            if due > look.now:
+                self._timetable.due(due)
+                return
+        claims = self._storage.claim_due(look.now, look.share, self._lease)
+        self._timetable.claimed(look, len(claims))
+        self._attempt(claims, look.now)
 
     def _attempt(self, claims: Sequence[Claim], now: float) -> None:
         try:

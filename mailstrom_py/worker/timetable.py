@@ -5,8 +5,26 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
-__all__ = ["Timetable"]
+__all__ = ["Look", "Timetable"]
+
+
+@dataclass(frozen=True)
+class Look:
+    """A turn at storage that :meth:`Timetable.wait` gave a thread.
+
+    Attributes:
+        now: the clock's time when it was given.
+        share: the most messages to claim.
+        expected: something was known to be due by ``now``. A look the interval
+            alone brought should first ask storage whether anything is due, so
+            as not to take a write transaction for nothing.
+    """
+
+    now: float
+    share: int
+    expected: bool
 
 
 class Timetable:
@@ -19,8 +37,8 @@ class Timetable:
     storage's own next due time), and besides lets a thread look every
     ``interval`` seconds for what it cannot learn of: mail stored by another
     process, claims whose lease ended. A look takes what the timetable knew,
-    so one due time wakes one thread; a thread that finds more than it took
-    calls :meth:`due` with the time now, and another looks at once.
+    so one due time wakes one thread; when a look finds as much as it may
+    take and more may be waiting, another thread looks at once.
 
     Args:
         clock: the wall clock that due times are on.
@@ -49,50 +67,44 @@ class Timetable:
             self._stored += 1
         self.due(at)
 
-    def share(self) -> int:
-        """How many messages a look should take: an even share of those stored
-        here and not yet claimed, so that a burst is spread over the threads
-        rather than queued behind one; a whole batch when none are known of
-        (mail from elsewhere, retries)."""
-        with self._changed:
-            waiting = self._stored
-        if not waiting:
-            return self._batch
-        return min(self._batch, -(-waiting // self._takers))
-
-    def claimed(self, count: int) -> None:
-        """A look claimed ``count`` messages."""
-        with self._changed:
-            self._stored = max(0, self._stored - count)
-
     def due(self, at: float) -> None:
         """Have a thread look at ``at``, or earlier if it would anyway."""
         with self._changed:
-            if self._due is None or at < self._due:
-                self._due = at
-                self._changed.notify()
+            self._due_at(at)
 
-    def wait(self) -> float | None:
+    def wait(self) -> Look | None:
         """Wait for the time to look, and take the look.
 
         Returns:
-            The clock's time then; the caller looks and then calls
-            :meth:`done`. None once the timetable is closed.
+            The look; the caller claims, calls :meth:`claimed`, attempts what
+            it claimed and calls :meth:`done`. None once the timetable is
+            closed.
         """
         with self._changed:
             while not self._closed:
                 now = self._clock()
-                wake = self._next_look if self._due is None else self._due
-                wake = min(wake, self._next_look)
+                due = self._due
+                wake = self._next_look if due is None else min(due, self._next_look)
                 # A wall clock set back would otherwise put off the next look
                 # by as much as it jumped.
                 if now >= wake or now < self._next_look - self._interval:
                     self._due = None
                     self._next_look = now + self._interval
                     self._looking += 1
-                    return now
+                    return Look(now, self._share(), due is not None and due <= now)
                 self._changed.wait(min(wake - now, self._interval))
             return None
+
+    def claimed(self, look: Look, count: int) -> None:
+        """``look`` claimed ``count`` messages; if more may be due, another
+        thread looks at once."""
+        with self._changed:
+            if count < look.share:
+                self._stored = 0  # storage had no more due than that
+                return
+            self._stored = max(0, self._stored - count)
+            if self._stored or count >= self._batch:
+                self._due_at(look.now)
 
     def done(self) -> None:
         """End a look that :meth:`wait` gave, its attempts included."""
@@ -109,3 +121,16 @@ class Timetable:
         with self._changed:
             self._closed = True
             self._changed.notify_all()
+
+    def _due_at(self, at: float) -> None:
+        if self._due is None or at < self._due:
+            self._due = at
+            self._changed.notify()
+
+    def _share(self) -> int:
+        """An even share of the messages stored here and not yet claimed, so
+        that a burst is spread over the threads rather than queued behind one;
+        a whole batch when none are known of (mail from elsewhere, retries)."""
+        if not self._stored:
+            return self._batch
+        return min(self._batch, -(-self._stored // self._takers))
