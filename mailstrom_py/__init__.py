@@ -25,7 +25,14 @@ from .status import (
     SmtpReply,
     SmtpStep,
 )
-from .storage import Claim, MemoryStorage, QueueFilter, SqliteStorage, Storage
+from .storage import (
+    Claim,
+    MemoryStorage,
+    QueueAdmin,
+    QueueFilter,
+    SqliteStorage,
+    Storage,
+)
 
 __version__ = "0.1.0"
 
@@ -48,6 +55,7 @@ __all__ = [
     "MessageStatus",
     "Outbox",
     "PreparedEmail",
+    "QueueAdmin",
     "QueueFilter",
     "RecipientStatus",
     "RelayConfig",

@@ -27,13 +27,13 @@ def config(tmp_path: Path) -> Path:
     storage = SqliteStorage(db)
     now = time.time()
     storage.add(prepared_email(1, "a@example.test"), now - 7200)
-    claimed = storage.begin_attempt("m1@example.test", now - 7200, now + 600)
-    assert claimed is not None
+    [claim] = storage.claim_due(now - 7200, limit=1, lease=60.0)
     storage.record(
-        "m1@example.test",
+        claim,
         [
             dataclasses.replace(
-                claimed.recipients[0],
+                claim.status.recipients[0],
+                next_attempt_at=now + 600,
                 result=DeliveryResult.DEFERRED,
                 last_reply=SmtpReply(450, "4.2.0", "mailbox busy"),
                 status_code="4.2.0",

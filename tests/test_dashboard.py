@@ -307,12 +307,14 @@ def test_the_chart_counts_each_recipient_in_the_minute_of_its_last_attempt(
     try:
         for n, ago in ((1, 1800.0), (2, 5 * 3600.0)):
             storage.add(prepared_email(n), now - ago)
-            claimed = storage.begin_attempt(f"m{n}@example.test", now - ago, now)
-            assert claimed is not None
+            [claim] = storage.claim_due(now - ago, 1, 60.0)
+            assert claim.message_id == f"m{n}@example.test"
             delivered = dataclasses.replace(
-                claimed.recipients[0], result=DeliveryResult.DELIVERED
+                claim.status.recipients[0],
+                result=DeliveryResult.DELIVERED,
+                next_attempt_at=None,
             )
-            storage.record(f"m{n}@example.test", [delivered])
+            assert storage.record(claim, [delivered]) is not None
     finally:
         storage.close()
     served = serve(queue)

@@ -111,7 +111,7 @@ class TestSendEmail:
                 mailer.send_email(raw)
             if field is not None:
                 assert info.value.field == field
-        assert storage.due(until=1e12, limit=10) == []
+        assert storage.next_due() is None
         mailer.start()
         mailer.stop()
         assert server.handler.connections == 0
@@ -156,7 +156,7 @@ class TestSendEmails:
             mailer.send_emails(batch)
         assert info.value.index == 1
         assert info.value.field == "To"
-        assert storage.due(until=1e12, limit=10) == []
+        assert storage.next_due() is None
         mailer.stop()
 
 
@@ -261,7 +261,7 @@ class TestWorkerThread:
         """An error while the worker loads due work is raised by start()."""
 
         class BrokenStorage(MemoryStorage):
-            def due(self, until: float, limit: int) -> list[tuple[float, str]]:
+            def next_due(self) -> float | None:
                 raise StorageError("disk on fire")
 
         mailer = Mailstrom(config_for(server), BrokenStorage())
@@ -316,7 +316,7 @@ class TestBatches:
     def test_due_mail_is_claimed_in_batches_and_recorded_message_by_message(
         self, server: SmtpServer
     ) -> None:
-        """A delivery thread takes up to BATCH due messages at a time: one claim
+        """A delivery thread claims up to BATCH due messages at a time: one claim
         for the batch, one record per message as its outcome comes, each message
         delivered exactly once."""
 
@@ -324,9 +324,11 @@ class TestBatches:
             claims: ClassVar[list[int]] = []
             records: ClassVar[list[int]] = []
 
-            def claim(self, message_ids, now, retry_at):  # type: ignore[no-untyped-def]
-                Counting.claims.append(len(message_ids))
-                return super().claim(message_ids, now, retry_at)
+            def claim_due(self, now, limit, lease):  # type: ignore[no-untyped-def]
+                claims = super().claim_due(now, limit, lease)
+                if claims:
+                    Counting.claims.append(len(claims))
+                return claims
 
             def record_many(self, records):  # type: ignore[no-untyped-def]
                 Counting.records.append(len(records))
@@ -365,11 +367,11 @@ class TestBatches:
             assert (r.next_attempt_at is not None) == (n % 3 == 1)
         assert len(server.handler.messages) == 10
 
-    def test_more_mail_than_the_backlog_holds_before_start_is_all_sent(
+    def test_threads_claim_batches_in_turn_until_nothing_is_due(
         self, server: SmtpServer
     ) -> None:
-        """Mail notified before start() beyond what the backlog and timetable
-        hold waits in storage, and start() finds every message."""
+        """Mail stored before start() beyond what one batch holds is all sent,
+        each message once, by the threads taking batches in turn."""
         config = config_for(server, threads=2)
         storage = MemoryStorage()
         transport = RelayTransport(
@@ -377,13 +379,11 @@ class TestBatches:
             helo_name=config.helo_name,
             timeouts=config.timeouts,
         )
-        worker = Worker(storage, transport, config.retry, threads=2, max_scheduled=5)
-        for n in range(24):
-            storage.add(prepared_email(n), now=time.time())
-            worker.notify(f"m{n}@example.test")
+        worker = Worker(storage, transport, config.retry, threads=2)
+        storage.add_many([prepared_email(n) for n in range(5 * BATCH)], time.time())
         worker.start()
         try:
-            for n in range(24):
+            for n in range(5 * BATCH):
                 status = worker.wait(
                     f"m{n}@example.test", lambda s: s.completed, timeout=30
                 )
@@ -391,7 +391,7 @@ class TestBatches:
         finally:
             worker.stop(timeout=10)
             transport.close()
-        assert len(server.handler.messages) == 24
+        assert len(server.handler.messages) == 5 * BATCH
 
     def test_stop_leaves_mail_not_yet_begun_due_in_storage(self) -> None:
         """Messages still waiting for a delivery thread at stop(drain=0) are

@@ -10,19 +10,23 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from support.smtpd import RecordingHandler, SmtpServer
 
 from mailstrom_py import (
+    Claim,
     Config,
     DeliveryResult,
     Mailstrom,
     MemoryStorage,
     MessageNotFound,
+    MessageStatus,
+    PreparedEmail,
     QueueFilter,
+    RecipientStatus,
     RelayConfig,
     RetryPolicy,
     SqliteStorage,
@@ -39,6 +43,36 @@ STORAGES: dict[str, Callable[[Path], Storage]] = {
     "memory": lambda _: MemoryStorage(),
     "sqlite": lambda tmp: SqliteStorage(tmp / "outbox.db"),
 }
+
+
+class CoreOnly(Storage):
+    """A storage with the core methods only (a MemoryStorage's), no queue
+    operations."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryStorage()
+
+    def add_many(
+        self, emails: Sequence[PreparedEmail], now: float
+    ) -> list[MessageStatus]:
+        return self.inner.add_many(emails, now)
+
+    def status(self, message_id: str) -> MessageStatus:
+        return self.inner.status(message_id)
+
+    def email(self, message_id: str) -> PreparedEmail:
+        return self.inner.email(message_id)
+
+    def claim_due(self, now: float, limit: int, lease: float) -> list[Claim]:
+        return self.inner.claim_due(now, limit, lease)
+
+    def next_due(self) -> float | None:
+        return self.inner.next_due()
+
+    def record_many(
+        self, records: Sequence[tuple[Claim, Sequence[RecipientStatus]]]
+    ) -> list[MessageStatus | None]:
+        return self.inner.record_many(records)
 
 
 @pytest.fixture(params=sorted(STORAGES))
@@ -130,6 +164,21 @@ class TestOnTheMailer:
                 mailer.query_status(dropped)
         assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
+    def test_queue_operations_need_a_storage_that_offers_them(
+        self, server: SmtpServer
+    ) -> None:
+        """A storage that is no QueueAdmin still delivers, and the queue operations
+        on it raise TypeError saying why."""
+        mailer = Mailstrom(config_for(server), CoreOnly())
+        message_id = mailer.send_email(message("core only"))
+        assert mailer.run_once() == 1
+        assert mailer.query_status(message_id).succeeded
+        with pytest.raises(TypeError, match="CoreOnly has no queue operations"):
+            mailer.list_messages()
+        with pytest.raises(TypeError, match="no queue operations"):
+            mailer.kick(QueueFilter())
+        assert mailer.stop()
+
     def test_list_count_and_recent(self, storage: Storage, server: SmtpServer) -> None:
         """list_messages() and count_messages() see the queue; query_recent() reports
         each outcome once."""
@@ -168,15 +217,15 @@ def db(tmp_path: Path) -> Path:
     storage = SqliteStorage(path)
     now = time.time()
     storage.add(prepared_email(1, "a@example.test"), now - 7200)
-    claimed = storage.begin_attempt("m1@example.test", now - 7200, now + 3600)
-    assert claimed is not None
+    [claim] = storage.claim_due(now - 7200, limit=1, lease=60.0)
     deferred = dataclasses.replace(
-        claimed.recipients[0],
+        claim.status.recipients[0],
         result=DeliveryResult.DEFERRED,
         status_code="4.4.1",
         detail="connection refused",
+        next_attempt_at=now + 3600,
     )
-    storage.record("m1@example.test", [deferred])
+    storage.record(claim, [deferred])
     storage.add(prepared_email(2, "b@other.test", "c@example.test"), now)
     storage.add(prepared_email(3, "d@example.test"), now)
     storage.hold(QueueFilter(ids=("m3@example.test",)))

@@ -153,10 +153,7 @@ class TestRecordedAsSoonAsKnown:
         now = time.time()
         storage.add_many([first, second], now)
         with closing(storage), closing(transport):
-            attempt = threading.Thread(
-                target=worker.attempt_many,
-                args=([first.message_id, second.message_id], now),
-            )
+            attempt = threading.Thread(target=worker.run_once, args=(now,))
             attempt.start()
             try:
                 assert dots.holding.wait(10)

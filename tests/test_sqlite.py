@@ -28,7 +28,6 @@ from mailstrom_py import (
     DeliveryResult,
     Mailstrom,
     MessageNotFound,
-    MessageStatus,
     PreparedEmail,
     QueueFilter,
     RelayConfig,
@@ -39,7 +38,7 @@ from mailstrom_py import (
     StorageError,
     Timeouts,
 )
-from mailstrom_py.storage.sqlite import schema
+from mailstrom_py.storage.sqlite import claims, schema
 from mailstrom_py.testing import prepared_email
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,16 +126,16 @@ def read_only() -> Iterator[Callable[[Path], None]]:
 
 class TestFile:
     def test_a_reopened_file_has_everything(self, db: Path) -> None:
-        """Messages, statuses, holds and reports survive closing and reopening."""
+        """Messages, statuses, holds, claims and reports survive closing and
+        reopening."""
         storage = SqliteStorage(db)
         storage.add(email(1, ("a@example.test", "b@example.test")), now=5.0)
-        claimed = storage.begin_attempt("m1@example.test", now=6.0, retry_at=66.0)
-        assert claimed is not None
+        [claim] = storage.claim_due(now=6.0, limit=1, lease=60.0)
         storage.record(
-            "m1@example.test",
+            claim,
             [
                 dataclasses.replace(
-                    claimed.recipients[0],
+                    claim.status.recipients[0],
                     result=DeliveryResult.DELIVERED,
                     next_attempt_at=None,
                     possibly_delivered=True,
@@ -145,6 +144,8 @@ class TestFile:
         )
         storage.add(email(2), now=7.0)
         storage.hold(QueueFilter(ids=("m2@example.test",)))
+        storage.add(email(3), now=8.0)
+        [open_claim] = storage.claim_due(now=8.0, limit=1, lease=60.0)
         before = storage.find(QueueFilter())
         storage.close()
 
@@ -153,7 +154,8 @@ class TestFile:
         assert again.email("m1@example.test") == email(
             1, ("a@example.test", "b@example.test")
         )
-        assert again.due(until=1e12, limit=10) == [(66.0, "m1@example.test")]
+        assert again.next_due() == 66.0
+        assert again.record(open_claim, []) == open_claim.status
         again.close()
 
     def test_a_new_file_is_private(self, db: Path) -> None:
@@ -259,7 +261,8 @@ class TestFile:
             last_reply=SmtpReply(250, "2.0.0", "ok", SmtpStep.END_OF_DATA),
             rcpt_reply=SmtpReply(250, "2.1.5", "ok", SmtpStep.RCPT),
         )
-        storage.record("m1@example.test", [retried])
+        [claim] = storage.claim_due(70.0, 1, 60.0)
+        assert storage.record(claim, [retried]) is not None
         storage.close()
         storage = SqliteStorage(db)
         assert storage.status("m1@example.test").recipients == (first, retried)
@@ -268,6 +271,45 @@ class TestFile:
             assert raw.execute("PRAGMA user_version").fetchone() == (
                 schema.SCHEMA_VERSION,
             )
+
+    def test_a_file_from_before_claims_keeps_its_queue_and_gains_claims(
+        self, db: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A file of schema version 2 (before claims) opens as version 3 with every
+        message as it was; its due mail is claimed and recorded as any other."""
+        with monkeypatch.context() as patch:
+            patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
+            patch.setattr(schema, "SCHEMA_VERSION", 2)
+            old = SqliteStorage(db)
+            old.add_many([email(1), email(2), email(3)], now=10.0)
+            old.hold(QueueFilter(ids=("m3@example.test",)))
+            old.close()
+        with sqlite3.connect(db) as raw:
+            # m2 as version 2 left an attempt begun at 20: due again at 80.
+            raw.execute(
+                "UPDATE recipients SET attempts = 1, last_attempt_at = 20,"
+                " next_attempt_at = 80 WHERE message = 2"
+            )
+            raw.execute("UPDATE messages SET due_at = 80 WHERE id = 2")
+            assert raw.execute("PRAGMA user_version").fetchone() == (2,)
+        raw.close()
+
+        storage = SqliteStorage(db)
+        assert [
+            (s.attempts, s.next_attempt_at, s.held) for s in storage.find(QueueFilter())
+        ] == [(0, 10.0, False), (1, 80.0, False), (0, 10.0, True)]
+        assert storage.next_due() == 10.0
+        [first] = storage.claim_due(now=79.0, limit=5, lease=60.0)
+        assert first.message_id == "m1@example.test"
+        [second] = storage.claim_due(now=80.0, limit=5, lease=60.0)
+        assert second.status.attempts == 2
+        done = dataclasses.replace(
+            second.status.recipients[0], result=DeliveryResult.DELIVERED
+        )
+        assert storage.record(second, [done]) is not None
+        storage.close()
+        with sqlite3.connect(db) as raw:
+            assert raw.execute("PRAGMA user_version").fetchone() == (3,)
         raw.close()
 
     def test_a_newer_schema_is_refused(self, db: Path) -> None:
@@ -364,77 +406,81 @@ class TestUnwritable:
 
 
 class TestQueries:
-    def test_the_paging_query_is_served_by_its_index(self, db: Path) -> None:
-        """due() reads the messages_due index only: no table scan, no sort."""
+    @pytest.mark.parametrize(
+        ("query", "params"),
+        [(claims.CLAIMABLE, (0.0, 10)), (claims.NEXT_DUE, ())],
+        ids=["claimable", "next-due"],
+    )
+    def test_the_claim_and_next_due_queries_are_served_by_their_index(
+        self, db: Path, query: str, params: tuple[object, ...]
+    ) -> None:
+        """What may be claimed, and when next, is read off the messages_due
+        index: no table scan, no sort."""
         SqliteStorage(db).close()
         with sqlite3.connect(db) as raw:
             plan = " | ".join(
-                row[-1]
-                for row in raw.execute(
-                    "EXPLAIN QUERY PLAN " + schema.DUE_QUERY, (0.0, 10)
-                )
+                row[-1] for row in raw.execute("EXPLAIN QUERY PLAN " + query, params)
             )
         raw.close()
-        assert "USING INDEX messages_due" in plan, plan
+        assert "INDEX messages_due" in plan, plan
         assert "SCAN messages" not in plan and "TEMP B-TREE" not in plan, plan
 
-    def test_paging_changes_nothing(self, db: Path) -> None:
-        """Asking what is due, however often, leaves every status as it was."""
+    def test_asking_when_next_changes_nothing(self, db: Path) -> None:
+        """next_due(), however often, leaves every status as it was."""
         storage = SqliteStorage(db)
         for n in range(5):
             storage.add(email(n), now=float(n))
-        storage.begin_attempt("m0@example.test", now=10.0, retry_at=500.0)
+        storage.claim_due(now=10.0, limit=1, lease=500.0)
         before = storage.find(QueueFilter())
         for _ in range(3):
-            storage.due(until=1e12, limit=2)
+            assert storage.next_due() == 1.0
         assert storage.find(QueueFilter()) == before
         storage.close()
 
 
 class TestBatches:
     def test_a_batch_is_one_transaction(self, db: Path) -> None:
-        """claim() and record_many() commit once for a whole batch, where
-        begin_attempt() and record() commit once per message."""
+        """claim_due() and record_many() commit once for a whole batch, where
+        record() commits once per message."""
         storage = SqliteStorage(db)
         storage.add_many([email(n) for n in range(32)], now=0.0)
-        ids = [f"m{n}@example.test" for n in range(32)]
         start = commits_in_wal(db)
 
-        for message_id in ids[:16]:
-            storage.begin_attempt(message_id, now=1.0, retry_at=60.0)
-        assert commits_in_wal(db) == start + 16
-
-        claims = storage.claim(ids[16:], now=1.0, retry_at=lambda _: 60.0)
-        assert len(claims) == 16
-        assert commits_in_wal(db) == start + 17
+        found = storage.claim_due(now=1.0, limit=32, lease=60.0)
+        assert len(found) == 32
+        assert commits_in_wal(db) == start + 1
 
         delivered = [
-            dataclasses.replace(c.status.recipients[0], result=DeliveryResult.DELIVERED)
-            for c in claims
+            (c, [dataclasses.replace(r, result=DeliveryResult.DELIVERED)])
+            for c in found
+            for r in c.status.recipients
         ]
-        storage.record_many(
-            [(c.status.message_id, [d]) for c, d in zip(claims, delivered, strict=True)]
-        )
+        storage.record_many(delivered[:16])
+        assert commits_in_wal(db) == start + 2
+        for claim, updates in delivered[16:]:
+            storage.record(claim, updates)
         assert commits_in_wal(db) == start + 18
-        assert storage.count(QueueFilter(completed=True)) == 16
+        assert storage.count(QueueFilter(completed=True)) == 32
         storage.close()
 
-    def test_a_failed_claim_claims_nothing(self, db: Path) -> None:
-        """When retry_at() raises part way through a batch, no message is claimed."""
+    def test_a_failed_claim_claims_nothing(
+        self, db: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A claim that fails part way (here, making its tokens) leaves every
+        message as it was: the claim is one transaction."""
         storage = SqliteStorage(db)
         storage.add_many([email(n) for n in range(3)], now=0.0)
         before = storage.find(QueueFilter())
 
-        def retry_at(status: MessageStatus) -> float:
-            if status.message_id == before[1].message_id:
-                raise ValueError("no retry time")
-            return 60.0
+        def no_token() -> str:
+            raise RuntimeError("no token")
 
-        with pytest.raises(ValueError, match="no retry time"):
-            storage.claim([s.message_id for s in before], now=1.0, retry_at=retry_at)
-
+        monkeypatch.setattr(claims, "new_token", no_token)
+        with pytest.raises(RuntimeError, match="no token"):
+            storage.claim_due(now=1.0, limit=3, lease=60.0)
         assert storage.find(QueueFilter()) == before
-        assert len(storage.claim([before[2].message_id], 1.0, lambda _: 5.0)) == 1
+        monkeypatch.undo()
+        assert len(storage.claim_due(now=1.0, limit=3, lease=60.0)) == 3
         storage.close()
 
 
@@ -503,7 +549,7 @@ class TestThreads:
             try:
                 for n in range(k * 10, k * 10 + 10):
                     storage.add(email(n), now=float(n))
-                    storage.begin_attempt(f"m{n}@example.test", float(n), 1e9)
+                    storage.claim_due(1e9, 1, 1e9)
             except BaseException as exc:
                 errors.append(exc)
 
@@ -512,7 +558,7 @@ class TestThreads:
                 while not done.is_set():
                     for status in storage.find(QueueFilter(), limit=50):
                         assert len(status.recipients) == 1
-                    storage.due(until=1e12, limit=100)
+                    storage.next_due()
             except BaseException as exc:
                 errors.append(exc)
 
@@ -552,6 +598,34 @@ class TestThreads:
             t.join()
         assert errors == []
         assert first.count(QueueFilter()) == second.count(QueueFilter()) == 150
+        first.close()
+        second.close()
+
+    def test_two_instances_on_one_file_never_claim_one_message_twice(
+        self, db: Path
+    ) -> None:
+        """Claims made at once through two storages on one file (as two processes
+        would) take every message exactly once."""
+        first, second = SqliteStorage(db), SqliteStorage(db)
+        first.add_many([email(n) for n in range(200)], now=0.0)
+        taken: list[list[str]] = [[], [], [], []]
+        barrier = threading.Barrier(4)
+
+        def claim(storage: SqliteStorage, mine: list[str]) -> None:
+            barrier.wait()
+            while found := storage.claim_due(now=1.0, limit=7, lease=60.0):
+                mine.extend(c.message_id for c in found)
+
+        threads = [
+            threading.Thread(target=claim, args=(s, taken[k]))
+            for k, s in enumerate([first, second] * 2)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        every = [i for mine in taken for i in mine]
+        assert sorted(every) == sorted(f"m{n}@example.test" for n in range(200))
         first.close()
         second.close()
 

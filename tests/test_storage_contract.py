@@ -2,8 +2,7 @@
 
 The suite is :class:`mailstrom_py.testing.contract.StorageContract`. The
 ``defaults`` backend implements only the abstract methods, so the suite checks
-the base class's own implementations (``add_many``, ``claim``, ``record_many``)
-as well.
+the base classes' own implementations (``add``, ``record``, ``count``) as well.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from mailstrom_py.testing.contract import StorageContract
 
 
 class TestDefaults(StorageContract):
-    """The base class's batch methods over the abstract ones (MemoryStorage's)."""
+    """The base classes' methods over the abstract ones (MemoryStorage's)."""
 
     def make_storage(self, directory: Path) -> Storage:
         return AbstractOnly()

@@ -111,9 +111,12 @@ def record(
     minute: int,
     rng: random.Random,
 ) -> None:
-    status = storage.begin_attempt(message_id, at, at + 900)
-    assert status is not None
-    [recipient] = status.recipients
+    claims = storage.claim_due(at, 10_000, 900.0)
+    [claim] = [c for c in claims if c.message_id == message_id]
+    for other in claims:
+        if other is not claim:  # due again meanwhile: left as it was
+            storage.record(other, other.before.recipients)
+    [recipient] = claim.status.recipients
     if domain == "example.net" and minute < 50:
         update = outcome(recipient, DeliveryResult.DEFERRED, THROTTLED, at + 900)
     elif rng.random() < 0.03:
@@ -123,7 +126,7 @@ def record(
             outcome(recipient, DeliveryResult.DELIVERED, ACCEPTED, None),
             rcpt_reply=RCPT_OK,
         )
-    storage.record(message_id, [update])
+    storage.record(claim, [update])
 
 
 def outcome(

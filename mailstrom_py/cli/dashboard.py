@@ -25,6 +25,7 @@ from ..config.settings import LoadedConfig, split_listen
 from ..dashboard import Dashboard, DashboardServer, Guard, Options, dashboard_hosts
 from ..dashboard.guard import is_loopback
 from ..errors import ConfigError, StorageError
+from ..storage import QueueAdmin
 from .common import config_path, open_storage, require_shared_storage
 from .logs import add_logging_options, configure_logging, logging_settings
 from .worker import EXIT_CONFIG, EXIT_FAILURE, StopSignals
@@ -87,6 +88,10 @@ def run_dashboard(args: argparse.Namespace) -> int:
     except (ConfigError, StorageError) as exc:
         print(f"{_PREFIX} cannot open the queue: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    if not isinstance(storage, QueueAdmin):
+        storage.close()
+        print(f"{_PREFIX} the queue offers no queue operations", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         app = Dashboard(
             storage, Guard(token, _hosts(host, loaded)), _options(loaded, read_only)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from ..config.loader import load_config
 from ..errors import MessageNotFound
 from ..status import DeliveryResult
-from ..storage import QueueFilter, SqliteStorage, Storage
+from ..storage import QueueFilter, SqliteStorage, Storage, queue_admin
 from .common import config_path, open_storage, require_shared_storage
 from .listing import Listed, as_json, describe, listed
 
@@ -238,7 +238,7 @@ def _act(
     if args.action == "list":
         _list(storage, args, where, now)
     elif args.action == "count":
-        count = storage.count(where)
+        count = queue_admin(storage).count(where)
         print(json.dumps({"count": count}) if args.json else count)
     else:
         _change(storage, args.action, where, now)
@@ -251,15 +251,18 @@ def _unknown(storage: Storage, ids: Sequence[str]) -> list[str]:
     """The ids of ``ids`` that name no stored message."""
     if not ids:
         return []
-    found = {s.message_id for s in storage.find(QueueFilter(ids=tuple(ids)))}
+    found = {
+        s.message_id for s in queue_admin(storage).find(QueueFilter(ids=tuple(ids)))
+    }
     return [i for i in ids if i not in found]
 
 
 def _list(
     storage: Storage, args: argparse.Namespace, where: QueueFilter, now: float
 ) -> None:
+    admin = queue_admin(storage)
     items = []
-    for status in storage.find(where, args.limit):
+    for status in admin.find(where, args.limit):
         try:
             items.append(listed(storage, status))
         except MessageNotFound:
@@ -267,7 +270,7 @@ def _list(
     if items or args.json:
         _print_items(items, args.json, now)
     else:
-        print(EMPTY if storage.count(QueueFilter()) == 0 else NONE_SELECTED)
+        print(EMPTY if admin.count(QueueFilter()) == 0 else NONE_SELECTED)
 
 
 def _print_items(
@@ -282,11 +285,12 @@ def _print_items(
 
 
 def _change(storage: Storage, action: str, where: QueueFilter, now: float) -> None:
+    admin = queue_admin(storage)
     operations = {
-        "kick": lambda: storage.kick(where, now),
-        "hold": lambda: storage.hold(where),
-        "release": lambda: storage.release(where),
-        "drop": lambda: storage.drop(where),
+        "kick": lambda: admin.kick(where, now),
+        "hold": lambda: admin.hold(where),
+        "release": lambda: admin.release(where),
+        "drop": lambda: admin.drop(where),
     }
     changed = operations[action]()
     for message_id in changed:

@@ -21,7 +21,7 @@ from ..config import Config
 from ..errors import InvalidMessageError, MailerClosedError
 from ..message import PreparedEmail, Preparer
 from ..status import DeliveryResult, MessageStatus
-from ..storage import QueueFilter, Storage
+from ..storage import QueueAdmin, QueueFilter, Storage, queue_admin
 
 __all__ = ["Clock", "Notify", "Outbox", "attempted"]
 
@@ -62,7 +62,9 @@ class Outbox:
         config: how to prepare messages (``helo_name``, ``allow_8bit``, DKIM
             keys); the rest is the worker's.
         storage: where messages and statuses live, shared with the worker. The
-            outbox closes it when it is closed.
+            outbox closes it when it is closed. The queue operations need it to
+            be a :class:`~mailstrom_py.storage.QueueAdmin` as well (every
+            backend of the library is); they raise ``TypeError`` otherwise.
         clock: wall-clock seconds since the epoch, for tests that drive time.
         notify: called with the id of each message stored or made due now, in
             the caller's thread, after storage has it; by default nobody is
@@ -274,9 +276,9 @@ class Outbox:
 
     def _warn_of_loss(self) -> None:
         """Say how many messages pending in storage that is not durable are lost."""
-        if self._storage.durable:
+        if self._storage.durable or not isinstance(self._storage, QueueAdmin):
             return
-        lost = self._storage.count(QueueFilter(completed=False))
+        lost = queue_admin(self._storage).count(QueueFilter(completed=False))
         if lost:
             log.warning(
                 "%d %s not yet delivered %s lost: %s keeps mail only in memory",
@@ -297,11 +299,11 @@ class Outbox:
             where: which messages; every message by default.
             limit: at most this many (the oldest); all by default.
         """
-        return self._storage.find(where or QueueFilter(), limit)
+        return queue_admin(self._storage).find(where or QueueFilter(), limit)
 
     def count_messages(self, where: QueueFilter | None = None) -> int:
         """Return how many stored messages ``where`` selects (all by default)."""
-        return self._storage.count(where or QueueFilter())
+        return queue_admin(self._storage).count(where or QueueFilter())
 
     def kick(self, where: QueueFilter) -> list[str]:
         """Make the selected messages due now and tell the worker (see ``notify``)
@@ -313,7 +315,7 @@ class Outbox:
         Returns:
             The ids of the selected messages with pending recipients.
         """
-        kicked = self._storage.kick(where, self._clock())
+        kicked = queue_admin(self._storage).kick(where, self._clock())
         for message_id in kicked[:_NOTIFY_AT_MOST]:
             self._notify(message_id)
         return kicked
@@ -326,7 +328,7 @@ class Outbox:
         Returns:
             The ids of the messages put on hold (those pending and not held).
         """
-        return self._storage.hold(where)
+        return queue_admin(self._storage).hold(where)
 
     def release(self, where: QueueFilter) -> list[str]:
         """Take the selected messages off hold; each goes out at its own due time.
@@ -334,7 +336,7 @@ class Outbox:
         Returns:
             The ids of the messages released.
         """
-        released = self._storage.release(where)
+        released = queue_admin(self._storage).release(where)
         for message_id in released[:_NOTIFY_AT_MOST]:
             self._notify(message_id)
         return released
@@ -348,7 +350,7 @@ class Outbox:
         Returns:
             The ids of the messages removed.
         """
-        return self._storage.drop(where)
+        return queue_admin(self._storage).drop(where)
 
     def query_recent(self, limit: int | None = None) -> list[MessageStatus]:
         """Return each outcome once: newly completed messages, then pending ones.
@@ -364,7 +366,7 @@ class Outbox:
             limit: return at most this many in all, completed messages first; the
                 completed ones left out come in a later call.
         """
-        return self._storage.recent(limit)
+        return queue_admin(self._storage).recent(limit)
 
 
 def attempted(status: MessageStatus) -> bool:

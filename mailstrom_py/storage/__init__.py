@@ -1,8 +1,17 @@
 """Storage backends: where messages and their status live."""
 
+from .admin import QueueAdmin, queue_admin
 from .base import Claim, Storage
 from .memory import MemoryStorage
 from .query import QueueFilter
 from .sqlite import SqliteStorage
 
-__all__ = ["Claim", "MemoryStorage", "QueueFilter", "SqliteStorage", "Storage"]
+__all__ = [
+    "Claim",
+    "MemoryStorage",
+    "QueueAdmin",
+    "QueueFilter",
+    "SqliteStorage",
+    "Storage",
+    "queue_admin",
+]

@@ -1,47 +1,65 @@
-"""The storage interface: where messages and their delivery status live.
+r"""The storage interface: where messages and their delivery status live.
 
-A backend is a user plug point. Subclass :class:`Storage`, implement every abstract
-method to the contract in its docstring, and run the contract suite,
-:class:`mailstrom_py.testing.contract.StorageContract`, against it.
+A backend is a user plug point. Subclass :class:`Storage` (and
+:class:`~mailstrom_py.storage.QueueAdmin`, for the queue operations), implement
+every abstract method to the contract in its docstring, and run the contract
+suite, :class:`mailstrom_py.testing.contract.StorageContract`, against it.
+
+How mail flows through a storage: producers :meth:`~Storage.add` messages;
+workers, in any number of threads and processes, :meth:`~Storage.claim_due`
+what is due, each message under a claim with a token and a lease; a worker
+:meth:`~Storage.record`\ s the outcome of each attempt under its claim, which
+ends the claim. :meth:`~Storage.next_due` tells an idle worker when to look
+again. What each step does to the recipients' statuses is
+:mod:`mailstrom_py.storage.rules`.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import math
+import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..errors import DuplicateMessageError, MessageNotFound, StorageError
+from ..errors import DuplicateMessageError, StorageError
 from ..message import PreparedEmail
-from ..status import DeliveryResult, MessageStatus, RecipientStatus
-from .query import QueueFilter
+from ..status import MessageStatus, RecipientStatus
 
 __all__ = [
     "Claim",
-    "QueueFilter",
     "Storage",
-    "attempt_begun",
-    "initial_status",
-    "is_claimable",
-    "merge_recipients",
+    "check_claim",
+    "check_distinct",
+    "new_token",
+    "wrap_error",
 ]
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A message claimed for a delivery attempt.
+    """A message claimed for one delivery attempt.
 
     Attributes:
         before: the status as found, before the claim.
-        status: the status after the claim (what ``begin_attempt`` returns).
+        status: the status as claimed: each pending recipient counts one more
+            attempt, begun at the claim's ``now``, and is due again when the
+            lease ends (:func:`~mailstrom_py.storage.rules.attempt_begun`).
         email: the prepared message to deliver.
+        token: the claim's own random token. The outcome is recorded under it,
+            and refused once the claim has ended.
     """
 
     before: MessageStatus
     status: MessageStatus
     email: PreparedEmail
+    token: str
+
+    @property
+    def message_id(self) -> str:
+        """The id of the message claimed."""
+        return self.status.message_id
 
 
 class Storage(ABC):
@@ -49,9 +67,12 @@ class Storage(ABC):
 
     Contract for every backend:
 
-    * Thread safety: one instance is used at once by caller threads (``add``,
-      ``status``) and by the worker's threads (everything). Every method is atomic
-      with respect to the others: a reader never sees half of a write.
+    * Thread and process safety: one instance is used at once by caller
+      threads (``add``, ``status``) and by the worker's threads (everything),
+      and a backend shared between processes or hosts by all of them. Every
+      method is atomic with respect to the others, wherever they are called
+      from: a reader never sees half of a write, and one message is never
+      under two live claims.
     * Values: methods take and return frozen values; a backend never hands out
       an object it will later mutate.
     * Errors: an unknown id raises :class:`~mailstrom_py.errors.MessageNotFound`;
@@ -60,10 +81,19 @@ class Storage(ABC):
       failed write leaves nothing behind.
     * Durability: ``add`` has stored the message when it returns, to the degree
       the backend promises (in memory: for the life of the process).
-    * Queue operations (``find``, ``count``, ``kick``, ``hold``, ``release``,
-      ``drop``, ``recent``) select messages with a :class:`QueueFilter`; a filter
-      that selects nothing is not an error. Each is one atomic step. Lists of
-      messages come oldest first (by ``created_at``, ties in the order added).
+    * States: what each method does to the recipients' statuses is the state
+      machine of :mod:`mailstrom_py.storage.rules`, which backends call rather
+      than restate.
+    * Claims: a message is due when it is not held, has pending recipients,
+      and its ``next_attempt_at`` (its pending recipients' earliest) has come.
+      :meth:`claim_due` claims due messages for a lease of some seconds, during
+      which they are due no more. A claim ends when an outcome is recorded
+      under it, when the message is claimed again after the lease has ended
+      (its claimant presumed dead), or when the message is dropped; an outcome
+      recorded under a claim that has ended changes nothing.
+    * Queue operations (``find``, ``kick``, ``drop``...) are another interface,
+      :class:`~mailstrom_py.storage.admin.QueueAdmin`, which the backends the
+      library ships implement as well.
     """
 
     #: Whether stored mail outlives the process (kept in a file or a database
@@ -71,9 +101,10 @@ class Storage(ABC):
     #: durable logs a warning with how many messages are lost.
     durable: ClassVar[bool] = False
 
-    @abstractmethod
     def add(self, email: PreparedEmail, now: float) -> MessageStatus:
         """Store ``email`` with every recipient ``QUEUED`` and due at ``now``.
+
+        Not abstract: the default is :meth:`add_many` of one message.
 
         Returns:
             The new status, with ``created_at`` equal to ``now``.
@@ -83,14 +114,17 @@ class Storage(ABC):
                 nothing changed.
             StorageError: the message could not be stored; nothing was stored.
         """
+        return self.add_many([email], now)[0]
 
+    @abstractmethod
     def add_many(
         self, emails: Sequence[PreparedEmail], now: float
     ) -> list[MessageStatus]:
-        """Store several messages as :meth:`add` does, all or none of them.
+        """Store several messages as :meth:`add` does, all or none of them, in one
+        atomic step (one transaction, for a durable backend).
 
-        The default adds them one by one and drops those already added when one
-        fails; durable backends override it with one transaction.
+        Every recipient is ``QUEUED`` and due at ``now``
+        (:func:`~mailstrom_py.storage.rules.initial_status`).
 
         Returns:
             The new statuses, in the order of ``emails``.
@@ -100,16 +134,6 @@ class Storage(ABC):
                 ``emails``; nothing was stored.
             StorageError: the messages could not be stored; none was stored.
         """
-        check_distinct(emails)
-        added: list[MessageStatus] = []
-        try:
-            for email in emails:
-                added.append(self.add(email, now))
-        except BaseException:
-            if added:
-                self.drop(QueueFilter(ids=tuple(s.message_id for s in added)))
-            raise
-        return added
 
     @abstractmethod
     def status(self, message_id: str) -> MessageStatus:
@@ -128,192 +152,103 @@ class Storage(ABC):
         """
 
     @abstractmethod
-    def begin_attempt(
-        self, message_id: str, now: float, retry_at: float
-    ) -> MessageStatus | None:
-        """Claim a message for a delivery attempt starting at ``now``.
+    def claim_due(self, now: float, limit: int, lease: float) -> list[Claim]:
+        """Claim up to ``limit`` messages due at ``now`` for ``lease`` seconds, in
+        one atomic step.
 
-        If the message exists, is not held, has pending (``QUEUED`` or
-        ``DEFERRED``) recipients, and is due (its ``next_attempt_at`` is at or
-        before ``now``), then in one atomic step every pending recipient gets
-        ``attempts + 1``, ``last_attempt_at = now`` and ``next_attempt_at =
-        retry_at``. Recording the attempt before dialling means a crash during it
-        neither loses the message nor retries it in a hot loop.
+        The messages claimed are those due at ``now``
+        (:func:`~mailstrom_py.storage.rules.is_claimable`), earliest due first,
+        ties in the order added. Each gets a new claim token
+        (:func:`new_token`) and becomes
+        :func:`~mailstrom_py.storage.rules.attempt_begun` at ``now`` until
+        ``now + lease``: every pending recipient counts one more attempt and
+        is due again only when the lease ends. The attempt is counted before
+        it is made, so a claimant that dies during it neither loses the
+        message nor has it retried at once: it is claimed again when the
+        lease has ended.
 
-        Returns:
-            The updated status, or ``None`` when the message is not due, held,
-            complete or unknown (another worker may have claimed it).
-        """
+        A SQL backend does it in one transaction: select the due rows in
+        order, ``LIMIT limit``, locking them (PostgreSQL: ``FOR UPDATE SKIP
+        LOCKED``, so concurrent claims take different rows), then update them.
 
-    def claim(
-        self,
-        message_ids: Sequence[str],
-        now: float,
-        retry_at: Callable[[MessageStatus], float],
-    ) -> list[Claim]:
-        """Claim several messages for attempts starting at ``now``.
-
-        In order, what :meth:`begin_attempt` does for each id, with
-        ``retry_at(status as found)`` as its retry time. Ids ``begin_attempt``
-        would skip (unknown, held, complete, not due, or already claimed earlier
-        in this same call) are left out.
-
-        ``retry_at`` is called only for messages about to be claimed, and may be
-        called under the backend's lock or inside its transaction: it must be
-        quick and must not call the storage. If it raises, the exception
-        propagates and a backend's own ``claim`` has claimed nothing (the
-        default may have claimed the messages before).
-
-        Not abstract: the default loops over :meth:`status`,
-        :meth:`begin_attempt` and :meth:`email` (a message dropped in between is
-        left out); backends override it to do the batch in one atomic step.
+        Args:
+            now: when the attempts begin.
+            limit: the most messages to claim, at least 0.
+            lease: how long the claims last, in seconds; finite and above 0.
 
         Returns:
-            One :class:`Claim` per claimed message, in the order of
-            ``message_ids``.
-        """
-        claims: list[Claim] = []
-        for message_id in dict.fromkeys(message_ids):
-            try:
-                before = self.status(message_id)
-            except MessageNotFound:
-                continue
-            if not is_claimable(before, now):
-                continue
-            status = self.begin_attempt(message_id, now, retry_at(before))
-            if status is None:
-                continue
-            try:
-                email = self.email(message_id)
-            except MessageNotFound:
-                continue  # dropped between its claim and this read
-            claims.append(Claim(before, status, email))
-        return claims
-
-    @abstractmethod
-    def record(
-        self, message_id: str, updates: Sequence[RecipientStatus]
-    ) -> MessageStatus:
-        """Replace the statuses of some recipients, matched by address, atomically.
-
-        A recipient that is already ``DELIVERED`` keeps that status whatever the
-        update says: a delivered recipient is never sent to again. Addresses that
-        are not recipients of the message are ignored.
-
-        Returns:
-            The status after the update.
+            The claims, earliest due first; none when nothing is due.
 
         Raises:
-            MessageNotFound: the id is unknown.
+            ValueError: ``limit`` or ``lease`` is out of range (:func:`check_claim`).
+            StorageError: the claims could not be made; nothing was claimed.
         """
 
+    @abstractmethod
+    def next_due(self) -> float | None:
+        """Return when the next message is due: the earliest ``next_attempt_at``
+        among messages not held with pending recipients (for a message under a
+        claim, when its lease ends), which may be past; ``None`` when there is
+        no such message.
+        """
+
+    def record(
+        self, claim: Claim, updates: Sequence[RecipientStatus]
+    ) -> MessageStatus | None:
+        """Record the outcome of the attempt made under ``claim``, ending the claim.
+
+        If the claim has not ended, then in one atomic step ``updates`` replace
+        the statuses of the recipients they name, matched by address
+        (:func:`~mailstrom_py.storage.rules.merge_recipients`: a recipient
+        already ``DELIVERED`` stays so, and strangers are ignored), and the
+        claim ends: the message is due again at the earliest
+        ``next_attempt_at`` of its pending recipients, which ``updates`` must
+        set for each pending recipient it names. A claim whose lease has
+        ended is still the message's claim until another claim replaces it:
+        a late outcome is recorded.
+
+        If the claim has ended (the message was dropped, was claimed again
+        after the lease ended, or this claim was recorded already), the
+        outcome is refused and nothing changes.
+
+        Not abstract: the default is :meth:`record_many` of one.
+
+        Returns:
+            The status after the update, or ``None`` when the outcome was
+            refused.
+        """
+        return self.record_many([(claim, updates)])[0]
+
+    @abstractmethod
     def record_many(
-        self, records: Sequence[tuple[str, Sequence[RecipientStatus]]]
+        self, records: Sequence[tuple[Claim, Sequence[RecipientStatus]]]
     ) -> list[MessageStatus | None]:
-        """:meth:`record` for each ``(message_id, updates)``, in order.
+        """:meth:`record` for each ``(claim, updates)``, in order, in one atomic
+        step (one transaction, for a durable backend).
 
-        An id that repeats is updated in turn, as by repeated ``record`` calls.
-        Not abstract: the default loops over ``record``; backends override it to
-        commit them all in one atomic step.
-
-        Returns:
-            The status after each update, or ``None`` where the id is unknown
-            (the message was dropped during its attempt) instead of raising.
-        """
-        recorded: list[MessageStatus | None] = []
-        for message_id, updates in records:
-            try:
-                recorded.append(self.record(message_id, updates))
-            except MessageNotFound:
-                recorded.append(None)
-        return recorded
-
-    @abstractmethod
-    def due(self, until: float, limit: int) -> list[tuple[float, str]]:
-        """List messages due for an attempt at or before ``until``.
+        A claim that repeats is refused the second time: the first record ended
+        it.
 
         Returns:
-            Up to ``limit`` pairs of ``(next_attempt_at, message_id)`` for messages
-            that are not held and have pending recipients, earliest first.
-        """
-
-    # -- queue operations -------------------------------------------------------------
-
-    @abstractmethod
-    def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
-        """Return the statuses of the messages ``where`` selects, oldest first.
-
-        Args:
-            where: which messages.
-            limit: return at most this many (the oldest); ``None`` for all.
-        """
-
-    @abstractmethod
-    def count(self, where: QueueFilter) -> int:
-        """Return how many messages ``where`` selects."""
-
-    @abstractmethod
-    def kick(self, where: QueueFilter, now: float) -> list[str]:
-        """Make the selected messages due at ``now``.
-
-        Every pending recipient of a selected message whose next attempt is later
-        than ``now`` (or unset) becomes due at ``now``; attempts and backoff are
-        otherwise unchanged. A held message stays held (it goes out as soon as it
-        is released). Completed messages are left alone.
-
-        Returns:
-            The ids of the selected messages that have pending recipients.
-        """
-
-    @abstractmethod
-    def hold(self, where: QueueFilter) -> list[str]:
-        """Put the selected messages on hold: they are not attempted until released.
-
-        Only messages with pending recipients that are not held already are
-        changed. An attempt already under way finishes and is recorded.
-
-        Returns:
-            The ids of the messages put on hold.
-        """
-
-    @abstractmethod
-    def release(self, where: QueueFilter) -> list[str]:
-        """Take the selected messages off hold; each is due at its own time again.
-
-        Returns:
-            The ids of the messages that were held.
-        """
-
-    @abstractmethod
-    def drop(self, where: QueueFilter) -> list[str]:
-        """Remove the selected messages, whatever their state, without notice to
-        anyone; their ids become unknown. An attempt already under way finishes,
-        but its outcome is not recorded.
-
-        Returns:
-            The ids of the messages removed.
-        """
-
-    @abstractmethod
-    def recent(self, limit: int | None = None) -> list[MessageStatus]:
-        """Report outcomes once: completed messages not reported before, then every
-        incomplete message.
-
-        The first part holds each completed message (every recipient delivered
-        or failed) that no earlier ``recent()`` call on this storage returned,
-        oldest first; returning it marks it reported, atomically with the read,
-        so across calls each completed message is returned exactly once (by a
-        durable backend: once per database, across restarts and processes). The
-        second part holds every message with pending recipients, oldest first,
-        returned on every call. Dropped messages appear in neither.
-
-        Args:
-            limit: return at most this many in all, completed ones first; the
-                completed messages left out are reported by a later call.
+            The status after each update, or ``None`` where it was refused.
         """
 
     def close(self) -> None:
         """Release the backend's resources. Idempotent; the default does nothing."""
+
+
+def new_token() -> str:
+    """Return a new claim token: 16 random hexadecimal digits."""
+    return secrets.token_hex(8)
+
+
+def check_claim(limit: int, lease: float) -> None:
+    """Raise ``ValueError`` unless ``limit`` and ``lease`` are as
+    :meth:`Storage.claim_due` takes them."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"limit must be an integer >= 0, not {limit!r}")
+    if not isinstance(lease, int | float) or not math.isfinite(lease) or lease <= 0:
+        raise ValueError(f"lease must be a finite number of seconds > 0, not {lease!r}")
 
 
 def check_distinct(emails: Sequence[PreparedEmail]) -> None:
@@ -323,64 +258,6 @@ def check_distinct(emails: Sequence[PreparedEmail]) -> None:
         if email.message_id in seen:
             raise DuplicateMessageError(email.message_id)
         seen.add(email.message_id)
-
-
-def initial_status(email: PreparedEmail, now: float) -> MessageStatus:
-    """Return the status of a freshly added message: every recipient queued, due now."""
-    return MessageStatus(
-        message_id=email.message_id,
-        recipients=tuple(
-            RecipientStatus(address=rcpt, next_attempt_at=now)
-            for rcpt in email.recipients
-        ),
-        created_at=now,
-    )
-
-
-def is_claimable(status: MessageStatus, now: float) -> bool:
-    """Whether :meth:`Storage.begin_attempt` at ``now`` claims the message: it is
-    not held, has pending recipients, and is due."""
-    due = status.next_attempt_at
-    return not status.held and not status.completed and (due is None or due <= now)
-
-
-def attempt_begun(status: MessageStatus, now: float, retry_at: float) -> MessageStatus:
-    """Return ``status`` with an attempt begun at ``now``, as
-    :meth:`Storage.begin_attempt` records it: every pending recipient counts one
-    more attempt, made at ``now``, and is next due at ``retry_at``."""
-    recipients = tuple(
-        r
-        if r.completed
-        else dataclasses.replace(
-            r,
-            attempts=r.attempts + 1,
-            last_attempt_at=now,
-            next_attempt_at=retry_at,
-        )
-        for r in status.recipients
-    )
-    return MessageStatus(status.message_id, recipients, status.created_at, status.held)
-
-
-def merge_recipients(
-    status: MessageStatus, updates: Sequence[RecipientStatus]
-) -> MessageStatus:
-    """Apply ``updates`` to ``status`` by address; delivered recipients stay as is.
-
-    Shared by backends so that the "never resend a delivered recipient" rule has
-    one implementation.
-    """
-    by_address = {u.address: u for u in updates}
-    merged = []
-    for current in status.recipients:
-        update = by_address.get(current.address)
-        if update is None or current.result is DeliveryResult.DELIVERED:
-            merged.append(current)
-        else:
-            merged.append(update)
-    return MessageStatus(
-        status.message_id, tuple(merged), status.created_at, status.held
-    )
 
 
 def wrap_error(exc: Exception, action: str) -> StorageError:

@@ -3,33 +3,32 @@
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import itertools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from ..errors import DuplicateMessageError, MessageNotFound
 from ..message import PreparedEmail
 from ..status import MessageStatus, RecipientStatus
-from .base import (
-    Claim,
-    QueueFilter,
-    Storage,
-    attempt_begun,
-    check_distinct,
-    initial_status,
-    is_claimable,
-    merge_recipients,
-)
+from .admin import QueueAdmin
+from .base import Claim, Storage, check_claim, check_distinct, new_token
+from .query import QueueFilter
+from .rules import attempt_begun, due_at, initial_status, merge_recipients
 
 __all__ = ["MemoryStorage"]
 
+# Stale heap entries tolerated beyond one per message before the heap is rebuilt.
+_SLACK = 1024
 
-class MemoryStorage(Storage):
+
+class MemoryStorage(Storage, QueueAdmin):
     """Keeps messages and statuses in dictionaries guarded by one lock.
 
     Queued mail is lost when the process exits: pick
     :class:`~mailstrom_py.SqliteStorage` when mail must survive a restart.
-    Thread-safe; every method is atomic.
+    Thread-safe; every method is atomic. Claims hold within this process only,
+    the only one that sees the storage.
     """
 
     durable = False
@@ -38,9 +37,13 @@ class MemoryStorage(Storage):
         self._lock = threading.Lock()
         self._emails: dict[str, PreparedEmail] = {}
         self._statuses: dict[str, MessageStatus] = {}
-        # When each message that may be attempted (pending, not held) is due,
-        # so due() looks at one float per such message and nothing else.
+        # The token of each claim that has not ended.
+        self._tokens: dict[str, str] = {}
+        # When each message that is not held and has pending recipients is due
+        # (rules.due_at), and a heap of (due, order added, id) over it: an entry
+        # whose time no longer matches is stale and skipped when met.
         self._due: dict[str, float] = {}
+        self._heap: list[tuple[float, int, str]] = []
         # Completed messages that recent() has returned.
         self._reported: set[str] = set()
         # The order messages were added in, which breaks ties in created_at.
@@ -79,60 +82,40 @@ class MemoryStorage(Storage):
             except KeyError:
                 raise MessageNotFound(message_id) from None
 
-    def begin_attempt(
-        self, message_id: str, now: float, retry_at: float
-    ) -> MessageStatus | None:
-        claims = self.claim([message_id], now, lambda _: retry_at)
-        return claims[0].status if claims else None
-
-    def claim(
-        self,
-        message_ids: Sequence[str],
-        now: float,
-        retry_at: Callable[[MessageStatus], float],
-    ) -> list[Claim]:
+    def claim_due(self, now: float, limit: int, lease: float) -> list[Claim]:
+        check_claim(limit, lease)
+        until = now + lease
         with self._lock:
-            claimed = []
-            for message_id in dict.fromkeys(message_ids):
-                before = self._statuses.get(message_id)
-                if before is not None and is_claimable(before, now):
-                    after = attempt_begun(before, now, retry_at(before))
-                    claimed.append(Claim(before, after, self._emails[message_id]))
-            # Stored only once every retry_at has returned: all or nothing.
-            for claim in claimed:
-                self._put(claim.status)
-            return claimed
+            claims: list[Claim] = []
+            while len(claims) < limit and (message_id := self._pop_due(now)):
+                before = self._statuses[message_id]
+                after = attempt_begun(before, now, until)
+                token = new_token()
+                self._tokens[message_id] = token
+                self._put(after)
+                claims.append(Claim(before, after, self._emails[message_id], token))
+            return claims
 
-    def record(
-        self, message_id: str, updates: Sequence[RecipientStatus]
-    ) -> MessageStatus:
-        [status] = self.record_many([(message_id, updates)])
-        if status is None:
-            raise MessageNotFound(message_id)
-        return status
+    def next_due(self) -> float | None:
+        with self._lock:
+            self._drop_stale()
+            return self._heap[0][0] if self._heap else None
 
     def record_many(
-        self, records: Sequence[tuple[str, Sequence[RecipientStatus]]]
+        self, records: Sequence[tuple[Claim, Sequence[RecipientStatus]]]
     ) -> list[MessageStatus | None]:
         with self._lock:
             recorded: list[MessageStatus | None] = []
-            for message_id, updates in records:
-                current = self._statuses.get(message_id)
-                if current is None:
+            for claim, updates in records:
+                message_id = claim.message_id
+                if self._tokens.get(message_id) != claim.token:
                     recorded.append(None)
                     continue
-                status = merge_recipients(current, updates)
+                del self._tokens[message_id]
+                status = merge_recipients(self._statuses[message_id], updates)
                 self._put(status)
                 recorded.append(status)
             return recorded
-
-    def due(self, until: float, limit: int) -> list[tuple[float, str]]:
-        with self._lock:
-            found = [(due, i) for i, due in self._due.items() if due <= until]
-        # A sort in C beats heapq.nsmallest's loop in Python for a large limit.
-        found.sort()
-        del found[limit:]
-        return found
 
     def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
         with self._lock:
@@ -148,6 +131,9 @@ class MemoryStorage(Storage):
             for status in self._select(where):
                 if status.completed:
                     continue
+                kicked.append(status.message_id)
+                if self._claimed(status, now):
+                    continue  # its attempt is under way; the outcome decides
                 self._put(
                     dataclasses.replace(
                         status,
@@ -160,7 +146,6 @@ class MemoryStorage(Storage):
                         ),
                     )
                 )
-                kicked.append(status.message_id)
             return kicked
 
     def hold(self, where: QueueFilter) -> list[str]:
@@ -183,6 +168,7 @@ class MemoryStorage(Storage):
                 del self._emails[message_id], self._statuses[message_id]
                 del self._order[message_id]
                 self._due.pop(message_id, None)
+                self._tokens.pop(message_id, None)
                 self._reported.discard(message_id)
             return dropped
 
@@ -222,20 +208,44 @@ class MemoryStorage(Storage):
         except KeyError:
             raise MessageNotFound(message_id) from None
 
-    def _put(self, status: MessageStatus) -> None:
-        self._statuses[status.message_id] = status
+    def _claimed(self, status: MessageStatus, now: float) -> bool:
+        """Whether ``status``'s message is under a claim whose lease lasts."""
         due = status.next_attempt_at
-        if status.held or due is None:
-            self._due.pop(status.message_id, None)
-        else:
-            self._due[status.message_id] = due
+        return status.message_id in self._tokens and due is not None and due > now
+
+    def _put(self, status: MessageStatus) -> None:
+        message_id = status.message_id
+        self._statuses[message_id] = status
+        due = due_at(status)
+        if due is None:
+            self._due.pop(message_id, None)
+        elif self._due.get(message_id) != due:
+            self._due[message_id] = due
+            heapq.heappush(self._heap, (due, self._order[message_id], message_id))
+            if len(self._heap) > 2 * len(self._due) + _SLACK:
+                self._heap = [(d, self._order[i], i) for i, d in self._due.items()]
+                heapq.heapify(self._heap)
+
+    def _pop_due(self, now: float) -> str | None:
+        """Take the message due first off the heap if it is due at ``now``."""
+        self._drop_stale()
+        if not self._heap or self._heap[0][0] > now:
+            return None
+        return heapq.heappop(self._heap)[2]
+
+    def _drop_stale(self) -> None:
+        heap, due = self._heap, self._due
+        while heap and due.get(heap[0][2]) != heap[0][0]:
+            heapq.heappop(heap)
 
     def _insert(self, email: PreparedEmail, status: MessageStatus, now: float) -> None:
         message_id = email.message_id
+        order = next(self._added)
         self._emails[message_id] = email
         self._statuses[message_id] = status
-        self._order[message_id] = next(self._added)
+        self._order[message_id] = order
         # What _put() would work out: a new message is due now, unless it has no
         # recipients at all (the derived values of a status are costly to compute).
         if status.recipients:
             self._due[message_id] = now
+            heapq.heappush(self._heap, (now, order, message_id))

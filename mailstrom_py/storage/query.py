@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import InvalidMessageError
 from ..message.address import domain_to_ascii
-from ..status import DeliveryResult, MessageStatus
+from ..status import DeliveryResult, MessageStatus, RecipientStatus
 
 __all__ = ["QueueFilter", "fold_case"]
 
@@ -74,24 +75,31 @@ class QueueFilter:
 
     def matches(self, status: MessageStatus) -> bool:
         """Return whether the message with ``status`` is selected."""
-        recipients = status.recipients
-        domain, recipient = self.domain, self.recipient
+        return self._matches_message(status) and self._matches_recipients(
+            status.recipients
+        )
+
+    def _matches_message(self, status: MessageStatus) -> bool:
+        """The criteria on the message itself."""
+        before, after = self.created_before, self.created_after
         return (
             (not self.ids or status.message_id in self.ids)
-            and (not self.results or any(r.result in self.results for r in recipients))
             and (self.completed is None or status.completed is self.completed)
             and (self.held is None or status.held is self.held)
-            and (
-                domain is None
-                or any(
-                    fold_case(r.address.rpartition("@")[2]) == domain
-                    for r in recipients
-                )
-            )
-            and (
-                recipient is None
-                or any(fold_case(r.address) == fold_case(recipient) for r in recipients)
-            )
-            and (self.created_before is None or status.created_at < self.created_before)
-            and (self.created_after is None or status.created_at >= self.created_after)
+            and (before is None or status.created_at < before)
+            and (after is None or status.created_at >= after)
         )
+
+    def _matches_recipients(self, recipients: Sequence[RecipientStatus]) -> bool:
+        """The criteria on the recipients: each holds for at least one of them."""
+        if self.results and not any(r.result in self.results for r in recipients):
+            return False
+        domain = self.domain
+        if domain is not None and not any(
+            fold_case(r.address.rpartition("@")[2]) == domain for r in recipients
+        ):
+            return False
+        if self.recipient is None:
+            return True
+        wanted = fold_case(self.recipient)
+        return any(fold_case(r.address) == wanted for r in recipients)

@@ -6,23 +6,27 @@ from collections.abc import Sequence
 
 from ..message import PreparedEmail
 from ..status import MessageStatus, RecipientStatus
-from ..storage import MemoryStorage, QueueFilter, Storage
+from ..storage import Claim, MemoryStorage, QueueAdmin, QueueFilter, Storage
 
 __all__ = ["AbstractOnly"]
 
 
-class AbstractOnly(Storage):
-    """A backend with only the abstract methods, each delegated to a MemoryStorage.
+class AbstractOnly(Storage, QueueAdmin):
+    """A backend with only the abstract methods of :class:`~mailstrom_py.Storage`
+    and :class:`~mailstrom_py.storage.QueueAdmin`, each delegated to a
+    MemoryStorage.
 
-    Run through the contract suite, it checks the base class's own implementations
-    of the batch methods (``add_many``, ``claim``, ``record_many``).
+    Run through the contract suite, it checks the base classes' own
+    implementations of the other methods (``add``, ``record``, ``count``...).
     """
 
     def __init__(self) -> None:
         self.inner = MemoryStorage()
 
-    def add(self, email: PreparedEmail, now: float) -> MessageStatus:
-        return self.inner.add(email, now)
+    def add_many(
+        self, emails: Sequence[PreparedEmail], now: float
+    ) -> list[MessageStatus]:
+        return self.inner.add_many(emails, now)
 
     def status(self, message_id: str) -> MessageStatus:
         return self.inner.status(message_id)
@@ -30,24 +34,19 @@ class AbstractOnly(Storage):
     def email(self, message_id: str) -> PreparedEmail:
         return self.inner.email(message_id)
 
-    def begin_attempt(
-        self, message_id: str, now: float, retry_at: float
-    ) -> MessageStatus | None:
-        return self.inner.begin_attempt(message_id, now, retry_at)
+    def claim_due(self, now: float, limit: int, lease: float) -> list[Claim]:
+        return self.inner.claim_due(now, limit, lease)
 
-    def record(
-        self, message_id: str, updates: Sequence[RecipientStatus]
-    ) -> MessageStatus:
-        return self.inner.record(message_id, updates)
+    def next_due(self) -> float | None:
+        return self.inner.next_due()
 
-    def due(self, until: float, limit: int) -> list[tuple[float, str]]:
-        return self.inner.due(until, limit)
+    def record_many(
+        self, records: Sequence[tuple[Claim, Sequence[RecipientStatus]]]
+    ) -> list[MessageStatus | None]:
+        return self.inner.record_many(records)
 
     def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
         return self.inner.find(where, limit)
-
-    def count(self, where: QueueFilter) -> int:
-        return self.inner.count(where)
 
     def kick(self, where: QueueFilter, now: float) -> list[str]:
         return self.inner.kick(where, now)

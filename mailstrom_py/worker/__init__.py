@@ -1,8 +1,8 @@
 """The background worker: when attempts run, who runs them, what one does.
 
-:mod:`.scheduler` keeps the timetable and the delivery threads, :mod:`.backlog`
-hands due messages to those threads, and :mod:`.attempts` claims, delivers,
-records and reports. The worker is the one part that knows both storage and
+:mod:`.scheduler` runs the delivery threads, which claim due mail from storage
+when :mod:`.timetable` says to look, and :mod:`.attempts` delivers what they
+claimed, records and reports. The worker is the one part that knows both storage and
 delivery.
 """
 

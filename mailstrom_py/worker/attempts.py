@@ -1,4 +1,4 @@
-"""Delivery attempts: claim due messages, deliver them, record and report the outcomes.
+"""Delivery attempts: deliver claimed messages, record and report the outcomes.
 
 This module and the worker are the only ones that know both storage and delivery;
 the worker decides when and where attempts run, this module what one does.
@@ -19,6 +19,7 @@ from ..message.dsn import DsnReporter
 from ..retry import RetryPolicy
 from ..status import DeliveryResult, MessageStatus, RecipientStatus
 from ..storage.base import Claim, Storage
+from ..storage.rules import apply_outcomes
 
 __all__ = ["Attempts"]
 
@@ -38,8 +39,8 @@ class Attempts:
         reporter: decides which attempts call for a delivery status
             notification; each report is stored and passed to ``queue``.
         queue: called with the id of each report stored, to have it delivered.
-        recorded: called with the id of each message whose outcome was just
-            recorded.
+        recorded: called with the status of each message whose outcome was
+            just recorded.
     """
 
     def __init__(
@@ -52,7 +53,7 @@ class Attempts:
         rng: random.Random,
         reporter: DsnReporter | None,
         queue: Callable[[str], None],
-        recorded: Callable[[str], None],
+        recorded: Callable[[MessageStatus], None],
     ) -> None:
         self._storage = storage
         self._transport = transport
@@ -65,10 +66,10 @@ class Attempts:
         self._recorded = recorded
         self._warnings = WarningRate()
 
-    def run(self, message_ids: Sequence[str], now: float) -> list[MessageStatus]:
-        """Attempt the messages of ``message_ids`` that are due at ``now``: claim
-        them in one step, deliver them (over shared connections where the
-        transport can), record each outcome, queue the reports.
+    def run(self, claims: Sequence[Claim], now: float) -> list[MessageStatus]:
+        """Attempt the messages of ``claims``, claimed at ``now``: deliver them
+        (over shared connections where the transport can), record each
+        outcome under its claim, queue the reports.
 
         Each message's outcome is recorded as soon as the transport has it
         final (its final dot answered), while the rest of the batch is still
@@ -82,16 +83,14 @@ class Attempts:
         its outcome was known.
 
         Returns:
-            The statuses after the attempts, in order, of the messages attempted;
-            messages not due, held, complete, unknown or dropped meanwhile are
-            left out.
+            The statuses after the attempts, in order; messages whose outcome
+            was refused (dropped, or claimed again, meanwhile) are left out.
 
         Raises:
             Exception: an outcome could not be recorded (a ``StorageError``,
                 say), raised once every message of the batch was attempted;
-                that message comes back at the retry time of its claim.
+                that message comes back when its claim's lease ends.
         """
-        claims = self._storage.claim(message_ids, now, self._lease(now))
         if not claims:
             return []
         started = self._clock()
@@ -119,14 +118,18 @@ class Attempts:
         self, claim: Claim, outcomes: list[Outcome], now: float, end: float
     ) -> MessageStatus | None:
         """Record the outcomes of the attempt on ``claim`` begun at ``now`` and
-        ended at ``end``, and queue its reports; None if it was dropped."""
-        message_id = claim.email.message_id
-        updates = _apply(
+        ended at ``end``, and queue its reports; None if it was refused."""
+        message_id = claim.message_id
+        updates = apply_outcomes(
             claim.status.pending, outcomes, now, self._retry_at(claim.before, end)
         )
-        [status] = self._storage.record_many([(message_id, updates)])
+        status = self._storage.record(claim, updates)
         if status is None:
-            log.info("%s was dropped during its attempt", message_id)
+            log.info(
+                "%s was dropped, or claimed again, during its attempt;"
+                " its outcome is not recorded",
+                message_id,
+            )
             return None
         for r in updates:
             # A final failure warns once a minute per domain and status code.
@@ -141,21 +144,9 @@ class Attempts:
                 r.result.value,
                 r.detail,
             )
-        self._recorded(message_id)
+        self._recorded(status)
         self._report(claim.email, claim.before, updates, now)
         return status
-
-    def _lease(self, now: float) -> Callable[[MessageStatus], float]:
-        """When a message claimed at ``now`` is due again if its attempt never
-        records an outcome: recorded before dialling, so that a process that
-        dies during the attempt retries it then rather than lose it or retry
-        it at once."""
-
-        def lease(status: MessageStatus) -> float:
-            at = self._retry_at(status, now)
-            return at if at is not None else now + self._policy.initial_delay
-
-        return lease
 
     def _retry_at(self, before: MessageStatus, end: float) -> float | None:
         """When to try again after an attempt on ``before`` that ended at
@@ -210,47 +201,3 @@ class Attempts:
 def _internal_error(recipients: Sequence[str], exc: Exception) -> list[Outcome]:
     detail = f"internal error: {exc!r}"
     return [Outcome(a, DeliveryResult.DEFERRED, "4.3.0", detail) for a in recipients]
-
-
-def _apply(
-    pending: tuple[RecipientStatus, ...],
-    outcomes: list[Outcome],
-    now: float,
-    retry_at: float | None,
-) -> list[RecipientStatus]:
-    """Turn the outcomes of an attempt into new statuses for the pending recipients."""
-    by_address = {o.address: o for o in outcomes}
-    updates = []
-    for current in pending:
-        outcome = by_address.get(current.address) or Outcome(
-            current.address, DeliveryResult.DEFERRED, "4.3.0", "no outcome was reported"
-        )
-        result, code, detail, next_at = (
-            outcome.result,
-            outcome.status_code,
-            outcome.detail,
-            None,
-        )
-        if result is DeliveryResult.DEFERRED:
-            if retry_at is None:
-                result, code = DeliveryResult.FAILED, "5.4.7"
-                detail = f"gave up after {current.attempts} attempts; last: {detail}"
-            else:
-                next_at = retry_at
-        updates.append(
-            RecipientStatus(
-                address=current.address,
-                result=result,
-                attempts=current.attempts,
-                last_reply=outcome.reply,
-                status_code=code,
-                detail=detail,
-                last_attempt_at=now,
-                next_attempt_at=next_at,
-                possibly_delivered=current.possibly_delivered
-                or outcome.possibly_delivered,
-                remote=outcome.remote,
-                rcpt_reply=outcome.rcpt_reply,
-            )
-        )
-    return updates

@@ -5,26 +5,24 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 from ...errors import ConfigError, DuplicateMessageError, MessageNotFound
 from ...message import PreparedEmail
 from ...status import MessageStatus, RecipientStatus
-from ..base import Claim, QueueFilter, Storage, check_distinct, initial_status
-from . import attempts
+from ..admin import QueueAdmin
+from ..base import Claim, Storage, check_claim, check_distinct
+from ..query import QueueFilter
+from ..rules import initial_status
+from . import claims, queue
 from .db import Database
 from .schema import (
-    DUE_QUERY,
     EMAIL_COLUMNS,
-    PENDING,
     RECIPIENT_COLUMNS,
-    STATUSES_OF,
     prepared_email,
     recipient_domain,
     recipient_values,
-    statuses,
-    where_clause,
 )
 
 __all__ = ["SqliteStorage", "Synchronous"]
@@ -47,7 +45,7 @@ _INSERT_RECIPIENT = (
 )
 
 
-class SqliteStorage(Storage):
+class SqliteStorage(Storage, QueueAdmin):
     """Keeps messages and their statuses in an SQLite file, durably.
 
     Guarantees:
@@ -61,7 +59,7 @@ class SqliteStorage(Storage):
     * Every write is one transaction: after a crash a message is there whole,
       with all its recipients, or not at all. The worker's claim of an attempt
       is committed before it dials, so a crash during an attempt leads to a
-      retry at the claimed retry time, never to a lost message or a hot loop.
+      retry when the claim's lease ends, never to a lost message or a hot loop.
     * The worker's bookkeeping (claiming an attempt, recording its outcome) is
       committed with ``attempt_synchronous``, ``"NORMAL"`` by default: it
       survives a crash of the process, and the next commit at ``synchronous``
@@ -76,10 +74,12 @@ class SqliteStorage(Storage):
     small pool of read-only connections that, in WAL mode, never wait for a
     write. Every method is atomic and safe to call from any thread.
 
-    Processes: several processes may open the same file (a command line that
-    adds or kicks mail while a worker runs elsewhere). A write waits up to
-    ``busy_timeout`` seconds for another process's write to finish. WAL mode
-    needs the file on a local file system, not a network share.
+    Processes: several processes may open the same file: processes that add
+    mail, a command line that kicks or drops it, and any number of workers,
+    whose claims exclude each other (a claim is one write transaction). A
+    write waits up to ``busy_timeout`` seconds for another process's write to
+    finish. WAL mode needs the file on a local file system, not a network
+    share.
 
     Errors: every failure of SQLite or of the file system raises
     :class:`~mailstrom_py.errors.StorageError` chained to its cause, and the
@@ -148,9 +148,6 @@ class SqliteStorage(Storage):
 
     # -- Storage ------------------------------------------------------------------
 
-    def add(self, email: PreparedEmail, now: float) -> MessageStatus:
-        return self.add_many([email], now)[0]
-
     def add_many(
         self, emails: Sequence[PreparedEmail], now: float
     ) -> list[MessageStatus]:
@@ -199,7 +196,7 @@ class SqliteStorage(Storage):
 
     def status(self, message_id: str) -> MessageStatus:
         with self._db.reading("read a status") as conn:
-            found = self._load(conn, "m.message_id = ?", message_id)
+            found = queue.status_of(conn, message_id)
         if found is None:
             raise MessageNotFound(message_id)
         return found
@@ -221,163 +218,55 @@ class SqliteStorage(Storage):
             message_id, (address for (address,) in recipients), rows[0][1:]
         )
 
-    def begin_attempt(
-        self, message_id: str, now: float, retry_at: float
-    ) -> MessageStatus | None:
-        with self._db.writing(
-            "claim a message", synchronous=self._attempt_synchronous, background=True
-        ) as conn:
-            claimed = attempts.begin_attempts(
-                conn, [message_id], now, lambda _: retry_at
-            )
-        return claimed[0][2] if claimed else None
-
-    def claim(
-        self,
-        message_ids: Sequence[str],
-        now: float,
-        retry_at: Callable[[MessageStatus], float],
-    ) -> list[Claim]:
+    def claim_due(self, now: float, limit: int, lease: float) -> list[Claim]:
+        check_claim(limit, lease)
         with self._db.writing(
             "claim messages", synchronous=self._attempt_synchronous, background=True
         ) as conn:
-            return attempts.claim(conn, message_ids, now, retry_at)
+            return claims.claim_due(conn, now, limit, lease)
 
-    def record(
-        self, message_id: str, updates: Sequence[RecipientStatus]
-    ) -> MessageStatus:
-        [status] = self.record_many([(message_id, updates)])
-        if status is None:
-            raise MessageNotFound(message_id)
-        return status
+    def next_due(self) -> float | None:
+        with self._db.reading("find the next due time") as conn:
+            return claims.next_due(conn)
 
     def record_many(
-        self, records: Sequence[tuple[str, Sequence[RecipientStatus]]]
+        self, records: Sequence[tuple[Claim, Sequence[RecipientStatus]]]
     ) -> list[MessageStatus | None]:
         with self._db.writing(
             "record attempts", synchronous=self._attempt_synchronous, background=True
         ) as conn:
-            return attempts.record(conn, records)
+            return claims.record(conn, records)
 
-    def due(self, until: float, limit: int) -> list[tuple[float, str]]:
-        with self._db.reading("list due messages") as conn:
-            rows = conn.execute(DUE_QUERY, (until, limit)).fetchall()
-        return [(float(due), str(message_id)) for due, message_id in rows]
-
-    # -- queue operations ---------------------------------------------------------
+    # -- QueueAdmin ---------------------------------------------------------------
 
     def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
-        clause, params = where_clause(where)
-        select = (
-            f"SELECT * FROM messages m WHERE {clause}"
-            " ORDER BY m.created_at, m.id LIMIT ?"
-        )
         with self._db.reading("list messages") as conn:
-            rows = conn.execute(
-                STATUSES_OF.format(select=select),
-                (*params, -1 if limit is None else limit),
-            ).fetchall()
-        return statuses(rows)
+            return queue.find(conn, where, limit)
 
     def count(self, where: QueueFilter) -> int:
-        clause, params = where_clause(where)
         with self._db.reading("count messages") as conn:
-            [(count,)] = conn.execute(
-                f"SELECT count(*) FROM messages m WHERE {clause}", params
-            ).fetchall()
-        return int(count)
+            return queue.count(conn, where)
 
     def kick(self, where: QueueFilter, now: float) -> list[str]:
         with self._db.writing("kick messages") as conn:
-            selected = self._select(conn, where, "m.pending > 0")
-            conn.executemany(
-                "UPDATE recipients SET next_attempt_at = ? WHERE message = ?"
-                f" AND result IN {PENDING}"
-                " AND (next_attempt_at IS NULL OR next_attempt_at > ?)",
-                [(now, rowid, now) for rowid, _ in selected],
-            )
-            conn.executemany(
-                "UPDATE messages SET due_at = min(coalesce(due_at, ?), ?) WHERE id = ?",
-                [(now, now, rowid) for rowid, _ in selected],
-            )
-        return [message_id for _, message_id in selected]
+            return queue.kick(conn, where, now)
 
     def hold(self, where: QueueFilter) -> list[str]:
-        return self._set_held(where, "m.pending > 0 AND m.held = 0", held=True)
+        with self._db.writing("hold messages") as conn:
+            return queue.set_held(conn, where, held=True)
 
     def release(self, where: QueueFilter) -> list[str]:
-        return self._set_held(where, "m.held = 1", held=False)
+        with self._db.writing("release messages") as conn:
+            return queue.set_held(conn, where, held=False)
 
     def drop(self, where: QueueFilter) -> list[str]:
         with self._db.writing("drop messages") as conn:
-            selected = self._select(conn, where)
-            rowids = [(rowid,) for rowid, _ in selected]
-            conn.executemany("DELETE FROM recipients WHERE message = ?", rowids)
-            conn.executemany("DELETE FROM bodies WHERE message = ?", rowids)
-            conn.executemany("DELETE FROM messages WHERE id = ?", rowids)
-        return [message_id for _, message_id in selected]
+            return queue.drop(conn, where)
 
     def recent(self, limit: int | None = None) -> list[MessageStatus]:
-        fresh = (
-            "SELECT {columns} FROM messages m WHERE m.pending = 0 AND m.reported = 0"
-            " ORDER BY m.created_at, m.id LIMIT ?"
-        )
-        pending = (
-            "SELECT * FROM messages m WHERE m.pending > 0"
-            " ORDER BY m.created_at, m.id LIMIT ?"
-        )
         with self._db.writing("report recent outcomes") as conn:
-            cap = -1 if limit is None else limit
-            reported = statuses(
-                conn.execute(
-                    STATUSES_OF.format(select=fresh.format(columns="*")), (cap,)
-                ).fetchall()
-            )
-            conn.execute(
-                "UPDATE messages SET reported = 1"
-                f" WHERE id IN ({fresh.format(columns='m.id')})",
-                (cap,),
-            )
-            room = -1 if limit is None else max(limit - len(reported), 0)
-            incomplete = statuses(
-                conn.execute(STATUSES_OF.format(select=pending), (room,)).fetchall()
-            )
-        return reported + incomplete
+            return queue.recent(conn, limit)
 
     def close(self) -> None:
         """Close every connection; later calls raise ``StorageError``. Idempotent."""
         self._db.close()
-
-    # -- helpers ------------------------------------------------------------------
-
-    def _set_held(self, where: QueueFilter, state: str, *, held: bool) -> list[str]:
-        with self._db.writing("hold messages" if held else "release messages") as conn:
-            selected = self._select(conn, where, state)
-            conn.executemany(
-                "UPDATE messages SET held = ? WHERE id = ?",
-                [(int(held), rowid) for rowid, _ in selected],
-            )
-        return [message_id for _, message_id in selected]
-
-    @staticmethod
-    def _select(
-        conn: sqlite3.Connection, where: QueueFilter, also: str = "1"
-    ) -> list[tuple[int, str]]:
-        clause, params = where_clause(where)
-        rows = conn.execute(
-            f"SELECT m.id, m.message_id FROM messages m WHERE ({clause}) AND {also}"
-            " ORDER BY m.created_at, m.id",
-            params,
-        ).fetchall()
-        return [(int(rowid), str(message_id)) for rowid, message_id in rows]
-
-    @staticmethod
-    def _load(
-        conn: sqlite3.Connection, condition: str, value: object
-    ) -> MessageStatus | None:
-        rows = conn.execute(
-            STATUSES_OF.format(select=f"SELECT * FROM messages m WHERE {condition}"),
-            (value,),
-        ).fetchall()
-        found = statuses(rows)
-        return found[0] if found else None

@@ -9,7 +9,6 @@ version walks it forward; a newer version is refused.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 
@@ -23,11 +22,10 @@ from ...status import (
     SmtpReply,
     SmtpStep,
 )
-from ..query import QueueFilter, fold_case
+from ..query import fold_case
 
 __all__ = [
     "APPLICATION_ID",
-    "DUE_QUERY",
     "EMAIL_COLUMNS",
     "MIGRATIONS",
     "PENDING",
@@ -40,7 +38,6 @@ __all__ = [
     "recipient_domain",
     "recipient_values",
     "statuses",
-    "where_clause",
 ]
 
 #: "MSTR": marks a file as a mailstrom_py database.
@@ -113,17 +110,16 @@ ALTER TABLE recipients ADD COLUMN rcpt_enhanced TEXT;
 ALTER TABLE recipients ADD COLUMN rcpt_text TEXT
 """
 
-#: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
-MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2)
-SCHEMA_VERSION = len(MIGRATIONS)
+# Version 3: claims. A claim's token is kept with its message until its outcome
+# is recorded; its lease's end is the message's due_at meanwhile, so the
+# messages_due index stays the index of what may be claimed.
+_VERSION_3_CLAIMS = """
+ALTER TABLE messages ADD COLUMN claim_token TEXT;
+"""
 
-#: The worker's paging query: ``(until, limit)`` -> ``(due_at, message_id)`` rows.
-#: The partial index messages_due serves it whole: it reads no recipients, no
-#: held or completed messages, and changes nothing (no backoff is reset).
-DUE_QUERY = (
-    "SELECT due_at, message_id FROM messages"
-    " WHERE held = 0 AND due_at <= ? ORDER BY due_at LIMIT ?"
-)
+#: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
+MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2, _VERSION_3_CLAIMS)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 #: The columns :func:`statuses` reads, from ``messages m`` joined with
 #: ``recipients r``.
@@ -335,39 +331,3 @@ def _text(value: object) -> str | None:
 
 def _time(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
-
-
-def where_clause(where: QueueFilter) -> tuple[str, list[object]]:
-    """Return an SQL condition on ``messages m`` for ``where``, and its parameters."""
-    clauses: list[str] = []
-    params: list[object] = []
-    if where.ids:
-        clauses.append("m.message_id IN (SELECT value FROM json_each(?))")
-        params.append(json.dumps(list(where.ids)))
-    if where.results:
-        marks = ", ".join("?" * len(where.results))
-        clauses.append(
-            "EXISTS (SELECT 1 FROM recipients x"
-            f" WHERE x.message = m.id AND x.result IN ({marks}))"
-        )
-        params.extend(r.value for r in where.results)
-    if where.completed is not None:
-        clauses.append("m.pending = 0" if where.completed else "m.pending > 0")
-    if where.held is not None:
-        clauses.append("m.held = ?")
-        params.append(int(where.held))
-    if where.domain is not None:
-        clauses.append("m.id IN (SELECT message FROM recipients WHERE domain = ?)")
-        params.append(where.domain)
-    if where.recipient is not None:
-        clauses.append(
-            "m.id IN (SELECT message FROM recipients WHERE address = ? COLLATE NOCASE)"
-        )
-        params.append(where.recipient)
-    if where.created_before is not None:
-        clauses.append("m.created_at < ?")
-        params.append(where.created_before)
-    if where.created_after is not None:
-        clauses.append("m.created_at >= ?")
-        params.append(where.created_after)
-    return (" AND ".join(clauses) or "1"), params

@@ -10,7 +10,7 @@ return a new, empty backend from :meth:`~StorageContract.make_storage`::
             return MyStorage(directory / "outbox.db")
 
 pytest then runs every test of the contract against it. The tests come in groups,
-one class each (:mod:`.add`, :mod:`.attempts`, :mod:`.admin`), should a backend
+one class each (:mod:`.add`, :mod:`.claims`, :mod:`.admin`), should a backend
 want to run some of them only. This module needs pytest; importing
 :mod:`mailstrom_py` or :mod:`mailstrom_py.testing` does not.
 """
@@ -19,14 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
-from ...storage import Storage
+from ...storage import Storage, queue_admin
 
 # Registered before the tests are imported, so that pytest rewrites their asserts
 # (a failing one then shows the values compared), as it does in test modules.
-pytest.register_assert_rewrite(f"{__name__}.add", f"{__name__}.attempts")
+pytest.register_assert_rewrite(f"{__name__}.add", f"{__name__}.claims")
 pytest.register_assert_rewrite(f"{__name__}.admin", f"{__name__}.common")
 
 from .add import AddContract, AddManyContract, ConcurrencyContract  # noqa: E402
@@ -37,13 +38,8 @@ from .admin import (  # noqa: E402
     KickContract,
     RecentContract,
 )
-from .attempts import (  # noqa: E402
-    AttemptsContract,
-    ClaimContract,
-    DueContract,
-    RecordContract,
-    RecordManyContract,
-)
+from .claims import ClaimDueContract, NextDueContract, RecordContract  # noqa: E402
+from .common import Backend  # noqa: E402
 
 __all__ = ["StorageContract"]
 
@@ -51,11 +47,9 @@ __all__ = ["StorageContract"]
 class StorageContract(
     AddContract,
     AddManyContract,
-    AttemptsContract,
-    ClaimContract,
-    RecordManyContract,
+    ClaimDueContract,
+    NextDueContract,
     RecordContract,
-    DueContract,
     ConcurrencyContract,
     FindContract,
     KickContract,
@@ -69,14 +63,18 @@ class StorageContract(
     """
 
     @pytest.fixture
-    def storage(self, tmp_path: Path) -> Iterator[Storage]:
+    def storage(self, tmp_path: Path) -> Iterator[Backend]:
         """A new backend from :meth:`make_storage`, closed after the test."""
         backend = self.make_storage(tmp_path)
-        yield backend
-        backend.close()
+        try:
+            queue_admin(backend)
+            yield cast(Backend, backend)
+        finally:
+            backend.close()
 
     def make_storage(self, directory: Path) -> Storage:
-        """Return a new, empty backend.
+        """Return a new, empty backend: a :class:`~mailstrom_py.Storage` that is a
+        :class:`~mailstrom_py.storage.QueueAdmin` too.
 
         Args:
             directory: an empty directory of the test's own, for any files the

@@ -10,8 +10,8 @@ import pytest
 
 from ...errors import DuplicateMessageError, MessageNotFound
 from ...status import DeliveryResult
-from ...storage import QueueFilter, Storage
-from .common import email
+from ...storage import QueueFilter
+from .common import Backend, email
 
 __all__ = ["AddContract", "AddManyContract", "ConcurrencyContract"]
 
@@ -20,7 +20,7 @@ class AddContract:
     """add(), status() and email(): what is stored comes back unchanged."""
 
     def test_new_message_has_every_recipient_queued_and_due(
-        self, storage: Storage
+        self, storage: Backend
     ) -> None:
         """add() stores each recipient QUEUED, due at the time of adding."""
         status = storage.add(email(), now=100.0)
@@ -46,7 +46,7 @@ class AddContract:
         ],
     )
     def test_the_message_comes_back_unchanged(
-        self, storage: Storage, options: dict[str, Any]
+        self, storage: Backend, options: dict[str, Any]
     ) -> None:
         """email() returns the prepared message exactly as added, every field of it."""
         original = dataclasses.replace(
@@ -56,7 +56,7 @@ class AddContract:
         assert storage.email(original.message_id) == original
 
     def test_duplicate_id_is_refused_and_changes_nothing(
-        self, storage: Storage
+        self, storage: Backend
     ) -> None:
         """A second message with the same id raises and leaves the first intact."""
         first = storage.add(email(), now=1.0)
@@ -66,7 +66,7 @@ class AddContract:
             )
         assert storage.status("m1@example.test") == first
 
-    def test_unknown_id_raises_message_not_found(self, storage: Storage) -> None:
+    def test_unknown_id_raises_message_not_found(self, storage: Backend) -> None:
         """Looking up an id never stored raises MessageNotFound, a LookupError."""
         with pytest.raises(MessageNotFound):
             storage.status("nope@example.test")
@@ -77,7 +77,7 @@ class AddContract:
 class AddManyContract:
     """add_many(): a batch is stored whole or not at all."""
 
-    def test_a_batch_is_stored_in_order(self, storage: Storage) -> None:
+    def test_a_batch_is_stored_in_order(self, storage: Backend) -> None:
         """add_many() stores every message, returning statuses in input order."""
         statuses = storage.add_many([email(3), email(1), email(2)], now=5.0)
         assert [s.message_id for s in statuses] == [
@@ -88,7 +88,7 @@ class AddManyContract:
         assert storage.count(QueueFilter()) == 3
         assert storage.email("m2@example.test") == email(2)
 
-    def test_a_stored_id_in_the_batch_stores_nothing(self, storage: Storage) -> None:
+    def test_a_stored_id_in_the_batch_stores_nothing(self, storage: Backend) -> None:
         """One id already stored makes the whole batch fail, and none is added."""
         storage.add(email(2), now=0.0)
         with pytest.raises(DuplicateMessageError):
@@ -97,7 +97,7 @@ class AddManyContract:
         with pytest.raises(MessageNotFound):
             storage.status("m1@example.test")
 
-    def test_an_id_repeated_in_the_batch_stores_nothing(self, storage: Storage) -> None:
+    def test_an_id_repeated_in_the_batch_stores_nothing(self, storage: Backend) -> None:
         """Two messages with one id in a batch fail it before anything is stored."""
         with pytest.raises(DuplicateMessageError):
             storage.add_many([email(1), email(2), email(1)], now=1.0)
@@ -107,7 +107,7 @@ class AddManyContract:
 class ConcurrencyContract:
     """Many threads at once lose nothing."""
 
-    def test_concurrent_adds_all_land(self, storage: Storage) -> None:
+    def test_concurrent_adds_all_land(self, storage: Backend) -> None:
         """Many threads adding at once lose nothing and mix nothing up."""
 
         def add_range(start: int) -> None:
@@ -119,5 +119,6 @@ class ConcurrencyContract:
             t.start()
         for t in threads:
             t.join()
-        assert len(storage.due(until=1e12, limit=1000)) == 400
+        assert storage.count(QueueFilter()) == 400
+        assert len(storage.claim_due(now=1e12, limit=1000, lease=60.0)) == 400
         assert storage.email("m399@example.test").data.endswith(b"body 399\r\n")

@@ -1,15 +1,36 @@
-"""What the contract's tests share: the messages they store and a step they repeat."""
+"""What the contract's tests share: the messages they store, the steps they take."""
 
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC
+from collections.abc import Mapping
 
 from ...message import PreparedEmail
 from ...status import DeliveryResult, MessageStatus, RecipientStatus
-from ...storage import Storage
+from ...storage import Claim, QueueAdmin, Storage
 from ..emails import prepared_email
 
-__all__ = ["email", "finish", "ids", "mid", "outcome", "renamed"]
+__all__ = [
+    "LEASE",
+    "Backend",
+    "attempt",
+    "claim_one",
+    "email",
+    "finish",
+    "ids",
+    "mid",
+    "outcome",
+    "renamed",
+]
+
+#: The lease of the claims the tests make, in seconds.
+LEASE = 60.0
+
+
+class Backend(Storage, QueueAdmin, ABC):
+    """What the contract's tests take, for type checkers: a :class:`Storage` that
+    is a :class:`QueueAdmin` too. Backends need not subclass it."""
 
 
 def email(
@@ -32,31 +53,49 @@ def renamed(status: MessageStatus, n: int) -> MessageStatus:
 def outcome(
     status: MessageStatus, address: str, result: DeliveryResult, at: float | None
 ) -> RecipientStatus:
+    """The status of ``address`` in ``status``, now ``result`` and due at ``at``."""
     return dataclasses.replace(
         status.recipient(address), result=result, next_attempt_at=at
     )
 
 
+def claim_one(storage: Backend, message_id: str, now: float) -> Claim:
+    """Claim ``message_id``, which must be the message due first at ``now``."""
+    claims = storage.claim_due(now, 1, LEASE)
+    assert [c.message_id for c in claims] == [message_id]
+    return claims[0]
+
+
+def attempt(
+    storage: Backend,
+    message_id: str,
+    results: Mapping[str, tuple[DeliveryResult, float | None]],
+) -> MessageStatus:
+    """Claim a message at its due time and record ``results``, each recipient's
+    result and next attempt by address, as the worker does after an attempt."""
+    due = storage.status(message_id).next_attempt_at
+    assert due is not None
+    claim = claim_one(storage, message_id, due)
+    recorded = storage.record(
+        claim,
+        [
+            outcome(claim.status, address, result, at)
+            for address, (result, at) in results.items()
+        ],
+    )
+    assert recorded is not None
+    return recorded
+
+
 def finish(
-    storage: Storage,
+    storage: Backend,
     message_id: str,
     address: str,
     result: DeliveryResult,
     next_attempt_at: float | None = None,
-) -> None:
-    """Record `result` for one recipient, as the worker would after an attempt."""
-    current = storage.status(message_id).recipient(address)
-    storage.record(
-        message_id,
-        [
-            dataclasses.replace(
-                current,
-                result=result,
-                attempts=current.attempts + 1,
-                next_attempt_at=next_attempt_at,
-            )
-        ],
-    )
+) -> MessageStatus:
+    """:func:`attempt` with a result for one recipient."""
+    return attempt(storage, message_id, {address: (result, next_attempt_at)})
 
 
 def ids(statuses: list[MessageStatus]) -> list[int]:

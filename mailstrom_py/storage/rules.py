@@ -1,0 +1,199 @@
+"""The recipient state machine every backend and the worker share.
+
+A recipient is ``QUEUED`` when added, and an attempt turns it ``DELIVERED``,
+``FAILED`` or ``DEFERRED``; ``QUEUED`` and ``DEFERRED`` recipients are pending,
+the other two complete. A backend keeps the state; these functions say how it
+changes, so that what is due, what an attempt counts and what an outcome means
+are written once:
+
+* :func:`initial_status`: a message as added, every recipient due at once;
+* :func:`due_at` and :func:`is_claimable`: when a message may be claimed for an
+  attempt;
+* :func:`attempt_begun`: a message as claimed, its attempt counted before it
+  is made;
+* :func:`apply_outcomes`: the new statuses of the pending recipients after an
+  attempt, from what the transport reported;
+* :func:`merge_recipients`: statuses recorded onto a message, never overwriting
+  a recipient already delivered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from ..codes import DELIVERY_TIME_EXPIRED, OTHER_SYSTEM_TRANSIENT
+from ..message import PreparedEmail
+from ..status import DeliveryResult, MessageStatus, RecipientStatus, Remote, SmtpReply
+
+__all__ = [
+    "Reported",
+    "apply_outcomes",
+    "attempt_begun",
+    "due_at",
+    "initial_status",
+    "is_claimable",
+    "merge_recipients",
+]
+
+
+class Reported(Protocol):
+    """What an attempt reports for one recipient; a delivery ``Outcome`` is one."""
+
+    @property
+    def address(self) -> str: ...
+    @property
+    def result(self) -> DeliveryResult: ...
+    @property
+    def status_code(self) -> str: ...
+    @property
+    def detail(self) -> str: ...
+    @property
+    def reply(self) -> SmtpReply | None: ...
+    @property
+    def possibly_delivered(self) -> bool: ...
+    @property
+    def remote(self) -> Remote | None: ...
+    @property
+    def rcpt_reply(self) -> SmtpReply | None: ...
+
+
+def initial_status(email: PreparedEmail, now: float) -> MessageStatus:
+    """Return the status of a freshly added message: every recipient queued, due now."""
+    return MessageStatus(
+        message_id=email.message_id,
+        recipients=tuple(
+            RecipientStatus(address=rcpt, next_attempt_at=now)
+            for rcpt in email.recipients
+        ),
+        created_at=now,
+    )
+
+
+def due_at(status: MessageStatus) -> float | None:
+    """When a message is due: the earliest ``next_attempt_at`` of its pending
+    recipients, or ``None`` while it is held or once it is complete (never).
+
+    A claimed message is due when its lease ends (see :func:`attempt_begun`),
+    so a claim that is still live keeps it from being claimed again.
+    """
+    return None if status.held else status.next_attempt_at
+
+
+def is_claimable(status: MessageStatus, now: float) -> bool:
+    """Whether a message may be claimed for an attempt at ``now``: it is not held,
+    has pending recipients, and is due (:func:`due_at` has come)."""
+    due = due_at(status)
+    return due is not None and due <= now
+
+
+def attempt_begun(status: MessageStatus, now: float, until: float) -> MessageStatus:
+    """Return ``status`` as claimed at ``now`` until ``until``: every pending
+    recipient counts one more attempt, made at ``now``, and is next due at
+    ``until``, when the claim's lease ends.
+
+    Counting the attempt before it is made means a worker that dies during it
+    neither loses the message nor retries it at once: it is retried when the
+    lease ends.
+    """
+    recipients = tuple(
+        r
+        if r.completed
+        else dataclasses.replace(
+            r, attempts=r.attempts + 1, last_attempt_at=now, next_attempt_at=until
+        )
+        for r in status.recipients
+    )
+    return MessageStatus(status.message_id, recipients, status.created_at, status.held)
+
+
+def apply_outcomes(
+    pending: Iterable[RecipientStatus],
+    outcomes: Sequence[Reported],
+    began: float,
+    retry_at: float | None,
+) -> list[RecipientStatus]:
+    """Turn what an attempt reported into new statuses for its pending recipients.
+
+    Args:
+        pending: the recipients attempted, as claimed.
+        outcomes: what the attempt reported, by address; a recipient left out
+            is deferred (``4.3.0``).
+        began: when the attempt began (its ``last_attempt_at``).
+        retry_at: when a deferred recipient is next due, counted from the end
+            of the attempt by the retry policy; ``None`` means the policy gave
+            up, and a deferred recipient fails with ``5.4.7`` (RFC 3463: the
+            delivery time expired) and its last reply kept.
+
+    Returns:
+        One status per pending recipient, in order. The attempt count stays as
+        claimed, and ``possibly_delivered`` once set stays set.
+    """
+    by_address = {o.address: o for o in outcomes}
+    return [
+        _recipient_after(current, by_address.get(current.address), began, retry_at)
+        for current in pending
+    ]
+
+
+def _recipient_after(
+    current: RecipientStatus,
+    outcome: Reported | None,
+    began: float,
+    retry_at: float | None,
+) -> RecipientStatus:
+    if outcome is None:
+        result, code = DeliveryResult.DEFERRED, OTHER_SYSTEM_TRANSIENT
+        detail = "no outcome was reported"
+        reply, possibly, remote, rcpt_reply = None, False, None, None
+    else:
+        result, code, detail = outcome.result, outcome.status_code, outcome.detail
+        reply, possibly, remote, rcpt_reply = (
+            outcome.reply,
+            outcome.possibly_delivered,
+            outcome.remote,
+            outcome.rcpt_reply,
+        )
+    next_at = None
+    if result is DeliveryResult.DEFERRED:
+        if retry_at is None:
+            result, code = DeliveryResult.FAILED, DELIVERY_TIME_EXPIRED
+            detail = f"gave up after {current.attempts} attempts; last: {detail}"
+        else:
+            next_at = retry_at
+    return RecipientStatus(
+        address=current.address,
+        result=result,
+        attempts=current.attempts,
+        last_reply=reply,
+        status_code=code,
+        detail=detail,
+        last_attempt_at=began,
+        next_attempt_at=next_at,
+        possibly_delivered=current.possibly_delivered or possibly,
+        remote=remote,
+        rcpt_reply=rcpt_reply,
+    )
+
+
+def merge_recipients(
+    status: MessageStatus, updates: Sequence[RecipientStatus]
+) -> MessageStatus:
+    """Apply ``updates`` to ``status`` by address; delivered recipients stay as is.
+
+    A recipient already ``DELIVERED`` keeps that status whatever the update says,
+    so a delivered recipient is never sent to again. Addresses that are not
+    recipients of the message are ignored.
+    """
+    by_address = {u.address: u for u in updates}
+    merged = []
+    for current in status.recipients:
+        update = by_address.get(current.address)
+        if update is None or current.result is DeliveryResult.DELIVERED:
+            merged.append(current)
+        else:
+            merged.append(update)
+    return MessageStatus(
+        status.message_id, tuple(merged), status.created_at, status.held
+    )

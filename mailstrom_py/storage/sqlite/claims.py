@@ -1,0 +1,168 @@
+"""The worker's bookkeeping in SQL: claiming due messages for attempts and
+recording their outcomes, a batch of messages in a few statements.
+
+A claim lives in ``messages``: ``claim_token`` holds the token of the last
+claim not yet recorded, and ``due_at`` (the earliest ``next_attempt_at`` of
+the pending recipients) holds the end of its lease while it lasts. So "due"
+means due and not under a live claim, and the partial index ``messages_due``
+serves both :data:`CLAIMABLE` and :data:`NEXT_DUE`.
+
+Every function but :func:`next_due` runs inside the caller's write
+transaction, so a batch is committed whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+
+from ...status import MessageStatus, RecipientStatus
+from ..base import Claim, new_token
+from ..rules import attempt_begun, merge_recipients
+from .schema import (
+    EMAIL_COLUMNS,
+    PENDING,
+    RECIPIENT_COLUMNS,
+    STATUSES_OF,
+    prepared_email,
+    recipient_values,
+    statuses,
+)
+
+__all__ = ["CLAIMABLE", "LIVE_CLAIM", "NEXT_DUE", "claim_due", "next_due", "record"]
+
+#: ``(now, limit)`` -> the rowids of the messages to claim, earliest due first,
+#: ties in the order added: read off the messages_due index, no sort.
+CLAIMABLE = (
+    "SELECT id FROM messages WHERE held = 0 AND due_at IS NOT NULL AND due_at <= ?"
+    " ORDER BY due_at, id LIMIT ?"
+)
+
+#: When the next message is due, from the messages_due index alone.
+NEXT_DUE = "SELECT min(due_at) FROM messages WHERE held = 0 AND due_at IS NOT NULL"
+
+#: A condition on ``messages m``, with ``now`` as its parameter: the message is
+#: under a claim whose lease has not ended.
+LIVE_CLAIM = "m.claim_token IS NOT NULL AND m.due_at > ?"
+
+_IN_LIST = "IN (SELECT value FROM json_each(?))"
+_UPDATE_RECIPIENT = (
+    "UPDATE recipients SET "
+    + ", ".join(f"{column} = ?" for column in RECIPIENT_COLUMNS)
+    + " WHERE message = ? AND position = ?"
+)
+
+
+def claim_due(
+    conn: sqlite3.Connection, now: float, limit: int, lease: float
+) -> list[Claim]:
+    """Claim up to ``limit`` messages due at ``now`` until ``now + lease``, as
+    :meth:`~mailstrom_py.Storage.claim_due` does."""
+    rowids = [int(rowid) for (rowid,) in conn.execute(CLAIMABLE, (now, limit))]
+    if not rowids:
+        return []
+    packed = json.dumps(rowids)
+    rows = conn.execute(
+        STATUSES_OF.format(select=f"SELECT * FROM messages m WHERE m.id {_IN_LIST}"),
+        (packed,),
+    ).fetchall()
+    message_ids = {int(row[0]): str(row[1]) for row in rows}
+    found = {s.message_id: s for s in statuses(rows)}
+    until = now + lease
+    conn.execute(
+        "UPDATE recipients SET attempts = attempts + 1, last_attempt_at = ?,"
+        f" next_attempt_at = ? WHERE message {_IN_LIST} AND result IN {PENDING}",
+        (now, until, packed),
+    )
+    tokens = {rowid: new_token() for rowid in rowids}
+    conn.executemany(
+        "UPDATE messages SET due_at = ?, claim_token = ? WHERE id = ?",
+        [(until, token, rowid) for rowid, token in tokens.items()],
+    )
+    bodies = {
+        int(row[0]): row[1:]
+        for row in conn.execute(
+            f"SELECT m.id, {EMAIL_COLUMNS} FROM messages m"
+            f" JOIN bodies b ON b.message = m.id WHERE m.id {_IN_LIST}",
+            (packed,),
+        )
+    }
+    claims = []
+    for rowid in rowids:
+        status = found[message_ids[rowid]]
+        email = prepared_email(
+            status.message_id, (r.address for r in status.recipients), bodies[rowid]
+        )
+        claims.append(
+            Claim(status, attempt_begun(status, now, until), email, tokens[rowid])
+        )
+    return claims
+
+
+def next_due(conn: sqlite3.Connection) -> float | None:
+    """Return when the next message is due, as
+    :meth:`~mailstrom_py.Storage.next_due` does."""
+    [(due,)] = conn.execute(NEXT_DUE).fetchall()
+    return None if due is None else float(due)
+
+
+def record(
+    conn: sqlite3.Connection,
+    records: Sequence[tuple[Claim, Sequence[RecipientStatus]]],
+) -> list[MessageStatus | None]:
+    """Record each ``(claim, updates)`` in turn, as
+    :meth:`~mailstrom_py.Storage.record_many` does.
+
+    Returns:
+        The status after each update, ``None`` where it was refused.
+    """
+    current, rowids, tokens = _load(conn, [claim.message_id for claim, _ in records])
+    recorded: list[MessageStatus | None] = []
+    changed_recipients: list[tuple[object, ...]] = []
+    changed_messages: dict[int, tuple[int, float | None, int]] = {}
+    for claim, updates in records:
+        message_id = claim.message_id
+        before = current.get(message_id)
+        if before is None or tokens.get(message_id) != claim.token:
+            recorded.append(None)
+            continue
+        tokens[message_id] = None  # the claim ends
+        rowid = rowids[message_id]
+        after = merge_recipients(before, updates)
+        changed_recipients.extend(
+            (*recipient_values(new), rowid, n)
+            for n, (new, old) in enumerate(
+                zip(after.recipients, before.recipients, strict=True)
+            )
+            if new != old
+        )
+        changed_messages[rowid] = (len(after.pending), after.next_attempt_at, rowid)
+        current[message_id] = after
+        recorded.append(after)
+    conn.executemany(_UPDATE_RECIPIENT, changed_recipients)
+    conn.executemany(
+        "UPDATE messages SET pending = ?, due_at = ?, claim_token = NULL WHERE id = ?",
+        changed_messages.values(),
+    )
+    return recorded
+
+
+def _load(
+    conn: sqlite3.Connection, message_ids: Iterable[str]
+) -> tuple[dict[str, MessageStatus], dict[str, int], dict[str, str | None]]:
+    """Load the messages among ``message_ids``.
+
+    Returns:
+        Their statuses, rowids and claim tokens, by message id.
+    """
+    packed = json.dumps(list(dict.fromkeys(message_ids)))
+    select = f"SELECT * FROM messages m WHERE m.message_id {_IN_LIST}"
+    rows = conn.execute(STATUSES_OF.format(select=select), (packed,)).fetchall()
+    heads = conn.execute(
+        f"SELECT message_id, id, claim_token FROM messages WHERE message_id {_IN_LIST}",
+        (packed,),
+    ).fetchall()
+    rowids = {str(mid): int(rowid) for mid, rowid, _ in heads}
+    tokens = {str(mid): None if t is None else str(t) for mid, _, t in heads}
+    return {s.message_id: s for s in statuses(rows)}, rowids, tokens

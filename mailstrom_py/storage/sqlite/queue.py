@@ -1,0 +1,131 @@
+"""The queue operations of :class:`~mailstrom_py.SqliteStorage` in SQL: reading
+statuses, and finding, counting, kicking, holding, releasing, dropping and
+reporting the messages a :class:`~mailstrom_py.QueueFilter` selects.
+
+Each function runs on the connection of the caller's transaction (a read for
+the readers, a write for the others).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ...status import MessageStatus
+from ..query import QueueFilter
+from ..sql import filter_condition
+from .claims import LIVE_CLAIM
+from .schema import PENDING, STATUSES_OF, statuses
+
+__all__ = [
+    "count",
+    "drop",
+    "find",
+    "kick",
+    "recent",
+    "select",
+    "set_held",
+    "status_of",
+]
+
+_OLDEST_FIRST = " ORDER BY m.created_at, m.id"
+
+
+def status_of(conn: sqlite3.Connection, message_id: str) -> MessageStatus | None:
+    """Return the status of the message ``message_id``, None if unknown."""
+    select = "SELECT * FROM messages m WHERE m.message_id = ?"
+    found = statuses(conn.execute(STATUSES_OF.format(select=select), (message_id,)))
+    return found[0] if found else None
+
+
+def find(
+    conn: sqlite3.Connection, where: QueueFilter, limit: int | None
+) -> list[MessageStatus]:
+    """The statuses of the messages ``where`` selects, oldest first."""
+    clause, params = filter_condition(where)
+    select = f"SELECT * FROM messages m WHERE {clause}{_OLDEST_FIRST} LIMIT ?"
+    rows = conn.execute(
+        STATUSES_OF.format(select=select), (*params, -1 if limit is None else limit)
+    )
+    return statuses(rows)
+
+
+def count(conn: sqlite3.Connection, where: QueueFilter) -> int:
+    """How many messages ``where`` selects."""
+    clause, params = filter_condition(where)
+    [(found,)] = conn.execute(
+        f"SELECT count(*) FROM messages m WHERE {clause}", params
+    ).fetchall()
+    return int(found)
+
+
+def kick(conn: sqlite3.Connection, where: QueueFilter, now: float) -> list[str]:
+    """Make the selected pending messages due at ``now``, but for those under a
+    live claim, whose attempt is under way; return the ids of all of them."""
+    selected = select(conn, where, "m.pending > 0")
+    free = select(conn, where, f"m.pending > 0 AND NOT ({LIVE_CLAIM})", now)
+    conn.executemany(
+        "UPDATE recipients SET next_attempt_at = ? WHERE message = ?"
+        f" AND result IN {PENDING}"
+        " AND (next_attempt_at IS NULL OR next_attempt_at > ?)",
+        [(now, rowid, now) for rowid, _ in free],
+    )
+    conn.executemany(
+        "UPDATE messages SET due_at = min(coalesce(due_at, ?), ?) WHERE id = ?",
+        [(now, now, rowid) for rowid, _ in free],
+    )
+    return [message_id for _, message_id in selected]
+
+
+def set_held(conn: sqlite3.Connection, where: QueueFilter, *, held: bool) -> list[str]:
+    """Hold the selected messages that are pending and not held, or release the
+    selected held ones; return their ids."""
+    state = "m.pending > 0 AND m.held = 0" if held else "m.held = 1"
+    selected = select(conn, where, state)
+    conn.executemany(
+        "UPDATE messages SET held = ? WHERE id = ?",
+        [(int(held), rowid) for rowid, _ in selected],
+    )
+    return [message_id for _, message_id in selected]
+
+
+def drop(conn: sqlite3.Connection, where: QueueFilter) -> list[str]:
+    """Delete the selected messages, claims and all; return their ids."""
+    selected = select(conn, where)
+    rowids = [(rowid,) for rowid, _ in selected]
+    conn.executemany("DELETE FROM recipients WHERE message = ?", rowids)
+    conn.executemany("DELETE FROM bodies WHERE message = ?", rowids)
+    conn.executemany("DELETE FROM messages WHERE id = ?", rowids)
+    return [message_id for _, message_id in selected]
+
+
+def recent(conn: sqlite3.Connection, limit: int | None) -> list[MessageStatus]:
+    """Completed messages not reported before (marked reported now), then every
+    pending one, as :meth:`~mailstrom_py.storage.QueueAdmin.recent` says."""
+    fresh = (
+        "SELECT {columns} FROM messages m WHERE m.pending = 0 AND m.reported = 0"
+        f"{_OLDEST_FIRST} LIMIT ?"
+    )
+    pending = f"SELECT * FROM messages m WHERE m.pending > 0{_OLDEST_FIRST} LIMIT ?"
+    cap = -1 if limit is None else limit
+    reported = statuses(
+        conn.execute(STATUSES_OF.format(select=fresh.format(columns="*")), (cap,))
+    )
+    marked = fresh.format(columns="m.id")
+    conn.execute(f"UPDATE messages SET reported = 1 WHERE id IN ({marked})", (cap,))
+    room = -1 if limit is None else max(limit - len(reported), 0)
+    incomplete = statuses(conn.execute(STATUSES_OF.format(select=pending), (room,)))
+    return reported + incomplete
+
+
+def select(
+    conn: sqlite3.Connection, where: QueueFilter, also: str = "1", *params: object
+) -> list[tuple[int, str]]:
+    """The rowids and ids of the messages ``where`` selects that also meet the
+    condition ``also`` (with ``params``), oldest first."""
+    clause, filter_params = filter_condition(where)
+    rows = conn.execute(
+        f"SELECT m.id, m.message_id FROM messages m WHERE ({clause}) AND {also}"
+        + _OLDEST_FIRST,
+        (*filter_params, *params),
+    ).fetchall()
+    return [(int(rowid), str(message_id)) for rowid, message_id in rows]
