@@ -11,6 +11,7 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 
+from ..codes import OTHER_SYSTEM_TRANSIENT
 from ..delivery.base import BatchTransport, OnOutcome, Outcome, Transport
 from ..errors import StorageError
 from ..lograte import WarningRate
@@ -200,4 +201,7 @@ class Attempts:
 
 def _internal_error(recipients: Sequence[str], exc: Exception) -> list[Outcome]:
     detail = f"internal error: {exc!r}"
-    return [Outcome(a, DeliveryResult.DEFERRED, "4.3.0", detail) for a in recipients]
+    return [
+        Outcome(a, DeliveryResult.DEFERRED, OTHER_SYSTEM_TRANSIENT, detail)
+        for a in recipients
+    ]
