@@ -1,5 +1,7 @@
 """mailstrom_py: send email from synchronous code and know what became of it."""
 
+from typing import TYPE_CHECKING
+
 from .config import Config, DirectConfig, DkimConfig, DsnPolicy, RelayConfig, Timeouts
 from .config.loader import config_from_mapping, load_config
 from .core import AsyncOutbox, Mailstrom, Outbox
@@ -34,6 +36,9 @@ from .storage import (
     Storage,
 )
 
+if TYPE_CHECKING:
+    from .storage.postgres import PostgresStorage
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -54,6 +59,7 @@ __all__ = [
     "MessageNotFound",
     "MessageStatus",
     "Outbox",
+    "PostgresStorage",
     "PreparedEmail",
     "QueueAdmin",
     "QueueFilter",
@@ -75,3 +81,18 @@ __all__ = [
     "load_config",
     "prepare_email",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # PostgresStorage needs psycopg, an optional dependency and a heavy import:
+    # it is imported when first asked for.
+    if name == "PostgresStorage":
+        try:
+            from .storage.postgres import PostgresStorage  # noqa: PLC0415
+        except ImportError as exc:
+            raise ImportError(
+                f"PostgresStorage needs psycopg 3 and psycopg_pool ({exc}); install"
+                " them with: pip install 'mailstrom_py[postgres]'"
+            ) from exc
+        return PostgresStorage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

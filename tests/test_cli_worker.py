@@ -190,11 +190,12 @@ def test_sigint_stops_an_idle_worker_with_status_0(
         ),
         (
             'helo_name = "app.example.test"\n[delivery]\nkind = "relay"\n'
-            'host = "127.0.0.1"\n[storage]\npostgres = "postgresql://db/mail"\n',
-            "PostgreSQL storage is not available yet",
+            'host = "127.0.0.1"\n[storage]\nsqlite = "outbox.db"\n'
+            "max_connections = 4\n",
+            "storage.max_connections: is only used with postgres",
         ),
     ],
-    ids=["unknown-key", "memory-storage", "postgres"],
+    ids=["unknown-key", "memory-storage", "postgres-setting-for-sqlite"],
 )
 def test_a_bad_configuration_exits_2_with_the_reason(
     tmp_path: Path, settings: str, error: str
@@ -207,6 +208,29 @@ def test_a_bad_configuration_exits_2_with_the_reason(
     assert done.returncode == 2
     assert error in done.stderr.decode()
     assert b"Traceback" not in done.stderr
+
+
+def test_a_worker_delivers_from_a_queue_in_postgresql(
+    tmp_path: Path, smtp_server: SmtpServerFactory, postgres_dsn: str
+) -> None:
+    """With [storage] postgres = "dsn", `send` queues in PostgreSQL, a worker
+    delivers from there, and `status` reads the outcome there."""
+    server = smtp_server()
+    config = tmp_path / "mailstrom.toml"
+    text = config_text(port=server.port, db=None)
+    config.write_text(
+        text + f"\n[storage]\npostgres = {json.dumps(postgres_dsn)}\n",
+        encoding="utf-8",
+    )
+    with Daemon("worker", "--config", str(config)) as worker:
+        worker.wait_for_line("delivering through 127.0.0.1")
+        message_id = queue_message(config)
+        [received] = server.handler.wait_for(1, timeout=20)
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.stderr
+    assert b"Delivered by the worker." in received.data
+    assert results(config, message_id) == ["delivered"]
+    worker.wait_for_line("from PostgreSQL")
 
 
 def test_a_missing_configuration_file_exits_2(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """Importing mailstrom_py loads no heavy library until a feature needs it.
 
-dnspython (direct delivery), dkimpy with PyNaCl and cryptography (DKIM) and
-idna (internationalised domains) are imported where they are used, so a
-program that delivers plain mail through a relay never loads them. Each check
+dnspython (direct delivery), dkimpy with PyNaCl and cryptography (DKIM), idna
+(internationalised domains) and psycopg (PostgreSQL storage) are imported where
+they are used, so a program that delivers plain mail through a relay never
+loads them. Each check
 runs in a fresh interpreter: what matters is what one import statement pulls in.
 How long the import takes is measured by benchmarks/import_time.py, not here.
 """
@@ -17,7 +18,9 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = frozenset({"dns", "dkim", "cryptography", "nacl", "idna"})
+HEAVY = frozenset(
+    {"dns", "dkim", "cryptography", "nacl", "idna", "psycopg", "psycopg_pool"}
+)
 
 _REPORT = """
 import json, sys
@@ -40,7 +43,8 @@ def loaded_by(code: str) -> set[str]:
 
 
 def test_importing_the_package_loads_no_heavy_library() -> None:
-    """After `import mailstrom_py`, none of dns, dkim, cryptography, nacl, idna is loaded."""
+    """After `import mailstrom_py`, none of dns, dkim, cryptography, nacl, idna,
+    psycopg is loaded."""
     assert loaded_by("import mailstrom_py") == set()
 
 
@@ -105,3 +109,10 @@ def test_an_internationalised_domain_loads_idna() -> None:
     mailer.stop()
     """
     assert "idna" in loaded_by(code)
+
+
+def test_postgres_storage_loads_psycopg_when_asked_for() -> None:
+    """mailstrom_py.PostgresStorage is imported on first use, and psycopg with it."""
+    assert {"psycopg", "psycopg_pool"} <= loaded_by(
+        "from mailstrom_py import PostgresStorage"
+    )

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+import mailstrom_py
 from mailstrom_py import MemoryStorage, SqliteStorage, Storage
 from mailstrom_py.testing import AbstractOnly
 from mailstrom_py.testing.contract import StorageContract
@@ -40,3 +43,16 @@ class TestSqliteAllFull(StorageContract):
 
     def make_storage(self, directory: Path) -> Storage:
         return SqliteStorage(directory / "outbox.db", attempt_synchronous="FULL")
+
+
+class TestPostgres(StorageContract):
+    """PostgresStorage on a real server, in a fresh database per test, keeping the
+    times the tests give (``clock="caller"``) rather than the server's."""
+
+    @pytest.fixture(autouse=True)
+    def database(self, postgres_dsn: str) -> None:
+        self.dsn = postgres_dsn
+
+    def make_storage(self, directory: Path) -> Storage:
+        # Looked up when used: psycopg is optional, the other backends run without.
+        return mailstrom_py.PostgresStorage(self.dsn, clock="caller")

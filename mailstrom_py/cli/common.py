@@ -44,7 +44,8 @@ def config_path(given: str | None, environ: Mapping[str, str] | None = None) -> 
 
 def require_shared_storage(loaded: LoadedConfig) -> None:
     """Refuse settings that keep the queue in memory, where no other process
-    can see it: the queue of ``send``, ``worker`` and ``queue`` is a file.
+    can see it: the queue of ``send``, ``worker`` and ``queue`` is a file or a
+    database.
 
     Raises:
         ConfigError: ``loaded`` has no ``[storage]`` location.
@@ -53,7 +54,7 @@ def require_shared_storage(loaded: LoadedConfig) -> None:
         raise ConfigError(
             f"{loaded.source}: storage: the queue would be kept in the memory of"
             " one process, out of reach of every other; give"
-            ' [storage] sqlite = "/path/to/outbox.db"'
+            ' [storage] sqlite = "/path/to/outbox.db" or postgres = "dsn"'
         )
 
 

@@ -135,7 +135,7 @@ def _serve(loaded: LoadedConfig, signals: StopSignals) -> int:
     log.info(
         "delivering %s from %s with %d delivery threads",
         _route(loaded),
-        loaded.storage.sqlite,
+        _queue(loaded),
         loaded.config.delivery_threads,
     )
     notify("READY=1\nSTATUS=delivering")
@@ -160,6 +160,12 @@ def _open_mailer(loaded: LoadedConfig) -> Mailstrom:
     except BaseException:
         storage.close()
         raise
+
+
+def _queue(loaded: LoadedConfig) -> str:
+    if loaded.storage.sqlite is not None:
+        return loaded.storage.sqlite
+    return "PostgreSQL"  # not the connection string: it may hold a password
 
 
 def _route(loaded: LoadedConfig) -> str:

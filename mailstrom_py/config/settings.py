@@ -31,6 +31,12 @@ Synchronous = Literal["FULL", "NORMAL"]
 LogFormat = Literal["text", "json"]
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_POSTGRES_ONLY = (
+    "max_connections",
+    "connect_timeout",
+    "statement_timeout",
+    "retention",
+)
 
 
 @dataclass(frozen=True)
@@ -53,10 +59,19 @@ class StorageSettings:
             ``"NORMAL"`` (see :class:`~mailstrom_py.SqliteStorage`).
         attempt_synchronous: the same for the worker's bookkeeping.
         busy_timeout: seconds an SQLite write waits for another process's write.
+        max_connections: the most connections to PostgreSQL one process opens
+            (see :class:`~mailstrom_py.PostgresStorage`).
+        connect_timeout: seconds to connect to PostgreSQL, or to wait for a
+            free connection.
+        statement_timeout: seconds a PostgreSQL statement may run; a server
+            that does not answer within this and a second is given up on.
+        retention: seconds after which PostgreSQL storage removes completed
+            messages; unset keeps them until dropped.
 
     Raises:
-        ConfigError: both or an empty location is given, a password is given
-            without ``postgres``, or a value is out of range.
+        ConfigError: both or an empty location is given, a password or a
+            PostgreSQL setting is given without ``postgres``, or a value is out
+            of range.
     """
 
     sqlite: str | None = None
@@ -67,9 +82,14 @@ class StorageSettings:
     synchronous: Synchronous = "FULL"
     attempt_synchronous: Synchronous = "NORMAL"
     busy_timeout: float = 5.0
+    max_connections: int = 10
+    connect_timeout: float = 5.0
+    statement_timeout: float = 10.0
+    retention: float | None = None
 
     def __post_init__(self) -> None:
         self._check_location()
+        self._check_postgres()
         for name in ("synchronous", "attempt_synchronous"):
             if getattr(self, name) not in ("FULL", "NORMAL"):
                 raise ConfigError(
@@ -99,6 +119,28 @@ class StorageSettings:
             )
         if self.password is not None and self.postgres is None:
             raise ConfigError("a password is only used with postgres", "password")
+
+    def _check_postgres(self) -> None:
+        count = self.max_connections
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ConfigError(
+                f"must be an integer >= 1, not {count!r}", "max_connections"
+            )
+        for name in ("connect_timeout", "statement_timeout", "retention"):
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise ConfigError(
+                    f"must be a finite number of seconds > 0, not {value!r}", name
+                )
+        if self.postgres is None:
+            defaults = StorageSettings.__dataclass_fields__
+            for name in _POSTGRES_ONLY:
+                if getattr(self, name) != defaults[name].default:
+                    raise ConfigError("is only used with postgres", name)
 
     @property
     def kind(self) -> Literal["sqlite", "postgres", "memory"]:

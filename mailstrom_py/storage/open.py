@@ -23,11 +23,13 @@ def open_storage(settings: StorageSettings, *, create: bool = True) -> Storage:
         settings: the ``[storage]`` section of a configuration file.
         create: create a missing SQLite file; with ``False`` a missing file
             raises ``StorageError`` (for commands that only look at a queue).
+            PostgreSQL's tables are created on first use either way.
 
     Raises:
-        ConfigError: the settings ask for PostgreSQL, which this version
-            cannot open yet.
-        StorageError: the SQLite file cannot be opened or created.
+        ConfigError: the settings ask for PostgreSQL and psycopg is not
+            installed.
+        StorageError: the SQLite file cannot be opened or created, or the
+            PostgreSQL database cannot be reached.
     """
     if settings.sqlite is not None:
         return SqliteStorage(
@@ -38,8 +40,24 @@ def open_storage(settings: StorageSettings, *, create: bool = True) -> Storage:
             create=create,
         )
     if settings.postgres is not None:
-        raise ConfigError(
-            "storage.postgres: PostgreSQL storage is not available yet in this"
-            ' version; use sqlite = "/path/to/outbox.db"'
-        )
+        return _open_postgres(settings, settings.postgres)
     return MemoryStorage()
+
+
+def _open_postgres(settings: StorageSettings, dsn: str) -> Storage:
+    try:
+        # psycopg is optional: only a queue in PostgreSQL needs it.
+        from .postgres import PostgresStorage  # noqa: PLC0415
+    except ImportError as exc:
+        raise ConfigError(
+            f"storage.postgres: PostgreSQL storage needs psycopg 3 and psycopg_pool"
+            f" ({exc}); install them with: pip install 'mailstrom_py[postgres]'"
+        ) from None
+    return PostgresStorage(
+        dsn,
+        password=settings.password,
+        max_connections=settings.max_connections,
+        connect_timeout=settings.connect_timeout,
+        statement_timeout=settings.statement_timeout,
+        retention=settings.retention,
+    )

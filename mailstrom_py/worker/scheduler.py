@@ -31,6 +31,7 @@ from ..storage.base import Claim, Storage
 from .attempts import Attempts
 from .timetable import Look, Timetable
 from .waiters import Waiters
+from .wakeups import WakeSource, Wakeups
 
 __all__ = ["BATCH", "MIN_LEASE", "Clock", "Worker"]
 
@@ -65,7 +66,9 @@ class Worker:
         rng: randomness for retry jitter.
         refill_interval: how often, in seconds, an idle worker asks storage
             for due work it was not told of (mail added by another process, a
-            claim whose lease ended).
+            claim whose lease ended). A storage that can tell of mail made due
+            anywhere (``wait_for_work()``, as PostgreSQL's does) wakes the
+            worker at once besides.
         lease: how long a claim lasts, in seconds: a message whose attempt
             records no outcome (the process died during it) is attempted again
             when the lease ends. It should outlast an attempt, or a slow
@@ -109,6 +112,11 @@ class Worker:
         self._threads = threads
         self._clock = clock
         self._timetable = Timetable(clock, refill_interval, takers=threads, batch=BATCH)
+        self._wakeups = (
+            Wakeups(storage, self._woken, refill_interval)
+            if isinstance(storage, WakeSource)
+            else None
+        )
         self._pool: list[threading.Thread] = []
         self._started = False
         self._waiters = Waiters()
@@ -136,6 +144,8 @@ class Worker:
             )
             thread.start()
             self._pool.append(thread)
+        if self._wakeups is not None:
+            self._wakeups.start()
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop taking work and wait for the deliveries in progress to finish.
@@ -148,6 +158,8 @@ class Worker:
             when some delivery is still running (it finishes in the background).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self._wakeups is not None:
+            self._wakeups.stop()
         self._timetable.close()
         for thread in self._pool:
             thread.join(
@@ -258,6 +270,10 @@ class Worker:
             self._attempts.run(claims, now)
         finally:
             self._waiters.wake(claim.message_id for claim in claims)
+
+    def _woken(self) -> None:
+        """Storage says mail may be due: a thread looks at once."""
+        self._timetable.due(self._clock())
 
     def _recorded(self, status: MessageStatus) -> None:
         """An outcome was just recorded: wake its waiters, and a thread when its

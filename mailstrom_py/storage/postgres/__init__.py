@@ -1,0 +1,397 @@
+"""PostgreSQL storage: one queue shared by worker processes on many machines."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections.abc import Sequence
+from typing import Literal
+
+from ...errors import ConfigError, StorageError
+from ...message import PreparedEmail
+from ...status import MessageStatus, RecipientStatus
+from ..admin import QueueAdmin
+from ..base import Claim, Storage, check_claim, check_distinct
+from ..query import QueueFilter
+from . import admin, claims, messages
+from .db import Database, Timeouts
+from .notify import Listener, channel_for
+from .schema import migrate
+
+__all__ = ["ClockSource", "PostgresStorage"]
+
+#: Whose clock decides what is due: the database's, or the callers' ``now``.
+ClockSource = Literal["database", "caller"]
+
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")
+
+# Retention: how often a worker's claims remove expired mail, and how much at once.
+_PURGE_EVERY = 60.0
+_PURGE_BATCH = 500
+
+log = logging.getLogger(__name__)
+
+
+class PostgresStorage(Storage, QueueAdmin):
+    """Keeps messages and their statuses in a PostgreSQL database, shared by any
+    number of processes on any number of machines.
+
+    Guarantees:
+
+    * ``add()`` (and so ``send_email()``) returns once the message and its
+      recipients are committed, at the server's durability
+      (``synchronous_commit``). Every write is one transaction: a message is
+      there whole, with all its recipients, or not at all.
+    * Each body is stored once, in its message's row but outside it (in
+      PostgreSQL's TOAST storage): reading a status, listing the queue or
+      claiming mail never reads a body.
+    * Adding, kicking or releasing mail notifies the channel
+      ``<schema>_due`` (LISTEN/NOTIFY) when it commits, which
+      :meth:`wait_for_work` waits for.
+
+    Clocks: with ``clock="database"`` (the default) every time this storage
+    stores or compares is the database server's (``now()`` of the
+    transaction): when a message was added, is due, was kicked, completed, or
+    may be removed. The ``now`` arguments of the methods are then not used for
+    any of that, so workers whose clocks disagree agree on what is due. With
+    ``clock="caller"`` the ``now`` arguments are used as given, as the other
+    backends do (for tests that drive time, or one machine).
+
+    Connections: a pool of ``min_connections`` to ``max_connections``, each
+    with the server-side ``statement_timeout`` set. A call that gets no
+    connection within ``connect_timeout``, or whose work is not answered
+    within ``statement_timeout`` plus a second (a server that stopped
+    answering), raises :class:`~mailstrom_py.errors.StorageError` and its
+    connection is closed. Broken connections are replaced in the background,
+    with backoff; a call that finds one broken before it changed anything runs
+    again on another. When a connection is lost while a write commits, the
+    error says that whether it was done is unknown: a message whose
+    ``add()`` raised so may still be stored (adding it again then raises
+    :class:`~mailstrom_py.errors.DuplicateMessageError`).
+
+    Errors: every failure of PostgreSQL or of the connection raises
+    :class:`~mailstrom_py.errors.StorageError` chained to psycopg's error.
+
+    The tables live in the PostgreSQL schema ``schema``, created with them on
+    first use (the role needs the right to create a schema in the database,
+    or an administrator creates it first). Opening brings tables of an older
+    version up to date.
+
+    Args:
+        dsn: a libpq connection string, ``"host=db.internal dbname=mail
+            user=app"`` or ``"postgresql://app@db.internal/mail"``.
+        password: the password, when ``dsn`` has none (libpq also reads
+            ``PGPASSWORD`` and ``~/.pgpass``).
+        clock: ``"database"`` or ``"caller"``, as above.
+        schema: the PostgreSQL schema of the tables: a lower-case identifier.
+        min_connections: connections the pool keeps open, at least 0.
+        max_connections: the most connections of this instance, at least 1;
+            also how many of its calls can run at once.
+        connect_timeout: seconds to connect, or to wait for a free connection;
+            finite and above 0.
+        statement_timeout: seconds a statement may run on the server; finite
+            and above 0. See above.
+        retention: remove completed messages (every recipient delivered or
+            failed) this many seconds after they completed; ``None`` keeps them
+            until dropped. A worker's claims remove one batch of them at most
+            once a minute (:meth:`purge_completed`), so nothing else need run.
+
+    Raises:
+        ConfigError: an argument is out of range.
+        StorageError: the database cannot be reached, or holds tables of a
+            newer version of mailstrom_py.
+    """
+
+    durable = True
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        password: str | None = None,
+        clock: ClockSource = "database",
+        schema: str = "mailstrom",
+        min_connections: int = 1,
+        max_connections: int = 10,
+        connect_timeout: float = 5.0,
+        statement_timeout: float = 10.0,
+        retention: float | None = None,
+    ) -> None:
+        _check_arguments(
+            clock, schema, min_connections, max_connections, connect_timeout
+        )
+        _check_seconds("statement_timeout", statement_timeout)
+        if retention is not None:
+            _check_seconds("retention", retention)
+        self._clock = clock
+        self._offset = _Offset()
+        self._retention = retention
+        self._next_purge = -math.inf
+        self._channel = channel_for(schema)
+        self._db = Database(
+            dsn,
+            min_connections=min_connections,
+            max_connections=max_connections,
+            timeouts=Timeouts(float(connect_timeout), float(statement_timeout)),
+            schema=schema,
+            name=f"mailstrom_py ({schema})",
+            password=password,
+        )
+        self._db.open(lambda conn: migrate(conn, schema))
+        self._listener = Listener(
+            dsn, self._db.connect_options("mailstrom_py listener"), self._channel
+        )
+        self._schema = schema
+
+    def __repr__(self) -> str:
+        return f"PostgresStorage(schema={self._schema!r}, clock={self._clock!r})"
+
+    @property
+    def clock(self) -> ClockSource:
+        """Whose clock decides what is due: ``"database"`` or ``"caller"``."""
+        return self._clock
+
+    def _now(self, now: float) -> float | None:
+        """The time a statement uses: ``now``, or None for the database's."""
+        return float(now) if self._clock == "caller" else None
+
+    # -- Storage ------------------------------------------------------------------
+
+    def add_many(
+        self, emails: Sequence[PreparedEmail], now: float
+    ) -> list[MessageStatus]:
+        check_distinct(emails)
+        if not emails:
+            return []
+        at = self._now(now)
+        added = self._db.write_statement(
+            "add messages",
+            lambda conn: messages.add_many(conn, emails, at, self._channel),
+        )
+        self._offset.learn(now, added[0].created_at)
+        return added
+
+    def status(self, message_id: str) -> MessageStatus:
+        return self._db.read(
+            "read a status", lambda conn: messages.status(conn, message_id)
+        )
+
+    def email(self, message_id: str) -> PreparedEmail:
+        return self._db.read(
+            "read a message", lambda conn: messages.email(conn, message_id)
+        )
+
+    def claim_due(self, now: float, limit: int, lease: float) -> list[Claim]:
+        """See :meth:`Storage.claim_due`. With the database's clock, what is due,
+        the attempt's start and the lease's end are the database's, whatever
+        ``now`` says; the claims' statuses carry the database's times."""
+        check_claim(limit, lease)
+        at = self._now(now)
+        # A claim lost with its connection is harmless to make again: its
+        # messages, if it was made, come back when its lease ends.
+        claimed = self._db.write_statement(
+            "claim messages",
+            lambda conn: claims.claim_due(conn, at, float(now), limit, float(lease)),
+            again=True,
+        )
+        self._offset.learn(now, claimed.now)
+        self._keep_retention(now)
+        return claimed.claims
+
+    def next_due(self) -> float | None:
+        """See :meth:`Storage.next_due`. With the database's clock, the time is
+        the database's due time put on the caller's clock, as the last claim or
+        add measured the difference between the two (the host's clock until
+        then): the worker compares it with its own clock to know when to look."""
+        due, at = self._db.read("find the next due time", claims.next_due)
+        if due is None or self._clock == "caller":
+            return due
+        return due + self._offset.of(at)
+
+    def record_many(
+        self, records: Sequence[tuple[Claim, Sequence[RecipientStatus]]]
+    ) -> list[MessageStatus | None]:
+        """See :meth:`Storage.record_many`. With the database's clock, the times
+        in the updates are on the claimant's clock; they are stored moved onto
+        the database's by the difference measured when the message was
+        claimed."""
+        if not records:
+            return []
+        database_clock = self._clock == "database"
+        return self._db.write(
+            "record attempts",
+            lambda conn: claims.record(conn, records, database_clock=database_clock),
+        )
+
+    # -- queue operations ---------------------------------------------------------
+
+    def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
+        return self._db.read(
+            "list messages", lambda conn: admin.find(conn, where, limit)
+        )
+
+    def count(self, where: QueueFilter) -> int:
+        return self._db.read("count messages", lambda conn: admin.count(conn, where))
+
+    def kick(self, where: QueueFilter, now: float) -> list[str]:
+        at = self._now(now)
+        return self._db.write(
+            "kick messages", lambda conn: admin.kick(conn, where, at, self._channel)
+        )
+
+    def hold(self, where: QueueFilter) -> list[str]:
+        return self._db.write("hold messages", lambda conn: admin.hold(conn, where))
+
+    def release(self, where: QueueFilter) -> list[str]:
+        return self._db.write(
+            "release messages",
+            lambda conn: admin.release(conn, where, self._channel),
+        )
+
+    def drop(self, where: QueueFilter) -> list[str]:
+        return self._db.write("drop messages", lambda conn: admin.drop(conn, where))
+
+    def recent(self, limit: int | None = None) -> list[MessageStatus]:
+        return self._db.write(
+            "report recent outcomes", lambda conn: admin.recent(conn, limit)
+        )
+
+    # -- PostgreSQL's own ---------------------------------------------------------
+
+    def purge_completed(
+        self,
+        older_than: float | None = None,
+        *,
+        now: float | None = None,
+        batch: int = 500,
+    ) -> int:
+        """Remove messages completed more than ``older_than`` seconds ago.
+
+        The removal goes in batches of ``batch`` messages, each its own short
+        transaction that skips messages another session has locked, so it
+        never holds many locks for long, nor waits for a worker.
+
+        Args:
+            older_than: the age, in seconds since completion; by default the
+                ``retention`` the storage was made with.
+            now: the time to count from when the storage keeps its callers'
+                clock; with the database's clock it is not used.
+            batch: the most messages one transaction removes.
+
+        Returns:
+            How many messages were removed.
+
+        Raises:
+            ValueError: no age is given and the storage has no retention.
+            StorageError: a batch failed; the batches before it stay removed.
+        """
+        age = self._retention if older_than is None else older_than
+        if age is None:
+            raise ValueError("give older_than: this storage keeps completed mail")
+        at = self._now(time.time() if now is None else now)
+        removed = 0
+        while True:
+            gone = self._purge(age, at, batch)
+            removed += gone
+            if gone < batch:
+                return removed
+
+    def _purge(self, age: float, at: float | None, batch: int) -> int:
+        """Remove one batch of messages completed more than ``age`` seconds
+        before ``at``; return how many."""
+        return len(
+            self._db.write_statement(
+                "remove completed messages",
+                lambda conn: admin.purge(conn, age, at, batch),
+            )
+        )
+
+    def _keep_retention(self, now: float) -> None:
+        """Remove one batch of expired mail, if the retention asks for it and a
+        minute has passed since the last batch (a batch that found more left
+        asks for the next at once)."""
+        if self._retention is None or time.monotonic() < self._next_purge:
+            return
+        self._next_purge = time.monotonic() + _PURGE_EVERY
+        try:
+            gone = self._purge(self._retention, self._now(now), _PURGE_BATCH)
+        except StorageError as exc:
+            log.warning("removing completed mail failed; later again: %s", exc)
+            return
+        if gone == _PURGE_BATCH:
+            self._next_purge = -math.inf
+
+    def wait_for_work(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for mail to become due now: a message
+        added, kicked or released, by any process.
+
+        The wait is on a connection of its own (LISTEN); it does not raise when
+        the server cannot be reached, but waits out the timeout, so a worker
+        that waits on it between looks at storage keeps polling at its pace.
+
+        Returns:
+            ``True`` when told of new work (or when the listening connection
+            was just made, and may have missed some); ``False`` when the time
+            ran out or the storage is closed.
+        """
+        return self._listener.wait(timeout)
+
+    def close(self) -> None:
+        """Close every connection; later calls raise ``StorageError``. Idempotent."""
+        self._listener.close()
+        self._db.close()
+
+
+class _Offset:
+    """How far the callers' clock is ahead of the database's, as last measured:
+    a caller's ``now`` against the database's time of the same call."""
+
+    def __init__(self) -> None:
+        self._seconds: float | None = None
+
+    def learn(self, caller: float, database: float) -> None:
+        self._seconds = float(caller) - database
+
+    def of(self, database: float) -> float:
+        """The offset; until a call measured it, the host's clock's."""
+        if self._seconds is None:
+            return time.time() - database
+        return self._seconds
+
+
+def _check_arguments(
+    clock: str,
+    schema: str,
+    min_connections: int,
+    max_connections: int,
+    connect_timeout: float,
+) -> None:
+    if clock not in ("database", "caller"):
+        raise ConfigError(f"must be 'database' or 'caller', not {clock!r}", "clock")
+    if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
+        raise ConfigError(
+            f"must be a lower-case identifier (a-z, 0-9, _), not {schema!r}", "schema"
+        )
+    for name, value, least in (
+        ("min_connections", min_connections, 0),
+        ("max_connections", max_connections, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ConfigError(f"must be an integer >= {least}, not {value!r}", name)
+    if min_connections > max_connections:
+        raise ConfigError("must not be above max_connections", "min_connections")
+    _check_seconds("connect_timeout", connect_timeout)
+
+
+def _check_seconds(name: str, value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(
+            f"must be a finite number of seconds > 0, not {value!r}", name
+        )

@@ -1,0 +1,152 @@
+"""The tables of :class:`~mailstrom_py.storage.postgres.PostgresStorage`, and
+their migrations.
+
+The tables live in a PostgreSQL schema of their own (``mailstrom`` unless told
+otherwise), which every session has as its ``search_path``. Its version is in
+the one-row table ``schema_version`` (what SQLite's ``PRAGMA user_version`` is
+to :class:`~mailstrom_py.SqliteStorage`).
+Opening the storage brings an older schema up to date, one migration at a time,
+in a transaction that holds an advisory lock: workers starting together migrate
+once, and a failed migration leaves the old schema whole.
+"""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from ...errors import StorageError
+from .db import Connection
+from .rows import FOLDED
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+
+_VERSION_1 = f"""
+CREATE TABLE messages (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    message_id text NOT NULL UNIQUE,
+    mail_from text NOT NULL,
+    smtputf8 boolean NOT NULL,
+    eight_bit boolean NOT NULL,
+    require_tls boolean NOT NULL,
+    tls_optional boolean NOT NULL,
+    created_at double precision NOT NULL,
+    pending integer NOT NULL,
+    due_at double precision,
+    held boolean NOT NULL DEFAULT false,
+    reported boolean NOT NULL DEFAULT false,
+    completed_at double precision,
+    claim_token text,
+    claim_skew double precision
+) WITH (fillfactor = 90);
+CREATE TABLE bodies (
+    message bigint PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+    data bytea NOT NULL
+);
+CREATE INDEX messages_due ON messages (due_at) WHERE pending > 0 AND NOT held;
+CREATE INDEX messages_created ON messages (created_at, id);
+CREATE INDEX messages_unreported ON messages (created_at, id)
+    WHERE pending = 0 AND NOT reported;
+CREATE INDEX messages_completed ON messages (completed_at) WHERE pending = 0;
+CREATE TABLE recipients (
+    message bigint NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    position integer NOT NULL,
+    address text NOT NULL,
+    domain text NOT NULL,
+    result text NOT NULL DEFAULT 'queued',
+    attempts integer NOT NULL DEFAULT 0,
+    reply_code integer,
+    reply_enhanced text,
+    reply_text text,
+    status_code text,
+    detail text,
+    last_attempt_at double precision,
+    next_attempt_at double precision,
+    possibly_delivered boolean NOT NULL DEFAULT false,
+    remote_host text,
+    remote_address text,
+    remote_port integer,
+    remote_tls_version text,
+    remote_tls_verified boolean,
+    reply_step text,
+    rcpt_code integer,
+    rcpt_enhanced text,
+    rcpt_text text,
+    PRIMARY KEY (message, position)
+);
+CREATE INDEX recipients_domain ON recipients (domain, message);
+CREATE INDEX recipients_address ON recipients ({FOLDED}, message);
+"""
+# Each body is stored once, in a table of its own: the rows of messages, which
+# claims and records rewrite many times, stay small (PostgreSQL keeps a value
+# under about 2 kB in its row, and an update writes the whole row again), and
+# no status, listing or claim reads a body.
+#
+# messages.pending counts the recipients still QUEUED or DEFERRED, and due_at is
+# the earliest next_attempt_at among them (NULL once none is pending), so that
+# claiming and the queue filters never need the recipients. completed_at is when
+# the last pending recipient was recorded complete (retention counts from it).
+# claim_token identifies the live claim of a message; claim_skew is how far the
+# claiming worker's clock was behind the database's, to move the times it
+# records onto the database's clock.
+
+#: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
+MIGRATIONS: tuple[str, ...] = (_VERSION_1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# Any constant shared by every process that migrates: pg_advisory_xact_lock's key.
+_MIGRATION_LOCK = 0x6D61696C7374726F  # "mailstro"
+
+
+def migrate(
+    conn: Connection, schema: str, migrations: tuple[str, ...] = MIGRATIONS
+) -> None:
+    """Create ``schema`` if need be and bring its tables to the last version of
+    ``migrations``.
+
+    Runs its own transaction, which holds an advisory lock so that processes
+    opening the database at once migrate it one after the other. The
+    session's ``search_path`` must be ``schema`` already. Tables that are up to
+    date need no privilege but to read ``schema_version``: a role that may not
+    create tables can open a database an administrator has migrated.
+
+    Raises:
+        StorageError: the schema was written by a newer version of mailstrom_py.
+        psycopg.Error: the database refused a statement (the transaction was
+            rolled back).
+    """
+    latest = len(migrations)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        version = _version(conn, schema)
+        if version > latest:
+            raise StorageError(
+                f"schema {schema!r} has mailstrom_py schema version {version}, newer"
+                f" than the {latest} this mailstrom_py knows; upgrade mailstrom_py"
+                " to open it"
+            )
+        if version == latest:
+            return
+        for script in migrations[version:]:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement.encode())
+        conn.execute("DELETE FROM schema_version")
+        conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (latest,))
+
+
+def _version(conn: Connection, schema: str) -> int:
+    """The schema's version, creating the schema and its version table (at
+    version 0) when missing."""
+    found = conn.execute(
+        "SELECT to_regclass(format('%%I.schema_version', %s::text))", (schema,)
+    ).fetchone()
+    if found is not None and found[0] is not None:
+        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        return 0 if row is None else int(row[0])
+    exists = conn.execute(
+        "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)
+    ).fetchone()
+    if exists is None:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    conn.execute("CREATE TABLE schema_version (version integer NOT NULL)")
+    return 0
