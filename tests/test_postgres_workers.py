@@ -228,3 +228,40 @@ def test_a_worker_killed_mid_batch_loses_nothing(postgres_dsn: str) -> None:
     assert set(received) == set(ids)
     assert sum(received.values()) - len(ids) <= 2  # two delivery threads
     assert took >= 4  # the dead worker's claims waited for their leases
+
+
+def test_two_producers_and_three_workers_with_one_killed_deliver_everything(
+    postgres_dsn: str,
+) -> None:
+    """Two producer processes store 300 messages each while three worker
+    processes deliver; one worker is SIGKILLed once a hundred messages have
+    arrived. Every message is delivered, and only those whose outcome died with
+    the killed worker may arrive twice: at most two per delivery thread (the
+    message whose reply was awaited and the next, pipelined behind it)."""
+    PostgresStorage(postgres_dsn).close()
+    with SmtpServer(handler=RecordingHandler(data_delay=0.005)) as server:
+        workers = [
+            spawn(WORKER, postgres_dsn, server.port, f"w{n}.example.test", 5)
+            for n in (1, 2, 3)
+        ]
+        try:
+            for worker in workers:
+                assert readline(worker) == "started"
+            producers = [spawn(PRODUCER, postgres_dsn, n * 300, 300) for n in (0, 1)]
+            wait_until(lambda: len(server.handler.messages) >= 100, timeout=120)
+            kill(workers[0])
+            ids = []
+            for producer in producers:
+                out, err = producer.communicate(timeout=180)
+                assert producer.returncode == 0, err
+                ids += out.split()
+            wait_until(lambda: completed(postgres_dsn) == 600, timeout=180)
+        finally:
+            for worker in workers:
+                kill(worker)
+        received = deliveries(server)
+        helos = senders(server)
+    assert "EHLO w1.example.test" in helos  # the killed worker had delivered
+    assert len(set(ids)) == 600
+    assert set(received) == set(ids)
+    assert sum(received.values()) - len(ids) <= 2 * 2
