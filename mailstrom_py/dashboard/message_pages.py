@@ -163,6 +163,7 @@ def _actions(detail: MessageDetail, viewer: Viewer) -> str:
             buttons.append(action_form(viewer, "release", ids))
         else:
             buttons.append(action_form(viewer, "hold", ids))
+        buttons.append(action_form(viewer, "fail", ids, "Fail (tell the sender)"))
     buttons.append(action_form(viewer, "drop", ids))
     return f'<div class="actions">{"".join(buttons)}</div>'
 
