@@ -2,13 +2,16 @@
 ``postcat -q`` do, on the queue of a configuration file or an SQLite file.
 
 The commands are thin over :class:`~mailstrom_py.Storage` and
-:class:`~mailstrom_py.QueueFilter`. They may run while a worker in another
-process uses the same queue; it picks up kicked and released mail on its next
-look at storage (within a second by default).
+:class:`~mailstrom_py.QueueFilter` (the filter options are
+:mod:`.filters`, the changes :mod:`.changes`). They may run while a worker in
+another process uses the same queue; it picks up kicked, released and
+rescheduled mail, and the reports of failed mail, on its next look at storage
+(within a second by default).
 
 Exit status: 0 on success; 1 when a message id given matches no message (the
-others are still acted on) or the storage fails; 2 for a usage error or a
-configuration that cannot be used.
+others are still acted on) or the storage fails; 2 for a usage error (a time
+for ``schedule`` that cannot be used among them) or a configuration that
+cannot be used.
 """
 
 from __future__ import annotations
@@ -56,9 +59,11 @@ AddParser = Callable[..., argparse.ArgumentParser]
 
 
 def add_queue_command(add_parser: AddParser) -> None:
-    """Add ``queue list|count|kick|hold|release|drop|show``."""
+    """Add ``queue list|count|kick|hold|release|schedule|fail|drop|show``."""
     queue = add_parser(
-        "queue", help="list, count, kick, hold, release, drop or show queued mail"
+        "queue",
+        help="list, count, kick, hold, release, schedule, fail, drop or show"
+        " queued mail",
     )
     actions = queue.add_subparsers(dest="action", required=True)
     for action, text in _ACTIONS.items():

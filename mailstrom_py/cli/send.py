@@ -17,7 +17,8 @@ every other ``-oX``, ``-O option=value``, ``-B type``, ``-N dsn``, ``-R ret``,
 ``-m``, ``-n``, ``-U``, ``-G``. ``-v`` prints the id of the queued message.
 
 Exit status, from sysexits.h as sendmail's: 0 queued; 64 (EX_USAGE) bad
-options or no recipients; 65 (EX_DATAERR) the message or an address is
+options (a time for ``--at``/``--in`` that cannot be used among them) or no
+recipients; 65 (EX_DATAERR) the message or an address is
 invalid, or its Message-ID is queued already; 66 (EX_NOINPUT) ``--file``
 cannot be read; 70 (EX_SOFTWARE) an internal error; 74 (EX_IOERR) standard
 input cannot be read; 75 (EX_TEMPFAIL) the queue cannot be opened or written,
