@@ -25,6 +25,7 @@ __all__ = [
     "OTHER_PROTOCOL_PERMANENT",
     "OTHER_PROTOCOL_TRANSIENT",
     "OTHER_SECURITY_TRANSIENT",
+    "OTHER_SYSTEM_PERMANENT",
     "OTHER_SYSTEM_TRANSIENT",
     "REQUIRETLS_NOT_SUPPORTED",
     "SECURITY_FEATURES_NOT_SUPPORTED",
@@ -50,6 +51,9 @@ NULL_MX = "5.1.10"
 # X.3: the mail system.
 #: "Other or undefined mail system status"; transient.
 OTHER_SYSTEM_TRANSIENT = "4.3.0"
+#: "Other or undefined mail system status"; permanent: the queue's operator
+#: failed the message (``mailstrom-py queue fail``).
+OTHER_SYSTEM_PERMANENT = "5.3.0"
 #: "Message too big for system": over the SIZE the server offers.
 MESSAGE_TOO_BIG = "5.3.4"
 

@@ -36,6 +36,7 @@ from mailstrom_py import (
     Config,
     DeliveryResult,
     Mailstrom,
+    Outbox,
     QueueFilter,
     RelayConfig,
     SqliteStorage,
@@ -127,12 +128,20 @@ class Served:
         self.storage.close()
 
 
-def serve(queue: Queue, **options: object) -> Served:
+def serve(queue: Queue, dsn: bool = False, **options: object) -> Served:
+    """Serve the queue; with ``dsn``, the fail action queues reports as an
+    Outbox configured with DSNs does (as the command line's dashboard)."""
     storage = SqliteStorage(queue.db)
+    reporting = Config(
+        helo_name="app.example.org",
+        delivery=RelayConfig(host="127.0.0.1", tls="none"),
+        dsn=True,
+    )
     app = Dashboard(
         storage,
         Guard(TOKEN, dashboard_hosts("127.0.0.1")),
         Options(**{"relay": queue.relay, **options}),  # type: ignore[arg-type]
+        fail=Outbox(reporting, storage).fail if dsn else None,
     )
     return Served(DashboardServer(("127.0.0.1", 0), app), storage)
 
@@ -386,13 +395,16 @@ def test_the_message_list_filters(
     assert listing["partial"] is False
 
 
-def test_the_sender_is_matched_without_a_count(dashboard: Served, queue: Queue) -> None:
-    """QueueFilter has no sender, so it is matched in Python and not counted."""
+def test_the_sender_is_matched_in_storage_and_counted(
+    dashboard: Served, queue: Queue
+) -> None:
+    """The sender filter is the QueueFilter's: ASCII case aside, and counted."""
     listing = http(dashboard.base + "/api/messages?sender=Mallory@example.org").json()
     assert [m["id"] for m in listing["messages"]] == [queue.hostile]  # type: ignore[attr-defined]
-    assert listing["total"] is None
+    assert listing["total"] == 1
+    assert listing["partial"] is False
     page = http(dashboard.base + "/messages?sender=mallory@example.org").text
-    assert "not counted" in page
+    assert "1 of 1 shown" in page
 
 
 @pytest.mark.parametrize(
@@ -580,6 +592,48 @@ def test_kick_release_and_drop_act_on_the_named_messages(
     assert act("drop", queue.failed) == [queue.failed]
     assert dashboard.storage.count(QueueFilter(ids=(queue.failed,))) == 0
     assert act("hold", queue.delivered) == []  # complete: nothing to hold
+
+
+def test_fail_fails_the_pending_recipients_of_the_named_messages(
+    dashboard: Served, queue: Queue
+) -> None:
+    """fail: every pending recipient fails with 5.3.0, "failed by an
+    operator"; a completed message is not changed; nobody is told."""
+    headers = {"X-Mailstrom-Token": TOKEN}
+    cookie = login(dashboard)
+    page = http(message_url(dashboard, queue.deferred), headers={"Cookie": cookie})
+    assert 'action="/actions/fail"' in page.text
+    done = http(message_url(dashboard, queue.delivered), headers={"Cookie": cookie})
+    assert 'action="/actions/fail"' not in done.text
+    url = f"{dashboard.base}/api/actions/fail"
+    answer = http(url, data={"id": queue.deferred}, headers=headers).json()
+    assert answer == {"action": "fail", "changed": [queue.deferred]}
+    status = dashboard.storage.status(queue.deferred)
+    assert status.completed
+    assert {(r.status_code, r.detail) for r in status.recipients} == {
+        ("5.3.0", "failed by an operator")
+    }
+    assert http(url, data={"id": queue.delivered}, headers=headers).json() == {
+        "action": "fail",
+        "changed": [],
+    }
+    assert dashboard.storage.count(QueueFilter(sender="")) == 0
+
+
+def test_fail_queues_a_report_when_dsns_are_on(queue: Queue) -> None:
+    """Given the fail of an Outbox with DSNs on, the action queues one report to
+    the sender, from the null sender."""
+    served = serve(queue, dsn=True)
+    try:
+        url = f"{served.base}/api/actions/fail"
+        headers = {"X-Mailstrom-Token": TOKEN}
+        answer = http(url, data={"id": queue.deferred}, headers=headers).json()
+        assert answer["changed"] == [queue.deferred]
+        [report] = served.storage.find(QueueFilter(sender=""))
+        assert [r.address for r in report.recipients] == ["app@example.org"]
+        assert b"failed by an operator" in served.storage.email(report.message_id).data
+    finally:
+        served.close()
 
 
 def test_an_action_naming_no_message_does_nothing(dashboard: Served) -> None:

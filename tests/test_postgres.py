@@ -66,6 +66,31 @@ def test_the_database_clock_decides_when_mail_was_added_and_is_due(
     assert storage.status(status.message_id).next_attempt_at == status.created_at
 
 
+def test_a_scheduled_time_is_absolute_on_the_database_clock(
+    storage: PostgresStorage, postgres_dsn: str
+) -> None:
+    """send_at and schedule()'s time are stored as given, not moved onto the
+    database's clock; created_at is still the server's, and the message is not
+    claimed before its time, even by a worker whose clock is far behind."""
+    [(server_now,)] = query(postgres_dsn, "SELECT extract(epoch FROM now())::float8")
+    send_at = server_now + 3600.0
+    status = storage.add(prepared_email(1), now=12345.0, send_at=send_at)
+    assert abs(status.created_at - server_now) < 5
+    assert status.next_attempt_at == send_at
+    assert storage.status(status.message_id) == status
+    assert storage.claim_due(send_at - 60, 10, 60.0) == []
+    assert storage.claim_due(0.0, 10, 60.0) == []
+    later = server_now + 7200.0
+    assert storage.schedule(QueueFilter(), later, now=0.0) == [status.message_id]
+    assert storage.status(status.message_id).next_attempt_at == later
+    [(due,)] = query(postgres_dsn, "SELECT due_at FROM messages")
+    assert due == later
+    [failed] = storage.fail(QueueFilter(), now=0.0)
+    assert failed.completed
+    [(completed_at,)] = query(postgres_dsn, "SELECT completed_at FROM messages")
+    assert abs(completed_at - time.time()) < 5
+
+
 def test_the_callers_clock_is_kept_when_asked_for(postgres_dsn: str) -> None:
     """clock="caller" stores the times the caller gives, as other backends do."""
     with contextlib.closing(PostgresStorage(postgres_dsn, clock="caller")) as storage:

@@ -26,6 +26,7 @@ EVERY_CRITERION = QueueFilter(
     held=False,
     domain="example.test",
     recipient="a@example.test",
+    sender="app@example.test",
     created_before=50.0,
     created_after=10.0,
 )
@@ -41,7 +42,7 @@ def test_each_parameter_has_the_dialects_placeholder(dialect: Dialect) -> None:
     """One placeholder of the dialect's own per parameter, and none of another's."""
     sql, params = filter_condition(EVERY_CRITERION, dialect)
     other = "%s" if dialect.param == "?" else "?"
-    assert sql.count(dialect.param) == len(params) == 6
+    assert sql.count(dialect.param) == len(params) == 7
     assert other not in sql
 
 
@@ -59,6 +60,7 @@ def test_lists_are_packed_as_the_dialect_takes_them() -> None:
         ["deferred"],
         "example.test",
         "a@example.test",
+        "app@example.test",
         50.0,
         10.0,
     ]

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from ..config import RelayConfig
 from ..config.loader import load_config
 from ..config.settings import LoadedConfig, split_listen
+from ..core import Outbox
 from ..dashboard import Dashboard, DashboardServer, Guard, Options, dashboard_hosts
 from ..dashboard.guard import is_loopback
 from ..errors import ConfigError, StorageError
@@ -93,8 +94,18 @@ def run_dashboard(args: argparse.Namespace) -> int:
         print(f"{_PREFIX} the queue offers no queue operations", file=sys.stderr)
         return EXIT_CONFIG
     try:
+        # The outbox fails messages as `queue fail` does, with the reports the
+        # configuration asks for; it is not closed: the storage is closed below.
+        try:
+            outbox = Outbox(loaded.config, storage)
+        except ConfigError as exc:
+            print(f"{_PREFIX} {exc}", file=sys.stderr)
+            return EXIT_CONFIG
         app = Dashboard(
-            storage, Guard(token, _hosts(host, loaded)), _options(loaded, read_only)
+            storage,
+            Guard(token, _hosts(host, loaded)),
+            _options(loaded, read_only),
+            fail=outbox.fail,
         )
         try:
             server = DashboardServer((host, port), app)

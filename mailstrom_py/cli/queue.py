@@ -2,13 +2,16 @@
 ``postcat -q`` do, on the queue of a configuration file or an SQLite file.
 
 The commands are thin over :class:`~mailstrom_py.Storage` and
-:class:`~mailstrom_py.QueueFilter`. They may run while a worker in another
-process uses the same queue; it picks up kicked and released mail on its next
-look at storage (within a second by default).
+:class:`~mailstrom_py.QueueFilter` (the filter options are
+:mod:`.filters`, the changes :mod:`.changes`). They may run while a worker in
+another process uses the same queue; it picks up kicked, released and
+rescheduled mail, and the reports of failed mail, on its next look at storage
+(within a second by default).
 
 Exit status: 0 on success; 1 when a message id given matches no message (the
-others are still acted on) or the storage fails; 2 for a usage error or a
-configuration that cannot be used.
+others are still acted on) or the storage fails; 2 for a usage error (a time
+for ``schedule`` that cannot be used among them) or a configuration that
+cannot be used.
 """
 
 from __future__ import annotations
@@ -16,17 +19,20 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from ..config.loader import load_config
+from ..config.settings import LoadedConfig
 from ..errors import MessageNotFound
-from ..status import DeliveryResult
 from ..storage import QueueFilter, SqliteStorage, Storage, queue_admin
+from .changes import OpenQueue, change
 from .common import config_path, open_storage, require_shared_storage
+from .filters import add_filters, bare, queue_filter
 from .listing import Listed, as_json, describe, listed
+from .times import when
 
 __all__ = ["add_queue_command", "add_status_command", "run_queue", "run_status"]
 
@@ -36,18 +42,14 @@ _ACTIONS = {
     "kick": "make the selected messages due now",
     "hold": "stop attempting the selected messages until released",
     "release": "take the selected messages off hold",
+    "schedule": "set when the next attempt on the selected messages is due",
+    "fail": "fail the pending recipients of the selected messages now, and send"
+    " the senders a delivery status notification when DSNs are on",
     "drop": "remove the selected messages for good, telling no one",
 }
+# The actions that need ids, a filter or --all: they cannot be undone.
+_FINAL = ("fail", "drop")
 _SHOW = "print a stored message exactly as it will be sent (as postcat -q does)"
-_PAST_TENSE = {
-    "kick": "kicked",
-    "hold": "held",
-    "release": "released",
-    "drop": "dropped",
-}
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
 #: What ``queue list`` prints for a queue without messages.
 EMPTY = "mail queue is empty"
 #: What it prints when the queue has messages but none is selected.
@@ -56,37 +58,32 @@ NONE_SELECTED = "no message selected"
 AddParser = Callable[..., argparse.ArgumentParser]
 
 
-def _duration(text: str) -> float:
-    match = _DURATION.match(text.strip().lower())
-    if match is None:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an age such as 90, 90s, 15m, 2h or 3d"
-        )
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
 def add_queue_command(add_parser: AddParser) -> None:
-    """Add ``queue list|count|kick|hold|release|drop|show``."""
+    """Add ``queue list|count|kick|hold|release|schedule|fail|drop|show``."""
     queue = add_parser(
-        "queue", help="list, count, kick, hold, release, drop or show queued mail"
+        "queue",
+        help="list, count, kick, hold, release, schedule, fail, drop or show"
+        " queued mail",
     )
     actions = queue.add_subparsers(dest="action", required=True)
     for action, text in _ACTIONS.items():
         sub = actions.add_parser(action, help=text, description=text)
         _add_source(sub)
-        _add_filters(sub)
+        add_filters(sub)
         if action in ("list", "count"):
             _add_json(sub)
         if action == "list":
             sub.add_argument(
                 "--limit", type=int, help="show at most this many (the oldest)"
             )
-        if action == "drop":
+        if action in _FINAL:
             sub.add_argument(
                 "--all",
                 action="store_true",
-                help="drop every message (needed when no id or filter is given)",
+                help=f"{action} every message (needed when no id or filter is given)",
             )
+        if action == "schedule":
+            _add_when(sub)
     show = actions.add_parser("show", help=_SHOW, description=_SHOW)
     show.add_argument("message_id", metavar="ID", help="the message")
     _add_source(show)
@@ -99,6 +96,22 @@ def add_status_command(add_parser: AddParser) -> None:
     status.add_argument("message_id", help="the id send_email() returned")
     _add_source(status)
     _add_json(status)
+
+
+def _add_when(parser: argparse.ArgumentParser) -> None:
+    when_ = parser.add_mutually_exclusive_group(required=True)
+    when_.add_argument(
+        "--in",
+        dest="after",
+        metavar="DURATION",
+        help="due this long from now: 90s, 15m, 2h, 1d, 1h30m",
+    )
+    when_.add_argument(
+        "--at",
+        metavar="TIME",
+        help="due at this ISO 8601 time (2026-12-24T09:00, local time unless"
+        " it has an offset such as +01:00 or Z); at most 60 days ahead",
+    )
 
 
 def _add_source(parser: argparse.ArgumentParser) -> None:
@@ -120,120 +133,73 @@ def _add_json(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("ids", nargs="*", metavar="ID", help="only these messages")
-    parser.add_argument(
-        "--result",
-        action="append",
-        choices=[r.value for r in DeliveryResult],
-        help="only messages with a recipient in this state (repeatable)",
-    )
-    parser.add_argument("--domain", help="only messages with a recipient there")
-    parser.add_argument("--recipient", help="only messages with this recipient")
-    parser.add_argument(
-        "--older-than",
-        type=_duration,
-        metavar="AGE",
-        help="only messages older than AGE (90, 15m, 2h, 3d)",
-    )
-    parser.add_argument(
-        "--newer-than", type=_duration, metavar="AGE", help="only messages younger"
-    )
-    held = parser.add_mutually_exclusive_group()
-    held.add_argument(
-        "--held", dest="held", action="store_const", const=True, help="only held ones"
-    )
-    held.add_argument(
-        "--not-held", dest="held", action="store_const", const=False, help="no held"
-    )
-    state = parser.add_mutually_exclusive_group()
-    state.add_argument(
-        "--pending",
-        dest="completed",
-        action="store_const",
-        const=False,
-        help="only messages with a queued or deferred recipient",
-    )
-    state.add_argument(
-        "--completed",
-        dest="completed",
-        action="store_const",
-        const=True,
-        help="only messages whose recipients are all delivered or failed",
-    )
-
-
-def _bare(message_id: str) -> str:
-    """An id as given, less the angle brackets of a pasted Message-ID."""
-    return message_id.strip().removeprefix("<").removesuffix(">")
-
-
-def _filter(args: argparse.Namespace, now: float) -> QueueFilter:
-    return QueueFilter(
-        ids=tuple(dict.fromkeys(_bare(i) for i in args.ids)),
-        results=tuple(DeliveryResult(r) for r in args.result or ()),
-        completed=args.completed,
-        held=args.held,
-        domain=args.domain,
-        recipient=args.recipient,
-        created_before=None if args.older_than is None else now - args.older_than,
-        created_after=None if args.newer_than is None else now - args.newer_than,
-    )
-
-
-def open_queue(args: argparse.Namespace) -> Storage:
+def open_queue(args: argparse.Namespace) -> tuple[Storage, LoadedConfig | None]:
     """Open the queue that ``--db`` or the configuration file names; never
     create one.
+
+    Returns:
+        The queue, and the configuration it came from (None for ``--db``).
 
     Raises:
         ConfigError: the configuration file cannot be used.
         StorageError: the queue cannot be opened (a missing file among them).
     """
     if args.db is not None:
-        return SqliteStorage(args.db, create=False)
+        return SqliteStorage(args.db, create=False), None
     loaded = load_config(config_path(args.config))
     require_shared_storage(loaded)
-    return open_storage(loaded.storage, create=False)
+    return open_storage(loaded.storage, create=False), loaded
 
 
 def run_queue(args: argparse.Namespace) -> int:
     """Run ``queue ACTION``; return the exit status."""
     now = time.time()
     if args.action == "show":
-        return _with_queue(args, lambda storage: _show(storage, args))
-    where = _filter(args, now)
-    if args.action == "drop" and where == QueueFilter() and not args.all:
+        return _with_queue(args, lambda queue: _show(queue.storage, args))
+    where = queue_filter(args, now)
+    if args.action in _FINAL and where == QueueFilter() and not args.all:
         print(
-            "mailstrom-py: drop needs message ids, a filter, or --all",
+            f"mailstrom-py: {args.action} needs message ids, a filter, or --all",
             file=sys.stderr,
         )
         return 2
-    return _with_queue(args, lambda storage: _act(storage, args, where, now))
+    try:
+        at = when(args.at, args.after, now) if args.action == "schedule" else None
+    except ValueError as exc:
+        print(f"mailstrom-py: {exc}", file=sys.stderr)
+        return 2
+    return _with_queue(args, lambda queue: _act(queue, args, where, now, at))
 
 
 def run_status(args: argparse.Namespace) -> int:
     """Run ``status ID``; return the exit status."""
     now = time.time()
 
-    def show(storage: Storage) -> int:
-        item = listed(storage, storage.status(_bare(args.message_id)))
+    def show(queue: OpenQueue) -> int:
+        storage = queue.storage
+        item = listed(storage, storage.status(bare(args.message_id)))
         _print_items([item], args.json, now, single=True)
         return 0
 
     return _with_queue(args, show)
 
 
-def _with_queue(args: argparse.Namespace, work: Callable[[Storage], int]) -> int:
-    storage = open_queue(args)
+def _with_queue(args: argparse.Namespace, work: Callable[[OpenQueue], int]) -> int:
+    storage, loaded = open_queue(args)
     try:
-        return work(storage)
+        return work(OpenQueue(storage, loaded))
     finally:
         storage.close()
 
 
 def _act(
-    storage: Storage, args: argparse.Namespace, where: QueueFilter, now: float
+    queue: OpenQueue,
+    args: argparse.Namespace,
+    where: QueueFilter,
+    now: float,
+    at: datetime | None,
 ) -> int:
+    storage = queue.storage
     unknown = _unknown(storage, where.ids)
     if args.action == "list":
         _list(storage, args, where, now)
@@ -241,7 +207,7 @@ def _act(
         count = queue_admin(storage).count(where)
         print(json.dumps({"count": count}) if args.json else count)
     else:
-        _change(storage, args.action, where, now)
+        change(queue, args.action, where, now, at)
     for message_id in unknown:
         print(f"mailstrom-py: no message with id {message_id!r}", file=sys.stderr)
     return 1 if unknown else 0
@@ -284,26 +250,8 @@ def _print_items(
         print("\n".join(describe(item, now)))
 
 
-def _change(storage: Storage, action: str, where: QueueFilter, now: float) -> None:
-    admin = queue_admin(storage)
-    operations = {
-        "kick": lambda: admin.kick(where, now),
-        "hold": lambda: admin.hold(where),
-        "release": lambda: admin.release(where),
-        "drop": lambda: admin.drop(where),
-    }
-    changed = operations[action]()
-    for message_id in changed:
-        print(message_id)
-    print(
-        f"{_PAST_TENSE[action]} {len(changed)} message"
-        + ("" if len(changed) == 1 else "s"),
-        file=sys.stderr,
-    )
-
-
 def _show(storage: Storage, args: argparse.Namespace) -> int:
-    email = storage.email(_bare(args.message_id))
+    email = storage.email(bare(args.message_id))
     if args.json:
         print(
             json.dumps(

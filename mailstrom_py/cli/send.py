@@ -9,13 +9,16 @@ The options programs pass to sendmail work as there: ``-t`` (recipients from
 To, Cc and Bcc, added to those given as arguments, as Postfix does), ``-f`` or
 ``-r`` (the envelope sender), ``-F`` (the full name for a From field that is
 added), ``-i`` and ``-oi`` (a line holding a single dot does not end the
-input), ``-bm`` (the default mode) and ``--``. These are accepted and ignored:
+input), ``-bm`` (the default mode) and ``--``. ``--at TIME`` and ``--in
+DURATION`` (not sendmail's) schedule the message: it is not attempted before
+then, at most 60 days ahead. These are accepted and ignored:
 every other ``-oX``, ``-O option=value``, ``-B type``, ``-N dsn``, ``-R ret``,
 ``-V envid``, ``-X file``, ``-L tag``, ``-h hops``, ``-A c|m``, ``-e x``, and
 ``-m``, ``-n``, ``-U``, ``-G``. ``-v`` prints the id of the queued message.
 
 Exit status, from sysexits.h as sendmail's: 0 queued; 64 (EX_USAGE) bad
-options or no recipients; 65 (EX_DATAERR) the message or an address is
+options (a time for ``--at``/``--in`` that cannot be used among them) or no
+recipients; 65 (EX_DATAERR) the message or an address is
 invalid, or its Message-ID is queued already; 66 (EX_NOINPUT) ``--file``
 cannot be read; 70 (EX_SOFTWARE) an internal error; 74 (EX_IOERR) standard
 input cannot be read; 75 (EX_TEMPFAIL) the queue cannot be opened or written,
@@ -32,6 +35,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from ..config.loader import load_config
@@ -46,6 +50,7 @@ from ..message import prepare_email
 from .common import config_path, open_outbox, require_shared_storage
 from .logs import configure_logging
 from .submission import addresses, complete, qualify, read_message
+from .times import when
 
 __all__ = ["USAGE", "SendOptions", "UsageError", "parse_options", "run_send"]
 
@@ -59,7 +64,7 @@ EX_TEMPFAIL = 75
 EX_CONFIG = 78
 
 _SHORT = "tivmnUGf:r:F:o:O:b:B:N:R:V:X:L:h:A:e:"
-_LONG = ["config=", "file=", "help"]
+_LONG = ["config=", "file=", "help", "at=", "in="]
 # Options sendmail takes that change nothing here (delivery mode, DSN and
 # error-reporting settings, logging, 8BITMIME hints).
 _IGNORED = frozenset(
@@ -68,7 +73,8 @@ _IGNORED = frozenset(
 
 USAGE = """\
 usage: mailstrom-py send [--config FILE] [--file FILE] [-t] [-i] [-f SENDER]
-                         [-F NAME] [-v] [--] [RECIPIENT ...]
+                         [-F NAME] [-v] [--at TIME | --in DURATION]
+                         [--] [RECIPIENT ...]
 
 Put one message, read from standard input, in the queue of the configuration
 file (default: $MAILSTROM_CONFIG, else /etc/mailstrom/mailstrom.toml).
@@ -79,6 +85,9 @@ file (default: $MAILSTROM_CONFIG, else /etc/mailstrom/mailstrom.toml).
   -F NAME      the full name in a From field added to a message without one
   -v           print the id of the queued message
   --file FILE  read the message from FILE instead of standard input
+  --at TIME    send no sooner than this ISO 8601 time (2026-12-24T09:00 is
+               local time; add an offset such as +01:00 or Z)
+  --in DURATION  send no sooner than this long from now (90s, 15m, 2h, 1d)
   -oX, -O ...  other sendmail options, accepted and ignored
 """
 _SYNOPSIS = USAGE.split("\n\n", 1)[0]
@@ -100,6 +109,8 @@ class SendOptions:
     full_name: str = ""
     verbose: bool = False
     help: bool = False
+    at: str | None = None
+    after: str | None = None
     recipients: tuple[str, ...] = field(default=())
 
 
@@ -128,6 +139,8 @@ def _option(option: str, value: str) -> dict[str, Any]:
         "--help": {"help": True},
         "--config": {"config": value},
         "--file": {"file": value},
+        "--at": {"at": value},
+        "--in": {"after": value},
         "-f": {"sender": value},
         "-r": {"sender": value},
         "-F": {"full_name": value},
@@ -173,6 +186,10 @@ def _send(argv: Sequence[str]) -> int:
     if options.help:
         sys.stdout.write(USAGE)
         return EX_OK
+    try:
+        send_at = when(options.at, options.after)
+    except ValueError as exc:
+        raise _Failure(str(exc), EX_USAGE) from None
     if not options.extract and not options.recipients:
         raise _Failure(
             "no recipients given (name them, or use -t to take them from the"
@@ -191,9 +208,10 @@ def _send(argv: Sequence[str]) -> int:
         _read(options), domain=domain, sender=author, full_name=options.full_name
     )
     recipients = _recipients(options, message, loaded, sender)
-    message_id = _store(loaded, message, sender, recipients)
+    message_id = _store(loaded, message, sender, recipients, send_at)
     if options.verbose:
-        print(f"queued as {message_id}")
+        later = "" if send_at is None else f", due {send_at.isoformat()}"
+        print(f"queued as {message_id}{later}")
     return EX_OK
 
 
@@ -265,11 +283,17 @@ def _header_recipients(message: bytes, domain: str, sender: str | None) -> list[
 
 
 def _store(
-    loaded: LoadedConfig, message: bytes, sender: str | None, recipients: list[str]
+    loaded: LoadedConfig,
+    message: bytes,
+    sender: str | None,
+    recipients: list[str],
+    send_at: datetime | None,
 ) -> str:
     try:
         with open_outbox(loaded) as outbox:
-            return outbox.send_email(message, mail_from=sender, rcpt_to=recipients)
+            return outbox.send_email(
+                message, mail_from=sender, rcpt_to=recipients, send_at=send_at
+            )
     except InvalidMessageError as exc:
         raise _Failure(f"invalid message: {exc}", EX_DATAERR) from None
     except DuplicateMessageError as exc:

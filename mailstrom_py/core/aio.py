@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from email.message import EmailMessage, Message
 from types import TracebackType
 from typing import Self, TypeVar
@@ -72,9 +73,10 @@ class AsyncOutbox:
         mail_from: str | None = None,
         rcpt_to: Sequence[str] | None = None,
         require_tls: bool = False,
+        send_at: datetime | None = None,
     ) -> str:
-        """Prepare and store a message as :meth:`Outbox.send_email` does;
-        return its id once it is stored.
+        """Prepare and store a message as :meth:`Outbox.send_email` does (a
+        ``send_at`` schedules it); return its id once it is stored.
 
         Raises:
             As :meth:`Outbox.send_email`: InvalidMessageError (nothing stored),
@@ -87,15 +89,21 @@ class AsyncOutbox:
                 mail_from=mail_from,
                 rcpt_to=rcpt_to,
                 require_tls=require_tls,
+                send_at=send_at,
             )
         )
 
     async def send_emails(
-        self, messages: Iterable[EmailMessage | Message | bytes | str]
+        self,
+        messages: Iterable[EmailMessage | Message | bytes | str],
+        *,
+        send_at: datetime | None = None,
     ) -> list[str]:
         """Store many messages at once, all or none, as :meth:`Outbox.send_emails`."""
         batch = list(messages)
-        return await self._run(functools.partial(self._outbox.send_emails, batch))
+        return await self._run(
+            functools.partial(self._outbox.send_emails, batch, send_at=send_at)
+        )
 
     async def query_status(self, message_id: str) -> MessageStatus:
         """Return the delivery status of a message, as :meth:`Outbox.query_status`.

@@ -11,7 +11,6 @@ from typing import Self
 from ..config import Config
 from ..delivery import Transport, build_transport
 from ..errors import MailerClosedError
-from ..message.dsn import DsnReporter
 from ..status import MessageStatus
 from ..storage import MemoryStorage, Storage
 from ..worker import Worker
@@ -75,7 +74,7 @@ class Mailstrom(Outbox):
             threads=config.delivery_threads,
             clock=clock,
             rng=rng,
-            reporter=self._reporter(config),
+            reporter=self._reporter,
         )
 
     def start(self) -> None:
@@ -172,13 +171,3 @@ class Mailstrom(Outbox):
     ) -> MessageStatus:
         # The worker wakes the waiters of a message as its outcome is recorded.
         return self._worker.wait(message_id, predicate, timeout)
-
-    def _reporter(self, config: Config) -> DsnReporter | None:
-        policy = config.dsn_policy
-        if policy is None:
-            return None
-        return DsnReporter(
-            policy,
-            self._preparer,
-            retry_until=lambda created: created + config.retry.max_age,
-        )

@@ -20,8 +20,11 @@ from typing import Self
 from ..config import Config
 from ..errors import InvalidMessageError, MailerClosedError
 from ..message import PreparedEmail, Preparer
+from ..message.dsn import DsnReporter
 from ..status import DeliveryResult, MessageStatus
 from ..storage import QueueAdmin, QueueFilter, Storage, queue_admin
+from .queueing import QueueOperations
+from .schedule import send_time
 
 __all__ = ["Clock", "Notify", "Outbox", "attempted"]
 
@@ -32,11 +35,6 @@ Clock = Callable[[], float]
 #: Told the id of a message that is stored and due now.
 Notify = Callable[[str], None]
 
-# kick() and release() tell the worker about at most this many messages; the
-# rest are due in storage, and the worker pages them in within a second, so a
-# kick of the whole queue does not flood its command queue.
-_NOTIFY_AT_MOST = 1000
-
 # wait() with no worker to wake it reads the status after 10 ms, then ever
 # less often, up to every 200 ms: a quick answer from a worker nearby, and
 # little load on storage shared with a slow one.
@@ -44,7 +42,7 @@ _POLL_FIRST = 0.01
 _POLL_MOST = 0.2
 
 
-class Outbox:
+class Outbox(QueueOperations):
     """Hand it messages to deliver and ask what became of them; it delivers none.
 
     ``send_email()`` validates, prepares (and DKIM-signs) a message, stores it,
@@ -52,7 +50,8 @@ class Outbox:
     same storage delivers it: the one of a :class:`~mailstrom_py.Mailstrom`,
     or ``mailstrom-py worker`` in another process, which finds new mail by
     looking at storage (within a second). ``query_status()`` and ``wait()``
-    read storage, and the queue operations work on it.
+    read storage, and the queue operations
+    (:class:`~mailstrom_py.core.queueing.QueueOperations`) work on it.
 
     An Outbox starts no thread, opens no connection and builds no transport;
     ``config.delivery`` is not used. Use it as a context manager, or call
@@ -88,10 +87,9 @@ class Outbox:
         notify: Notify | None = None,
     ) -> None:
         self._config = config
-        self._storage = storage
-        self._clock = clock if clock is not None else time.time
-        self._preparer = Preparer.from_config(config, clock=self._clock)
-        self._notify_hook = notify
+        clock = clock if clock is not None else time.time
+        self._preparer = Preparer.from_config(config, clock=clock)
+        super().__init__(storage, clock, notify, _reporter(config, self._preparer))
         self._closed = False
         self._lock = threading.Lock()
 
@@ -142,6 +140,7 @@ class Outbox:
         mail_from: str | None = None,
         rcpt_to: Sequence[str] | None = None,
         require_tls: bool = False,
+        send_at: datetime | None = None,
     ) -> str:
         """Validate, prepare and store a message for delivery; return its id at once.
 
@@ -155,13 +154,19 @@ class Outbox:
         over verified TLS to a server that offers REQUIRETLS, and fails with
         5.7.30 where that cannot be had.
 
+        ``send_at`` schedules the message: it is not attempted before that
+        time, a datetime with a time zone at most 60 days ahead. A time already
+        past means at once. The retry policy's ``max_age`` counts from when the
+        message was stored, so keep it above the wait.
+
         Returns:
             The message id: the Message-ID without angle brackets.
 
         Raises:
             InvalidMessageError: the message or an address is unusable, its
-                ``TLS-Required`` header says anything but ``No``, or it cannot be
-                DKIM-signed (a ``ValueError``); nothing was stored.
+                ``TLS-Required`` header says anything but ``No``, it cannot be
+                DKIM-signed, or ``send_at`` has no time zone or is more than 60
+                days ahead (a ``ValueError``); nothing was stored.
             DuplicateMessageError: a message with the same Message-ID is stored.
             StorageError: the message could not be stored.
             MailerClosedError: the outbox was closed (the mailer stopped).
@@ -169,26 +174,37 @@ class Outbox:
         if self._closed:
             raise MailerClosedError(self._CLOSED)
         now = self._clock()
+        due = None if send_at is None else send_time(send_at, now)
         prepared = self._prepare(message, now, mail_from, rcpt_to, require_tls)
-        self._storage.add(prepared, now)
-        self._notify(prepared.message_id)
+        if due is None:
+            self._storage.add(prepared, now)
+            self._notify(prepared.message_id)
+        else:
+            # Not due now: the worker finds it by asking storage what is next.
+            self._storage.add(prepared, now, send_at=due)
         return prepared.message_id
 
     def send_emails(
-        self, messages: Iterable[EmailMessage | Message | bytes | str]
+        self,
+        messages: Iterable[EmailMessage | Message | bytes | str],
+        *,
+        send_at: datetime | None = None,
     ) -> list[str]:
         """Prepare and store many messages at once, all or none; return their ids.
 
         Each message is prepared as by :meth:`send_email` (envelope from its
         headers), then all are stored in one storage transaction, which with
         :class:`~mailstrom_py.SqliteStorage` costs one disk sync for the batch.
+        ``send_at`` schedules every message of the batch for one time, as
+        :meth:`send_email` does one.
 
         Returns:
             The message ids, in the order of ``messages``.
 
         Raises:
             InvalidMessageError: a message is unusable; ``index`` tells which
-                (counting from 0). Nothing was stored.
+                (counting from 0); or ``send_at`` is (``index`` is None).
+                Nothing was stored.
             DuplicateMessageError: a Message-ID is stored already or repeats in
                 the batch; nothing was stored.
             StorageError: the messages could not be stored; none was stored.
@@ -197,6 +213,7 @@ class Outbox:
         if self._closed:
             raise MailerClosedError(self._CLOSED)
         now = self._clock()
+        due = None if send_at is None else send_time(send_at, now)
         prepared = []
         for index, message in enumerate(messages):
             try:
@@ -205,9 +222,12 @@ class Outbox:
                 raise InvalidMessageError(
                     f"message {index}: {exc.reason}", exc.field, index=index
                 ) from exc
-        self._storage.add_many(prepared, now)
-        for email in prepared:
-            self._notify(email.message_id)
+        if due is None:
+            self._storage.add_many(prepared, now)
+            for email in prepared:
+                self._notify(email.message_id)
+        else:
+            self._storage.add_many(prepared, now, send_at=due)
         return [email.message_id for email in prepared]
 
     def _prepare(
@@ -264,16 +284,6 @@ class Outbox:
             time.sleep(min(pause, left))
             pause = min(pause * 2, _POLL_MOST)
 
-    def _notify(self, message_id: str) -> None:
-        if self._notify_hook is None:
-            return
-        try:
-            self._notify_hook(message_id)
-        except Exception:
-            log.warning(
-                "notify failed for %s; it waits in storage", message_id, exc_info=True
-            )
-
     def _warn_of_loss(self) -> None:
         """Say how many messages pending in storage that is not durable are lost."""
         if self._storage.durable or not isinstance(self._storage, QueueAdmin):
@@ -288,85 +298,17 @@ class Outbox:
                 type(self._storage).__name__,
             )
 
-    # -- queue operations -------------------------------------------------------------
 
-    def list_messages(
-        self, where: QueueFilter | None = None, *, limit: int | None = None
-    ) -> list[MessageStatus]:
-        """Return the statuses of the stored messages ``where`` selects, oldest first.
-
-        Args:
-            where: which messages; every message by default.
-            limit: at most this many (the oldest); all by default.
-        """
-        return queue_admin(self._storage).find(where or QueueFilter(), limit)
-
-    def count_messages(self, where: QueueFilter | None = None) -> int:
-        """Return how many stored messages ``where`` selects (all by default)."""
-        return queue_admin(self._storage).count(where or QueueFilter())
-
-    def kick(self, where: QueueFilter) -> list[str]:
-        """Make the selected messages due now and tell the worker (see ``notify``)
-        to attempt them.
-
-        Pending recipients due later are made due now; their attempt counts and
-        backoff stay. Held messages stay held until released.
-
-        Returns:
-            The ids of the selected messages with pending recipients.
-        """
-        kicked = queue_admin(self._storage).kick(where, self._clock())
-        for message_id in kicked[:_NOTIFY_AT_MOST]:
-            self._notify(message_id)
-        return kicked
-
-    def hold(self, where: QueueFilter) -> list[str]:
-        """Stop attempting the selected messages until they are released.
-
-        An attempt already under way finishes. ``query_status()`` shows ``held``.
-
-        Returns:
-            The ids of the messages put on hold (those pending and not held).
-        """
-        return queue_admin(self._storage).hold(where)
-
-    def release(self, where: QueueFilter) -> list[str]:
-        """Take the selected messages off hold; each goes out at its own due time.
-
-        Returns:
-            The ids of the messages released.
-        """
-        released = queue_admin(self._storage).release(where)
-        for message_id in released[:_NOTIFY_AT_MOST]:
-            self._notify(message_id)
-        return released
-
-    def drop(self, where: QueueFilter) -> list[str]:
-        """Remove the selected messages, whatever their state, telling no one.
-
-        Their ids become unknown to ``query_status()``. An attempt already under
-        way finishes, but its outcome is not recorded.
-
-        Returns:
-            The ids of the messages removed.
-        """
-        return queue_admin(self._storage).drop(where)
-
-    def query_recent(self, limit: int | None = None) -> list[MessageStatus]:
-        """Return each outcome once: newly completed messages, then pending ones.
-
-        The result holds every completed message (each recipient delivered or
-        failed) that no earlier ``query_recent()`` on the same storage returned,
-        oldest first, followed by every message still pending, oldest first.
-        A completed message is thus reported exactly once (with
-        :class:`~mailstrom_py.SqliteStorage`, once per database file, across
-        restarts), while pending ones appear on every call until they complete.
-
-        Args:
-            limit: return at most this many in all, completed messages first; the
-                completed ones left out come in a later call.
-        """
-        return queue_admin(self._storage).recent(limit)
+def _reporter(config: Config, preparer: Preparer) -> DsnReporter | None:
+    """The reporter of ``config``'s DSN policy, or None when reports are off."""
+    policy = config.dsn_policy
+    if policy is None:
+        return None
+    return DsnReporter(
+        policy,
+        preparer,
+        retry_until=lambda created: created + config.retry.max_age,
+    )
 
 
 def attempted(status: MessageStatus) -> bool:

@@ -1,26 +1,30 @@
-"""The actions the dashboard offers on messages: kick, hold, release, drop.
+"""The actions the dashboard offers on messages: kick, hold, release, fail,
+drop.
 
 Each acts on the messages named by id, never on a filter: an empty list of
 ids is refused (the empty :class:`~mailstrom_py.QueueFilter` would select the
-whole queue). Storage offers no "fail now" operation yet, so neither does the
-dashboard.
+whole queue).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ..storage import QueueFilter
 from .source import QueueSource
 
-__all__ = ["ACTIONS", "MAX_IDS", "apply_action", "ids_from"]
+__all__ = ["ACTIONS", "MAX_IDS", "Fail", "apply_action", "ids_from"]
 
 log = logging.getLogger(__name__)
 
 #: The actions, by the name their URL uses.
-ACTIONS = ("kick", "hold", "release", "drop")
+ACTIONS = ("kick", "hold", "release", "fail", "drop")
+
+#: Fails the messages a filter selects and returns their ids, telling their
+#: senders as it sees fit (``Outbox.fail``, which queues DSNs when they are on).
+Fail = Callable[[QueueFilter], list[str]]
 #: The most messages one action names.
 MAX_IDS = 1000
 
@@ -64,9 +68,14 @@ def apply_action(
     ids: tuple[str, ...],
     now: float,
     who: str,
+    *,
+    fail: Fail | None = None,
 ) -> list[str]:
     """Do ``action`` to the messages ``ids``; log it at INFO with ``who`` did
     it; return the ids it changed.
+
+    ``fail`` does the "fail" action when given; otherwise the queue's own
+    ``fail``, which tells no one.
 
     Raises:
         ValueError: ``action`` is not one of :data:`ACTIONS`, or ``ids`` is empty.
@@ -82,6 +91,11 @@ def apply_action(
         changed = queue.hold(where)
     elif action == "release":
         changed = queue.release(where)
+    elif action == "fail":
+        if fail is not None:
+            changed = fail(where)
+        else:
+            changed = [s.message_id for s in queue.fail(where, now)]
     else:
         changed = queue.drop(where)
     log.info(

@@ -18,7 +18,7 @@ from email.message import Message
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import MessageNotFound, StorageError
-from .actions import ACTIONS, apply_action, ids_from
+from .actions import ACTIONS, Fail, apply_action, ids_from
 from .guard import Guard, Refused
 from .jsonview import destinations_json, message_json, messages_json, overview_json
 from .layout import Viewer
@@ -95,6 +95,9 @@ class Dashboard:
         guard: checks hosts, the token and the origin of actions.
         options: what to show, and whether actions are offered.
         clock: the time now (seconds since the epoch).
+        fail: does the "fail" action in place of ``queue.fail``, which tells
+            no one; the command line passes an Outbox's ``fail``, which
+            queues a report to each sender when the configuration has DSNs on.
     """
 
     def __init__(
@@ -103,8 +106,10 @@ class Dashboard:
         guard: Guard,
         options: Options,
         clock: Callable[[], float] = time.time,
+        fail: Fail | None = None,
     ) -> None:
         self.queue = queue
+        self.fail = fail
         self.guard = guard
         self.options = options
         self.clock = clock
@@ -225,7 +230,9 @@ class Dashboard:
         how = self.guard.authorise(request.headers, form)
         ids = ids_from(form, request.body, json_body)
         who = f"{request.client} ({how})"
-        changed = apply_action(self.queue, action, ids, self.clock(), who)
+        changed = apply_action(
+            self.queue, action, ids, self.clock(), who, fail=self.fail
+        )
         if api:
             return _json({"action": action, "changed": changed})
         back = _back(form)

@@ -113,6 +113,13 @@ def state_badge(state: str) -> str:
     return f'<span class="state state-{esc(state)}">{esc(state)}</span>'
 
 
+# What the page asks before an action that cannot be undone.
+_CONFIRM = {
+    "drop": "Drop this message for good, telling no one?",
+    "fail": "Fail this message now? Its sender gets a report when DSNs are on.",
+}
+
+
 def action_form(
     viewer: Viewer, action: str, ids: tuple[str, ...], label: str | None = None
 ) -> str:
@@ -121,11 +128,8 @@ def action_form(
     if not viewer.can_act or viewer.csrf is None:
         return ""
     hidden = "".join(f'<input type="hidden" name="id" value="{esc(i)}">' for i in ids)
-    confirm = (
-        ' data-confirm="Drop this message for good, telling no one?"'
-        if action == "drop"
-        else ""
-    )
+    question = _CONFIRM.get(action)
+    confirm = f' data-confirm="{esc(question)}"' if question else ""
     return (
         f'<form class="action" method="post" action="/actions/{esc(action)}"{confirm}>'
         f'<input type="hidden" name="csrf" value="{esc(viewer.csrf)}">'

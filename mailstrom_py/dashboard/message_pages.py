@@ -39,19 +39,13 @@ def messages_page(
     listing: MessageList, query: MessageQuery, viewer: Viewer, now: float
 ) -> bytes:
     shown = len(listing.rows)
-    if listing.total is None:
-        summary = f"{shown} shown"
-    else:
-        summary = f"{shown} of {listing.total} shown"
-    notes = []
-    if listing.partial:
-        notes.append(
-            f"the sender or state was matched among the first {SENDER_SCAN}"
-            " messages the other filters select; narrow them to see the rest"
-        )
-    if query.sender is not None:
-        notes.append("the sender is matched here, not in storage, so not counted")
-    note = f'<p class="note">{esc("; ".join(notes).capitalize())}.</p>' if notes else ""
+    summary = f"{shown} of {listing.total} shown"
+    note = (
+        f'<p class="note">The state was matched among the first {SENDER_SCAN}'
+        " messages the other filters select; narrow them to see the rest.</p>"
+        if listing.partial
+        else ""
+    )
     rows = "".join(_list_row(row, now) for row in listing.rows) or (
         '<tr><td colspan="7" class="none">No message selected.</td></tr>'
     )
@@ -163,6 +157,7 @@ def _actions(detail: MessageDetail, viewer: Viewer) -> str:
             buttons.append(action_form(viewer, "release", ids))
         else:
             buttons.append(action_form(viewer, "hold", ids))
+        buttons.append(action_form(viewer, "fail", ids, "Fail (tell the sender)"))
     buttons.append(action_form(viewer, "drop", ids))
     return f'<div class="actions">{"".join(buttons)}</div>'
 

@@ -1,11 +1,10 @@
 """The message list and one message's details, as the dashboard shows them.
 
 A list is selected by a :class:`MessageQuery`: state, recipient domain,
-recipient, age (all turned into a :class:`~mailstrom_py.QueueFilter`) and
-envelope sender. ``QueueFilter`` has no sender, so the sender is matched here,
-in Python, among the first :data:`SENDER_SCAN` messages the rest selects; the
-``queued`` and ``delivered`` states are likewise narrowed here (a filter says
-"has a deferred recipient", not "has none").
+recipient, envelope sender and age, all turned into a
+:class:`~mailstrom_py.QueueFilter`. The ``queued`` and ``delivered`` states
+are narrowed here, in Python, among the first :data:`SENDER_SCAN` messages the
+rest selects (a filter says "has a deferred recipient", not "has none").
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from ..errors import MessageNotFound
 from ..message import PreparedEmail
 from ..status import MessageStatus
 from ..storage import QueueFilter
-from ..storage.query import fold_case
 from .facts import STATES, count_state, state_filter, state_of
 from .source import QueueSource
 
@@ -45,8 +43,8 @@ __all__ = [
 LIST_STATES = (*STATES, "pending", "completed")
 #: The most messages one list shows.
 MAX_LIMIT = 1000
-#: How many messages the filters select at most, when the sender or the state
-#: is matched in Python.
+#: How many messages the filters select at most, when the state is matched in
+#: Python.
 SENDER_SCAN = 5000
 #: How much of a body is shown, in bytes.
 BODY_LIMIT = 256 * 1024
@@ -132,12 +130,13 @@ class MessageQuery:
         return shown
 
     def base(self, now: float) -> QueueFilter:
-        """The filter of every criterion but the state and the sender."""
+        """The filter of every criterion but the state."""
         older = None if self.older_than is None else parse_age(self.older_than)
         newer = None if self.newer_than is None else parse_age(self.newer_than)
         return QueueFilter(
             domain=self.domain,
             recipient=self.recipient,
+            sender=self.sender,
             created_before=None if older is None else now - older,
             created_after=None if newer is None else now - newer,
         )
@@ -160,14 +159,13 @@ class MessageList:
 
     Attributes:
         rows: the messages shown, oldest first.
-        total: how many messages the query selects in all; ``None`` when the
-            sender is matched (it cannot be counted in storage).
-        partial: the sender or state was matched among the first
-            :data:`SENDER_SCAN` messages only, and more may match.
+        total: how many messages the query selects in all.
+        partial: the state was matched among the first :data:`SENDER_SCAN`
+            messages only, and more may match.
     """
 
     rows: tuple[Row, ...]
-    total: int | None
+    total: int
     partial: bool
 
 
@@ -175,13 +173,11 @@ def list_messages(queue: QueueSource, query: MessageQuery, now: float) -> Messag
     """Return the messages ``query`` selects, the oldest first."""
     base = query.base(now)
     selecting, excluded = _selection(query.state, base)
-    in_python = excluded is not None or query.sender is not None
+    in_python = excluded is not None
     fetch = SENDER_SCAN if in_python else query.limit
     statuses = queue.find(selecting, fetch)
-    rows = _rows(queue, statuses, query, narrow=excluded is not None)
-    if query.sender is not None:
-        total = None
-    elif excluded is not None and query.state is not None:
+    rows = _rows(queue, statuses, query, narrow=in_python)
+    if excluded is not None and query.state is not None:
         total = count_state(queue, query.state, base)
     else:
         total = queue.count(selecting)
@@ -208,9 +204,8 @@ def _rows(
     *,
     narrow: bool,
 ) -> list[Row]:
-    """The rows of ``statuses`` in the query's state (when ``narrow``) and
-    from its sender, at most its limit."""
-    sender = None if query.sender is None else fold_case(query.sender)
+    """The rows of ``statuses`` in the query's state (when ``narrow``), at
+    most its limit."""
     rows: list[Row] = []
     for status in statuses:
         if len(rows) == query.limit:
@@ -221,8 +216,7 @@ def _rows(
             email = queue.email(status.message_id)
         except MessageNotFound:
             continue  # dropped meanwhile
-        if sender is None or fold_case(email.mail_from) == sender:
-            rows.append(_row(status, email))
+        rows.append(_row(status, email))
     return rows
 
 

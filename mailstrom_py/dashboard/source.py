@@ -1,5 +1,5 @@
 """What the dashboard needs of a queue: the queue-administration methods
-(``find``, ``count``, ``kick``, ``hold``, ``release``, ``drop``, each with a
+(``find``, ``count``, ``kick``, ``hold``, ``release``, ``fail``, ``drop``, each with a
 :class:`~mailstrom_py.QueueFilter`) and the two reads ``status`` and ``email``.
 
 It is a protocol, so any storage that offers these methods serves, whatever
@@ -34,6 +34,10 @@ class QueueSource(Protocol):
 
     def release(self, where: QueueFilter) -> list[str]:
         """Take the selected messages off hold; return the ids released."""
+
+    def fail(self, where: QueueFilter, now: float) -> list[MessageStatus]:
+        """Fail the pending recipients of the selected messages; return the
+        statuses of the messages failed."""
 
     def drop(self, where: QueueFilter) -> list[str]:
         """Remove the selected messages; return the ids removed."""

@@ -1,5 +1,6 @@
-"""Queue administration: listing, counting, kicking, holding, releasing and dropping
-stored messages, the operations behind ``mailq`` and ``postsuper``.
+"""Queue administration: listing, counting, kicking, holding, releasing,
+scheduling, failing and dropping stored messages, the operations behind
+``mailq`` and ``postsuper``.
 
 Delivery needs none of it, so it is an interface of its own, beside the core
 :class:`~mailstrom_py.Storage`; the backends the library ships implement both.
@@ -74,6 +75,44 @@ class QueueAdmin(ABC):
 
         Returns:
             The ids of the messages that were held.
+        """
+
+    @abstractmethod
+    def schedule(self, where: QueueFilter, at: float, now: float) -> list[str]:
+        """Make the selected messages next due at ``at``, sooner or later than
+        they were (:func:`~mailstrom_py.storage.rules.scheduled`).
+
+        Every pending recipient of a selected message becomes due at ``at``, an
+        absolute time in seconds since the epoch kept as given whatever clock
+        the backend uses; attempt counts stay. A held message stays held (it
+        goes out at ``at`` or at its release, whichever is later). Completed
+        messages, and messages under a claim whose lease lasts at ``now`` (an
+        attempt under way, whose outcome decides), are left alone.
+
+        Returns:
+            The ids of the messages changed.
+        """
+
+    @abstractmethod
+    def fail(self, where: QueueFilter, now: float) -> list[MessageStatus]:
+        """Fail every pending recipient of the selected messages now, as the
+        queue's operator (:func:`~mailstrom_py.storage.rules.failed_by_operator`:
+        result ``FAILED``, status code ``5.3.0``, detail "failed by an
+        operator"); the messages are complete, and reported by :meth:`recent`.
+
+        Held messages are failed too. A message under a claim has the claim
+        ended, as :meth:`drop` does: an attempt under way finishes, but its
+        outcome is not recorded. Completed messages are left alone. Telling
+        the senders is the caller's part (the delivery status notifications
+        of :meth:`mailstrom_py.Outbox.fail`).
+
+        Args:
+            where: which messages.
+            now: when they failed (with PostgreSQL's database clock, the
+                database's time is used instead).
+
+        Returns:
+            The statuses after the change of the messages failed.
         """
 
     @abstractmethod

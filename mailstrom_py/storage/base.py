@@ -101,8 +101,11 @@ class Storage(ABC):
     #: durable logs a warning with how many messages are lost.
     durable: ClassVar[bool] = False
 
-    def add(self, email: PreparedEmail, now: float) -> MessageStatus:
-        """Store ``email`` with every recipient ``QUEUED`` and due at ``now``.
+    def add(
+        self, email: PreparedEmail, now: float, *, send_at: float | None = None
+    ) -> MessageStatus:
+        """Store ``email`` with every recipient ``QUEUED`` and due at ``now``, or at
+        ``send_at`` when it is given.
 
         Not abstract: the default is :meth:`add_many` of one message.
 
@@ -114,17 +117,30 @@ class Storage(ABC):
                 nothing changed.
             StorageError: the message could not be stored; nothing was stored.
         """
-        return self.add_many([email], now)[0]
+        if send_at is None:
+            return self.add_many([email], now)[0]
+        return self.add_many([email], now, send_at=send_at)[0]
 
     @abstractmethod
     def add_many(
-        self, emails: Sequence[PreparedEmail], now: float
+        self,
+        emails: Sequence[PreparedEmail],
+        now: float,
+        *,
+        send_at: float | None = None,
     ) -> list[MessageStatus]:
         """Store several messages as :meth:`add` does, all or none of them, in one
         atomic step (one transaction, for a durable backend).
 
-        Every recipient is ``QUEUED`` and due at ``now``
-        (:func:`~mailstrom_py.storage.rules.initial_status`).
+        Every recipient is ``QUEUED`` and due at ``now``, or at ``send_at`` when
+        it is given (:func:`~mailstrom_py.storage.rules.initial_status`): a
+        scheduled message is not claimed before then.
+
+        ``send_at`` is an absolute time, in seconds since the epoch, kept as
+        given whatever clock the backend uses for ``now`` (PostgreSQL's
+        ``clock="database"`` among them). Callers pass it only when they
+        schedule, so a backend written before it existed still takes
+        unscheduled mail.
 
         Returns:
             The new statuses, in the order of ``emails``.

@@ -14,7 +14,14 @@ from ..status import MessageStatus, RecipientStatus
 from .admin import QueueAdmin
 from .base import Claim, Storage, check_claim, check_distinct, new_token
 from .query import QueueFilter
-from .rules import attempt_begun, due_at, initial_status, merge_recipients
+from .rules import (
+    attempt_begun,
+    due_at,
+    failed_by_operator,
+    initial_status,
+    merge_recipients,
+    scheduled,
+)
 
 __all__ = ["MemoryStorage"]
 
@@ -50,25 +57,31 @@ class MemoryStorage(Storage, QueueAdmin):
         self._order: dict[str, int] = {}
         self._added = itertools.count()
 
-    def add(self, email: PreparedEmail, now: float) -> MessageStatus:
-        status = initial_status(email, now)
+    def add(
+        self, email: PreparedEmail, now: float, *, send_at: float | None = None
+    ) -> MessageStatus:
+        status = initial_status(email, now, send_at)
         with self._lock:
             if email.message_id in self._emails:
                 raise DuplicateMessageError(email.message_id)
-            self._insert(email, status, now)
+            self._insert(email, status)
         return status
 
     def add_many(
-        self, emails: Sequence[PreparedEmail], now: float
+        self,
+        emails: Sequence[PreparedEmail],
+        now: float,
+        *,
+        send_at: float | None = None,
     ) -> list[MessageStatus]:
         check_distinct(emails)
-        statuses = [initial_status(email, now) for email in emails]
+        statuses = [initial_status(email, now, send_at) for email in emails]
         with self._lock:
             for email in emails:
                 if email.message_id in self._emails:
                     raise DuplicateMessageError(email.message_id)
             for email, status in zip(emails, statuses, strict=True):
-                self._insert(email, status, now)
+                self._insert(email, status)
         return statuses
 
     def status(self, message_id: str) -> MessageStatus:
@@ -161,6 +174,28 @@ class MemoryStorage(Storage, QueueAdmin):
                 [s for s in self._select(where) if s.held], held=False
             )
 
+    def schedule(self, where: QueueFilter, at: float, now: float) -> list[str]:
+        with self._lock:
+            changed = []
+            for status in self._select(where):
+                if status.completed or self._claimed(status, now):
+                    continue
+                self._put(scheduled(status, at))
+                changed.append(status.message_id)
+            return changed
+
+    def fail(self, where: QueueFilter, now: float) -> list[MessageStatus]:
+        with self._lock:
+            failed = []
+            for status in self._select(where):
+                if status.completed:
+                    continue
+                after = failed_by_operator(status)
+                self._tokens.pop(status.message_id, None)  # the claim ends
+                self._put(after)
+                failed.append(after)
+            return failed
+
     def drop(self, where: QueueFilter) -> list[str]:
         with self._lock:
             dropped = [s.message_id for s in self._select(where)]
@@ -193,7 +228,10 @@ class MemoryStorage(Storage, QueueAdmin):
             ]
         else:
             candidates = list(self._statuses.values())
-        selected = [s for s in candidates if where.matches(s)]
+        emails = self._emails
+        selected = [
+            s for s in candidates if where.matches(s, emails[s.message_id].mail_from)
+        ]
         selected.sort(key=lambda s: (s.created_at, self._order[s.message_id]))
         return selected
 
@@ -238,14 +276,16 @@ class MemoryStorage(Storage, QueueAdmin):
         while heap and due.get(heap[0][2]) != heap[0][0]:
             heapq.heappop(heap)
 
-    def _insert(self, email: PreparedEmail, status: MessageStatus, now: float) -> None:
+    def _insert(self, email: PreparedEmail, status: MessageStatus) -> None:
         message_id = email.message_id
         order = next(self._added)
         self._emails[message_id] = email
         self._statuses[message_id] = status
         self._order[message_id] = order
-        # What _put() would work out: a new message is due now, unless it has no
-        # recipients at all (the derived values of a status are costly to compute).
-        if status.recipients:
-            self._due[message_id] = now
-            heapq.heappush(self._heap, (now, order, message_id))
+        # What _put() would work out: a new message is due when its recipients
+        # are, unless it has none at all (the derived values of a status are
+        # costly to compute).
+        due = status.recipients[0].next_attempt_at if status.recipients else None
+        if due is not None:
+            self._due[message_id] = due
+            heapq.heappush(self._heap, (due, order, message_id))

@@ -26,8 +26,8 @@ def fold_case(text: str) -> str:
 
 @dataclass(frozen=True)
 class QueueFilter:
-    """Selects messages for the queue operations: list, count, kick, hold, release
-    and drop.
+    """Selects messages for the queue operations: list, count, kick, hold,
+    release, schedule, fail and drop.
 
     A message is selected when every criterion that is set holds for it; the
     empty filter ``QueueFilter()`` selects every message. A filter that selects
@@ -46,6 +46,9 @@ class QueueFilter:
             or ASCII (``xn--``); ASCII letters are compared without case.
         recipient: only messages with this recipient address (ASCII letters
             compared without case).
+        sender: only messages with this envelope sender (``MAIL FROM``), ASCII
+            letters compared without case; ``""`` selects the messages with
+            the null sender (delivery status notifications).
         created_before: only messages created before this time (seconds since
             the epoch).
         created_after: only messages created at or after this time.
@@ -57,6 +60,7 @@ class QueueFilter:
     held: bool | None = None
     domain: str | None = None
     recipient: str | None = None
+    sender: str | None = None
     created_before: float | None = None
     created_after: float | None = None
 
@@ -73,8 +77,22 @@ class QueueFilter:
                 pass  # not a valid domain: it selects nothing, as it should
             object.__setattr__(self, "domain", fold_case(domain))
 
-    def matches(self, status: MessageStatus) -> bool:
-        """Return whether the message with ``status`` is selected."""
+    def matches(self, status: MessageStatus, mail_from: str | None = None) -> bool:
+        """Return whether the message with ``status`` is selected.
+
+        Args:
+            status: the message's status.
+            mail_from: the message's envelope sender; needed when
+                :attr:`sender` is set, since a status does not hold it.
+
+        Raises:
+            ValueError: :attr:`sender` is set and ``mail_from`` is not given.
+        """
+        if self.sender is not None:
+            if mail_from is None:
+                raise ValueError("a filter on the sender needs the message's sender")
+            if fold_case(mail_from) != fold_case(self.sender):
+                return False
         return self._matches_message(status) and self._matches_recipients(
             status.recipients
         )

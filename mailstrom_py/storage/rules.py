@@ -6,7 +6,8 @@ the other two complete. A backend keeps the state; these functions say how it
 changes, so that what is due, what an attempt counts and what an outcome means
 are written once:
 
-* :func:`initial_status`: a message as added, every recipient due at once;
+* :func:`initial_status`: a message as added, every recipient due at once (or
+  at the time it is scheduled for);
 * :func:`due_at` and :func:`is_claimable`: when a message may be claimed for an
   attempt;
 * :func:`attempt_begun`: a message as claimed, its attempt counted before it
@@ -14,7 +15,9 @@ are written once:
 * :func:`apply_outcomes`: the new statuses of the pending recipients after an
   attempt, from what the transport reported;
 * :func:`merge_recipients`: statuses recorded onto a message, never overwriting
-  a recipient already delivered.
+  a recipient already delivered;
+* :func:`failed_by_operator` and :func:`scheduled`: what the queue operations
+  ``fail`` and ``schedule`` do to a message.
 """
 
 from __future__ import annotations
@@ -23,19 +26,29 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from ..codes import DELIVERY_TIME_EXPIRED, OTHER_SYSTEM_TRANSIENT
+from ..codes import (
+    DELIVERY_TIME_EXPIRED,
+    OTHER_SYSTEM_PERMANENT,
+    OTHER_SYSTEM_TRANSIENT,
+)
 from ..message import PreparedEmail
 from ..status import DeliveryResult, MessageStatus, RecipientStatus, Remote, SmtpReply
 
 __all__ = [
+    "OPERATOR_FAILED",
     "Reported",
     "apply_outcomes",
     "attempt_begun",
     "due_at",
+    "failed_by_operator",
     "initial_status",
     "is_claimable",
     "merge_recipients",
+    "scheduled",
 ]
+
+#: The detail of a recipient failed by :func:`failed_by_operator`.
+OPERATOR_FAILED = "failed by an operator"
 
 
 class Reported(Protocol):
@@ -59,12 +72,16 @@ class Reported(Protocol):
     def rcpt_reply(self) -> SmtpReply | None: ...
 
 
-def initial_status(email: PreparedEmail, now: float) -> MessageStatus:
-    """Return the status of a freshly added message: every recipient queued, due now."""
+def initial_status(
+    email: PreparedEmail, now: float, send_at: float | None = None
+) -> MessageStatus:
+    """Return the status of a freshly added message: every recipient queued, due
+    at ``send_at`` (a scheduled message) or else at ``now``."""
+    due = now if send_at is None else send_at
     return MessageStatus(
         message_id=email.message_id,
         recipients=tuple(
-            RecipientStatus(address=rcpt, next_attempt_at=now)
+            RecipientStatus(address=rcpt, next_attempt_at=due)
             for rcpt in email.recipients
         ),
         created_at=now,
@@ -197,3 +214,36 @@ def merge_recipients(
     return MessageStatus(
         status.message_id, tuple(merged), status.created_at, status.held
     )
+
+
+def failed_by_operator(status: MessageStatus) -> MessageStatus:
+    """Return ``status`` with every pending recipient ``FAILED`` by the queue's
+    operator: status code ``5.3.0``, detail :data:`OPERATOR_FAILED`, due never.
+
+    Their attempt counts, last replies and ``possibly_delivered`` stay, so the
+    status still tells what earlier attempts met. Completed recipients are
+    unchanged.
+    """
+    recipients = tuple(
+        r
+        if r.completed
+        else dataclasses.replace(
+            r,
+            result=DeliveryResult.FAILED,
+            status_code=OTHER_SYSTEM_PERMANENT,
+            detail=OPERATOR_FAILED,
+            next_attempt_at=None,
+        )
+        for r in status.recipients
+    )
+    return dataclasses.replace(status, recipients=recipients)
+
+
+def scheduled(status: MessageStatus, at: float) -> MessageStatus:
+    """Return ``status`` with every pending recipient next due at ``at``, sooner
+    or later than before; attempts and everything else stay."""
+    recipients = tuple(
+        r if r.completed else dataclasses.replace(r, next_attempt_at=at)
+        for r in status.recipients
+    )
+    return dataclasses.replace(status, recipients=recipients)

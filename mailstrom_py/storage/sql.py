@@ -4,8 +4,8 @@ condition, written once for every backend and parameter style.
 The condition reads the tables every SQL backend keeps:
 
 * ``messages``, as ``m``: ``id`` (the row's key), ``message_id``,
-  ``created_at``, ``held`` (true while on hold), ``pending`` (how many
-  recipients are ``QUEUED`` or ``DEFERRED``);
+  ``mail_from`` (the envelope sender), ``created_at``, ``held`` (true while
+  on hold), ``pending`` (how many recipients are ``QUEUED`` or ``DEFERRED``);
 * ``recipients``: ``message`` (``messages.id``), ``address``, ``domain`` (the
   address's domain with ASCII letters in lower case,
   :func:`~mailstrom_py.storage.query.fold_case`) and ``result`` (a
@@ -131,6 +131,12 @@ def _recipient(where: QueueFilter, dialect: Dialect) -> _Part:
     return sql, [where.recipient]
 
 
+def _sender(where: QueueFilter, dialect: Dialect) -> _Part:
+    if where.sender is None:
+        return None
+    return dialect.render(dialect.equal_nocase, "m.mail_from"), [where.sender]
+
+
 def _created(where: QueueFilter, dialect: Dialect) -> _Part:
     bounds = [
         (f"m.created_at < {dialect.param}", where.created_before),
@@ -149,5 +155,6 @@ _PARTS: Sequence[Callable[[QueueFilter, Dialect], _Part]] = (
     _held,
     _domain,
     _recipient,
+    _sender,
     _created,
 )

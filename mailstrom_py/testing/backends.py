@@ -24,9 +24,13 @@ class AbstractOnly(Storage, QueueAdmin):
         self.inner = MemoryStorage()
 
     def add_many(
-        self, emails: Sequence[PreparedEmail], now: float
+        self,
+        emails: Sequence[PreparedEmail],
+        now: float,
+        *,
+        send_at: float | None = None,
     ) -> list[MessageStatus]:
-        return self.inner.add_many(emails, now)
+        return self.inner.add_many(emails, now, send_at=send_at)
 
     def status(self, message_id: str) -> MessageStatus:
         return self.inner.status(message_id)
@@ -56,6 +60,12 @@ class AbstractOnly(Storage, QueueAdmin):
 
     def release(self, where: QueueFilter) -> list[str]:
         return self.inner.release(where)
+
+    def schedule(self, where: QueueFilter, at: float, now: float) -> list[str]:
+        return self.inner.schedule(where, at, now)
+
+    def fail(self, where: QueueFilter, now: float) -> list[MessageStatus]:
+        return self.inner.fail(where, now)
 
     def drop(self, where: QueueFilter) -> list[str]:
         return self.inner.drop(where)

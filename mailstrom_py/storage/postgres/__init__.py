@@ -160,15 +160,22 @@ class PostgresStorage(Storage, QueueAdmin):
     # -- Storage ------------------------------------------------------------------
 
     def add_many(
-        self, emails: Sequence[PreparedEmail], now: float
+        self,
+        emails: Sequence[PreparedEmail],
+        now: float,
+        *,
+        send_at: float | None = None,
     ) -> list[MessageStatus]:
+        """See :meth:`Storage.add_many`. ``send_at`` is stored as given, an
+        absolute time, with the database's clock as with the callers'."""
         check_distinct(emails)
         if not emails:
             return []
         at = self._now(now)
+        due = None if send_at is None else float(send_at)
         added = self._db.write_statement(
             "add messages",
-            lambda conn: messages.add_many(conn, emails, at, self._channel),
+            lambda conn: messages.add_many(conn, emails, at, self._channel, due),
         )
         self._offset.learn(now, added[0].created_at)
         return added
@@ -249,6 +256,21 @@ class PostgresStorage(Storage, QueueAdmin):
             "release messages",
             lambda conn: admin.release(conn, where, self._channel),
         )
+
+    def schedule(self, where: QueueFilter, at: float, now: float) -> list[str]:
+        """See :meth:`QueueAdmin.schedule`. ``at`` is stored as given; with the
+        database's clock, whether a claim lasts is judged by the database's."""
+        when, clock = float(at), self._now(now)
+        return self._db.write(
+            "schedule messages",
+            lambda conn: admin.schedule(conn, where, when, clock, self._channel),
+        )
+
+    def fail(self, where: QueueFilter, now: float) -> list[MessageStatus]:
+        """See :meth:`QueueAdmin.fail`; with the database's clock, the messages
+        complete at the database's time."""
+        at = self._now(now)
+        return self._db.write("fail messages", lambda conn: admin.fail(conn, where, at))
 
     def drop(self, where: QueueFilter) -> list[str]:
         return self._db.write("drop messages", lambda conn: admin.drop(conn, where))

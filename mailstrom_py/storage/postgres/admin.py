@@ -1,17 +1,20 @@
-"""Queue administration in PostgreSQL: find, count, kick, hold, release, drop,
-recent, and the removal of old completed mail.
+"""Queue administration in PostgreSQL: find, count, kick, hold, release,
+schedule, fail, drop, recent, and the removal of old completed mail.
 
 Each function is the body of one call of
 :class:`~mailstrom_py.storage.postgres.PostgresStorage`, run on the connection
-it is given. Each change is one statement, so it is atomic by itself; lists
+it is given. Each change but :func:`fail` (which runs in the caller's
+transaction) is one statement, so it is atomic by itself; lists
 come oldest first (by ``created_at``, then the order added).
 """
 
 from __future__ import annotations
 
-from ...status import MessageStatus
+from ...status import MessageStatus, RecipientStatus
 from ..query import QueueFilter
+from ..rules import failed_by_operator
 from ..sqlite.schema import statuses
+from .claims import UPDATE_RECIPIENTS, recipient_arrays
 from .db import Connection
 from .notify import notify_sql
 from .rows import CLOCK, PENDING, STATUSES_OF, where_clause
@@ -19,12 +22,14 @@ from .rows import CLOCK, PENDING, STATUSES_OF, where_clause
 __all__ = [
     "count",
     "drop",
+    "fail",
     "find",
     "hold",
     "kick",
     "purge",
     "recent",
     "release",
+    "schedule",
 ]
 
 
@@ -102,6 +107,74 @@ def release(conn: Connection, where: QueueFilter, channel: str) -> list[str]:
         ORDER BY created_at, id
     """
     return [str(row[0]) for row in conn.execute(query, params).fetchall()]
+
+
+def schedule(
+    conn: Connection,
+    where: QueueFilter,
+    at: float,
+    now: float | None,
+    channel: str,
+) -> list[str]:
+    """Make the selected pending messages due at ``at``, but for those under a
+    live claim at ``now`` (the database's clock when None); return the ids of
+    those changed. Workers are told, as a message made due sooner may be due."""
+    clause, params = where_clause(where)
+    query = f"""
+        WITH {CLOCK}, selected AS (
+            SELECT m.id, m.message_id, m.created_at FROM messages m, clock
+            WHERE ({clause}) AND m.pending > 0
+              AND NOT (m.claim_token IS NOT NULL AND m.due_at > clock.now)
+            FOR UPDATE OF m
+        ), scheduled_recipients AS (
+            UPDATE recipients r SET next_attempt_at = %s
+            WHERE r.message IN (SELECT id FROM selected) AND r.result IN {PENDING}
+        ), scheduled AS (
+            UPDATE messages m SET due_at = %s FROM selected s WHERE m.id = s.id
+        )
+        SELECT message_id, {notify_sql(channel)} FROM selected
+        ORDER BY created_at, id
+    """
+    rows = conn.execute(query, [now, *params, at, at]).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def fail(
+    conn: Connection, where: QueueFilter, now: float | None
+) -> list[MessageStatus]:
+    """Fail every pending recipient of the selected messages, ending their
+    claims, complete at ``now`` (the database's clock when None); return the
+    statuses after. Runs in the caller's transaction."""
+    clause, params = where_clause(where)
+    heads = conn.execute(
+        f"SELECT m.id FROM messages m WHERE ({clause}) AND m.pending > 0"
+        " ORDER BY m.created_at, m.id FOR UPDATE",
+        params,
+    ).fetchall()
+    rowids = [int(row[0]) for row in heads]
+    if not rowids:
+        return []
+    select = (
+        "SELECT id, message_id, created_at, held FROM messages m"
+        " WHERE m.id = ANY(%s::bigint[])"
+    )
+    before = statuses(conn.execute(STATUSES_OF.format(select=select), [rowids]))
+    after = [failed_by_operator(status) for status in before]
+    changed: dict[tuple[int, int], RecipientStatus] = {}
+    for rowid, old_status, new_status in zip(rowids, before, after, strict=True):
+        pairs = zip(new_status.recipients, old_status.recipients, strict=True)
+        for n, (new, old) in enumerate(pairs):
+            if new != old:
+                changed[rowid, n] = new
+    if changed:
+        conn.execute(UPDATE_RECIPIENTS, recipient_arrays(changed))
+    conn.execute(
+        f"WITH {CLOCK} UPDATE messages m SET pending = 0, due_at = NULL,"
+        " claim_token = NULL, claim_skew = NULL, completed_at = clock.now"
+        " FROM clock WHERE m.id = ANY(%s::bigint[])",
+        [now, rowids],
+    )
+    return after
 
 
 def drop(conn: Connection, where: QueueFilter) -> list[str]:

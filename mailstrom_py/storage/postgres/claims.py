@@ -25,7 +25,13 @@ from ..sqlite.schema import prepared_email, recipient_values, statuses
 from .db import Connection
 from .rows import CLOCK, DB_NOW, PENDING, RECIPIENT_COLUMNS, STATUS_COLUMNS
 
-__all__ = ["claim_due", "next_due", "record"]
+__all__ = [
+    "UPDATE_RECIPIENTS",
+    "claim_due",
+    "next_due",
+    "recipient_arrays",
+    "record",
+]
 
 # One statement: lock the due rows no one else holds, make them claimed, count
 # the attempt of their pending recipients, and return each message as found
@@ -83,7 +89,8 @@ LEFT JOIN recipients r ON r.message = m.id
 ORDER BY m.created_at, m.id, r.position
 """
 
-_UPDATE_RECIPIENTS = f"""
+#: Rewrites the recipients :func:`recipient_arrays` gives.
+UPDATE_RECIPIENTS = f"""
 UPDATE recipients r SET {", ".join(f"{c} = u.{c}" for c in RECIPIENT_COLUMNS)}
 FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::int[], %s::int[], %s::text[],
     %s::text[], %s::text[], %s::text[], %s::float8[], %s::float8[], %s::bool[],
@@ -189,7 +196,7 @@ def record(
         current[claim.message_id] = after
         recorded.append(after)
     if changed:
-        conn.execute(_UPDATE_RECIPIENTS, _recipient_arrays(changed))
+        conn.execute(UPDATE_RECIPIENTS, recipient_arrays(changed))
     if messages:
         values = list(messages.values())
         conn.execute(
@@ -221,10 +228,10 @@ def _plus(at: float | None, shift: float) -> float | None:
     return None if at is None else at + shift
 
 
-def _recipient_arrays(
+def recipient_arrays(
     changed: dict[tuple[int, int], RecipientStatus],
 ) -> list[list[object]]:
-    """The arrays :data:`_UPDATE_RECIPIENTS` unnests, one per column."""
+    """The arrays :data:`UPDATE_RECIPIENTS` unnests, one per column."""
     columns: list[list[object]] = [[] for _ in range(2 + len(RECIPIENT_COLUMNS))]
     for (rowid, position), status in changed.items():
         values = (rowid, position, *recipient_values(status))

@@ -26,18 +26,20 @@ __all__ = ["add_many", "email", "status"]
 # One statement adds the batch, so a duplicate id fails it whole; the
 # notification goes out when (and if) it commits.
 _ADD = f"""
-WITH {CLOCK}, added AS (
+WITH {CLOCK}, due AS (
+    SELECT coalesce(%s::float8, clock.now) AS at FROM clock
+), added AS (
     INSERT INTO messages (message_id, mail_from, smtputf8, eight_bit, require_tls,
         tls_optional, created_at, pending, due_at, completed_at)
     SELECT u.message_id, u.mail_from, u.smtputf8, u.eight_bit, u.require_tls,
         u.tls_optional, clock.now, u.pending,
-        CASE WHEN u.pending > 0 THEN clock.now END,
+        CASE WHEN u.pending > 0 THEN due.at END,
         CASE WHEN u.pending = 0 THEN clock.now END
     FROM unnest(%s::text[], %s::text[], %s::bool[], %s::bool[], %s::bool[],
         %s::bool[], %s::int[]) WITH ORDINALITY
         AS u(message_id, mail_from, smtputf8, eight_bit, require_tls, tls_optional,
              pending, n),
-        clock
+        clock, due
     ORDER BY u.n
     RETURNING id, message_id, created_at
 ), added_bodies AS (
@@ -47,29 +49,36 @@ WITH {CLOCK}, added AS (
     JOIN added a USING (message_id)
 ), added_recipients AS (
     INSERT INTO recipients (message, position, address, domain, next_attempt_at)
-    SELECT a.id, u.position, u.address, u.domain, a.created_at
+    SELECT a.id, u.position, u.address, u.domain, due.at
     FROM unnest(%s::text[], %s::int[], %s::text[], %s::text[])
         AS u(message_id, position, address, domain)
-    JOIN added a USING (message_id)
+    JOIN added a USING (message_id), due
 )
 SELECT message_id, created_at, {{notify}} FROM added
 """
+# A scheduled message's due time is absolute, kept as given whichever clock
+# decides `now`.
 
 _DUPLICATE_DETAIL = re.compile(r"\(message_id\)=\((.*)\)")
 
 
 def add_many(
-    conn: Connection, emails: Sequence[PreparedEmail], now: float | None, channel: str
+    conn: Connection,
+    emails: Sequence[PreparedEmail],
+    now: float | None,
+    channel: str,
+    send_at: float | None = None,
 ) -> list[MessageStatus]:
     """Add ``emails`` in one statement, at ``now`` (the database's clock when
-    None); the caller has checked that their ids are distinct."""
+    None), due at ``send_at`` (when None, at once); the caller has checked
+    that their ids are distinct."""
     query = _ADD.replace("{notify}", notify_sql(channel))
     try:
-        rows = conn.execute(query, [now, *_columns(emails)]).fetchall()
+        rows = conn.execute(query, [now, send_at, *_columns(emails)]).fetchall()
     except psycopg.errors.UniqueViolation as exc:
         raise DuplicateMessageError(_duplicate(conn, emails, exc)) from exc
     created = {str(message_id): float(at) for message_id, at, _ in rows}
-    return [initial_status(e, created[e.message_id]) for e in emails]
+    return [initial_status(e, created[e.message_id], send_at) for e in emails]
 
 
 def _columns(emails: Sequence[PreparedEmail]) -> list[list[object]]:

@@ -149,10 +149,14 @@ class SqliteStorage(Storage, QueueAdmin):
     # -- Storage ------------------------------------------------------------------
 
     def add_many(
-        self, emails: Sequence[PreparedEmail], now: float
+        self,
+        emails: Sequence[PreparedEmail],
+        now: float,
+        *,
+        send_at: float | None = None,
     ) -> list[MessageStatus]:
         check_distinct(emails)
-        statuses = [initial_status(email, now) for email in emails]
+        statuses = [initial_status(email, now, send_at) for email in emails]
         with self._db.writing("add messages") as conn:
             for email, status in zip(emails, statuses, strict=True):
                 self._insert(conn, email, status)
@@ -173,7 +177,7 @@ class SqliteStorage(Storage, QueueAdmin):
                     int(email.tls_optional),
                     status.created_at,
                     len(email.recipients),  # every recipient is pending
-                    status.created_at if email.recipients else None,
+                    status.next_attempt_at,
                 ),
             )
         except sqlite3.IntegrityError as exc:
@@ -258,6 +262,14 @@ class SqliteStorage(Storage, QueueAdmin):
     def release(self, where: QueueFilter) -> list[str]:
         with self._db.writing("release messages") as conn:
             return queue.set_held(conn, where, held=False)
+
+    def schedule(self, where: QueueFilter, at: float, now: float) -> list[str]:
+        with self._db.writing("schedule messages") as conn:
+            return queue.schedule(conn, where, at, now)
+
+    def fail(self, where: QueueFilter, now: float) -> list[MessageStatus]:
+        with self._db.writing("fail messages") as conn:
+            return queue.fail(conn, where)
 
     def drop(self, where: QueueFilter) -> list[str]:
         with self._db.writing("drop messages") as conn:

@@ -30,7 +30,15 @@ from .schema import (
     statuses,
 )
 
-__all__ = ["CLAIMABLE", "LIVE_CLAIM", "NEXT_DUE", "claim_due", "next_due", "record"]
+__all__ = [
+    "CLAIMABLE",
+    "LIVE_CLAIM",
+    "NEXT_DUE",
+    "UPDATE_RECIPIENT",
+    "claim_due",
+    "next_due",
+    "record",
+]
 
 #: ``(now, limit)`` -> the rowids of the messages to claim, earliest due first,
 #: ties in the order added: read off the messages_due index, no sort.
@@ -47,7 +55,8 @@ NEXT_DUE = "SELECT min(due_at) FROM messages WHERE held = 0 AND due_at IS NOT NU
 LIVE_CLAIM = "m.claim_token IS NOT NULL AND m.due_at > ?"
 
 _IN_LIST = "IN (SELECT value FROM json_each(?))"
-_UPDATE_RECIPIENT = (
+#: ``(*recipient_values(r), message, position)`` -> one recipient rewritten.
+UPDATE_RECIPIENT = (
     "UPDATE recipients SET "
     + ", ".join(f"{column} = ?" for column in RECIPIENT_COLUMNS)
     + " WHERE message = ? AND position = ?"
@@ -140,7 +149,7 @@ def record(
         changed_messages[rowid] = (len(after.pending), after.next_attempt_at, rowid)
         current[message_id] = after
         recorded.append(after)
-    conn.executemany(_UPDATE_RECIPIENT, changed_recipients)
+    conn.executemany(UPDATE_RECIPIENT, changed_recipients)
     conn.executemany(
         "UPDATE messages SET pending = ?, due_at = ?, claim_token = NULL WHERE id = ?",
         changed_messages.values(),

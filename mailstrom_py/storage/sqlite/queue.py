@@ -1,6 +1,7 @@
 """The queue operations of :class:`~mailstrom_py.SqliteStorage` in SQL: reading
-statuses, and finding, counting, kicking, holding, releasing, dropping and
-reporting the messages a :class:`~mailstrom_py.QueueFilter` selects.
+statuses, and finding, counting, kicking, holding, releasing, scheduling,
+failing, dropping and reporting the messages a
+:class:`~mailstrom_py.QueueFilter` selects.
 
 Each function runs on the connection of the caller's transaction (a read for
 the readers, a write for the others).
@@ -8,20 +9,24 @@ the readers, a write for the others).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 from ...status import MessageStatus
 from ..query import QueueFilter
+from ..rules import failed_by_operator
 from ..sql import filter_condition
-from .claims import LIVE_CLAIM
-from .schema import PENDING, STATUSES_OF, statuses
+from .claims import LIVE_CLAIM, UPDATE_RECIPIENT
+from .schema import PENDING, STATUSES_OF, recipient_values, statuses
 
 __all__ = [
     "count",
     "drop",
+    "fail",
     "find",
     "kick",
     "recent",
+    "schedule",
     "select",
     "set_held",
     "status_of",
@@ -86,6 +91,53 @@ def set_held(conn: sqlite3.Connection, where: QueueFilter, *, held: bool) -> lis
         [(int(held), rowid) for rowid, _ in selected],
     )
     return [message_id for _, message_id in selected]
+
+
+def schedule(
+    conn: sqlite3.Connection, where: QueueFilter, at: float, now: float
+) -> list[str]:
+    """Make the selected pending messages due at ``at``, but for those under a
+    live claim at ``now``; return the ids of those changed."""
+    free = select(conn, where, f"m.pending > 0 AND NOT ({LIVE_CLAIM})", now)
+    conn.executemany(
+        "UPDATE recipients SET next_attempt_at = ? WHERE message = ?"
+        f" AND result IN {PENDING}",
+        [(at, rowid) for rowid, _ in free],
+    )
+    conn.executemany(
+        "UPDATE messages SET due_at = ? WHERE id = ?",
+        [(at, rowid) for rowid, _ in free],
+    )
+    return [message_id for _, message_id in free]
+
+
+def fail(conn: sqlite3.Connection, where: QueueFilter) -> list[MessageStatus]:
+    """Fail every pending recipient of the selected messages, ending their
+    claims; return the statuses after."""
+    selected = select(conn, where, "m.pending > 0")
+    packed = json.dumps([rowid for rowid, _ in selected])
+    query = "SELECT * FROM messages m WHERE m.id IN (SELECT value FROM json_each(?))"
+    before = statuses(conn.execute(STATUSES_OF.format(select=query), (packed,)))
+    after = [failed_by_operator(status) for status in before]
+    conn.executemany(
+        UPDATE_RECIPIENT,
+        [
+            (*recipient_values(new), rowid, n)
+            for (rowid, _), old_status, new_status in zip(
+                selected, before, after, strict=True
+            )
+            for n, (new, old) in enumerate(
+                zip(new_status.recipients, old_status.recipients, strict=True)
+            )
+            if new != old
+        ],
+    )
+    conn.execute(
+        "UPDATE messages SET pending = 0, due_at = NULL, claim_token = NULL"
+        " WHERE id IN (SELECT value FROM json_each(?))",
+        (packed,),
+    )
+    return after
 
 
 def drop(conn: sqlite3.Connection, where: QueueFilter) -> list[str]:

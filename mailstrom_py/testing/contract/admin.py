@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from ...errors import MessageNotFound
 from ...status import DeliveryResult
 from ...storage import QueueFilter
-from .common import LEASE, Backend, attempt, claim_one, email, finish, ids
+from .common import LEASE, Backend, attempt, claim_one, email, finish, ids, mid
 
 __all__ = [
     "DropContract",
@@ -16,6 +18,7 @@ __all__ = [
     "KickContract",
     "QueueContract",
     "RecentContract",
+    "claimed",
 ]
 
 
@@ -92,6 +95,18 @@ class FindContract(QueueContract):
         """find() and count() select the messages meeting every criterion set."""
         assert ids(queue.find(where)) == expected
         assert queue.count(where) == len(expected)
+
+    def test_a_sender_filter_selects_by_envelope_sender(self, storage: Backend) -> None:
+        """sender= compares the envelope sender without ASCII case; "" selects
+        the null sender."""
+        for n, sender in enumerate(("Ann@Example.TEST", "bob@example.test", ""), 1):
+            storage.add(dataclasses.replace(email(n), mail_from=sender), now=float(n))
+        assert ids(storage.find(QueueFilter(sender="ann@example.test"))) == [1]
+        assert ids(storage.find(QueueFilter(sender="BOB@EXAMPLE.test"))) == [2]
+        assert ids(storage.find(QueueFilter(sender=""))) == [3]
+        assert storage.find(QueueFilter(sender="ann@other.test")) == []
+        assert storage.count(QueueFilter(sender="bob@example.test", held=False)) == 1
+        assert storage.hold(QueueFilter(sender="bob@example.test")) == [mid(2)]
 
     def test_found_statuses_are_the_current_ones(self, queue: Backend) -> None:
         """find() returns the same statuses status() does."""
