@@ -215,8 +215,10 @@ def decide_tls(
     if isinstance(delivery, RelayConfig):
         return _toward_relay(delivery, context, options)
     base = _toward_exchangers(delivery, context, options)
-    if destination is None or (options.optional and not options.requiretls):
+    if destination is None:
         return base
+    if options.optional and not options.requiretls:
+        return dataclasses.replace(base, policy_domain=destination.domain)
     return _published(base, destination)
 
 

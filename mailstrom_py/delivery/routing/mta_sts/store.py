@@ -62,6 +62,10 @@ class FilePolicyStore:
             fd, temporary = tempfile.mkstemp(
                 dir=directory, prefix=f".{self._path.name}.", suffix=".tmp"
             )
+        except OSError as exc:
+            log.warning("cannot write the MTA-STS cache %s: %s", self._path, exc)
+            return
+        try:
             with os.fdopen(fd, "w", encoding="utf-8") as file:
                 file.write(text)
                 file.flush()
@@ -69,3 +73,4 @@ class FilePolicyStore:
             os.replace(temporary, self._path)
         except OSError as exc:
             log.warning("cannot write the MTA-STS cache %s: %s", self._path, exc)
+            Path(temporary).unlink(missing_ok=True)
