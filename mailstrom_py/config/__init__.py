@@ -223,7 +223,10 @@ class DirectConfig:
             ``smtp_dns_support_level = dnssec``).
         tls_reports: collect the outcome of TLS toward each policy domain and
             send a daily RFC 8460 report to the address in its
-            ``_smtp._tls`` TXT record (off by default).
+            ``_smtp._tls`` TXT record, through the mailer's own queue (off by
+            default).
+        tls_report_from: the From address and contact of those reports;
+            ``postmaster@`` the HELO name by default.
     """
 
     nameservers: tuple[str, ...] | None = None
@@ -243,6 +246,7 @@ class DirectConfig:
     mta_sts_cache: str | None = None
     dnssec: bool = False
     tls_reports: bool = False
+    tls_report_from: str | None = None
 
     def __post_init__(self) -> None:
         servers: object = self.nameservers

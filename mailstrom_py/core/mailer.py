@@ -8,13 +8,17 @@ import time
 from collections.abc import Callable
 from typing import Self
 
-from ..config import Config
+from ..config import Config, DirectConfig
 from ..delivery import Transport, build_transport
+from ..delivery.routing.mx import build_resolver
+from ..delivery.routing.tlsrpt_record import lookup_report_addresses
 from ..errors import MailerClosedError
 from ..message.dsn import DsnReporter
 from ..status import MessageStatus
 from ..storage import MemoryStorage, Storage
 from ..worker import Worker
+from ..worker.reporting import Reporter, Reporters
+from ..worker.tls_reports import TlsReporter
 from .outbox import Clock, Outbox
 
 __all__ = ["Mailstrom"]
@@ -173,12 +177,27 @@ class Mailstrom(Outbox):
         # The worker wakes the waiters of a message as its outcome is recorded.
         return self._worker.wait(message_id, predicate, timeout)
 
-    def _reporter(self, config: Config) -> DsnReporter | None:
+    def _reporter(self, config: Config) -> Reporter | None:
+        reporters: list[Reporter] = []
         policy = config.dsn_policy
-        if policy is None:
-            return None
-        return DsnReporter(
-            policy,
-            self._preparer,
-            retry_until=lambda created: created + config.retry.max_age,
-        )
+        if policy is not None:
+            reporters.append(
+                DsnReporter(
+                    policy,
+                    self._preparer,
+                    retry_until=lambda created: created + config.retry.max_age,
+                )
+            )
+        direct = config.delivery
+        if isinstance(direct, DirectConfig) and direct.tls_reports:
+            resolver = build_resolver(direct)
+            reporters.append(
+                TlsReporter(
+                    self._preparer,
+                    lambda domain: lookup_report_addresses(resolver, domain),
+                    sender=direct.tls_report_from or f"postmaster@{config.helo_name}",
+                )
+            )
+        if len(reporters) > 1:
+            return Reporters(*reporters)
+        return reporters[0] if reporters else None
