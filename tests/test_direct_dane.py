@@ -167,13 +167,26 @@ class TestDane:
     def test_a_failed_tlsa_lookup_keeps_the_exchanger_out(
         self, net: MxNet, leaf: trustme.LeafCert
     ) -> None:
-        """SERVFAIL for the TLSA query of a signed zone: the exchanger is not
-        contacted and the recipient is deferred (4.4.3)."""
+        """SERVFAIL for the TLSA query of a host whose address is signed: the
+        exchanger is not contacted and the recipient is deferred (4.4.3)."""
         net.zone.sign("d.test").servfail(f"_{net.port}._tcp.mx1.d.test", "TLSA")
         server = net.smtp("127.0.0.2", starttls_context=serving(leaf))
         r = deliver(net.mailer(dnssec=True), message("a@d.test"))
         assert (r.result, r.status_code) == (DF, "4.4.3")
         assert server.handler.connections == 0
+
+    def test_a_failed_tlsa_lookup_in_an_unsigned_zone_is_no_dane(
+        self, net: MxNet, leaf: trustme.LeafCert
+    ) -> None:
+        """SERVFAIL for the TLSA query of a host whose address is not signed
+        (RFC 7672 §2.2): DANE does not apply, and the mail goes over
+        opportunistic TLS."""
+        net.zone.servfail(f"_{net.port}._tcp.mx1.d.test", "TLSA")
+        server = net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        r = deliver(net.mailer(dnssec=True), message("a@d.test"))
+        assert r.result is D
+        assert r.remote is not None and r.remote.tls_policy == "no-policy-found"
+        assert len(server.handler.messages) == 1
 
     def test_tls_required_no_delivers_regardless(
         self, net: MxNet, own_ca: trustme.CA, leaf: trustme.LeafCert

@@ -12,8 +12,9 @@ records (RFC 7672), and :meth:`DomainTls.policy` turns it into one
 - When no exchanger matches, the policy is fetched again before the
   recipients are deferred (RFC 8461 §5.1).
 - A TLSA lookup that fails (SERVFAIL, a timeout: with a validating resolver,
-  often a bogus answer) keeps the exchanger out of this delivery, as Postfix
-  does at its ``dane`` level.
+  often a bogus answer) keeps the exchanger out of this delivery when its
+  address records are DNSSEC-signed (RFC 7672 §2.2), as Postfix does at its
+  ``dane`` level; for a host in an unsigned zone DANE does not apply.
 - ``TLS-Required: No`` (without REQUIRETLS) skips every lookup: the message
   goes as it would without policies (RFC 8689 §5).
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -29,6 +31,7 @@ from ..codes import DIRECTORY_SERVER_FAILURE
 from ..config import DirectConfig
 from ..message import PreparedEmail
 from .routing.dane import TlsaLookup, lookup_tlsa
+from .routing.dnsquery import DnsTrouble, query
 from .routing.mta_sts import FilePolicyStore, MtaSts, PolicyFetcher, StsOutcome
 from .routing.mx import MxHost
 from .smtp import SessionFailure
@@ -194,7 +197,23 @@ class DomainTls:
                 dnssec_trusted=True,
                 port=finder.direct.smtp_port,
             )
+            if found.status == "failed" and not self._signed(host):
+                detail = f"{found.detail}; {host} is not in a signed zone"
+                found = TlsaLookup(host, "insecure", (), detail)
             if found.status not in ("usable", "absent"):
                 log.info("DANE for %s: %s", host, found.detail)
             self._tlsa[host] = found
         return found
+
+    def _signed(self, host: str) -> bool:
+        """Whether ``host``'s address records come back DNSSEC-authenticated;
+        True when the DNS cannot say (the safe side: the host is not used)."""
+        resolver = self._finder.resolver
+        deadline = time.monotonic() + resolver.lifetime
+        try:
+            answer = query(resolver, host, "A", deadline=deadline, dnssec=True)
+            if answer.kind != "data":
+                answer = query(resolver, host, "AAAA", deadline=deadline, dnssec=True)
+        except DnsTrouble:
+            return True
+        return answer.authentic
