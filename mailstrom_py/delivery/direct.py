@@ -46,6 +46,7 @@ from .routing.limits import ConcurrencyLimit
 from .routing.mta_sts import MtaSts
 from .routing.mx import MxHost, MxResolver, RouteError, build_resolver
 from .smtp import SessionFailure, SmtpSession
+from .smtp.peer import held_to
 from .smtp.pool import SessionPool
 from .tls_policy import TlsPolicy, client_context
 from .unreached import deferred, unreached
@@ -291,7 +292,8 @@ class DirectTransport:
         except SessionFailure as failure:
             attempt.send_failed(failure)
             return
-        attempt.sent(outcomes, note)
+        # A kept session may have served another domain: say whose policy held.
+        attempt.sent([_labelled(o, tls) for o in outcomes], note)
 
     def _targets(self, message_id: str, hosts: list[MxHost]) -> list[_Target]:
         """The addresses to try, in order, without repeats, up to the limit."""
@@ -353,6 +355,13 @@ class DirectTransport:
             timeouts=self._timeouts,
             tls=tls,
         )
+
+
+def _labelled(outcome: Outcome, tls: TlsPolicy) -> Outcome:
+    """``outcome`` with its server named as held to ``tls``'s policy."""
+    if outcome.remote is None:
+        return outcome
+    return dataclasses.replace(outcome, remote=held_to(outcome.remote, tls))
 
 
 def _interleave(host: MxHost, *, first: int) -> list[str]:

@@ -81,9 +81,11 @@ class TlsPolicy:
         fallback: the policy of a second try after a failed handshake; None
             for the default (see :meth:`after_failed_handshake`).
 
-    ``context``, ``source`` and ``fallback`` take no part in comparisons:
-    policies that differ only in them have sessions alike, so a session kept
-    under one serves the other.
+    ``context``, ``source``, ``fallback``, ``policy_type`` and
+    ``policy_domain`` take no part in comparisons: policies that differ only
+    in them have sessions alike, so a session kept under one serves the other
+    (one exchanger serving many domains keeps one session for them all; each
+    outcome is labelled with its own domain's policy by the transport).
 
     Raises:
         ValueError: the fields contradict each other.
@@ -96,8 +98,8 @@ class TlsPolicy:
     context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
     source: str = field(default="", compare=False)
     refusal: str | None = None
-    policy_type: PolicyType = NO_POLICY
-    policy_domain: str | None = None
+    policy_type: PolicyType = field(default=NO_POLICY, compare=False)
+    policy_domain: str | None = field(default=None, compare=False)
     dane: tuple[TlsaRecord, ...] = ()
     fallback: TlsPolicy | None = field(default=None, compare=False, repr=False)
 
