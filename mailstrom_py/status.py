@@ -131,7 +131,19 @@ class Remote:
         address: the IP address connected to.
         port: the TCP port.
         tls_version: the TLS version (``"TLSv1.3"``), or ``None`` for plaintext.
-        tls_verified: whether the server's certificate was verified against ``host``.
+        tls_verified: whether the server was authenticated: its certificate
+            verified against ``host``, or matched by DANE TLSA records.
+        tls_policy: the policy the session was held to, named as in RFC 8460
+            reports: ``"sts"`` (MTA-STS), ``"tlsa"`` (DANE) or
+            ``"no-policy-found"``; ``None`` when unknown (relay delivery, or a
+            status recorded before policies were kept).
+        tls_policy_domain: the domain that published the policy (the
+            recipient domain).
+        tls_result: ``"success"``, or the RFC 8460 result type of the TLS
+            failure (``"certificate-host-mismatch"``, ``"validation-failure"``,
+            ``"starttls-not-supported"``...); ``None`` for a session that
+            never tried TLS.
+        tls_failure: the TLS failure in words, when there was one.
     """
 
     host: str
@@ -139,6 +151,10 @@ class Remote:
     port: int
     tls_version: str | None = None
     tls_verified: bool = False
+    tls_policy: str | None = None
+    tls_policy_domain: str | None = None
+    tls_result: str | None = None
+    tls_failure: str | None = None
 
 
 @dataclass(frozen=True)

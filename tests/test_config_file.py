@@ -356,7 +356,7 @@ def test_other_strings_are_not_durations(text: str) -> None:
     assert parse_duration(text) is None
 
 
-PYTHON_ONLY = {"ssl_context", "resolver"}
+PYTHON_ONLY = {"ssl_context", "resolver", "mta_sts_context"}
 
 
 @pytest.mark.parametrize(

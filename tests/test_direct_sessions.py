@@ -181,6 +181,24 @@ class TestBrokenConversations:
         assert (first.connections, len(first.bodies)) == (2, 2)
         assert second.handler.connections == 0
 
+    def test_one_exchanger_of_two_domains_keeps_one_session_for_both(
+        self, net: MxNet
+    ) -> None:
+        """a.test and b.test share mx1.d.test: the second message goes over the
+        session the first left open, and each recipient's server record names
+        its own domain as the policy domain."""
+        net.mx("a.test", (10, "mx1.d.test", "127.0.0.2"))
+        net.mx("b.test", (10, "mx1.d.test", "127.0.0.2"))
+        server = net.smtp("127.0.0.2")
+        mailer = net.mailer()
+        first = mailer.query_status(send(mailer, "x@a.test")).recipients[0]
+        second = mailer.query_status(send(mailer, "y@b.test")).recipients[0]
+        assert (first.result, second.result) == (D, D)
+        assert server.handler.connections == 1
+        assert first.remote is not None and second.remote is not None
+        assert first.remote.tls_policy_domain == "a.test"
+        assert second.remote.tls_policy_domain == "b.test"
+
     def test_a_drop_after_the_dot_never_tries_another_exchanger(
         self, net: MxNet, caplog: pytest.LogCaptureFixture
     ) -> None:

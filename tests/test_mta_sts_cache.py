@@ -325,3 +325,21 @@ def test_by_default_policies_are_fetched_from_port_443_with_the_systems_cas(
         "sts-policy-fetch-error",
     )
     assert "127.0.0.5 port 443" in outcome.detail
+
+
+def test_a_missing_record_is_not_asked_again_within_its_negative_ttl(
+    net: Net,
+) -> None:
+    """No record and nothing cached: the answer is kept for the zone's negative
+    TTL (60 s from the test server), then asked again, and a record published
+    since is found then."""
+    sts = net.sts()
+    assert sts.policy("d.test").source == "none"
+    asked = net.dns.queries.count((TXT, "TXT"))
+    net.publish("one", ttl=60)
+    net.clock.now += 59
+    assert sts.policy("d.test").source == "none"
+    assert net.dns.queries.count((TXT, "TXT")) == asked
+    net.clock.now += 1
+    assert sts.policy("d.test").source == "fetched"
+    assert net.dns.queries.count((TXT, "TXT")) == asked + 1

@@ -31,6 +31,7 @@ from mailstrom_py import (
     PreparedEmail,
     QueueFilter,
     RelayConfig,
+    Remote,
     RetryPolicy,
     SmtpReply,
     SmtpStep,
@@ -43,6 +44,14 @@ from mailstrom_py.testing import prepared_email
 
 ROOT = Path(__file__).resolve().parent.parent
 CHATTR = shutil.which("chattr")
+
+#: The columns version 4 added to recipients (the session's TLS policy).
+TLS_POLICY_COLUMNS = (
+    "remote_tls_policy",
+    "remote_tls_policy_domain",
+    "remote_tls_result",
+    "remote_tls_failure",
+)
 
 
 def email(n: int, recipients: tuple[str, ...] = ("a@example.test",)) -> PreparedEmail:
@@ -273,18 +282,21 @@ class TestFile:
             )
 
     def test_a_file_from_before_claims_keeps_its_queue_and_gains_claims(
-        self, db: Path, monkeypatch: pytest.MonkeyPatch
+        self, db: Path
     ) -> None:
-        """A file of schema version 2 (before claims) opens as version 3 with every
-        message as it was; its due mail is claimed and recorded as any other."""
-        with monkeypatch.context() as patch:
-            patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
-            patch.setattr(schema, "SCHEMA_VERSION", 2)
-            old = SqliteStorage(db)
-            old.add_many([email(1), email(2), email(3)], now=10.0)
-            old.hold(QueueFilter(ids=("m3@example.test",)))
-            old.close()
+        """A file of schema version 2 (before claims) opens at the current
+        version with every message as it was; its due mail is claimed and
+        recorded as any other."""
+        old = SqliteStorage(db)
+        old.add_many([email(1), email(2), email(3)], now=10.0)
+        old.hold(QueueFilter(ids=("m3@example.test",)))
+        old.close()
         with sqlite3.connect(db) as raw:
+            # Back to version 2: without the columns of the versions after it.
+            raw.execute("ALTER TABLE messages DROP COLUMN claim_token")
+            for column in TLS_POLICY_COLUMNS:
+                raw.execute(f"ALTER TABLE recipients DROP COLUMN {column}")
+            raw.execute("PRAGMA user_version = 2")
             # m2 as version 2 left an attempt begun at 20: due again at 80.
             raw.execute(
                 "UPDATE recipients SET attempts = 1, last_attempt_at = 20,"
@@ -309,8 +321,45 @@ class TestFile:
         assert storage.record(second, [done]) is not None
         storage.close()
         with sqlite3.connect(db) as raw:
-            assert raw.execute("PRAGMA user_version").fetchone() == (3,)
+            assert raw.execute("PRAGMA user_version").fetchone() == (
+                schema.SCHEMA_VERSION,
+            )
         raw.close()
+
+    def test_a_file_from_before_tls_policies_reads_them_as_unknown(
+        self, db: Path
+    ) -> None:
+        """A file of schema version 3 whose recipient has a server recorded
+        opens at the current version: the server reads back with no TLS
+        policy known, and a new record keeps one."""
+        storage = SqliteStorage(db)
+        storage.add(email(1), now=10.0)
+        [claim] = storage.claim_due(now=10.0, limit=1, lease=60.0)
+        remote = Remote("mx.test", "192.0.2.1", 25, "TLSv1.3", False)
+        deferred = dataclasses.replace(
+            claim.status.recipients[0],
+            result=DeliveryResult.DEFERRED,
+            next_attempt_at=20.0,
+            remote=remote,
+        )
+        assert storage.record(claim, [deferred]) is not None
+        storage.close()
+        with sqlite3.connect(db) as raw:
+            for column in TLS_POLICY_COLUMNS:
+                raw.execute(f"ALTER TABLE recipients DROP COLUMN {column}")
+            raw.execute("PRAGMA user_version = 3")
+        raw.close()
+        storage = SqliteStorage(db)
+        [status] = storage.find(QueueFilter())
+        assert status.recipients[0].remote == remote
+        [claim] = storage.claim_due(now=20.0, limit=1, lease=60.0)
+        held = dataclasses.replace(
+            remote, tls_policy="sts", tls_policy_domain="example.test"
+        )
+        again = dataclasses.replace(claim.status.recipients[0], remote=held)
+        after = storage.record(claim, [again])
+        assert after is not None and after.recipients[0].remote == held
+        storage.close()
 
     def test_a_newer_schema_is_refused(self, db: Path) -> None:
         """A file written by a newer mailstrom_py raises a clear StorageError."""

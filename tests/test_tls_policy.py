@@ -31,7 +31,14 @@ from mailstrom_py import (
     RetryPolicy,
     Timeouts,
 )
-from mailstrom_py.delivery.tls_policy import TlsPolicy, decide_tls
+from mailstrom_py.delivery.routing.dane import TlsaLookup, TlsaRecord
+from mailstrom_py.delivery.routing.mta_sts import StsMode, StsOutcome, StsPolicy
+from mailstrom_py.delivery.tls_policy import (
+    DestinationTls,
+    TlsPolicy,
+    decide_tls,
+    unverified_context,
+)
 from mailstrom_py.delivery.tls_policy import client_context as tls_client_context
 
 NOW = 1_700_000_000.0
@@ -379,6 +386,80 @@ class TestOneDecision:
         )
         assert (policy.mode, policy.source, policy.refusal) == (mode, source, None)
         assert policy.verify is verify_tls
+
+    @pytest.mark.parametrize(
+        ("published", "require_tls", "email", "expected"),
+        [
+            ("enforce", False, PLAIN, ("required", True, "sts", None)),
+            ("testing", False, PLAIN, ("opportunistic", True, "sts", "opportunistic")),
+            ("testing", True, PLAIN, ("required", True, "sts", "required")),
+            ("dane", False, PLAIN, ("required", True, "tlsa", None)),
+            ("dane-unusable", False, PLAIN, ("required", False, "tlsa", None)),
+            ("dane+enforce", False, PLAIN, ("required", True, "tlsa", None)),
+            ("insecure+enforce", False, PLAIN, ("required", True, "sts", None)),
+            ("none", True, PLAIN, ("required", False, "no-policy-found", None)),
+            ("enforce", True, OPTIONAL, ("opportunistic", False, "no-policy-found", None)),
+            ("dane", False, OPTIONAL, ("opportunistic", False, "no-policy-found", None)),
+            ("dane", False, REQUIRETLS, ("required", True, "tlsa", None)),
+        ],
+    )  # fmt: skip
+    def test_published_policies_go_through_the_one_decision(
+        self,
+        published: str,
+        require_tls: bool,
+        email: PreparedEmail,
+        expected: tuple[str, bool, str, str | None],
+    ) -> None:
+        """DANE records (authenticated) outrank MTA-STS; enforce requires
+        verified TLS; testing tries verified TLS and falls back to what the
+        configuration gives; TLS-Required: No waives every published policy
+        (and Config.require_tls), REQUIRETLS none."""
+        direct = DirectConfig(nameservers=("127.0.0.1",))
+        sts_policy = {
+            "enforce": StsPolicy(StsMode.ENFORCE, ("mx.d.test",), 86400),
+            "testing": StsPolicy(StsMode.TESTING, ("mx.d.test",), 86400),
+        }.get(published.rpartition("+")[2])
+        record = TlsaRecord(3, 1, 1, bytes(32))
+        tlsa = {
+            "dane": TlsaLookup("mx.d.test", "usable", (record,)),
+            "dane-unusable": TlsaLookup(
+                "mx.d.test", "unusable", (TlsaRecord(1, 1, 1, bytes(32)),)
+            ),
+            "insecure": TlsaLookup("mx.d.test", "insecure", (record,)),
+        }.get(published.partition("+")[0])
+        sts = (
+            StsOutcome("d.test", "fetched", sts_policy, "1")
+            if sts_policy is not None
+            else None
+        )
+        destination = DestinationTls(
+            "d.test",
+            mta_sts=sts,
+            dane=tlsa,
+            authenticated=ssl.create_default_context(),
+            unverified=unverified_context(),
+        )
+        policy = decide_tls(
+            direct,
+            tls_client_context(direct),
+            require_tls=require_tls,
+            email=email,
+            destination=destination,
+        )
+        mode, verify, policy_type, fallback = expected
+        assert (policy.mode, policy.verify, policy.policy_type) == (
+            mode,
+            verify,
+            policy_type,
+        )
+        assert policy.policy_domain == "d.test"
+        second = policy.after_failed_handshake()
+        if fallback is not None:
+            assert second is not None and (second.mode, second.verify) == (
+                fallback,
+                False,
+            )
+        assert bool(policy.dane) is (policy_type == "tlsa" and verify)
 
     def test_only_opportunistic_tls_is_tried_again_in_plaintext(self) -> None:
         """After a failed handshake opportunistic TLS allows a plaintext session;

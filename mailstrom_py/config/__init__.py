@@ -183,6 +183,12 @@ class DirectConfig:
     mandatory without checking the certificate. Either way a server without
     working TLS defers its recipients.
 
+    Authenticated TLS where the recipient domain asks for it: an MTA-STS
+    policy (RFC 8461) in mode ``enforce`` limits delivery to the exchangers it
+    names and requires TLS verified against the MX host name; DANE TLSA
+    records (RFC 7672, with ``dnssec=True``) require TLS with a certificate
+    they match, and take precedence. ``TLS-Required: No`` waives both.
+
     Attributes:
         nameservers: IP addresses of the DNS servers to ask; ``None`` uses the
             system's configuration (``/etc/resolv.conf``).
@@ -205,6 +211,22 @@ class DirectConfig:
         ssl_context: a ready client ``ssl.SSLContext``, used as given in either
             mode (a context that verifies turns a bad certificate into a TLS
             failure).
+        mta_sts: honour recipient domains' MTA-STS policies (on by default).
+        mta_sts_context: the verifying client context of authenticated TLS:
+            MTA-STS policy fetches over HTTPS, and exchangers under an MTA-STS
+            policy; by default the system's CAs (``SSL_CERT_FILE`` honoured).
+        mta_sts_cache: a JSON file in which fetched MTA-STS policies are kept
+            across restarts; None keeps them in memory only.
+        dnssec: the nameservers validate DNSSEC and are reached over a trusted
+            path (a local validating resolver such as unbound): their AD bit
+            is believed, which turns DANE on (as Postfix's
+            ``smtp_dns_support_level = dnssec``).
+        tls_reports: collect the outcome of TLS toward each policy domain and
+            send a daily RFC 8460 report to the address in its
+            ``_smtp._tls`` TXT record, through the mailer's own queue (off by
+            default).
+        tls_report_from: the From address and contact of those reports;
+            ``postmaster@`` the HELO name by default.
     """
 
     nameservers: tuple[str, ...] | None = None
@@ -219,6 +241,12 @@ class DirectConfig:
     verify_tls: bool = False
     ca_file: str | None = None
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
+    mta_sts: bool = True
+    mta_sts_context: ssl.SSLContext | None = field(default=None, compare=False)
+    mta_sts_cache: str | None = None
+    dnssec: bool = False
+    tls_reports: bool = False
+    tls_report_from: str | None = None
 
     def __post_init__(self) -> None:
         servers: object = self.nameservers
@@ -246,6 +274,36 @@ class DirectConfig:
             raise ConfigError("a CA file is only used with verify_tls=True", "ca_file")
         if self.ca_file is not None and self.ssl_context is not None:
             raise ConfigError("give ca_file or ssl_context, not both", "ca_file")
+        context = self.mta_sts_context
+        if context is not None and not (
+            context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+        ):
+            raise ConfigError(
+                "must verify certificates and host names", "mta_sts_context"
+            )
+
+    def authenticated_context(self) -> ssl.SSLContext:
+        """Return the verifying client context of authenticated TLS (MTA-STS).
+
+        ``mta_sts_context`` when given; else ``ssl_context`` if it verifies;
+        else one on ``ca_file`` or the system's CAs (``SSL_CERT_FILE`` honoured).
+
+        Raises:
+            ConfigError: ``ca_file`` cannot be read.
+        """
+        if self.mta_sts_context is not None:
+            return self.mta_sts_context
+        context = self.ssl_context
+        if (
+            context is not None
+            and context.verify_mode == ssl.CERT_REQUIRED
+            and context.check_hostname
+        ):
+            return context
+        try:
+            return ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load CA file: {exc}", "ca_file") from exc
 
     def tls_context(self) -> ssl.SSLContext:
         """Return the client context for STARTTLS toward exchangers.

@@ -8,12 +8,16 @@ import time
 from collections.abc import Callable
 from typing import Self
 
-from ..config import Config
+from ..config import Config, DirectConfig
 from ..delivery import Transport, build_transport
+from ..delivery.routing.mx import build_resolver
+from ..delivery.routing.tlsrpt_record import lookup_report_addresses
 from ..errors import MailerClosedError
 from ..status import MessageStatus
 from ..storage import MemoryStorage, Storage
 from ..worker import Worker
+from ..worker.reporting import Reporter, Reporters
+from ..worker.tls_reports import TlsReporter
 from .outbox import Clock, Outbox
 
 __all__ = ["Mailstrom"]
@@ -74,7 +78,7 @@ class Mailstrom(Outbox):
             threads=config.delivery_threads,
             clock=clock,
             rng=rng,
-            reporter=self._reporter,
+            reporter=self._worker_reporter(config),
         )
 
     def start(self) -> None:
@@ -171,3 +175,23 @@ class Mailstrom(Outbox):
     ) -> MessageStatus:
         # The worker wakes the waiters of a message as its outcome is recorded.
         return self._worker.wait(message_id, predicate, timeout)
+
+    def _worker_reporter(self, config: Config) -> Reporter | None:
+        """The DSN reporter of the queue operations, with TLS reports when
+        ``config`` asks for them."""
+        reporters: list[Reporter] = []
+        if self._reporter is not None:
+            reporters.append(self._reporter)
+        direct = config.delivery
+        if isinstance(direct, DirectConfig) and direct.tls_reports:
+            resolver = build_resolver(direct)
+            reporters.append(
+                TlsReporter(
+                    self._preparer,
+                    lambda domain: lookup_report_addresses(resolver, domain),
+                    sender=direct.tls_report_from or f"postmaster@{config.helo_name}",
+                )
+            )
+        if len(reporters) > 1:
+            return Reporters(*reporters)
+        return reporters[0] if reporters else None

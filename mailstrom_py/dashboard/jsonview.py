@@ -182,6 +182,10 @@ def _remote_json(remote: Remote) -> Json:
         "port": remote.port,
         "tls_version": remote.tls_version,
         "tls_verified": remote.tls_verified,
+        "tls_policy": remote.tls_policy,
+        "tls_policy_domain": remote.tls_policy_domain,
+        "tls_result": remote.tls_result,
+        "tls_failure": remote.tls_failure,
     }
 
 

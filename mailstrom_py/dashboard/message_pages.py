@@ -181,6 +181,10 @@ def _remote(remote: Remote | None) -> str:
     tls = remote.tls_version or "plaintext"
     if remote.tls_version:
         tls += ", verified" if remote.tls_verified else ", not verified"
+    if remote.tls_policy is not None:
+        tls += f", policy {remote.tls_policy} of {remote.tls_policy_domain}"
+    if remote.tls_failure:
+        tls += f", {remote.tls_result}: {remote.tls_failure}"
     return (
         f"{esc(remote.host)} <small>{esc(remote.address)}:{remote.port}"
         f" ({esc(tls)})</small>"

@@ -13,6 +13,12 @@ their addresses in order (RFC 5321 §5.1) until the recipients are settled:
   connections per domain and delivery (Postfix's limits, 5 and 2); recipients
   still unsettled are deferred with the most telling failure.
 
+TLS toward each exchanger is decided by
+:class:`~mailstrom_py.delivery.exchanger_tls.ExchangerTls` from the
+configuration, the message, the domain's MTA-STS policy and the exchanger's
+DANE records; an MTA-STS policy in mode ``enforce`` also leaves out the
+exchangers it does not name (they are never contacted).
+
 Each exchanger's addresses are tried IPv6 and IPv4 alternately. Each attempt at a
 message starts with the address family the previous attempt did not start with
 (mox does this): a block or a broken route on one family does not hold a message
@@ -30,16 +36,19 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..codes import NO_ANSWER_FROM_HOST
+from ..codes import NO_ANSWER_FROM_HOST, OTHER_SECURITY_TRANSIENT
 from ..config import DirectConfig, Timeouts
 from ..message import PreparedEmail
 from ..status import DeliveryResult
 from .base import Outcome
+from .exchanger_tls import ExchangerTls, build_mta_sts
 from .routing.limits import ConcurrencyLimit
-from .routing.mx import MxHost, MxResolver, Route, RouteError, build_resolver
+from .routing.mta_sts import MtaSts
+from .routing.mx import MxHost, MxResolver, RouteError, build_resolver
 from .smtp import SessionFailure, SmtpSession
+from .smtp.peer import held_to
 from .smtp.pool import SessionPool
-from .tls_policy import TlsPolicy, client_context, decide_tls
+from .tls_policy import TlsPolicy, client_context
 from .unreached import deferred, unreached
 
 __all__ = ["DirectTransport"]
@@ -178,6 +187,9 @@ class DirectTransport:
         sessions: where sessions are kept for the next message to the same
             exchanger; a new :class:`SessionPool` by default.
         limit: deliveries at once per recipient domain; 20 by default.
+        mta_sts: finds recipient domains' MTA-STS policies; by default one on
+            ``direct``'s resolver and cache file, unless ``direct.mta_sts`` is
+            off.
 
     Raises:
         ConfigError: no DNS configuration, or a CA file that cannot be read.
@@ -195,25 +207,28 @@ class DirectTransport:
         mx: MxResolver | None = None,
         sessions: SessionPool | None = None,
         limit: ConcurrencyLimit | None = None,
+        mta_sts: MtaSts | None = None,
     ) -> None:
         self._sessions = sessions if sessions is not None else SessionPool()
         self._limit = limit if limit is not None else ConcurrencyLimit(20)
+        resolver = build_resolver(direct)
         self._mx = (
             mx
             if mx is not None
             else MxResolver(
-                build_resolver(direct),
-                cache_size=direct.mx_cache_size,
-                clock=clock,
-                rng=rng,
+                resolver, cache_size=direct.mx_cache_size, clock=clock, rng=rng
             )
         )
         self._port = direct.smtp_port
         self._helo_name = helo_name
         self._timeouts = timeouts
-        self._direct = direct
-        self._tls_context = client_context(direct)
-        self._require_tls = require_tls
+        self._tls = ExchangerTls(
+            direct,
+            resolver,
+            client_context(direct),
+            require_tls=require_tls,
+            mta_sts=mta_sts if mta_sts is not None else build_mta_sts(direct, resolver),
+        )
         self._max_addresses = direct.max_addresses
         self._max_sessions = direct.max_sessions
         self._families = _FamilyMemory()
@@ -243,17 +258,24 @@ class DirectTransport:
             log.info("no route to %s: %s", domain, exc.detail)
             result = DeliveryResult.FAILED if exc.permanent else DeliveryResult.DEFERRED
             return [Outcome(r, result, exc.status_code, exc.detail) for r in recipients]
-        tls = decide_tls(
-            self._direct, self._tls_context, require_tls=self._require_tls, email=email
-        )
+        tls = self._tls.toward(domain, email)
+        hosts, left_out = tls.exchangers(route.hosts)
+        if left_out:
+            log.warning("%s", left_out)
+        if not hosts:
+            return deferred(recipients, OTHER_SECURITY_TRANSIENT, left_out)
         attempt = _DomainAttempt(
             email, domain, recipients, self._max_sessions, self._families
         )
-        for target in self._targets(email.message_id, route):
+        for target in self._targets(email.message_id, hosts):
             if not attempt.wants_more():
                 break
+            policy = tls.policy(target.host)
+            if isinstance(policy, SessionFailure):
+                attempt.open_failed(policy)
+                continue
             attempt.dialling(target)
-            self._try(attempt, target, tls)
+            self._try(attempt, target, policy)
         return attempt.outcomes()
 
     def _try(self, attempt: _DomainAttempt, target: _Target, tls: TlsPolicy) -> None:
@@ -270,13 +292,14 @@ class DirectTransport:
         except SessionFailure as failure:
             attempt.send_failed(failure)
             return
-        attempt.sent(outcomes, note)
+        # A kept session may have served another domain: say whose policy held.
+        attempt.sent([_labelled(o, tls) for o in outcomes], note)
 
-    def _targets(self, message_id: str, route: Route) -> list[_Target]:
+    def _targets(self, message_id: str, hosts: list[MxHost]) -> list[_Target]:
         """The addresses to try, in order, without repeats, up to the limit."""
         targets: list[_Target] = []
         seen: set[str] = set()
-        for host in route.hosts:
+        for host in hosts:
             previous = self._families.previous(message_id, host.name)
             for address in _interleave(host, first=4 if previous == 6 else 6):
                 if address not in seen:
@@ -332,6 +355,13 @@ class DirectTransport:
             timeouts=self._timeouts,
             tls=tls,
         )
+
+
+def _labelled(outcome: Outcome, tls: TlsPolicy) -> Outcome:
+    """``outcome`` with its server named as held to ``tls``'s policy."""
+    if outcome.remote is None:
+        return outcome
+    return dataclasses.replace(outcome, remote=held_to(outcome.remote, tls))
 
 
 def _interleave(host: MxHost, *, first: int) -> list[str]:

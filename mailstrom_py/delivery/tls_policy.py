@@ -11,13 +11,14 @@ What has a say:
 - the message's own options (RFC 8689): REQUIRETLS, which requires TLS and is
   checked again at MAIL (:func:`requiretls_refusal`), and ``TLS-Required: No``,
   which waives the sender's rule;
-- later, the destination's MTA-STS policy (RFC 8461) and DANE records
-  (RFC 7672): :func:`decide_tls` has a parameter for each, to be given once
-  ``routing/`` finds them.
+- toward an exchanger, the recipient domain's MTA-STS policy (RFC 8461) and
+  the exchanger's DANE TLSA records (RFC 7672), which DANE outranks
+  (RFC 8461 §2); ``TLS-Required: No`` waives both (RFC 8689 §5).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,19 +27,29 @@ from typing import Literal
 from ..config import DirectConfig, RelayConfig
 from ..message import PreparedEmail
 from ..status import Remote
+from .routing.dane import TlsaLookup, TlsaRecord
+from .routing.mta_sts import StsMode, StsOutcome
 
 __all__ = [
+    "NO_POLICY",
+    "DestinationTls",
+    "PolicyType",
     "TlsMode",
     "TlsPolicy",
     "client_context",
     "decide_tls",
     "requiretls_refusal",
+    "unverified_context",
 ]
 
 #: ``"none"``: never TLS. ``"opportunistic"``: STARTTLS when offered, and in
 #: plaintext when it is not, is refused, or its handshake fails (RFC 7435).
 #: ``"required"``: TLS or nothing.
 TlsMode = Literal["none", "opportunistic", "required"]
+
+#: The kind of policy a session is held to, named as RFC 8460 §4.3 names it.
+PolicyType = Literal["sts", "tlsa", "no-policy-found"]
+NO_POLICY: PolicyType = "no-policy-found"
 
 
 @dataclass(frozen=True)
@@ -48,8 +59,9 @@ class TlsPolicy:
 
     Attributes:
         mode: see :data:`TlsMode`.
-        verify: the certificate is checked (against ``verify_name``); decided by
-            the client context, which verifies or not.
+        verify: the server is authenticated: its certificate checked against
+            ``verify_name`` (decided by the client context, which verifies or
+            not), or, with ``dane``, matched against TLSA records.
         verify_name: the name the certificate must be valid for, also sent in
             SNI; None for the name of the server dialled (the relay's host, the
             exchanger's MX name).
@@ -61,10 +73,19 @@ class TlsPolicy:
         refusal: why a message under this policy may not go to the destination
             at all (TLS is required where its sessions cannot have it), or None;
             such a message is deferred with 4.7.4 before any connection.
+        policy_type: the policy the destination published that holds the
+            sessions (see :data:`PolicyType`), recorded with each session.
+        policy_domain: the domain that published it, or None.
+        dane: the usable TLSA records the server's chain must match (RFC 7672);
+            the context then verifies nothing itself.
+        fallback: the policy of a second try after a failed handshake; None
+            for the default (see :meth:`after_failed_handshake`).
 
-    ``context`` and ``source`` take no part in comparisons: policies that differ
-    only in them have sessions alike, so a session kept under one serves the
-    other.
+    ``context``, ``source``, ``fallback``, ``policy_type`` and
+    ``policy_domain`` take no part in comparisons: policies that differ only
+    in them have sessions alike, so a session kept under one serves the other
+    (one exchanger serving many domains keeps one session for them all; each
+    outcome is labelled with its own domain's policy by the transport).
 
     Raises:
         ValueError: the fields contradict each other.
@@ -77,6 +98,10 @@ class TlsPolicy:
     context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
     source: str = field(default="", compare=False)
     refusal: str | None = None
+    policy_type: PolicyType = field(default=NO_POLICY, compare=False)
+    policy_domain: str | None = field(default=None, compare=False)
+    dane: tuple[TlsaRecord, ...] = ()
+    fallback: TlsPolicy | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.mode not in ("none", "opportunistic", "required"):
@@ -87,14 +112,24 @@ class TlsPolicy:
             raise ValueError("nothing to verify without TLS")
         if self.implicit and self.mode != "required":
             raise ValueError("implicit TLS is always required")
+        if self.dane and not (self.mode == "required" and self.verify):
+            raise ValueError("DANE records make TLS required and verified")
 
     def after_failed_handshake(self) -> TlsPolicy | None:
         """The policy for trying again once this one's TLS handshake failed:
-        without TLS if TLS is opportunistic (RFC 3207 §4.1, Postfix's ``may``
-        level), else None: no second try."""
+        ``fallback`` if set (an MTA-STS policy in testing mode tries without
+        verification), else without TLS if TLS is opportunistic (RFC 3207
+        §4.1, Postfix's ``may`` level), else None: no second try."""
+        if self.fallback is not None:
+            return self.fallback
         if self.mode != "opportunistic":
             return None
-        return TlsPolicy("none", source=f"{self.source}, in plaintext after TLS failed")
+        return TlsPolicy(
+            "none",
+            source=f"{self.source}, in plaintext after TLS failed",
+            policy_type=self.policy_type,
+            policy_domain=self.policy_domain,
+        )
 
 
 def client_context(delivery: RelayConfig | DirectConfig) -> ssl.SSLContext | None:
@@ -109,14 +144,42 @@ def client_context(delivery: RelayConfig | DirectConfig) -> ssl.SSLContext | Non
     return delivery.tls_context()
 
 
+def unverified_context() -> ssl.SSLContext:
+    """A client context that checks no certificate: for DANE, which matches
+    the server's chain itself, and for unauthenticated TLS."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+@dataclass(frozen=True)
+class DestinationTls:
+    """What an exchanger's destination published about TLS, for
+    :func:`decide_tls`.
+
+    Attributes:
+        domain: the recipient domain.
+        mta_sts: the domain's MTA-STS policy as found, or None (not looked up).
+        dane: the exchanger's TLSA records as found, or None (not looked up).
+        authenticated: the verifying client context for MTA-STS.
+        unverified: a context verifying nothing, for DANE.
+    """
+
+    domain: str
+    mta_sts: StsOutcome | None = None
+    dane: TlsaLookup | None = None
+    authenticated: ssl.SSLContext | None = field(default=None, compare=False)
+    unverified: ssl.SSLContext | None = field(default=None, compare=False)
+
+
 def decide_tls(
     delivery: RelayConfig | DirectConfig,
     context: ssl.SSLContext | None,
     *,
     require_tls: bool = False,
     email: PreparedEmail | None = None,
-    mta_sts: None = None,
-    dane: None = None,
+    destination: DestinationTls | None = None,
 ) -> TlsPolicy:
     """The TLS policy toward ``delivery``'s destination for ``email``.
 
@@ -127,16 +190,24 @@ def decide_tls(
         require_tls: ``Config.require_tls``.
         email: the message, for its RFC 8689 options; None for a message without
             any (what the destination gets by default).
-        mta_sts: reserved for the domain's MTA-STS policy (RFC 8461), which in
-            ``enforce`` mode will make TLS required and verified; None for now.
-        dane: reserved for the exchangers' DANE TLSA records (RFC 7672), which
-            will make TLS required and say what verifies it; None for now.
+        destination: toward an exchanger, what its recipient domain and it
+            published: the MTA-STS policy and the TLSA records.
 
     A relay's sessions use TLS as ``RelayConfig.tls`` says, whatever the
     message: a message only decides whether it may use them. Toward an
     exchanger TLS is opportunistic unless ``verify_tls``, ``require_tls`` or
     REQUIRETLS requires it; ``TLS-Required: No`` waives the first two, never
-    REQUIRETLS (RFC 8689 §5).
+    REQUIRETLS (RFC 8689 §5). Then, unless ``TLS-Required: No`` waives them:
+
+    - usable authenticated TLSA records make TLS required and matched against
+      them; authenticated records none of which is usable make TLS required,
+      unauthenticated (RFC 7672 §2.2);
+    - else an MTA-STS policy in mode ``enforce`` makes TLS required and
+      verified against the MX host name; in mode ``testing`` TLS is tried
+      verified first, then as it would be without the policy.
+
+    Raises:
+        ValueError: a destination's policy needs a context it lacks.
     """
     options = _MessageTls(
         require_tls=require_tls,
@@ -145,7 +216,51 @@ def decide_tls(
     )
     if isinstance(delivery, RelayConfig):
         return _toward_relay(delivery, context, options)
-    return _toward_exchangers(delivery, context, options)
+    base = _toward_exchangers(delivery, context, options)
+    if destination is None:
+        return base
+    if options.optional and not options.requiretls:
+        return dataclasses.replace(base, policy_domain=destination.domain)
+    return _published(base, destination)
+
+
+def _published(base: TlsPolicy, destination: DestinationTls) -> TlsPolicy:
+    """``base`` as the destination's DANE records or MTA-STS policy change it."""
+    domain = destination.domain
+    dane = destination.dane
+    if dane is not None and dane.requires_tls:
+        records = dane.usable_records
+        return TlsPolicy(
+            "required",
+            verify=bool(records),
+            context=_needed(destination.unverified, "DANE"),
+            source="DANE (RFC 7672)" if records else "DANE, no usable TLSA record",
+            policy_type="tlsa",
+            policy_domain=domain,
+            dane=records,
+        )
+    sts = destination.mta_sts
+    policy = sts.policy if sts is not None else None
+    if policy is None or policy.mode is StsMode.NONE:
+        return dataclasses.replace(base, policy_domain=domain)
+    verified = TlsPolicy(
+        "required" if policy.mode is StsMode.ENFORCE else base.mode,
+        verify=True,
+        context=_needed(destination.authenticated, "MTA-STS"),
+        source=f"MTA-STS {policy.mode.value} (RFC 8461)",
+        policy_type="sts",
+        policy_domain=domain,
+    )
+    if policy.mode is StsMode.ENFORCE or base.verify or base.mode == "none":
+        return verified
+    unverified = dataclasses.replace(base, policy_type="sts", policy_domain=domain)
+    return dataclasses.replace(verified, fallback=unverified)
+
+
+def _needed(context: ssl.SSLContext | None, what: str) -> ssl.SSLContext:
+    if context is None:
+        raise ValueError(f"{what} needs a client context, and none was given")
+    return context
 
 
 @dataclass(frozen=True)

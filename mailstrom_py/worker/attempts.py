@@ -16,11 +16,11 @@ from ..delivery.base import BatchTransport, OnOutcome, Outcome, Transport
 from ..errors import StorageError
 from ..lograte import WarningRate
 from ..message import PreparedEmail
-from ..message.dsn import DsnReporter
 from ..retry import RetryPolicy
 from ..status import DeliveryResult, MessageStatus, RecipientStatus
 from ..storage.base import Claim, Storage
 from ..storage.rules import apply_outcomes
+from .reporting import Reporter
 
 __all__ = ["Attempts"]
 
@@ -52,7 +52,7 @@ class Attempts:
         *,
         clock: Callable[[], float],
         rng: random.Random,
-        reporter: DsnReporter | None,
+        reporter: Reporter | None,
         queue: Callable[[str], None],
         recorded: Callable[[MessageStatus], None],
     ) -> None:

@@ -24,11 +24,11 @@ from collections.abc import Callable, Sequence
 
 from ..delivery.base import Transport
 from ..errors import WorkerError
-from ..message.dsn import DsnReporter
 from ..retry import RetryPolicy
 from ..status import MessageStatus
 from ..storage.base import Claim, Storage
 from .attempts import Attempts
+from .reporting import Reporter
 from .timetable import Look, Timetable
 from .waiters import Waiters
 from .wakeups import WakeSource, Wakeups
@@ -92,7 +92,7 @@ class Worker:
         rng: random.Random | None = None,
         refill_interval: float = 1.0,
         lease: float | None = None,
-        reporter: DsnReporter | None = None,
+        reporter: Reporter | None = None,
     ) -> None:
         lease = max(policy.initial_delay, MIN_LEASE) if lease is None else lease
         if not math.isfinite(lease) or lease <= 0:

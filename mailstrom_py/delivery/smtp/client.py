@@ -22,7 +22,7 @@ from typing import Any
 
 from ...config import Timeouts
 
-__all__ = ["SmtpClient"]
+__all__ = ["SmtpClient", "parse_features"]
 
 # How far past its step's deadline a read or write may end before the socket's
 # timeout is shortened to fit. Each settimeout() is a system call that gives
@@ -165,3 +165,16 @@ class SmtpClient(smtplib.SMTP):
             sock.close()
             raise
         return sock
+
+
+def parse_features(text: str) -> dict[str, str]:
+    """Parse an EHLO reply's lines after the first into smtplib's feature dict."""
+    features: dict[str, str] = {}
+    for line in text.splitlines()[1:]:
+        keyword, _, params = line.strip().partition(" ")
+        if keyword:
+            key = keyword.lower()
+            features[key] = (
+                f"{features[key]} {params}".strip() if key in features else params
+            )
+    return features

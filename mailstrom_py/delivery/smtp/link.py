@@ -13,7 +13,6 @@ import smtplib
 import socket
 import ssl
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Self
 
 from ...codes import (
@@ -26,7 +25,7 @@ from ...codes import (
 from ...config import Timeouts
 from ...status import Remote, SmtpReply, SmtpStep
 from ..tls_policy import TlsPolicy
-from .client import SmtpClient
+from .client import SmtpClient, parse_features
 from .dial import close_quietly, dial
 from .failure import (
     ConnectionLost,
@@ -34,6 +33,15 @@ from .failure import (
     describe_error,
     describe_remote,
     was_reset,
+)
+from .peer import (
+    STARTTLS_NOT_SUPPORTED,
+    VALIDATION_FAILURE,
+    dane_mismatch,
+    failed,
+    handshake_result,
+    held_to,
+    secured,
 )
 
 __all__ = ["SmtpLink"]
@@ -103,7 +111,7 @@ class SmtpLink:
         implicit = tls.context if tls.implicit else None
         smtp = SmtpClient(helo_name, address, timeouts, implicit)
         remote = dial(smtp, Remote(host=host, address=address, port=port), tls)
-        link = cls(smtp, remote, timeouts, tls)
+        link = cls(smtp, held_to(remote, tls), timeouts, tls)
         try:
             link._set_up(credentials, plaintext_auth)
         except SessionFailure:
@@ -168,11 +176,7 @@ class SmtpLink:
                 self._starttls(required=self.tls.mode == "required")
             sock = self._smtp.sock
             if isinstance(sock, ssl.SSLSocket):
-                self.remote = replace(
-                    self.remote,
-                    tls_version=sock.version(),
-                    tls_verified=self.tls.verify,
-                )
+                self.remote = secured(self.remote, self.tls, sock)
             if credentials is not None:
                 self._login(*credentials, plaintext_ok=plaintext_ok)
         except ConnectionLost as exc:
@@ -184,7 +188,7 @@ class SmtpLink:
         if reply.code == 250:
             self._smtp.ehlo_resp = reply.text.encode()
             self._smtp.does_esmtp = True
-            self._smtp.esmtp_features = _parse_features(reply.text)
+            self._smtp.esmtp_features = parse_features(reply.text)
             return
         reply = self.command(f"HELO {name}", self.timeouts.greeting, SmtpStep.EHLO)
         if reply.code != 250:
@@ -200,6 +204,7 @@ class SmtpLink:
         if "starttls" not in self._smtp.esmtp_features:
             if required:
                 detail = f"{self.label} does not offer STARTTLS"
+                self.remote = failed(self.remote, STARTTLS_NOT_SUPPORTED, detail)
                 raise self._failure(detail, SECURITY_FEATURES_NOT_SUPPORTED)
             return
         reply = self.command("STARTTLS", self.timeouts.greeting, SmtpStep.STARTTLS)
@@ -209,16 +214,25 @@ class SmtpLink:
                 log.info("%s refused STARTTLS (%s)", self.label, reply)
                 return
             detail = f"{self.label} refused STARTTLS: {reply}"
+            self.remote = failed(self.remote, STARTTLS_NOT_SUPPORTED, detail)
             raise self._failure(detail, SECURITY_FEATURES_NOT_SUPPORTED, reply)
         name = self.tls.verify_name or self.remote.host
         try:
             # The handshake is a step of its own, as Postfix's smtp_starttls_timeout.
             self._start_step(self.timeouts.greeting)
-            self._smtp.sock = context.wrap_socket(self._sock(), server_hostname=name)
+            secure = context.wrap_socket(self._sock(), server_hostname=name)
+            self._smtp.sock = secure
         except (OSError, ssl.SSLError) as exc:
             self.drop()
             detail = f"TLS with {self.label} failed: {describe_error(exc)}"
+            self.remote = failed(self.remote, handshake_result(exc), detail)
             raise self._failure(detail, CRYPTOGRAPHIC_FAILURE, tls_failed=True) from exc
+        mismatch = dane_mismatch(self.tls, secure, self.remote.host)
+        if mismatch is not None:
+            self.drop()
+            detail = f"TLS with {self.label} failed: {mismatch}"
+            self.remote = failed(self.remote, VALIDATION_FAILURE, detail)
+            raise self._failure(detail, CRYPTOGRAPHIC_FAILURE, tls_failed=True)
         # RFC 3207 §4.2: forget everything learnt before TLS, including any
         # plaintext the server (or an attacker) sent after its 220.
         self._smtp.file = None
@@ -383,16 +397,3 @@ class SmtpLink:
         if sock is None:
             raise OSError("not connected")
         return sock
-
-
-def _parse_features(text: str) -> dict[str, str]:
-    """Parse an EHLO reply's lines after the first into smtplib's feature dict."""
-    features: dict[str, str] = {}
-    for line in text.splitlines()[1:]:
-        keyword, _, params = line.strip().partition(" ")
-        if keyword:
-            key = keyword.lower()
-            features[key] = (
-                f"{features[key]} {params}".strip() if key in features else params
-            )
-    return features

@@ -95,7 +95,8 @@ UPDATE recipients r SET {", ".join(f"{c} = u.{c}" for c in RECIPIENT_COLUMNS)}
 FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::int[], %s::int[], %s::text[],
     %s::text[], %s::text[], %s::text[], %s::float8[], %s::float8[], %s::bool[],
     %s::text[], %s::text[], %s::int[], %s::text[], %s::bool[],
-    %s::text[], %s::int[], %s::text[], %s::text[])
+    %s::text[], %s::int[], %s::text[], %s::text[],
+    %s::text[], %s::text[], %s::text[], %s::text[])
     AS u(message, position, {", ".join(RECIPIENT_COLUMNS)})
 WHERE r.message = u.message AND r.position = u.position
 """

@@ -86,6 +86,10 @@ RECIPIENT_COLUMNS = (
     "rcpt_code",
     "rcpt_enhanced",
     "rcpt_text",
+    "remote_tls_policy",
+    "remote_tls_policy_domain",
+    "remote_tls_result",
+    "remote_tls_failure",
 )
 
 #: The columns ``statuses()`` reads, from ``messages m`` and ``recipients r``.
@@ -94,7 +98,9 @@ STATUS_COLUMNS = (
     " r.reply_code, r.reply_enhanced, r.reply_text, r.status_code, r.detail,"
     " r.last_attempt_at, r.next_attempt_at, r.possibly_delivered, r.remote_host,"
     " r.remote_address, r.remote_port, r.remote_tls_version, r.remote_tls_verified,"
-    " r.reply_step, r.rcpt_code, r.rcpt_enhanced, r.rcpt_text"
+    " r.reply_step, r.rcpt_code, r.rcpt_enhanced, r.rcpt_text,"
+    " r.remote_tls_policy, r.remote_tls_policy_domain, r.remote_tls_result,"
+    " r.remote_tls_failure"
 )
 
 #: The statuses of the messages a query yielding ``id, message_id, created_at,

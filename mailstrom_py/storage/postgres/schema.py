@@ -89,8 +89,17 @@ CREATE INDEX recipients_address ON recipients ({FOLDED}, message);
 # claiming worker's clock was behind the database's, to move the times it
 # records onto the database's clock.
 
+# The TLS policy of the last session (RFC 8460 names): its type and domain,
+# and the result of TLS under it, with the failure in words.
+_VERSION_TLS_POLICY = """
+ALTER TABLE recipients ADD COLUMN remote_tls_policy text;
+ALTER TABLE recipients ADD COLUMN remote_tls_policy_domain text;
+ALTER TABLE recipients ADD COLUMN remote_tls_result text;
+ALTER TABLE recipients ADD COLUMN remote_tls_failure text
+"""
+
 #: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
-MIGRATIONS: tuple[str, ...] = (_VERSION_1,)
+MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_TLS_POLICY)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Any constant shared by every process that migrates: pg_advisory_xact_lock's key.

@@ -117,8 +117,23 @@ _VERSION_3_CLAIMS = """
 ALTER TABLE messages ADD COLUMN claim_token TEXT;
 """
 
+# The TLS policy of the last session (RFC 8460 names): its type and domain,
+# and the result of TLS under it, with the failure in words. Rows written
+# before read as sessions of no known policy.
+_VERSION_TLS_POLICY = """
+ALTER TABLE recipients ADD COLUMN remote_tls_policy TEXT;
+ALTER TABLE recipients ADD COLUMN remote_tls_policy_domain TEXT;
+ALTER TABLE recipients ADD COLUMN remote_tls_result TEXT;
+ALTER TABLE recipients ADD COLUMN remote_tls_failure TEXT
+"""
+
 #: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
-MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2, _VERSION_3_CLAIMS)
+MIGRATIONS: tuple[str, ...] = (
+    _VERSION_1,
+    _VERSION_2,
+    _VERSION_3_CLAIMS,
+    _VERSION_TLS_POLICY,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 #: The columns :func:`statuses` reads, from ``messages m`` joined with
@@ -128,7 +143,9 @@ STATUS_COLUMNS = (
     " r.reply_code, r.reply_enhanced, r.reply_text, r.status_code, r.detail,"
     " r.last_attempt_at, r.next_attempt_at, r.possibly_delivered, r.remote_host,"
     " r.remote_address, r.remote_port, r.remote_tls_version, r.remote_tls_verified,"
-    " r.reply_step, r.rcpt_code, r.rcpt_enhanced, r.rcpt_text"
+    " r.reply_step, r.rcpt_code, r.rcpt_enhanced, r.rcpt_text,"
+    " r.remote_tls_policy, r.remote_tls_policy_domain, r.remote_tls_result,"
+    " r.remote_tls_failure"
 )
 
 #: The query for the statuses of the messages a ``SELECT ... FROM messages m``
@@ -163,6 +180,10 @@ RECIPIENT_COLUMNS = (
     "rcpt_code",
     "rcpt_enhanced",
     "rcpt_text",
+    "remote_tls_policy",
+    "remote_tls_policy_domain",
+    "remote_tls_result",
+    "remote_tls_failure",
 )
 
 
@@ -196,7 +217,8 @@ def migrate(conn: sqlite3.Connection, path: str) -> None:
 
 def recipient_values(r: RecipientStatus) -> tuple[object, ...]:
     """Return the values of :data:`RECIPIENT_COLUMNS` for ``r``."""
-    reply, remote, rcpt = r.last_reply, r.remote, r.rcpt_reply
+    reply, rcpt = r.last_reply, r.rcpt_reply
+    server, policy = _remote_values(r.remote)
     return (
         r.result.value,
         r.attempts,
@@ -208,16 +230,36 @@ def recipient_values(r: RecipientStatus) -> tuple[object, ...]:
         r.last_attempt_at,
         r.next_attempt_at,
         int(r.possibly_delivered),
-        remote.host if remote else None,
-        remote.address if remote else None,
-        remote.port if remote else None,
-        remote.tls_version if remote else None,
-        int(remote.tls_verified) if remote else None,
+        *server,
         reply.step.value if reply and reply.step else None,
         rcpt.code if rcpt else None,
         rcpt.enhanced if rcpt else None,
         rcpt.text if rcpt else None,
+        *policy,
     )
+
+
+def _remote_values(
+    remote: Remote | None,
+) -> tuple[tuple[object, ...], tuple[object, ...]]:
+    """The ``remote_*`` values of :data:`RECIPIENT_COLUMNS`: the server's, and
+    its TLS policy's (columns added later, at the end)."""
+    if remote is None:
+        return (None,) * 5, (None,) * 4
+    server = (
+        remote.host,
+        remote.address,
+        remote.port,
+        remote.tls_version,
+        int(remote.tls_verified),
+    )
+    policy = (
+        remote.tls_policy,
+        remote.tls_policy_domain,
+        remote.tls_result,
+        remote.tls_failure,
+    )
+    return server, policy
 
 
 #: The columns :func:`prepared_email` reads, from ``messages m`` joined with
@@ -287,6 +329,7 @@ def _recipient(row: Sequence[object]) -> RecipientStatus:
     (address, result, attempts, code, enhanced, text, status_code, detail) = row[4:12]
     (last_at, next_at, possibly, host, ip, port, tls_version, verified) = row[12:20]
     (step, rcpt_code, rcpt_enhanced, rcpt_text) = row[20:24]
+    (tls_policy, tls_policy_domain, tls_result, tls_failure) = row[24:28]
     return RecipientStatus(
         address=str(address),
         result=DeliveryResult(str(result)),
@@ -304,6 +347,10 @@ def _recipient(row: Sequence[object]) -> RecipientStatus:
                 port=int(port),  # type: ignore[call-overload]
                 tls_version=_text(tls_version),
                 tls_verified=bool(verified),
+                tls_policy=_text(tls_policy),
+                tls_policy_domain=_text(tls_policy_domain),
+                tls_result=_text(tls_result),
+                tls_failure=_text(tls_failure),
             )
             if host is not None
             else None

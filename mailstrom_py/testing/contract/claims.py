@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from ...status import DeliveryResult, SmtpReply, SmtpStep
+from ...status import DeliveryResult, Remote, SmtpReply, SmtpStep
 from ...storage import Claim, QueueFilter
 from .common import (
     LEASE,
@@ -266,6 +266,47 @@ class RecordContract:
             result=DeliveryResult.DEFERRED,
             next_attempt_at=9.0,
             last_reply=SmtpReply(451, "4.3.0", "try later", SmtpStep.MAIL),
+        )
+        after = storage.record(claim, [delivered, deferred])
+        assert after is not None
+        assert after.recipients == (delivered, deferred)
+        assert storage.status(mid(1)) == after
+
+    def test_the_server_and_its_tls_policy_are_kept(self, storage: Backend) -> None:
+        """A recorded recipient keeps the server of its last session whole:
+        its TLS, and the policy TLS was held to with the result under it."""
+        storage.add(email(), now=0.0)
+        claim = claim_one(storage, mid(1), now=0.0)
+        verified = Remote(
+            "mx1.d.test",
+            "192.0.2.1",
+            25,
+            tls_version="TLSv1.3",
+            tls_verified=True,
+            tls_policy="sts",
+            tls_policy_domain="d.test",
+            tls_result="success",
+        )
+        failed = Remote(
+            "mx2.d.test",
+            "192.0.2.2",
+            25,
+            tls_policy="tlsa",
+            tls_policy_domain="d.test",
+            tls_result="validation-failure",
+            tls_failure="DANE: the server's public key does not match",
+        )
+        delivered = dataclasses.replace(
+            claim.status.recipients[0],
+            result=DeliveryResult.DELIVERED,
+            next_attempt_at=None,
+            remote=verified,
+        )
+        deferred = dataclasses.replace(
+            claim.status.recipients[1],
+            result=DeliveryResult.DEFERRED,
+            next_attempt_at=9.0,
+            remote=failed,
         )
         after = storage.record(claim, [delivered, deferred])
         assert after is not None

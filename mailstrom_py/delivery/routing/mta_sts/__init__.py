@@ -6,6 +6,7 @@ authenticated TLS, to the MX hosts it names.
 - :mod:`.fetch`: fetching the policy over verified HTTPS (§3.3).
 - :mod:`.cache`: :class:`MtaSts`, which says which policy applies to a domain
   now, caching policies in a :class:`PolicyStore` (§5).
+- :mod:`.store`: :class:`FilePolicyStore`, a store that outlives restarts.
 
 dnspython is imported only when a lookup runs.
 """
@@ -37,12 +38,14 @@ from .record import (
     lookup_record,
     parse_record,
 )
+from .store import FilePolicyStore
 
 __all__ = [
     "FETCH_TIMEOUT",
     "MAX_AGE_LIMIT",
     "MAX_POLICY_SIZE",
     "CachedPolicy",
+    "FilePolicyStore",
     "MemoryPolicyStore",
     "MtaSts",
     "PolicyError",

@@ -7,6 +7,8 @@
 - A new id, or no usable cached policy, means fetching the policy again.
 - A cached, unexpired policy outlives a missing TXT record, DNS trouble and a
   failed fetch (RFC 8461 §5: this is what makes a downgrade attack hard).
+- A missing record, when no policy is cached, is remembered for the
+  answer's negative TTL (at most :data:`MAX_RECORD_TTL`).
 - A policy lives ``max_age`` seconds from its fetch; a failed fetch is not
   retried for the same record id within ``retry_after`` seconds (RFC 8461
   §3.3 suggests five minutes).
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 RETRY_AFTER = 300.0
 #: The longest a TXT answer saves looking the record up again, whatever its TTL.
 MAX_RECORD_TTL = 300
+#: The most domains whose missing record is remembered at once.
+MAX_ABSENT = 10_000
 
 
 class PolicyStore(Protocol):
@@ -196,6 +200,7 @@ class MtaSts:
         self._lock = threading.Lock()
         self._failures: dict[str, tuple[str, float, PolicyFetchError]] = {}
         self._checked: dict[str, tuple[str, float]] = {}
+        self._absent: dict[str, float] = {}
         self._inflight: dict[str, threading.Event] = {}
 
     def policy(self, domain: str, *, refresh: bool = False) -> StsOutcome:
@@ -239,6 +244,8 @@ class MtaSts:
         cached = self.cached(domain)
         if not refresh and cached is not None and self._recently_named(cached, now):
             return _from_cache(cached)
+        if cached is None and self._absent.get(domain, 0.0) > now:
+            return StsOutcome(domain, "none", detail="no record (answer cached)")
         try:
             answer = lookup_record(self._resolver, domain)
         except DnsTrouble as exc:
@@ -247,6 +254,7 @@ class MtaSts:
             # RFC 8461 §5: no record, yet a cached policy still applies.
             if cached is not None:
                 return _from_cache(cached, answer.detail)
+            self._remember_absent(domain, now + min(answer.ttl, MAX_RECORD_TTL))
             return StsOutcome(domain, "none", detail=answer.detail)
         record_id = answer.record.id
         ttl = min(answer.ttl, MAX_RECORD_TTL)
@@ -254,6 +262,19 @@ class MtaSts:
         if cached is not None and cached.record_id == record_id and not refresh:
             return _from_cache(cached)
         return self._refetch(domain, record_id, cached, now)
+
+    def _remember_absent(self, domain: str, until: float) -> None:
+        """Keep a negative answer for its TTL, so that mail to the many domains
+        without a policy costs one TXT lookup per TTL, not one per message."""
+        if until <= self._clock():
+            return
+        with self._lock:
+            if len(self._absent) >= MAX_ABSENT:
+                now = self._clock()
+                self._absent = {d: t for d, t in self._absent.items() if t > now}
+                if len(self._absent) >= MAX_ABSENT:
+                    self._absent.clear()
+            self._absent[domain] = until
 
     def _recently_named(self, cached: CachedPolicy, now: float) -> bool:
         """Whether the record was looked up within its TTL and named ``cached``."""

@@ -1,0 +1,219 @@
+"""TLS toward a recipient domain's exchangers, as the domain asks for it.
+
+:class:`ExchangerTls` finds what the domain and its exchangers published,
+the MTA-STS policy (RFC 8461) and, with ``DirectConfig.dnssec``, DANE TLSA
+records (RFC 7672), and :meth:`DomainTls.policy` turns it into one
+:class:`~mailstrom_py.delivery.tls_policy.TlsPolicy` per exchanger through
+:func:`~mailstrom_py.delivery.tls_policy.decide_tls`.
+
+- A policy in mode ``enforce`` limits delivery to the exchangers matching its
+  ``mx`` patterns (:meth:`DomainTls.exchangers`); an exchanger with
+  authenticated TLSA records is held to DANE instead (RFC 8461 §2).
+- When no exchanger matches, the policy is fetched again before the
+  recipients are deferred (RFC 8461 §5.1).
+- A TLSA lookup that fails (SERVFAIL, a timeout: with a validating resolver,
+  often a bogus answer) keeps the exchanger out of this delivery when its
+  address records are DNSSEC-signed (RFC 7672 §2.2), as Postfix does at its
+  ``dane`` level; for a host in an unsigned zone DANE does not apply.
+- ``TLS-Required: No`` (without REQUIRETLS) skips every lookup: the message
+  goes as it would without policies (RFC 8689 §5).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ..codes import DIRECTORY_SERVER_FAILURE
+from ..config import DirectConfig
+from ..message import PreparedEmail
+from .routing.dane import TlsaLookup, lookup_tlsa
+from .routing.dnsquery import DnsTrouble, query
+from .routing.mta_sts import FilePolicyStore, MtaSts, PolicyFetcher, StsOutcome
+from .routing.mx import MxHost
+from .smtp import SessionFailure
+from .tls_policy import DestinationTls, TlsPolicy, decide_tls, unverified_context
+
+if TYPE_CHECKING:
+    import dns.resolver
+
+__all__ = ["DomainTls", "ExchangerTls", "build_mta_sts"]
+
+log = logging.getLogger(__name__)
+
+
+def build_mta_sts(
+    direct: DirectConfig, resolver: dns.resolver.Resolver
+) -> MtaSts | None:
+    """The MTA-STS finder ``direct`` asks for, or None when it is off: policies
+    fetched with ``direct``'s authenticated context and kept in memory or in
+    ``mta_sts_cache``.
+
+    Raises:
+        ConfigError: the CA file cannot be read.
+    """
+    if not direct.mta_sts:
+        return None
+    fetcher = PolicyFetcher(resolver, direct.authenticated_context())
+    store = FilePolicyStore(direct.mta_sts_cache) if direct.mta_sts_cache else None
+    return MtaSts(resolver, store=store, fetch=fetcher)
+
+
+class ExchangerTls:
+    """Finds the TLS each exchanger of a recipient domain gets; safe for
+    several threads.
+
+    Args:
+        direct: the settings (MTA-STS, DNSSEC, contexts, the SMTP port).
+        resolver: the resolver of MX lookups, asked for TLSA records.
+        context: the client context of opportunistic or configured TLS.
+        require_tls: ``Config.require_tls``.
+        mta_sts: finds MTA-STS policies; None leaves them out.
+
+    Raises:
+        ConfigError: the CA file cannot be read.
+    """
+
+    def __init__(
+        self,
+        direct: DirectConfig,
+        resolver: dns.resolver.Resolver,
+        context: ssl.SSLContext | None,
+        *,
+        require_tls: bool = False,
+        mta_sts: MtaSts | None = None,
+    ) -> None:
+        self.direct = direct
+        self.resolver = resolver
+        self.context = context
+        self.require_tls = require_tls
+        self.mta_sts = mta_sts
+        self.authenticated = direct.authenticated_context() if mta_sts else None
+        self.unverified = unverified_context() if direct.dnssec else None
+
+    def toward(self, domain: str, email: PreparedEmail) -> DomainTls:
+        """What TLS ``email`` gets toward ``domain``'s exchangers; looks the
+        domain's MTA-STS policy up (unless the message waives policies)."""
+        waived = email.tls_optional and not email.require_tls
+        sts = None
+        if self.mta_sts is not None and not waived and not domain.startswith("["):
+            sts = self.mta_sts.policy(domain)
+            if sts.detail:
+                log.info("MTA-STS for %s: %s", domain, sts.detail)
+        return DomainTls(self, domain, email, sts, waived=waived)
+
+
+class DomainTls:
+    """TLS toward one domain's exchangers for one message: the domain's
+    MTA-STS policy, and each exchanger's TLSA records once looked up."""
+
+    def __init__(
+        self,
+        finder: ExchangerTls,
+        domain: str,
+        email: PreparedEmail,
+        sts: StsOutcome | None,
+        *,
+        waived: bool,
+    ) -> None:
+        self.domain = domain
+        self.sts = sts
+        self._finder = finder
+        self._email = email
+        self._waived = waived
+        self._tlsa: dict[str, TlsaLookup] = {}
+
+    def exchangers(self, hosts: Sequence[MxHost]) -> tuple[list[MxHost], str]:
+        """The exchangers mail may go to, and why the others may not ("" if
+        none was left out)."""
+        allowed = self._allowed(hosts)
+        if allowed or not hosts or self.sts is None or not self.sts.enforced:
+            return allowed, self._left_out(hosts, allowed)
+        finder = self._finder
+        if finder.mta_sts is not None:  # RFC 8461 §5.1: refresh before failing
+            self.sts = finder.mta_sts.policy(self.domain, refresh=True)
+        allowed = self._allowed(hosts)
+        return allowed, self._left_out(hosts, allowed)
+
+    def policy(self, host: str) -> TlsPolicy | SessionFailure:
+        """The TLS policy toward exchanger ``host``, or why it may not be used."""
+        dane = self._dane(host)
+        if dane is not None and dane.status == "failed":
+            detail = f"DANE: no answer about the TLSA records of {host}: {dane.detail}"
+            return SessionFailure(detail, DIRECTORY_SERVER_FAILURE, connected=False)
+        finder = self._finder
+        destination = DestinationTls(
+            self.domain,
+            mta_sts=self.sts,
+            dane=dane,
+            authenticated=finder.authenticated,
+            unverified=finder.unverified,
+        )
+        return decide_tls(
+            finder.direct,
+            finder.context,
+            require_tls=finder.require_tls,
+            email=self._email,
+            destination=destination,
+        )
+
+    def _allowed(self, hosts: Sequence[MxHost]) -> list[MxHost]:
+        sts = self.sts
+        if sts is None or not sts.enforced or sts.policy is None:
+            return list(hosts)
+        policy = sts.policy
+        return [
+            host
+            for host in hosts
+            if policy.allows(host.name) or self._dane_applies(host.name)
+        ]
+
+    def _left_out(self, hosts: Sequence[MxHost], allowed: list[MxHost]) -> str:
+        others = [host.name for host in hosts if host not in allowed]
+        if not others or self.sts is None or self.sts.policy is None:
+            return ""
+        patterns = ", ".join(self.sts.policy.mx)
+        return (
+            f"MTA-STS: the policy of {self.domain} allows only MX hosts matching "
+            f"{patterns}, not {', '.join(others)}"
+        )
+
+    def _dane_applies(self, host: str) -> bool:
+        dane = self._dane(host)
+        return dane is not None and dane.requires_tls
+
+    def _dane(self, host: str) -> TlsaLookup | None:
+        finder = self._finder
+        if self._waived or not finder.direct.dnssec:
+            return None
+        found = self._tlsa.get(host)
+        if found is None:
+            found = lookup_tlsa(
+                finder.resolver,
+                host,
+                dnssec_trusted=True,
+                port=finder.direct.smtp_port,
+            )
+            if found.status == "failed" and not self._signed(host):
+                detail = f"{found.detail}; {host} is not in a signed zone"
+                found = TlsaLookup(host, "insecure", (), detail)
+            if found.status not in ("usable", "absent"):
+                log.info("DANE for %s: %s", host, found.detail)
+            self._tlsa[host] = found
+        return found
+
+    def _signed(self, host: str) -> bool:
+        """Whether ``host``'s address records come back DNSSEC-authenticated;
+        True when the DNS cannot say (the safe side: the host is not used)."""
+        resolver = self._finder.resolver
+        deadline = time.monotonic() + resolver.lifetime
+        try:
+            answer = query(resolver, host, "A", deadline=deadline, dnssec=True)
+            if answer.kind != "data":
+                answer = query(resolver, host, "AAAA", deadline=deadline, dnssec=True)
+        except DnsTrouble:
+            return True
+        return answer.authentic

@@ -1,0 +1,230 @@
+"""Direct delivery under DANE (RFC 7672), end to end on loopback.
+
+``DirectConfig(dnssec=True)`` says the nameservers validate DNSSEC. The
+loopback DNS server publishes TLSA records at ``_<port>._tcp.mx1.d.test``
+and sets the AD bit for zones the test signs. The exchanger is an aiosmtpd
+server whose certificate comes from an unrelated CA and names another host:
+only DANE can authenticate it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+
+import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from support.https import HttpsServerFactory, Reply
+from support.mxnet import MxNet, message
+from support.tls import client_context, server_context
+
+from mailstrom_py import DeliveryResult, Mailstrom
+from mailstrom_py.status import RecipientStatus
+
+D, DF = DeliveryResult.DELIVERED, DeliveryResult.DEFERRED
+
+
+@pytest.fixture(scope="module")
+def own_ca() -> trustme.CA:
+    """A CA nobody trusts: its certificates verify only through DANE."""
+    return trustme.CA(organization_name="DANE-only test CA")
+
+
+@pytest.fixture(scope="module")
+def leaf(own_ca: trustme.CA) -> trustme.LeafCert:
+    return own_ca.issue_cert("somewhere-else.test")
+
+
+def serving(cert: trustme.LeafCert) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    return context
+
+
+def ee_record(cert: trustme.LeafCert) -> str:
+    """DANE-EE(3) SPKI(1) SHA-256(1) of ``cert``'s key, computed here."""
+    parsed = x509.load_pem_x509_certificate(cert.cert_chain_pems[0].bytes())
+    spki = parsed.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return f"3 1 1 {hashlib.sha256(spki).hexdigest()}"
+
+
+def ta_record(ca: trustme.CA) -> str:
+    """DANE-TA(2) Cert(0) Full(0): the whole issuing certificate."""
+    parsed = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+    der = parsed.public_bytes(serialization.Encoding.DER)
+    return f"2 0 0 {der.hex()}"
+
+
+@pytest.fixture
+def net(net: MxNet) -> MxNet:
+    net.mx("d.test", (10, "mx1.d.test", "127.0.0.2"))
+    return net
+
+
+def tlsa(net: MxNet, *records: str, signed: bool = True) -> None:
+    for record in records:
+        net.zone.add(f"_{net.port}._tcp.mx1.d.test", "TLSA", record)
+    if signed:
+        net.zone.sign("d.test")
+
+
+def deliver(mailer: Mailstrom, raw: bytes) -> RecipientStatus:
+    message_id = mailer.send_email(raw)
+    mailer.run_once()
+    [status] = mailer.query_status(message_id).recipients
+    return status
+
+
+class TestDane:
+    def test_a_dane_ee_match_delivers_with_verified_tls(
+        self, net: MxNet, leaf: trustme.LeafCert
+    ) -> None:
+        """Authenticated 3 1 1 record of the server's key: delivered, the
+        session verified and recorded as held to DANE for d.test, although
+        the certificate names another host (names are not checked, §3.1.1)."""
+        tlsa(net, ee_record(leaf))
+        server = net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        r = deliver(net.mailer(dnssec=True), message("a@d.test"))
+        assert r.result is D
+        assert r.remote is not None and r.remote.tls_verified
+        assert (r.remote.tls_policy, r.remote.tls_policy_domain) == ("tlsa", "d.test")
+        assert r.remote.tls_result == "success"
+        assert server.handler.messages[0].tls
+
+    def test_a_dane_ta_match_delivers(self, net: MxNet, own_ca: trustme.CA) -> None:
+        """Authenticated 2 0 0 record holding the issuing CA, and a leaf for
+        mx1.d.test: delivered with verified TLS (RFC 7672 §3.1.2)."""
+        tlsa(net, ta_record(own_ca))
+        net.smtp("127.0.0.2", starttls_context=serving(own_ca.issue_cert("mx1.d.test")))
+        r = deliver(net.mailer(dnssec=True), message("a@d.test"))
+        assert r.result is D
+        assert r.remote is not None and r.remote.tls_verified
+
+    def test_a_dane_ta_leaf_for_another_name_defers(
+        self, net: MxNet, own_ca: trustme.CA, leaf: trustme.LeafCert
+    ) -> None:
+        """DANE-TA checks the leaf's name: a leaf for another host defers."""
+        tlsa(net, ta_record(own_ca))
+        server = net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        r = deliver(net.mailer(dnssec=True), message("a@d.test"))
+        assert (r.result, r.status_code) == (DF, "4.7.5")
+        assert "MAIL" not in server.handler.commands
+
+    def test_a_mismatch_defers_without_plaintext(
+        self, net: MxNet, own_ca: trustme.CA, leaf: trustme.LeafCert
+    ) -> None:
+        """Authenticated records naming another key: deferred with 4.7.5 after
+        one connection, no MAIL, recorded as a DANE validation failure."""
+        tlsa(net, ee_record(own_ca.issue_cert("mx1.d.test")))
+        server = net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        r = deliver(net.mailer(dnssec=True), message("a@d.test"))
+        assert (r.result, r.status_code) == (DF, "4.7.5")
+        assert r.remote is not None
+        assert (r.remote.tls_policy, r.remote.tls_result) == (
+            "tlsa",
+            "validation-failure",
+        )
+        assert "DANE" in (r.detail or "")
+        assert "MAIL" not in server.handler.commands
+        assert server.handler.connections == 1
+
+    def test_no_starttls_under_dane_defers(
+        self, net: MxNet, leaf: trustme.LeafCert
+    ) -> None:
+        """Usable records, and the exchanger offers no STARTTLS: deferred."""
+        tlsa(net, ee_record(leaf))
+        server = net.smtp("127.0.0.2")
+        r = deliver(net.mailer(dnssec=True), message("a@d.test"))
+        assert (r.result, r.status_code) == (DF, "4.7.4")
+        assert "MAIL" not in server.handler.commands
+
+    def test_records_without_the_ad_bit_are_ignored(
+        self, net: MxNet, own_ca: trustme.CA, leaf: trustme.LeafCert
+    ) -> None:
+        """A mismatching record from an unsigned zone (no AD bit): ignored,
+        delivered over opportunistic TLS, unverified, no policy found."""
+        tlsa(net, ee_record(own_ca.issue_cert("mx1.d.test")), signed=False)
+        net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        r = deliver(net.mailer(dnssec=True), message("a@d.test"))
+        assert r.result is D
+        assert r.remote is not None and not r.remote.tls_verified
+        assert r.remote.tls_policy == "no-policy-found"
+
+    def test_without_dnssec_the_records_are_not_asked_for(
+        self, net: MxNet, own_ca: trustme.CA, leaf: trustme.LeafCert
+    ) -> None:
+        """Without ``dnssec=True`` no TLSA query is made and DANE never applies."""
+        tlsa(net, ee_record(own_ca.issue_cert("mx1.d.test")))
+        net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        r = deliver(net.mailer(), message("a@d.test"))
+        assert r.result is D
+        assert not any(kind == "TLSA" for _, kind in net.dns.queries)
+
+    def test_a_failed_tlsa_lookup_keeps_the_exchanger_out(
+        self, net: MxNet, leaf: trustme.LeafCert
+    ) -> None:
+        """SERVFAIL for the TLSA query of a host whose address is signed: the
+        exchanger is not contacted and the recipient is deferred (4.4.3)."""
+        net.zone.sign("d.test").servfail(f"_{net.port}._tcp.mx1.d.test", "TLSA")
+        server = net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        r = deliver(net.mailer(dnssec=True), message("a@d.test"))
+        assert (r.result, r.status_code) == (DF, "4.4.3")
+        assert server.handler.connections == 0
+
+    def test_a_failed_tlsa_lookup_in_an_unsigned_zone_is_no_dane(
+        self, net: MxNet, leaf: trustme.LeafCert
+    ) -> None:
+        """SERVFAIL for the TLSA query of a host whose address is not signed
+        (RFC 7672 §2.2): DANE does not apply, and the mail goes over
+        opportunistic TLS."""
+        net.zone.servfail(f"_{net.port}._tcp.mx1.d.test", "TLSA")
+        server = net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        r = deliver(net.mailer(dnssec=True), message("a@d.test"))
+        assert r.result is D
+        assert r.remote is not None and r.remote.tls_policy == "no-policy-found"
+        assert len(server.handler.messages) == 1
+
+    def test_tls_required_no_delivers_regardless(
+        self, net: MxNet, own_ca: trustme.CA, leaf: trustme.LeafCert
+    ) -> None:
+        """A DANE mismatch, and a message saying ``TLS-Required: No``: delivered."""
+        tlsa(net, ee_record(own_ca.issue_cert("mx1.d.test")))
+        server = net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        raw = message("a@d.test").replace(
+            b"\r\n\r\n", b"\r\nTLS-Required: No\r\n\r\n", 1
+        )
+        r = deliver(net.mailer(dnssec=True), raw)
+        assert r.result is D
+        assert len(server.handler.messages) == 1
+
+
+class TestDaneBeforeMtaSts:
+    def test_dane_takes_precedence_over_an_enforce_policy(
+        self,
+        net: MxNet,
+        https_server: HttpsServerFactory,
+        ca: trustme.CA,
+        leaf: trustme.LeafCert,
+    ) -> None:
+        """d.test publishes MTA-STS enforce naming only mx9.d.test, and its MX
+        mx1.d.test has a matching DANE-EE record and a certificate no CA
+        vouches for: DANE decides (RFC 8461 §2), and the mail is delivered."""
+        net.zone.add("mta-sts.d.test", "A", "127.0.0.9")
+        net.zone.set("_mta-sts.d.test", "TXT", "v=STSv1; id=1")
+        https = https_server(
+            server_context(ca, "mta-sts.d.test"), host="127.0.0.9", port=443
+        )
+        https.replies["/.well-known/mta-sts.txt"] = Reply(
+            body=b"version: STSv1\nmode: enforce\nmx: mx9.d.test\nmax_age: 86400\n"
+        )
+        tlsa(net, ee_record(leaf))
+        net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        mailer = net.mailer(dnssec=True, mta_sts_context=client_context(ca))
+        r = deliver(mailer, message("a@d.test"))
+        assert r.result is D
+        assert r.remote is not None and r.remote.tls_policy == "tlsa"
+        assert len(https.requests) == 1
