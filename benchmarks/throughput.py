@@ -52,7 +52,6 @@ import argparse
 import itertools
 import os
 import shutil
-import smtplib
 import statistics
 import sys
 import tempfile
@@ -65,7 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _baselines import DiskSync, measure_disk_sync, run_naive, run_reused
 from _harness import LOOPBACK, Result, Sink, Variant, VariantSkipped, cpu_seconds
-from _postfix import PostfixUnavailable, PrivatePostfix
+from _postfix import run_postfix
 from _processes import run_worker_processes
 from _profile import profiled
 
@@ -156,59 +155,6 @@ def wait_until_delivered(mailer: Mailstrom, last: str) -> None:
         if time.monotonic() > deadline:
             raise SystemExit("messages still pending after 300 seconds")
         time.sleep(0.02)
-
-
-def run_postfix(sink: Sink, messages: list[bytes], connections: int = 4) -> Result:
-    """A private Postfix relaying to the sink, fed by smtplib from ``connections``
-    threads, each over its own reused connection; timed from the first submission
-    until the sink has counted every message. Postfix's own CPU time is not in
-    the result's, which is the submitting threads' only.
-
-    Raises:
-        VariantSkipped: when Postfix cannot run here.
-    """
-    if sink.kind != "smtp-sink":
-        raise VariantSkipped("needs smtp-sink as the sink, to count while it runs")
-    shares = [messages[n::connections] for n in range(connections)]
-    failures: list[BaseException] = []
-
-    def submit(port: int, share: list[bytes]) -> None:
-        try:
-            with smtplib.SMTP(
-                LOOPBACK, port, local_hostname="bench.test", timeout=30
-            ) as smtp:
-                for raw in share:
-                    smtp.sendmail("bench@example.test", ["sink@example.test"], raw)
-        except (OSError, smtplib.SMTPException) as exc:
-            failures.append(exc)
-
-    postfix = PrivatePostfix(relay_port=sink.port)
-    try:
-        postfix.start()
-    except PostfixUnavailable as exc:
-        raise VariantSkipped(str(exc)) from exc
-    try:
-        cpu0, t0 = cpu_seconds(), time.perf_counter()
-        submitters = [
-            threading.Thread(target=submit, args=(postfix.port, share))
-            for share in shares
-        ]
-        for submitter in submitters:
-            submitter.start()
-        for submitter in submitters:
-            submitter.join()
-        received = 0 if failures else sink.wait_for(len(messages))
-        elapsed = time.perf_counter() - t0
-        cpu = cpu_seconds() - cpu0
-        if failures or received != len(messages):
-            failure = f"{failures[0]}; " if failures else ""
-            raise SystemExit(
-                f"Postfix: {failure}sink received {received} of {len(messages)}; "
-                f"its log ends:\n{postfix.log_tail()}"
-            )
-    finally:
-        postfix.stop()
-    return Result(len(messages), elapsed, cpu)
 
 
 def variants(messages: list[bytes], threads: int, tmp: Path) -> list[Variant]:
