@@ -78,36 +78,49 @@ class DiskSync:
         return 1 / self.commit
 
 
-def measure_disk_sync(directory: Path, samples: int = 200) -> DiskSync:
-    """Measure :class:`DiskSync` with files in ``directory``, then remove them."""
-    block = os.urandom(2048)
-    path = directory / "fsync-probe"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    fsyncs = []
-    try:
-        for _ in range(samples):
+class DiskProbe:
+    """Samples :class:`DiskSync` in short bursts between the variants, so that
+    its figures span the same minutes as theirs on a disk others use too.
+
+    The probe's files live in ``directory`` as long as it is open. The SQLite
+    file stays open for the whole run, so that its write-ahead log grows and
+    is checkpointed and reused as SqliteStorage's is, rather than only grows.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._block = os.urandom(2048)
+        self._fd = os.open(
+            directory / "fsync-probe", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
+        )
+        self._db = sqlite3.connect(directory / "commit-probe.db", isolation_level=None)
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = FULL")
+        self._db.execute("CREATE TABLE probe (id INTEGER PRIMARY KEY, body BLOB)")
+        self._fsyncs: list[float] = []
+        self._commits: list[float] = []
+
+    def sample(self, count: int = 40) -> None:
+        """Time ``count`` fsyncs, then ``count`` commits."""
+        for _ in range(count):
             t0 = time.perf_counter()
-            os.pwrite(fd, block, 0)
-            os.fsync(fd)
-            fsyncs.append(time.perf_counter() - t0)
-    finally:
-        os.close(fd)
-        path.unlink()
-    db = directory / "commit-probe.db"
-    conn = sqlite3.connect(db, isolation_level=None)
-    commits = []
-    try:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("CREATE TABLE probe (id INTEGER PRIMARY KEY, body BLOB)")
-        for _ in range(samples):
+            os.pwrite(self._fd, self._block, 0)
+            os.fsync(self._fd)
+            self._fsyncs.append(time.perf_counter() - t0)
+        for _ in range(count):
             t0 = time.perf_counter()
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT INTO probe (body) VALUES (?)", (block,))
-            conn.execute("COMMIT")
-            commits.append(time.perf_counter() - t0)
-    finally:
-        conn.close()
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{db}{suffix}").unlink(missing_ok=True)
-    return DiskSync(statistics.median(fsyncs), statistics.median(commits))
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("INSERT INTO probe (body) VALUES (?)", (self._block,))
+            self._db.execute("COMMIT")
+            self._commits.append(time.perf_counter() - t0)
+
+    def end_repetition(self) -> DiskSync:
+        """The medians of the samples since the last call."""
+        sync = DiskSync(
+            statistics.median(self._fsyncs), statistics.median(self._commits)
+        )
+        self._fsyncs, self._commits = [], []
+        return sync
+
+    def close(self) -> None:
+        os.close(self._fd)
+        self._db.close()

@@ -22,8 +22,9 @@ send to last recipient delivered):
   smtplib over four reused connections from four threads.
 
 Each repetition (``--repeat``) also measures the disk's raw sync cost in the
-temporary directory of the SQLite files: a 2 KB write plus fsync, and the
-commit of one 2 KB row in SQLite at WAL and FULL. Repetitions are interleaved
+temporary directory of the SQLite files, in short bursts before and after
+every variant: a 2 KB write plus fsync, and the commit of one 2 KB row in
+SQLite at WAL and FULL (the median per repetition). Repetitions are interleaved
 (every variant once, then every variant again), since a shared machine's
 speed drifts; the table gives medians over repetitions and, for the ratios, the
 median of the ratios taken within each repetition.
@@ -62,7 +63,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _baselines import DiskSync, measure_disk_sync, run_naive, run_reused
+from _baselines import DiskProbe, DiskSync, run_naive, run_reused
 from _harness import LOOPBACK, Result, Sink, Variant, VariantSkipped, cpu_seconds
 from _postfix import run_postfix
 from _processes import run_worker_processes
@@ -355,15 +356,19 @@ def main() -> int:
         results: dict[int, list[Result]] = {n: [] for n in numbers}
         skipped: dict[int, str] = {}
         disk = []
+        probe = DiskProbe(Path(tmp))
         for _ in range(args.repeat):
-            disk.append(measure_disk_sync(Path(tmp)))
             for number in numbers:
                 if number in skipped:
                     continue
+                probe.sample()
                 try:
                     results[number].append(run_once(every[number], kind))
                 except VariantSkipped as exc:
                     skipped[number] = str(exc)
+            probe.sample()
+            disk.append(probe.end_repetition())
+        probe.close()
     report([(every[n], results[n]) for n in numbers if n not in skipped], results, disk)
     report_disk(disk)
     print(
