@@ -2,8 +2,10 @@
 
 cProfile sees only the thread it was enabled in; here each thread started
 while profiling enables a profiler of its own on its first event, and the
-report sums them all. Profiling slows every Python call, small ones most, so
-the shares are a guide to where the time goes, not the times themselves.
+report sums them all. Each profiler counts its thread's CPU time, not wall
+time, so that waiting (for a reply, for the GIL, for a lock) is not counted.
+Profiling slows every Python call, small ones most, so the shares are a guide
+to where the time goes, not the times themselves.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import cProfile
 import pstats
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from types import FrameType
@@ -45,11 +48,11 @@ def _area(filename: str, name: str) -> str:
 def profiled(top: int = 25) -> Iterator[None]:
     """Profile the body in this thread and every thread it starts; then print
     the own time summed by area, and the ``top`` functions by own time."""
-    profiles = [cProfile.Profile()]
+    profiles = [cProfile.Profile(time.thread_time)]
     lock = threading.Lock()
 
     def enable(frame: FrameType, event: str, arg: object) -> None:
-        profile = cProfile.Profile()
+        profile = cProfile.Profile(time.thread_time)
         with lock:
             profiles.append(profile)
         profile.enable()  # replaces this hook for the rest of the thread
@@ -72,8 +75,9 @@ def _print(stats: pstats.Stats, top: int) -> None:
     for (filename, _, name), (_, _, own, _, _) in entries.items():
         areas[_area(filename, name)] += own
     total = sum(areas.values())
-    print(f"own time by area, of {total:.2f} s profiled:")
+    print(f"own CPU time by area, of {total:.2f} s profiled:")
     for area, seconds in sorted(areas.items(), key=lambda kv: -kv[1]):
         print(f"  {area:<24} {seconds:7.2f} s  {seconds / total:6.1%}")
     print()
     stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats("mailstrom_py", top)
