@@ -41,6 +41,43 @@ class VariantSkipped(Exception):
 
 
 @dataclass(frozen=True)
+class MachineLoad:
+    """Machine-wide CPU use over a stretch of time, every process's on the
+    machine included: the cores busy on average, and the cores' worth of time
+    the hypervisor gave to other machines (steal)."""
+
+    busy: float
+    steal: float
+
+
+class LoadMeter:
+    """Measures :class:`MachineLoad` from ``/proc/stat`` between two calls;
+    gives None where there is no ``/proc/stat``."""
+
+    def __init__(self) -> None:
+        self._start = _ticks()
+
+    def stop(self) -> MachineLoad | None:
+        end = _ticks()
+        if self._start is None or end is None:
+            return None
+        busy, steal, total = (b - a for a, b in zip(self._start, end, strict=True))
+        cores = os.cpu_count() or 1
+        return MachineLoad(busy / total * cores, steal / total * cores)
+
+
+def _ticks() -> tuple[int, int, int] | None:
+    """Busy, stolen and all CPU time of the machine so far, in clock ticks."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(n) for n in stat.readline().split()[1:9]]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return user + nice + system + irq + softirq, steal, sum(fields)
+
+
+@dataclass(frozen=True)
 class Result:
     """One run of one variant: ``messages`` delivered in ``seconds`` of wall
     time for ``cpu`` seconds of CPU (this process's, plus its workers' when
@@ -51,6 +88,7 @@ class Result:
     seconds: float
     cpu: float
     send_latencies: tuple[float, ...] = ()
+    load: MachineLoad | None = None
 
     @property
     def rate(self) -> float:

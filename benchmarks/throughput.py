@@ -33,9 +33,11 @@ It prints messages per second (median and range), the ratio to each baseline,
 CPU time per message (this process's, plus the worker processes'; never the
 sink's), the median and p99 time of ``send_email()`` on the caller's thread
 (per message of a batch for ``send_emails()``), and for the variants whose
-caller waits for a sync, the rate as a fraction of the raw commit rate. It
-checks in every run that the sink received exactly as many messages as were
-sent. Only loopback addresses are used.
+caller waits for a sync, the rate as a fraction of the raw commit rate; and,
+since the machine may be shared, how many of its cores were busy (everyone's
+work included) and how much time the hypervisor stole. It checks in every run
+that the sink received exactly as many messages as were sent. Only loopback
+addresses are used.
 
     python benchmarks/throughput.py --messages 3000 --repeat 3
     python benchmarks/throughput.py --only 3,4   # the baselines and two variants
@@ -50,6 +52,7 @@ baselines, always run. Postfix is the last one and runs only when asked for
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import os
 import shutil
@@ -64,7 +67,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _baselines import DiskProbe, DiskSync, run_naive, run_reused
-from _harness import LOOPBACK, Result, Sink, Variant, VariantSkipped, cpu_seconds
+from _harness import (
+    LOOPBACK,
+    LoadMeter,
+    Result,
+    Sink,
+    Variant,
+    VariantSkipped,
+    cpu_seconds,
+)
 from _postfix import run_postfix
 from _processes import run_worker_processes
 from _profile import profiled
@@ -241,7 +252,7 @@ def report(
     header = (
         f"{'variant':<{width}} {'msgs/s':>7} {'min-max':>11} {'x naive':>7} "
         f"{'x reuse':>7} {'x 4thr':>7} {'CPU us/msg':>10} {'send p50 us':>11} "
-        f"{'send p99 us':>11} {'x commits':>9}"
+        f"{'send p99 us':>11} {'x commits':>9} {'busy':>5} {'steal':>5}"
     )
     print(header)
     print("-" * len(header))
@@ -260,10 +271,14 @@ def report(
                 r.rate / d.commit_rate for r, d in zip(results, disk, strict=True)
             )
             commits = f"{reached:.2f}"
+        busy = steal = ""
+        if loads := [r.load for r in results if r.load is not None]:
+            busy = f"{statistics.median(x.busy for x in loads):.2f}"
+            steal = f"{statistics.median(x.steal for x in loads):.2f}"
         print(
             f"{variant.name:<{width}} {statistics.median(rates):>7.0f} {spread:>11} "
             f"{ratios[0]:>7.2f} {ratios[1]:>7.2f} {ratios[2]:>7.2f} {cpu:>10.0f} "
-            f"{p50:>11} {p99:>11} {commits:>9}"
+            f"{p50:>11} {p99:>11} {commits:>9} {busy:>5} {steal:>5}"
         )
 
 
@@ -275,7 +290,10 @@ def report_disk(disk: list[DiskSync]) -> None:
         f"{fsync:.0f} us; one-row SQLite commit (WAL, FULL) {commit:.0f} us, "
         f"{1e6 / commit:.0f} commits/s (per repetition: "
         + ", ".join(f"{d.commit * 1e6:.0f}" for d in disk)
-        + " us). 'x commits' is a rate as a fraction of that commit rate."
+        + " us). 'x commits' is a rate as a fraction of that commit rate.\n"
+        "'busy' is the machine's busy cores during the variant's runs (setup and"
+        " sink included, and every other process on the machine); 'steal' the"
+        " cores' worth of time the hypervisor gave to other machines."
     )
 
 
@@ -318,10 +336,12 @@ def run_once(variant: Variant, kind: str) -> Result:
         VariantSkipped: the variant cannot run here.
     """
     sink = Sink(kind)
+    meter = LoadMeter()
     try:
         result = variant.run(sink)
     finally:
         received = sink.count()
+    result = dataclasses.replace(result, load=meter.stop())
     if received != result.messages:
         raise SystemExit(
             f"{variant.name}: sink received {received}, sent {result.messages}"
