@@ -13,12 +13,12 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 
 from ...errors import StorageError
 from ..base import wrap_error
 from .schema import migrate
-from .turns import WriterTurns
 
 __all__ = ["Database"]
 
@@ -67,8 +67,11 @@ class Database:
         self.path = path
         self._synchronous = synchronous
         self._busy_timeout = busy_timeout
-        self._turns = WriterTurns(_POLITE_FOR)
-        self._group: _Group | None = None  # the open transaction, in a writer's turn
+        self._write_lock = threading.Lock()
+        self._queue = threading.Condition(threading.Lock())
+        self._queued = 0  # threads waiting for _write_lock, under _queue
+        self._urgent = 0  # of them, those not in the background
+        self._group: _Group | None = None  # the open transaction, under _write_lock
         self._pool_lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []
         self._closed = False
@@ -135,13 +138,10 @@ class Database:
 
     def close(self) -> None:
         """Close every connection; later transactions raise. Idempotent."""
-        self._turns.acquire(urgent=True)
-        try:
+        with self._write_lock:
             writer, self._writer = self._writer, None
             if writer is not None and self._group is not None:
                 self._commit(writer, self._group)
-        finally:
-            self._turns.release()
         with self._pool_lock:
             self._closed = True
             idle, self._idle = self._idle, []
@@ -203,7 +203,7 @@ class Database:
             self.path,
             timeout=self._busy_timeout,
             isolation_level=None,
-            check_same_thread=False,  # used in a writer's turn, or by one borrower
+            check_same_thread=False,  # used under _write_lock, or by one borrower
         )
         try:
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
@@ -222,7 +222,10 @@ class Database:
         """Take the writer, and begin a transaction or join the open one in a
         savepoint of its own (then the flag returned is true). On failure the
         writer is free again."""
-        self._turns.acquire(urgent=not background)
+        if background:
+            self._take_writer_politely()
+        else:
+            self._acquire_writer(urgent=True)
         try:
             conn = self._writer
             if conn is None:
@@ -252,17 +255,43 @@ class Database:
                     self._fail(conn, group, exc)
                     raise
         except sqlite3.Error as exc:
-            self._turns.release()
+            self._write_lock.release()
             raise wrap_error(exc, action) from exc
         except BaseException:
-            self._turns.release()
+            self._write_lock.release()
             raise
         return conn, group, joined
 
-    @property
-    def _queued(self) -> int:
-        """How many writes wait for the writer."""
-        return self._turns.queued
+    def _take_writer_politely(self) -> None:
+        """Acquire the writer for background work, letting callers' writes
+        waiting for it go first, for a while: a steady stream of them must not
+        stop deliveries from being recorded."""
+        deadline = time.monotonic() + _POLITE_FOR
+        while True:
+            with self._queue:
+                while self._urgent and (left := deadline - time.monotonic()) > 0:
+                    self._queue.wait(left)
+            callers_wait = self._acquire_writer(urgent=False)
+            if not callers_wait or time.monotonic() >= deadline:
+                return
+            self._write_lock.release()
+
+    def _acquire_writer(self, *, urgent: bool) -> bool:
+        """Acquire the writer, counted among the queued (and the urgent) while
+        waiting for it; return whether callers' writes are waiting for it now."""
+        with self._queue:
+            self._queued += 1
+            self._urgent += urgent
+        try:
+            self._write_lock.acquire()
+        finally:
+            with self._queue:
+                self._queued -= 1
+                self._urgent -= urgent
+                if urgent and not self._urgent:
+                    self._queue.notify_all()
+                callers_wait = self._urgent > 0
+        return callers_wait
 
     def _end_turn(
         self, conn: sqlite3.Connection, group: _Group, *, joined: bool, failed: bool
@@ -286,13 +315,12 @@ class Database:
                 return
             # A caller's write waits for background work only to share its
             # disk sync with other callers, not to carry the bookkeeping.
-            turns = self._turns
-            queued = turns.urgent if group.waited_for else turns.queued
+            queued = self._urgent if group.waited_for else self._queued
             if queued and group.members < _MAX_GROUP:
                 return
             self._commit(conn, group)
         finally:
-            self._turns.release()
+            self._write_lock.release()
 
     def _commit(self, conn: sqlite3.Connection, group: _Group) -> None:
         """Commit ``group``'s transaction and wake its writers; never raises."""
