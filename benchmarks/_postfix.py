@@ -1,4 +1,4 @@
-"""A private Postfix instance on loopback, for the throughput benchmark.
+"""A private Postfix instance on loopback, and the throughput variant using it.
 
 It has its own configuration, queue and data directories under one temporary
 directory, listens for SMTP on a free 127.0.0.1 port and relays every message to
@@ -16,11 +16,15 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import smtplib
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+from _harness import LOOPBACK, Result, Sink, VariantSkipped, cpu_seconds
 
 #: The services of Debian's default master.cf that relaying over SMTP needs, all
 #: outside a chroot (a chroot would need copies of /etc files in the queue), and
@@ -48,8 +52,6 @@ scache unix - - n - 1 scache
 postlog unix-dgram n - n - 1 postlogd
 """
 
-_LOOPBACK = "127.0.0.1"
-
 
 class PostfixUnavailable(Exception):
     """Raised when a private Postfix cannot be started here; the message says why."""
@@ -57,7 +59,7 @@ class PostfixUnavailable(Exception):
 
 def _free_port() -> int:
     with socket.socket() as sock:
-        sock.bind((_LOOPBACK, 0))
+        sock.bind((LOOPBACK, 0))
         return int(sock.getsockname()[1])
 
 
@@ -172,7 +174,7 @@ class PrivatePostfix:
             _main_cf(self._root, self.relay_port)
         )
         (self.config_directory / "master.cf").write_text(
-            _SERVICES.format(listen=f"{_LOOPBACK}:{self.port}")
+            _SERVICES.format(listen=f"{LOOPBACK}:{self.port}")
         )
         try:
             started = self._postfix("start")
@@ -187,7 +189,7 @@ class PrivatePostfix:
         deadline = time.monotonic() + 10
         while True:
             try:
-                with socket.create_connection((_LOOPBACK, self.port), timeout=1):
+                with socket.create_connection((LOOPBACK, self.port), timeout=1):
                     return
             except OSError as exc:
                 if time.monotonic() > deadline:
@@ -216,3 +218,56 @@ def _exited(pid: int, timeout_s: float) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def run_postfix(sink: Sink, messages: list[bytes], connections: int = 4) -> Result:
+    """A private Postfix relaying to the sink, fed by smtplib from ``connections``
+    threads, each over its own reused connection; timed from the first submission
+    until the sink has counted every message. Postfix's own CPU time is not in
+    the result's, which is the submitting threads' only.
+
+    Raises:
+        VariantSkipped: when Postfix cannot run here.
+    """
+    if sink.kind != "smtp-sink":
+        raise VariantSkipped("needs smtp-sink as the sink, to count while it runs")
+    shares = [messages[n::connections] for n in range(connections)]
+    failures: list[BaseException] = []
+
+    def submit(port: int, share: list[bytes]) -> None:
+        try:
+            with smtplib.SMTP(
+                LOOPBACK, port, local_hostname="bench.test", timeout=30
+            ) as smtp:
+                for raw in share:
+                    smtp.sendmail("bench@example.test", ["sink@example.test"], raw)
+        except (OSError, smtplib.SMTPException) as exc:
+            failures.append(exc)
+
+    postfix = PrivatePostfix(relay_port=sink.port)
+    try:
+        postfix.start()
+    except PostfixUnavailable as exc:
+        raise VariantSkipped(str(exc)) from exc
+    try:
+        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        submitters = [
+            threading.Thread(target=submit, args=(postfix.port, share))
+            for share in shares
+        ]
+        for submitter in submitters:
+            submitter.start()
+        for submitter in submitters:
+            submitter.join()
+        received = 0 if failures else sink.wait_for(len(messages))
+        elapsed = time.perf_counter() - t0
+        cpu = cpu_seconds() - cpu0
+        if failures or received != len(messages):
+            failure = f"{failures[0]}; " if failures else ""
+            raise SystemExit(
+                f"Postfix: {failure}sink received {received} of {len(messages)}; "
+                f"its log ends:\n{postfix.log_tail()}"
+            )
+    finally:
+        postfix.stop()
+    return Result(len(messages), elapsed, cpu)

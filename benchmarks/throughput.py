@@ -1,56 +1,84 @@
-"""Throughput of mailstrom_py against a naive smtplib loop, measured in one run.
+"""Throughput of mailstrom_py against what a user could write by hand with
+smtplib, every variant measured in the same run.
 
 Starts a sink on 127.0.0.1 (Postfix's smtp-sink when installed, otherwise an
-aiosmtpd sink in a child process), then for N messages of about 2 KB with one
-recipient measures, end to end (first send to last recipient delivered):
+aiosmtpd sink in a child process), a fresh one for each run of a variant, then
+for N messages of about 2 KB with one recipient measures, end to end (first
+send to last recipient delivered):
 
-* the baseline: an smtplib loop that connects, sends and quits per message;
+* three baselines written with smtplib alone: a loop that connects, sends and
+  quits per message (naive); one connection reused for every message; four
+  threads, each with a connection of its own that it reuses;
 * mailstrom_py with MemoryStorage;
 * mailstrom_py with SqliteStorage at its default durability (FULL), then with
   send_emails() batches, from four caller threads at once (as a web
   application's request threads would), and with synchronous=NORMAL, to show
   what the disk sync on the caller's path costs;
+* one and two worker processes (what ``mailstrom-py worker`` runs) delivering
+  from one SqliteStorage file that this process filled through an Outbox;
+  these are timed from a full queue, see _processes.py;
 * with ``--postfix``, as the "hand it to the local MTA" reference: a private
   Postfix instance (needs root; see _postfix.py) relaying to the sink, fed by
   smtplib over four reused connections from four threads.
 
-It prints messages per second, the ratio to the baseline, client CPU time per
-message, the median and p99 time of ``send_email()`` on the caller's thread,
-and checks that the sink received exactly as many messages as were sent.
-Only loopback addresses are used.
+Each repetition (``--repeat``) also measures the disk's raw sync cost in the
+temporary directory of the SQLite files, in short bursts before and after
+every variant: a 2 KB write plus fsync, and the commit of one 2 KB row in
+SQLite at WAL and FULL (the median per repetition). Repetitions are interleaved
+(every variant once, then every variant again), since a shared machine's
+speed drifts; the table gives medians over repetitions and, for the ratios, the
+median of the ratios taken within each repetition.
 
-    python benchmarks/throughput.py --messages 10000
-    python benchmarks/throughput.py --only 1,2   # the baseline and two variants
+It prints messages per second (median and range), the ratio to each baseline,
+CPU time per message (this process's, plus the worker processes'; never the
+sink's), the median and p99 time of ``send_email()`` on the caller's thread
+(per message of a batch for ``send_emails()``), and for the variants whose
+caller waits for a sync, the rate as a fraction of the raw commit rate; and,
+since the machine may be shared, how many of its cores were busy (everyone's
+work included) and how much time the hypervisor stole. It checks in every run
+that the sink received exactly as many messages as were sent. Only loopback
+addresses are used.
+
+    python benchmarks/throughput.py --messages 3000 --repeat 3
+    python benchmarks/throughput.py --only 3,4   # the baselines and two variants
     python benchmarks/throughput.py --postfix    # every variant and Postfix
+    python benchmarks/throughput.py --profile 3  # where variant 3's CPU goes
 
-Variants are numbered from 0 (the baseline) in the order they are printed;
-Postfix is the last one and runs only when asked for (``--postfix`` or ``--only``).
+Variants are numbered from 0 in the order they are printed; 0 to 2 are the
+baselines, always run. Postfix is the last one and runs only when asked for
+(``--postfix`` or ``--only``).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
+import itertools
 import os
-import re
-import resource
 import shutil
-import signal
-import smtplib
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _postfix import PostfixUnavailable, PrivatePostfix
+from _baselines import DiskProbe, DiskSync, run_naive, run_reused
+from _harness import (
+    LOOPBACK,
+    LoadMeter,
+    Result,
+    Sink,
+    Variant,
+    VariantSkipped,
+    cpu_seconds,
+)
+from _postfix import run_postfix
+from _processes import run_worker_processes
+from _profile import profiled
 
 from mailstrom_py import (
     Config,
@@ -63,104 +91,8 @@ from mailstrom_py import (
     Timeouts,
 )
 
-LOOPBACK = "127.0.0.1"
-
-_AIOSMTPD_SINK = """
-import asyncio, sys
-from aiosmtpd.controller import Controller
-class Sink:
-    count = 0
-    async def handle_DATA(self, server, session, envelope):
-        Sink.count += 1
-        return "250 2.0.0 ok"
-c = Controller(Sink(), hostname=sys.argv[1], port=int(sys.argv[2]),
-               server_hostname="sink.test")
-c.start()
-print("ready", flush=True)
-sys.stdin.read()
-c.stop()
-print(Sink.count, flush=True)
-"""
-
-
-class VariantSkipped(Exception):
-    """Raised when a variant cannot run on this machine; the message says why."""
-
-
-@dataclass(frozen=True)
-class Result:
-    name: str
-    messages: int
-    seconds: float
-    cpu: float
-    send_latencies: tuple[float, ...] = ()
-
-    @property
-    def rate(self) -> float:
-        return self.messages / self.seconds
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-class Sink:
-    """A sink process on loopback that counts what it receives."""
-
-    def __init__(self, kind: str) -> None:
-        self.port = free_port()
-        self.kind = kind
-        if kind == "smtp-sink":
-            # -c prints a running count; a file, not a pipe, so it never blocks.
-            self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in count())
-            cmd = ["smtp-sink", "-c", "-u", "nobody", f"{LOOPBACK}:{self.port}", "256"]
-            self.proc = subprocess.Popen(
-                cmd, stdout=self.log, stderr=subprocess.DEVNULL
-            )
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                with (
-                    contextlib.suppress(OSError),
-                    socket.create_connection((LOOPBACK, self.port), timeout=1),
-                ):
-                    break
-                time.sleep(0.05)
-        else:
-            cmd = [sys.executable, "-c", _AIOSMTPD_SINK, LOOPBACK, str(self.port)]
-            self.proc = subprocess.Popen(
-                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-            )
-            assert self.proc.stdout is not None
-            assert self.proc.stdout.readline().strip() == "ready"
-
-    def wait_for(self, messages: int, stall_s: float = 30) -> int:
-        """Wait until a live smtp-sink has received ``messages`` messages, or until
-        its count has not moved for ``stall_s`` seconds; return the count."""
-        assert self.kind == "smtp-sink"
-        received, moved = 0, time.monotonic()
-        while received < messages and time.monotonic() - moved < stall_s:
-            time.sleep(0.005)
-            # pread leaves alone the file offset smtp-sink shares and writes at.
-            size = os.fstat(self.log.fileno()).st_size
-            tail = os.pread(self.log.fileno(), 256, max(size - 256, 0))
-            counts = re.findall(rb"mesg=(\d+)\r", tail)
-            if counts and int(counts[-1]) > received:
-                received, moved = int(counts[-1]), time.monotonic()
-        return received
-
-    def count(self) -> int:
-        """Stop the sink and return how many messages it accepted."""
-        if self.kind == "smtp-sink":
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=10)
-            self.log.seek(0)
-            counts = re.findall(r"mesg=(\d+)", self.log.read())
-            self.log.close()
-            return int(counts[-1]) if counts else 0
-        out, _ = self.proc.communicate("", timeout=30)
-        return int(out.split()[-1])
+#: The baselines, by number: every ratio column is to one of them.
+NAIVE, REUSED, THREADS = 0, 1, 2
 
 
 def build_message(n: int, size: int) -> bytes:
@@ -169,25 +101,6 @@ def build_message(n: int, size: int) -> bytes:
         f"From: bench@example.test\r\nTo: sink{n % 10}@example.test\r\n"
         f"Subject: benchmark {n}\r\n\r\n{body}"
     ).encode()
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def run_naive(port: int, messages: list[bytes]) -> Result:
-    """The 1.0x baseline: connect, send, quit for every message."""
-    cpu0, t0 = cpu_seconds(), time.perf_counter()
-    for raw in messages:
-        with smtplib.SMTP(LOOPBACK, port, local_hostname="bench.test", timeout=30) as s:
-            s.sendmail("bench@example.test", ["sink@example.test"], raw)
-    return Result(
-        "smtplib, new connection per message",
-        len(messages),
-        time.perf_counter() - t0,
-        cpu_seconds() - cpu0,
-    )
 
 
 def run_mailstrom(
@@ -242,7 +155,7 @@ def run_mailstrom(
     if failed or len(every_id) != len(messages):
         raise SystemExit(f"{name}: {failed} messages not delivered")
     every_latency = tuple(x for share in latencies for x in share)
-    return Result(name, len(messages), elapsed, cpu, every_latency)
+    return Result(len(messages), elapsed, cpu, every_latency)
 
 
 def wait_until_delivered(mailer: Mailstrom, last: str) -> None:
@@ -256,121 +169,140 @@ def wait_until_delivered(mailer: Mailstrom, last: str) -> None:
         time.sleep(0.02)
 
 
-def run_postfix(sink: Sink, messages: list[bytes], connections: int = 4) -> Result:
-    """A private Postfix relaying to the sink, fed by smtplib from ``connections``
-    threads, each over its own reused connection; timed from the first submission
-    until the sink has counted every message. Postfix's own CPU time is not in
-    the result's, which is the submitting threads' only.
-
-    Raises:
-        VariantSkipped: when Postfix cannot run here.
-    """
-    if sink.kind != "smtp-sink":
-        raise VariantSkipped("needs smtp-sink as the sink, to count while it runs")
-    shares = [messages[n::connections] for n in range(connections)]
-    failures: list[BaseException] = []
-
-    def submit(port: int, share: list[bytes]) -> None:
-        try:
-            with smtplib.SMTP(
-                LOOPBACK, port, local_hostname="bench.test", timeout=30
-            ) as smtp:
-                for raw in share:
-                    smtp.sendmail("bench@example.test", ["sink@example.test"], raw)
-        except (OSError, smtplib.SMTPException) as exc:
-            failures.append(exc)
-
-    postfix = PrivatePostfix(relay_port=sink.port)
-    try:
-        postfix.start()
-    except PostfixUnavailable as exc:
-        raise VariantSkipped(str(exc)) from exc
-    try:
-        cpu0, t0 = cpu_seconds(), time.perf_counter()
-        submitters = [
-            threading.Thread(target=submit, args=(postfix.port, share))
-            for share in shares
-        ]
-        for submitter in submitters:
-            submitter.start()
-        for submitter in submitters:
-            submitter.join()
-        received = 0 if failures else sink.wait_for(len(messages))
-        elapsed = time.perf_counter() - t0
-        cpu = cpu_seconds() - cpu0
-        if failures or received != len(messages):
-            failure = f"{failures[0]}; " if failures else ""
-            raise SystemExit(
-                f"Postfix: {failure}sink received {received} of {len(messages)}; "
-                f"its log ends:\n{postfix.log_tail()}"
-            )
-    finally:
-        postfix.stop()
-    return Result(
-        f"Postfix relaying (smtplib, {connections} connections)",
-        len(messages),
-        elapsed,
-        cpu,
-    )
-
-
-Variant = Callable[[Sink], Result]
-
-#: The number of the Postfix variant, which runs only when asked for.
-POSTFIX = 6
-
-
 def variants(messages: list[bytes], threads: int, tmp: Path) -> list[Variant]:
-    """The variants to measure, each taking the sink."""
+    """The variants to measure, in the order they are numbered and printed; the
+    first three are the baselines (NAIVE, REUSED, THREADS)."""
+    files = itertools.count()
 
     def sqlite(sink: Sink, **options: str) -> Storage:
-        return SqliteStorage(str(tmp / f"bench-{sink.port}.db"), **options)  # type: ignore[arg-type]
+        del sink  # each run gets a file of its own
+        return SqliteStorage(str(tmp / f"bench-{next(files)}.db"), **options)  # type: ignore[arg-type]
 
     def mailstrom(
-        name: str, storage: Callable[[Sink], Storage], **options: int
+        name: str,
+        storage: Callable[[Sink], Storage],
+        *,
+        synced: bool = False,
+        **options: int,
     ) -> Variant:
-        return lambda sink: run_mailstrom(
-            name, sink.port, messages, storage(sink), threads, **options
+        return Variant(
+            name,
+            lambda sink: run_mailstrom(
+                name, sink.port, messages, storage(sink), threads, **options
+            ),
+            synced=synced,
+        )
+
+    def processes(count: int) -> Variant:
+        return Variant(
+            f"{count} worker process{'es' if count > 1 else ''}, one SqliteStorage",
+            lambda sink: run_worker_processes(
+                tmp / f"bench-{next(files)}.db", sink.port, messages, count, threads
+            ),
         )
 
     return [
-        lambda sink: run_naive(sink.port, messages),
+        Variant(
+            "smtplib, new connection per message",
+            lambda sink: run_naive(sink.port, messages),
+        ),
+        Variant(
+            "smtplib, one reused connection",
+            lambda sink: run_reused(sink.port, messages),
+        ),
+        Variant(
+            "smtplib, 4 threads, a connection each",
+            lambda sink: run_reused(sink.port, messages, threads=4),
+        ),
         mailstrom("mailstrom_py, MemoryStorage", lambda _: MemoryStorage()),
-        mailstrom("mailstrom_py, SqliteStorage (default)", sqlite),
+        mailstrom("mailstrom_py, SqliteStorage (default)", sqlite, synced=True),
         mailstrom("  ... send_emails() batches of 100", sqlite, batch=100),
-        mailstrom("  ... from 4 caller threads", sqlite, callers=4),
+        mailstrom("  ... from 4 caller threads", sqlite, synced=True, callers=4),
         mailstrom(
             "  ... synchronous=NORMAL",
             lambda sink: sqlite(sink, synchronous="NORMAL"),
         ),
-        lambda sink: run_postfix(sink, messages),
+        processes(1),
+        processes(2),
+        Variant(
+            "Postfix relaying (smtplib, 4 connections)",
+            lambda sink: run_postfix(sink, messages),
+            on_request=True,
+        ),
     ]
 
 
-def report(results: list[Result]) -> None:
-    base = results[0].rate
-    width = max(40, *(len(r.name) for r in results))
+def median_ratio(mine: list[Result], base: list[Result]) -> float:
+    """The median over repetitions of the ratio of rates within a repetition."""
+    return statistics.median(a.rate / b.rate for a, b in zip(mine, base, strict=True))
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(int(len(ordered) * fraction + 0.5) - 1, 0)]
+
+
+def report(
+    chosen: list[tuple[Variant, list[Result]]],
+    baselines: dict[int, list[Result]],
+    disk: list[DiskSync],
+) -> None:
+    """Print one row per variant: medians over repetitions."""
+    width = max(len(v.name) for v, _ in chosen)
     header = (
-        f"{'variant':<{width}} {'msgs/s':>8} {'x naive':>8} {'CPU us/msg':>11} "
-        f"{'send p50 us':>12} {'send p99 us':>12}"
+        f"{'variant':<{width}} {'msgs/s':>7} {'min-max':>11} {'x naive':>7} "
+        f"{'x reuse':>7} {'x 4thr':>7} {'CPU us/msg':>10} {'send p50 us':>11} "
+        f"{'send p99 us':>11} {'x commits':>9} {'busy':>5} {'steal':>5}"
     )
     print(header)
     print("-" * len(header))
-    for r in results:
-        p50 = p99 = ""
-        if r.send_latencies:
-            ordered = sorted(r.send_latencies)
-            p50 = f"{statistics.median(ordered) * 1e6:.0f}"
-            p99 = f"{ordered[max(int(len(ordered) * 0.99) - 1, 0)] * 1e6:.0f}"
+    for variant, results in chosen:
+        rates = [r.rate for r in results]
+        spread = f"{min(rates):.0f}-{max(rates):.0f}"
+        ratios = [median_ratio(results, baselines[b]) for b in (NAIVE, REUSED, THREADS)]
+        cpu = statistics.median(r.cpu / r.messages * 1e6 for r in results)
+        p50 = p99 = commits = ""
+        latencies = [x for r in results for x in r.send_latencies]
+        if latencies:
+            p50 = f"{statistics.median(latencies) * 1e6:.0f}"
+            p99 = f"{percentile(latencies, 0.99) * 1e6:.0f}"
+        if variant.synced:
+            reached = statistics.median(
+                r.rate / d.commit_rate for r, d in zip(results, disk, strict=True)
+            )
+            commits = f"{reached:.2f}"
+        busy = steal = ""
+        if loads := [r.load for r in results if r.load is not None]:
+            busy = f"{statistics.median(x.busy for x in loads):.2f}"
+            steal = f"{statistics.median(x.steal for x in loads):.2f}"
         print(
-            f"{r.name:<{width}} {r.rate:>8.0f} {r.rate / base:>8.2f} "
-            f"{r.cpu / r.messages * 1e6:>11.0f} {p50:>12} {p99:>12}"
+            f"{variant.name:<{width}} {statistics.median(rates):>7.0f} {spread:>11} "
+            f"{ratios[0]:>7.2f} {ratios[1]:>7.2f} {ratios[2]:>7.2f} {cpu:>10.0f} "
+            f"{p50:>11} {p99:>11} {commits:>9} {busy:>5} {steal:>5}"
         )
 
 
-def main() -> int:
+def report_disk(disk: list[DiskSync]) -> None:
+    fsync = statistics.median(d.fsync for d in disk) * 1e6
+    commit = statistics.median(d.commit for d in disk) * 1e6
+    print(
+        f"\nDisk, median of {len(disk)} repetition(s): 2 KB write + fsync "
+        f"{fsync:.0f} us; one-row SQLite commit (WAL, FULL) {commit:.0f} us, "
+        f"{1e6 / commit:.0f} commits/s (per repetition: "
+        + ", ".join(f"{d.commit * 1e6:.0f}" for d in disk)
+        + " us). 'x commits' is a rate as a fraction of that commit rate.\n"
+        "'busy' is the machine's busy cores during the variant's runs (setup and"
+        " sink included, and every other process on the machine); 'steal' the"
+        " cores' worth of time the hypervisor gave to other machines."
+    )
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="mailstrom_py throughput benchmark")
-    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="interleaved repetitions (medians)"
+    )
     parser.add_argument("--size", type=int, default=2048, help="body bytes")
     parser.add_argument("--threads", type=int, default=4, help="delivery threads")
     parser.add_argument(
@@ -379,53 +311,94 @@ def main() -> int:
     parser.add_argument(
         "--only",
         type=lambda text: {int(n) for n in text.split(",")},
-        help="comma-separated variant numbers to run (0 is the baseline, always run)",
+        help="comma-separated variant numbers to run (the baselines 0-2 always run)",
     )
     parser.add_argument(
         "--postfix",
         action="store_true",
-        help=f"also run variant {POSTFIX}: a private Postfix relaying to the sink "
+        help="also run the last variant: a private Postfix relaying to the sink "
         "(needs root and Postfix; skipped with the reason otherwise)",
     )
-    args = parser.parse_args()
-    chosen = args.only or set(range(1, POSTFIX))
-    if args.postfix:
-        chosen |= {POSTFIX}
+    parser.add_argument(
+        "--profile",
+        type=int,
+        metavar="N",
+        help="run variant N once under cProfile (every thread) and print where "
+        "its CPU went, instead of the table",
+    )
+    return parser.parse_args()
+
+
+def run_once(variant: Variant, kind: str) -> Result:
+    """Run a variant against a fresh sink; check what the sink received.
+
+    Raises:
+        VariantSkipped: the variant cannot run here.
+    """
+    sink = Sink(kind)
+    meter = LoadMeter()
+    try:
+        result = variant.run(sink)
+    finally:
+        received = sink.count()
+    result = dataclasses.replace(result, load=meter.stop())
+    if received != result.messages:
+        raise SystemExit(
+            f"{variant.name}: sink received {received}, sent {result.messages}"
+        )
+    return result
+
+
+def main() -> int:
+    args = parse_args()
     kind = args.sink
     if kind == "auto":
         kind = "smtp-sink" if shutil.which("smtp-sink") else "aiosmtpd"
     messages = [build_message(n, args.size) for n in range(args.messages)]
     print(
         f"{args.messages} messages of {len(messages[0])} bytes, one recipient; "
-        f"sink: {kind} on {LOOPBACK}; {os.cpu_count()} CPUs; "
-        f"{args.threads} delivery threads\n"
+        f"sink: {kind} on {LOOPBACK}; {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f}; {args.threads} delivery threads; "
+        f"{args.repeat} interleaved repetition(s)\n"
     )
-    results = []
-    skipped = []
     with tempfile.TemporaryDirectory() as tmp:
-        for number, variant in enumerate(variants(messages, args.threads, Path(tmp))):
-            if number and number not in chosen:
-                continue
-            sink = Sink(kind)
-            try:
-                result = variant(sink)
-            except VariantSkipped as exc:
-                skipped.append(f"variant {number} skipped: {exc}")
-                continue
-            finally:
-                received = sink.count()
-            if received != result.messages:
-                print(
-                    f"{result.name}: sink received {received}, sent {result.messages}"
-                )
-                return 1
-            results.append(result)
-    report(results)
-    print("\nEvery sink received exactly the number of messages sent.")
-    if any(r.name.startswith("Postfix") for r in results):
+        every = variants(messages, args.threads, Path(tmp))
+        if args.profile is not None:
+            with profiled():
+                run_once(every[args.profile], kind)
+            return 0
+        numbers = [
+            n
+            for n, v in enumerate(every)
+            if n in (NAIVE, REUSED, THREADS)
+            or (n in args.only if args.only else not v.on_request or args.postfix)
+        ]
+        results: dict[int, list[Result]] = {n: [] for n in numbers}
+        skipped: dict[int, str] = {}
+        disk = []
+        probe = DiskProbe(Path(tmp))
+        for _ in range(args.repeat):
+            for number in numbers:
+                if number in skipped:
+                    continue
+                probe.sample()
+                try:
+                    results[number].append(run_once(every[number], kind))
+                except VariantSkipped as exc:
+                    skipped[number] = str(exc)
+            probe.sample()
+            disk.append(probe.end_repetition())
+        probe.close()
+    report([(every[n], results[n]) for n in numbers if n not in skipped], results, disk)
+    report_disk(disk)
+    print(
+        f"Load average at the end: {os.getloadavg()[0]:.1f}. Every sink received "
+        "exactly the number of messages sent."
+    )
+    if args.postfix or (args.only and len(every) - 1 in args.only):
         print("Postfix's CPU column is its submitters' only, not Postfix's own.")
-    for line in skipped:
-        print(line)
+    for number, why in skipped.items():
+        print(f"variant {number} skipped: {why}")
     return 0
 
 
