@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING
 
+from .bounce import BounceCategory, classify
 from .config import Config, DirectConfig, DkimConfig, DsnPolicy, RelayConfig, Timeouts
 from .config.loader import config_from_mapping, load_config
 from .core import AsyncOutbox, Mailstrom, Outbox
@@ -15,6 +16,7 @@ from .errors import (
     StorageError,
     WorkerError,
 )
+from .event import Event, EventKind
 from .message import PreparedEmail, prepare_email
 from .message.compose import compose
 from .message.dsn import build_dsn
@@ -43,6 +45,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncOutbox",
+    "BounceCategory",
     "Claim",
     "Config",
     "ConfigError",
@@ -51,6 +54,8 @@ __all__ = [
     "DkimConfig",
     "DsnPolicy",
     "DuplicateMessageError",
+    "Event",
+    "EventKind",
     "InvalidMessageError",
     "MailerClosedError",
     "Mailstrom",
@@ -76,6 +81,7 @@ __all__ = [
     "WorkerError",
     "__version__",
     "build_dsn",
+    "classify",
     "compose",
     "config_from_mapping",
     "load_config",

@@ -314,6 +314,8 @@ class Config:
             the mailer is built. The envelope sender is read from it too,
             unless ``send_email(mail_from=...)`` gives one. A message with a
             From of its own keeps it.
+        event_queue_size: the most events waiting for listeners; more are
+            dropped and counted (``Mailstrom.events_dropped``).
     """
 
     helo_name: str
@@ -330,6 +332,7 @@ class Config:
     destination_concurrency: int = 20
     drain_timeout: float = 30.0
     default_from: str | None = None
+    event_queue_size: int = 10_000
 
     def __post_init__(self) -> None:
         check_hostname(self.helo_name, "helo_name", allow_literal=True)
@@ -348,6 +351,7 @@ class Config:
         check_count(self.destination_concurrency, "destination_concurrency", minimum=1)
         check_wait(self.drain_timeout, "drain_timeout")
         _check_default_from(self.default_from)
+        check_count(self.event_queue_size, "event_queue_size", minimum=1)
 
     @property
     def dkim_keys(self) -> tuple[DkimConfig, ...]:

@@ -76,6 +76,7 @@ class Mailstrom(Outbox):
             clock=clock,
             rng=rng,
             reporter=self._reporter(config),
+            events=self._events,
         )
 
     def start(self) -> None:
@@ -117,6 +118,7 @@ class Mailstrom(Outbox):
             log.warning("stopping with mail due that got no attempt in %gs", drain)
         finished = self._worker.stop(timeout)
         self._warn_of_loss()
+        self._events.stop(timeout)
         if finished:
             self._transport.close()
             self._storage.close()

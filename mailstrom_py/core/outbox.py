@@ -19,9 +19,12 @@ from typing import Self
 
 from ..config import Config
 from ..errors import InvalidMessageError, MailerClosedError
+from ..event import Event, EventKind
+from ..events import Dispatcher, Listener
 from ..message import PreparedEmail, Preparer
 from ..status import DeliveryResult, MessageStatus
 from ..storage import QueueAdmin, QueueFilter, Storage, queue_admin
+from ..storage.journal import EventJournal
 
 __all__ = ["Clock", "Notify", "Outbox", "attempted"]
 
@@ -94,6 +97,28 @@ class Outbox:
         self._notify_hook = notify
         self._closed = False
         self._lock = threading.Lock()
+        self._events = Dispatcher(capacity=config.event_queue_size)
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` with each :class:`~mailstrom_py.Event` from now on.
+
+        An Outbox emits ``queued`` (one per recipient, once the message is
+        stored); a :class:`~mailstrom_py.Mailstrom` emits the worker's events
+        too. Listeners run on a dispatcher thread, started by the first
+        subscription, never on a caller's or a delivery thread; an exception
+        from one is logged. Events wait in a bounded queue
+        (``Config.event_queue_size``); when it is full, new ones are dropped
+        and counted (:attr:`events_dropped`).
+
+        Returns:
+            A function that unsubscribes ``listener``.
+        """
+        return self._events.subscribe(listener)
+
+    @property
+    def events_dropped(self) -> int:
+        """How many events were dropped because the listeners fell behind."""
+        return self._events.dropped
 
     @property
     def config(self) -> Config:
@@ -122,6 +147,7 @@ class Outbox:
                 return
             self._closed = True
         self._warn_of_loss()
+        self._events.stop(self._config.drain_timeout)
         self._storage.close()
 
     def __enter__(self) -> Self:
@@ -170,7 +196,7 @@ class Outbox:
             raise MailerClosedError(self._CLOSED)
         now = self._clock()
         prepared = self._prepare(message, now, mail_from, rcpt_to, require_tls)
-        self._storage.add(prepared, now)
+        self._store([prepared], now)
         self._notify(prepared.message_id)
         return prepared.message_id
 
@@ -205,10 +231,32 @@ class Outbox:
                 raise InvalidMessageError(
                     f"message {index}: {exc.reason}", exc.field, index=index
                 ) from exc
-        self._storage.add_many(prepared, now)
+        self._store(prepared, now)
         for email in prepared:
             self._notify(email.message_id)
         return [email.message_id for email in prepared]
+
+    def _store(self, emails: Sequence[PreparedEmail], now: float) -> None:
+        """Store ``emails`` and emit their ``queued`` events, written with
+        them into a journaling storage."""
+        slot = self._events.reserve()
+        events: list[Event] = []
+        try:
+            queued = [
+                Event(EventKind.QUEUED, e.message_id, r, now, queued_at=now)
+                for e in emails
+                for r in e.recipients
+            ]
+            storage = self._storage
+            if self._events.journaling and isinstance(storage, EventJournal):
+                storage.add_journaled(emails, now, [e.to_json() for e in queued])
+            elif len(emails) == 1:
+                storage.add(emails[0], now)
+            else:
+                storage.add_many(emails, now)
+            events = queued
+        finally:
+            slot.fill(events)
 
     def _prepare(
         self,

@@ -89,8 +89,17 @@ CREATE INDEX recipients_address ON recipients ({FOLDED}, message);
 # claiming worker's clock was behind the database's, to move the times it
 # records onto the database's clock.
 
+# Version 2: the event journal, written in the transaction of the outcomes its
+# events describe and emptied as a webhook sender acknowledges them.
+_VERSION_2_EVENTS = """
+CREATE TABLE events (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    payload text NOT NULL
+);
+"""
+
 #: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
-MIGRATIONS: tuple[str, ...] = (_VERSION_1,)
+MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2_EVENTS)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Any constant shared by every process that migrates: pg_advisory_xact_lock's key.

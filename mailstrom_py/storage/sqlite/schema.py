@@ -117,8 +117,22 @@ _VERSION_3_CLAIMS = """
 ALTER TABLE messages ADD COLUMN claim_token TEXT;
 """
 
+# Version 4: the event journal, written with the outcomes its events describe
+# and emptied as a webhook sender acknowledges them.
+_VERSION_4_EVENTS = """
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    payload TEXT NOT NULL
+);
+"""
+
 #: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
-MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2, _VERSION_3_CLAIMS)
+MIGRATIONS: tuple[str, ...] = (
+    _VERSION_1,
+    _VERSION_2,
+    _VERSION_3_CLAIMS,
+    _VERSION_4_EVENTS,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 #: The columns :func:`statuses` reads, from ``messages m`` joined with
