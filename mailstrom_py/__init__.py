@@ -3,7 +3,15 @@
 from typing import TYPE_CHECKING
 
 from .bounce import BounceCategory, classify
-from .config import Config, DirectConfig, DkimConfig, DsnPolicy, RelayConfig, Timeouts
+from .config import (
+    Config,
+    DirectConfig,
+    DkimConfig,
+    DsnPolicy,
+    RelayConfig,
+    Timeouts,
+    WebhookConfig,
+)
 from .config.loader import config_from_mapping, load_config
 from .core import AsyncOutbox, Mailstrom, Outbox
 from .errors import (
@@ -14,6 +22,7 @@ from .errors import (
     MailstromError,
     MessageNotFound,
     StorageError,
+    WebhookError,
     WorkerError,
 )
 from .event import Event, EventKind
@@ -78,6 +87,8 @@ __all__ = [
     "Storage",
     "StorageError",
     "Timeouts",
+    "WebhookConfig",
+    "WebhookError",
     "WorkerError",
     "__version__",
     "build_dsn",

@@ -135,7 +135,6 @@ _TEXT: tuple[tuple[re.Pattern[str], BounceCategory], ...] = tuple(
 # The subject alone, when nothing more specific matched.
 _SUBJECT: dict[str, BounceCategory] = {
     "1": _C.BAD_MAILBOX,
-    "2": _C.INACTIVE_MAILBOX,
     "4": _C.ROUTING,
     "5": _C.PROTOCOL,
     "6": _C.CONTENT,

@@ -49,6 +49,7 @@ CASES = [
     ("5.6.9", "", C.CONTENT),
     ("5.5.2", "syntax error", C.PROTOCOL),
     ("4.3.0", "internal error", C.OTHER),
+    ("4.2.0", "mailbox busy", C.OTHER),
 ]
 
 

@@ -11,9 +11,11 @@ from typing import Self
 from ..config import Config
 from ..delivery import Transport, build_transport
 from ..errors import MailerClosedError
+from ..event import Event
+from ..events.webhook import WebhookSender
 from ..message.dsn import DsnReporter
 from ..status import MessageStatus
-from ..storage import MemoryStorage, Storage
+from ..storage import EventJournal, MemoryStorage, Storage
 from ..worker import Worker
 from .outbox import Clock, Outbox
 
@@ -78,6 +80,12 @@ class Mailstrom(Outbox):
             reporter=self._reporter(config),
             events=self._events,
         )
+        self._webhook = self._webhook_sender(config)
+
+    @property
+    def webhook(self) -> WebhookSender | None:
+        """The sender posting events to ``config.webhook``, if one is set."""
+        return self._webhook
 
     def start(self) -> None:
         """Start the worker thread; stored messages that are due go out.
@@ -91,6 +99,8 @@ class Mailstrom(Outbox):
             if self._closed:
                 raise MailerClosedError(self._CLOSED)
             self._worker.start()
+            if self._webhook is not None:
+                self._webhook.start()
 
     def stop(self, timeout: float | None = 60.0, *, drain: float | None = None) -> bool:
         """Stop taking mail, give mail that is due its attempt, stop delivering,
@@ -119,6 +129,9 @@ class Mailstrom(Outbox):
         finished = self._worker.stop(timeout)
         self._warn_of_loss()
         self._events.stop(timeout)
+        if self._webhook is not None:
+            # Durable storage keeps what is not posted for the next mailer.
+            self._webhook.stop(min(drain, 2.0) if self._storage.durable else drain)
         if finished:
             self._transport.close()
             self._storage.close()
@@ -174,6 +187,18 @@ class Mailstrom(Outbox):
     ) -> MessageStatus:
         # The worker wakes the waiters of a message as its outcome is recorded.
         return self._worker.wait(message_id, predicate, timeout)
+
+    def _webhook_sender(self, config: Config) -> WebhookSender | None:
+        storage = self._storage
+        if config.webhook is None or not isinstance(storage, EventJournal):
+            return None
+        sender = WebhookSender(storage, config.webhook)
+
+        def wake(event: Event) -> None:
+            sender.wake()
+
+        self.subscribe(wake)
+        return sender
 
     def _reporter(self, config: Config) -> DsnReporter | None:
         policy = config.dsn_policy

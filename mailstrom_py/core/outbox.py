@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Self
 
 from ..config import Config
-from ..errors import InvalidMessageError, MailerClosedError
+from ..errors import ConfigError, InvalidMessageError, MailerClosedError
 from ..event import Event, EventKind
 from ..events import Dispatcher, Listener
 from ..message import PreparedEmail, Preparer
@@ -76,7 +76,9 @@ class Outbox:
             storage finds it.
 
     Raises:
-        ConfigError: a DKIM key of ``config`` cannot be loaded.
+        ConfigError: a DKIM key of ``config`` cannot be loaded; or
+            ``config.webhook`` is set and ``storage`` is no
+            :class:`~mailstrom_py.storage.EventJournal`.
     """
 
     #: What ``send_email()`` says once the outbox is closed.
@@ -98,6 +100,14 @@ class Outbox:
         self._closed = False
         self._lock = threading.Lock()
         self._events = Dispatcher(capacity=config.event_queue_size)
+        if config.webhook is not None:
+            if not isinstance(storage, EventJournal):
+                raise ConfigError(
+                    f"needs a storage that keeps an event journal;"
+                    f" {type(storage).__name__} does not",
+                    "webhook",
+                )
+            self._events.journaling = True
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` with each :class:`~mailstrom_py.Event` from now on.
