@@ -25,6 +25,7 @@ from ..config.settings import LoadedConfig, split_listen
 from ..dashboard import Dashboard, DashboardServer, Guard, Options, dashboard_hosts
 from ..dashboard.guard import is_loopback
 from ..errors import ConfigError, StorageError
+from ..events import Metrics, watch_queue
 from ..storage import QueueAdmin
 from .common import config_path, open_storage, require_shared_storage
 from .logs import add_logging_options, configure_logging, logging_settings
@@ -93,8 +94,13 @@ def run_dashboard(args: argparse.Namespace) -> int:
         print(f"{_PREFIX} the queue offers no queue operations", file=sys.stderr)
         return EXIT_CONFIG
     try:
+        metrics = Metrics()
+        watch_queue(metrics, storage)
         app = Dashboard(
-            storage, Guard(token, _hosts(host, loaded)), _options(loaded, read_only)
+            storage,
+            Guard(token, _hosts(host, loaded)),
+            _options(loaded, read_only),
+            metrics=metrics.text,
         )
         try:
             server = DashboardServer((host, port), app)

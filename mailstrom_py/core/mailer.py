@@ -12,7 +12,7 @@ from ..config import Config
 from ..delivery import Transport, build_transport
 from ..errors import MailerClosedError
 from ..event import Event
-from ..events.webhook import WebhookSender
+from ..events import Metrics, WebhookSender
 from ..message.dsn import DsnReporter
 from ..status import MessageStatus
 from ..storage import EventJournal, MemoryStorage, Storage
@@ -81,6 +81,7 @@ class Mailstrom(Outbox):
             events=self._events,
         )
         self._webhook = self._webhook_sender(config)
+        self._watch(self.metrics)
 
     @property
     def webhook(self) -> WebhookSender | None:
@@ -187,6 +188,22 @@ class Mailstrom(Outbox):
     ) -> MessageStatus:
         # The worker wakes the waiters of a message as its outcome is recorded.
         return self._worker.wait(message_id, predicate, timeout)
+
+    def _watch(self, metrics: Metrics) -> None:
+        """Add the webhook's counts to ``metrics``."""
+        sender = self._webhook
+        if sender is None:
+            return
+        metrics.gauge(
+            "mailstrom_webhook_posted_total",
+            "Events the webhook receiver acknowledged.",
+            lambda: sender.posted,
+        )
+        metrics.gauge(
+            "mailstrom_webhook_failures_total",
+            "Webhook POSTs that failed.",
+            lambda: sender.failures,
+        )
 
     def _webhook_sender(self, config: Config) -> WebhookSender | None:
         storage = self._storage

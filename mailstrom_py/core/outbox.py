@@ -18,13 +18,11 @@ from types import TracebackType
 from typing import Self
 
 from ..config import Config
-from ..errors import ConfigError, InvalidMessageError, MailerClosedError
-from ..event import Event, EventKind
-from ..events import Dispatcher, Listener
+from ..errors import InvalidMessageError, MailerClosedError
+from ..events import EventHub, Listener, Metrics
 from ..message import PreparedEmail, Preparer
 from ..status import DeliveryResult, MessageStatus
 from ..storage import QueueAdmin, QueueFilter, Storage, queue_admin
-from ..storage.journal import EventJournal
 
 __all__ = ["Clock", "Notify", "Outbox", "attempted"]
 
@@ -99,15 +97,8 @@ class Outbox:
         self._notify_hook = notify
         self._closed = False
         self._lock = threading.Lock()
-        self._events = Dispatcher(capacity=config.event_queue_size)
-        if config.webhook is not None:
-            if not isinstance(storage, EventJournal):
-                raise ConfigError(
-                    f"needs a storage that keeps an event journal;"
-                    f" {type(storage).__name__} does not",
-                    "webhook",
-                )
-            self._events.journaling = True
+        self._hub = EventHub(config, storage)
+        self._events = self._hub.dispatcher
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` with each :class:`~mailstrom_py.Event` from now on.
@@ -123,12 +114,24 @@ class Outbox:
         Returns:
             A function that unsubscribes ``listener``.
         """
-        return self._events.subscribe(listener)
+        return self._hub.subscribe(listener)
 
     @property
     def events_dropped(self) -> int:
         """How many events were dropped because the listeners fell behind."""
         return self._events.dropped
+
+    @property
+    def metrics(self) -> Metrics:
+        """Counters and histograms of what happened, from the first use of
+        this property (a :class:`~mailstrom_py.Mailstrom` uses it at once),
+        with gauges read when asked: see ``Metrics.samples()`` and
+        ``Metrics.value()``."""
+        return self._hub.metrics
+
+    def metrics_text(self) -> str:
+        """The metrics in the Prometheus text exposition format."""
+        return self._hub.metrics.text()
 
     @property
     def config(self) -> Config:
@@ -206,7 +209,7 @@ class Outbox:
             raise MailerClosedError(self._CLOSED)
         now = self._clock()
         prepared = self._prepare(message, now, mail_from, rcpt_to, require_tls)
-        self._store([prepared], now)
+        self._hub.store([prepared], now)
         self._notify(prepared.message_id)
         return prepared.message_id
 
@@ -241,32 +244,10 @@ class Outbox:
                 raise InvalidMessageError(
                     f"message {index}: {exc.reason}", exc.field, index=index
                 ) from exc
-        self._store(prepared, now)
+        self._hub.store(prepared, now)
         for email in prepared:
             self._notify(email.message_id)
         return [email.message_id for email in prepared]
-
-    def _store(self, emails: Sequence[PreparedEmail], now: float) -> None:
-        """Store ``emails`` and emit their ``queued`` events, written with
-        them into a journaling storage."""
-        slot = self._events.reserve()
-        events: list[Event] = []
-        try:
-            queued = [
-                Event(EventKind.QUEUED, e.message_id, r, now, queued_at=now)
-                for e in emails
-                for r in e.recipients
-            ]
-            storage = self._storage
-            if self._events.journaling and isinstance(storage, EventJournal):
-                storage.add_journaled(emails, now, [e.to_json() for e in queued])
-            elif len(emails) == 1:
-                storage.add(emails[0], now)
-            else:
-                storage.add_many(emails, now)
-            events = queued
-        finally:
-            slot.fill(events)
 
     def _prepare(
         self,

@@ -95,6 +95,9 @@ class Dashboard:
         guard: checks hosts, the token and the origin of actions.
         options: what to show, and whether actions are offered.
         clock: the time now (seconds since the epoch).
+        metrics: gives the metrics in the Prometheus text format, served at
+            ``/metrics`` (without the token, as pages are); no such page
+            when None.
     """
 
     def __init__(
@@ -103,8 +106,10 @@ class Dashboard:
         guard: Guard,
         options: Options,
         clock: Callable[[], float] = time.time,
+        metrics: Callable[[], str] | None = None,
     ) -> None:
         self.queue = queue
+        self.metrics = metrics
         self.guard = guard
         self.options = options
         self.clock = clock
@@ -163,6 +168,11 @@ class Dashboard:
             "/api/messages": lambda: self._messages(params, viewer, now, api=True),
             "/login": lambda: _page(login_page(viewer, _back(params))),
         }
+        metrics = self.metrics
+        if metrics is not None:
+            pages["/metrics"] = lambda: Response(
+                200, metrics().encode(), "text/plain; version=0.0.4; charset=utf-8"
+            )
         answer = pages.get(path)
         if answer is None:
             if path.startswith(("/actions/", "/api/actions/")) or path == "/logout":
