@@ -28,7 +28,7 @@ OPTIONAL = {
     "cli/demo.py": "demo",
     "storage/postgres": "postgres",
     "contrib/django": "django",
-    "contrib/prometheus.py": "prometheus",
+    "contrib/prometheus": "prometheus",
 }
 
 

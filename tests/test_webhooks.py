@@ -32,6 +32,7 @@ from mailstrom_py import (
     Timeouts,
     WebhookConfig,
     WebhookError,
+    load_config,
 )
 from mailstrom_py.events.webhook import WebhookSender
 from mailstrom_py.testing import AbstractOnly
@@ -253,3 +254,34 @@ def test_a_webhook_needs_a_journaling_storage(server: SmtpServer) -> None:
     hook = WebhookConfig(url="http://127.0.0.1:9/")
     with pytest.raises(ConfigError, match="event journal"):
         Mailstrom(config_for(server, hook), storage)
+
+
+def test_the_configuration_file_gives_a_webhook(tmp_path: Path) -> None:
+    """[webhook] in a configuration file: durations, kinds, and the secret
+    from the environment; a bad URL names its key."""
+    text = """
+helo_name = "app.example.org"
+[delivery]
+kind = "relay"
+host = "smtp.example.org"
+[webhook]
+url = "https://hooks.example.org/events"
+secret_env = "HOOK_SECRET"
+timeout = "5s"
+retry_max = "2m"
+kinds = ["delivered", "failed"]
+"""
+    path = tmp_path / "mailstrom.toml"
+    path.write_text(text, encoding="utf-8")
+    hook = load_config(path, environ={"HOOK_SECRET": "k3y"}).config.webhook
+    assert hook == WebhookConfig(
+        url="https://hooks.example.org/events",
+        secret="k3y",
+        timeout=5.0,
+        retry_max=120.0,
+        kinds=("delivered", "failed"),
+    )
+    assert "k3y" not in repr(hook)
+    path.write_text(text.replace("https://hooks", "http://hooks"), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"webhook\.url"):
+        load_config(path, environ={"HOOK_SECRET": "k3y"})

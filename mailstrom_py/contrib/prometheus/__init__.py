@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from ..events import Metrics
+from ...events import Metrics
 
 __all__ = ["MetricsCollector"]
 
