@@ -3,6 +3,7 @@ the ``queued`` events written with the messages they describe."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 
 from ..config import Config
@@ -42,6 +43,7 @@ class EventHub:
         )
         self._storage = storage
         self._metrics: Metrics | None = None
+        self._lock = threading.Lock()
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """See :meth:`~mailstrom_py.Outbox.subscribe`."""
@@ -50,24 +52,29 @@ class EventHub:
     @property
     def metrics(self) -> Metrics:
         """The metrics, counting from their first use."""
-        if self._metrics is None:
-            metrics = Metrics()
-            dispatcher, storage = self.dispatcher, self._storage
-            metrics.gauge(
-                "mailstrom_events_dropped_total",
-                "Events dropped because listeners fell behind.",
-                lambda: dispatcher.dropped,
-            )
-            metrics.gauge(
-                "mailstrom_event_queue_depth",
-                "Events waiting for listeners.",
-                lambda: dispatcher.depth,
-            )
-            if isinstance(storage, QueueAdmin):
-                watch_queue(metrics, storage)
-            self.subscribe(metrics)
-            self._metrics = metrics
-        return self._metrics
+        with self._lock:
+            if self._metrics is None:
+                self._metrics = self._start_metrics()
+            return self._metrics
+
+    def _start_metrics(self) -> Metrics:
+        """New metrics with the dispatcher's and the queue's gauges, listening."""
+        metrics = Metrics()
+        dispatcher, storage = self.dispatcher, self._storage
+        metrics.gauge(
+            "mailstrom_events_dropped_total",
+            "Events dropped because listeners fell behind.",
+            lambda: dispatcher.dropped,
+        )
+        metrics.gauge(
+            "mailstrom_event_queue_depth",
+            "Events waiting for listeners.",
+            lambda: dispatcher.depth,
+        )
+        if isinstance(storage, QueueAdmin):
+            watch_queue(metrics, storage)
+        self.subscribe(metrics)
+        return metrics
 
     def store(self, emails: Sequence[PreparedEmail], now: float) -> None:
         """Store ``emails`` and emit their ``queued`` events (one per
