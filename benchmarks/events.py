@@ -12,6 +12,7 @@ messages; the dispatcher is measured by emitting events straight to it.
 from __future__ import annotations
 
 import argparse
+import logging
 import tempfile
 import threading
 import time
@@ -81,6 +82,7 @@ def dispatch_rate(events: int) -> float:
 
 
 def main() -> None:
+    logging.getLogger("mailstrom_py").setLevel(logging.ERROR)  # no loss warnings
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=5000)
     args = parser.parse_args()
