@@ -2,7 +2,16 @@
 
 from typing import TYPE_CHECKING
 
-from .config import Config, DirectConfig, DkimConfig, DsnPolicy, RelayConfig, Timeouts
+from .bounce import BounceCategory, classify
+from .config import (
+    Config,
+    DirectConfig,
+    DkimConfig,
+    DsnPolicy,
+    RelayConfig,
+    Timeouts,
+    WebhookConfig,
+)
 from .config.loader import config_from_mapping, load_config
 from .core import AsyncOutbox, Mailstrom, Outbox
 from .errors import (
@@ -13,8 +22,10 @@ from .errors import (
     MailstromError,
     MessageNotFound,
     StorageError,
+    WebhookError,
     WorkerError,
 )
+from .event import Event, EventKind
 from .message import PreparedEmail, prepare_email
 from .message.compose import compose
 from .message.dsn import build_dsn
@@ -43,6 +54,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncOutbox",
+    "BounceCategory",
     "Claim",
     "Config",
     "ConfigError",
@@ -51,6 +63,8 @@ __all__ = [
     "DkimConfig",
     "DsnPolicy",
     "DuplicateMessageError",
+    "Event",
+    "EventKind",
     "InvalidMessageError",
     "MailerClosedError",
     "Mailstrom",
@@ -73,9 +87,12 @@ __all__ = [
     "Storage",
     "StorageError",
     "Timeouts",
+    "WebhookConfig",
+    "WebhookError",
     "WorkerError",
     "__version__",
     "build_dsn",
+    "classify",
     "compose",
     "config_from_mapping",
     "load_config",

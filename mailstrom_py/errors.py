@@ -86,3 +86,9 @@ class MailerClosedError(MailstromError, RuntimeError):
 
 class WorkerError(MailstromError, RuntimeError):
     """Raised when the worker thread cannot start or is misused."""
+
+
+class WebhookError(MailstromError):
+    """Raised when a webhook POST fails: no connection, no answer in time, or
+    an answer that is not 2xx. The events stay in the journal for the next
+    try."""

@@ -798,8 +798,9 @@ def test_the_command_serves_the_queue_until_sigterm(
     tmp_path: Path, queue: Queue, free_port: int
 ) -> None:
     """`mailstrom-py dashboard --config FILE` prints where it listens and the
-    token it made up, serves every page without a secret of the file in them,
-    acts with that token, and exits 0 on SIGTERM."""
+    token it made up, serves every page without a secret of the file in them
+    (and the queue's gauges at /metrics), acts with that token, and exits 0
+    on SIGTERM."""
     config = command_config(tmp_path, queue, free_port)
     with Daemon("dashboard", "--config", str(config)) as daemon:
         base = f"http://127.0.0.1:{free_port}"
@@ -820,6 +821,10 @@ def test_the_command_serves_the_queue_until_sigterm(
             answer = http(base + path)
             assert answer.status == 200, path
             assert RELAY_SECRET not in answer.text and token not in answer.text
+        metrics = http(base + "/metrics")
+        assert metrics.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        assert "\nmailstrom_queue_depth 3\n" in metrics.text
+        assert "\nmailstrom_queue_held 1\n" in metrics.text
         acted = http(
             base + "/api/actions/hold",
             data={"id": queue.deferred},

@@ -28,6 +28,7 @@ OPTIONAL = {
     "cli/demo.py": "demo",
     "storage/postgres": "postgres",
     "contrib/django": "django",
+    "contrib/prometheus": "prometheus",
 }
 
 

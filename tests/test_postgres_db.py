@@ -15,11 +15,15 @@ psycopg = pytest.importorskip("psycopg")
 from support.postgres import PgServer  # noqa: E402
 
 from mailstrom_py.errors import StorageError  # noqa: E402
+from mailstrom_py.storage import QueueFilter  # noqa: E402
+from mailstrom_py.storage.postgres import PostgresStorage  # noqa: E402
 from mailstrom_py.storage.postgres.db import Database, Timeouts  # noqa: E402
 from mailstrom_py.storage.postgres.schema import (  # noqa: E402
+    MIGRATIONS,
     SCHEMA_VERSION,
     migrate,
 )
+from mailstrom_py.testing import prepared_email  # noqa: E402
 
 
 def open_database(
@@ -232,7 +236,7 @@ def test_opening_creates_the_tables_in_their_own_schema(
             )
         ),
     )
-    assert tables == ["bodies", "messages", "recipients", "schema_version"]
+    assert tables == ["bodies", "events", "messages", "recipients", "schema_version"]
     assert schema_version(postgres_dsn) == SCHEMA_VERSION
 
 
@@ -307,3 +311,20 @@ def test_a_role_that_may_not_create_tables_opens_a_migrated_database(
         with psycopg.connect(postgres_dsn, autocommit=True) as conn:
             conn.execute("DROP OWNED BY app_rw")
             conn.execute("DROP ROLE app_rw")
+
+
+def test_tables_from_before_the_event_journal_gain_it(postgres_dsn: str) -> None:
+    """Tables of version 1 keep their queue when opened, and gain the event
+    journal: events written with a message come back from it."""
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute("SET search_path = old")
+        migrate(conn, "old", MIGRATIONS[:1])
+    storage = PostgresStorage(postgres_dsn, schema="old")
+    try:
+        storage.add(prepared_email(1, "a@example.test"), 10.0)
+        storage.add_journaled([prepared_email(2, "b@example.test")], 11.0, ["e"])
+        assert [e.payload for e in storage.take_events(5)] == ["e"]
+        assert storage.count(QueueFilter()) == 2
+    finally:
+        storage.close()
+    assert schema_version(postgres_dsn, "old") == SCHEMA_VERSION

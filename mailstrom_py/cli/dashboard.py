@@ -26,6 +26,7 @@ from ..core import Outbox
 from ..dashboard import Dashboard, DashboardServer, Guard, Options, dashboard_hosts
 from ..dashboard.guard import is_loopback
 from ..errors import ConfigError, StorageError
+from ..events import Metrics, watch_queue
 from ..storage import QueueAdmin
 from .common import config_path, open_storage, require_shared_storage
 from .logs import add_logging_options, configure_logging, logging_settings
@@ -101,11 +102,14 @@ def run_dashboard(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(f"{_PREFIX} {exc}", file=sys.stderr)
             return EXIT_CONFIG
+        metrics = Metrics()
+        watch_queue(metrics, storage)
         app = Dashboard(
             storage,
             Guard(token, _hosts(host, loaded)),
             _options(loaded, read_only),
             fail=outbox.fail,
+            metrics=metrics.text,
         )
         try:
             server = DashboardServer((host, port), app)

@@ -24,6 +24,7 @@ from .checks import (
 )
 from .dkimkey import DkimAlgorithm, DkimConfig
 from .dsn import DsnPolicy
+from .webhook import WebhookConfig
 
 if TYPE_CHECKING:
     import dns.resolver
@@ -37,6 +38,7 @@ __all__ = [
     "RelayConfig",
     "Timeouts",
     "TlsMode",
+    "WebhookConfig",
 ]
 
 TlsMode = Literal["starttls", "implicit", "none"]
@@ -372,6 +374,11 @@ class Config:
             the mailer is built. The envelope sender is read from it too,
             unless ``send_email(mail_from=...)`` gives one. A message with a
             From of its own keeps it.
+        event_queue_size: the most events waiting for listeners; more are
+            dropped and counted (``Mailstrom.events_dropped``).
+        webhook: post events to a URL (:class:`WebhookConfig`); with it, the
+            outcome and ``queued`` events are written into storage with what
+            they describe, and posted from there at least once each.
     """
 
     helo_name: str
@@ -388,6 +395,8 @@ class Config:
     destination_concurrency: int = 20
     drain_timeout: float = 30.0
     default_from: str | None = None
+    event_queue_size: int = 10_000
+    webhook: WebhookConfig | None = None
 
     def __post_init__(self) -> None:
         check_hostname(self.helo_name, "helo_name", allow_literal=True)
@@ -406,6 +415,9 @@ class Config:
         check_count(self.destination_concurrency, "destination_concurrency", minimum=1)
         check_wait(self.drain_timeout, "drain_timeout")
         _check_default_from(self.default_from)
+        check_count(self.event_queue_size, "event_queue_size", minimum=1)
+        if self.webhook is not None and not isinstance(self.webhook, WebhookConfig):
+            raise ConfigError("must be a WebhookConfig", "webhook")
 
     @property
     def dkim_keys(self) -> tuple[DkimConfig, ...]:

@@ -13,8 +13,10 @@ from ..delivery import Transport, build_transport
 from ..delivery.routing.mx import build_resolver
 from ..delivery.routing.tlsrpt_record import lookup_report_addresses
 from ..errors import MailerClosedError
+from ..event import Event
+from ..events import Metrics, WebhookSender
 from ..status import MessageStatus
-from ..storage import MemoryStorage, Storage
+from ..storage import EventJournal, MemoryStorage, Storage
 from ..worker import Worker
 from ..worker.reporting import Reporter, Reporters
 from ..worker.tls_reports import TlsReporter
@@ -79,7 +81,15 @@ class Mailstrom(Outbox):
             clock=clock,
             rng=rng,
             reporter=self._worker_reporter(config),
+            events=self._events,
         )
+        self._webhook = self._webhook_sender(config)
+        self._watch(self.metrics)
+
+    @property
+    def webhook(self) -> WebhookSender | None:
+        """The sender posting events to ``config.webhook``, if one is set."""
+        return self._webhook
 
     def start(self) -> None:
         """Start the worker thread; stored messages that are due go out.
@@ -93,6 +103,8 @@ class Mailstrom(Outbox):
             if self._closed:
                 raise MailerClosedError(self._CLOSED)
             self._worker.start()
+            if self._webhook is not None:
+                self._webhook.start()
 
     def stop(self, timeout: float | None = 60.0, *, drain: float | None = None) -> bool:
         """Stop taking mail, give mail that is due its attempt, stop delivering,
@@ -120,6 +132,10 @@ class Mailstrom(Outbox):
             log.warning("stopping with mail due that got no attempt in %gs", drain)
         finished = self._worker.stop(timeout)
         self._warn_of_loss()
+        self._events.stop(timeout)
+        if self._webhook is not None:
+            # Durable storage keeps what is not posted for the next mailer.
+            self._webhook.stop(min(drain, 2.0) if self._storage.durable else drain)
         if finished:
             self._transport.close()
             self._storage.close()
@@ -195,3 +211,31 @@ class Mailstrom(Outbox):
         if len(reporters) > 1:
             return Reporters(*reporters)
         return reporters[0] if reporters else None
+
+    def _watch(self, metrics: Metrics) -> None:
+        """Add the webhook's counts to ``metrics``."""
+        sender = self._webhook
+        if sender is None:
+            return
+        metrics.gauge(
+            "mailstrom_webhook_posted_total",
+            "Events the webhook receiver acknowledged.",
+            lambda: sender.posted,
+        )
+        metrics.gauge(
+            "mailstrom_webhook_failures_total",
+            "Webhook POSTs that failed.",
+            lambda: sender.failures,
+        )
+
+    def _webhook_sender(self, config: Config) -> WebhookSender | None:
+        storage = self._storage
+        if config.webhook is None or not isinstance(storage, EventJournal):
+            return None
+        sender = WebhookSender(storage, config.webhook)
+
+        def wake(event: Event) -> None:
+            sender.wake()
+
+        self.subscribe(wake)
+        return sender

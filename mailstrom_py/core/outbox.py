@@ -19,6 +19,7 @@ from typing import Self
 
 from ..config import Config
 from ..errors import InvalidMessageError, MailerClosedError
+from ..events import EventHub, Listener, Metrics
 from ..message import PreparedEmail, Preparer
 from ..message.dsn import DsnReporter
 from ..status import DeliveryResult, MessageStatus
@@ -72,7 +73,9 @@ class Outbox(QueueOperations):
             storage finds it.
 
     Raises:
-        ConfigError: a DKIM key of ``config`` cannot be loaded.
+        ConfigError: a DKIM key of ``config`` cannot be loaded; or
+            ``config.webhook`` is set and ``storage`` is no
+            :class:`~mailstrom_py.storage.EventJournal`.
     """
 
     #: What ``send_email()`` says once the outbox is closed.
@@ -92,6 +95,41 @@ class Outbox(QueueOperations):
         super().__init__(storage, clock, notify, _reporter(config, self._preparer))
         self._closed = False
         self._lock = threading.Lock()
+        self._hub = EventHub(config, storage)
+        self._events = self._hub.dispatcher
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` with each :class:`~mailstrom_py.Event` from now on.
+
+        An Outbox emits ``queued`` (one per recipient, once the message is
+        stored); a :class:`~mailstrom_py.Mailstrom` emits the worker's events
+        too. Listeners run on a dispatcher thread, started by the first
+        subscription, never on a caller's or a delivery thread; an exception
+        from one is logged. Events wait in a bounded queue
+        (``Config.event_queue_size``); when it is full, new ones are dropped
+        and counted (:attr:`events_dropped`).
+
+        Returns:
+            A function that unsubscribes ``listener``.
+        """
+        return self._hub.subscribe(listener)
+
+    @property
+    def events_dropped(self) -> int:
+        """How many events were dropped because the listeners fell behind."""
+        return self._events.dropped
+
+    @property
+    def metrics(self) -> Metrics:
+        """Counters and histograms of what happened, from the first use of
+        this property (a :class:`~mailstrom_py.Mailstrom` uses it at once),
+        with gauges read when asked: see ``Metrics.samples()`` and
+        ``Metrics.value()``."""
+        return self._hub.metrics
+
+    def metrics_text(self) -> str:
+        """The metrics in the Prometheus text exposition format."""
+        return self._hub.metrics.text()
 
     @property
     def config(self) -> Config:
@@ -120,6 +158,7 @@ class Outbox(QueueOperations):
                 return
             self._closed = True
         self._warn_of_loss()
+        self._events.stop(self._config.drain_timeout)
         self._storage.close()
 
     def __enter__(self) -> Self:
@@ -176,12 +215,10 @@ class Outbox(QueueOperations):
         now = self._clock()
         due = None if send_at is None else send_time(send_at, now)
         prepared = self._prepare(message, now, mail_from, rcpt_to, require_tls)
+        self._hub.store([prepared], now, due)
         if due is None:
-            self._storage.add(prepared, now)
             self._notify(prepared.message_id)
-        else:
-            # Not due now: the worker finds it by asking storage what is next.
-            self._storage.add(prepared, now, send_at=due)
+        # Else not due now: the worker finds it by asking storage what is next.
         return prepared.message_id
 
     def send_emails(
@@ -222,12 +259,10 @@ class Outbox(QueueOperations):
                 raise InvalidMessageError(
                     f"message {index}: {exc.reason}", exc.field, index=index
                 ) from exc
+        self._hub.store(prepared, now, due)
         if due is None:
-            self._storage.add_many(prepared, now)
             for email in prepared:
                 self._notify(email.message_id)
-        else:
-            self._storage.add_many(prepared, now, send_at=due)
         return [email.message_id for email in prepared]
 
     def _prepare(

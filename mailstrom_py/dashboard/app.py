@@ -98,6 +98,9 @@ class Dashboard:
         fail: does the "fail" action in place of ``queue.fail``, which tells
             no one; the command line passes an Outbox's ``fail``, which
             queues a report to each sender when the configuration has DSNs on.
+        metrics: gives the metrics in the Prometheus text format, served at
+            ``/metrics`` (without the token, as pages are); no such page
+            when None.
     """
 
     def __init__(
@@ -106,10 +109,13 @@ class Dashboard:
         guard: Guard,
         options: Options,
         clock: Callable[[], float] = time.time,
+        *,
         fail: Fail | None = None,
+        metrics: Callable[[], str] | None = None,
     ) -> None:
         self.queue = queue
         self.fail = fail
+        self.metrics = metrics
         self.guard = guard
         self.options = options
         self.clock = clock
@@ -168,6 +174,11 @@ class Dashboard:
             "/api/messages": lambda: self._messages(params, viewer, now, api=True),
             "/login": lambda: _page(login_page(viewer, _back(params))),
         }
+        metrics = self.metrics
+        if metrics is not None:
+            pages["/metrics"] = lambda: Response(
+                200, metrics().encode(), "text/plain; version=0.0.4; charset=utf-8"
+            )
         answer = pages.get(path)
         if answer is None:
             if path.startswith(("/actions/", "/api/actions/")) or path == "/logout":

@@ -13,6 +13,7 @@ from ..message import PreparedEmail
 from ..status import MessageStatus, RecipientStatus
 from .admin import QueueAdmin
 from .base import Claim, Storage, check_claim, check_distinct, new_token
+from .journal import EventJournal, JournalEntry, check_journal
 from .query import QueueFilter
 from .rules import (
     attempt_begun,
@@ -29,13 +30,14 @@ __all__ = ["MemoryStorage"]
 _SLACK = 1024
 
 
-class MemoryStorage(Storage, QueueAdmin):
+class MemoryStorage(Storage, QueueAdmin, EventJournal):
     """Keeps messages and statuses in dictionaries guarded by one lock.
 
     Queued mail is lost when the process exits: pick
     :class:`~mailstrom_py.SqliteStorage` when mail must survive a restart.
     Thread-safe; every method is atomic. Claims hold within this process only,
-    the only one that sees the storage.
+    the only one that sees the storage. Its event journal, too, lives as long
+    as the process.
     """
 
     durable = False
@@ -56,6 +58,8 @@ class MemoryStorage(Storage, QueueAdmin):
         # The order messages were added in, which breaks ties in created_at.
         self._order: dict[str, int] = {}
         self._added = itertools.count()
+        self._journal: list[JournalEntry] = []
+        self._journal_ids = itertools.count(1)
 
     def add(
         self, email: PreparedEmail, now: float, *, send_at: float | None = None
@@ -74,6 +78,16 @@ class MemoryStorage(Storage, QueueAdmin):
         *,
         send_at: float | None = None,
     ) -> list[MessageStatus]:
+        return self.add_journaled(emails, now, (), send_at=send_at)
+
+    def add_journaled(
+        self,
+        emails: Sequence[PreparedEmail],
+        now: float,
+        events: Sequence[str],
+        *,
+        send_at: float | None = None,
+    ) -> list[MessageStatus]:
         check_distinct(emails)
         statuses = [initial_status(email, now, send_at) for email in emails]
         with self._lock:
@@ -82,6 +96,7 @@ class MemoryStorage(Storage, QueueAdmin):
                     raise DuplicateMessageError(email.message_id)
             for email, status in zip(emails, statuses, strict=True):
                 self._insert(email, status)
+            self._write_events(events)
         return statuses
 
     def status(self, message_id: str) -> MessageStatus:
@@ -117,9 +132,17 @@ class MemoryStorage(Storage, QueueAdmin):
     def record_many(
         self, records: Sequence[tuple[Claim, Sequence[RecipientStatus]]]
     ) -> list[MessageStatus | None]:
+        return self.record_journaled(records, [()] * len(records))
+
+    def record_journaled(
+        self,
+        records: Sequence[tuple[Claim, Sequence[RecipientStatus]]],
+        events: Sequence[Sequence[str]],
+    ) -> list[MessageStatus | None]:
+        check_journal(records, events)
         with self._lock:
             recorded: list[MessageStatus | None] = []
-            for claim, updates in records:
+            for (claim, updates), written in zip(records, events, strict=True):
                 message_id = claim.message_id
                 if self._tokens.get(message_id) != claim.token:
                     recorded.append(None)
@@ -127,8 +150,21 @@ class MemoryStorage(Storage, QueueAdmin):
                 del self._tokens[message_id]
                 status = merge_recipients(self._statuses[message_id], updates)
                 self._put(status)
+                self._write_events(written)
                 recorded.append(status)
             return recorded
+
+    def take_events(self, limit: int) -> list[JournalEntry]:
+        with self._lock:
+            return self._journal[:limit]
+
+    def ack_events(self, ids: Sequence[int]) -> None:
+        gone = set(ids)
+        with self._lock:
+            self._journal = [e for e in self._journal if e.id not in gone]
+
+    def _write_events(self, events: Sequence[str]) -> None:
+        self._journal.extend(JournalEntry(next(self._journal_ids), e) for e in events)
 
     def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
         with self._lock:

@@ -14,11 +14,13 @@ from collections.abc import Callable, Sequence
 from ..codes import OTHER_SYSTEM_TRANSIENT
 from ..delivery.base import BatchTransport, OnOutcome, Outcome, Transport
 from ..errors import StorageError
+from ..event import NO_EVENTS, Event, EventKind, EventSink, outcome_events
 from ..lograte import WarningRate
 from ..message import PreparedEmail
 from ..retry import RetryPolicy
 from ..status import DeliveryResult, MessageStatus, RecipientStatus
 from ..storage.base import Claim, Storage
+from ..storage.journal import EventJournal
 from ..storage.rules import apply_outcomes
 from .reporting import Reporter
 
@@ -42,6 +44,11 @@ class Attempts:
         queue: called with the id of each report stored, to have it delivered.
         recorded: called with the status of each message whose outcome was
             just recorded.
+        events: where the events of attempts go: ``attempt_started`` as a
+            batch is taken on, ``tls`` and the outcomes as each is recorded,
+            ``dsn_queued`` as a report is stored. When it is journaling and
+            the storage is an :class:`~mailstrom_py.storage.EventJournal`,
+            the outcome events are written with the outcome, in one step.
     """
 
     def __init__(
@@ -55,6 +62,7 @@ class Attempts:
         reporter: Reporter | None,
         queue: Callable[[str], None],
         recorded: Callable[[MessageStatus], None],
+        events: EventSink = NO_EVENTS,
     ) -> None:
         self._storage = storage
         self._transport = transport
@@ -66,6 +74,7 @@ class Attempts:
         self._queue = queue
         self._recorded = recorded
         self._warnings = WarningRate()
+        self._events = events
 
     def run(self, claims: Sequence[Claim], now: float) -> list[MessageStatus]:
         """Attempt the messages of ``claims``, claimed at ``now``: deliver them
@@ -94,6 +103,19 @@ class Attempts:
         """
         if not claims:
             return []
+        self._events.emit(
+            [
+                Event(
+                    EventKind.ATTEMPT_STARTED,
+                    c.message_id,
+                    r.address,
+                    now,
+                    attempts=r.attempts,
+                )
+                for c in claims
+                for r in c.status.pending
+            ]
+        )
         started = self._clock()
         done: dict[int, MessageStatus | None] = {}
         failures: list[Exception] = []
@@ -124,7 +146,7 @@ class Attempts:
         updates = apply_outcomes(
             claim.status.pending, outcomes, now, self._retry_at(claim.before, end)
         )
-        status = self._storage.record(claim, updates)
+        status = self._store(claim, updates, end)
         if status is None:
             log.info(
                 "%s was dropped, or claimed again, during its attempt;"
@@ -148,6 +170,40 @@ class Attempts:
         self._recorded(status)
         self._report(claim.email, claim.before, updates, now)
         return status
+
+    def _store(
+        self, claim: Claim, updates: list[RecipientStatus], end: float
+    ) -> MessageStatus | None:
+        """Record ``updates`` under ``claim`` and emit their events, in order
+        with the events of whatever follows the record (the next claim)."""
+        slot = self._events.reserve()
+        events: list[Event] = []
+        try:
+            events = outcome_events(
+                claim.message_id, updates, end, claim.before.created_at
+            )
+            journal = self._journal()
+            if journal is None:
+                status = self._storage.record(claim, updates)
+            else:
+                [status] = journal.record_journaled(
+                    [(claim, updates)], [[e.to_json() for e in events]]
+                )
+            if status is None:
+                events = []
+            return status
+        except BaseException:
+            events = []
+            raise
+        finally:
+            slot.fill(events)
+
+    def _journal(self) -> EventJournal | None:
+        """The storage, when events are written into it with the outcomes."""
+        storage = self._storage
+        if self._events.journaling and isinstance(storage, EventJournal):
+            return storage
+        return None
 
     def _retry_at(self, before: MessageStatus, end: float) -> float | None:
         """When to try again after an attempt on ``before`` that ended at
@@ -190,12 +246,24 @@ class Attempts:
         if self._reporter is None:
             return
         for report in self._reporter.reports(email, before, updates, now):
+            event = Event(
+                EventKind.DSN_QUEUED,
+                email.message_id,
+                None,
+                now,
+                report_id=report.message_id,
+            )
+            journal = self._journal()
             try:
-                self._storage.add(report, now)
+                if journal is None:
+                    self._storage.add(report, now)
+                else:
+                    journal.add_journaled([report], now, [event.to_json()])
             except StorageError:
                 log.exception("could not queue the report on %s", email.message_id)
                 continue
             log.info("%s: report %s queued", email.message_id, report.message_id)
+            self._events.emit([event])
             self._queue(report.message_id)
 
 

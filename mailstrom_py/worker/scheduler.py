@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 
 from ..delivery.base import Transport
 from ..errors import WorkerError
+from ..event import NO_EVENTS, EventSink
 from ..retry import RetryPolicy
 from ..status import MessageStatus
 from ..storage.base import Claim, Storage
@@ -76,6 +77,8 @@ class Worker:
             the policy's first retry delay, and at least :data:`MIN_LEASE`.
         reporter: decides which attempts call for a delivery status
             notification; each report is queued like any message.
+        events: where the events of attempts go (see
+            :class:`~mailstrom_py.worker.attempts.Attempts`).
 
     Raises:
         ValueError: ``lease`` is not a finite number of seconds above 0.
@@ -93,6 +96,7 @@ class Worker:
         refill_interval: float = 1.0,
         lease: float | None = None,
         reporter: Reporter | None = None,
+        events: EventSink = NO_EVENTS,
     ) -> None:
         lease = max(policy.initial_delay, MIN_LEASE) if lease is None else lease
         if not math.isfinite(lease) or lease <= 0:
@@ -108,6 +112,7 @@ class Worker:
             reporter=reporter,
             queue=self.notify,
             recorded=self._recorded,
+            events=events,
         )
         self._threads = threads
         self._clock = clock

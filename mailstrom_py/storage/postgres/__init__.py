@@ -14,9 +14,10 @@ from ...message import PreparedEmail
 from ...status import MessageStatus, RecipientStatus
 from ..admin import QueueAdmin
 from ..base import Claim, Storage, check_claim, check_distinct
+from ..journal import EventJournal, JournalEntry, check_journal
 from ..query import QueueFilter
-from . import admin, claims, messages
-from .db import Database, Timeouts
+from . import admin, claims, journal, messages
+from .db import Connection, Database, Timeouts
 from .notify import Listener, channel_for
 from .schema import migrate
 
@@ -34,7 +35,7 @@ _PURGE_BATCH = 500
 log = logging.getLogger(__name__)
 
 
-class PostgresStorage(Storage, QueueAdmin):
+class PostgresStorage(Storage, QueueAdmin, EventJournal):
     """Keeps messages and their statuses in a PostgreSQL database, shared by any
     number of processes on any number of machines.
 
@@ -231,6 +232,60 @@ class PostgresStorage(Storage, QueueAdmin):
             "record attempts",
             lambda conn: claims.record(conn, records, database_clock=database_clock),
         )
+
+    # -- EventJournal -------------------------------------------------------------
+
+    def add_journaled(
+        self,
+        emails: Sequence[PreparedEmail],
+        now: float,
+        events: Sequence[str],
+        *,
+        send_at: float | None = None,
+    ) -> list[MessageStatus]:
+        check_distinct(emails)
+        if not emails:
+            self._db.write("write events", lambda conn: journal.write(conn, events))
+            return []
+        at = self._now(now)
+        due = None if send_at is None else float(send_at)
+
+        def add(conn: Connection) -> list[MessageStatus]:
+            added = messages.add_many(conn, emails, at, self._channel, due)
+            journal.write(conn, events)
+            return added
+
+        added = self._db.write("add messages", add)
+        self._offset.learn(now, added[0].created_at)
+        return added
+
+    def record_journaled(
+        self,
+        records: Sequence[tuple[Claim, Sequence[RecipientStatus]]],
+        events: Sequence[Sequence[str]],
+    ) -> list[MessageStatus | None]:
+        check_journal(records, events)
+        if not records:
+            return []
+        database_clock = self._clock == "database"
+
+        def record(conn: Connection) -> list[MessageStatus | None]:
+            recorded = claims.record(conn, records, database_clock=database_clock)
+            for status, written in zip(recorded, events, strict=True):
+                if status is not None:
+                    journal.write(conn, written)
+            return recorded
+
+        return self._db.write("record attempts", record)
+
+    def take_events(self, limit: int) -> list[JournalEntry]:
+        return self._db.read(
+            "read the event journal", lambda conn: journal.take(conn, limit)
+        )
+
+    def ack_events(self, ids: Sequence[int]) -> None:
+        if ids:
+            self._db.write("acknowledge events", lambda conn: journal.ack(conn, ids))
 
     # -- queue operations ---------------------------------------------------------
 

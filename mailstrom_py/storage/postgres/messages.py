@@ -113,6 +113,11 @@ def _duplicate(
     conn: Connection, emails: Sequence[PreparedEmail], exc: psycopg.Error
 ) -> str:
     """The id that made the batch fail: one stored already."""
+    if conn.info.transaction_status is psycopg.pq.TransactionStatus.INERROR:
+        # Within a larger transaction, which the failure ended: the server's
+        # words are all there is.
+        found = _DUPLICATE_DETAIL.search(exc.diag.message_detail or "")
+        return found.group(1) if found else emails[0].message_id
     row = conn.execute(
         "SELECT message_id FROM messages WHERE message_id = ANY(%s::text[]) LIMIT 1",
         ([e.message_id for e in emails],),

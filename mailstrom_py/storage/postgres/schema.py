@@ -89,17 +89,26 @@ CREATE INDEX recipients_address ON recipients ({FOLDED}, message);
 # claiming worker's clock was behind the database's, to move the times it
 # records onto the database's clock.
 
-# The TLS policy of the last session (RFC 8460 names): its type and domain,
-# and the result of TLS under it, with the failure in words.
-_VERSION_TLS_POLICY = """
+# Version 2: the TLS policy of the last session (RFC 8460 names): its type and
+# domain, and the result of TLS under it, with the failure in words.
+_VERSION_2_TLS_POLICY = """
 ALTER TABLE recipients ADD COLUMN remote_tls_policy text;
 ALTER TABLE recipients ADD COLUMN remote_tls_policy_domain text;
 ALTER TABLE recipients ADD COLUMN remote_tls_result text;
 ALTER TABLE recipients ADD COLUMN remote_tls_failure text
 """
 
+# Version 3: the event journal, written in the transaction of the outcomes its
+# events describe and emptied as a webhook sender acknowledges them.
+_VERSION_3_EVENTS = """
+CREATE TABLE events (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    payload text NOT NULL
+);
+"""
+
 #: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
-MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_TLS_POLICY)
+MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2_TLS_POLICY, _VERSION_3_EVENTS)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Any constant shared by every process that migrates: pg_advisory_xact_lock's key.

@@ -13,6 +13,7 @@ from ...message import PreparedEmail
 from ...status import MessageStatus, RecipientStatus
 from ..admin import QueueAdmin
 from ..base import Claim, Storage, check_claim, check_distinct
+from ..journal import EventJournal, JournalEntry, check_journal
 from ..query import QueueFilter
 from ..rules import initial_status
 from . import claims, queue
@@ -45,7 +46,7 @@ _INSERT_RECIPIENT = (
 )
 
 
-class SqliteStorage(Storage, QueueAdmin):
+class SqliteStorage(Storage, QueueAdmin, EventJournal):
     """Keeps messages and their statuses in an SQLite file, durably.
 
     Guarantees:
@@ -155,11 +156,22 @@ class SqliteStorage(Storage, QueueAdmin):
         *,
         send_at: float | None = None,
     ) -> list[MessageStatus]:
+        return self.add_journaled(emails, now, (), send_at=send_at)
+
+    def add_journaled(
+        self,
+        emails: Sequence[PreparedEmail],
+        now: float,
+        events: Sequence[str],
+        *,
+        send_at: float | None = None,
+    ) -> list[MessageStatus]:
         check_distinct(emails)
         statuses = [initial_status(email, now, send_at) for email in emails]
         with self._db.writing("add messages") as conn:
             for email, status in zip(emails, statuses, strict=True):
                 self._insert(conn, email, status)
+            _write_events(conn, events)
         return statuses
 
     def _insert(
@@ -241,6 +253,34 @@ class SqliteStorage(Storage, QueueAdmin):
         ) as conn:
             return claims.record(conn, records)
 
+    def record_journaled(
+        self,
+        records: Sequence[tuple[Claim, Sequence[RecipientStatus]]],
+        events: Sequence[Sequence[str]],
+    ) -> list[MessageStatus | None]:
+        check_journal(records, events)
+        with self._db.writing(
+            "record attempts", synchronous=self._attempt_synchronous, background=True
+        ) as conn:
+            recorded = claims.record(conn, records)
+            for status, written in zip(recorded, events, strict=True):
+                if status is not None:
+                    _write_events(conn, written)
+            return recorded
+
+    def take_events(self, limit: int) -> list[JournalEntry]:
+        with self._db.reading("read the event journal") as conn:
+            rows = conn.execute(
+                "SELECT id, payload FROM events ORDER BY id LIMIT ?", (limit,)
+            ).fetchall()
+        return [JournalEntry(int(i), str(p)) for i, p in rows]
+
+    def ack_events(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        with self._db.writing("acknowledge events") as conn:
+            conn.executemany("DELETE FROM events WHERE id = ?", [(i,) for i in ids])
+
     # -- QueueAdmin ---------------------------------------------------------------
 
     def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
@@ -282,3 +322,10 @@ class SqliteStorage(Storage, QueueAdmin):
     def close(self) -> None:
         """Close every connection; later calls raise ``StorageError``. Idempotent."""
         self._db.close()
+
+
+def _write_events(conn: sqlite3.Connection, events: Sequence[str]) -> None:
+    if events:
+        conn.executemany(
+            "INSERT INTO events (payload) VALUES (?)", [(e,) for e in events]
+        )

@@ -117,14 +117,23 @@ _VERSION_3_CLAIMS = """
 ALTER TABLE messages ADD COLUMN claim_token TEXT;
 """
 
-# The TLS policy of the last session (RFC 8460 names): its type and domain,
-# and the result of TLS under it, with the failure in words. Rows written
-# before read as sessions of no known policy.
-_VERSION_TLS_POLICY = """
+# Version 4: the TLS policy of the last session (RFC 8460 names): its type and
+# domain, and the result of TLS under it, with the failure in words. Rows
+# written before read as sessions of no known policy.
+_VERSION_4_TLS_POLICY = """
 ALTER TABLE recipients ADD COLUMN remote_tls_policy TEXT;
 ALTER TABLE recipients ADD COLUMN remote_tls_policy_domain TEXT;
 ALTER TABLE recipients ADD COLUMN remote_tls_result TEXT;
 ALTER TABLE recipients ADD COLUMN remote_tls_failure TEXT
+"""
+
+# Version 5: the event journal, written with the outcomes its events describe
+# and emptied as a webhook sender acknowledges them.
+_VERSION_5_EVENTS = """
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    payload TEXT NOT NULL
+);
 """
 
 #: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
@@ -132,7 +141,8 @@ MIGRATIONS: tuple[str, ...] = (
     _VERSION_1,
     _VERSION_2,
     _VERSION_3_CLAIMS,
-    _VERSION_TLS_POLICY,
+    _VERSION_4_TLS_POLICY,
+    _VERSION_5_EVENTS,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -10,10 +10,10 @@ return a new, empty backend from :meth:`~StorageContract.make_storage`::
             return MyStorage(directory / "outbox.db")
 
 pytest then runs every test of the contract against it. The tests come in groups,
-one class each (:mod:`.add`, :mod:`.claims`, :mod:`.admin`,
-:mod:`.schedule`, :mod:`.fail`), should a backend
-want to run some of them only. This module needs pytest; importing
-:mod:`mailstrom_py` or :mod:`mailstrom_py.testing` does not.
+one class each (:mod:`.add`, :mod:`.claims`, :mod:`.admin`, :mod:`.schedule`,
+:mod:`.fail`, :mod:`.journal`), should a backend want to run some of them
+only. This module needs pytest; importing :mod:`mailstrom_py` or
+:mod:`mailstrom_py.testing` does not.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from ...storage import Storage, queue_admin
 pytest.register_assert_rewrite(f"{__name__}.add", f"{__name__}.claims")
 pytest.register_assert_rewrite(f"{__name__}.admin", f"{__name__}.common")
 pytest.register_assert_rewrite(f"{__name__}.schedule", f"{__name__}.fail")
+pytest.register_assert_rewrite(f"{__name__}.journal")
 
 from .add import AddContract, AddManyContract, ConcurrencyContract  # noqa: E402
 from .admin import (  # noqa: E402
@@ -43,6 +44,7 @@ from .admin import (  # noqa: E402
 from .claims import ClaimDueContract, NextDueContract, RecordContract  # noqa: E402
 from .common import Backend  # noqa: E402
 from .fail import FailContract  # noqa: E402
+from .journal import JournalContract  # noqa: E402
 from .schedule import ScheduleContract, ScheduledAddContract  # noqa: E402
 
 __all__ = ["StorageContract"]
@@ -63,6 +65,7 @@ class StorageContract(
     ScheduledAddContract,
     ScheduleContract,
     FailContract,
+    JournalContract,
 ):
     """The whole storage contract, for a backend that :meth:`make_storage` builds.
 

@@ -1,0 +1,272 @@
+"""Events: frozen values saying what happened to a message, and the small
+interface through which the producers (the outbox, the worker) hand them on.
+
+The values live here, below the worker, so the worker can build them without
+knowing who listens; :mod:`mailstrom_py.events` dispatches them to listeners,
+posts them to webhooks and counts them.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .bounce import BounceCategory, classify
+from .status import DeliveryResult, RecipientStatus, Remote, SmtpReply, SmtpStep
+
+__all__ = [
+    "NO_EVENTS",
+    "Event",
+    "EventKind",
+    "EventSink",
+    "Slot",
+    "outcome_events",
+]
+
+
+class EventKind(enum.StrEnum):
+    """What an :class:`Event` reports. A ``StrEnum``: ``kind == "delivered"``."""
+
+    QUEUED = "queued"
+    ATTEMPT_STARTED = "attempt_started"
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    POSSIBLY_DELIVERED = "possibly_delivered"
+    SUPPRESSED = "suppressed"
+    DSN_QUEUED = "dsn_queued"
+    TLS = "tls"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened to a message or one of its recipients.
+
+    Attributes:
+        kind: what happened.
+        message_id: the message's id, as ``send_email()`` returned it.
+        recipient: the recipient concerned, or None for an event about the
+            whole message or a session (``tls``, ``dsn_queued``).
+        time: when it happened, in seconds since the epoch.
+        status_code: the RFC 3463 code of an outcome.
+        detail: the outcome in words.
+        reply: the server reply that decided an outcome, if one did.
+        destination: the server talked to (its host name), if any.
+        category: why a recipient was deferred or failed.
+        attempts: the recipient's attempts so far (outcomes, ``attempt_started``).
+        next_attempt_at: when a deferred recipient is due again.
+        tls_version: for ``tls``, the TLS version, None for plaintext.
+        tls_verified: for ``tls``, whether the certificate was verified.
+        report_id: for ``dsn_queued``, the id of the report queued.
+        queued_at: for outcomes, when the message was queued (``time`` minus
+            it is the delivery latency).
+    """
+
+    kind: EventKind
+    message_id: str
+    recipient: str | None
+    time: float
+    status_code: str | None = None
+    detail: str | None = None
+    reply: SmtpReply | None = None
+    destination: str | None = None
+    category: BounceCategory | None = None
+    attempts: int | None = None
+    next_attempt_at: float | None = None
+    tls_version: str | None = None
+    tls_verified: bool | None = None
+    report_id: str | None = None
+    queued_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as plain JSON-ready values; None fields are left out."""
+        out: dict[str, Any] = {
+            "kind": self.kind.value,
+            "message_id": self.message_id,
+            "recipient": self.recipient,
+            "time": self.time,
+        }
+        for name in _OPTIONAL:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.category is not None:
+            out["category"] = self.category.value
+        if self.reply is not None:
+            reply = self.reply
+            out["reply"] = {
+                "code": reply.code,
+                "enhanced": reply.enhanced,
+                "text": reply.text,
+                "step": None if reply.step is None else reply.step.value,
+            }
+        return out
+
+    def to_json(self) -> str:
+        """The event as a compact JSON object (:meth:`to_dict`)."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Event:
+        """The event :meth:`to_dict` made ``data`` from.
+
+        Raises:
+            ValueError: ``data`` is not such a dict (a ``KeyError`` or an
+                unknown kind are reported as ``ValueError``).
+        """
+        try:
+            reply = data.get("reply")
+            category = data.get("category")
+            return cls(
+                kind=EventKind(data["kind"]),
+                message_id=str(data["message_id"]),
+                recipient=data["recipient"],
+                time=float(data["time"]),
+                category=None if category is None else BounceCategory(category),
+                reply=None
+                if reply is None
+                else SmtpReply(
+                    int(reply["code"]),
+                    reply["enhanced"],
+                    str(reply["text"]),
+                    None if reply["step"] is None else SmtpStep(reply["step"]),
+                ),
+                **{name: data.get(name) for name in _OPTIONAL},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not an event: {exc!r}") from exc
+
+
+_OPTIONAL = (
+    "status_code",
+    "detail",
+    "destination",
+    "attempts",
+    "next_attempt_at",
+    "tls_version",
+    "tls_verified",
+    "report_id",
+    "queued_at",
+)
+
+
+class Slot(Protocol):
+    """**Protocol:** a place in the event stream reserved ahead of the events
+    that fill it, so that events of a step stay in order with events other
+    threads emit after the step (a claim that follows a record, say)."""
+
+    def fill(self, events: Sequence[Event]) -> None:
+        """Put ``events`` (maybe none) in the slot; call exactly once."""
+        ...  # pragma: no cover
+
+
+class EventSink(Protocol):
+    """**Protocol:** where producers hand events. Methods return at once and
+    never raise."""
+
+    def reserve(self) -> Slot:
+        """Reserve a slot for events yet to be known: those emitted later by
+        any thread are handed on after the slot's."""
+        ...  # pragma: no cover
+
+    def emit(self, events: Sequence[Event]) -> None:
+        """Hand on ``events`` now."""
+        ...  # pragma: no cover
+
+    @property
+    def journaling(self) -> bool:
+        """Whether producers write events into storage with their outcomes
+        (for a durable webhook)."""
+        ...  # pragma: no cover
+
+
+class _NoSlot:
+    def fill(self, events: Sequence[Event]) -> None:
+        """Discard ``events``."""
+
+
+class _NoEvents:
+    journaling = False
+    _slot = _NoSlot()
+
+    def reserve(self) -> Slot:
+        return self._slot
+
+    def emit(self, events: Sequence[Event]) -> None:
+        """Discard ``events``."""
+
+
+#: A sink that discards everything: the default where no one listens.
+NO_EVENTS: EventSink = _NoEvents()
+
+
+def outcome_events(
+    message_id: str,
+    updates: Sequence[RecipientStatus],
+    time: float,
+    queued_at: float | None = None,
+) -> list[Event]:
+    """The events an attempt's recorded ``updates`` describe, recipient by
+    recipient: ``possibly_delivered`` (when the connection was lost after the
+    final dot) before the recipient's ``delivered``, ``deferred`` or ``failed``.
+    A ``tls`` event precedes them for each server talked to."""
+    events = [_tls_event(message_id, remote, time) for remote in _remotes(updates)]
+    for r in updates:
+        if r.possibly_delivered:
+            events.append(
+                _outcome(EventKind.POSSIBLY_DELIVERED, message_id, r, time, queued_at)
+            )
+        events.append(_outcome(_KINDS[r.result], message_id, r, time, queued_at))
+    return events
+
+
+_KINDS = {
+    DeliveryResult.DELIVERED: EventKind.DELIVERED,
+    DeliveryResult.DEFERRED: EventKind.DEFERRED,
+    DeliveryResult.FAILED: EventKind.FAILED,
+    DeliveryResult.QUEUED: EventKind.QUEUED,
+}
+
+
+def _remotes(updates: Sequence[RecipientStatus]) -> list[Remote]:
+    return list(dict.fromkeys(r.remote for r in updates if r.remote is not None))
+
+
+def _tls_event(message_id: str, remote: Remote, time: float) -> Event:
+    return Event(
+        EventKind.TLS,
+        message_id,
+        None,
+        time,
+        destination=remote.host,
+        tls_version=remote.tls_version,
+        tls_verified=remote.tls_verified,
+    )
+
+
+def _outcome(
+    kind: EventKind,
+    message_id: str,
+    r: RecipientStatus,
+    time: float,
+    queued_at: float | None,
+) -> Event:
+    failed = r.result is not DeliveryResult.DELIVERED
+    text = r.last_reply.text if r.last_reply is not None else r.detail
+    return Event(
+        kind,
+        message_id,
+        r.address,
+        time,
+        status_code=r.status_code,
+        detail=r.detail,
+        reply=r.last_reply,
+        destination=None if r.remote is None else r.remote.host,
+        category=classify(r.status_code, text) if failed else None,
+        attempts=r.attempts,
+        next_attempt_at=r.next_attempt_at,
+        queued_at=queued_at,
+    )

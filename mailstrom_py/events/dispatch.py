@@ -1,0 +1,202 @@
+"""The dispatcher: hands events to listeners on a thread of its own.
+
+Producers (caller threads, delivery threads) put events in a bounded queue and
+go on at once; one dispatcher thread calls the listeners. A slow listener
+delays only other listeners, and a full queue drops events (counted in
+:attr:`Dispatcher.dropped`) rather than block a producer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from ..event import Event, Slot
+
+__all__ = ["CAPACITY", "Dispatcher", "Listener"]
+
+log = logging.getLogger(__name__)
+
+#: Called with each event, on the dispatcher's thread.
+Listener = Callable[[Event], None]
+
+#: How many events the queue holds by default before it drops new ones.
+CAPACITY = 10_000
+
+
+class _Slot:
+    __slots__ = ("events", "filled", "owner")
+
+    def __init__(self, owner: Dispatcher) -> None:
+        self.owner = owner
+        self.events: Sequence[Event] = ()
+        self.filled = False
+
+    def fill(self, events: Sequence[Event]) -> None:
+        self.owner.fill(self, events)
+
+
+class _Dropped:
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: Dispatcher) -> None:
+        self.owner = owner
+
+    def fill(self, events: Sequence[Event]) -> None:
+        self.owner.count_dropped(len(events))
+
+
+class _Unheard:
+    __slots__ = ()
+
+    def fill(self, events: Sequence[Event]) -> None:
+        """No listener: nothing to do."""
+
+
+_UNHEARD = _Unheard()
+
+
+class Dispatcher:
+    """An :class:`~mailstrom_py.event.EventSink` that calls listeners on its
+    own thread, in the order events were reserved or emitted.
+
+    Events of one step reserve their place before the step is stored (see
+    :class:`~mailstrom_py.event.Slot`), so the events of each recipient arrive
+    in the order they happened even when several threads produce them. The
+    thread waits for a reserved slot to be filled before handing on what
+    follows it.
+
+    Args:
+        capacity: the most events waiting at once; more are dropped and counted.
+        journaling: whether producers also write events into storage with
+            their outcomes (a durable webhook drains them there).
+    """
+
+    def __init__(self, *, capacity: int = CAPACITY, journaling: bool = False) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"capacity must be an integer >= 1, not {capacity!r}")
+        self._capacity = capacity
+        self._journaling = journaling
+        self._cond = threading.Condition()
+        self._slots: deque[_Slot] = deque()
+        self._waiting = 0  # events in filled slots not yet handed on
+        self._listeners: tuple[Listener, ...] = ()
+        self._dropped = 0
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    @property
+    def journaling(self) -> bool:
+        """Whether producers write events into storage with their outcomes."""
+        return self._journaling
+
+    @journaling.setter
+    def journaling(self, value: bool) -> None:
+        self._journaling = value
+
+    @property
+    def dropped(self) -> int:
+        """How many events were dropped because the queue was full."""
+        return self._dropped
+
+    @property
+    def depth(self) -> int:
+        """How many events wait for the dispatcher's thread."""
+        return self._waiting
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` with every event from now on, on the dispatcher's
+        thread (started now if need be). An exception from it is logged and
+        the next event goes on.
+
+        Returns:
+            A function that unsubscribes it; calling it again does nothing.
+        """
+        with self._cond:
+            self._listeners = (*self._listeners, listener)
+            if self._thread is None and not self._stopping:
+                self._thread = threading.Thread(
+                    target=self._run, name="mailstrom-events", daemon=True
+                )
+                self._thread.start()
+
+        def unsubscribe() -> None:
+            with self._cond:
+                listeners = list(self._listeners)
+                if listener in listeners:
+                    listeners.remove(listener)
+                    self._listeners = tuple(listeners)
+
+        return unsubscribe
+
+    def reserve(self) -> Slot:
+        """Reserve the next place in the queue; see the class docstring."""
+        with self._cond:
+            if not self._listeners or self._stopping:
+                return _UNHEARD
+            if len(self._slots) >= self._capacity:
+                return _Dropped(self)
+            slot = _Slot(self)
+            self._slots.append(slot)
+            return slot
+
+    def emit(self, events: Sequence[Event]) -> None:
+        """Queue ``events`` for the listeners."""
+        if events:
+            self.reserve().fill(events)
+
+    def fill(self, slot: _Slot, events: Sequence[Event]) -> None:
+        """Fill ``slot`` with ``events``, dropping them if the queue is full."""
+        with self._cond:
+            if self._waiting + len(events) > self._capacity:
+                self._dropped += len(events)
+                events = ()
+            slot.events = events
+            slot.filled = True
+            self._waiting += len(events)
+            self._cond.notify_all()
+
+    def count_dropped(self, count: int) -> None:
+        """Count ``count`` events dropped."""
+        with self._cond:
+            self._dropped += count
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Hand on the events queued, then end the thread.
+
+        Returns:
+            True when the thread ended within ``timeout`` seconds.
+        """
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def _run(self) -> None:
+        while (slot := self._next()) is not None:
+            listeners = self._listeners
+            for event in slot.events:
+                for listener in listeners:
+                    try:
+                        listener(event)
+                    except Exception:
+                        log.exception("event listener %r raised on %s", listener, event)
+            with self._cond:
+                self._waiting -= len(slot.events)
+
+    def _next(self) -> _Slot | None:
+        """The next filled slot, waiting for it; None once stopping and empty."""
+        with self._cond:
+            while not (self._slots and self._slots[0].filled):
+                if self._stopping and not self._slots:
+                    return None
+                self._cond.wait(0.5 if self._stopping else None)
+                if self._stopping and self._slots and not self._slots[0].filled:
+                    continue
+            return self._slots.popleft()
