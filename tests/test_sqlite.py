@@ -293,6 +293,7 @@ class TestFile:
         old.close()
         with sqlite3.connect(db) as raw:
             # Back to version 2: without the columns of the versions after it.
+            raw.execute("DROP TABLE events")
             raw.execute("ALTER TABLE messages DROP COLUMN claim_token")
             for column in TLS_POLICY_COLUMNS:
                 raw.execute(f"ALTER TABLE recipients DROP COLUMN {column}")
@@ -345,6 +346,7 @@ class TestFile:
         assert storage.record(claim, [deferred]) is not None
         storage.close()
         with sqlite3.connect(db) as raw:
+            raw.execute("DROP TABLE events")
             for column in TLS_POLICY_COLUMNS:
                 raw.execute(f"ALTER TABLE recipients DROP COLUMN {column}")
             raw.execute("PRAGMA user_version = 3")
