@@ -2,7 +2,15 @@
 
 from typing import TYPE_CHECKING
 
-from .config import Config, DirectConfig, DkimConfig, DsnPolicy, RelayConfig, Timeouts
+from .config import (
+    Config,
+    DirectConfig,
+    DkimConfig,
+    DsnPolicy,
+    RelayConfig,
+    SuppressionPolicy,
+    Timeouts,
+)
 from .config.loader import config_from_mapping, load_config
 from .core import AsyncOutbox, Mailstrom, Outbox
 from .errors import (
@@ -35,6 +43,7 @@ from .storage import (
     SqliteStorage,
     Storage,
 )
+from .storage.controls import Suppression, Suspension
 
 if TYPE_CHECKING:
     from .storage.postgres import PostgresStorage
@@ -72,6 +81,9 @@ __all__ = [
     "SqliteStorage",
     "Storage",
     "StorageError",
+    "Suppression",
+    "SuppressionPolicy",
+    "Suspension",
     "Timeouts",
     "WorkerError",
     "__version__",

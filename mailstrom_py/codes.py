@@ -17,6 +17,7 @@ __all__ = [
     "CONVERSION_NOT_SUPPORTED",
     "CRYPTOGRAPHIC_FAILURE",
     "DELIVERY_TIME_EXPIRED",
+    "DESTINATION_HELD",
     "DIRECTORY_SERVER_FAILURE",
     "MESSAGE_TOO_BIG",
     "NON_ASCII_ADDRESSES_NOT_PERMITTED",
@@ -26,6 +27,7 @@ __all__ = [
     "OTHER_PROTOCOL_TRANSIENT",
     "OTHER_SECURITY_TRANSIENT",
     "OTHER_SYSTEM_TRANSIENT",
+    "RECIPIENT_SUPPRESSED",
     "REQUIRETLS_NOT_SUPPORTED",
     "SECURITY_FEATURES_NOT_SUPPORTED",
     "TOO_MANY_RECIPIENTS",
@@ -90,6 +92,12 @@ SECURITY_FEATURES_NOT_SUPPORTED = "4.7.4"
 CRYPTOGRAPHIC_FAILURE = "4.7.5"
 #: RFC 4954 §6: "Authentication credentials invalid".
 AUTH_CREDENTIALS_INVALID = "4.7.8"
+#: "Delivery not authorized, message refused": the recipient is on the
+#: suppression list, so the library refuses to send to it.
+RECIPIENT_SUPPRESSED = "5.7.1"
+#: "Other or undefined security status", transient: the destination is
+#: suspended or over its rate, so no attempt was made (none is counted).
+DESTINATION_HELD = "4.7.0"
 #: RFC 8689 §5: "REQUIRETLS support required": a REQUIRETLS message cannot go
 #: to this server.
 REQUIRETLS_NOT_SUPPORTED = "5.7.30"

@@ -232,7 +232,14 @@ def test_opening_creates_the_tables_in_their_own_schema(
             )
         ),
     )
-    assert tables == ["bodies", "messages", "recipients", "schema_version"]
+    assert tables == [
+        "bodies",
+        "messages",
+        "recipients",
+        "schema_version",
+        "suppressions",
+        "suspensions",
+    ]
     assert schema_version(postgres_dsn) == SCHEMA_VERSION
 
 

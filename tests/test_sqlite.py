@@ -309,7 +309,9 @@ class TestFile:
         assert storage.record(second, [done]) is not None
         storage.close()
         with sqlite3.connect(db) as raw:
-            assert raw.execute("PRAGMA user_version").fetchone() == (3,)
+            assert raw.execute("PRAGMA user_version").fetchone() == (
+                schema.SCHEMA_VERSION,
+            )
         raw.close()
 
     def test_a_newer_schema_is_refused(self, db: Path) -> None:

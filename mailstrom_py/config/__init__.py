@@ -24,6 +24,7 @@ from .checks import (
 )
 from .dkimkey import DkimAlgorithm, DkimConfig
 from .dsn import DsnPolicy
+from .suppression import SuppressionPolicy
 
 if TYPE_CHECKING:
     import dns.resolver
@@ -35,6 +36,7 @@ __all__ = [
     "DkimConfig",
     "DsnPolicy",
     "RelayConfig",
+    "SuppressionPolicy",
     "Timeouts",
     "TlsMode",
 ]
@@ -314,6 +316,8 @@ class Config:
             the mailer is built. The envelope sender is read from it too,
             unless ``send_email(mail_from=...)`` gives one. A message with a
             From of its own keeps it.
+        suppression: which hard bounces put an address on the suppression
+            list, and for how long (:class:`SuppressionPolicy`).
     """
 
     helo_name: str
@@ -330,6 +334,7 @@ class Config:
     destination_concurrency: int = 20
     drain_timeout: float = 30.0
     default_from: str | None = None
+    suppression: SuppressionPolicy = field(default_factory=SuppressionPolicy)
 
     def __post_init__(self) -> None:
         check_hostname(self.helo_name, "helo_name", allow_literal=True)
@@ -348,6 +353,8 @@ class Config:
         check_count(self.destination_concurrency, "destination_concurrency", minimum=1)
         check_wait(self.drain_timeout, "drain_timeout")
         _check_default_from(self.default_from)
+        if not isinstance(self.suppression, SuppressionPolicy):
+            raise ConfigError("must be a SuppressionPolicy", "suppression")
 
     @property
     def dkim_keys(self) -> tuple[DkimConfig, ...]:

@@ -76,6 +76,8 @@ class Mailstrom(Outbox):
             clock=clock,
             rng=rng,
             reporter=self._reporter(config),
+            suppression=config.suppression,
+            controls=self._controls,
         )
 
     def start(self) -> None:

@@ -22,6 +22,8 @@ from ..errors import InvalidMessageError, MailerClosedError
 from ..message import PreparedEmail, Preparer
 from ..status import DeliveryResult, MessageStatus
 from ..storage import QueueAdmin, QueueFilter, Storage, queue_admin
+from ..storage.controls import MemoryControls
+from .controls import ControlCommands, controls_of
 
 __all__ = ["Clock", "Notify", "Outbox", "attempted"]
 
@@ -44,7 +46,7 @@ _POLL_FIRST = 0.01
 _POLL_MOST = 0.2
 
 
-class Outbox:
+class Outbox(ControlCommands):
     """Hand it messages to deliver and ask what became of them; it delivers none.
 
     ``send_email()`` validates, prepares (and DKIM-signs) a message, stores it,
@@ -56,7 +58,9 @@ class Outbox:
 
     An Outbox starts no thread, opens no connection and builds no transport;
     ``config.delivery`` is not used. Use it as a context manager, or call
-    ``close()``. It is thread-safe.
+    ``close()``. It is thread-safe. The suppression list and destination
+    suspensions (``suppress()``, ``suspend()``...) are kept in storage, beside
+    the queue; a storage that keeps no controls keeps them in the Outbox.
 
     Args:
         config: how to prepare messages (``helo_name``, ``allow_8bit``, DKIM
@@ -89,6 +93,7 @@ class Outbox:
     ) -> None:
         self._config = config
         self._storage = storage
+        self._controls = controls_of(storage, MemoryControls)
         self._clock = clock if clock is not None else time.time
         self._preparer = Preparer.from_config(config, clock=self._clock)
         self._notify_hook = notify

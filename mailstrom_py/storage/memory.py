@@ -13,6 +13,7 @@ from ..message import PreparedEmail
 from ..status import MessageStatus, RecipientStatus
 from .admin import QueueAdmin
 from .base import Claim, Storage, check_claim, check_distinct, new_token
+from .controls import MemoryControls
 from .query import QueueFilter
 from .rules import attempt_begun, due_at, initial_status, merge_recipients
 
@@ -22,7 +23,7 @@ __all__ = ["MemoryStorage"]
 _SLACK = 1024
 
 
-class MemoryStorage(Storage, QueueAdmin):
+class MemoryStorage(Storage, QueueAdmin, MemoryControls):
     """Keeps messages and statuses in dictionaries guarded by one lock.
 
     Queued mail is lost when the process exits: pick
@@ -34,6 +35,7 @@ class MemoryStorage(Storage, QueueAdmin):
     durable = False
 
     def __init__(self) -> None:
+        MemoryControls.__init__(self)
         self._lock = threading.Lock()
         self._emails: dict[str, PreparedEmail] = {}
         self._statuses: dict[str, MessageStatus] = {}

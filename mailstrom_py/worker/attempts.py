@@ -21,6 +21,7 @@ from ..retry import RetryPolicy
 from ..status import DeliveryResult, MessageStatus, RecipientStatus
 from ..storage.base import Claim, Storage
 from ..storage.rules import apply_outcomes
+from .suppression import Screened, SuppressionGate
 
 __all__ = ["Attempts"]
 
@@ -42,6 +43,8 @@ class Attempts:
         queue: called with the id of each report stored, to have it delivered.
         recorded: called with the status of each message whose outcome was
             just recorded.
+        gate: the suppression list: recipients on it fail before delivery,
+            and each outcome recorded updates it; none by default.
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class Attempts:
         reporter: DsnReporter | None,
         queue: Callable[[str], None],
         recorded: Callable[[MessageStatus], None],
+        gate: SuppressionGate | None = None,
     ) -> None:
         self._storage = storage
         self._transport = transport
@@ -66,6 +70,7 @@ class Attempts:
         self._queue = queue
         self._recorded = recorded
         self._warnings = WarningRate()
+        self._gate = gate
 
     def run(self, claims: Sequence[Claim], now: float) -> list[MessageStatus]:
         """Attempt the messages of ``claims``, claimed at ``now``: deliver them
@@ -108,7 +113,12 @@ class Attempts:
             except Exception as exc:  # noqa: BLE001 (raised after the batch)
                 failures.append(exc)
 
-        self._deliver(claims, settle)
+        screened = (
+            self._gate.screen(claims, now)
+            if self._gate is not None
+            else [([r.address for r in c.status.pending], []) for c in claims]
+        )
+        self._deliver(claims, screened, settle)
         for index in range(len(claims)):
             settle(index, [])  # a transport that left one out: deferred
         if failures:
@@ -125,6 +135,8 @@ class Attempts:
             claim.status.pending, outcomes, now, self._retry_at(claim.before, end)
         )
         status = self._storage.record(claim, updates)
+        if status is not None and self._gate is not None:
+            self._gate.learn(updates, end)
         if status is None:
             log.info(
                 "%s was dropped, or claimed again, during its attempt;"
@@ -157,10 +169,23 @@ class Attempts:
                 before.attempts + 1, before.created_at, end, self._rng
             )
 
-    def _deliver(self, claims: Sequence[Claim], settle: OnOutcome) -> None:
-        """Deliver each claimed message to its pending recipients, telling
-        ``settle`` each message's outcomes once they are final."""
-        batch = [(c.email, [r.address for r in c.status.pending]) for c in claims]
+    def _deliver(
+        self, claims: Sequence[Claim], screened: Sequence[Screened], on: OnOutcome
+    ) -> None:
+        """Deliver each claimed message to the recipients ``screened`` left
+        for delivery, telling ``on`` each message's outcomes, with those
+        ``screened`` settled already, once they are final."""
+
+        def settle(index: int, outcomes: list[Outcome]) -> None:
+            on(indices[index], screened[indices[index]][1] + outcomes)
+
+        for index, (recipients, early) in enumerate(screened):
+            if not recipients:
+                on(index, early)  # nobody left to deliver to
+        indices = [i for i, (recipients, _) in enumerate(screened) if recipients]
+        batch = [(claims[i].email, screened[i][0]) for i in indices]
+        if not batch:
+            return
         transport = self._transport
         if len(batch) > 1 and isinstance(transport, BatchTransport):
             try:

@@ -22,13 +22,16 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from ..config import SuppressionPolicy
 from ..delivery.base import Transport
 from ..errors import WorkerError
 from ..message.dsn import DsnReporter
 from ..retry import RetryPolicy
 from ..status import MessageStatus
 from ..storage.base import Claim, Storage
+from ..storage.controls import Controls, MemoryControls
 from .attempts import Attempts
+from .suppression import SuppressionGate
 from .timetable import Look, Timetable
 from .waiters import Waiters
 from .wakeups import WakeSource, Wakeups
@@ -76,6 +79,11 @@ class Worker:
             the policy's first retry delay, and at least :data:`MIN_LEASE`.
         reporter: decides which attempts call for a delivery status
             notification; each report is queued like any message.
+        suppression: the suppression list's policy, the list being kept in
+            ``storage`` (or, for a storage that keeps no
+            :class:`~mailstrom_py.storage.controls.Controls`, in this worker).
+        controls: where the suppression list and suspensions are kept;
+            ``storage`` when it keeps them.
 
     Raises:
         ValueError: ``lease`` is not a finite number of seconds above 0.
@@ -93,12 +101,17 @@ class Worker:
         refill_interval: float = 1.0,
         lease: float | None = None,
         reporter: DsnReporter | None = None,
+        suppression: SuppressionPolicy | None = None,
+        controls: Controls | None = None,
     ) -> None:
         lease = max(policy.initial_delay, MIN_LEASE) if lease is None else lease
         if not math.isfinite(lease) or lease <= 0:
             raise ValueError(f"lease must be a finite number of seconds > 0: {lease!r}")
         self._storage = storage
         self._lease = lease
+        if controls is None:
+            controls = storage if isinstance(storage, Controls) else MemoryControls()
+        self._controls = controls
         self._attempts = Attempts(
             storage,
             transport,
@@ -108,6 +121,10 @@ class Worker:
             reporter=reporter,
             queue=self.notify,
             recorded=self._recorded,
+            gate=SuppressionGate(
+                self._controls,
+                suppression if suppression is not None else SuppressionPolicy(),
+            ),
         )
         self._threads = threads
         self._clock = clock

@@ -16,6 +16,7 @@ from ..admin import QueueAdmin
 from ..base import Claim, Storage, check_claim, check_distinct
 from ..query import QueueFilter
 from . import admin, claims, messages
+from .controls import PostgresControls
 from .db import Database, Timeouts
 from .notify import Listener, channel_for
 from .schema import migrate
@@ -34,7 +35,7 @@ _PURGE_BATCH = 500
 log = logging.getLogger(__name__)
 
 
-class PostgresStorage(Storage, QueueAdmin):
+class PostgresStorage(Storage, QueueAdmin, PostgresControls):
     """Keeps messages and their statuses in a PostgreSQL database, shared by any
     number of processes on any number of machines.
 

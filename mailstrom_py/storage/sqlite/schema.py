@@ -117,8 +117,31 @@ _VERSION_3_CLAIMS = """
 ALTER TABLE messages ADD COLUMN claim_token TEXT;
 """
 
+# Delivery controls: the suppression list, keyed by the folded address, and the
+# suspended destinations; entries past their until are ignored and pruned.
+_VERSION_CONTROLS = """
+CREATE TABLE suppressions (
+    address TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    since REAL NOT NULL,
+    until REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX suppressions_until ON suppressions (until);
+CREATE TABLE suspensions (
+    destination TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    since REAL NOT NULL,
+    until REAL NOT NULL
+) WITHOUT ROWID
+"""
+
 #: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
-MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2, _VERSION_3_CLAIMS)
+MIGRATIONS: tuple[str, ...] = (
+    _VERSION_1,
+    _VERSION_2,
+    _VERSION_3_CLAIMS,
+    _VERSION_CONTROLS,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 #: The columns :func:`statuses` reads, from ``messages m`` joined with

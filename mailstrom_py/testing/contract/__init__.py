@@ -10,7 +10,8 @@ return a new, empty backend from :meth:`~StorageContract.make_storage`::
             return MyStorage(directory / "outbox.db")
 
 pytest then runs every test of the contract against it. The tests come in groups,
-one class each (:mod:`.add`, :mod:`.claims`, :mod:`.admin`), should a backend
+one class each (:mod:`.add`, :mod:`.claims`, :mod:`.admin`,
+:mod:`.controls`), should a backend
 want to run some of them only. This module needs pytest; importing
 :mod:`mailstrom_py` or :mod:`mailstrom_py.testing` does not.
 """
@@ -29,6 +30,7 @@ from ...storage import Storage, queue_admin
 # (a failing one then shows the values compared), as it does in test modules.
 pytest.register_assert_rewrite(f"{__name__}.add", f"{__name__}.claims")
 pytest.register_assert_rewrite(f"{__name__}.admin", f"{__name__}.common")
+pytest.register_assert_rewrite(f"{__name__}.controls")
 
 from .add import AddContract, AddManyContract, ConcurrencyContract  # noqa: E402
 from .admin import (  # noqa: E402
@@ -40,6 +42,7 @@ from .admin import (  # noqa: E402
 )
 from .claims import ClaimDueContract, NextDueContract, RecordContract  # noqa: E402
 from .common import Backend  # noqa: E402
+from .controls import SuppressionContract, SuspensionContract  # noqa: E402
 
 __all__ = ["StorageContract"]
 
@@ -56,6 +59,8 @@ class StorageContract(
     HoldAndReleaseContract,
     DropContract,
     RecentContract,
+    SuppressionContract,
+    SuspensionContract,
 ):
     """The whole storage contract, for a backend that :meth:`make_storage` builds.
 
@@ -74,7 +79,8 @@ class StorageContract(
 
     def make_storage(self, directory: Path) -> Storage:
         """Return a new, empty backend: a :class:`~mailstrom_py.Storage` that is a
-        :class:`~mailstrom_py.storage.QueueAdmin` too.
+        :class:`~mailstrom_py.storage.QueueAdmin` and a
+        :class:`~mailstrom_py.storage.controls.Controls` too.
 
         Args:
             directory: an empty directory of the test's own, for any files the
