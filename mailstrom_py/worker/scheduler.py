@@ -104,7 +104,7 @@ class Worker:
         suppression: SuppressionPolicy | None = None,
         controls: Controls | None = None,
     ) -> None:
-        lease = max(policy.initial_delay, MIN_LEASE) if lease is None else lease
+        lease = max(policy.first_delay, MIN_LEASE) if lease is None else lease
         if not math.isfinite(lease) or lease <= 0:
             raise ValueError(f"lease must be a finite number of seconds > 0: {lease!r}")
         self._storage = storage
