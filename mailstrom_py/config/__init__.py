@@ -24,6 +24,7 @@ from .checks import (
 )
 from .dkimkey import DkimAlgorithm, DkimConfig
 from .dsn import DsnPolicy
+from .shaping import DestinationLimits, ReplyRule, ShapingConfig
 from .suppression import SuppressionPolicy
 
 if TYPE_CHECKING:
@@ -31,11 +32,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Config",
+    "DestinationLimits",
     "DirectConfig",
     "DkimAlgorithm",
     "DkimConfig",
     "DsnPolicy",
     "RelayConfig",
+    "ReplyRule",
+    "ShapingConfig",
     "SuppressionPolicy",
     "Timeouts",
     "TlsMode",
@@ -318,6 +322,10 @@ class Config:
             From of its own keeps it.
         suppression: which hard bounces put an address on the suppression
             list, and for how long (:class:`SuppressionPolicy`).
+        shaping: the limits of each destination, the presets for the large
+            providers, and the replies that suspend or slow a destination
+            (:class:`ShapingConfig`); ``destination_concurrency`` and
+            ``session_max_messages`` are its defaults.
     """
 
     helo_name: str
@@ -335,6 +343,7 @@ class Config:
     drain_timeout: float = 30.0
     default_from: str | None = None
     suppression: SuppressionPolicy = field(default_factory=SuppressionPolicy)
+    shaping: ShapingConfig = field(default_factory=ShapingConfig)
 
     def __post_init__(self) -> None:
         check_hostname(self.helo_name, "helo_name", allow_literal=True)
@@ -355,6 +364,8 @@ class Config:
         _check_default_from(self.default_from)
         if not isinstance(self.suppression, SuppressionPolicy):
             raise ConfigError("must be a SuppressionPolicy", "suppression")
+        if not isinstance(self.shaping, ShapingConfig):
+            raise ConfigError("must be a ShapingConfig", "shaping")
 
     @property
     def dkim_keys(self) -> tuple[DkimConfig, ...]:

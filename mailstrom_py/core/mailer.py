@@ -10,6 +10,7 @@ from typing import Self
 
 from ..config import Config
 from ..delivery import Transport, build_transport
+from ..delivery.shaping import shaper_for
 from ..errors import MailerClosedError
 from ..message.dsn import DsnReporter
 from ..status import MessageStatus
@@ -65,8 +66,11 @@ class Mailstrom(Outbox):
             clock=clock,
             notify=self._notify_worker,
         )
+        self._shaper = shaper_for(config, clock=clock)
         self._transport = (
-            transport if transport is not None else build_transport(config)
+            transport
+            if transport is not None
+            else build_transport(config, shaper=self._shaper)
         )
         self._worker = Worker(
             self.storage,
@@ -78,6 +82,7 @@ class Mailstrom(Outbox):
             reporter=self._reporter(config),
             suppression=config.suppression,
             controls=self._controls,
+            shaper=self._shaper,
         )
 
     def start(self) -> None:
@@ -162,6 +167,14 @@ class Mailstrom(Outbox):
             WorkerError: the worker thread is running.
         """
         return self._worker.run_once(now)
+
+    def resume(self, destination: str) -> bool:
+        """End the suspension of ``destination``, and any slowing of it a
+        reply caused, in storage and in this mailer's worker at once; whether
+        it had a suspension kept in storage."""
+        resumed = super().resume(destination)
+        self._shaper.resume(destination.strip().lower())
+        return resumed
 
     def _notify_worker(self, message_id: str) -> None:
         self._worker.notify(message_id)

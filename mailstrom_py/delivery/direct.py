@@ -31,12 +31,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..codes import NO_ANSWER_FROM_HOST
-from ..config import DirectConfig, Timeouts
+from ..config import DirectConfig, ShapingConfig, Timeouts
 from ..message import PreparedEmail
 from ..status import DeliveryResult
 from .base import Outcome
-from .routing.limits import ConcurrencyLimit
 from .routing.mx import MxHost, MxResolver, Route, RouteError, build_resolver
+from .shaping import Destination, Shaper, held_outcomes
 from .smtp import SessionFailure, SmtpSession
 from .smtp.pool import SessionPool
 from .tls_policy import TlsPolicy, client_context, decide_tls
@@ -177,7 +177,9 @@ class DirectTransport:
         mx: a ready :class:`MxResolver`; built from ``direct`` by default.
         sessions: where sessions are kept for the next message to the same
             exchanger; a new :class:`SessionPool` by default.
-        limit: deliveries at once per recipient domain; 20 by default.
+        shaper: the limits of each destination (a domain's set of
+            exchangers): connections at once, messages per connection, a
+            rate, suspensions; by default 20 connections and no rate.
 
     Raises:
         ConfigError: no DNS configuration, or a CA file that cannot be read.
@@ -194,10 +196,10 @@ class DirectTransport:
         rng: random.Random | None = None,
         mx: MxResolver | None = None,
         sessions: SessionPool | None = None,
-        limit: ConcurrencyLimit | None = None,
+        shaper: Shaper | None = None,
     ) -> None:
         self._sessions = sessions if sessions is not None else SessionPool()
-        self._limit = limit if limit is not None else ConcurrencyLimit(20)
+        self._shaper = shaper if shaper is not None else Shaper(ShapingConfig())
         self._mx = (
             mx
             if mx is not None
@@ -226,8 +228,7 @@ class DirectTransport:
             by_domain.setdefault(domain, []).append(address)
         outcomes: list[Outcome] = []
         for domain, group in by_domain.items():
-            with self._limit.slot(domain):
-                outcomes.extend(self._deliver_domain(email, domain, group))
+            outcomes.extend(self._deliver_domain(email, domain, group))
         return outcomes
 
     def close(self) -> None:
@@ -243,6 +244,26 @@ class DirectTransport:
             log.info("no route to %s: %s", domain, exc.detail)
             result = DeliveryResult.FAILED if exc.permanent else DeliveryResult.DEFERRED
             return [Outcome(r, result, exc.status_code, exc.detail) for r in recipients]
+        destination = self._shaper.for_exchangers(
+            [host.name for host in route.hosts], domain
+        )
+        hold = self._shaper.held(destination) or self._shaper.turn(destination)
+        if hold is not None:
+            return held_outcomes(recipients, hold)
+        with self._shaper.connection(destination):
+            outcomes = self._attempt(email, domain, recipients, route, destination)
+        self._shaper.observe(destination, outcomes)
+        return outcomes
+
+    def _attempt(
+        self,
+        email: PreparedEmail,
+        domain: str,
+        recipients: list[str],
+        route: Route,
+        destination: Destination,
+    ) -> list[Outcome]:
+        """Deliver to ``route``'s exchangers in turn, until settled."""
         tls = decide_tls(
             self._direct, self._tls_context, require_tls=self._require_tls, email=email
         )
@@ -253,10 +274,16 @@ class DirectTransport:
             if not attempt.wants_more():
                 break
             attempt.dialling(target)
-            self._try(attempt, target, tls)
+            self._try(attempt, target, tls, destination)
         return attempt.outcomes()
 
-    def _try(self, attempt: _DomainAttempt, target: _Target, tls: TlsPolicy) -> None:
+    def _try(
+        self,
+        attempt: _DomainAttempt,
+        target: _Target,
+        tls: TlsPolicy,
+        destination: Destination,
+    ) -> None:
         """Send ``attempt``'s pending recipients to one exchanger address."""
         try:
             session, note = self._open(target, tls)
@@ -266,7 +293,9 @@ class DirectTransport:
             return
         attempt.opened()
         try:
-            outcomes = self._send(session, target, attempt.email, attempt.pending)
+            outcomes = self._send(
+                session, target, attempt.email, attempt.pending, destination
+            )
         except SessionFailure as failure:
             attempt.send_failed(failure)
             return
@@ -302,6 +331,7 @@ class DirectTransport:
         target: _Target,
         email: PreparedEmail,
         recipients: list[str],
+        destination: Destination,
     ) -> list[Outcome]:
         """Send on ``session``; if it was a kept one found closed, on a new one.
 
@@ -314,6 +344,7 @@ class DirectTransport:
             session,
             lambda s: s.send(email, recipients),
             reopen=lambda: self._session(target, tls, reuse=False),
+            max_messages=self._shaper.messages_per_connection(destination),
         )
 
     def _session(

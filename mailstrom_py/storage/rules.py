@@ -57,6 +57,8 @@ class Reported(Protocol):
     def remote(self) -> Remote | None: ...
     @property
     def rcpt_reply(self) -> SmtpReply | None: ...
+    @property
+    def held_until(self) -> float | None: ...
 
 
 def initial_status(email: PreparedEmail, now: float) -> MessageStatus:
@@ -119,7 +121,11 @@ def apply_outcomes(
     Args:
         pending: the recipients attempted, as claimed.
         outcomes: what the attempt reported, by address; a recipient left out
-            is deferred (``4.3.0``).
+            is deferred (``4.3.0``). A recipient held back (``held_until``
+            set: its destination suspended or over its rate) is deferred
+            until then, and its attempt is not counted: its count goes back
+            to what it was before the claim, and no retry policy gives up
+            on it.
         began: when the attempt began (its ``last_attempt_at``).
         retry_at: when a deferred recipient is next due, counted from the end
             of the attempt by the retry policy; ``None`` means the policy gave
@@ -128,7 +134,8 @@ def apply_outcomes(
 
     Returns:
         One status per pending recipient, in order. The attempt count stays as
-        claimed, and ``possibly_delivered`` once set stays set.
+        claimed (but for those held back), and ``possibly_delivered`` once set
+        stays set.
     """
     by_address = {o.address: o for o in outcomes}
     return [
@@ -154,6 +161,15 @@ def _recipient_after(
             outcome.possibly_delivered,
             outcome.remote,
             outcome.rcpt_reply,
+        )
+    if outcome is not None and outcome.held_until is not None:
+        return dataclasses.replace(
+            current,
+            result=DeliveryResult.DEFERRED,
+            attempts=max(current.attempts - 1, 0),
+            status_code=code,
+            detail=detail,
+            next_attempt_at=outcome.held_until,
         )
     next_at = None
     if result is DeliveryResult.DEFERRED:

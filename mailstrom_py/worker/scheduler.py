@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 
 from ..config import SuppressionPolicy
 from ..delivery.base import Transport
+from ..delivery.shaping import Shaper
 from ..errors import WorkerError
 from ..message.dsn import DsnReporter
 from ..retry import RetryPolicy
@@ -31,6 +32,7 @@ from ..status import MessageStatus
 from ..storage.base import Claim, Storage
 from ..storage.controls import Controls, MemoryControls
 from .attempts import Attempts
+from .shaping import SuspensionSync
 from .suppression import SuppressionGate
 from .timetable import Look, Timetable
 from .waiters import Waiters
@@ -84,6 +86,9 @@ class Worker:
             :class:`~mailstrom_py.storage.controls.Controls`, in this worker).
         controls: where the suppression list and suspensions are kept;
             ``storage`` when it keeps them.
+        shaper: the transport's traffic shaper, whose suspensions the worker
+            keeps in ``controls`` and reads back from there before attempts
+            (at most once a second).
 
     Raises:
         ValueError: ``lease`` is not a finite number of seconds above 0.
@@ -103,6 +108,7 @@ class Worker:
         reporter: DsnReporter | None = None,
         suppression: SuppressionPolicy | None = None,
         controls: Controls | None = None,
+        shaper: Shaper | None = None,
     ) -> None:
         lease = max(policy.first_delay, MIN_LEASE) if lease is None else lease
         if not math.isfinite(lease) or lease <= 0:
@@ -112,6 +118,9 @@ class Worker:
         if controls is None:
             controls = storage if isinstance(storage, Controls) else MemoryControls()
         self._controls = controls
+        self._suspensions = (
+            SuspensionSync(shaper, controls) if shaper is not None else None
+        )
         self._attempts = Attempts(
             storage,
             transport,
@@ -225,6 +234,8 @@ class Worker:
         if self._started:
             raise WorkerError("run_once() cannot be used while the worker runs")
         now = self._clock() if now is None else now
+        if self._suspensions is not None:
+            self._suspensions.refresh(self._clock(), force=True)
         attempted: set[str] = set()
         count = 0
         while claims := self._storage.claim_due(now, BATCH, self._lease):
@@ -284,6 +295,8 @@ class Worker:
 
     def _attempt(self, claims: Sequence[Claim], now: float) -> None:
         try:
+            if self._suspensions is not None:
+                self._suspensions.refresh(self._clock())
             self._attempts.run(claims, now)
         finally:
             self._waiters.wake(claim.message_id for claim in claims)
