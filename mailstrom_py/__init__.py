@@ -4,10 +4,13 @@ from typing import TYPE_CHECKING
 
 from .config import (
     Config,
+    DestinationLimits,
     DirectConfig,
     DkimConfig,
     DsnPolicy,
     RelayConfig,
+    ReplyRule,
+    ShapingConfig,
     SuppressionPolicy,
     Timeouts,
 )
@@ -56,6 +59,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DeliveryResult",
+    "DestinationLimits",
     "DirectConfig",
     "DkimConfig",
     "DsnPolicy",
@@ -75,7 +79,9 @@ __all__ = [
     "RecipientStatus",
     "RelayConfig",
     "Remote",
+    "ReplyRule",
     "RetryPolicy",
+    "ShapingConfig",
     "SmtpReply",
     "SmtpStep",
     "SqliteStorage",

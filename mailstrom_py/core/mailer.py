@@ -15,6 +15,7 @@ from ..errors import MailerClosedError
 from ..message.dsn import DsnReporter
 from ..status import MessageStatus
 from ..storage import MemoryStorage, Storage
+from ..storage.controls import Suspension
 from ..worker import Worker
 from .outbox import Clock, Outbox
 
@@ -167,6 +168,15 @@ class Mailstrom(Outbox):
             WorkerError: the worker thread is running.
         """
         return self._worker.run_once(now)
+
+    def suspend(
+        self, destination: str, duration: float, *, reason: str = "a command"
+    ) -> Suspension:
+        """Suspend ``destination`` as :meth:`Outbox.suspend` does, in this
+        mailer's worker at once."""
+        entry = super().suspend(destination, duration, reason=reason)
+        self._shaper.add_suspension(entry.destination, entry.reason, entry.until)
+        return entry
 
     def resume(self, destination: str) -> bool:
         """End the suspension of ``destination``, and any slowing of it a

@@ -184,6 +184,12 @@ class Shaper:
         with self._lock:
             self._suspended = {name: (until, reason) for name, reason, until in entries}
 
+    def add_suspension(self, name: str, reason: str, until: float) -> None:
+        """Suspend ``name`` until ``until`` in this shaper (a suspension kept
+        elsewhere already)."""
+        with self._lock:
+            self._suspended[name] = (until, reason)
+
     def suspend(self, name: str, reason: str, duration: float) -> None:
         """Suspend ``name`` for ``duration`` seconds, and tell ``on_suspend``."""
         since = self._clock()
