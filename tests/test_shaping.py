@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.mxnet import MxNet
 from support.smtpd import RecordingHandler, SessionRecord, SmtpServer, SmtpServerFactory
 
 from mailstrom_py import (
@@ -264,3 +265,38 @@ def test_bad_limits_are_refused() -> None:
         ShapingConfig(
             destinations=(DestinationLimits(name="x"), DestinationLimits(name="x"))
         )
+
+
+def direct_config(net: MxNet, shaping: ShapingConfig) -> Config:
+    return Config(
+        helo_name="client.test",
+        delivery=net.resolver_config(),
+        retry=RetryPolicy(initial_delay=60, jitter=0.0),
+        timeouts=Timeouts.uniform(5),
+        delivery_threads=4,
+        shaping=shaping,
+    )
+
+
+def test_domains_on_one_exchanger_share_its_connection_limit(net: MxNet) -> None:
+    """a.test and b.test have the same exchanger: one destination. With one
+    connection allowed per destination, mail to both domains over four
+    delivery threads never has two connections open at once there; a
+    suspended recipient domain is held while the other is delivered."""
+    handler = CountingHandler(data_delay=0.05)
+    net.mx("a.test", (10, "mx.shared.test", "127.0.0.2"))
+    net.mx("b.test", (10, "mx.shared.test", "127.0.0.2"))
+    net.smtp("127.0.0.2", handler=handler)
+    shaping = ShapingConfig(default=DestinationLimits(connections=1), presets=False)
+    mailer = Mailstrom(direct_config(net, shaping), MemoryStorage())
+    ids = [mailer.send_email(message(f"r{n}@{'ab'[n % 2]}.test", n)) for n in range(8)]
+    with mailer:
+        assert all(mailer.wait(i, timeout=30).succeeded for i in ids)
+        assert handler.most_at_once == 1
+        mailer.suspend("b.test", 600)
+        to_a = mailer.send_email(message("x@a.test"))
+        to_b = mailer.send_email(message("y@b.test"))
+        assert mailer.wait(to_a, timeout=30).succeeded
+        [held] = mailer.wait(to_b, timeout=30).recipients
+        assert (held.status_code, held.attempts) == (DESTINATION_HELD, 0)
+        assert held.detail == "destination b.test suspended: a command"
