@@ -21,8 +21,10 @@ from mailstrom_py import (
     RelayConfig,
     RetryPolicy,
     SqliteStorage,
+    SuppressionPolicy,
     Suspension,
     Timeouts,
+    config_from_mapping,
 )
 from mailstrom_py.codes import DESTINATION_HELD
 from mailstrom_py.config import DestinationLimits, ReplyRule, ShapingConfig
@@ -300,3 +302,59 @@ def test_domains_on_one_exchanger_share_its_connection_limit(net: MxNet) -> None
         [held] = mailer.wait(to_b, timeout=30).recipients
         assert (held.status_code, held.attempts) == (DESTINATION_HELD, 0)
         assert held.detail == "destination b.test suspended: a command"
+
+
+def test_the_configuration_file_gives_every_shaping_and_suppression_key() -> None:
+    """``[shaping]`` with its default, destinations and rules, and
+    ``[suppression]``, load from a file's tables, durations included."""
+    loaded = config_from_mapping(
+        {
+            "helo_name": "app.example.org",
+            "delivery": {"kind": "direct"},
+            "suppression": {"duration": "7d", "codes": ["5.1.1", "5.2.1"]},
+            "shaping": {
+                "max_wait": "2s",
+                "presets": False,
+                "default": {"connections": 10, "messages_per_connection": 40},
+                "destinations": [
+                    {
+                        "name": "gmail",
+                        "mx_suffixes": [".google.com"],
+                        "rate": 600,
+                        "per": "1m",
+                        "burst": 20,
+                    }
+                ],
+                "rules": [
+                    {"pattern": r"^421 4\.7\.28\b", "duration": "2h"},
+                    {"pattern": "TS04", "action": "slow", "rate": 2, "per": "1m"},
+                ],
+            },
+        }
+    )
+    config = loaded.config
+    assert config.suppression == SuppressionPolicy(
+        duration=7 * 86400.0, codes=("5.1.1", "5.2.1")
+    )
+    shaping = config.shaping
+    assert (shaping.max_wait, shaping.presets) == (2.0, False)
+    assert shaping.default == DestinationLimits(
+        connections=10, messages_per_connection=40
+    )
+    assert shaping.named == (
+        DestinationLimits(
+            name="gmail", mx_suffixes=(".google.com",), rate=600, per=60.0, burst=20
+        ),
+    )
+    assert shaping.rules == (
+        ReplyRule(pattern=r"^421 4\.7\.28\b", duration=7200.0),
+        ReplyRule(pattern="TS04", action="slow", rate=2, per=60.0),
+    )
+    with pytest.raises(ConfigError, match=r"shaping\.rules\[0\]\.action"):
+        config_from_mapping(
+            {
+                "helo_name": "app.example.org",
+                "delivery": {"kind": "direct"},
+                "shaping": {"rules": [{"pattern": "x", "action": "pause"}]},
+            }
+        )
