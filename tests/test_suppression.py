@@ -3,6 +3,7 @@ fails at once without a connection, and a delivery or a command removes it."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -17,11 +18,14 @@ from mailstrom_py import (
     RetryPolicy,
     SqliteStorage,
     Storage,
+    Suppression,
     Timeouts,
 )
 from mailstrom_py.codes import RECIPIENT_SUPPRESSED
 from mailstrom_py.config import SuppressionPolicy
+from mailstrom_py.delivery import RelayTransport
 from mailstrom_py.errors import ConfigError
+from mailstrom_py.storage.controls import Controls
 
 DAY = 86400.0
 
@@ -173,3 +177,37 @@ def test_only_the_policys_codes_suppress(smtp_server: SmtpServerFactory) -> None
         SuppressionPolicy(codes=("4.1.1",))
     with pytest.raises(ConfigError, match="duration"):
         SuppressionPolicy(duration=0)
+
+
+def test_a_delivery_takes_an_address_off_the_list(
+    smtp_server: SmtpServerFactory, storage: Storage
+) -> None:
+    """An address suppressed while its message's attempt is under way (after
+    the list was read) is delivered, and that delivery removes the entry."""
+    server = smtp_server()
+    config = config_for(server)
+
+    class SuppressingMidway(RelayTransport):
+        """Suppresses the recipient of the batch it delivers, once the list
+        was read."""
+
+        def deliver_many(self, batch, on_outcome=None):  # type: ignore[no-untyped-def]
+            now = time.time()
+            assert isinstance(storage, Controls)
+            storage.suppress(
+                [Suppression(to, "550 5.1.1 gone", now, now + 60) for _, [to] in batch]
+            )
+            return super().deliver_many(batch, on_outcome)
+
+    transport = SuppressingMidway(
+        config.delivery,  # type: ignore[arg-type]
+        helo_name=config.helo_name,
+        timeouts=config.timeouts,
+    )
+    with Mailstrom(config, storage, transport=transport) as mailer:
+        sent = mailer.send_email(message("late@example.test"))
+        assert mailer.wait(sent).succeeded
+        deadline = time.monotonic() + 5
+        while mailer.suppressions() and time.monotonic() < deadline:
+            time.sleep(0.01)  # the list is updated once the batch is recorded
+        assert mailer.suppressions() == []

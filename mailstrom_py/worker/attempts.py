@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from ..codes import OTHER_SYSTEM_TRANSIENT
 from ..delivery.base import BatchTransport, OnOutcome, Outcome, Transport
@@ -113,17 +113,21 @@ class Attempts:
             except Exception as exc:  # noqa: BLE001 (raised after the batch)
                 failures.append(exc)
 
-        screened = (
-            self._gate.screen(claims, now)
-            if self._gate is not None
-            else [([r.address for r in c.status.pending], []) for c in claims]
-        )
-        self._deliver(claims, screened, settle)
+        self._deliver(claims, self._screen(claims, now), settle)
         for index in range(len(claims)):
             settle(index, [])  # a transport that left one out: deferred
+        if self._gate is not None:
+            self._gate.delivered(_delivered_at(done.values(), now), now)
         if failures:
             raise failures[0]
         return [s for i in range(len(claims)) if (s := done[i]) is not None]
+
+    def _screen(self, claims: Sequence[Claim], now: float) -> list[Screened]:
+        """Each claimed message's pending recipients to deliver, and the
+        outcomes of those the suppression list refuses."""
+        if self._gate is None:
+            return [([r.address for r in c.status.pending], []) for c in claims]
+        return self._gate.screen(claims, now)
 
     def _record(
         self, claim: Claim, outcomes: list[Outcome], now: float, end: float
@@ -222,6 +226,17 @@ class Attempts:
                 continue
             log.info("%s: report %s queued", email.message_id, report.message_id)
             self._queue(report.message_id)
+
+
+def _delivered_at(statuses: Iterable[MessageStatus | None], now: float) -> list[str]:
+    """The recipients of ``statuses`` delivered by the attempt begun at ``now``."""
+    return [
+        r.address
+        for status in statuses
+        if status is not None
+        for r in status.recipients
+        if r.result is DeliveryResult.DELIVERED and r.last_attempt_at == now
+    ]
 
 
 def _internal_error(recipients: Sequence[str], exc: Exception) -> list[Outcome]:

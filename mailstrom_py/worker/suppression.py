@@ -74,19 +74,30 @@ class SuppressionGate:
         ]
 
     def learn(self, updates: Sequence[RecipientStatus], now: float) -> None:
-        """Suppress the recipients that ``updates`` show hard-bounced, and
-        take those delivered off the list."""
+        """Suppress the recipients that ``updates`` show hard-bounced (the one
+        place an address is suppressed automatically)."""
         if not self._policy.enabled:
             return
         bounced = [self._entry(u, now) for u in updates if self._suppresses(u)]
-        delivered = [u.address for u in updates if u.result is DeliveryResult.DELIVERED]
+        if not bounced:
+            return
         try:
-            if bounced:
-                self._controls.suppress(bounced)
-                for entry in bounced:
-                    log.info("suppressed %s: %s", entry.address, entry.reason)
-            if delivered and self._controls.suppressed(delivered, now):
-                for address in self._controls.unsuppress(delivered):
+            self._controls.suppress(bounced)
+        except StorageError:
+            log.warning("could not update the suppression list", exc_info=True)
+            return
+        for entry in bounced:
+            log.info("suppressed %s: %s", entry.address, entry.reason)
+
+    def delivered(self, addresses: Sequence[str], now: float) -> None:
+        """Take ``addresses``, just delivered to, off the list: one lookup for
+        a batch, and a write only when one of them is on it (suppressed after
+        its message was claimed, say)."""
+        if not self._policy.enabled or not addresses:
+            return
+        try:
+            if self._controls.suppressed(addresses, now):
+                for address in self._controls.unsuppress(addresses):
                     log.info("%s delivered: no longer suppressed", address)
         except StorageError:
             log.warning("could not update the suppression list", exc_info=True)
