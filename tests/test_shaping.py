@@ -129,7 +129,8 @@ def test_a_421_4_7_28_suspends_the_destination_and_attempts_are_kept(
     try:
         busy = mailer.send_email(message("t4busy@example.test", 1))
         mailer.run_once()
-        assert mailer.query_status(busy).recipients[0].attempts == 1
+        [tried] = mailer.query_status(busy).recipients
+        assert tried.attempts == 1
 
         handler.mail_reply = "421 4.7.28 unusual rate of unsolicited mail"
         first = mailer.send_email(message("a@example.test", 2))
@@ -150,10 +151,13 @@ def test_a_421_4_7_28_suspends_the_destination_and_attempts_are_kept(
         waiting = mailer.send_email(message("b@example.test", 3))
         mailer.kick(QueueFilter(ids=(busy,)))
         assert mailer.run_once() == 2
-        for message_id, attempts in ((busy, 1), (waiting, 0)):
+        for message_id, attempts, last in (
+            (busy, 1, tried.last_attempt_at),
+            (waiting, 0, None),
+        ):
             [held] = mailer.query_status(message_id).recipients
             assert held.result is DeliveryResult.DEFERRED
-            assert held.attempts == attempts
+            assert (held.attempts, held.last_attempt_at) == (attempts, last)
             assert held.status_code == DESTINATION_HELD
             assert held.detail == (f"destination relay suspended: {suspension.reason}")
             assert held.next_attempt_at == suspension.until

@@ -136,7 +136,11 @@ class Attempts:
         ended at ``end``, and queue its reports; None if it was refused."""
         message_id = claim.message_id
         updates = apply_outcomes(
-            claim.status.pending, outcomes, now, self._retry_at(claim.before, end)
+            claim.status.pending,
+            outcomes,
+            now,
+            self._retry_at(claim.before, end),
+            before=claim.before.recipients,
         )
         status = self._storage.record(claim, updates)
         if status is not None and self._gate is not None:
