@@ -68,6 +68,10 @@ UNABLE_TO_ROUTE = "5.4.4"
 #: "Delivery time expired": the retry policy gave up.
 DELIVERY_TIME_EXPIRED = "5.4.7"
 
+#: "Mail system congestion": the library holds mail back from a destination
+#: that is suspended or over its rate; no attempt was made (none is counted).
+DESTINATION_HELD = "4.4.5"
+
 # X.5: the mail delivery protocol.
 #: "Other or undefined protocol status"; transient.
 OTHER_PROTOCOL_TRANSIENT = "4.5.0"
@@ -95,9 +99,6 @@ AUTH_CREDENTIALS_INVALID = "4.7.8"
 #: "Delivery not authorized, message refused": the recipient is on the
 #: suppression list, so the library refuses to send to it.
 RECIPIENT_SUPPRESSED = "5.7.1"
-#: "Other or undefined security status", transient: the destination is
-#: suspended or over its rate, so no attempt was made (none is counted).
-DESTINATION_HELD = "4.7.0"
 #: RFC 8689 §5: "REQUIRETLS support required": a REQUIRETLS message cannot go
 #: to this server.
 REQUIRETLS_NOT_SUPPORTED = "5.7.30"
