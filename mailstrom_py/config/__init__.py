@@ -311,7 +311,8 @@ class Config:
         session_idle_timeout: seconds an unused connection is kept open for the
             next message to the same server.
         destination_concurrency: how many deliveries may run at once toward one
-            destination (the relay, or one recipient domain); 20 as in Postfix.
+            destination (the relay, or one set of mail exchangers) without a
+            limit of its own in ``shaping``; 20 as in Postfix.
         drain_timeout: the most seconds ``Mailstrom.stop()`` (and so leaving a
             ``with`` block) spends first giving mail that is due its attempt;
             0 stops at once, leaving due mail in storage.
