@@ -5,10 +5,14 @@ from typing import TYPE_CHECKING
 from .bounce import BounceCategory, classify
 from .config import (
     Config,
+    DestinationLimits,
     DirectConfig,
     DkimConfig,
     DsnPolicy,
     RelayConfig,
+    ReplyRule,
+    ShapingConfig,
+    SuppressionPolicy,
     Timeouts,
     WebhookConfig,
 )
@@ -46,6 +50,7 @@ from .storage import (
     SqliteStorage,
     Storage,
 )
+from .storage.controls import Suppression, Suspension
 
 if TYPE_CHECKING:
     from .storage.postgres import PostgresStorage
@@ -59,6 +64,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DeliveryResult",
+    "DestinationLimits",
     "DirectConfig",
     "DkimConfig",
     "DsnPolicy",
@@ -80,12 +86,17 @@ __all__ = [
     "RecipientStatus",
     "RelayConfig",
     "Remote",
+    "ReplyRule",
     "RetryPolicy",
+    "ShapingConfig",
     "SmtpReply",
     "SmtpStep",
     "SqliteStorage",
     "Storage",
     "StorageError",
+    "Suppression",
+    "SuppressionPolicy",
+    "Suspension",
     "Timeouts",
     "WebhookConfig",
     "WebhookError",

@@ -17,6 +17,7 @@ __all__ = [
     "CONVERSION_NOT_SUPPORTED",
     "CRYPTOGRAPHIC_FAILURE",
     "DELIVERY_TIME_EXPIRED",
+    "DESTINATION_HELD",
     "DIRECTORY_SERVER_FAILURE",
     "MESSAGE_TOO_BIG",
     "NON_ASCII_ADDRESSES_NOT_PERMITTED",
@@ -27,6 +28,7 @@ __all__ = [
     "OTHER_SECURITY_TRANSIENT",
     "OTHER_SYSTEM_PERMANENT",
     "OTHER_SYSTEM_TRANSIENT",
+    "RECIPIENT_SUPPRESSED",
     "REQUIRETLS_NOT_SUPPORTED",
     "SECURITY_FEATURES_NOT_SUPPORTED",
     "TOO_MANY_RECIPIENTS",
@@ -70,6 +72,10 @@ UNABLE_TO_ROUTE = "5.4.4"
 #: "Delivery time expired": the retry policy gave up.
 DELIVERY_TIME_EXPIRED = "5.4.7"
 
+#: "Mail system congestion": the library holds mail back from a destination
+#: that is suspended or over its rate; no attempt was made (none is counted).
+DESTINATION_HELD = "4.4.5"
+
 # X.5: the mail delivery protocol.
 #: "Other or undefined protocol status"; transient.
 OTHER_PROTOCOL_TRANSIENT = "4.5.0"
@@ -94,6 +100,9 @@ SECURITY_FEATURES_NOT_SUPPORTED = "4.7.4"
 CRYPTOGRAPHIC_FAILURE = "4.7.5"
 #: RFC 4954 §6: "Authentication credentials invalid".
 AUTH_CREDENTIALS_INVALID = "4.7.8"
+#: "Delivery not authorized, message refused": the recipient is on the
+#: suppression list, so the library refuses to send to it.
+RECIPIENT_SUPPRESSED = "5.7.1"
 #: RFC 8689 §5: "REQUIRETLS support required": a REQUIRETLS message cannot go
 #: to this server.
 REQUIRETLS_NOT_SUPPORTED = "5.7.30"

@@ -29,11 +29,17 @@ _UNDEFINED = {2: UNDEFINED_SUCCESS, 4: UNDEFINED_TRANSIENT, 5: UNDEFINED_PERMANE
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with jitter, a cap, and limits on attempts and age.
+    """Exponential backoff with jitter, a cap, and limits on attempts and age;
+    or an explicit schedule of delays.
 
     After attempt ``n`` (1-based) failed transiently, the next one is due after
     ``min(initial_delay * multiplier ** (n - 1), max_delay)`` seconds, scaled by a
-    random factor in ``[1 - jitter, 1 + jitter]``. A message stops being retried
+    random factor in ``[1 - jitter, 1 + jitter]``. With a ``schedule`` (such as
+    2m, 5m, 10m, 30m, 1h, 2h, 1d, 3d, as Stalwart retries), the delay after
+    attempt ``n`` is its ``n``-th entry instead, the last one repeating, with
+    the same jitter; ``initial_delay``, ``multiplier`` and ``max_delay`` are
+    then not used but for the first entry being the worker's default lease,
+    as ``initial_delay`` is otherwise. A message stops being retried
     once it has had ``max_attempts`` attempts (when set) or is ``max_age`` seconds
     old; its still-deferred recipients then fail.
 
@@ -51,8 +57,10 @@ class RetryPolicy:
     jitter: float = 0.1
     max_attempts: int | None = None
     max_age: float = 5 * 24 * 3600.0
+    schedule: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "schedule", _checked_schedule(self.schedule))
         for name in ("initial_delay", "max_delay", "max_age"):
             value = getattr(self, name)
             if not (
@@ -70,8 +78,16 @@ class RetryPolicy:
                 f"must be >= 1, not {self.max_attempts!r}", "max_attempts"
             )
 
+    @property
+    def first_delay(self) -> float:
+        """The delay before the first retry, without jitter."""
+        return self.schedule[0] if self.schedule else self.initial_delay
+
     def delay(self, attempts: int, rng: random.Random) -> float:
         """Return the seconds to wait after ``attempts`` (>= 1) attempts."""
+        if self.schedule:
+            base = self.schedule[min(max(attempts, 1), len(self.schedule)) - 1]
+            return base * (1 + rng.uniform(-self.jitter, self.jitter))
         exponent = max(attempts - 1, 0)
         try:
             base = min(self.initial_delay * self.multiplier**exponent, self.max_delay)
@@ -93,6 +109,27 @@ class RetryPolicy:
         if now >= expires_at:
             return None
         return min(now + self.delay(attempts, rng), expires_at)
+
+
+def _checked_schedule(schedule: object) -> tuple[float, ...]:
+    """``schedule`` as a tuple of delays, each a finite number of seconds > 0.
+
+    Raises:
+        ConfigError: it is not a sequence of such numbers.
+    """
+    if not isinstance(schedule, tuple | list):
+        raise ConfigError(f"must be a list of delays, not {schedule!r}", "schedule")
+    for value in schedule:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise ConfigError(
+                f"must hold finite numbers of seconds > 0, not {value!r}", "schedule"
+            )
+    return tuple(float(v) for v in schedule)
 
 
 def classify_reply(reply: SmtpReply) -> DeliveryResult:

@@ -236,7 +236,15 @@ def test_opening_creates_the_tables_in_their_own_schema(
             )
         ),
     )
-    assert tables == ["bodies", "events", "messages", "recipients", "schema_version"]
+    assert tables == [
+        "bodies",
+        "events",
+        "messages",
+        "recipients",
+        "schema_version",
+        "suppressions",
+        "suspensions",
+    ]
     assert schema_version(postgres_dsn) == SCHEMA_VERSION
 
 

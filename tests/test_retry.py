@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailstrom_py import ConfigError, DeliveryResult, RetryPolicy, SmtpReply
+from mailstrom_py import (
+    ConfigError,
+    DeliveryResult,
+    RetryPolicy,
+    SmtpReply,
+    config_from_mapping,
+)
 from mailstrom_py.retry import classify_reply, status_code_for
 
 
@@ -128,3 +135,62 @@ class TestReplyClassification:
         reply = SmtpReply.parse(code, text)
         assert classify_reply(reply) is result
         assert status_code_for(reply) == status
+
+
+SCHEDULE = (120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 86400.0, 259200.0)
+
+
+class TestRetrySchedule:
+    """An explicit list of delays instead of exponential backoff."""
+
+    def test_each_attempt_takes_its_entry_and_the_last_repeats(self) -> None:
+        """The delay after attempt n is entry n of the schedule; past its end
+        the last entry repeats."""
+        policy = RetryPolicy(schedule=SCHEDULE, jitter=0.0)
+        rng = random.Random(1)
+        delays = [policy.delay(n, rng) for n in range(1, 11)]
+        assert delays == [*SCHEDULE, 259200.0, 259200.0]
+        assert policy.first_delay == 120.0
+
+    def test_jitter_applies_to_the_entries(self) -> None:
+        """Each entry is scaled by the jitter band, as backoff delays are."""
+        policy = RetryPolicy(schedule=(100.0,), jitter=0.2)
+        rng = random.Random(7)
+        assert all(80.0 <= policy.delay(n, rng) <= 120.0 for n in range(1, 50))
+
+    def test_age_and_attempt_limits_still_end_retries(self) -> None:
+        """max_age and max_attempts end a schedule as they end backoff."""
+        rng = random.Random(0)
+        policy = RetryPolicy(schedule=SCHEDULE, jitter=0.0, max_age=1000.0)
+        assert policy.next_attempt_at(1, 0.0, 0.0, rng) == 120.0
+        assert policy.next_attempt_at(4, 0.0, 900.0, rng) == 1000.0
+        assert policy.next_attempt_at(5, 0.0, 1000.0, rng) is None
+        limited = RetryPolicy(schedule=SCHEDULE, max_attempts=3)
+        assert limited.next_attempt_at(3, 0.0, 0.0, rng) is None
+
+    @pytest.mark.parametrize("schedule", [(0.0,), (-5.0,), (math.inf,), "2m", (True,)])
+    def test_bad_schedules_raise_config_error(self, schedule: object) -> None:
+        """Every entry must be a finite number of seconds above zero."""
+        with pytest.raises(ConfigError, match="schedule"):
+            RetryPolicy(schedule=schedule)  # type: ignore[arg-type]
+
+    def test_the_configuration_file_takes_durations(self) -> None:
+        """``[retry] schedule`` takes a list of durations or seconds."""
+        loaded = config_from_mapping(
+            {
+                "helo_name": "app.example.org",
+                "delivery": {"kind": "relay", "host": "smtp.example.org"},
+                "retry": {
+                    "schedule": ["2m", "5m", "10m", "30m", "1h", "2h", "1d", 259200]
+                },
+            }
+        )
+        assert loaded.config.retry.schedule == SCHEDULE
+        with pytest.raises(ConfigError, match=r"retry\.schedule"):
+            config_from_mapping(
+                {
+                    "helo_name": "app.example.org",
+                    "delivery": {"kind": "relay", "host": "smtp.example.org"},
+                    "retry": {"schedule": ["2m", "soon"]},
+                }
+            )

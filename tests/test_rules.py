@@ -117,3 +117,27 @@ class TestMerge:
             ],
         )
         assert again == done
+
+
+class TestHeldBack:
+    def test_a_held_recipient_is_deferred_without_its_attempt_counted(self) -> None:
+        """A recipient held back (its destination suspended) is deferred until
+        the hold ends with its attempts and last attempt as before the claim,
+        even when the retry policy has given up; the others are as reported."""
+        before = initial_status(prepared_email(1, "a@x.test", "b@x.test"), 0.0)
+        status = attempt_begun(before, 10.0, 70.0)
+        held = Outcome(
+            "a@x.test", DeliveryResult.DEFERRED, "4.7.0", "suspended", held_until=500.0
+        )
+        sent = Outcome("b@x.test", DeliveryResult.DELIVERED, "2.0.0", "ok")
+        a, b = apply_outcomes(
+            status.pending, [held, sent], 10.0, None, before=before.recipients
+        )
+        assert (a.result, a.attempts, a.last_attempt_at, a.next_attempt_at) == (
+            DeliveryResult.DEFERRED,
+            0,
+            None,
+            500.0,
+        )
+        assert (a.status_code, a.detail) == ("4.7.0", "suspended")
+        assert (b.result, b.attempts) == (DeliveryResult.DELIVERED, 1)

@@ -3,7 +3,9 @@
 ``worker`` delivers the queue of a configuration file as a daemon; ``send`` is
 a sendmail that puts a message in that queue (and ``mailstrom-py`` invoked as
 ``sendmail`` is ``send``); ``queue`` and ``status`` look at and change the
-queue, and ``dashboard`` serves web pages that do both; ``config check`` loads
+queue, ``suppression`` and ``destination`` the suppression list and the
+suspended destinations, and ``dashboard`` serves web pages that do both;
+``config check`` loads
 a configuration file and shows its settings; ``dkim-keygen`` makes a DKIM key
 pair; ``demo`` runs the demonstration. Each command lives in a module of its
 own here.
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import ConfigError, MessageNotFound, StorageError
 from .configfile import add_config_command, run_config
+from .controls import add_controls_commands, run_controls
 from .dashboard import add_dashboard_command, run_dashboard
 from .demo import run_demo
 from .keygen import add_keygen_command, run_keygen
@@ -56,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_queue_command(commands.add_parser)
     add_status_command(commands.add_parser)
+    add_controls_commands(commands.add_parser)
     add_dashboard_command(commands.add_parser)
     add_config_command(commands.add_parser)
     add_keygen_command(commands.add_parser)
@@ -118,6 +122,8 @@ def _run(argv: Sequence[str] | None) -> int:
     if args.command == "dashboard":
         return run_dashboard(args)
     try:
+        if args.command in ("suppression", "destination"):
+            return run_controls(args)
         return run_queue(args) if args.command == "queue" else run_status(args)
     except ConfigError as exc:
         print(f"mailstrom-py: {exc}", file=sys.stderr)

@@ -24,6 +24,8 @@ from .checks import (
 )
 from .dkimkey import DkimAlgorithm, DkimConfig
 from .dsn import DsnPolicy
+from .shaping import DestinationLimits, ReplyRule, ShapingConfig
+from .suppression import SuppressionPolicy
 from .webhook import WebhookConfig
 
 if TYPE_CHECKING:
@@ -31,11 +33,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Config",
+    "DestinationLimits",
     "DirectConfig",
     "DkimAlgorithm",
     "DkimConfig",
     "DsnPolicy",
     "RelayConfig",
+    "ReplyRule",
+    "ShapingConfig",
+    "SuppressionPolicy",
     "Timeouts",
     "TlsMode",
     "WebhookConfig",
@@ -365,7 +371,8 @@ class Config:
         session_idle_timeout: seconds an unused connection is kept open for the
             next message to the same server.
         destination_concurrency: how many deliveries may run at once toward one
-            destination (the relay, or one recipient domain); 20 as in Postfix.
+            destination (the relay, or one set of mail exchangers) without a
+            limit of its own in ``shaping``; 20 as in Postfix.
         drain_timeout: the most seconds ``Mailstrom.stop()`` (and so leaving a
             ``with`` block) spends first giving mail that is due its attempt;
             0 stops at once, leaving due mail in storage.
@@ -379,6 +386,12 @@ class Config:
         webhook: post events to a URL (:class:`WebhookConfig`); with it, the
             outcome and ``queued`` events are written into storage with what
             they describe, and posted from there at least once each.
+        suppression: which hard bounces put an address on the suppression
+            list, and for how long (:class:`SuppressionPolicy`).
+        shaping: the limits of each destination, the presets for the large
+            providers, and the replies that suspend or slow a destination
+            (:class:`ShapingConfig`); ``destination_concurrency`` and
+            ``session_max_messages`` are its defaults.
     """
 
     helo_name: str
@@ -397,6 +410,8 @@ class Config:
     default_from: str | None = None
     event_queue_size: int = 10_000
     webhook: WebhookConfig | None = None
+    suppression: SuppressionPolicy = field(default_factory=SuppressionPolicy)
+    shaping: ShapingConfig = field(default_factory=ShapingConfig)
 
     def __post_init__(self) -> None:
         check_hostname(self.helo_name, "helo_name", allow_literal=True)
@@ -418,6 +433,10 @@ class Config:
         check_count(self.event_queue_size, "event_queue_size", minimum=1)
         if self.webhook is not None and not isinstance(self.webhook, WebhookConfig):
             raise ConfigError("must be a WebhookConfig", "webhook")
+        if not isinstance(self.suppression, SuppressionPolicy):
+            raise ConfigError("must be a SuppressionPolicy", "suppression")
+        if not isinstance(self.shaping, ShapingConfig):
+            raise ConfigError("must be a ShapingConfig", "shaping")
 
     @property
     def dkim_keys(self) -> tuple[DkimConfig, ...]:

@@ -48,7 +48,8 @@ class FileField:
             (``name_file``) or an environment variable (``name_env``). A field is
             secret when it is a string left out of ``repr()``, or says so in its
             metadata (``{"secret": True}``).
-        seconds: a number of seconds, which may also be written ``"5m"``.
+        seconds: a number of seconds, which may also be written ``"5m"``; or
+            a list of them.
         partly_secret: a secret that is shown with only the password it may hold
             hidden (a connection string); its metadata says
             ``{"secret": "password within"}``.
@@ -104,12 +105,20 @@ def _fields_of(cls: type) -> tuple[FileField, ...]:
                 and item.default_factory is dataclasses.MISSING,
                 secret=bool(item.metadata.get("secret"))
                 or (not item.repr and members == (str,)),
-                seconds=float in members
+                seconds=any(float in (m, _each(m)) for m in members)
                 and f"{cls.__name__}.{item.name}" not in NOT_SECONDS,
                 partly_secret=item.metadata.get("secret") == "password within",
             )
         )
     return tuple(found)
+
+
+def _each(hint: object) -> object:
+    """The type of each item of a list type; None for any other type."""
+    if typing.get_origin(hint) in (tuple, list, Sequence):
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        return args[0] if len(args) == 1 else None
+    return None
 
 
 def _resolve(cls: type, item: dataclasses.Field[object]) -> object | None:

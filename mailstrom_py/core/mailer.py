@@ -12,11 +12,13 @@ from ..config import Config, DirectConfig
 from ..delivery import Transport, build_transport
 from ..delivery.routing.mx import build_resolver
 from ..delivery.routing.tlsrpt_record import lookup_report_addresses
+from ..delivery.shaping import shaper_for
 from ..errors import MailerClosedError
 from ..event import Event
 from ..events import Metrics, WebhookSender
 from ..status import MessageStatus
 from ..storage import EventJournal, MemoryStorage, Storage
+from ..storage.controls import Suspension
 from ..worker import Worker
 from ..worker.reporting import Reporter, Reporters
 from ..worker.tls_reports import TlsReporter
@@ -70,8 +72,11 @@ class Mailstrom(Outbox):
             clock=clock,
             notify=self._notify_worker,
         )
+        self._shaper = shaper_for(config, clock=clock)
         self._transport = (
-            transport if transport is not None else build_transport(config)
+            transport
+            if transport is not None
+            else build_transport(config, shaper=self._shaper)
         )
         self._worker = Worker(
             self.storage,
@@ -82,6 +87,9 @@ class Mailstrom(Outbox):
             rng=rng,
             reporter=self._worker_reporter(config),
             events=self._events,
+            suppression=config.suppression,
+            controls=self._controls,
+            shaper=self._shaper,
         )
         self._webhook = self._webhook_sender(config)
         self._watch(self.metrics)
@@ -179,6 +187,23 @@ class Mailstrom(Outbox):
             WorkerError: the worker thread is running.
         """
         return self._worker.run_once(now)
+
+    def suspend(
+        self, destination: str, duration: float, *, reason: str = "a command"
+    ) -> Suspension:
+        """Suspend ``destination`` as :meth:`Outbox.suspend` does, in this
+        mailer's worker at once."""
+        entry = super().suspend(destination, duration, reason=reason)
+        self._shaper.add_suspension(entry.destination, entry.reason, entry.until)
+        return entry
+
+    def resume(self, destination: str) -> bool:
+        """End the suspension of ``destination``, and any slowing of it a
+        reply caused, in storage and in this mailer's worker at once; whether
+        it had a suspension kept in storage."""
+        resumed = super().resume(destination)
+        self._shaper.resume(destination.strip().lower())
+        return resumed
 
     def _notify_worker(self, message_id: str) -> None:
         self._worker.notify(message_id)

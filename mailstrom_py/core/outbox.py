@@ -24,6 +24,8 @@ from ..message import PreparedEmail, Preparer
 from ..message.dsn import DsnReporter
 from ..status import DeliveryResult, MessageStatus
 from ..storage import QueueAdmin, QueueFilter, Storage, queue_admin
+from ..storage.controls import MemoryControls
+from .controls import ControlCommands, controls_of
 from .queueing import QueueOperations
 from .schedule import send_time
 
@@ -43,7 +45,7 @@ _POLL_FIRST = 0.01
 _POLL_MOST = 0.2
 
 
-class Outbox(QueueOperations):
+class Outbox(QueueOperations, ControlCommands):
     """Hand it messages to deliver and ask what became of them; it delivers none.
 
     ``send_email()`` validates, prepares (and DKIM-signs) a message, stores it,
@@ -56,7 +58,9 @@ class Outbox(QueueOperations):
 
     An Outbox starts no thread, opens no connection and builds no transport;
     ``config.delivery`` is not used. Use it as a context manager, or call
-    ``close()``. It is thread-safe.
+    ``close()``. It is thread-safe. The suppression list and destination
+    suspensions (``suppress()``, ``suspend()``...) are kept in storage, beside
+    the queue; a storage that keeps no controls keeps them in the Outbox.
 
     Args:
         config: how to prepare messages (``helo_name``, ``allow_8bit``, DKIM
@@ -93,6 +97,7 @@ class Outbox(QueueOperations):
         clock = clock if clock is not None else time.time
         self._preparer = Preparer.from_config(config, clock=clock)
         super().__init__(storage, clock, notify, _reporter(config, self._preparer))
+        self._controls = controls_of(storage, MemoryControls)
         self._closed = False
         self._lock = threading.Lock()
         self._hub = EventHub(config, storage)

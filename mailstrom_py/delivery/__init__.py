@@ -7,6 +7,7 @@ from .base import BatchTransport, Item, OnOutcome, Outcome, Transport, deliver_m
 from .direct import DirectTransport
 from .relay import RelayTransport
 from .routing.limits import ConcurrencyLimit
+from .shaping import Shaper, shaper_for
 from .smtp.pool import SessionPool
 
 __all__ = [
@@ -18,24 +19,33 @@ __all__ = [
     "Outcome",
     "RelayTransport",
     "SessionPool",
+    "Shaper",
     "Transport",
     "build_transport",
     "deliver_many",
 ]
 
 
-def build_transport(config: Config) -> Transport:
-    """Return the transport that ``config.delivery`` asks for.
+def build_transport(config: Config, shaper: Shaper | None = None) -> Transport:
+    """Return the transport that ``config.delivery`` asks for, shaping its
+    traffic with ``shaper`` (by default one built from ``config``).
 
     Raises:
         ConfigError: the delivery mode cannot be set up (a CA file that cannot be
             read, no DNS configuration for direct delivery, say).
     """
+    shaper = shaper if shaper is not None else shaper_for(config)
     sessions = SessionPool(
-        max_messages=config.session_max_messages,
+        # Each destination's own limit applies too (DestinationLimits).
+        max_messages=max(
+            [config.session_max_messages]
+            + [
+                d.messages_per_connection or 0
+                for d in (config.shaping.default, *config.shaping.named)
+            ]
+        ),
         idle_timeout=config.session_idle_timeout,
     )
-    limit = ConcurrencyLimit(config.destination_concurrency)
     if isinstance(config.delivery, RelayConfig):
         return RelayTransport(
             config.delivery,
@@ -43,7 +53,7 @@ def build_transport(config: Config) -> Transport:
             timeouts=config.timeouts,
             require_tls=config.require_tls,
             sessions=sessions,
-            limit=limit,
+            shaper=shaper,
         )
     return DirectTransport(
         config.delivery,
@@ -51,5 +61,5 @@ def build_transport(config: Config) -> Transport:
         timeouts=config.timeouts,
         require_tls=config.require_tls,
         sessions=sessions,
-        limit=limit,
+        shaper=shaper,
     )

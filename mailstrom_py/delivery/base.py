@@ -35,6 +35,9 @@ class Outcome:
         possibly_delivered: the connection was lost after the final dot.
         remote: the server talked to, if a connection was made.
         rcpt_reply: the reply to the recipient's RCPT, if it was answered.
+        held_until: set when no attempt was made because the destination is
+            suspended or over its rate: the recipient is due again then, and
+            the attempt is not counted (``result`` is ``DEFERRED``).
     """
 
     address: str
@@ -45,6 +48,7 @@ class Outcome:
     possibly_delivered: bool = False
     remote: Remote | None = None
     rcpt_reply: SmtpReply | None = None
+    held_until: float | None = None
 
 
 class Transport(Protocol):

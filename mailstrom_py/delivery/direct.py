@@ -37,14 +37,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..codes import NO_ANSWER_FROM_HOST, OTHER_SECURITY_TRANSIENT
-from ..config import DirectConfig, Timeouts
+from ..config import DirectConfig, ShapingConfig, Timeouts
 from ..message import PreparedEmail
 from ..status import DeliveryResult
 from .base import Outcome
 from .exchanger_tls import ExchangerTls, build_mta_sts
-from .routing.limits import ConcurrencyLimit
 from .routing.mta_sts import MtaSts
-from .routing.mx import MxHost, MxResolver, RouteError, build_resolver
+from .routing.mx import MxHost, MxResolver, Route, RouteError, build_resolver
+from .shaping import Destination, Shaper, held_outcomes
 from .smtp import SessionFailure, SmtpSession
 from .smtp.peer import held_to
 from .smtp.pool import SessionPool
@@ -186,7 +186,9 @@ class DirectTransport:
         mx: a ready :class:`MxResolver`; built from ``direct`` by default.
         sessions: where sessions are kept for the next message to the same
             exchanger; a new :class:`SessionPool` by default.
-        limit: deliveries at once per recipient domain; 20 by default.
+        shaper: the limits of each destination (a domain's set of
+            exchangers): connections at once, messages per connection, a
+            rate, suspensions; by default 20 connections and no rate.
         mta_sts: finds recipient domains' MTA-STS policies; by default one on
             ``direct``'s resolver and cache file, unless ``direct.mta_sts`` is
             off.
@@ -206,11 +208,11 @@ class DirectTransport:
         rng: random.Random | None = None,
         mx: MxResolver | None = None,
         sessions: SessionPool | None = None,
-        limit: ConcurrencyLimit | None = None,
+        shaper: Shaper | None = None,
         mta_sts: MtaSts | None = None,
     ) -> None:
         self._sessions = sessions if sessions is not None else SessionPool()
-        self._limit = limit if limit is not None else ConcurrencyLimit(20)
+        self._shaper = shaper if shaper is not None else Shaper(ShapingConfig())
         resolver = build_resolver(direct)
         self._mx = (
             mx
@@ -241,8 +243,7 @@ class DirectTransport:
             by_domain.setdefault(domain, []).append(address)
         outcomes: list[Outcome] = []
         for domain, group in by_domain.items():
-            with self._limit.slot(domain):
-                outcomes.extend(self._deliver_domain(email, domain, group))
+            outcomes.extend(self._deliver_domain(email, domain, group))
         return outcomes
 
     def close(self) -> None:
@@ -258,6 +259,27 @@ class DirectTransport:
             log.info("no route to %s: %s", domain, exc.detail)
             result = DeliveryResult.FAILED if exc.permanent else DeliveryResult.DEFERRED
             return [Outcome(r, result, exc.status_code, exc.detail) for r in recipients]
+        destination = self._shaper.for_exchangers(
+            [host.name for host in route.hosts], domain
+        )
+        hold = self._shaper.held(destination) or self._shaper.turn(destination)
+        if hold is not None:
+            return held_outcomes(recipients, hold)
+        with self._shaper.connection(destination):
+            outcomes = self._attempt(email, domain, recipients, route, destination)
+        self._shaper.observe(destination, outcomes)
+        return outcomes
+
+    def _attempt(
+        self,
+        email: PreparedEmail,
+        domain: str,
+        recipients: list[str],
+        route: Route,
+        destination: Destination,
+    ) -> list[Outcome]:
+        """Deliver to ``route``'s exchangers that the domain's TLS policy
+        allows, in turn, until settled."""
         tls = self._tls.toward(domain, email)
         hosts, left_out = tls.exchangers(route.hosts)
         if left_out:
@@ -275,10 +297,16 @@ class DirectTransport:
                 attempt.open_failed(policy)
                 continue
             attempt.dialling(target)
-            self._try(attempt, target, policy)
+            self._try(attempt, target, policy, destination)
         return attempt.outcomes()
 
-    def _try(self, attempt: _DomainAttempt, target: _Target, tls: TlsPolicy) -> None:
+    def _try(
+        self,
+        attempt: _DomainAttempt,
+        target: _Target,
+        tls: TlsPolicy,
+        destination: Destination,
+    ) -> None:
         """Send ``attempt``'s pending recipients to one exchanger address."""
         try:
             session, note = self._open(target, tls)
@@ -288,7 +316,9 @@ class DirectTransport:
             return
         attempt.opened()
         try:
-            outcomes = self._send(session, target, attempt.email, attempt.pending)
+            outcomes = self._send(
+                session, target, attempt.email, attempt.pending, destination
+            )
         except SessionFailure as failure:
             attempt.send_failed(failure)
             return
@@ -325,6 +355,7 @@ class DirectTransport:
         target: _Target,
         email: PreparedEmail,
         recipients: list[str],
+        destination: Destination,
     ) -> list[Outcome]:
         """Send on ``session``; if it was a kept one found closed, on a new one.
 
@@ -337,6 +368,7 @@ class DirectTransport:
             session,
             lambda s: s.send(email, recipients),
             reopen=lambda: self._session(target, tls, reuse=False),
+            max_messages=self._shaper.messages_per_connection(destination),
         )
 
     def _session(

@@ -7,12 +7,12 @@ import time
 from collections.abc import Callable, Sequence
 
 from ..codes import SECURITY_FEATURES_NOT_SUPPORTED
-from ..config import RelayConfig, Timeouts
+from ..config import RelayConfig, ShapingConfig, Timeouts
 from ..lograte import WarningRate
 from ..message import PreparedEmail
 from .base import Item, OnOutcome, Outcome
-from .routing.limits import ConcurrencyLimit
 from .routing.mx import MxResolver, RouteError
+from .shaping import Shaper, held_outcomes
 from .smtp import SessionFailure, SmtpSession
 from .smtp.pool import SessionPool
 from .tls_policy import TlsPolicy, client_context, decide_tls
@@ -45,6 +45,11 @@ class RelayTransport:
     A relay that cannot be used (refused connection or login, failed TLS, a
     name that does not resolve) is logged at WARNING once a minute for each
     cause, read on ``clock`` (monotonic seconds), and at INFO otherwise.
+
+    The relay is one destination of ``shaper``: its connections at once,
+    messages per connection and rate are the shaper's ``"relay"`` limits
+    (the default ones unless a destination of that name is configured), and a
+    suspension of ``"relay"`` holds every message back.
     """
 
     def __init__(
@@ -55,14 +60,15 @@ class RelayTransport:
         timeouts: Timeouts,
         require_tls: bool = False,
         sessions: SessionPool | None = None,
-        limit: ConcurrencyLimit | None = None,
+        shaper: Shaper | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._relay = relay
         self._clock = clock
         self._warnings = WarningRate()
         self._sessions = sessions if sessions is not None else SessionPool()
-        self._limit = limit if limit is not None else ConcurrencyLimit(20)
+        self._shaper = shaper if shaper is not None else Shaper(ShapingConfig())
+        self._destination = self._shaper.relay()
         self._require_tls = require_tls
         # The relay's sessions are alike for every message (see decide_tls).
         self._tls = decide_tls(relay, client_context(relay), require_tls=require_tls)
@@ -97,7 +103,10 @@ class RelayTransport:
         only when the session's message limit is reached or its connection
         ends), pipelined across messages where the relay offers PIPELINING
         (see :meth:`SmtpSession.send_many`). Messages not started when a
-        connection ended go on a new one; none is sent twice.
+        connection ended go on a new one; none is sent twice. Under a rate,
+        each message waits for its turn and goes alone; a message whose turn
+        is too far off, or any while the relay is suspended (by a command, or
+        by a reply a rule matches), is held back, its attempt not counted.
         """
         results: list[list[Outcome]] = [[] for _ in batch]
 
@@ -106,11 +115,20 @@ class RelayTransport:
             if on_outcome is not None:
                 on_outcome(index, outcomes)
 
-        with self._limit.slot(_RELAY):
+        hold = self._shaper.held(self._destination)
+        if hold is not None:
+            for index, (_, recipients) in enumerate(batch):
+                settle(index, held_outcomes(recipients, hold))
+            return results
+        with self._shaper.connection(self._destination):
             self._deliver_many(batch, settle)
         return results
 
-    def _deliver_many(self, batch: Sequence[Item], settle: OnOutcome) -> None:
+    def _deliver_many(self, batch: Sequence[Item], on: OnOutcome) -> None:
+        def settle(index: int, outcomes: list[Outcome]) -> None:
+            on(index, outcomes)
+            self._shaper.observe(self._destination, outcomes)
+
         todo: list[int] = []
         for index, (email, recipients) in enumerate(batch):
             refusal = self._tls_for(email).refusal
@@ -120,6 +138,13 @@ class RelayTransport:
                 code = SECURITY_FEATURES_NOT_SUPPORTED
                 settle(index, deferred(recipients, code, refusal))
         while todo:
+            hold = self._shaper.held(self._destination) or self._shaper.turn(
+                self._destination
+            )
+            if hold is not None:
+                for index in todo:
+                    settle(index, held_outcomes(batch[index][1], hold))
+                break
             try:
                 sent = self._send_some(batch, todo, settle)
             except SessionFailure as failure:
@@ -144,14 +169,19 @@ class RelayTransport:
             SessionFailure: no session with the relay could be opened.
         """
 
+        most = self._shaper.messages_per_connection(self._destination)
+        turns = 1 if self._shaper.paced(self._destination) else len(todo)
+
         def send(session: SmtpSession) -> list[list[Outcome]]:
-            chunk = todo[: self._sessions.room(session)]
+            chunk = todo[: min(self._sessions.room(session, most), turns)]
             return session.send_many([batch[i] for i in chunk], _within(settle, chunk))
 
         session = self._sessions.take(_RELAY)
         if session is None:
             session = self._connect()
-        return self._sessions.use(_RELAY, session, send, reopen=self._connect)
+        return self._sessions.use(
+            _RELAY, session, send, reopen=self._connect, max_messages=most
+        )
 
     def _connect(self) -> SmtpSession:
         """Open a new session with the relay.

@@ -13,6 +13,7 @@ from ..message import PreparedEmail
 from ..status import MessageStatus, RecipientStatus
 from .admin import QueueAdmin
 from .base import Claim, Storage, check_claim, check_distinct, new_token
+from .controls import MemoryControls
 from .journal import EventJournal, JournalEntry, check_journal
 from .query import QueueFilter
 from .rules import (
@@ -30,7 +31,7 @@ __all__ = ["MemoryStorage"]
 _SLACK = 1024
 
 
-class MemoryStorage(Storage, QueueAdmin, EventJournal):
+class MemoryStorage(Storage, QueueAdmin, EventJournal, MemoryControls):
     """Keeps messages and statuses in dictionaries guarded by one lock.
 
     Queued mail is lost when the process exits: pick
@@ -43,6 +44,7 @@ class MemoryStorage(Storage, QueueAdmin, EventJournal):
     durable = False
 
     def __init__(self) -> None:
+        MemoryControls.__init__(self)
         self._lock = threading.Lock()
         self._emails: dict[str, PreparedEmail] = {}
         self._statuses: dict[str, MessageStatus] = {}

@@ -70,6 +70,8 @@ class Reported(Protocol):
     def remote(self) -> Remote | None: ...
     @property
     def rcpt_reply(self) -> SmtpReply | None: ...
+    @property
+    def held_until(self) -> float | None: ...
 
 
 def initial_status(
@@ -130,28 +132,57 @@ def apply_outcomes(
     outcomes: Sequence[Reported],
     began: float,
     retry_at: float | None,
+    before: Iterable[RecipientStatus] = (),
 ) -> list[RecipientStatus]:
     """Turn what an attempt reported into new statuses for its pending recipients.
 
     Args:
         pending: the recipients attempted, as claimed.
         outcomes: what the attempt reported, by address; a recipient left out
-            is deferred (``4.3.0``).
+            is deferred (``4.3.0``). A recipient held back (``held_until``
+            set: its destination suspended or over its rate) is deferred
+            until then, and its attempt is not counted: its count and last
+            attempt go back to what they were before the claim (as
+            ``before`` has them; one attempt less without it), and no retry
+            policy gives up on it.
         began: when the attempt began (its ``last_attempt_at``).
         retry_at: when a deferred recipient is next due, counted from the end
             of the attempt by the retry policy; ``None`` means the policy gave
             up, and a deferred recipient fails with ``5.4.7`` (RFC 3463: the
             delivery time expired) and its last reply kept.
+        before: the recipients as they were before the claim.
 
     Returns:
         One status per pending recipient, in order. The attempt count stays as
-        claimed, and ``possibly_delivered`` once set stays set.
+        claimed (but for those held back), and ``possibly_delivered`` once set
+        stays set.
     """
     by_address = {o.address: o for o in outcomes}
-    return [
-        _recipient_after(current, by_address.get(current.address), began, retry_at)
-        for current in pending
-    ]
+    earlier = {r.address: r for r in before}
+    updates = []
+    for current in pending:
+        outcome = by_address.get(current.address)
+        if outcome is not None and outcome.held_until is not None:
+            updates.append(_held(current, outcome, earlier.get(current.address)))
+        else:
+            updates.append(_recipient_after(current, outcome, began, retry_at))
+    return updates
+
+
+def _held(
+    current: RecipientStatus, outcome: Reported, before: RecipientStatus | None
+) -> RecipientStatus:
+    """``current`` held back by ``outcome``: deferred until its ``held_until``,
+    its attempt not counted."""
+    return dataclasses.replace(
+        current,
+        result=DeliveryResult.DEFERRED,
+        attempts=before.attempts if before else max(current.attempts - 1, 0),
+        last_attempt_at=before.last_attempt_at if before else current.last_attempt_at,
+        status_code=outcome.status_code,
+        detail=outcome.detail,
+        next_attempt_at=outcome.held_until,
+    )
 
 
 def _recipient_after(

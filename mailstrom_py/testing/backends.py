@@ -7,20 +7,23 @@ from collections.abc import Sequence
 from ..message import PreparedEmail
 from ..status import MessageStatus, RecipientStatus
 from ..storage import Claim, MemoryStorage, QueueAdmin, QueueFilter, Storage
+from ..storage.controls import MemoryControls
 
 __all__ = ["AbstractOnly"]
 
 
-class AbstractOnly(Storage, QueueAdmin):
+class AbstractOnly(Storage, QueueAdmin, MemoryControls):
     """A backend with only the abstract methods of :class:`~mailstrom_py.Storage`
     and :class:`~mailstrom_py.storage.QueueAdmin`, each delegated to a
-    MemoryStorage.
+    MemoryStorage; its delivery controls are a
+    :class:`~mailstrom_py.storage.controls.MemoryControls` of its own.
 
     Run through the contract suite, it checks the base classes' own
     implementations of the other methods (``add``, ``record``, ``count``...).
     """
 
     def __init__(self) -> None:
+        MemoryControls.__init__(self)
         self.inner = MemoryStorage()
 
     def add_many(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from ..codes import OTHER_SYSTEM_TRANSIENT
 from ..delivery.base import BatchTransport, OnOutcome, Outcome, Transport
@@ -23,6 +23,7 @@ from ..storage.base import Claim, Storage
 from ..storage.journal import EventJournal
 from ..storage.rules import apply_outcomes
 from .reporting import Reporter
+from .suppression import Screened, SuppressionGate
 
 __all__ = ["Attempts"]
 
@@ -49,6 +50,8 @@ class Attempts:
             ``dsn_queued`` as a report is stored. When it is journaling and
             the storage is an :class:`~mailstrom_py.storage.EventJournal`,
             the outcome events are written with the outcome, in one step.
+        gate: the suppression list: recipients on it fail before delivery,
+            and each outcome recorded updates it; none by default.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class Attempts:
         queue: Callable[[str], None],
         recorded: Callable[[MessageStatus], None],
         events: EventSink = NO_EVENTS,
+        gate: SuppressionGate | None = None,
     ) -> None:
         self._storage = storage
         self._transport = transport
@@ -75,6 +79,7 @@ class Attempts:
         self._recorded = recorded
         self._warnings = WarningRate()
         self._events = events
+        self._gate = gate
 
     def run(self, claims: Sequence[Claim], now: float) -> list[MessageStatus]:
         """Attempt the messages of ``claims``, claimed at ``now``: deliver them
@@ -130,12 +135,21 @@ class Attempts:
             except Exception as exc:  # noqa: BLE001 (raised after the batch)
                 failures.append(exc)
 
-        self._deliver(claims, settle)
+        self._deliver(claims, self._screen(claims, now), settle)
         for index in range(len(claims)):
             settle(index, [])  # a transport that left one out: deferred
+        if self._gate is not None:
+            self._gate.delivered(_delivered_at(done.values(), now), now)
         if failures:
             raise failures[0]
         return [s for i in range(len(claims)) if (s := done[i]) is not None]
+
+    def _screen(self, claims: Sequence[Claim], now: float) -> list[Screened]:
+        """Each claimed message's pending recipients to deliver, and the
+        outcomes of those the suppression list refuses."""
+        if self._gate is None:
+            return [([r.address for r in c.status.pending], []) for c in claims]
+        return self._gate.screen(claims, now)
 
     def _record(
         self, claim: Claim, outcomes: list[Outcome], now: float, end: float
@@ -144,9 +158,15 @@ class Attempts:
         ended at ``end``, and queue its reports; None if it was refused."""
         message_id = claim.message_id
         updates = apply_outcomes(
-            claim.status.pending, outcomes, now, self._retry_at(claim.before, end)
+            claim.status.pending,
+            outcomes,
+            now,
+            self._retry_at(claim.before, end),
+            before=claim.before.recipients,
         )
         status = self._store(claim, updates, end)
+        if status is not None and self._gate is not None:
+            self._gate.learn(updates, end)
         if status is None:
             log.info(
                 "%s was dropped, or claimed again, during its attempt;"
@@ -213,10 +233,23 @@ class Attempts:
                 before.attempts + 1, before.created_at, end, self._rng
             )
 
-    def _deliver(self, claims: Sequence[Claim], settle: OnOutcome) -> None:
-        """Deliver each claimed message to its pending recipients, telling
-        ``settle`` each message's outcomes once they are final."""
-        batch = [(c.email, [r.address for r in c.status.pending]) for c in claims]
+    def _deliver(
+        self, claims: Sequence[Claim], screened: Sequence[Screened], on: OnOutcome
+    ) -> None:
+        """Deliver each claimed message to the recipients ``screened`` left
+        for delivery, telling ``on`` each message's outcomes, with those
+        ``screened`` settled already, once they are final."""
+
+        def settle(index: int, outcomes: list[Outcome]) -> None:
+            on(indices[index], screened[indices[index]][1] + outcomes)
+
+        for index, (recipients, early) in enumerate(screened):
+            if not recipients:
+                on(index, early)  # nobody left to deliver to
+        indices = [i for i, (recipients, _) in enumerate(screened) if recipients]
+        batch = [(claims[i].email, screened[i][0]) for i in indices]
+        if not batch:
+            return
         transport = self._transport
         if len(batch) > 1 and isinstance(transport, BatchTransport):
             try:
@@ -265,6 +298,17 @@ class Attempts:
             log.info("%s: report %s queued", email.message_id, report.message_id)
             self._events.emit([event])
             self._queue(report.message_id)
+
+
+def _delivered_at(statuses: Iterable[MessageStatus | None], now: float) -> list[str]:
+    """The recipients of ``statuses`` delivered by the attempt begun at ``now``."""
+    return [
+        r.address
+        for status in statuses
+        if status is not None
+        for r in status.recipients
+        if r.result is DeliveryResult.DELIVERED and r.last_attempt_at == now
+    ]
 
 
 def _internal_error(recipients: Sequence[str], exc: Exception) -> list[Outcome]:

@@ -22,14 +22,19 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from ..config import SuppressionPolicy
 from ..delivery.base import Transport
+from ..delivery.shaping import Shaper
 from ..errors import WorkerError
 from ..event import NO_EVENTS, EventSink
 from ..retry import RetryPolicy
 from ..status import MessageStatus
 from ..storage.base import Claim, Storage
+from ..storage.controls import Controls, MemoryControls
 from .attempts import Attempts
 from .reporting import Reporter
+from .shaping import SuspensionSync
+from .suppression import SuppressionGate
 from .timetable import Look, Timetable
 from .waiters import Waiters
 from .wakeups import WakeSource, Wakeups
@@ -79,6 +84,14 @@ class Worker:
             notification; each report is queued like any message.
         events: where the events of attempts go (see
             :class:`~mailstrom_py.worker.attempts.Attempts`).
+        suppression: the suppression list's policy, the list being kept in
+            ``storage`` (or, for a storage that keeps no
+            :class:`~mailstrom_py.storage.controls.Controls`, in this worker).
+        controls: where the suppression list and suspensions are kept;
+            ``storage`` when it keeps them.
+        shaper: the transport's traffic shaper, whose suspensions the worker
+            keeps in ``controls`` and reads back from there before attempts
+            (at most once a second).
 
     Raises:
         ValueError: ``lease`` is not a finite number of seconds above 0.
@@ -97,12 +110,21 @@ class Worker:
         lease: float | None = None,
         reporter: Reporter | None = None,
         events: EventSink = NO_EVENTS,
+        suppression: SuppressionPolicy | None = None,
+        controls: Controls | None = None,
+        shaper: Shaper | None = None,
     ) -> None:
-        lease = max(policy.initial_delay, MIN_LEASE) if lease is None else lease
+        lease = max(policy.first_delay, MIN_LEASE) if lease is None else lease
         if not math.isfinite(lease) or lease <= 0:
             raise ValueError(f"lease must be a finite number of seconds > 0: {lease!r}")
         self._storage = storage
         self._lease = lease
+        if controls is None:
+            controls = storage if isinstance(storage, Controls) else MemoryControls()
+        self._controls = controls
+        self._suspensions = (
+            SuspensionSync(shaper, controls) if shaper is not None else None
+        )
         self._attempts = Attempts(
             storage,
             transport,
@@ -113,6 +135,10 @@ class Worker:
             queue=self.notify,
             recorded=self._recorded,
             events=events,
+            gate=SuppressionGate(
+                self._controls,
+                suppression if suppression is not None else SuppressionPolicy(),
+            ),
         )
         self._threads = threads
         self._clock = clock
@@ -213,6 +239,8 @@ class Worker:
         if self._started:
             raise WorkerError("run_once() cannot be used while the worker runs")
         now = self._clock() if now is None else now
+        if self._suspensions is not None:
+            self._suspensions.refresh(self._clock(), force=True)
         attempted: set[str] = set()
         count = 0
         while claims := self._storage.claim_due(now, BATCH, self._lease):
@@ -272,6 +300,8 @@ class Worker:
 
     def _attempt(self, claims: Sequence[Claim], now: float) -> None:
         try:
+            if self._suspensions is not None:
+                self._suspensions.refresh(self._clock())
             self._attempts.run(claims, now)
         finally:
             self._waiters.wake(claim.message_id for claim in claims)

@@ -24,10 +24,12 @@ class ConcurrencyLimit:
         self._changed = threading.Condition()
 
     @contextlib.contextmanager
-    def slot(self, destination: Hashable) -> Iterator[None]:
-        """Hold one of ``destination``'s slots for the body of the ``with``."""
+    def slot(self, destination: Hashable, limit: int | None = None) -> Iterator[None]:
+        """Hold one of ``destination``'s slots for the body of the ``with``;
+        ``limit`` is the destination's own limit (this object's by default)."""
+        most = self._limit if limit is None else limit
         with self._changed:
-            while self._busy.get(destination, 0) >= self._limit:
+            while self._busy.get(destination, 0) >= most:
                 self._changed.wait()
             self._busy[destination] = self._busy.get(destination, 0) + 1
         try:

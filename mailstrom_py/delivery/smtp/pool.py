@@ -73,18 +73,21 @@ class SessionPool:
                 return idle.session
             idle.session.close()
 
-    def room(self, session: SmtpSession) -> int:
+    def room(self, session: SmtpSession, max_messages: int | None = None) -> int:
         """How many more messages ``session`` may carry before :meth:`give`
-        closes it; at least 1 for a new session or one taken from the pool."""
-        return max(self._max_messages, 1) - session.messages
+        closes it; at least 1 for a new session or one taken from the pool.
+        ``max_messages`` is its destination's limit, when it has one of its own;
+        the pool's own limit holds as well."""
+        limit = self._limit(max_messages)
+        return max(limit, 1) - session.messages
 
-    def give(self, key: Hashable, session: SmtpSession) -> None:
-        """Keep ``session`` for the next delivery to ``key``, or close it."""
-        if (
-            not session.alive
-            or session.messages >= self._max_messages
-            or self._max_messages <= 1
-        ):
+    def give(
+        self, key: Hashable, session: SmtpSession, max_messages: int | None = None
+    ) -> None:
+        """Keep ``session`` for the next delivery to ``key``, or close it (it
+        has carried ``max_messages``, or the pool's limit)."""
+        limit = self._limit(max_messages)
+        if not session.alive or session.messages >= limit or limit <= 1:
             session.close()
             return
         now = self._clock()
@@ -107,8 +110,10 @@ class SessionPool:
         send: Callable[[SmtpSession], _T],
         *,
         reopen: Callable[[], SmtpSession],
+        max_messages: int | None = None,
     ) -> _T:
-        """Return ``send(session)``, then :meth:`give` the session back for ``key``.
+        """Return ``send(session)``, then :meth:`give` the session back for ``key``
+        (with ``max_messages``).
 
         A kept session may turn out closed by the server before anything of
         its message was accepted (:class:`StaleSessionError`); then ``send``
@@ -123,12 +128,17 @@ class SessionPool:
         except StaleSessionError as stale:
             log.info("kept connection was closed: %s", stale.detail)
         finally:
-            self.give(key, session)
+            self.give(key, session, max_messages)
         fresh = reopen()
         try:
             return send(fresh)
         finally:
-            self.give(key, fresh)
+            self.give(key, fresh, max_messages)
+
+    def _limit(self, max_messages: int | None) -> int:
+        if max_messages is None:
+            return self._max_messages
+        return min(self._max_messages, max_messages)
 
     def close(self) -> None:
         """Close every idle session; later :meth:`give` calls close theirs."""

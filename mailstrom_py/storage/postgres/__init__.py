@@ -17,6 +17,7 @@ from ..base import Claim, Storage, check_claim, check_distinct
 from ..journal import EventJournal, JournalEntry, check_journal
 from ..query import QueueFilter
 from . import admin, claims, journal, messages
+from .controls import PostgresControls
 from .db import Connection, Database, Timeouts
 from .notify import Listener, channel_for
 from .schema import migrate
@@ -35,7 +36,7 @@ _PURGE_BATCH = 500
 log = logging.getLogger(__name__)
 
 
-class PostgresStorage(Storage, QueueAdmin, EventJournal):
+class PostgresStorage(Storage, QueueAdmin, EventJournal, PostgresControls):
     """Keeps messages and their statuses in a PostgreSQL database, shared by any
     number of processes on any number of machines.
 

@@ -107,8 +107,32 @@ CREATE TABLE events (
 );
 """
 
+# Version 4: delivery controls: the suppression list, keyed by the folded
+# address, and the suspended destinations; entries past their until are ignored
+# and pruned.
+_VERSION_4_CONTROLS = """
+CREATE TABLE suppressions (
+    address text PRIMARY KEY,
+    reason text NOT NULL,
+    since double precision NOT NULL,
+    until double precision NOT NULL
+);
+CREATE INDEX suppressions_until ON suppressions (until);
+CREATE TABLE suspensions (
+    destination text PRIMARY KEY,
+    reason text NOT NULL,
+    since double precision NOT NULL,
+    until double precision NOT NULL
+)
+"""
+
 #: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
-MIGRATIONS: tuple[str, ...] = (_VERSION_1, _VERSION_2_TLS_POLICY, _VERSION_3_EVENTS)
+MIGRATIONS: tuple[str, ...] = (
+    _VERSION_1,
+    _VERSION_2_TLS_POLICY,
+    _VERSION_3_EVENTS,
+    _VERSION_4_CONTROLS,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Any constant shared by every process that migrates: pg_advisory_xact_lock's key.

@@ -11,8 +11,10 @@ from typing import Literal
 from ...errors import ConfigError, DuplicateMessageError, MessageNotFound
 from ...message import PreparedEmail
 from ...status import MessageStatus, RecipientStatus
+from .. import controls_sql
 from ..admin import QueueAdmin
 from ..base import Claim, Storage, check_claim, check_distinct
+from ..controls import Controls, Suppression, Suspension
 from ..journal import EventJournal, JournalEntry, check_journal
 from ..query import QueueFilter
 from ..rules import initial_status
@@ -46,7 +48,7 @@ _INSERT_RECIPIENT = (
 )
 
 
-class SqliteStorage(Storage, QueueAdmin, EventJournal):
+class SqliteStorage(Storage, QueueAdmin, EventJournal, Controls):
     """Keeps messages and their statuses in an SQLite file, durably.
 
     Guarantees:
@@ -318,6 +320,40 @@ class SqliteStorage(Storage, QueueAdmin, EventJournal):
     def recent(self, limit: int | None = None) -> list[MessageStatus]:
         with self._db.writing("report recent outcomes") as conn:
             return queue.recent(conn, limit)
+
+    # -- Controls -----------------------------------------------------------------
+
+    def suppress(self, entries: Sequence[Suppression]) -> None:
+        with self._db.writing("suppress addresses") as conn:
+            controls_sql.suppress(conn, "?", entries)
+
+    def unsuppress(self, addresses: Sequence[str]) -> list[str]:
+        with self._db.writing("unsuppress addresses") as conn:
+            return controls_sql.unsuppress(conn, "?", addresses)
+
+    def suppressed(
+        self, addresses: Sequence[str], now: float
+    ) -> dict[str, Suppression]:
+        if not addresses:
+            return {}
+        with self._db.reading("look up suppressed addresses") as conn:
+            return controls_sql.suppressed(conn, "?", addresses, now)
+
+    def suppressions(self, now: float) -> list[Suppression]:
+        with self._db.reading("list suppressed addresses") as conn:
+            return controls_sql.suppressions(conn, "?", now)
+
+    def suspend(self, entry: Suspension) -> None:
+        with self._db.writing("suspend a destination") as conn:
+            controls_sql.suspend(conn, "?", entry)
+
+    def resume(self, destination: str) -> bool:
+        with self._db.writing("resume a destination") as conn:
+            return controls_sql.resume(conn, "?", destination)
+
+    def suspensions(self, now: float) -> list[Suspension]:
+        with self._db.reading("list suspended destinations") as conn:
+            return controls_sql.suspensions(conn, "?", now)
 
     def close(self) -> None:
         """Close every connection; later calls raise ``StorageError``. Idempotent."""

@@ -136,6 +136,25 @@ CREATE TABLE events (
 );
 """
 
+# Version 6: delivery controls: the suppression list, keyed by the folded
+# address, and the suspended destinations; entries past their until are ignored
+# and pruned.
+_VERSION_6_CONTROLS = """
+CREATE TABLE suppressions (
+    address TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    since REAL NOT NULL,
+    until REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX suppressions_until ON suppressions (until);
+CREATE TABLE suspensions (
+    destination TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    since REAL NOT NULL,
+    until REAL NOT NULL
+) WITHOUT ROWID
+"""
+
 #: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
 MIGRATIONS: tuple[str, ...] = (
     _VERSION_1,
@@ -143,6 +162,7 @@ MIGRATIONS: tuple[str, ...] = (
     _VERSION_3_CLAIMS,
     _VERSION_4_TLS_POLICY,
     _VERSION_5_EVENTS,
+    _VERSION_6_CONTROLS,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -11,8 +11,8 @@ return a new, empty backend from :meth:`~StorageContract.make_storage`::
 
 pytest then runs every test of the contract against it. The tests come in groups,
 one class each (:mod:`.add`, :mod:`.claims`, :mod:`.admin`, :mod:`.schedule`,
-:mod:`.fail`, :mod:`.journal`), should a backend want to run some of them
-only. This module needs pytest; importing :mod:`mailstrom_py` or
+:mod:`.fail`, :mod:`.journal`, :mod:`.controls`), should a backend want to run
+some of them only. This module needs pytest; importing :mod:`mailstrom_py` or
 :mod:`mailstrom_py.testing` does not.
 """
 
@@ -32,6 +32,7 @@ pytest.register_assert_rewrite(f"{__name__}.add", f"{__name__}.claims")
 pytest.register_assert_rewrite(f"{__name__}.admin", f"{__name__}.common")
 pytest.register_assert_rewrite(f"{__name__}.schedule", f"{__name__}.fail")
 pytest.register_assert_rewrite(f"{__name__}.journal")
+pytest.register_assert_rewrite(f"{__name__}.controls")
 
 from .add import AddContract, AddManyContract, ConcurrencyContract  # noqa: E402
 from .admin import (  # noqa: E402
@@ -43,6 +44,7 @@ from .admin import (  # noqa: E402
 )
 from .claims import ClaimDueContract, NextDueContract, RecordContract  # noqa: E402
 from .common import Backend  # noqa: E402
+from .controls import SuppressionContract, SuspensionContract  # noqa: E402
 from .fail import FailContract  # noqa: E402
 from .journal import JournalContract  # noqa: E402
 from .schedule import ScheduleContract, ScheduledAddContract  # noqa: E402
@@ -66,6 +68,8 @@ class StorageContract(
     ScheduleContract,
     FailContract,
     JournalContract,
+    SuppressionContract,
+    SuspensionContract,
 ):
     """The whole storage contract, for a backend that :meth:`make_storage` builds.
 
@@ -84,7 +88,8 @@ class StorageContract(
 
     def make_storage(self, directory: Path) -> Storage:
         """Return a new, empty backend: a :class:`~mailstrom_py.Storage` that is a
-        :class:`~mailstrom_py.storage.QueueAdmin` too.
+        :class:`~mailstrom_py.storage.QueueAdmin` and a
+        :class:`~mailstrom_py.storage.controls.Controls` too.
 
         Args:
             directory: an empty directory of the test's own, for any files the

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from ...message import PreparedEmail
 from ...status import DeliveryResult, MessageStatus, RecipientStatus
 from ...storage import Claim, QueueAdmin, Storage
+from ...storage.controls import Controls
 from ..emails import prepared_email
 
 __all__ = [
@@ -28,9 +29,10 @@ __all__ = [
 LEASE = 60.0
 
 
-class Backend(Storage, QueueAdmin, ABC):
+class Backend(Storage, QueueAdmin, Controls, ABC):
     """What the contract's tests take, for type checkers: a :class:`Storage` that
-    is a :class:`QueueAdmin` too. Backends need not subclass it."""
+    is a :class:`QueueAdmin` and keeps :class:`Controls` too. Backends need not
+    subclass it."""
 
 
 def email(
