@@ -294,6 +294,8 @@ class TestFile:
         with sqlite3.connect(db) as raw:
             # Back to version 2: without the columns of the versions after it.
             raw.execute("DROP TABLE events")
+            raw.execute("DROP TABLE suppressions")
+            raw.execute("DROP TABLE suspensions")
             raw.execute("ALTER TABLE messages DROP COLUMN claim_token")
             for column in TLS_POLICY_COLUMNS:
                 raw.execute(f"ALTER TABLE recipients DROP COLUMN {column}")
@@ -347,6 +349,8 @@ class TestFile:
         storage.close()
         with sqlite3.connect(db) as raw:
             raw.execute("DROP TABLE events")
+            raw.execute("DROP TABLE suppressions")
+            raw.execute("DROP TABLE suspensions")
             for column in TLS_POLICY_COLUMNS:
                 raw.execute(f"ALTER TABLE recipients DROP COLUMN {column}")
             raw.execute("PRAGMA user_version = 3")
