@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .bounce import BounceCategory, classify
+from .codes import RECIPIENT_SUPPRESSED
 from .status import DeliveryResult, RecipientStatus, Remote, SmtpReply, SmtpStep
 
 __all__ = [
     "NO_EVENTS",
+    "SUPPRESSED_DETAIL",
     "Event",
     "EventKind",
     "EventSink",
@@ -211,7 +213,8 @@ def outcome_events(
 ) -> list[Event]:
     """The events an attempt's recorded ``updates`` describe, recipient by
     recipient: ``possibly_delivered`` (when the connection was lost after the
-    final dot) before the recipient's ``delivered``, ``deferred`` or ``failed``.
+    final dot), or ``suppressed`` (when the recipient is on the suppression
+    list), before the recipient's ``delivered``, ``deferred`` or ``failed``.
     A ``tls`` event precedes them for each server talked to."""
     events = [_tls_event(message_id, remote, time) for remote in _remotes(updates)]
     for r in updates:
@@ -219,8 +222,25 @@ def outcome_events(
             events.append(
                 _outcome(EventKind.POSSIBLY_DELIVERED, message_id, r, time, queued_at)
             )
+        elif _suppressed(r):
+            events.append(
+                _outcome(EventKind.SUPPRESSED, message_id, r, time, queued_at)
+            )
         events.append(_outcome(_KINDS[r.result], message_id, r, time, queued_at))
     return events
+
+
+#: How the detail of a recipient failed for being on the suppression list begins.
+SUPPRESSED_DETAIL = "suppressed since"
+
+
+def _suppressed(r: RecipientStatus) -> bool:
+    """Whether ``r`` was failed for being on the suppression list."""
+    return (
+        r.result is DeliveryResult.FAILED
+        and r.status_code == RECIPIENT_SUPPRESSED
+        and (r.detail or "").startswith(SUPPRESSED_DETAIL)
+    )
 
 
 _KINDS = {

@@ -211,3 +211,23 @@ def test_a_delivery_takes_an_address_off_the_list(
         while mailer.suppressions() and time.monotonic() < deadline:
             time.sleep(0.01)  # the list is updated once the batch is recorded
         assert mailer.suppressions() == []
+
+
+def test_a_recipient_refused_as_suppressed_is_told_as_a_suppressed_event(
+    smtp_server: SmtpServerFactory, storage: Storage
+) -> None:
+    """Listeners hear ``suppressed`` and then ``failed`` for a recipient on the
+    list, and only ``failed`` for a recipient the server refused."""
+    server = smtp_server()
+    heard: list[tuple[str, str | None]] = []
+    with Mailstrom(config_for(server), storage) as mailer:
+        mailer.subscribe(lambda event: heard.append((event.kind, event.recipient)))
+        mailer.wait(mailer.send_email(message("p5gone@example.test")))
+        mailer.wait(mailer.send_email(message("p5gone@example.test")))
+        mailer.flush(5)
+    outcomes = [kind for kind, to in heard if to and kind not in ("queued", "tls")]
+    assert [k for k in outcomes if k != "attempt_started"] == [
+        "failed",
+        "suppressed",
+        "failed",
+    ]

@@ -16,6 +16,7 @@ from ..codes import RECIPIENT_SUPPRESSED
 from ..config import SuppressionPolicy
 from ..delivery.base import Outcome
 from ..errors import StorageError
+from ..event import SUPPRESSED_DETAIL
 from ..status import DeliveryResult, RecipientStatus, SmtpStep
 from ..storage.base import Claim
 from ..storage.controls import Controls, Suppression, fold_address
@@ -36,7 +37,7 @@ def suppressed_outcome(address: str, entry: Suppression) -> Outcome:
     This is the one place a recipient is failed for being suppressed (where a
     "suppressed" event belongs)."""
     since = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(entry.since))
-    detail = f"suppressed since {since} after {entry.reason}"
+    detail = f"{SUPPRESSED_DETAIL} {since} after {entry.reason}"
     return Outcome(address, DeliveryResult.FAILED, RECIPIENT_SUPPRESSED, detail)
 
 
