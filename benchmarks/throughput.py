@@ -10,6 +10,10 @@ recipient measures, end to end (first send to last recipient delivered):
   send_emails() batches, from four caller threads at once (as a web
   application's request threads would), and with synchronous=NORMAL, to show
   what the disk sync on the caller's path costs;
+* mailstrom_py with PostgresStorage, on a throwaway PostgreSQL server on
+  127.0.0.1 started by the script (``tests/support/postgres.py``) at its
+  default durability; skipped, with the reason printed, when the PostgreSQL
+  server programs or psycopg are missing;
 * with ``--postfix``, as the "hand it to the local MTA" reference: a private
   Postfix instance (needs root; see _postfix.py) relaying to the sink, fed by
   smtplib over four reused connections from four threads.
@@ -49,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from _postfix import PostfixUnavailable, PrivatePostfix
 
@@ -56,12 +61,22 @@ from mailstrom_py import (
     Config,
     Mailstrom,
     MemoryStorage,
+    PostgresStorage,
     QueueFilter,
     RelayConfig,
     SqliteStorage,
     Storage,
     Timeouts,
 )
+
+try:
+    from support.postgres import PgServer, find_bin_dir
+except ImportError as exc:  # psycopg is missing
+    PG_MISSING: str | None = f"cannot use PostgreSQL here: {exc}"
+else:
+    PG_MISSING = (
+        None if find_bin_dir() else "the PostgreSQL server programs are not installed"
+    )
 
 LOOPBACK = "127.0.0.1"
 
@@ -317,10 +332,33 @@ def run_postfix(sink: Sink, messages: list[bytes], connections: int = 4) -> Resu
 Variant = Callable[[Sink], Result]
 
 #: The number of the Postfix variant, which runs only when asked for.
-POSTFIX = 6
+POSTFIX = 7
 
 
-def variants(messages: list[bytes], threads: int, tmp: Path) -> list[Variant]:
+class Postgres:
+    """A PostgreSQL server started on first use and stopped by ``close()``;
+    each storage it makes has a database of its own."""
+
+    def __init__(self) -> None:
+        self.server: PgServer | None = None
+
+    def storage(self, sink: Sink) -> Storage:
+        if PG_MISSING:
+            raise VariantSkipped(PG_MISSING)
+        if self.server is None:
+            self.server = PgServer(settings={"shared_buffers": "128MB"})
+            self.server.start()
+        dsn = self.server.create_database(f"bench_{sink.port}")
+        return PostgresStorage(dsn)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+def variants(
+    messages: list[bytes], threads: int, tmp: Path, postgres: Postgres
+) -> list[Variant]:
     """The variants to measure, each taking the sink."""
 
     def sqlite(sink: Sink, **options: str) -> Storage:
@@ -343,6 +381,7 @@ def variants(messages: list[bytes], threads: int, tmp: Path) -> list[Variant]:
             "  ... synchronous=NORMAL",
             lambda sink: sqlite(sink, synchronous="NORMAL"),
         ),
+        mailstrom("mailstrom_py, PostgresStorage", postgres.storage),
         lambda sink: run_postfix(sink, messages),
     ]
 
@@ -402,8 +441,10 @@ def main() -> int:
     )
     results = []
     skipped = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for number, variant in enumerate(variants(messages, args.threads, Path(tmp))):
+    postgres = Postgres()
+    with tempfile.TemporaryDirectory() as tmp, contextlib.closing(postgres):
+        every = variants(messages, args.threads, Path(tmp), postgres)
+        for number, variant in enumerate(every):
             if number and number not in chosen:
                 continue
             sink = Sink(kind)

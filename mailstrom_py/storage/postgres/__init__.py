@@ -15,7 +15,7 @@ from ...status import MessageStatus, RecipientStatus
 from ..admin import QueueAdmin
 from ..base import Claim, Storage, check_claim, check_distinct
 from ..query import QueueFilter
-from . import admin, claims, messages
+from . import admin, claims, messages, outcomes
 from .db import Database, Timeouts
 from .notify import Listener, channel_for
 from .schema import migrate
@@ -220,9 +220,11 @@ class PostgresStorage(Storage, QueueAdmin):
         if not records:
             return []
         database_clock = self._clock == "database"
+        # A transaction, not a statement alone: a connection lost before the
+        # commit was sent leaves nothing, so the record runs again.
         return self._db.write(
             "record attempts",
-            lambda conn: claims.record(conn, records, database_clock=database_clock),
+            lambda conn: outcomes.record(conn, records, database_clock=database_clock),
         )
 
     # -- queue operations ---------------------------------------------------------
