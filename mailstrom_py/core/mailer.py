@@ -75,6 +75,7 @@ class Mailstrom(Outbox):
             threads=config.delivery_threads,
             clock=clock,
             rng=rng,
+            lease=config.claim_lease,
             reporter=self._reporter(config),
         )
 

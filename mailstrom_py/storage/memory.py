@@ -14,7 +14,13 @@ from ..status import MessageStatus, RecipientStatus
 from .admin import QueueAdmin
 from .base import Claim, Storage, check_claim, check_distinct, new_token
 from .query import QueueFilter
-from .rules import attempt_begun, due_at, initial_status, merge_recipients
+from .rules import (
+    attempt_begun,
+    due_at,
+    initial_status,
+    lease_extended,
+    merge_recipients,
+)
 
 __all__ = ["MemoryStorage"]
 
@@ -116,6 +122,18 @@ class MemoryStorage(Storage, QueueAdmin):
                 self._put(status)
                 recorded.append(status)
             return recorded
+
+    def extend(self, claims: Sequence[Claim], now: float, lease: float) -> list[bool]:
+        check_claim(0, lease)
+        with self._lock:
+            extended = []
+            for claim in claims:
+                message_id = claim.message_id
+                live = self._tokens.get(message_id) == claim.token
+                if live:
+                    self._put(lease_extended(self._statuses[message_id], now + lease))
+                extended.append(live)
+            return extended
 
     def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
         with self._lock:

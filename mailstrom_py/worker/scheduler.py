@@ -29,6 +29,7 @@ from ..retry import RetryPolicy
 from ..status import MessageStatus
 from ..storage.base import Claim, Storage
 from .attempts import Attempts
+from .leases import LeaseKeeper
 from .timetable import Look, Timetable
 from .waiters import Waiters
 from .wakeups import WakeSource, Wakeups
@@ -71,9 +72,11 @@ class Worker:
             worker at once besides.
         lease: how long a claim lasts, in seconds: a message whose attempt
             records no outcome (the process died during it) is attempted again
-            when the lease ends. It should outlast an attempt, or a slow
-            attempt's message may be claimed again while it runs. By default
-            the policy's first retry delay, and at least :data:`MIN_LEASE`.
+            when the lease ends. While an attempt runs, its claims are
+            extended at each half lease (:meth:`~mailstrom_py.Storage.extend`),
+            so a slow attempt keeps its messages from other workers. By
+            default the policy's first retry delay, and at least
+            :data:`MIN_LEASE`.
         reporter: decides which attempts call for a delivery status
             notification; each report is queued like any message.
 
@@ -99,6 +102,7 @@ class Worker:
             raise ValueError(f"lease must be a finite number of seconds > 0: {lease!r}")
         self._storage = storage
         self._lease = lease
+        self._leases = LeaseKeeper(storage, lease, clock)
         self._attempts = Attempts(
             storage,
             transport,
@@ -138,6 +142,7 @@ class Worker:
             raise WorkerError("the worker can be started only once")
         self._started = True
         self._storage.next_due()  # a storage that cannot answer fails here
+        self._leases.start()
         for n in range(self._threads):
             thread = threading.Thread(
                 target=self._deliver_loop, name=f"mailstrom-delivery-{n}", daemon=True
@@ -165,6 +170,9 @@ class Worker:
             thread.join(
                 None if deadline is None else max(0.0, deadline - time.monotonic())
             )
+        # Deliveries left running past the timeout lose their claims' upkeep:
+        # the storage is about to close under them.
+        self._leases.stop()
         return not self.running
 
     def drain(self, timeout: float) -> bool:
@@ -267,7 +275,8 @@ class Worker:
 
     def _attempt(self, claims: Sequence[Claim], now: float) -> None:
         try:
-            self._attempts.run(claims, now)
+            with self._leases.keeping(claims):
+                self._attempts.run(claims, now)
         finally:
             self._waiters.wake(claim.message_id for claim in claims)
 

@@ -16,6 +16,7 @@ from ..admin import QueueAdmin
 from ..base import Claim, Storage, check_claim, check_distinct
 from ..query import QueueFilter
 from . import admin, claims, messages, outcomes
+from .claims import extend as extend_claims
 from .db import Database, Timeouts
 from .notify import Listener, channel_for
 from .schema import migrate
@@ -225,6 +226,19 @@ class PostgresStorage(Storage, QueueAdmin):
         return self._db.write(
             "record attempts",
             lambda conn: outcomes.record(conn, records, database_clock=database_clock),
+        )
+
+    def extend(self, claims: Sequence[Claim], now: float, lease: float) -> list[bool]:
+        """See :meth:`Storage.extend`. With the database's clock, the new lease
+        counts from the database's time, whatever ``now`` says."""
+        check_claim(0, lease)
+        if not claims:
+            return []
+        at = self._now(now)
+        return self._db.write_statement(
+            "extend claims",
+            lambda conn: extend_claims(conn, claims, at, float(lease)),
+            again=True,
         )
 
     # -- queue operations ---------------------------------------------------------

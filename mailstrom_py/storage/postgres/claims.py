@@ -16,6 +16,7 @@ are moved by that much onto the database's.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from ..base import Claim, new_token
 from ..rules import attempt_begun
@@ -23,7 +24,7 @@ from ..sqlite.schema import prepared_email, statuses
 from .db import Connection
 from .rows import CLOCK, DB_NOW, PENDING, STATUS_COLUMNS
 
-__all__ = ["Claimed", "claim_due", "next_due"]
+__all__ = ["Claimed", "claim_due", "extend", "next_due"]
 
 # One statement: lock the due rows no one else holds, make them claimed, count
 # the attempt of their pending recipients, and return each message as found
@@ -66,6 +67,24 @@ ORDER BY c.n, r.position
 # The columns of _CLAIM's rows before the status's.
 _HEAD = 9
 
+# The live claims among those given: their messages stay claimed, and their
+# pending recipients due, until the new end of the lease.
+_EXTEND = f"""
+WITH {CLOCK}, live AS (
+    SELECT m.id, m.message_id FROM messages m
+    JOIN unnest(%s::text[], %s::text[]) AS c(message_id, token)
+        ON m.message_id = c.message_id AND m.claim_token = c.token
+    ORDER BY m.id
+    FOR UPDATE OF m
+), extended AS (
+    UPDATE messages m SET due_at = clock.now + %s FROM live, clock WHERE m.id = live.id
+), recipients_due AS (
+    UPDATE recipients r SET next_attempt_at = clock.now + %s FROM live, clock
+    WHERE r.message = live.id AND r.result IN {PENDING}
+)
+SELECT message_id FROM live
+"""
+
 _NEXT_DUE = (
     "SELECT (SELECT min(due_at) FROM messages WHERE pending > 0 AND NOT held),"
     f" {DB_NOW}"
@@ -107,6 +126,26 @@ def claim_due(
             Claim(before, attempt_begun(before, at, until), email, str(head[2]))
         )
     return Claimed(claims, at)
+
+
+def extend(
+    conn: Connection, claims: Sequence[Claim], now: float | None, lease: float
+) -> list[bool]:
+    """Extend each live claim of ``claims`` for ``lease`` seconds from ``now``
+    (the database's clock when None), as :meth:`~mailstrom_py.Storage.extend`
+    does."""
+    rows = conn.execute(
+        _EXTEND,
+        [
+            now,
+            [claim.message_id for claim in claims],
+            [claim.token for claim in claims],
+            lease,
+            lease,
+        ],
+    ).fetchall()
+    live = {str(message_id) for (message_id,) in rows}
+    return [claim.message_id in live for claim in claims]
 
 
 def next_due(conn: Connection) -> tuple[float | None, float]:

@@ -16,6 +16,7 @@ from ..base import Claim, Storage, check_claim, check_distinct
 from ..query import QueueFilter
 from ..rules import initial_status
 from . import claims, queue
+from .claims import extend as extend_claims
 from .db import Database
 from .schema import (
     EMAIL_COLUMNS,
@@ -236,6 +237,15 @@ class SqliteStorage(Storage, QueueAdmin):
             "record attempts", synchronous=self._attempt_synchronous, background=True
         ) as conn:
             return claims.record(conn, records)
+
+    def extend(self, claims: Sequence[Claim], now: float, lease: float) -> list[bool]:
+        check_claim(0, lease)
+        if not claims:
+            return []
+        with self._db.writing(
+            "extend claims", synchronous=self._attempt_synchronous, background=True
+        ) as conn:
+            return extend_claims(conn, claims, now + lease)
 
     # -- QueueAdmin ---------------------------------------------------------------
 

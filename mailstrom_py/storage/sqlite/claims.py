@@ -30,7 +30,15 @@ from .schema import (
     statuses,
 )
 
-__all__ = ["CLAIMABLE", "LIVE_CLAIM", "NEXT_DUE", "claim_due", "next_due", "record"]
+__all__ = [
+    "CLAIMABLE",
+    "LIVE_CLAIM",
+    "NEXT_DUE",
+    "claim_due",
+    "extend",
+    "next_due",
+    "record",
+]
 
 #: ``(now, limit)`` -> the rowids of the messages to claim, earliest due first,
 #: ties in the order added: read off the messages_due index, no sort.
@@ -146,6 +154,28 @@ def record(
         changed_messages.values(),
     )
     return recorded
+
+
+def extend(
+    conn: sqlite3.Connection, claims: Sequence[Claim], until: float
+) -> list[bool]:
+    """Extend the lease of each live claim of ``claims`` to ``until``, as
+    :meth:`~mailstrom_py.Storage.extend` does."""
+    extended = []
+    for claim in claims:
+        row = conn.execute(
+            "SELECT id FROM messages WHERE message_id = ? AND claim_token = ?",
+            (claim.message_id, claim.token),
+        ).fetchone()
+        if row is not None:
+            conn.execute("UPDATE messages SET due_at = ? WHERE id = ?", (until, row[0]))
+            conn.execute(
+                "UPDATE recipients SET next_attempt_at = ?"
+                f" WHERE message = ? AND result IN {PENDING}",
+                (until, row[0]),
+            )
+        extended.append(row is not None)
+    return extended
 
 
 def _load(

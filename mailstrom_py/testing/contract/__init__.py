@@ -10,8 +10,8 @@ return a new, empty backend from :meth:`~StorageContract.make_storage`::
             return MyStorage(directory / "outbox.db")
 
 pytest then runs every test of the contract against it. The tests come in groups,
-one class each (:mod:`.add`, :mod:`.claims`, :mod:`.admin`), should a backend
-want to run some of them only. This module needs pytest; importing
+one class each (:mod:`.add`, :mod:`.claims`, :mod:`.leases`, :mod:`.admin`),
+should a backend want to run some of them only. This module needs pytest; importing
 :mod:`mailstrom_py` or :mod:`mailstrom_py.testing` does not.
 """
 
@@ -29,6 +29,7 @@ from ...storage import Storage, queue_admin
 # (a failing one then shows the values compared), as it does in test modules.
 pytest.register_assert_rewrite(f"{__name__}.add", f"{__name__}.claims")
 pytest.register_assert_rewrite(f"{__name__}.admin", f"{__name__}.common")
+pytest.register_assert_rewrite(f"{__name__}.leases")
 
 from .add import AddContract, AddManyContract, ConcurrencyContract  # noqa: E402
 from .admin import (  # noqa: E402
@@ -40,6 +41,7 @@ from .admin import (  # noqa: E402
 )
 from .claims import ClaimDueContract, NextDueContract, RecordContract  # noqa: E402
 from .common import Backend  # noqa: E402
+from .leases import ExtendContract  # noqa: E402
 
 __all__ = ["StorageContract"]
 
@@ -50,6 +52,7 @@ class StorageContract(
     ClaimDueContract,
     NextDueContract,
     RecordContract,
+    ExtendContract,
     ConcurrencyContract,
     FindContract,
     KickContract,
