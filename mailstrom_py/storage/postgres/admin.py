@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ...status import MessageStatus
 from ..query import QueueFilter
-from ..sqlite.schema import statuses
+from ..rows import statuses
 from .db import Connection
 from .notify import notify_sql
 from .rows import CLOCK, PENDING, STATUSES_OF, where_clause

@@ -19,8 +19,8 @@ import dataclasses
 from collections.abc import Sequence
 
 from ..base import Claim, new_token
+from ..rows import prepared_email, statuses
 from ..rules import attempt_begun
-from ..sqlite.schema import prepared_email, statuses
 from .db import Connection
 from .rows import CLOCK, DB_NOW, PENDING, STATUS_COLUMNS
 

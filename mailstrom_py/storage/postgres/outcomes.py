@@ -22,10 +22,10 @@ from collections.abc import Sequence
 
 from ...status import DeliveryResult, MessageStatus, RecipientStatus
 from ..base import Claim
+from ..rows import RECIPIENT_COLUMNS, recipient_values
 from ..rules import merge_recipients
-from ..sqlite.schema import recipient_values
 from .db import Connection
-from .rows import DB_NOW, RECIPIENT_COLUMNS
+from .rows import DB_NOW
 
 __all__ = ["record"]
 
@@ -91,8 +91,6 @@ SELECT n, held, skew, lease_end FROM claims
 # A pending recipient the updates do not name stays due when the claim's
 # lease ends, which the message's due_at holds while the claim lasts: the
 # claim's status may hold an earlier end, if the claim was extended.
-
-_BOOLEANS = ("possibly_delivered", "remote_tls_verified")
 
 
 def record(
@@ -187,10 +185,6 @@ def _row(n: int, position: int, update: RecipientStatus) -> dict[str, object]:
     """One recipient's update as an object of :data:`_RECORD`'s JSON."""
     row: dict[str, object] = {"n": n, "position": position}
     row.update(zip(RECIPIENT_COLUMNS, recipient_values(update), strict=True))
-    # SQLite stores booleans as 0 and 1; PostgreSQL's JSON wants true and false.
-    for column in _BOOLEANS:
-        if row[column] is not None:
-            row[column] = bool(row[column])
     return row
 
 

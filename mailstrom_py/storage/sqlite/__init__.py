@@ -14,17 +14,17 @@ from ...status import MessageStatus, RecipientStatus
 from ..admin import QueueAdmin
 from ..base import Claim, Storage, check_claim, check_distinct
 from ..query import QueueFilter
-from ..rules import initial_status
-from . import claims, queue
-from .claims import extend as extend_claims
-from .db import Database
-from .schema import (
-    EMAIL_COLUMNS,
+from ..rows import (
     RECIPIENT_COLUMNS,
     prepared_email,
     recipient_domain,
     recipient_values,
 )
+from ..rules import initial_status
+from . import claims, queue
+from .claims import extend as extend_claims
+from .db import Database
+from .schema import EMAIL_COLUMNS
 
 __all__ = ["SqliteStorage", "Synchronous"]
 

@@ -12,9 +12,10 @@ import sqlite3
 
 from ...status import MessageStatus
 from ..query import QueueFilter
+from ..rows import statuses
 from ..sql import filter_condition
 from .claims import LIVE_CLAIM
-from .schema import PENDING, STATUSES_OF, statuses
+from .schema import PENDING, STATUSES_OF
 
 __all__ = [
     "count",
