@@ -20,6 +20,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 from ..config.loader import load_config
 from ..errors import MessageNotFound
@@ -39,6 +40,10 @@ _ACTIONS = {
     "drop": "remove the selected messages for good, telling no one",
 }
 _SHOW = "print a stored message exactly as it will be sent (as postcat -q does)"
+_PURGE = (
+    "remove messages completed (every recipient delivered or failed) more than"
+    " AGE ago, in small batches"
+)
 _PAST_TENSE = {
     "kick": "kicked",
     "hold": "held",
@@ -56,6 +61,15 @@ NONE_SELECTED = "no message selected"
 AddParser = Callable[..., argparse.ArgumentParser]
 
 
+@runtime_checkable
+class Purging(Protocol):
+    """A queue that removes completed mail by age (SQLite's and PostgreSQL's)."""
+
+    def purge_completed(
+        self, older_than: float, *, now: float | None = None, batch: int = 500
+    ) -> int: ...
+
+
 def _duration(text: str) -> float:
     match = _DURATION.match(text.strip().lower())
     if match is None:
@@ -66,9 +80,10 @@ def _duration(text: str) -> float:
 
 
 def add_queue_command(add_parser: AddParser) -> None:
-    """Add ``queue list|count|kick|hold|release|drop|show``."""
+    """Add ``queue list|count|kick|hold|release|drop|purge|show``."""
     queue = add_parser(
-        "queue", help="list, count, kick, hold, release, drop or show queued mail"
+        "queue",
+        help="list, count, kick, hold, release, drop, purge or show queued mail",
     )
     actions = queue.add_subparsers(dest="action", required=True)
     for action, text in _ACTIONS.items():
@@ -87,6 +102,15 @@ def add_queue_command(add_parser: AddParser) -> None:
                 action="store_true",
                 help="drop every message (needed when no id or filter is given)",
             )
+    purge = actions.add_parser("purge", help=_PURGE, description=_PURGE)
+    purge.add_argument(
+        "--older-than",
+        metavar="AGE",
+        type=_duration,
+        required=True,
+        help="time since completion: 90, 90s, 15m, 2h or 3d",
+    )
+    _add_source(purge)
     show = actions.add_parser("show", help=_SHOW, description=_SHOW)
     show.add_argument("message_id", metavar="ID", help="the message")
     _add_source(show)
@@ -201,6 +225,8 @@ def run_queue(args: argparse.Namespace) -> int:
     now = time.time()
     if args.action == "show":
         return _with_queue(args, lambda storage: _show(storage, args))
+    if args.action == "purge":
+        return _with_queue(args, lambda storage: _purge(storage, args.older_than))
     where = _filter(args, now)
     if args.action == "drop" and where == QueueFilter() and not args.all:
         print(
@@ -300,6 +326,18 @@ def _change(storage: Storage, action: str, where: QueueFilter, now: float) -> No
         + ("" if len(changed) == 1 else "s"),
         file=sys.stderr,
     )
+
+
+def _purge(storage: Storage, older_than: float) -> int:
+    if not isinstance(storage, Purging):
+        print(
+            f"mailstrom-py: {type(storage).__name__} cannot purge completed mail",
+            file=sys.stderr,
+        )
+        return 2
+    removed = storage.purge_completed(older_than)
+    print(f"purged {removed} message" + ("" if removed == 1 else "s"), file=sys.stderr)
+    return 0
 
 
 def _show(storage: Storage, args: argparse.Namespace) -> int:

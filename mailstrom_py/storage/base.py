@@ -30,6 +30,7 @@ from ..status import MessageStatus, RecipientStatus
 __all__ = [
     "Claim",
     "Storage",
+    "check_age",
     "check_claim",
     "check_distinct",
     "new_token",
@@ -280,6 +281,22 @@ def check_claim(limit: int, lease: float) -> None:
         raise ValueError(f"limit must be an integer >= 0, not {limit!r}")
     if not isinstance(lease, int | float) or not math.isfinite(lease) or lease <= 0:
         raise ValueError(f"lease must be a finite number of seconds > 0, not {lease!r}")
+
+
+def check_age(older_than: float, batch: int) -> None:
+    """Raise ``ValueError`` unless ``older_than`` (seconds) and ``batch`` are
+    as ``purge_completed()`` takes them."""
+    if (
+        isinstance(older_than, bool)
+        or not isinstance(older_than, int | float)
+        or not math.isfinite(older_than)
+        or older_than < 0
+    ):
+        raise ValueError(
+            f"older_than must be a finite number of seconds >= 0, not {older_than!r}"
+        )
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be an integer >= 1, not {batch!r}")
 
 
 def check_distinct(emails: Sequence[PreparedEmail]) -> None:

@@ -13,7 +13,7 @@ from ...errors import ConfigError, StorageError
 from ...message import PreparedEmail
 from ...status import MessageStatus, RecipientStatus
 from ..admin import QueueAdmin
-from ..base import Claim, Storage, check_claim, check_distinct
+from ..base import Claim, Storage, check_age, check_claim, check_distinct
 from ..query import QueueFilter
 from . import admin, claims, messages, outcomes
 from .claims import extend as extend_claims
@@ -300,12 +300,14 @@ class PostgresStorage(Storage, QueueAdmin):
             How many messages were removed.
 
         Raises:
-            ValueError: no age is given and the storage has no retention.
+            ValueError: no age is given and the storage has no retention, or
+                the age or ``batch`` is out of range.
             StorageError: a batch failed; the batches before it stay removed.
         """
         age = self._retention if older_than is None else older_than
         if age is None:
             raise ValueError("give older_than: this storage keeps completed mail")
+        check_age(age, batch)
         at = self._now(time.time() if now is None else now)
         removed = 0
         while True:

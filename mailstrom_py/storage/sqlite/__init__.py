@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from typing import Literal
 
@@ -12,7 +13,7 @@ from ...errors import ConfigError, DuplicateMessageError, MessageNotFound
 from ...message import PreparedEmail
 from ...status import MessageStatus, RecipientStatus
 from ..admin import QueueAdmin
-from ..base import Claim, Storage, check_claim, check_distinct
+from ..base import Claim, Storage, check_age, check_claim, check_distinct
 from ..query import QueueFilter
 from ..rows import (
     RECIPIENT_COLUMNS,
@@ -276,6 +277,35 @@ class SqliteStorage(Storage, QueueAdmin):
     def recent(self, limit: int | None = None) -> list[MessageStatus]:
         with self._db.writing("report recent outcomes") as conn:
             return queue.recent(conn, limit)
+
+    def purge_completed(
+        self, older_than: float, *, now: float | None = None, batch: int = 500
+    ) -> int:
+        """Remove messages completed more than ``older_than`` seconds before
+        ``now`` (by default the time now), as
+        :meth:`~mailstrom_py.PostgresStorage.purge_completed` does.
+
+        A message counts as completed when the attempt that completed it
+        began. The removal goes in batches of ``batch`` messages, each its own
+        short write, so ``send_email()`` calls wait for one batch at most.
+
+        Returns:
+            How many messages were removed.
+
+        Raises:
+            ValueError: ``older_than`` is not a finite number of seconds of at
+                least 0, or ``batch`` is below 1.
+            StorageError: a batch failed; the batches before it stay removed.
+        """
+        check_age(older_than, batch)
+        before = (time.time() if now is None else now) - older_than
+        removed = 0
+        while True:
+            with self._db.writing("remove completed messages") as conn:
+                gone = queue.purge(conn, before, batch)
+            removed += gone
+            if gone < batch:
+                return removed
 
     def close(self) -> None:
         """Close every connection; later calls raise ``StorageError``. Idempotent."""
