@@ -24,7 +24,9 @@ psycopg 3 (the ``test`` extra). Nothing leaves the machine.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing
+import os
 import statistics
 import sys
 import time
@@ -40,6 +42,9 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from support.postgres import PgServer
+
+from mailstrom_py import PostgresStorage
+from mailstrom_py.status import DeliveryResult, RecipientStatus
 
 LEASE = timedelta(minutes=5)
 # The server's own defaults, not the test harness's small buffers.
@@ -139,7 +144,86 @@ def bare_connect(dsn: str) -> QueueClient:
     return BareClient(dsn)
 
 
-CONTENDERS = [Contender("bare SQL", bare_fill, bare_connect)]
+# -- the library: PostgresStorage doing its real work ---------------------------------
+
+LIBRARY_SCHEMA = "bench"
+BODY = (
+    b"From: bench@example.test\r\nTo: someone@example.test\r\n"
+    b"Subject: benchmark\r\n\r\n" + b"A line of a short notification.\r\n" * 8
+)
+
+
+def library_storage(dsn: str) -> PostgresStorage:
+    return PostgresStorage(dsn, schema=LIBRARY_SCHEMA, max_connections=2)
+
+
+def library_fill(dsn: str, rows: int) -> None:
+    """``rows`` messages of one recipient each, due now, in the storage's tables
+    (made by opening the storage): written with SQL, as ``add_many`` writes
+    them, because adding is not what is measured and SQL fills in seconds."""
+    library_storage(dsn).close()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"SET search_path = {LIBRARY_SCHEMA}")
+        conn.execute("TRUNCATE messages, bodies, recipients")
+        conn.execute(
+            "INSERT INTO messages (message_id, mail_from, smtputf8, eight_bit,"
+            " require_tls, tls_optional, created_at, pending, due_at)"
+            " SELECT n || '@bench.example.test', 'bench@example.test', false, false,"
+            " false, false, t, 1, t FROM generate_series(1, %s) AS n,"
+            " LATERAL (SELECT extract(epoch FROM now())::float8 - n * 0.001) AS c(t)",
+            (rows,),
+        )
+        conn.execute("INSERT INTO bodies SELECT id, %s FROM messages", (BODY,))
+        conn.execute(
+            "INSERT INTO recipients (message, position, address, domain,"
+            " next_attempt_at) SELECT id, 0, 'rcpt' || id || '@example.test',"
+            " 'example.test', due_at FROM messages"
+        )
+        for table in ("messages", "bodies", "recipients"):
+            conn.execute(f"VACUUM ANALYZE {table}")
+
+
+class LibraryClient:
+    """A worker's storage calls: ``claim_due`` of a batch, then ``record_many``
+    of every claimed recipient delivered, as the worker records them."""
+
+    def __init__(self, dsn: str) -> None:
+        self.storage = library_storage(dsn)
+
+    def claim(self, limit: int) -> Sequence[Any]:
+        return self.storage.claim_due(time.time(), limit, LEASE.total_seconds())
+
+    def finish(self, claimed: Sequence[Any]) -> None:
+        now = time.time()
+        records = [
+            (claim, [delivered(r, now) for r in claim.status.pending])
+            for claim in claimed
+        ]
+        statuses = self.storage.record_many(records)
+        assert all(statuses), "a lease was lost"
+
+    def close(self) -> None:
+        self.storage.close()
+
+
+def delivered(recipient: RecipientStatus, now: float) -> RecipientStatus:
+    return dataclasses.replace(
+        recipient,
+        result=DeliveryResult.DELIVERED,
+        status_code="2.0.0",
+        detail="250 2.0.0 queued as benchmark",
+        next_attempt_at=None,
+    )
+
+
+def library_connect(dsn: str) -> QueueClient:
+    return LibraryClient(dsn)
+
+
+CONTENDERS = [
+    Contender("bare SQL", bare_fill, bare_connect),
+    Contender("PostgresStorage", library_fill, library_connect),
+]
 
 
 # -- running them ---------------------------------------------------------------------
@@ -158,18 +242,23 @@ class Run:
 def work(run: Run, start: Barrier, results: Any) -> None:
     """One worker process: connect, wait for the others, then claim and finish
     batches until ``run.seconds`` have passed or the queue is empty."""
-    client = run.contender.connect(run.dsn)
-    done = 0
-    start.wait(timeout=60)
-    began = time.perf_counter()
-    while time.perf_counter() - began < run.seconds:
-        claimed = client.claim(run.batch)
-        if not claimed:
-            break
-        client.finish(claimed)
-        done += len(claimed)
-    results.put((done, time.perf_counter() - began))
-    client.close()
+    try:
+        client = run.contender.connect(run.dsn)
+        done = 0
+        start.wait(timeout=60)
+        began = time.perf_counter()
+        while time.perf_counter() - began < run.seconds:
+            claimed = client.claim(run.batch)
+            if not claimed:
+                break
+            client.finish(claimed)
+            done += len(claimed)
+        took = time.perf_counter() - began
+        client.close()
+    except BaseException:
+        results.put((0, 0.0))  # the parent need not wait out its timeout
+        raise
+    results.put((done, took))
 
 
 def run_once(run: Run, processes: int) -> float:
@@ -240,20 +329,46 @@ def main() -> None:
             f"PostgreSQL {version[0] if version else '?'} on 127.0.0.1 "
             f"(initdb and start: {started:.1f} s); fsync and synchronous_commit on; "
             f"{args.rows:,} due jobs per run, {args.seconds:g} s per run, "
-            f"median of {args.repeat}\n"
+            f"median of {args.repeat}; load average (1, 5, 15 min) {load()}, "
+            f"{os.cpu_count()} CPUs\n"
         )
-        rows = [
-            (contender.name, *figures)
+        figures = {
+            contender.name: {
+                (batch, processes): rates
+                for batch, processes, rates in measure(server, contender, args)
+            }
             for contender in CONTENDERS
-            for figures in measure(server, contender, args)
-        ]
-    print(f"{'contender':<24} {'batch':>5} {'processes':>9} {'jobs/s':>9}  runs")
-    for name, batch, processes, rates in rows:
-        runs = " ".join(f"{rate:,.0f}" for rate in rates)
-        print(
-            f"{name:<24} {batch:>5} {processes:>9} "
-            f"{statistics.median(rates):>9,.0f}  {runs}"
+        }
+    print_table(figures)
+    print(f"\nload average (1, 5, 15 min) at the end: {load()}")
+
+
+def print_table(figures: dict[str, dict[tuple[int, int], list[float]]]) -> None:
+    """One line per batch size and process count: each contender's median rate
+    (its runs in brackets), then each contender's share of the first's."""
+    names = [contender.name for contender in CONTENDERS]
+    first = names[0]
+    header = f"{'batch':>5} {'processes':>9}"
+    header += "".join(f" {name + ' /s':>17}" for name in names)
+    header += "".join(f" {name + ' ratio':>22}" for name in names[1:])
+    print(header)
+    for key in figures[first]:
+        line = f"{key[0]:>5} {key[1]:>9}"
+        medians = {name: statistics.median(figures[name][key]) for name in names}
+        line += "".join(f" {medians[name]:>17,.0f}" for name in names)
+        line += "".join(
+            f" {medians[name] / medians[first]:>22.2f}" for name in names[1:]
         )
+        print(line)
+    print("\nruns (jobs/s):")
+    for name in names:
+        for (batch, processes), rates in figures[name].items():
+            runs = ", ".join(f"{rate:,.0f}" for rate in rates)
+            print(f"  {name}, batch {batch}, processes {processes}: {runs}")
+
+
+def load() -> str:
+    return ", ".join(f"{figure:.2f}" for figure in os.getloadavg())
 
 
 if __name__ == "__main__":

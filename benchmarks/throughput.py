@@ -14,6 +14,10 @@ send to last recipient delivered):
   send_emails() batches, from four caller threads at once (as a web
   application's request threads would), and with synchronous=NORMAL, to show
   what the disk sync on the caller's path costs;
+* mailstrom_py with PostgresStorage, on a throwaway PostgreSQL server on
+  127.0.0.1 started by the script (``tests/support/postgres.py``) at its
+  default durability; skipped, with the reason printed, when the PostgreSQL
+  server programs or psycopg are missing;
 * one and two worker processes (what ``mailstrom-py worker`` runs) delivering
   from one SqliteStorage file that this process filled through an Outbox;
   these are timed from a full queue, see _processes.py;
@@ -52,6 +56,7 @@ baselines, always run. Postfix is the last one and runs only when asked for
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import os
@@ -65,6 +70,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from _baselines import DiskProbe, DiskSync, run_naive, run_reused
 from _harness import (
@@ -80,10 +86,20 @@ from _postfix import run_postfix
 from _processes import run_worker_processes
 from _profile import profiled
 
+try:
+    from support.postgres import PgServer, find_bin_dir
+except ImportError as exc:  # psycopg is missing
+    PG_MISSING: str | None = f"cannot use PostgreSQL here: {exc}"
+else:
+    PG_MISSING = (
+        None if find_bin_dir() else "the PostgreSQL server programs are not installed"
+    )
+
 from mailstrom_py import (
     Config,
     Mailstrom,
     MemoryStorage,
+    PostgresStorage,
     QueueFilter,
     RelayConfig,
     SqliteStorage,
@@ -169,7 +185,32 @@ def wait_until_delivered(mailer: Mailstrom, last: str) -> None:
         time.sleep(0.02)
 
 
-def variants(messages: list[bytes], threads: int, tmp: Path) -> list[Variant]:
+class Postgres:
+    """A PostgreSQL server started on first use and stopped by ``close()``;
+    each storage it makes has a database of its own."""
+
+    def __init__(self) -> None:
+        self.server: PgServer | None = None
+        self.databases = itertools.count()
+
+    def storage(self, sink: Sink) -> Storage:
+        del sink  # each run gets a database of its own
+        if PG_MISSING:
+            raise VariantSkipped(PG_MISSING)
+        if self.server is None:
+            self.server = PgServer(settings={"shared_buffers": "128MB"})
+            self.server.start()
+        dsn = self.server.create_database(f"bench_{next(self.databases)}")
+        return PostgresStorage(dsn)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+def variants(
+    messages: list[bytes], threads: int, tmp: Path, postgres: Postgres
+) -> list[Variant]:
     """The variants to measure, in the order they are numbered and printed; the
     first three are the baselines (NAIVE, REUSED, THREADS)."""
     files = itertools.count()
@@ -222,6 +263,7 @@ def variants(messages: list[bytes], threads: int, tmp: Path) -> list[Variant]:
             "  ... synchronous=NORMAL",
             lambda sink: sqlite(sink, synchronous="NORMAL"),
         ),
+        mailstrom("mailstrom_py, PostgresStorage", postgres.storage),
         processes(1),
         processes(2),
         Variant(
@@ -361,8 +403,9 @@ def main() -> int:
         f"{os.getloadavg()[0]:.1f}; {args.threads} delivery threads; "
         f"{args.repeat} interleaved repetition(s)\n"
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        every = variants(messages, args.threads, Path(tmp))
+    postgres = Postgres()
+    with tempfile.TemporaryDirectory() as tmp, contextlib.closing(postgres):
+        every = variants(messages, args.threads, Path(tmp), postgres)
         if args.profile is not None:
             with profiled():
                 run_once(every[args.profile], kind)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from support.cli import config_text, run
 
-from mailstrom_py import DeliveryResult, QueueFilter, SmtpReply, SqliteStorage
+from mailstrom_py import DeliveryResult, QueueFilter, SmtpReply, SqliteStorage, Storage
 from mailstrom_py.testing import prepared_email
 
 UNKNOWN = "nope@example.test"
@@ -218,3 +218,49 @@ def test_db_and_config_exclude_each_other(config: Path, tmp_path: Path) -> None:
     done = run("queue", "list", "--config", str(config), "--db", str(tmp_path / "x.db"))
     assert done.returncode == 2
     assert b"not allowed with argument" in done.stderr
+
+
+def completed_and_pending(storage: Storage, now: float) -> None:
+    """m10 delivered three hours ago, m11 delivered now, m12 queued three
+    hours ago and still pending."""
+    for n, at in ((10, now - 3 * 3600), (11, now)):
+        storage.add(prepared_email(n, "a@example.test"), at)
+        [claim] = storage.claim_due(at, limit=10, lease=60.0)
+        assert claim.message_id == f"m{n}@example.test"
+        storage.record(
+            claim,
+            [
+                dataclasses.replace(
+                    r, result=DeliveryResult.DELIVERED, next_attempt_at=None
+                )
+                for r in claim.status.recipients
+            ],
+        )
+    storage.add(prepared_email(12, "a@example.test"), now - 3 * 3600)
+
+
+def test_purge_removes_mail_completed_longer_ago_than_asked(tmp_path: Path) -> None:
+    """``queue purge --older-than 1h`` removes the message delivered three
+    hours ago, and keeps the one delivered now and the pending one, however
+    old."""
+    path = tmp_path / "purge.db"
+    storage = SqliteStorage(path)
+    completed_and_pending(storage, time.time())
+    storage.close()
+    done = run("queue", "purge", "--older-than", "1h", "--db", str(path))
+    assert (done.returncode, done.stderr.decode().strip()) == (0, "purged 1 message")
+    storage = SqliteStorage(path)
+    left = [s.message_id for s in storage.find(QueueFilter())]
+    storage.close()
+    assert sorted(left) == ["m11@example.test", "m12@example.test"]
+    done = run("queue", "purge", "--older-than", "1h", "--db", str(path))
+    assert done.stderr.decode().strip() == "purged 0 messages"
+
+
+def test_purge_needs_an_age(config: Path) -> None:
+    """Without --older-than, or with an age that is not one, purge is a usage
+    error and removes nothing."""
+    for args in ([], ["--older-than", "soon"]):
+        code, _, err = queue(config, "queue", "purge", *args)
+        assert code == 2, err
+    assert queue(config, "queue", "count")[1].strip() == "3"

@@ -11,12 +11,14 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 psycopg = pytest.importorskip("psycopg")
 
+from support.cli import run  # noqa: E402
 from support.postgres import PgServer  # noqa: E402
 
 from mailstrom_py import (  # noqa: E402
@@ -505,3 +507,39 @@ def test_the_command_line_opens_postgres_from_its_settings(
         assert storage.count(QueueFilter()) == 1
     finally:
         storage.close()
+
+
+def test_the_purge_command_removes_old_completed_mail(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    """``queue purge --older-than`` on the PostgreSQL queue of a configuration
+    file removes the messages completed longer ago than asked, by the
+    database's clock, and keeps the rest."""
+    storage = PostgresStorage(postgres_dsn, clock="caller")
+    now = time.time()
+    for n, at in ((1, now - 3 * 3600), (2, now)):
+        storage.add(prepared_email(n), at)
+        [claim] = storage.claim_due(at, 10, 60.0)
+        storage.record(
+            claim,
+            [
+                dataclasses.replace(
+                    r, result=DeliveryResult.DELIVERED, next_attempt_at=None
+                )
+                for r in claim.status.recipients
+            ],
+        )
+    storage.add(prepared_email(3), now - 3 * 3600)
+    storage.close()
+    config = tmp_path / "mailstrom.toml"
+    config.write_text(
+        'helo_name = "app.example.test"\n[delivery]\nkind = "relay"\n'
+        f'host = "127.0.0.1"\n[storage]\npostgres = "{postgres_dsn}"\n',
+        encoding="utf-8",
+    )
+    done = run("queue", "purge", "--older-than", "1h", "--config", str(config))
+    assert (done.returncode, done.stderr.decode().strip()) == (0, "purged 1 message")
+    storage = PostgresStorage(postgres_dsn)
+    left = sorted(s.message_id for s in storage.find(QueueFilter()))
+    storage.close()
+    assert left == ["m2@example.test", "m3@example.test"]

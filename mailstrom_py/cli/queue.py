@@ -19,10 +19,12 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 from ..config.loader import load_config
 from ..config.settings import LoadedConfig
@@ -50,6 +52,13 @@ _ACTIONS = {
 # The actions that need ids, a filter or --all: they cannot be undone.
 _FINAL = ("fail", "drop")
 _SHOW = "print a stored message exactly as it will be sent (as postcat -q does)"
+_PURGE = (
+    "remove messages completed (every recipient delivered or failed) more than"
+    " AGE ago, in small batches"
+)
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
 #: What ``queue list`` prints for a queue without messages.
 EMPTY = "mail queue is empty"
 #: What it prints when the queue has messages but none is selected.
@@ -58,12 +67,30 @@ NONE_SELECTED = "no message selected"
 AddParser = Callable[..., argparse.ArgumentParser]
 
 
+@runtime_checkable
+class Purging(Protocol):
+    """A queue that removes completed mail by age (SQLite's and PostgreSQL's)."""
+
+    def purge_completed(
+        self, older_than: float, *, now: float | None = None, batch: int = 500
+    ) -> int: ...
+
+
+def _duration(text: str) -> float:
+    match = _DURATION.match(text.strip().lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an age such as 90, 90s, 15m, 2h or 3d"
+        )
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
 def add_queue_command(add_parser: AddParser) -> None:
-    """Add ``queue list|count|kick|hold|release|schedule|fail|drop|show``."""
+    """Add ``queue list|count|kick|hold|release|schedule|fail|drop|purge|show``."""
     queue = add_parser(
         "queue",
-        help="list, count, kick, hold, release, schedule, fail, drop or show"
-        " queued mail",
+        help="list, count, kick, hold, release, schedule, fail, drop, purge or"
+        " show queued mail",
     )
     actions = queue.add_subparsers(dest="action", required=True)
     for action, text in _ACTIONS.items():
@@ -88,6 +115,15 @@ def add_queue_command(add_parser: AddParser) -> None:
     show.add_argument("message_id", metavar="ID", help="the message")
     _add_source(show)
     _add_json(show)
+    purge = actions.add_parser("purge", help=_PURGE, description=_PURGE)
+    purge.add_argument(
+        "--older-than",
+        metavar="AGE",
+        type=_duration,
+        required=True,
+        help="time since completion: 90, 90s, 15m, 2h or 3d",
+    )
+    _add_source(purge)
 
 
 def add_status_command(add_parser: AddParser) -> None:
@@ -156,6 +192,8 @@ def run_queue(args: argparse.Namespace) -> int:
     now = time.time()
     if args.action == "show":
         return _with_queue(args, lambda queue: _show(queue.storage, args))
+    if args.action == "purge":
+        return _with_queue(args, lambda queue: _purge(queue.storage, args.older_than))
     where = queue_filter(args, now)
     if args.action in _FINAL and where == QueueFilter() and not args.all:
         print(
@@ -248,6 +286,18 @@ def _print_items(
         return
     for item in items:
         print("\n".join(describe(item, now)))
+
+
+def _purge(storage: Storage, older_than: float) -> int:
+    if not isinstance(storage, Purging):
+        print(
+            f"mailstrom-py: {type(storage).__name__} cannot purge completed mail",
+            file=sys.stderr,
+        )
+        return 2
+    removed = storage.purge_completed(older_than)
+    print(f"purged {removed} message" + ("" if removed == 1 else "s"), file=sys.stderr)
+    return 0
 
 
 def _show(storage: Storage, args: argparse.Namespace) -> int:

@@ -376,6 +376,12 @@ class Config:
         drain_timeout: the most seconds ``Mailstrom.stop()`` (and so leaving a
             ``with`` block) spends first giving mail that is due its attempt;
             0 stops at once, leaving due mail in storage.
+        claim_lease: seconds a worker's claim on a message lasts before
+            another worker may take the message (the claimant presumed dead);
+            claims are extended at each half lease while their attempt runs,
+            so this bounds how late the mail of a dead worker is retried, not
+            how long an attempt may take. By default the retry policy's first
+            delay, and at least 30 seconds.
         default_from: the From header of a message that has none, such as
             ``"Example App <noreply@example.org>"``: one mailbox, checked when
             the mailer is built. The envelope sender is read from it too,
@@ -407,6 +413,7 @@ class Config:
     session_idle_timeout: float = 5.0
     destination_concurrency: int = 20
     drain_timeout: float = 30.0
+    claim_lease: float | None = None
     default_from: str | None = None
     event_queue_size: int = 10_000
     webhook: WebhookConfig | None = None
@@ -429,6 +436,8 @@ class Config:
         check_timeout(self.session_idle_timeout, "session_idle_timeout")
         check_count(self.destination_concurrency, "destination_concurrency", minimum=1)
         check_wait(self.drain_timeout, "drain_timeout")
+        if self.claim_lease is not None:
+            check_timeout(self.claim_lease, "claim_lease")
         _check_default_from(self.default_from)
         check_count(self.event_queue_size, "event_queue_size", minimum=1)
         if self.webhook is not None and not isinstance(self.webhook, WebhookConfig):

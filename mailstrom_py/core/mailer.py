@@ -85,6 +85,7 @@ class Mailstrom(Outbox):
             threads=config.delivery_threads,
             clock=clock,
             rng=rng,
+            lease=config.claim_lease,
             reporter=self._worker_reporter(config),
             events=self._events,
             suppression=config.suppression,

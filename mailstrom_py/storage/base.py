@@ -30,6 +30,7 @@ from ..status import MessageStatus, RecipientStatus
 __all__ = [
     "Claim",
     "Storage",
+    "check_age",
     "check_claim",
     "check_distinct",
     "new_token",
@@ -249,6 +250,37 @@ class Storage(ABC):
             The status after each update, or ``None`` where it was refused.
         """
 
+    def extend(self, claims: Sequence[Claim], now: float, lease: float) -> list[bool]:
+        """Keep each of ``claims`` that has not ended for ``lease`` seconds more
+        from ``now``, in one atomic step: its message stays claimed, due again
+        only at ``now + lease`` (every pending recipient's ``next_attempt_at``
+        becomes that time), and its token stays the claim's.
+
+        A worker whose attempt runs long extends its claims before their lease
+        ends, so that no other worker claims the messages meanwhile. A claim
+        whose lease has ended but that no other claim has replaced is still
+        the message's claim, and is extended. A claim that has ended
+        (recorded, replaced, or its message dropped) is refused and nothing
+        changes for it.
+
+        Not abstract: the default extends nothing, and returns ``False`` for
+        every claim; a backend that keeps claims should do better.
+
+        Args:
+            claims: the claims to extend.
+            now: the time the new lease counts from.
+            lease: seconds; finite and above 0.
+
+        Returns:
+            For each claim, in order, whether it was extended.
+
+        Raises:
+            ValueError: ``lease`` is out of range.
+            StorageError: the claims could not be extended; none was.
+        """
+        check_claim(0, lease)
+        return [False] * len(claims)
+
     def close(self) -> None:
         """Release the backend's resources. Idempotent; the default does nothing."""
 
@@ -265,6 +297,22 @@ def check_claim(limit: int, lease: float) -> None:
         raise ValueError(f"limit must be an integer >= 0, not {limit!r}")
     if not isinstance(lease, int | float) or not math.isfinite(lease) or lease <= 0:
         raise ValueError(f"lease must be a finite number of seconds > 0, not {lease!r}")
+
+
+def check_age(older_than: float, batch: int) -> None:
+    """Raise ``ValueError`` unless ``older_than`` (seconds) and ``batch`` are
+    as ``purge_completed()`` takes them."""
+    if (
+        isinstance(older_than, bool)
+        or not isinstance(older_than, int | float)
+        or not math.isfinite(older_than)
+        or older_than < 0
+    ):
+        raise ValueError(
+            f"older_than must be a finite number of seconds >= 0, not {older_than!r}"
+        )
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be an integer >= 1, not {batch!r}")
 
 
 def check_distinct(emails: Sequence[PreparedEmail]) -> None:

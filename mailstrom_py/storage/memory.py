@@ -21,6 +21,7 @@ from .rules import (
     due_at,
     failed_by_operator,
     initial_status,
+    lease_extended,
     merge_recipients,
     scheduled,
 )
@@ -167,6 +168,18 @@ class MemoryStorage(Storage, QueueAdmin, EventJournal, MemoryControls):
 
     def _write_events(self, events: Sequence[str]) -> None:
         self._journal.extend(JournalEntry(next(self._journal_ids), e) for e in events)
+
+    def extend(self, claims: Sequence[Claim], now: float, lease: float) -> list[bool]:
+        check_claim(0, lease)
+        with self._lock:
+            extended = []
+            for claim in claims:
+                message_id = claim.message_id
+                live = self._tokens.get(message_id) == claim.token
+                if live:
+                    self._put(lease_extended(self._statuses[message_id], now + lease))
+                extended.append(live)
+            return extended
 
     def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
         with self._lock:

@@ -12,6 +12,7 @@ are written once:
   attempt;
 * :func:`attempt_begun`: a message as claimed, its attempt counted before it
   is made;
+* :func:`lease_extended`: a message whose claim's lease was extended;
 * :func:`apply_outcomes`: the new statuses of the pending recipients after an
   attempt, from what the transport reported;
 * :func:`merge_recipients`: statuses recorded onto a message, never overwriting
@@ -43,6 +44,7 @@ __all__ = [
     "failed_by_operator",
     "initial_status",
     "is_claimable",
+    "lease_extended",
     "merge_recipients",
     "scheduled",
 ]
@@ -125,6 +127,16 @@ def attempt_begun(status: MessageStatus, now: float, until: float) -> MessageSta
         for r in status.recipients
     )
     return MessageStatus(status.message_id, recipients, status.created_at, status.held)
+
+
+def lease_extended(status: MessageStatus, until: float) -> MessageStatus:
+    """Return ``status`` with its claim's lease extended to ``until``: every
+    pending recipient is next due then."""
+    recipients = tuple(
+        r if r.completed else dataclasses.replace(r, next_attempt_at=until)
+        for r in status.recipients
+    )
+    return dataclasses.replace(status, recipients=recipients)
 
 
 def apply_outcomes(

@@ -32,6 +32,7 @@ from ..status import MessageStatus
 from ..storage.base import Claim, Storage
 from ..storage.controls import Controls, MemoryControls
 from .attempts import Attempts
+from .leases import LeaseKeeper
 from .reporting import Reporter
 from .shaping import SuspensionSync
 from .suppression import SuppressionGate
@@ -77,9 +78,11 @@ class Worker:
             worker at once besides.
         lease: how long a claim lasts, in seconds: a message whose attempt
             records no outcome (the process died during it) is attempted again
-            when the lease ends. It should outlast an attempt, or a slow
-            attempt's message may be claimed again while it runs. By default
-            the policy's first retry delay, and at least :data:`MIN_LEASE`.
+            when the lease ends. While an attempt runs, its claims are
+            extended at each half lease (:meth:`~mailstrom_py.Storage.extend`),
+            so a slow attempt keeps its messages from other workers. By
+            default the policy's first retry delay, and at least
+            :data:`MIN_LEASE`.
         reporter: decides which attempts call for a delivery status
             notification; each report is queued like any message.
         events: where the events of attempts go (see
@@ -125,6 +128,7 @@ class Worker:
         self._suspensions = (
             SuspensionSync(shaper, controls) if shaper is not None else None
         )
+        self._leases = LeaseKeeper(storage, lease, clock)
         self._attempts = Attempts(
             storage,
             transport,
@@ -169,6 +173,7 @@ class Worker:
             raise WorkerError("the worker can be started only once")
         self._started = True
         self._storage.next_due()  # a storage that cannot answer fails here
+        self._leases.start()
         for n in range(self._threads):
             thread = threading.Thread(
                 target=self._deliver_loop, name=f"mailstrom-delivery-{n}", daemon=True
@@ -196,6 +201,9 @@ class Worker:
             thread.join(
                 None if deadline is None else max(0.0, deadline - time.monotonic())
             )
+        # Deliveries left running past the timeout lose their claims' upkeep:
+        # the storage is about to close under them.
+        self._leases.stop()
         return not self.running
 
     def drain(self, timeout: float) -> bool:
@@ -302,7 +310,8 @@ class Worker:
         try:
             if self._suspensions is not None:
                 self._suspensions.refresh(self._clock())
-            self._attempts.run(claims, now)
+            with self._leases.keeping(claims):
+                self._attempts.run(claims, now)
         finally:
             self._waiters.wake(claim.message_id for claim in claims)
 

@@ -13,10 +13,11 @@ from ...errors import ConfigError, StorageError
 from ...message import PreparedEmail
 from ...status import MessageStatus, RecipientStatus
 from ..admin import QueueAdmin
-from ..base import Claim, Storage, check_claim, check_distinct
+from ..base import Claim, Storage, check_age, check_claim, check_distinct
 from ..journal import EventJournal, JournalEntry, check_journal
 from ..query import QueueFilter
-from . import admin, claims, journal, messages
+from . import admin, claims, journal, messages, outcomes
+from .claims import extend as extend_claims
 from .controls import PostgresControls
 from .db import Connection, Database, Timeouts
 from .notify import Listener, channel_for
@@ -229,9 +230,24 @@ class PostgresStorage(Storage, QueueAdmin, EventJournal, PostgresControls):
         if not records:
             return []
         database_clock = self._clock == "database"
+        # A transaction, not a statement alone: a connection lost before the
+        # commit was sent leaves nothing, so the record runs again.
         return self._db.write(
             "record attempts",
-            lambda conn: claims.record(conn, records, database_clock=database_clock),
+            lambda conn: outcomes.record(conn, records, database_clock=database_clock),
+        )
+
+    def extend(self, claims: Sequence[Claim], now: float, lease: float) -> list[bool]:
+        """See :meth:`Storage.extend`. With the database's clock, the new lease
+        counts from the database's time, whatever ``now`` says."""
+        check_claim(0, lease)
+        if not claims:
+            return []
+        at = self._now(now)
+        return self._db.write_statement(
+            "extend claims",
+            lambda conn: extend_claims(conn, claims, at, float(lease)),
+            again=True,
         )
 
     # -- EventJournal -------------------------------------------------------------
@@ -271,7 +287,7 @@ class PostgresStorage(Storage, QueueAdmin, EventJournal, PostgresControls):
         database_clock = self._clock == "database"
 
         def record(conn: Connection) -> list[MessageStatus | None]:
-            recorded = claims.record(conn, records, database_clock=database_clock)
+            recorded = outcomes.record(conn, records, database_clock=database_clock)
             for status, written in zip(recorded, events, strict=True):
                 if status is not None:
                     journal.write(conn, written)
@@ -362,12 +378,14 @@ class PostgresStorage(Storage, QueueAdmin, EventJournal, PostgresControls):
             How many messages were removed.
 
         Raises:
-            ValueError: no age is given and the storage has no retention.
+            ValueError: no age is given and the storage has no retention, or
+                the age or ``batch`` is out of range.
             StorageError: a batch failed; the batches before it stay removed.
         """
         age = self._retention if older_than is None else older_than
         if age is None:
             raise ValueError("give older_than: this storage keeps completed mail")
+        check_age(age, batch)
         at = self._now(time.time() if now is None else now)
         removed = 0
         while True:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from ...status import MessageStatus, RecipientStatus
 from ..query import QueueFilter
+from ..rows import statuses
 from ..rules import failed_by_operator
-from ..sqlite.schema import statuses
 from .claims import UPDATE_RECIPIENTS, recipient_arrays
 from .db import Connection
 from .notify import notify_sql

@@ -1,9 +1,9 @@
-"""The worker's bookkeeping in PostgreSQL: claiming due messages in batches, and
-recording the outcomes of their attempts under the claims.
+"""The worker's bookkeeping in PostgreSQL: claiming due messages in batches
+(their outcomes are recorded by :mod:`.outcomes`).
 
 A claim lives in ``messages``, as in SQLite: ``claim_token`` holds the token of
 the last claim not yet recorded, and ``due_at`` the end of its lease while it
-lasts, so the partial index ``messages_due`` serves claims and ``next_due``.
+lasts, so the partial index ``messages_due_order`` serves claims and ``next_due``.
 Claims take the due rows no other session holds (``FOR UPDATE SKIP LOCKED``), so
 workers claiming at once take different messages, never waiting for each other.
 
@@ -18,19 +18,20 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from ...status import MessageStatus, RecipientStatus
+from ...status import RecipientStatus
 from ..base import Claim, new_token
-from ..rules import attempt_begun, merge_recipients
-from ..sqlite.schema import prepared_email, recipient_values, statuses
+from ..rows import RECIPIENT_COLUMNS, prepared_email, recipient_values, statuses
+from ..rules import attempt_begun
 from .db import Connection
-from .rows import CLOCK, DB_NOW, PENDING, RECIPIENT_COLUMNS, STATUS_COLUMNS
+from .rows import CLOCK, DB_NOW, PENDING, STATUS_COLUMNS
 
 __all__ = [
     "UPDATE_RECIPIENTS",
+    "Claimed",
     "claim_due",
+    "extend",
     "next_due",
     "recipient_arrays",
-    "record",
 ]
 
 # One statement: lock the due rows no one else holds, make them claimed, count
@@ -74,20 +75,28 @@ ORDER BY c.n, r.position
 # The columns of _CLAIM's rows before the status's.
 _HEAD = 9
 
+# The live claims among those given: their messages stay claimed, and their
+# pending recipients due, until the new end of the lease.
+_EXTEND = f"""
+WITH {CLOCK}, live AS (
+    SELECT m.id, m.message_id FROM messages m
+    JOIN unnest(%s::text[], %s::text[]) AS c(message_id, token)
+        ON m.message_id = c.message_id AND m.claim_token = c.token
+    ORDER BY m.id
+    FOR UPDATE OF m
+), extended AS (
+    UPDATE messages m SET due_at = clock.now + %s FROM live, clock WHERE m.id = live.id
+), recipients_due AS (
+    UPDATE recipients r SET next_attempt_at = clock.now + %s FROM live, clock
+    WHERE r.message = live.id AND r.result IN {PENDING}
+)
+SELECT message_id FROM live
+"""
+
 _NEXT_DUE = (
     "SELECT (SELECT min(due_at) FROM messages WHERE pending > 0 AND NOT held),"
     f" {DB_NOW}"
 )
-
-_LOAD = f"""
-SELECT {STATUS_COLUMNS}, m.claim_token, m.claim_skew FROM (
-    SELECT id, message_id, created_at, held, claim_token, claim_skew
-    FROM messages WHERE message_id = ANY(%s::text[])
-    ORDER BY id FOR UPDATE
-) m
-LEFT JOIN recipients r ON r.message = m.id
-ORDER BY m.created_at, m.id, r.position
-"""
 
 #: Rewrites the recipients :func:`recipient_arrays` gives.
 UPDATE_RECIPIENTS = f"""
@@ -99,16 +108,6 @@ FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::int[], %s::int[], %s::text[
     %s::text[], %s::text[], %s::text[], %s::text[])
     AS u(message, position, {", ".join(RECIPIENT_COLUMNS)})
 WHERE r.message = u.message AND r.position = u.position
-"""
-
-_UPDATE_MESSAGES = f"""
-UPDATE messages m SET pending = u.pending, due_at = u.due_at, claim_token = NULL,
-    claim_skew = NULL,
-    completed_at = CASE WHEN u.pending = 0
-        THEN coalesce(m.completed_at, u.completed_at, {DB_NOW}) END
-FROM unnest(%s::bigint[], %s::int[], %s::float8[], %s::float8[])
-    AS u(id, pending, due_at, completed_at)
-WHERE m.id = u.id
 """
 
 
@@ -149,84 +148,32 @@ def claim_due(
     return Claimed(claims, at)
 
 
+def extend(
+    conn: Connection, claims: Sequence[Claim], now: float | None, lease: float
+) -> list[bool]:
+    """Extend each live claim of ``claims`` for ``lease`` seconds from ``now``
+    (the database's clock when None), as :meth:`~mailstrom_py.Storage.extend`
+    does."""
+    rows = conn.execute(
+        _EXTEND,
+        [
+            now,
+            [claim.message_id for claim in claims],
+            [claim.token for claim in claims],
+            lease,
+            lease,
+        ],
+    ).fetchall()
+    live = {str(message_id) for (message_id,) in rows}
+    return [claim.message_id in live for claim in claims]
+
+
 def next_due(conn: Connection) -> tuple[float | None, float]:
     """When the next message is due (None: none is), and the database's time."""
     row = conn.execute(_NEXT_DUE).fetchone()
     assert row is not None
     due, at = row
     return (None if due is None else float(due)), float(at)
-
-
-def record(
-    conn: Connection,
-    records: Sequence[tuple[Claim, Sequence[RecipientStatus]]],
-    *,
-    database_clock: bool,
-) -> list[MessageStatus | None]:
-    """Record each ``(claim, updates)`` in turn, as
-    :meth:`~mailstrom_py.Storage.record_many` does, in the caller's
-    transaction.
-
-    A message completed now counts as completed by the database's clock, or,
-    when the storage keeps its callers' clock, when the attempt that completed
-    it began."""
-    rows = conn.execute(
-        _LOAD, [list(dict.fromkeys(claim.message_id for claim, _ in records))]
-    ).fetchall()
-    current = {s.message_id: s for s in statuses(rows)}
-    heads = {str(row[1]): (int(row[0]), row[-2], row[-1]) for row in rows}
-    recorded: list[MessageStatus | None] = []
-    changed: dict[tuple[int, int], RecipientStatus] = {}
-    messages: dict[int, tuple[int, float | None, float | None]] = {}
-    for claim, updates in records:
-        before = current.get(claim.message_id)
-        head = heads.get(claim.message_id)
-        if before is None or head is None or head[1] != claim.token:
-            recorded.append(None)
-            continue
-        rowid, _, skew = head
-        heads[claim.message_id] = (rowid, None, skew)  # the claim ends
-        after = merge_recipients(before, [_moved(u, skew) for u in updates])
-        for n, (new, old) in enumerate(
-            zip(after.recipients, before.recipients, strict=True)
-        ):
-            if new != old:
-                changed[rowid, n] = new
-        began = None if database_clock else _began(after)
-        messages[rowid] = (len(after.pending), after.next_attempt_at, began)
-        current[claim.message_id] = after
-        recorded.append(after)
-    if changed:
-        conn.execute(UPDATE_RECIPIENTS, recipient_arrays(changed))
-    if messages:
-        values = list(messages.values())
-        conn.execute(
-            _UPDATE_MESSAGES,
-            [list(messages), *(list(column) for column in zip(*values, strict=True))],
-        )
-    return recorded
-
-
-def _moved(update: RecipientStatus, skew: object) -> RecipientStatus:
-    """``update``'s times moved from the claimant's clock onto the database's."""
-    if not skew:
-        return update
-    shift = float(skew)  # type: ignore[arg-type]
-    return dataclasses.replace(
-        update,
-        last_attempt_at=_plus(update.last_attempt_at, shift),
-        next_attempt_at=_plus(update.next_attempt_at, shift),
-    )
-
-
-def _began(status: MessageStatus) -> float | None:
-    """When the last attempt on ``status`` began."""
-    times = [r.last_attempt_at for r in status.recipients if r.last_attempt_at]
-    return max(times) if times else None
-
-
-def _plus(at: float | None, shift: float) -> float | None:
-    return None if at is None else at + shift
 
 
 def recipient_arrays(
@@ -238,7 +185,4 @@ def recipient_arrays(
         values = (rowid, position, *recipient_values(status))
         for column, value in zip(columns, values, strict=True):
             column.append(value)
-    # SQLite stores booleans as 0 and 1; PostgreSQL wants them as booleans.
-    for index in (11, 16):
-        columns[index] = [None if v is None else bool(v) for v in columns[index]]
     return columns

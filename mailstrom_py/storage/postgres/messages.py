@@ -15,8 +15,8 @@ import psycopg
 from ...errors import DuplicateMessageError, MessageNotFound
 from ...message import PreparedEmail
 from ...status import MessageStatus
+from ..rows import prepared_email, recipient_domain, statuses
 from ..rules import initial_status
-from ..sqlite.schema import prepared_email, recipient_domain, statuses
 from .db import Connection
 from .notify import notify_sql
 from .rows import CLOCK, EMAIL_QUERY, STATUSES_OF

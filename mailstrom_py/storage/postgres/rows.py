@@ -2,8 +2,8 @@
 filters as SQL conditions.
 
 Rows are turned into values by the same functions SQLite's rows go through
-(:func:`~mailstrom_py.storage.sqlite.schema.statuses`), since both backends
-keep the same columns. Every time is in seconds since the epoch, as a double.
+(:mod:`mailstrom_py.storage.rows`), since both backends keep the same
+columns. Every time is in seconds since the epoch, as a double.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ __all__ = [
     "FOLDED",
     "PENDING",
     "POSTGRES",
-    "RECIPIENT_COLUMNS",
     "STATUSES_OF",
     "STATUS_COLUMNS",
     "where_clause",
@@ -63,34 +62,6 @@ def where_clause(where: QueueFilter) -> tuple[str, list[object]]:
 
 #: The results of pending recipients, as an SQL list.
 PENDING = f"('{DeliveryResult.QUEUED.value}', '{DeliveryResult.DEFERRED.value}')"
-
-#: The recipient columns, in the order of
-#: :func:`~mailstrom_py.storage.sqlite.schema.recipient_values`.
-RECIPIENT_COLUMNS = (
-    "result",
-    "attempts",
-    "reply_code",
-    "reply_enhanced",
-    "reply_text",
-    "status_code",
-    "detail",
-    "last_attempt_at",
-    "next_attempt_at",
-    "possibly_delivered",
-    "remote_host",
-    "remote_address",
-    "remote_port",
-    "remote_tls_version",
-    "remote_tls_verified",
-    "reply_step",
-    "rcpt_code",
-    "rcpt_enhanced",
-    "rcpt_text",
-    "remote_tls_policy",
-    "remote_tls_policy_domain",
-    "remote_tls_result",
-    "remote_tls_failure",
-)
 
 #: The columns ``statuses()`` reads, from ``messages m`` and ``recipients r``.
 STATUS_COLUMNS = (

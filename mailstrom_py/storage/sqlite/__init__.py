@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from typing import Literal
 
@@ -13,20 +14,21 @@ from ...message import PreparedEmail
 from ...status import MessageStatus, RecipientStatus
 from .. import controls_sql
 from ..admin import QueueAdmin
-from ..base import Claim, Storage, check_claim, check_distinct
+from ..base import Claim, Storage, check_age, check_claim, check_distinct
 from ..controls import Controls, Suppression, Suspension
 from ..journal import EventJournal, JournalEntry, check_journal
 from ..query import QueueFilter
-from ..rules import initial_status
-from . import claims, queue
-from .db import Database
-from .schema import (
-    EMAIL_COLUMNS,
+from ..rows import (
     RECIPIENT_COLUMNS,
     prepared_email,
     recipient_domain,
     recipient_values,
 )
+from ..rules import initial_status
+from . import claims, queue
+from .claims import extend as extend_claims
+from .db import Database
+from .schema import EMAIL_COLUMNS
 
 __all__ = ["SqliteStorage", "Synchronous"]
 
@@ -283,6 +285,15 @@ class SqliteStorage(Storage, QueueAdmin, EventJournal, Controls):
         with self._db.writing("acknowledge events") as conn:
             conn.executemany("DELETE FROM events WHERE id = ?", [(i,) for i in ids])
 
+    def extend(self, claims: Sequence[Claim], now: float, lease: float) -> list[bool]:
+        check_claim(0, lease)
+        if not claims:
+            return []
+        with self._db.writing(
+            "extend claims", synchronous=self._attempt_synchronous, background=True
+        ) as conn:
+            return extend_claims(conn, claims, now + lease)
+
     # -- QueueAdmin ---------------------------------------------------------------
 
     def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
@@ -354,6 +365,35 @@ class SqliteStorage(Storage, QueueAdmin, EventJournal, Controls):
     def suspensions(self, now: float) -> list[Suspension]:
         with self._db.reading("list suspended destinations") as conn:
             return controls_sql.suspensions(conn, "?", now)
+
+    def purge_completed(
+        self, older_than: float, *, now: float | None = None, batch: int = 500
+    ) -> int:
+        """Remove messages completed more than ``older_than`` seconds before
+        ``now`` (by default the time now), as
+        :meth:`~mailstrom_py.PostgresStorage.purge_completed` does.
+
+        A message counts as completed when the attempt that completed it
+        began. The removal goes in batches of ``batch`` messages, each its own
+        short write, so ``send_email()`` calls wait for one batch at most.
+
+        Returns:
+            How many messages were removed.
+
+        Raises:
+            ValueError: ``older_than`` is not a finite number of seconds of at
+                least 0, or ``batch`` is below 1.
+            StorageError: a batch failed; the batches before it stay removed.
+        """
+        check_age(older_than, batch)
+        before = (time.time() if now is None else now) - older_than
+        removed = 0
+        while True:
+            with self._db.writing("remove completed messages") as conn:
+                gone = queue.purge(conn, before, batch)
+            removed += gone
+            if gone < batch:
+                return removed
 
     def close(self) -> None:
         """Close every connection; later calls raise ``StorageError``. Idempotent."""

@@ -19,16 +19,9 @@ from collections.abc import Iterable, Sequence
 
 from ...status import MessageStatus, RecipientStatus
 from ..base import Claim, new_token
+from ..rows import RECIPIENT_COLUMNS, prepared_email, recipient_values, statuses
 from ..rules import attempt_begun, merge_recipients
-from .schema import (
-    EMAIL_COLUMNS,
-    PENDING,
-    RECIPIENT_COLUMNS,
-    STATUSES_OF,
-    prepared_email,
-    recipient_values,
-    statuses,
-)
+from .schema import EMAIL_COLUMNS, PENDING, STATUSES_OF
 
 __all__ = [
     "CLAIMABLE",
@@ -36,6 +29,7 @@ __all__ = [
     "NEXT_DUE",
     "UPDATE_RECIPIENT",
     "claim_due",
+    "extend",
     "next_due",
     "record",
 ]
@@ -155,6 +149,28 @@ def record(
         changed_messages.values(),
     )
     return recorded
+
+
+def extend(
+    conn: sqlite3.Connection, claims: Sequence[Claim], until: float
+) -> list[bool]:
+    """Extend the lease of each live claim of ``claims`` to ``until``, as
+    :meth:`~mailstrom_py.Storage.extend` does."""
+    extended = []
+    for claim in claims:
+        row = conn.execute(
+            "SELECT id FROM messages WHERE message_id = ? AND claim_token = ?",
+            (claim.message_id, claim.token),
+        ).fetchone()
+        if row is not None:
+            conn.execute("UPDATE messages SET due_at = ? WHERE id = ?", (until, row[0]))
+            conn.execute(
+                "UPDATE recipients SET next_attempt_at = ?"
+                f" WHERE message = ? AND result IN {PENDING}",
+                (until, row[0]),
+            )
+        extended.append(row is not None)
+    return extended
 
 
 def _load(

@@ -14,10 +14,11 @@ import sqlite3
 
 from ...status import MessageStatus
 from ..query import QueueFilter
+from ..rows import recipient_values, statuses
 from ..rules import failed_by_operator
 from ..sql import filter_condition
 from .claims import LIVE_CLAIM, UPDATE_RECIPIENT
-from .schema import PENDING, STATUSES_OF, recipient_values, statuses
+from .schema import PENDING, STATUSES_OF
 
 __all__ = [
     "count",
@@ -25,6 +26,7 @@ __all__ = [
     "fail",
     "find",
     "kick",
+    "purge",
     "recent",
     "schedule",
     "select",
@@ -148,6 +150,29 @@ def drop(conn: sqlite3.Connection, where: QueueFilter) -> list[str]:
     conn.executemany("DELETE FROM bodies WHERE message = ?", rowids)
     conn.executemany("DELETE FROM messages WHERE id = ?", rowids)
     return [message_id for _, message_id in selected]
+
+
+def purge(conn: sqlite3.Connection, before: float, batch: int) -> int:
+    """Delete up to ``batch`` completed messages that completed before
+    ``before``, oldest first; return how many.
+
+    SQLite keeps no completion time: a message completed when the attempt that
+    completed its last recipient began, the latest ``last_attempt_at`` of its
+    recipients (its creation, for a message none was attempted for)."""
+    rowids = [
+        (rowid,)
+        for (rowid,) in conn.execute(
+            "SELECT m.id FROM messages m WHERE m.pending = 0 AND coalesce("
+            " (SELECT max(r.last_attempt_at) FROM recipients r"
+            " WHERE r.message = m.id), m.created_at) < ?"
+            " ORDER BY m.id LIMIT ?",
+            (before, batch),
+        )
+    ]
+    conn.executemany("DELETE FROM recipients WHERE message = ?", rowids)
+    conn.executemany("DELETE FROM bodies WHERE message = ?", rowids)
+    conn.executemany("DELETE FROM messages WHERE id = ?", rowids)
+    return len(rowids)
 
 
 def recent(conn: sqlite3.Connection, limit: int | None) -> list[MessageStatus]:
