@@ -24,7 +24,7 @@ from ..config import SuppressionPolicy
 from ..config.loader import parse_duration
 from ..storage import Storage
 from ..storage.controls import Controls, Suppression, Suspension, fold_address
-from .queue import open_queue
+from .queue import add_source, open_queue
 
 __all__ = ["add_controls_commands", "run_controls"]
 
@@ -39,19 +39,6 @@ def _duration(text: str) -> float:
             f"{text!r} is not a duration such as 90s, 15m, 2h, 30d or 1h30m"
         )
     return seconds
-
-
-def _add_source(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument(
-        "--config",
-        metavar="FILE",
-        help="the storage of this configuration file (the default: the file"
-        " $MAILSTROM_CONFIG names, else /etc/mailstrom/mailstrom.toml)",
-    )
-    source.add_argument(
-        "--db", metavar="PATH", help="the storage in this SqliteStorage file"
-    )
 
 
 def add_controls_commands(add_parser: AddParser) -> None:
@@ -102,7 +89,7 @@ def add_controls_commands(add_parser: AddParser) -> None:
     resume = verbs.add_parser("resume", help="end a destination's suspension")
     resume.add_argument("destination", metavar="NAME")
     for parser in (listing, add, remove, shown, suspend, resume):
-        _add_source(parser)
+        add_source(parser)
     for parser in (listing, shown):
         parser.add_argument("--json", action="store_true", help="print JSON")
 

@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from ..config.loader import load_config
+from ..config.loader import load_config, parse_duration
 from ..config.settings import LoadedConfig
 from ..errors import MessageNotFound
 from ..storage import QueueFilter, SqliteStorage, Storage, queue_admin
@@ -36,7 +35,14 @@ from .filters import add_filters, bare, queue_filter
 from .listing import Listed, as_json, describe, listed
 from .times import when
 
-__all__ = ["add_queue_command", "add_status_command", "run_queue", "run_status"]
+__all__ = [
+    "add_queue_command",
+    "add_source",
+    "add_status_command",
+    "open_queue",
+    "run_queue",
+    "run_status",
+]
 
 _ACTIONS = {
     "list": "show the selected messages and their recipients, oldest first",
@@ -56,8 +62,6 @@ _PURGE = (
     "remove messages completed (every recipient delivered or failed) more than"
     " AGE ago, in small batches"
 )
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 #: What ``queue list`` prints for a queue without messages.
 EMPTY = "mail queue is empty"
@@ -77,12 +81,15 @@ class Purging(Protocol):
 
 
 def _duration(text: str) -> float:
-    match = _DURATION.match(text.strip().lower())
-    if match is None:
+    """An age: seconds, bare or with units (``90``, ``90s``, ``15m``, ``1h30m``)."""
+    stripped = text.strip()
+    bare = stripped.replace(".", "", 1).isdigit()
+    seconds = float(stripped) if bare else parse_duration(stripped)
+    if seconds is None:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not an age such as 90, 90s, 15m, 2h or 3d"
+            f"{text!r} is not an age such as 90, 90s, 15m, 2h, 3d or 1h30m"
         )
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    return seconds
 
 
 def add_queue_command(add_parser: AddParser) -> None:
@@ -95,7 +102,7 @@ def add_queue_command(add_parser: AddParser) -> None:
     actions = queue.add_subparsers(dest="action", required=True)
     for action, text in _ACTIONS.items():
         sub = actions.add_parser(action, help=text, description=text)
-        _add_source(sub)
+        add_source(sub)
         add_filters(sub)
         if action in ("list", "count"):
             _add_json(sub)
@@ -113,7 +120,7 @@ def add_queue_command(add_parser: AddParser) -> None:
             _add_when(sub)
     show = actions.add_parser("show", help=_SHOW, description=_SHOW)
     show.add_argument("message_id", metavar="ID", help="the message")
-    _add_source(show)
+    add_source(show)
     _add_json(show)
     purge = actions.add_parser("purge", help=_PURGE, description=_PURGE)
     purge.add_argument(
@@ -123,14 +130,14 @@ def add_queue_command(add_parser: AddParser) -> None:
         required=True,
         help="time since completion: 90, 90s, 15m, 2h or 3d",
     )
-    _add_source(purge)
+    add_source(purge)
 
 
 def add_status_command(add_parser: AddParser) -> None:
     """Add ``status ID``."""
     status = add_parser("status", help="show the status of one message")
     status.add_argument("message_id", help="the id send_email() returned")
-    _add_source(status)
+    add_source(status)
     _add_json(status)
 
 
@@ -150,7 +157,8 @@ def _add_when(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_source(parser: argparse.ArgumentParser) -> None:
+def add_source(parser: argparse.ArgumentParser) -> None:
+    """Add ``--config FILE`` or ``--db PATH``: where the queue is."""
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--config",
