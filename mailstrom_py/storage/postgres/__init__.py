@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections.abc import Sequence
 from typing import Literal
 
-from ...errors import ConfigError, StorageError
+from ...errors import StorageError
 from ...message import PreparedEmail
 from ...status import MessageStatus, RecipientStatus
 from ..admin import QueueAdmin
@@ -22,13 +21,13 @@ from .controls import PostgresControls
 from .db import Connection, Database, Timeouts
 from .notify import Listener, channel_for
 from .schema import migrate
+from .settings import Offset, check_arguments, check_seconds
 
 __all__ = ["ClockSource", "PostgresStorage"]
 
 #: Whose clock decides what is due: the database's, or the callers' ``now``.
 ClockSource = Literal["database", "caller"]
 
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")
 
 # Retention: how often a worker's claims remove expired mail, and how much at once.
 _PURGE_EVERY = 60.0
@@ -122,14 +121,14 @@ class PostgresStorage(Storage, QueueAdmin, EventJournal, PostgresControls):
         statement_timeout: float = 10.0,
         retention: float | None = None,
     ) -> None:
-        _check_arguments(
+        check_arguments(
             clock, schema, min_connections, max_connections, connect_timeout
         )
-        _check_seconds("statement_timeout", statement_timeout)
+        check_seconds("statement_timeout", statement_timeout)
         if retention is not None:
-            _check_seconds("retention", retention)
+            check_seconds("retention", retention)
         self._clock = clock
-        self._offset = _Offset()
+        self._offset = Offset()
         self._retention = retention
         self._next_purge = -math.inf
         self._channel = channel_for(schema)
@@ -438,56 +437,3 @@ class PostgresStorage(Storage, QueueAdmin, EventJournal, PostgresControls):
         """Close every connection; later calls raise ``StorageError``. Idempotent."""
         self._listener.close()
         self._db.close()
-
-
-class _Offset:
-    """How far the callers' clock is ahead of the database's, as last measured:
-    a caller's ``now`` against the database's time of the same call."""
-
-    def __init__(self) -> None:
-        self._seconds: float | None = None
-
-    def learn(self, caller: float, database: float) -> None:
-        self._seconds = float(caller) - database
-
-    def of(self, database: float) -> float:
-        """The offset; until a call measured it, the host's clock's."""
-        if self._seconds is None:
-            return time.time() - database
-        return self._seconds
-
-
-def _check_arguments(
-    clock: str,
-    schema: str,
-    min_connections: int,
-    max_connections: int,
-    connect_timeout: float,
-) -> None:
-    if clock not in ("database", "caller"):
-        raise ConfigError(f"must be 'database' or 'caller', not {clock!r}", "clock")
-    if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
-        raise ConfigError(
-            f"must be a lower-case identifier (a-z, 0-9, _), not {schema!r}", "schema"
-        )
-    for name, value, least in (
-        ("min_connections", min_connections, 0),
-        ("max_connections", max_connections, 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ConfigError(f"must be an integer >= {least}, not {value!r}", name)
-    if min_connections > max_connections:
-        raise ConfigError("must not be above max_connections", "min_connections")
-    _check_seconds("connect_timeout", connect_timeout)
-
-
-def _check_seconds(name: str, value: object) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ConfigError(
-            f"must be a finite number of seconds > 0, not {value!r}", name
-        )
