@@ -28,6 +28,7 @@ from ..rules import initial_status
 from . import claims, queue
 from .claims import extend as extend_claims
 from .db import Database
+from .folding import Fold
 from .schema import EMAIL_COLUMNS
 
 __all__ = ["SqliteStorage", "Synchronous"]
@@ -142,6 +143,7 @@ class SqliteStorage(Storage, QueueAdmin, EventJournal, Controls):
         self._synchronous = synchronous
         self._attempt_synchronous = attempt_synchronous
         self._db = Database(path, synchronous, float(busy_timeout), create=create)
+        self._records = Fold(self._db, "record attempts", attempt_synchronous)
 
     @property
     def path(self) -> str:
@@ -252,10 +254,7 @@ class SqliteStorage(Storage, QueueAdmin, EventJournal, Controls):
     def record_many(
         self, records: Sequence[tuple[Claim, Sequence[RecipientStatus]]]
     ) -> list[MessageStatus | None]:
-        with self._db.writing(
-            "record attempts", synchronous=self._attempt_synchronous, background=True
-        ) as conn:
-            return claims.record(conn, records)
+        return self._records.run(lambda conn: claims.record(conn, records))
 
     def record_journaled(
         self,
@@ -263,14 +262,15 @@ class SqliteStorage(Storage, QueueAdmin, EventJournal, Controls):
         events: Sequence[Sequence[str]],
     ) -> list[MessageStatus | None]:
         check_journal(records, events)
-        with self._db.writing(
-            "record attempts", synchronous=self._attempt_synchronous, background=True
-        ) as conn:
+
+        def write(conn: sqlite3.Connection) -> list[MessageStatus | None]:
             recorded = claims.record(conn, records)
             for status, written in zip(recorded, events, strict=True):
                 if status is not None:
                     _write_events(conn, written)
             return recorded
+
+        return self._records.run(write)
 
     def take_events(self, limit: int) -> list[JournalEntry]:
         with self._db.reading("read the event journal") as conn:
