@@ -78,7 +78,9 @@ class SqliteStorage(Storage, QueueAdmin, EventJournal, Controls):
     Threads: one writer connection behind a lock serialises this instance's
     writes (so its threads never meet "database is locked"), and reads use a
     small pool of read-only connections that, in WAL mode, never wait for a
-    write. Every method is atomic and safe to call from any thread.
+    write. Every method is atomic and safe to call from any thread. Outcomes
+    recorded while another waits for the writer join its transaction, each in
+    a savepoint and each committed before its call returns.
 
     Processes: several processes may open the same file: processes that add
     mail, a command line that kicks or drops it, and any number of workers,
