@@ -28,6 +28,7 @@ from ..rules import initial_status
 from . import claims, queue
 from .claims import extend as extend_claims
 from .db import Database
+from .folding import Fold
 from .schema import EMAIL_COLUMNS
 
 __all__ = ["SqliteStorage", "Synchronous"]
@@ -77,7 +78,9 @@ class SqliteStorage(Storage, QueueAdmin, EventJournal, Controls):
     Threads: one writer connection behind a lock serialises this instance's
     writes (so its threads never meet "database is locked"), and reads use a
     small pool of read-only connections that, in WAL mode, never wait for a
-    write. Every method is atomic and safe to call from any thread.
+    write. Every method is atomic and safe to call from any thread. Outcomes
+    recorded while another waits for the writer join its transaction, each in
+    a savepoint and each committed before its call returns.
 
     Processes: several processes may open the same file: processes that add
     mail, a command line that kicks or drops it, and any number of workers,
@@ -142,6 +145,7 @@ class SqliteStorage(Storage, QueueAdmin, EventJournal, Controls):
         self._synchronous = synchronous
         self._attempt_synchronous = attempt_synchronous
         self._db = Database(path, synchronous, float(busy_timeout), create=create)
+        self._records = Fold(self._db, "record attempts", attempt_synchronous)
 
     @property
     def path(self) -> str:
@@ -252,10 +256,7 @@ class SqliteStorage(Storage, QueueAdmin, EventJournal, Controls):
     def record_many(
         self, records: Sequence[tuple[Claim, Sequence[RecipientStatus]]]
     ) -> list[MessageStatus | None]:
-        with self._db.writing(
-            "record attempts", synchronous=self._attempt_synchronous, background=True
-        ) as conn:
-            return claims.record(conn, records)
+        return self._records.run(lambda conn: claims.record(conn, records))
 
     def record_journaled(
         self,
@@ -263,14 +264,15 @@ class SqliteStorage(Storage, QueueAdmin, EventJournal, Controls):
         events: Sequence[Sequence[str]],
     ) -> list[MessageStatus | None]:
         check_journal(records, events)
-        with self._db.writing(
-            "record attempts", synchronous=self._attempt_synchronous, background=True
-        ) as conn:
+
+        def write(conn: sqlite3.Connection) -> list[MessageStatus | None]:
             recorded = claims.record(conn, records)
             for status, written in zip(recorded, events, strict=True):
                 if status is not None:
                     _write_events(conn, written)
             return recorded
+
+        return self._records.run(write)
 
     def take_events(self, limit: int) -> list[JournalEntry]:
         with self._db.reading("read the event journal") as conn:
