@@ -25,7 +25,10 @@ from ..status import (
 from .query import fold_case
 
 __all__ = [
+    "PENDING",
     "RECIPIENT_COLUMNS",
+    "STATUSES_OF",
+    "STATUS_COLUMNS",
     "prepared_email",
     "recipient_domain",
     "recipient_values",
@@ -58,6 +61,26 @@ RECIPIENT_COLUMNS = (
     "remote_tls_result",
     "remote_tls_failure",
 )
+
+
+#: The columns :func:`statuses` reads, from ``messages m`` joined with
+#: ``recipients r``: the message's head, then the recipient's columns.
+STATUS_COLUMNS = "m.id, m.message_id, m.created_at, m.held, r.address, " + ", ".join(
+    f"r.{column}" for column in RECIPIENT_COLUMNS
+)
+
+#: The statuses of the messages a query yielding ``id, message_id, created_at,
+#: held`` of ``messages`` returns (put in for ``{select}``, or named
+#: ``{select}`` in a ``WITH``), oldest first, as rows for :func:`statuses`. It
+#: never reads a body.
+STATUSES_OF = (
+    f"SELECT {STATUS_COLUMNS} FROM ({{select}}) m"
+    " LEFT JOIN recipients r ON r.message = m.id"
+    " ORDER BY m.created_at, m.id, r.position"
+)
+
+#: The results of pending recipients, as an SQL list.
+PENDING = f"('{DeliveryResult.QUEUED.value}', '{DeliveryResult.DEFERRED.value}')"
 
 
 def recipient_values(r: RecipientStatus) -> tuple[object, ...]:

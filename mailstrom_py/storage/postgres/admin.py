@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from ...status import MessageStatus, RecipientStatus
 from ..query import QueueFilter
-from ..rows import statuses
+from ..rows import PENDING, STATUSES_OF, statuses
 from ..rules import failed_by_operator
 from .claims import UPDATE_RECIPIENTS, recipient_arrays
 from .db import Connection
 from .notify import notify_sql
-from .rows import CLOCK, PENDING, STATUSES_OF, where_clause
+from .rows import CLOCK, where_clause
 
 __all__ = [
     "count",

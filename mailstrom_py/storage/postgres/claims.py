@@ -20,10 +20,17 @@ from collections.abc import Sequence
 
 from ...status import RecipientStatus
 from ..base import Claim, new_token
-from ..rows import RECIPIENT_COLUMNS, prepared_email, recipient_values, statuses
+from ..rows import (
+    PENDING,
+    RECIPIENT_COLUMNS,
+    STATUS_COLUMNS,
+    prepared_email,
+    recipient_values,
+    statuses,
+)
 from ..rules import attempt_begun
 from .db import Connection
-from .rows import CLOCK, DB_NOW, PENDING, STATUS_COLUMNS
+from .rows import CLOCK, DB_NOW
 
 __all__ = [
     "UPDATE_RECIPIENTS",

@@ -15,11 +15,11 @@ import psycopg
 from ...errors import DuplicateMessageError, MessageNotFound
 from ...message import PreparedEmail
 from ...status import MessageStatus
-from ..rows import prepared_email, recipient_domain, statuses
+from ..rows import STATUSES_OF, prepared_email, recipient_domain, statuses
 from ..rules import initial_status
 from .db import Connection
 from .notify import notify_sql
-from .rows import CLOCK, EMAIL_QUERY, STATUSES_OF
+from .rows import CLOCK, EMAIL_QUERY
 
 __all__ = ["add_many", "email", "status"]
 

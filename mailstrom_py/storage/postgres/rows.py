@@ -8,7 +8,6 @@ columns. Every time is in seconds since the epoch, as a double.
 
 from __future__ import annotations
 
-from ...status import DeliveryResult
 from ..query import QueueFilter
 from ..sql import Dialect, filter_condition
 
@@ -17,10 +16,7 @@ __all__ = [
     "DB_NOW",
     "EMAIL_QUERY",
     "FOLDED",
-    "PENDING",
     "POSTGRES",
-    "STATUSES_OF",
-    "STATUS_COLUMNS",
     "where_clause",
 ]
 
@@ -59,30 +55,6 @@ def where_clause(where: QueueFilter) -> tuple[str, list[object]]:
     parameters in order."""
     return filter_condition(where, POSTGRES)
 
-
-#: The results of pending recipients, as an SQL list.
-PENDING = f"('{DeliveryResult.QUEUED.value}', '{DeliveryResult.DEFERRED.value}')"
-
-#: The columns ``statuses()`` reads, from ``messages m`` and ``recipients r``.
-STATUS_COLUMNS = (
-    "m.id, m.message_id, m.created_at, m.held, r.address, r.result, r.attempts,"
-    " r.reply_code, r.reply_enhanced, r.reply_text, r.status_code, r.detail,"
-    " r.last_attempt_at, r.next_attempt_at, r.possibly_delivered, r.remote_host,"
-    " r.remote_address, r.remote_port, r.remote_tls_version, r.remote_tls_verified,"
-    " r.reply_step, r.rcpt_code, r.rcpt_enhanced, r.rcpt_text,"
-    " r.remote_tls_policy, r.remote_tls_policy_domain, r.remote_tls_result,"
-    " r.remote_tls_failure"
-)
-
-#: The statuses of the messages a query yielding ``id, message_id, created_at,
-#: held`` of ``messages`` returns (put in for ``{select}``, or named
-#: ``{select}`` in a ``WITH``), oldest first, as rows for ``statuses()``. It
-#: never reads a body.
-STATUSES_OF = (
-    f"SELECT {STATUS_COLUMNS} FROM ({{select}}) m"
-    " LEFT JOIN recipients r ON r.message = m.id"
-    " ORDER BY m.created_at, m.id, r.position"
-)
 
 #: The message with the id given: its envelope, body and recipients, one row.
 EMAIL_QUERY = (

@@ -19,9 +19,16 @@ from collections.abc import Iterable, Sequence
 
 from ...status import MessageStatus, RecipientStatus
 from ..base import Claim, new_token
-from ..rows import RECIPIENT_COLUMNS, prepared_email, recipient_values, statuses
+from ..rows import (
+    PENDING,
+    RECIPIENT_COLUMNS,
+    STATUSES_OF,
+    prepared_email,
+    recipient_values,
+    statuses,
+)
 from ..rules import attempt_begun, merge_recipients
-from .schema import EMAIL_COLUMNS, PENDING, STATUSES_OF
+from .schema import EMAIL_COLUMNS
 
 __all__ = [
     "CLAIMABLE",

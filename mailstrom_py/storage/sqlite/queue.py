@@ -14,11 +14,10 @@ import sqlite3
 
 from ...status import MessageStatus
 from ..query import QueueFilter
-from ..rows import recipient_values, statuses
+from ..rows import PENDING, STATUSES_OF, recipient_values, statuses
 from ..rules import failed_by_operator
 from ..sql import filter_condition
 from .claims import LIVE_CLAIM, UPDATE_RECIPIENT
-from .schema import PENDING, STATUSES_OF
 
 __all__ = [
     "count",

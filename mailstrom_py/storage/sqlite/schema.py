@@ -13,16 +13,12 @@ from __future__ import annotations
 import sqlite3
 
 from ...errors import StorageError
-from ...status import DeliveryResult
 
 __all__ = [
     "APPLICATION_ID",
     "EMAIL_COLUMNS",
     "MIGRATIONS",
-    "PENDING",
     "SCHEMA_VERSION",
-    "STATUSES_OF",
-    "STATUS_COLUMNS",
     "migrate",
 ]
 
@@ -151,30 +147,6 @@ MIGRATIONS: tuple[str, ...] = (
     _VERSION_6_CONTROLS,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-
-#: The columns :func:`~mailstrom_py.storage.rows.statuses` reads, from
-#: ``messages m`` joined with ``recipients r``.
-STATUS_COLUMNS = (
-    "m.id, m.message_id, m.created_at, m.held, r.address, r.result, r.attempts,"
-    " r.reply_code, r.reply_enhanced, r.reply_text, r.status_code, r.detail,"
-    " r.last_attempt_at, r.next_attempt_at, r.possibly_delivered, r.remote_host,"
-    " r.remote_address, r.remote_port, r.remote_tls_version, r.remote_tls_verified,"
-    " r.reply_step, r.rcpt_code, r.rcpt_enhanced, r.rcpt_text,"
-    " r.remote_tls_policy, r.remote_tls_policy_domain, r.remote_tls_result,"
-    " r.remote_tls_failure"
-)
-
-#: The query for the statuses of the messages a ``SELECT ... FROM messages m``
-#: (put in for ``{select}``) returns, as rows for
-#: :func:`~mailstrom_py.storage.rows.statuses`.
-STATUSES_OF = (
-    f"SELECT {STATUS_COLUMNS} FROM ({{select}}) m"
-    " LEFT JOIN recipients r ON r.message = m.id"
-    " ORDER BY m.created_at, m.id, r.position"
-)
-
-#: The results of pending recipients, as an SQL list.
-PENDING = f"('{DeliveryResult.QUEUED.value}', '{DeliveryResult.DEFERRED.value}')"
 
 
 def migrate(conn: sqlite3.Connection, path: str) -> None:
