@@ -10,8 +10,10 @@ Message-ID counted twice.
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import closing
 
 import pytest
@@ -163,34 +165,46 @@ def senders(server: SmtpServer) -> set[str]:
     }
 
 
+def producers_and_workers(
+    dsn: str,
+    server: SmtpServer,
+    lease: float,
+    meanwhile: Callable[[list[subprocess.Popen[str]]], None] = lambda _: None,
+) -> tuple[list[str], Counter[str], set[str]]:
+    """Run three worker processes (two delivery threads each) and two producer
+    processes storing 300 messages each on one database, calling ``meanwhile``
+    with the workers once the producers have started, until every message is
+    completed. Return the ids produced, the deliveries and the EHLO names."""
+    PostgresStorage(dsn).close()  # the tables, before anyone races
+    workers = [
+        spawn(WORKER, dsn, server.port, f"w{n}.example.test", lease) for n in (1, 2, 3)
+    ]
+    try:
+        for worker in workers:
+            assert readline(worker) == "started"
+        producers = [spawn(PRODUCER, dsn, n * 300, 300) for n in (0, 1)]
+        meanwhile(workers)
+        ids = []
+        for producer in producers:
+            out, err = producer.communicate(timeout=180)
+            assert producer.returncode == 0, err
+            ids += out.split()
+        wait_until(lambda: completed(dsn) == 600, timeout=180)
+    finally:
+        for worker in workers:
+            kill(worker)
+    assert len(set(ids)) == 600
+    return ids, deliveries(server), senders(server)
+
+
 def test_two_producers_and_three_worker_processes_deliver_each_message_once(
     postgres_dsn: str,
 ) -> None:
     """Two producer processes store 300 messages each while three worker
     processes (two delivery threads each) deliver from the same database: every
     message arrives exactly once, and every worker delivers some."""
-    PostgresStorage(postgres_dsn).close()  # the tables, before anyone races
     with SmtpServer() as server:
-        workers = [
-            spawn(WORKER, postgres_dsn, server.port, f"w{n}.example.test", 30)
-            for n in (1, 2, 3)
-        ]
-        try:
-            for worker in workers:
-                assert readline(worker) == "started"
-            producers = [spawn(PRODUCER, postgres_dsn, n * 300, 300) for n in (0, 1)]
-            ids = []
-            for producer in producers:
-                out, err = producer.communicate(timeout=180)
-                assert producer.returncode == 0, err
-                ids += out.split()
-            wait_until(lambda: completed(postgres_dsn) == 600, timeout=180)
-        finally:
-            for worker in workers:
-                kill(worker)
-        received = deliveries(server)
-        helos = senders(server)
-    assert len(set(ids)) == 600
+        ids, received, helos = producers_and_workers(postgres_dsn, server, 30)
     assert received == Counter(dict.fromkeys(ids, 1))
     assert helos == {f"EHLO w{n}.example.test" for n in (1, 2, 3)}
 
@@ -238,30 +252,15 @@ def test_two_producers_and_three_workers_with_one_killed_deliver_everything(
     arrived. Every message is delivered, and only those whose outcome died with
     the killed worker may arrive twice: at most two per delivery thread (the
     message whose reply was awaited and the next, pipelined behind it)."""
-    PostgresStorage(postgres_dsn).close()
+
+    def kill_the_first_after_a_hundred(workers: list[subprocess.Popen[str]]) -> None:
+        wait_until(lambda: len(server.handler.messages) >= 100, timeout=120)
+        kill(workers[0])
+
     with SmtpServer(handler=RecordingHandler(data_delay=0.005)) as server:
-        workers = [
-            spawn(WORKER, postgres_dsn, server.port, f"w{n}.example.test", 5)
-            for n in (1, 2, 3)
-        ]
-        try:
-            for worker in workers:
-                assert readline(worker) == "started"
-            producers = [spawn(PRODUCER, postgres_dsn, n * 300, 300) for n in (0, 1)]
-            wait_until(lambda: len(server.handler.messages) >= 100, timeout=120)
-            kill(workers[0])
-            ids = []
-            for producer in producers:
-                out, err = producer.communicate(timeout=180)
-                assert producer.returncode == 0, err
-                ids += out.split()
-            wait_until(lambda: completed(postgres_dsn) == 600, timeout=180)
-        finally:
-            for worker in workers:
-                kill(worker)
-        received = deliveries(server)
-        helos = senders(server)
+        ids, received, helos = producers_and_workers(
+            postgres_dsn, server, 5, kill_the_first_after_a_hundred
+        )
     assert "EHLO w1.example.test" in helos  # the killed worker had delivered
-    assert len(set(ids)) == 600
     assert set(received) == set(ids)
     assert sum(received.values()) - len(ids) <= 2 * 2
