@@ -21,24 +21,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..config import SuppressionPolicy
-from ..config.loader import parse_duration
 from ..storage import Storage
 from ..storage.controls import Controls, Suppression, Suspension, fold_address
 from .queue import add_source, open_queue
+from .times import duration
 
 __all__ = ["add_controls_commands", "run_controls"]
 
 AddParser = Callable[..., argparse.ArgumentParser]
 Entry = Suppression | Suspension
-
-
-def _duration(text: str) -> float:
-    seconds = parse_duration(text)
-    if seconds is None or seconds <= 0:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a duration such as 90s, 15m, 2h, 30d or 1h30m"
-        )
-    return seconds
 
 
 def add_controls_commands(add_parser: AddParser) -> None:
@@ -56,7 +47,7 @@ def add_controls_commands(add_parser: AddParser) -> None:
     add.add_argument(
         "--for",
         dest="duration",
-        type=_duration,
+        type=duration,
         default=SuppressionPolicy().duration,
         metavar="DURATION",
         help=f"how long (default {days:g}d)",
@@ -80,7 +71,7 @@ def add_controls_commands(add_parser: AddParser) -> None:
     suspend.add_argument(
         "--for",
         dest="duration",
-        type=_duration,
+        type=duration,
         required=True,
         metavar="DURATION",
         help="how long (2h, 30m...)",

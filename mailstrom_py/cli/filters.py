@@ -4,24 +4,12 @@
 from __future__ import annotations
 
 import argparse
-import re
 
 from ..status import DeliveryResult
 from ..storage import QueueFilter
+from .times import age
 
 __all__ = ["add_filters", "bare", "queue_filter"]
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _duration(text: str) -> float:
-    match = _DURATION.match(text.strip().lower())
-    if match is None:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an age such as 90, 90s, 15m, 2h or 3d"
-        )
-    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 def add_filters(parser: argparse.ArgumentParser) -> None:
@@ -42,12 +30,12 @@ def add_filters(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--older-than",
-        type=_duration,
+        type=age,
         metavar="AGE",
         help="only messages older than AGE (90, 15m, 2h, 3d)",
     )
     parser.add_argument(
-        "--newer-than", type=_duration, metavar="AGE", help="only messages younger"
+        "--newer-than", type=age, metavar="AGE", help="only messages younger"
     )
     held = parser.add_mutually_exclusive_group()
     held.add_argument(

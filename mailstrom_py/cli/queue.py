@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from ..config.loader import load_config, parse_duration
+from ..config.loader import load_config
 from ..config.settings import LoadedConfig
 from ..errors import MessageNotFound
 from ..storage import QueueFilter, SqliteStorage, Storage, queue_admin
@@ -33,7 +33,7 @@ from .changes import OpenQueue, change
 from .common import config_path, open_storage, require_shared_storage
 from .filters import add_filters, bare, queue_filter
 from .listing import Listed, as_json, describe, listed
-from .times import when
+from .times import age, when
 
 __all__ = [
     "add_queue_command",
@@ -80,18 +80,6 @@ class Purging(Protocol):
     ) -> int: ...
 
 
-def _duration(text: str) -> float:
-    """An age: seconds, bare or with units (``90``, ``90s``, ``15m``, ``1h30m``)."""
-    stripped = text.strip()
-    bare = stripped.replace(".", "", 1).isdigit()
-    seconds = float(stripped) if bare else parse_duration(stripped)
-    if seconds is None:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an age such as 90, 90s, 15m, 2h, 3d or 1h30m"
-        )
-    return seconds
-
-
 def add_queue_command(add_parser: AddParser) -> None:
     """Add ``queue list|count|kick|hold|release|schedule|fail|drop|purge|show``."""
     queue = add_parser(
@@ -126,7 +114,7 @@ def add_queue_command(add_parser: AddParser) -> None:
     purge.add_argument(
         "--older-than",
         metavar="AGE",
-        type=_duration,
+        type=age,
         required=True,
         help="time since completion: 90, 90s, 15m, 2h or 3d",
     )

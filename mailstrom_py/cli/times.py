@@ -3,6 +3,7 @@ for ``send`` and ``queue schedule``."""
 
 from __future__ import annotations
 
+import argparse
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +11,31 @@ from ..config.loader import parse_duration
 from ..core.schedule import send_time
 from ..errors import InvalidMessageError
 
-__all__ = ["when"]
+__all__ = ["age", "duration", "when"]
+
+
+def age(text: str) -> float:
+    """An ``argparse`` type: seconds, bare or with units (``90``, ``90s``,
+    ``15m``, ``2h``, ``3d``, ``1h30m``), at least 0."""
+    stripped = text.strip()
+    bare = stripped.replace(".", "", 1).isdigit()
+    seconds = float(stripped) if bare else parse_duration(stripped)
+    if seconds is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an age such as 90, 90s, 15m, 2h, 3d or 1h30m"
+        )
+    return seconds
+
+
+def duration(text: str) -> float:
+    """An ``argparse`` type: a duration with units (``90s``, ``15m``, ``30d``,
+    ``1h30m``), above 0."""
+    seconds = parse_duration(text)
+    if seconds is None or seconds <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration such as 90s, 15m, 2h, 30d or 1h30m"
+        )
+    return seconds
 
 
 def when(
