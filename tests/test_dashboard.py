@@ -1141,3 +1141,34 @@ def test_a_browser_filters_the_list_and_holds_a_message(queue: Queue) -> None:
         assert served.storage.status(queue.deferred).held
     finally:
         served.close()
+
+
+def test_a_browser_suspends_a_destination_and_resumes_it(queue: Queue) -> None:
+    """In headless Chromium, logged in: the controls page's form suspends a
+    destination, which then shows with its reason and a Resume button that
+    ends the suspension in storage."""
+    reason = _browser_missing()
+    if reason is not None:
+        pytest.skip(reason)
+    served = serve(queue)
+    try:
+        with webdriver.Browser() as browser:
+            browser.get(served.base + "/login?back=/controls")
+            browser.type(browser.find("#token"), TOKEN)
+            browser.click(browser.find("form.login button"))
+            browser.wait_until(lambda: browser.url.endswith("/controls"))
+            form = "form.control[action='/actions/suspend']"
+            browser.type(browser.find(f"{form} input[name=destination]"), "gmail")
+            browser.type(browser.find(f"{form} input[name=reason]"), "too many 421s")
+            browser.click(browser.find(f"{form} button"))
+            browser.wait_until(lambda: bool(browser.find_all("button.button-resume")))
+            [row] = browser.find_all("table tbody tr")[:1]
+            assert "too many 421s" in browser.text(row)
+            assert [s.destination for s in served.storage.suspensions(time.time())] == [
+                "gmail"
+            ]
+            browser.click(browser.find("button.button-resume"))
+            browser.wait_until(lambda: not browser.find_all("button.button-resume"))
+        assert served.storage.suspensions(time.time()) == []
+    finally:
+        served.close()
