@@ -37,9 +37,11 @@ from mailstrom_py import (
     DeliveryResult,
     Mailstrom,
     Outbox,
+    PostgresStorage,
     QueueFilter,
     RelayConfig,
     SqliteStorage,
+    Storage,
 )
 from mailstrom_py.dashboard import (
     Dashboard,
@@ -70,13 +72,20 @@ class Queue:
 
 
 def seed(db: Path, server: SmtpServer) -> Queue:
-    """Deliver three messages through a real mailer, then queue two more (one
-    with a hostile Subject and From, one held)."""
+    """An SQLite queue seeded by :func:`seed_into`."""
+    ids = seed_into(SqliteStorage(db), server)
+    return Queue(db, *ids, f"127.0.0.1:{server.port}")
+
+
+def seed_into(storage: Storage, server: SmtpServer) -> tuple[str, ...]:
+    """Deliver three messages through a real mailer over ``storage`` (closed
+    after), then queue two more (one with a hostile Subject and From, one
+    held); return the ids: delivered, deferred, failed, hostile, held."""
     config = Config(
         helo_name="app.example.org",
         delivery=RelayConfig(host="127.0.0.1", port=server.port, tls="none"),
     )
-    mailer = Mailstrom(config, SqliteStorage(db))
+    mailer = Mailstrom(config, storage)
     try:
         ids = [
             mailer.send_email(
@@ -98,7 +107,7 @@ def seed(db: Path, server: SmtpServer) -> Queue:
         assert mailer.hold(QueueFilter(ids=(held,))) == [held]
     finally:
         mailer.stop(drain=0)
-    return Queue(db, *ids, hostile, held, f"127.0.0.1:{server.port}")
+    return (*ids, hostile, held)
 
 
 @pytest.fixture
@@ -111,7 +120,7 @@ class Served:
     """A dashboard server running in a thread, and its storage."""
 
     server: DashboardServer
-    storage: SqliteStorage
+    storage: SqliteStorage | PostgresStorage
     thread: threading.Thread = field(init=False)
 
     def __post_init__(self) -> None:
@@ -925,6 +934,54 @@ def test_a_form_suspends_and_comes_back_to_the_controls_page(dashboard: Served) 
     assert answer.headers["Location"] == "/controls"
     [suspension] = dashboard.storage.suspensions(time.time())
     assert suspension.destination == "relay"
+
+
+def test_the_dashboard_serves_a_postgresql_queue(
+    postgres_dsn: str, smtp_server: SmtpServerFactory
+) -> None:
+    """Over PostgresStorage, as over SQLite: the overview counts one message
+    in each state, a message's page shows its recipient, the hold action holds
+    it in the shared queue, and the controls page suspends a destination."""
+    server = smtp_server()
+    delivered, deferred, failed, hostile, held = seed_into(
+        PostgresStorage(postgres_dsn), server
+    )
+    storage = PostgresStorage(postgres_dsn)
+    app = Dashboard(
+        storage,
+        Guard(TOKEN, dashboard_hosts("127.0.0.1")),
+        Options(relay=f"127.0.0.1:{server.port}"),
+        controls=storage,
+    )
+    served = Served(DashboardServer(("127.0.0.1", 0), app), storage)
+    try:
+        overview = http(served.base + "/api/overview").json()
+        assert overview["messages"] == dict.fromkeys(
+            ("queued", "deferred", "held", "delivered", "failed"), 1
+        )
+        assert overview["failed_last_hour"][0]["message_id"] == failed  # type: ignore[index]
+        page = http(message_url(served, deferred))
+        assert page.status == 200 and "t4bob@example.net" in page.text
+        token = {"X-Mailstrom-Token": TOKEN}
+        acted = http(
+            served.base + "/api/actions/hold", data={"id": deferred}, headers=token
+        )
+        assert acted.json()["changed"] == [deferred]
+        assert storage.status(deferred).held
+        suspended = http(
+            served.base + "/api/actions/suspend",
+            data={"destination": "example.net"},
+            headers=token,
+        )
+        assert suspended.json()["changed"] is True
+        listed = http(served.base + "/api/controls").json()
+        assert [s["destination"] for s in listed["suspensions"]] == ["example.net"]  # type: ignore[index]
+        assert {delivered, hostile, held} <= {
+            m["id"]
+            for m in http(served.base + "/api/messages").json()["messages"]  # type: ignore[index]
+        }
+    finally:
+        served.close()
 
 
 # -- the command ----------------------------------------------------------------------
