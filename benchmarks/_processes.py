@@ -1,10 +1,11 @@
-"""Worker processes delivering from one SqliteStorage file, for the throughput
-benchmark.
+"""Worker processes delivering from one queue (an SQLite file, or a PostgreSQL
+database), for the throughput benchmark.
 
-The benchmark process fills the file through an :class:`~mailstrom_py.Outbox`
+A queue is named by a spec: ``sqlite:PATH`` or ``postgres:DSN``. The benchmark
+process fills it through an :class:`~mailstrom_py.Outbox`
 (``send_emails()`` in batches of 100, as producers in other processes would),
 while the workers, each a fresh interpreter running a started
-:class:`~mailstrom_py.Mailstrom` on the same file (what ``mailstrom-py
+:class:`~mailstrom_py.Mailstrom` on the same queue (what ``mailstrom-py
 worker`` runs), wait for a word on their standard input. The clock then runs
 from that word until no message is pending: the rate is the workers' delivery
 rate from a full queue, and their CPU time is counted from the same moment.
@@ -20,14 +21,25 @@ from pathlib import Path
 
 from _harness import LOOPBACK, Result, cpu_seconds
 
-from mailstrom_py import Config, Outbox, QueueFilter, RelayConfig, SqliteStorage
+from mailstrom_py import (
+    Config,
+    Outbox,
+    PostgresStorage,
+    QueueFilter,
+    RelayConfig,
+    SqliteStorage,
+    Storage,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
 _WORKER = """
 import resource, sys
-from mailstrom_py import Config, Mailstrom, RelayConfig, SqliteStorage, Timeouts
-path, host, port, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+from mailstrom_py import Config, Mailstrom, RelayConfig, Timeouts
+from mailstrom_py import PostgresStorage, SqliteStorage
+spec, host, port, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+kind, _, where = spec.partition(":")
+storage = SqliteStorage(where) if kind == "sqlite" else PostgresStorage(where)
 def cpu():
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -37,7 +49,7 @@ config = Config(
     timeouts=Timeouts.uniform(30),
     delivery_threads=threads,
 )
-mailer = Mailstrom(config, SqliteStorage(path))
+mailer = Mailstrom(config, storage)
 print("ready", flush=True)
 sys.stdin.readline()
 cpu0 = cpu()
@@ -50,9 +62,19 @@ print(cpu() - cpu0, flush=True)
 _BATCH = 100
 
 
-def _spawn(path: Path, port: int, threads: int) -> subprocess.Popen[str]:
+def open_queue(spec: str) -> Storage:
+    """The storage ``spec`` names: ``sqlite:PATH`` or ``postgres:DSN``."""
+    kind, _, where = spec.partition(":")
+    if kind == "sqlite":
+        return SqliteStorage(where)
+    if kind == "postgres":
+        return PostgresStorage(where)
+    raise ValueError(f"not a queue spec: {spec!r}")
+
+
+def _spawn(spec: str, port: int, threads: int) -> subprocess.Popen[str]:
     worker = subprocess.Popen(
-        [sys.executable, "-c", _WORKER, str(path), LOOPBACK, str(port), str(threads)],
+        [sys.executable, "-c", _WORKER, spec, LOOPBACK, str(port), str(threads)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdin=subprocess.PIPE,
@@ -74,18 +96,18 @@ def _tell(worker: subprocess.Popen[str]) -> None:
 
 
 def run_worker_processes(
-    path: Path, port: int, messages: list[bytes], processes: int, threads: int
+    spec: str, port: int, messages: list[bytes], processes: int, threads: int
 ) -> Result:
-    """Fill ``path`` with ``messages``, then deliver them with ``processes``
-    worker processes of ``threads`` delivery threads each; check that every
-    message was delivered."""
+    """Fill the queue ``spec`` names with ``messages``, then deliver them with
+    ``processes`` worker processes of ``threads`` delivery threads each; check
+    that every message was delivered."""
     config = Config(
         helo_name="bench.test", delivery=RelayConfig(host=LOOPBACK, port=port)
     )
-    workers = [_spawn(path, port, threads) for _ in range(processes)]
+    workers = [_spawn(spec, port, threads) for _ in range(processes)]
     latencies = []
     try:
-        with Outbox(config, SqliteStorage(str(path))) as outbox:
+        with Outbox(config, open_queue(spec)) as outbox:
             ids: list[str] = []
             for start in range(0, len(messages), _BATCH):
                 chunk = messages[start : start + _BATCH]

@@ -19,8 +19,10 @@ send to last recipient delivered):
   default durability; skipped, with the reason printed, when the PostgreSQL
   server programs or psycopg are missing;
 * one and two worker processes (what ``mailstrom-py worker`` runs) delivering
-  from one SqliteStorage file that this process filled through an Outbox;
-  these are timed from a full queue, see _processes.py;
+  from one SqliteStorage file, then from one PostgreSQL database, that this
+  process filled through an Outbox; these are timed from a full queue, see
+  _processes.py (the CPU column counts the worker processes, not the
+  PostgreSQL server's);
 * with ``--postfix``, as the "hand it to the local MTA" reference: a private
   Postfix instance (needs root; see _postfix.py) relaying to the sink, fed by
   smtplib over four reused connections from four threads.
@@ -195,13 +197,16 @@ class Postgres:
 
     def storage(self, sink: Sink) -> Storage:
         del sink  # each run gets a database of its own
+        return PostgresStorage(self.dsn())
+
+    def dsn(self) -> str:
+        """A new database on the server (started now if need be)."""
         if PG_MISSING:
             raise VariantSkipped(PG_MISSING)
         if self.server is None:
             self.server = PgServer(settings={"shared_buffers": "128MB"})
             self.server.start()
-        dsn = self.server.create_database(f"bench_{next(self.databases)}")
-        return PostgresStorage(dsn)
+        return self.server.create_database(f"bench_{next(self.databases)}")
 
     def close(self) -> None:
         if self.server is not None:
@@ -234,11 +239,17 @@ def variants(
             synced=synced,
         )
 
-    def processes(count: int) -> Variant:
+    def processes(count: int, *, in_postgres: bool = False) -> Variant:
+        def spec() -> str:
+            if in_postgres:
+                return f"postgres:{postgres.dsn()}"
+            return f"sqlite:{tmp / f'bench-{next(files)}.db'}"
+
+        kind = "one PostgreSQL queue" if in_postgres else "one SqliteStorage"
         return Variant(
-            f"{count} worker process{'es' if count > 1 else ''}, one SqliteStorage",
+            f"{count} worker process{'es' if count > 1 else ''}, {kind}",
             lambda sink: run_worker_processes(
-                tmp / f"bench-{next(files)}.db", sink.port, messages, count, threads
+                spec(), sink.port, messages, count, threads
             ),
         )
 
@@ -266,6 +277,8 @@ def variants(
         mailstrom("mailstrom_py, PostgresStorage", postgres.storage),
         processes(1),
         processes(2),
+        processes(1, in_postgres=True),
+        processes(2, in_postgres=True),
         Variant(
             "Postfix relaying (smtplib, 4 connections)",
             lambda sink: run_postfix(sink, messages),

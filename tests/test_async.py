@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from mailstrom_py import (
     MemoryStorage,
     MessageNotFound,
     Outbox,
+    QueueFilter,
     RelayConfig,
     SqliteStorage,
 )
@@ -188,3 +190,47 @@ def test_closing_closes_the_outbox_and_ends_the_pool() -> None:
         if thread.name.startswith("mailstrom-aio"):
             thread.join(5)
             assert not thread.is_alive()
+
+
+def test_the_queue_operations_and_controls_are_awaitable(tmp_path: Path) -> None:
+    """Each queue operation and control of the Outbox has a coroutine of the
+    same name that does the same to the same storage: hold, release, schedule,
+    kick, fail, drop, listing and counting; suppressing and suspending."""
+
+    async def main() -> None:
+        inner = Outbox(CONFIG, SqliteStorage(tmp_path / "q.db"))
+        async with AsyncOutbox(inner) as outbox:
+            ids = [await outbox.send_email(message(n)) for n in range(4)]
+            one = QueueFilter(ids=(ids[0],))
+            assert await outbox.hold(one) == [ids[0]]
+            assert await outbox.count_messages(QueueFilter(held=True)) == 1
+            assert await outbox.release(one) == [ids[0]]
+            later = datetime.now(UTC) + timedelta(hours=1)
+            assert await outbox.schedule(one, later) == [ids[0]]
+            [status] = await outbox.list_messages(one)
+            assert status.next_attempt_at is not None
+            assert abs(status.next_attempt_at - later.timestamp()) < 1
+            assert await outbox.kick(one) == [ids[0]]
+            assert await outbox.fail(QueueFilter(ids=(ids[1],))) == [ids[1]]
+            [failed] = (await outbox.query_status(ids[1])).recipients
+            assert failed.result is DeliveryResult.FAILED
+            assert await outbox.drop(QueueFilter(ids=(ids[2],))) == [ids[2]]
+            assert await outbox.count_messages() == 3
+            assert len(await outbox.list_messages(limit=2)) == 2
+            assert {s.message_id for s in await outbox.query_recent()} <= set(ids)
+
+            entry = await outbox.suppress("User0@Example.org", reason="bounced")
+            assert entry.address == "user0@example.org"
+            assert [s.address for s in await outbox.suppressions()] == [entry.address]
+            assert inner.suppressions() == await outbox.suppressions()
+            assert await outbox.unsuppress("user0@example.org")
+            assert not await outbox.unsuppress("user0@example.org")
+
+            await outbox.suspend("Example.org", 60, reason="asked to")
+            assert [s.destination for s in await outbox.suspensions()] == [
+                "example.org"
+            ]
+            assert await outbox.resume("example.org")
+            assert await outbox.suspensions() == []
+
+    asyncio.run(main())

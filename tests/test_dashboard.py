@@ -37,9 +37,11 @@ from mailstrom_py import (
     DeliveryResult,
     Mailstrom,
     Outbox,
+    PostgresStorage,
     QueueFilter,
     RelayConfig,
     SqliteStorage,
+    Storage,
 )
 from mailstrom_py.dashboard import (
     Dashboard,
@@ -48,6 +50,7 @@ from mailstrom_py.dashboard import (
     Options,
     dashboard_hosts,
 )
+from mailstrom_py.storage.controls import Suppression, Suspension
 from mailstrom_py.testing import prepared_email
 
 TOKEN = "the-dashboard-test-token"
@@ -69,13 +72,20 @@ class Queue:
 
 
 def seed(db: Path, server: SmtpServer) -> Queue:
-    """Deliver three messages through a real mailer, then queue two more (one
-    with a hostile Subject and From, one held)."""
+    """An SQLite queue seeded by :func:`seed_into`."""
+    ids = seed_into(SqliteStorage(db), server)
+    return Queue(db, *ids, f"127.0.0.1:{server.port}")
+
+
+def seed_into(storage: Storage, server: SmtpServer) -> tuple[str, ...]:
+    """Deliver three messages through a real mailer over ``storage`` (closed
+    after), then queue two more (one with a hostile Subject and From, one
+    held); return the ids: delivered, deferred, failed, hostile, held."""
     config = Config(
         helo_name="app.example.org",
         delivery=RelayConfig(host="127.0.0.1", port=server.port, tls="none"),
     )
-    mailer = Mailstrom(config, SqliteStorage(db))
+    mailer = Mailstrom(config, storage)
     try:
         ids = [
             mailer.send_email(
@@ -97,7 +107,7 @@ def seed(db: Path, server: SmtpServer) -> Queue:
         assert mailer.hold(QueueFilter(ids=(held,))) == [held]
     finally:
         mailer.stop(drain=0)
-    return Queue(db, *ids, hostile, held, f"127.0.0.1:{server.port}")
+    return (*ids, hostile, held)
 
 
 @pytest.fixture
@@ -110,7 +120,7 @@ class Served:
     """A dashboard server running in a thread, and its storage."""
 
     server: DashboardServer
-    storage: SqliteStorage
+    storage: SqliteStorage | PostgresStorage
     thread: threading.Thread = field(init=False)
 
     def __post_init__(self) -> None:
@@ -142,6 +152,7 @@ def serve(queue: Queue, dsn: bool = False, **options: object) -> Served:
         Guard(TOKEN, dashboard_hosts("127.0.0.1")),
         Options(**{"relay": queue.relay, **options}),  # type: ignore[arg-type]
         fail=Outbox(reporting, storage).fail if dsn else None,
+        controls=storage,
     )
     return Served(DashboardServer(("127.0.0.1", 0), app), storage)
 
@@ -771,6 +782,208 @@ def test_read_only_serves_pages_without_any_action(queue: Queue) -> None:
         served.close()
 
 
+# -- controls ---------------------------------------------------------------------------
+
+
+def test_the_controls_page_lists_suspensions_and_suppressions(
+    dashboard: Served,
+) -> None:
+    """/controls shows each destination suspended and each address
+    suppressed, with its reason and times, and (logged in) the button that
+    ends it and the forms that add one; /api/controls gives the same."""
+    now = time.time()
+    storage = dashboard.storage
+    storage.suspend(Suspension("gmail", "421 4.7.28 rate limited", now, now + 600))
+    storage.suppress(
+        [Suppression("gone@example.org", "550 5.1.1 no such user", now, now + 86400)]
+    )
+    page = http(dashboard.base + "/controls")
+    assert page.status == 200
+    for text in ("gmail", "421 4.7.28 rate limited", "gone@example.org", "550 5.1.1"):
+        assert text in page.text
+    assert "/actions/" not in page.text  # not logged in: no buttons
+    cookie = login(dashboard)
+    page = http(dashboard.base + "/controls", headers={"Cookie": cookie})
+    for action in ("resume", "unsuppress", "suspend", "suppress"):
+        assert f'action="/actions/{action}"' in page.text
+    listed = http(dashboard.base + "/api/controls").json()
+    assert listed["kept"] is True
+    assert listed["suspensions"] == [
+        {
+            "destination": "gmail",
+            "reason": "421 4.7.28 rate limited",
+            "since": now,
+            "until": now + 600,
+        }
+    ]
+    assert {
+        "address": "gone@example.org",
+        "reason": "550 5.1.1 no such user",
+        "since": now,
+        "until": now + 86400,
+    } in listed["suppressions"]
+
+
+def test_control_actions_suspend_resume_suppress_and_unsuppress(
+    dashboard: Served,
+) -> None:
+    """Each control action changes the storage every worker reads: suspend
+    for the minutes given, resume, suppress (the address folded to lower
+    case, for the days given), unsuppress; each says whether it changed
+    anything."""
+    headers = {"X-Mailstrom-Token": TOKEN}
+    storage = dashboard.storage
+
+    def act(action: str, **fields: str) -> dict[str, object]:
+        url = f"{dashboard.base}/api/actions/{action}"
+        answer = http(url, data=dict(fields), headers=headers)
+        assert answer.status == 200, answer.text
+        return answer.json()  # type: ignore[no-any-return]
+
+    before = time.time()
+    done = act("suspend", destination="Example.ORG", minutes="30", reason="asked")
+    assert done == {"action": "suspend", "destination": "example.org", "changed": True}
+    [suspension] = storage.suspensions(time.time())
+    assert (suspension.destination, suspension.reason) == ("example.org", "asked")
+    assert before + 1800 <= suspension.until <= time.time() + 1800
+    assert act("resume", destination="example.org")["changed"] is True
+    assert act("resume", destination="example.org")["changed"] is False
+    assert storage.suspensions(time.time()) == []
+
+    seeded = storage.suppressions(time.time())  # the queue's own hard bounce
+    done = act("suppress", address="Bob@Example.org", days="2")
+    assert done["address"] == "bob@example.org"
+    [entry] = [e for e in storage.suppressions(time.time()) if e not in seeded]
+    assert entry.address == "bob@example.org"
+    assert "127.0.0.1" in entry.reason  # no reason given: who did it
+    assert entry.until - entry.since == pytest.approx(2 * 86400)
+    assert act("unsuppress", address="BOB@example.org")["changed"] is True
+    assert storage.suppressions(time.time()) == seeded
+
+
+@pytest.mark.parametrize(
+    ("action", "fields"),
+    [
+        pytest.param("suspend", {}, id="no-destination"),
+        pytest.param("suspend", {"destination": "a b"}, id="space-in-destination"),
+        pytest.param(
+            "suspend", {"destination": "x.org", "minutes": "-5"}, id="minutes"
+        ),
+        pytest.param("suspend", {"destination": "x.org", "minutes": "nan"}, id="nan"),
+        pytest.param("suppress", {"address": "not-an-address"}, id="address"),
+        pytest.param("suppress", {"address": "a@b.org", "days": "1e9"}, id="days"),
+        pytest.param("suppress", {"address": "a@b.org", "reason": "x\r\ny"}, id="crlf"),
+    ],
+)
+def test_a_bad_control_is_a_400_and_changes_nothing(
+    dashboard: Served, action: str, fields: dict[str, str]
+) -> None:
+    """A missing field, a value out of range or a line break in the reason:
+    400 with the reason, and nothing is stored."""
+    seeded = dashboard.storage.suppressions(time.time())
+    answer = http(
+        f"{dashboard.base}/api/actions/{action}",
+        data=fields,  # type: ignore[arg-type]
+        headers={"X-Mailstrom-Token": TOKEN},
+    )
+    assert answer.status == 400
+    assert answer.json()["error"]
+    now = time.time()
+    assert dashboard.storage.suspensions(now) == []
+    assert dashboard.storage.suppressions(now) == seeded
+
+
+def test_control_actions_need_the_token_and_a_writable_dashboard(
+    dashboard: Served, queue: Queue
+) -> None:
+    """Without the token a control action is 401, on a read-only dashboard
+    403 whatever the token; nothing is suspended either way."""
+    url = "/api/actions/suspend"
+    fields = {"destination": "example.org"}
+    assert (
+        http(dashboard.base + url, data=fields, headers=same_origin(dashboard)).status
+        == 401
+    )
+    served = serve(queue, read_only=True)
+    try:
+        answer = http(
+            served.base + url, data=fields, headers={"X-Mailstrom-Token": TOKEN}
+        )
+        assert answer.status == 403
+    finally:
+        served.close()
+    assert dashboard.storage.suspensions(time.time()) == []
+
+
+def test_a_form_suspends_and_comes_back_to_the_controls_page(dashboard: Served) -> None:
+    """The page's suspend form, posted with the login cookie and the page's
+    CSRF value, suspends the destination and redirects to the page."""
+    cookie = login(dashboard)
+    page = http(dashboard.base + "/controls", headers={"Cookie": cookie})
+    answer = http(
+        dashboard.base + "/actions/suspend",
+        data={
+            "destination": "relay",
+            "minutes": "10",
+            "csrf": csrf_of(page.text),
+            "back": "/controls",
+        },
+        headers={"Cookie": cookie, **same_origin(dashboard)},
+    )
+    assert answer.status == 303
+    assert answer.headers["Location"] == "/controls"
+    [suspension] = dashboard.storage.suspensions(time.time())
+    assert suspension.destination == "relay"
+
+
+def test_the_dashboard_serves_a_postgresql_queue(
+    postgres_dsn: str, smtp_server: SmtpServerFactory
+) -> None:
+    """Over PostgresStorage, as over SQLite: the overview counts one message
+    in each state, a message's page shows its recipient, the hold action holds
+    it in the shared queue, and the controls page suspends a destination."""
+    server = smtp_server()
+    delivered, deferred, failed, hostile, held = seed_into(
+        PostgresStorage(postgres_dsn), server
+    )
+    storage = PostgresStorage(postgres_dsn)
+    app = Dashboard(
+        storage,
+        Guard(TOKEN, dashboard_hosts("127.0.0.1")),
+        Options(relay=f"127.0.0.1:{server.port}"),
+        controls=storage,
+    )
+    served = Served(DashboardServer(("127.0.0.1", 0), app), storage)
+    try:
+        overview = http(served.base + "/api/overview").json()
+        assert overview["messages"] == dict.fromkeys(
+            ("queued", "deferred", "held", "delivered", "failed"), 1
+        )
+        assert overview["failed_last_hour"][0]["message_id"] == failed  # type: ignore[index]
+        page = http(message_url(served, deferred))
+        assert page.status == 200 and "t4bob@example.net" in page.text
+        token = {"X-Mailstrom-Token": TOKEN}
+        acted = http(
+            served.base + "/api/actions/hold", data={"id": deferred}, headers=token
+        )
+        assert acted.json()["changed"] == [deferred]
+        assert storage.status(deferred).held
+        suspended = http(
+            served.base + "/api/actions/suspend",
+            data={"destination": "example.net"},
+            headers=token,
+        )
+        assert suspended.json()["changed"] is True
+        listed = http(served.base + "/api/controls").json()
+        assert [s["destination"] for s in listed["suspensions"]] == ["example.net"]  # type: ignore[index]
+        assert {delivered, hostile, held} <= {
+            m["id"]
+            for m in http(served.base + "/api/messages").json()["messages"]  # type: ignore[index]
+        }
+    finally:
+        served.close()
+
+
 # -- the command ----------------------------------------------------------------------
 
 RELAY_SECRET = "relay-s3cret-password"
@@ -817,6 +1030,8 @@ def test_the_command_serves_the_queue_until_sigterm(
             "/api/messages",
             "/messages/" + quote(queue.deferred),
             "/api/messages/" + quote(queue.deferred),
+            "/controls",
+            "/api/controls",
         ):
             answer = http(base + path)
             assert answer.status == 200, path
@@ -831,12 +1046,20 @@ def test_the_command_serves_the_queue_until_sigterm(
             headers={"X-Mailstrom-Token": token},
         )
         assert acted.json()["changed"] == [queue.deferred]
+        suspended = http(
+            base + "/api/actions/suspend",
+            data={"destination": "example.org", "minutes": "5"},
+            headers={"X-Mailstrom-Token": token},
+        )
+        assert suspended.json()["changed"] is True
         daemon.signal(signal.SIGTERM)
         assert daemon.wait() == 0
     assert RELAY_SECRET not in daemon.stderr
     storage = SqliteStorage(queue.db)
     try:
         assert storage.status(queue.deferred).held
+        [suspension] = storage.suspensions(time.time())
+        assert suspension.destination == "example.org"
     finally:
         storage.close()
 
@@ -973,5 +1196,36 @@ def test_a_browser_filters_the_list_and_holds_a_message(queue: Queue) -> None:
             browser.find("button.button-release")
             assert "(held)" in browser.text(browser.find("dl.facts"))
         assert served.storage.status(queue.deferred).held
+    finally:
+        served.close()
+
+
+def test_a_browser_suspends_a_destination_and_resumes_it(queue: Queue) -> None:
+    """In headless Chromium, logged in: the controls page's form suspends a
+    destination, which then shows with its reason and a Resume button that
+    ends the suspension in storage."""
+    reason = _browser_missing()
+    if reason is not None:
+        pytest.skip(reason)
+    served = serve(queue)
+    try:
+        with webdriver.Browser() as browser:
+            browser.get(served.base + "/login?back=/controls")
+            browser.type(browser.find("#token"), TOKEN)
+            browser.click(browser.find("form.login button"))
+            browser.wait_until(lambda: browser.url.endswith("/controls"))
+            form = "form.control[action='/actions/suspend']"
+            browser.type(browser.find(f"{form} input[name=destination]"), "gmail")
+            browser.type(browser.find(f"{form} input[name=reason]"), "too many 421s")
+            browser.click(browser.find(f"{form} button"))
+            browser.wait_until(lambda: bool(browser.find_all("button.button-resume")))
+            [row] = browser.find_all("table tbody tr")[:1]
+            assert "too many 421s" in browser.text(row)
+            assert [s.destination for s in served.storage.suspensions(time.time())] == [
+                "gmail"
+            ]
+            browser.click(browser.find("button.button-resume"))
+            browser.wait_until(lambda: not browser.find_all("button.button-resume"))
+        assert served.storage.suspensions(time.time()) == []
     finally:
         served.close()

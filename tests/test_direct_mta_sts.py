@@ -10,15 +10,18 @@ on 127.0.0.x with good, self-signed or wrong-name certificates.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from pathlib import Path
 
 import pytest
 import trustme
 from support.https import HttpsServer, HttpsServerFactory, Reply
-from support.mxnet import MxNet, message
+from support.mxnet import NOW, MxNet, message
 from support.tls import client_context, self_signed_server_context, server_context
 
 from mailstrom_py import DeliveryResult, Mailstrom
+from mailstrom_py.config import DestinationLimits, ShapingConfig
 
 D, DF = DeliveryResult.DELIVERED, DeliveryResult.DEFERRED
 PATH = "/.well-known/mta-sts.txt"
@@ -250,3 +253,37 @@ class TestWaived:
         assert r.result is D and not r.remote.tls_verified
         assert https.requests == []
         assert ("_mta-sts.d.test", "TXT") not in net.dns.queries
+
+
+class TestConnections:
+    def test_a_slow_policy_fetch_holds_none_of_the_destinations_connections(
+        self, net: MxNet, https: HttpsServer, ca: trustme.CA
+    ) -> None:
+        """d.test's policy comes slowly (dripped over about 3 s); e.test, which
+        publishes no policy, has the same exchanger, and that destination may
+        have one connection at a time. e.test's mail is delivered while
+        d.test's policy is still coming: the fetch is made before a connection
+        of the destination is taken, not while holding it. d.test's mail goes
+        out once its policy has come."""
+        body = policy("enforce").body
+        https.replies[PATH] = dataclasses.replace(
+            policy("enforce"), drip=3.0 / (len(body) + 100)
+        )
+        net.mx("d.test", (10, "mx1.d.test", "127.0.0.2"))
+        net.mx("e.test", (10, "mx1.d.test", "127.0.0.2"))
+        net.smtp("127.0.0.2", starttls_context=server_context(ca, "mx1.d.test"))
+        one = ShapingConfig(default=DestinationLimits(connections=1), presets=False)
+        config = net.config(mta_sts_context=client_context(ca), delivery_threads=2)
+        with Mailstrom(
+            dataclasses.replace(config, shaping=one), clock=lambda: NOW
+        ) as m:
+            slow = m.send_email(message("a@d.test"))
+            while not https.requests:
+                time.sleep(0.01)
+            began = time.monotonic()
+            fast = m.wait(m.send_email(message("b@e.test")), timeout=10)
+            waited = time.monotonic() - began
+            assert fast.succeeded
+            assert waited < 1.5, f"e.test waited {waited:.1f} s for d.test's fetch"
+            assert not m.query_status(slow).completed
+            assert m.wait(slow, timeout=10).succeeded

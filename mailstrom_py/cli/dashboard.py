@@ -28,6 +28,7 @@ from ..dashboard.guard import is_loopback
 from ..errors import ConfigError, StorageError
 from ..events import Metrics, watch_queue
 from ..storage import QueueAdmin
+from ..storage.controls import Controls
 from .common import config_path, open_storage, require_shared_storage
 from .logs import add_logging_options, configure_logging, logging_settings
 from .worker import EXIT_CONFIG, EXIT_FAILURE, StopSignals
@@ -110,6 +111,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
             _options(loaded, read_only),
             fail=outbox.fail,
             metrics=metrics.text,
+            controls=storage if isinstance(storage, Controls) else None,
         )
         try:
             server = DashboardServer((host, port), app)

@@ -22,6 +22,7 @@ from typing import Self, TypeVar
 
 from ..errors import MailerClosedError
 from ..status import MessageStatus
+from .aio_admin import AsyncAdmin
 from .outbox import Outbox, attempted
 
 __all__ = ["AsyncOutbox"]
@@ -35,7 +36,7 @@ _POLL_FIRST = 0.01
 _POLL_MOST = 0.2
 
 
-class AsyncOutbox:
+class AsyncOutbox(AsyncAdmin):
     """Send and wait from coroutines without blocking the event loop.
 
     Each call runs the matching call of ``outbox`` (an
@@ -43,6 +44,10 @@ class AsyncOutbox:
     thread pool of this object's own, started on first use. Use it as an
     async context manager, which enters ``outbox`` (starting a Mailstrom's
     worker) and closes it on leaving, or call :meth:`aclose`.
+
+    Besides sending and waiting it has the Outbox's queue operations
+    (``list_messages``, ``kick``, ``hold``, ``schedule``, ``fail``, ``drop``...)
+    and controls (``suppress``, ``suspend``...) as coroutines.
 
     Cancelling an awaiting coroutine does not cancel the call under way: a
     cancelled ``send_email()`` may still have stored its message.

@@ -18,7 +18,16 @@ from email.message import Message
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ..errors import MessageNotFound, StorageError
+from ..storage.controls import Controls
 from .actions import ACTIONS, Fail, apply_action, ids_from
+from .control_pages import controls_page
+from .controls import (
+    CONTROL_ACTIONS,
+    apply_control,
+    control_fields,
+    controls_json,
+    read_controls,
+)
 from .guard import Guard, Refused
 from .jsonview import destinations_json, message_json, messages_json, overview_json
 from .layout import Viewer
@@ -101,6 +110,10 @@ class Dashboard:
         metrics: gives the metrics in the Prometheus text format, served at
             ``/metrics`` (without the token, as pages are); no such page
             when None.
+        controls: where the suppression list and the suspensions are kept,
+            shown at ``/controls`` with their actions (``suspend``,
+            ``resume``, ``suppress``, ``unsuppress``); the page says there
+            are none when None.
     """
 
     def __init__(
@@ -112,8 +125,10 @@ class Dashboard:
         *,
         fail: Fail | None = None,
         metrics: Callable[[], str] | None = None,
+        controls: Controls | None = None,
     ) -> None:
         self.queue = queue
+        self.controls = controls
         self.fail = fail
         self.metrics = metrics
         self.guard = guard
@@ -172,6 +187,12 @@ class Dashboard:
             ),
             "/messages": lambda: self._messages(params, viewer, now, api=False),
             "/api/messages": lambda: self._messages(params, viewer, now, api=True),
+            "/controls": lambda: _page(
+                controls_page(read_controls(self.controls, now), viewer)
+            ),
+            "/api/controls": lambda: _json(
+                controls_json(read_controls(self.controls, now))
+            ),
             "/login": lambda: _page(login_page(viewer, _back(params))),
         }
         metrics = self.metrics
@@ -234,13 +255,16 @@ class Dashboard:
         if not api and not path.startswith("/actions/"):
             raise Refused(404, "there is no such page")
         action = path.rsplit("/", 1)[1]
-        if action not in ACTIONS:
-            raise Refused(404, f"unknown action; one of {', '.join(ACTIONS)}")
+        if action not in ACTIONS + CONTROL_ACTIONS:
+            every = ", ".join(ACTIONS + CONTROL_ACTIONS)
+            raise Refused(404, f"unknown action; one of {every}")
         if self.options.read_only:
             raise Refused(403, "the dashboard is read-only")
         how = self.guard.authorise(request.headers, form)
-        ids = ids_from(form, request.body, json_body)
         who = f"{request.client} ({how})"
+        if action in CONTROL_ACTIONS:
+            return self._control(request, action, form, who, api=api)
+        ids = ids_from(form, request.body, json_body)
         changed = apply_action(
             self.queue, action, ids, self.clock(), who, fail=self.fail
         )
@@ -250,6 +274,16 @@ class Dashboard:
         if action == "drop" and back.startswith("/messages/"):
             back = "/messages"
         return _redirect(back)
+
+    def _control(
+        self, request: Request, action: str, form: Form, who: str, *, api: bool
+    ) -> Response:
+        if self.controls is None:
+            raise Refused(404, "this storage keeps no controls")
+        json_body = request.headers.get_content_type() == _JSON
+        fields = control_fields(form, request.body, json_body)
+        done = apply_control(self.controls, action, fields, self.clock(), who)
+        return _json(done) if api else _redirect(_back(form))
 
     def _login(self, request: Request, form: Form) -> Response:
         if self.guard.origin_matches(request.headers) is not True:

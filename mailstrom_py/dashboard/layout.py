@@ -28,7 +28,12 @@ __all__ = [
     "when",
 ]
 
-_NAV = (("/", "Overview"), ("/destinations", "Destinations"), ("/messages", "Messages"))
+_NAV = (
+    ("/", "Overview"),
+    ("/destinations", "Destinations"),
+    ("/messages", "Messages"),
+    ("/controls", "Controls"),
+)
 
 
 @dataclass(frozen=True)

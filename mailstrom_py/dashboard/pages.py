@@ -100,8 +100,8 @@ def destinations_page(view: DestinationsView, viewer: Viewer) -> bytes:
         f'<p class="note">Recipients of the {view.scanned} messages created'
         f" {since} and of every pending one"
         + ("; <strong>partial</strong>: not all were read." if view.partial else ".")
-        + " Suspended and throttled destinations will show here once the worker"
-        " shapes traffic per destination.</p>"
+        + ' Suspended destinations are on the <a href="/controls">controls</a>'
+        " page.</p>"
     )
     return page("Destinations", "".join(parts), viewer, refresh=True)
 

@@ -41,7 +41,7 @@ from ..config import DirectConfig, ShapingConfig, Timeouts
 from ..message import PreparedEmail
 from ..status import DeliveryResult
 from .base import Outcome
-from .exchanger_tls import ExchangerTls, build_mta_sts
+from .exchanger_tls import DomainTls, ExchangerTls, build_mta_sts
 from .routing.mta_sts import MtaSts
 from .routing.mx import MxHost, MxResolver, Route, RouteError, build_resolver
 from .shaping import Destination, Shaper, held_outcomes
@@ -265,22 +265,25 @@ class DirectTransport:
         hold = self._shaper.held(destination) or self._shaper.turn(destination)
         if hold is not None:
             return held_outcomes(recipients, hold)
+        # The MTA-STS policy may take an HTTPS fetch of seconds: look it up
+        # before taking one of the destination's few connections.
+        tls = self._tls.toward(domain, email)
         with self._shaper.connection(destination):
-            outcomes = self._attempt(email, domain, recipients, route, destination)
+            outcomes = self._attempt(email, recipients, route, destination, tls)
         self._shaper.observe(destination, outcomes)
         return outcomes
 
     def _attempt(
         self,
         email: PreparedEmail,
-        domain: str,
         recipients: list[str],
         route: Route,
         destination: Destination,
+        tls: DomainTls,
     ) -> list[Outcome]:
         """Deliver to ``route``'s exchangers that the domain's TLS policy
-        allows, in turn, until settled."""
-        tls = self._tls.toward(domain, email)
+        ``tls`` allows, in turn, until settled."""
+        domain = tls.domain
         hosts, left_out = tls.exchangers(route.hosts)
         if left_out:
             log.warning("%s", left_out)

@@ -22,19 +22,18 @@ import ipaddress
 import random
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from ...codes import (
-    BAD_DESTINATION_SYSTEM,
     DIRECTORY_SERVER_FAILURE,
     NULL_MX,
     UNABLE_TO_ROUTE,
 )
 from ...config import DirectConfig
 from ...errors import ConfigError
+from .answers import AnswerCache, CachedLookup, Transient
+from .route import MxHost, Route, RouteError
 
 # dnspython is imported on first use, in the functions that call it (for its
 # cost, not to dodge a cycle): it takes some 70 ms to import, which a program
@@ -47,106 +46,6 @@ __all__ = ["MxHost", "MxResolver", "Route", "RouteError", "build_resolver"]
 
 #: The longest chain of CNAMEs followed for one name (mox allows 16, dnspython 16).
 MAX_CNAME_CHAIN = 8
-#: The longest a positive answer is kept, whatever its TTL says (one day).
-MAX_TTL = 86400
-#: The longest a negative answer is kept (RFC 2308 §5 suggests at most hours).
-MAX_NEGATIVE_TTL = 3600
-
-
-class RouteError(Exception):
-    """Raised when a domain's mail cannot be routed now, or ever.
-
-    Attributes:
-        detail: what went wrong, in words.
-        status_code: the RFC 3463 code to record (``"4.4.3"``, ``"5.4.4"``...).
-        permanent: true when retrying cannot help (the recipients fail).
-    """
-
-    def __init__(self, detail: str, status_code: str, *, permanent: bool) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.status_code = status_code
-        self.permanent = permanent
-
-
-@dataclass(frozen=True)
-class MxHost:
-    """One mail exchanger and its addresses.
-
-    Attributes:
-        name: the host name (lower case, no final dot), or the IP address of an
-            address literal.
-        preference: the MX preference (0 for an implicit MX or a literal).
-        ipv6: its IPv6 addresses, in the order DNS gave them.
-        ipv4: its IPv4 addresses, in the order DNS gave them.
-    """
-
-    name: str
-    preference: int
-    ipv6: tuple[str, ...] = ()
-    ipv4: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Route:
-    """The exchangers for a domain, in the order to try them.
-
-    Attributes:
-        domain: the recipient domain.
-        hosts: exchangers with at least one address, most preferred first.
-        implicit: the domain has no MX records; its own addresses are used.
-    """
-
-    domain: str
-    hosts: tuple[MxHost, ...]
-    implicit: bool = False
-
-
-@dataclass(frozen=True)
-class _Answer:
-    kind: Literal["data", "nxdomain", "nodata"]
-    records: tuple[tuple[int, str], ...] = ()
-    """MX: (preference, exchange); A/AAAA: (0, address)."""
-
-
-class _Transient(Exception):
-    """A lookup failed in a way that may pass."""
-
-
-class _Cache:
-    """A bounded LRU map of DNS answers that expire; thread-safe."""
-
-    def __init__(self, size: int, clock: Callable[[], float]) -> None:
-        self._size = size
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[str, str], tuple[float, _Answer]] = (
-            OrderedDict()
-        )
-
-    def get(self, key: tuple[str, str]) -> _Answer | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            if entry[0] <= self._clock():
-                del self._entries[key]
-                return None
-            self._entries.move_to_end(key)
-            return entry[1]
-
-    def put(self, key: tuple[str, str], answer: _Answer, ttl: float) -> None:
-        if self._size == 0 or ttl <= 0:
-            return
-        with self._lock:
-            self._entries[key] = (self._clock() + ttl, answer)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
 
 
 class MxResolver:
@@ -176,10 +75,10 @@ class MxResolver:
         max_cname_chain: int = MAX_CNAME_CHAIN,
     ) -> None:
         self._resolver = resolver
-        self._cache = _Cache(cache_size, clock)
+        self._cache = AnswerCache(cache_size, clock)
         self._rng = rng if rng is not None else random.Random()
         self._rng_lock = threading.Lock()
-        self._max_cname_chain = max_cname_chain
+        self._lookup = CachedLookup(resolver, self._cache, max_cname_chain)
 
     def route(self, domain: str, *, want_addresses: int = 5) -> Route:
         """Return the exchangers for ``domain`` (an A-label name or address literal).
@@ -196,7 +95,7 @@ class MxResolver:
         deadline = time.monotonic() + 2 * self._resolver.lifetime
         try:
             mx = self._lookup(domain, "MX", deadline)
-        except _Transient as exc:
+        except Transient as exc:
             raise RouteError(
                 str(exc), DIRECTORY_SERVER_FAILURE, permanent=False
             ) from None
@@ -264,7 +163,7 @@ class MxResolver:
         for rdtype in ("AAAA", "A"):
             try:
                 answer = self._lookup(host, rdtype, deadline)
-            except _Transient as exc:
+            except Transient as exc:
                 trouble.append(str(exc))
                 continue
             if answer.kind == "nxdomain":
@@ -296,70 +195,6 @@ class MxResolver:
                 ordered.extend((pref, name) for name in names)
         return ordered
 
-    def _lookup(self, name: str, rdtype: str, deadline: float) -> _Answer:
-        """Ask for ``rdtype`` records of ``name`` by ``deadline`` (monotonic); raise
-        RouteError for a bad name and _Transient for trouble that may pass."""
-        import dns.exception  # noqa: PLC0415 (imported on first use)
-        import dns.name  # noqa: PLC0415
-        import dns.rdatatype  # noqa: PLC0415
-        import dns.resolver  # noqa: PLC0415
-
-        key = (name.lower(), rdtype)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        try:
-            qname = dns.name.from_text(name)
-        except dns.exception.DNSException as exc:
-            raise RouteError(
-                f"{name!r} is not a DNS name ({exc})",
-                BAD_DESTINATION_SYSTEM,
-                permanent=True,
-            ) from None
-        kind = dns.rdatatype.from_text(rdtype)
-        left = min(self._resolver.lifetime, deadline - time.monotonic())
-        if left <= 0:
-            raise _Transient(f"no time left to look up {name} {rdtype}")
-        try:
-            answer = self._resolver.resolve(
-                qname, kind, raise_on_no_answer=False, search=False, lifetime=left
-            )
-        except dns.resolver.NXDOMAIN as exc:
-            result = _Answer("nxdomain")
-            self._cache.put(key, result, _negative_ttl(exc, qname))
-            return result
-        except dns.exception.Timeout:
-            raise _Transient(f"DNS lookup of {name} {rdtype} timed out") from None
-        except dns.resolver.NoNameservers as exc:
-            raise _Transient(
-                f"DNS lookup of {name} {rdtype} failed (SERVFAIL or REFUSED): {exc}"
-            ) from None
-        except dns.exception.DNSException as exc:
-            raise _Transient(f"DNS lookup of {name} {rdtype} failed: {exc}") from None
-        chain = answer.chaining_result
-        if len(chain.cnames) > self._max_cname_chain:
-            raise _Transient(
-                f"DNS lookup of {name} {rdtype}: more than "
-                f"{self._max_cname_chain} CNAMEs in a chain"
-            )
-        if answer.rrset is None:
-            result = _Answer("nodata")
-            self._cache.put(key, result, min(chain.minimum_ttl, MAX_NEGATIVE_TTL))
-            return result
-        records: list[tuple[int, str]] = []
-        for rdata in answer.rrset:
-            if rdtype == "MX":
-                # The root name, ".", is a null MX (RFC 7505); kept as "".
-                exchange = rdata.exchange.to_text(omit_final_dot=True).lower()
-                if rdata.exchange == dns.name.root:
-                    exchange = ""
-                records.append((int(rdata.preference), exchange))
-            else:
-                records.append((0, str(rdata.address)))
-        result = _Answer("data", tuple(records))
-        self._cache.put(key, result, min(chain.minimum_ttl, MAX_TTL))
-        return result
-
 
 def build_resolver(direct: DirectConfig) -> dns.resolver.Resolver:
     """Return the resolver ``direct`` asks for: its own, or one built from its settings.
@@ -385,20 +220,6 @@ def build_resolver(direct: DirectConfig) -> dns.resolver.Resolver:
     resolver.timeout = direct.dns_timeout
     resolver.lifetime = direct.dns_lifetime
     return resolver
-
-
-def _negative_ttl(exc: dns.resolver.NXDOMAIN, qname: dns.name.Name) -> float:
-    import dns.exception  # noqa: PLC0415 (imported on first use)
-    import dns.message  # noqa: PLC0415
-
-    response = exc.kwargs.get("responses", {}).get(qname)
-    if not isinstance(response, dns.message.QueryMessage):
-        return 0.0
-    try:
-        ttl = response.resolve_chaining().minimum_ttl
-    except dns.exception.DNSException:
-        return 0.0
-    return float(min(ttl, MAX_NEGATIVE_TTL))
 
 
 def _host_for(name: str, preference: int, addresses: list[str]) -> MxHost:
