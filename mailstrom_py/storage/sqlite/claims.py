@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from ...status import MessageStatus, RecipientStatus
 from ..base import Claim, new_token
 from ..rows import (
     PENDING,
     RECIPIENT_COLUMNS,
+    STATUS_COLUMNS,
     STATUSES_OF,
     prepared_email,
     recipient_values,
@@ -62,6 +63,17 @@ UPDATE_RECIPIENT = (
     + ", ".join(f"{column} = ?" for column in RECIPIENT_COLUMNS)
     + " WHERE message = ? AND position = ?"
 )
+
+
+# Rows for :func:`~mailstrom_py.storage.rows.statuses`, each followed by its
+# message's claim token, grouped by message.
+_LOAD = (
+    f"SELECT {STATUS_COLUMNS}, m.claim_token FROM messages m"
+    " LEFT JOIN recipients r ON r.message = m.id WHERE m.message_id {where}"
+    " ORDER BY m.id, r.position"
+)
+_LOAD_ONE = _LOAD.format(where="= ?")
+_LOAD_MANY = _LOAD.format(where=_IN_LIST)
 
 
 def claim_due(
@@ -181,20 +193,22 @@ def extend(
 
 
 def _load(
-    conn: sqlite3.Connection, message_ids: Iterable[str]
+    conn: sqlite3.Connection, message_ids: Sequence[str]
 ) -> tuple[dict[str, MessageStatus], dict[str, int], dict[str, str | None]]:
-    """Load the messages among ``message_ids``.
+    """Load the messages among ``message_ids``, in one statement.
 
     Returns:
         Their statuses, rowids and claim tokens, by message id.
     """
-    packed = json.dumps(list(dict.fromkeys(message_ids)))
-    select = f"SELECT * FROM messages m WHERE m.message_id {_IN_LIST}"
-    rows = conn.execute(STATUSES_OF.format(select=select), (packed,)).fetchall()
-    heads = conn.execute(
-        f"SELECT message_id, id, claim_token FROM messages WHERE message_id {_IN_LIST}",
-        (packed,),
-    ).fetchall()
-    rowids = {str(mid): int(rowid) for mid, rowid, _ in heads}
-    tokens = {str(mid): None if t is None else str(t) for mid, _, t in heads}
+    if len(message_ids) == 1:
+        rows = conn.execute(_LOAD_ONE, (message_ids[0],)).fetchall()
+    else:
+        packed = json.dumps(list(dict.fromkeys(message_ids)))
+        rows = conn.execute(_LOAD_MANY, (packed,)).fetchall()
+    rowids: dict[str, int] = {}
+    tokens: dict[str, str | None] = {}
+    for row in rows:
+        message_id = str(row[1])
+        rowids[message_id] = int(row[0])
+        tokens[message_id] = None if row[-1] is None else str(row[-1])
     return {s.message_id: s for s in statuses(rows)}, rowids, tokens
