@@ -50,7 +50,7 @@ CLAIMABLE = "SELECT id" + _DUE
 
 # ``(now, limit)`` -> the messages to claim as rows for ``statuses``, each
 # followed by its message's due time, the recipient's position and the message
-# (envelope and body: the body on its first row only), in no particular order.
+# (envelope and body: the body on the row of position 0 only), in no order.
 # One statement reads what the claim needs; sorting the few rows it returns
 # costs less than having SQLite sort them with their bodies.
 _CLAIMED = (
