@@ -518,6 +518,40 @@ class TestBatches:
         assert storage.count(QueueFilter(completed=True)) == 32
         storage.close()
 
+    def test_a_batch_claims_each_message_whole(self, db: Path) -> None:
+        """A claim of several messages with several recipients each brings every
+        message with its own body and envelope, its recipients in order, earliest
+        due first; the outcomes of a batch load and record each message whole."""
+        storage = SqliteStorage(db)
+        sent = {
+            n: email(n, tuple(f"r{k}@{n}.example.test" for k in range(n % 3 + 1)))
+            for n in range(6)
+        }
+        for n, at in [(0, 5.0), (1, 1.0), (2, 3.0), (3, 1.0), (4, 9.0), (5, 2.0)]:
+            storage.add(sent[n], now=at)
+        before = {s.message_id: s for s in storage.find(QueueFilter())}
+        found = storage.claim_due(now=10.0, limit=6, lease=60.0)
+        assert [c.email for c in found] == [sent[n] for n in (1, 3, 5, 2, 0, 4)]
+        assert [c.before for c in found] == [before[c.message_id] for c in found]
+        for claim in found:
+            assert [r.address for r in claim.status.recipients] == list(
+                claim.email.recipients
+            )
+        delivered = [
+            (c, [dataclasses.replace(r, result=DeliveryResult.DELIVERED)])
+            for c in found
+            for r in c.status.recipients[:1]
+        ]
+        after = storage.record_many(delivered)
+        assert [s.message_id if s else None for s in after] == [
+            c.message_id for c, _ in delivered
+        ]
+        for claim in found:
+            status = storage.status(claim.message_id)
+            assert status.recipients[0].result is DeliveryResult.DELIVERED
+            assert len(status.pending) == len(claim.email.recipients) - 1
+        storage.close()
+
     def test_a_failed_claim_claims_nothing(
         self, db: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:

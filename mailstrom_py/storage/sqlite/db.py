@@ -20,7 +20,7 @@ from ...errors import StorageError
 from ..base import wrap_error
 from .schema import migrate
 
-__all__ = ["Database"]
+__all__ = ["Database", "Latch"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,26 @@ _STRICTNESS = {"NORMAL": 0, "FULL": 1}
 _POLITE_FOR = 0.05
 
 
+class Latch:
+    """A one-shot signal: :meth:`wait` returns once :meth:`set` was called.
+
+    A bare lock, held until set, so that the many short-lived signals of the
+    write path cost less than a :class:`threading.Event` each."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        """Release every waiter, present and future; call it once."""
+        self._lock.release()
+
+    def wait(self) -> None:
+        """Return once :meth:`set` was called."""
+        with self._lock:
+            pass
+
+
 class _Group:
     """Writes sharing one transaction, and what became of its commit."""
 
@@ -44,7 +64,7 @@ class _Group:
         self.level = level
         self.members = 0
         self.waited_for = False  # a caller (not background work) is a member
-        self.committed = threading.Event()
+        self.committed = Latch()
         self.error: sqlite3.Error | None = None
 
 
@@ -66,6 +86,7 @@ class Database:
     ) -> None:
         self.path = path
         self._synchronous = synchronous
+        self._level = synchronous  # the writer's level now, under _write_lock
         self._busy_timeout = busy_timeout
         self._write_lock = threading.Lock()
         self._queue = threading.Condition(threading.Lock())
@@ -236,14 +257,13 @@ class Database:
                 self._commit(conn, group)
                 group = None
             if group is None:
-                if level != self._synchronous:
+                if level != self._level:
+                    # The level stays set until a write needs another, so a
+                    # run of background writes sets it once.
                     conn.execute(f"PRAGMA synchronous = {level}")
+                    self._level = level
                 group = _Group(level)
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                except BaseException:
-                    _restore_level(conn, self._synchronous)
-                    raise
+                conn.execute("BEGIN IMMEDIATE")
                 self._group = group
             joined = group.members > 0
             group.members += 1
@@ -266,6 +286,8 @@ class Database:
         """Acquire the writer for background work, letting callers' writes
         waiting for it go first, for a while: a steady stream of them must not
         stop deliveries from being recorded."""
+        if not self._urgent and self._write_lock.acquire(blocking=False):
+            return
         deadline = time.monotonic() + _POLITE_FOR
         while True:
             with self._queue:
@@ -279,6 +301,8 @@ class Database:
     def _acquire_writer(self, *, urgent: bool) -> bool:
         """Acquire the writer, counted among the queued (and the urgent) while
         waiting for it; return whether callers' writes are waiting for it now."""
+        if self._write_lock.acquire(blocking=False):
+            return self._urgent > 0  # it never waited, so it was never counted
         with self._queue:
             self._queued += 1
             self._urgent += urgent
@@ -332,8 +356,6 @@ class Database:
             self._overwrite_failed_commit(conn)
             group.error = exc
         finally:
-            if group.level != self._synchronous:
-                _restore_level(conn, self._synchronous)
             group.committed.set()
 
     def _fail(
@@ -343,8 +365,6 @@ class Database:
         (None: it held only the write that failed, and nobody waits)."""
         self._group = None
         _rollback(conn)
-        if group.level != self._synchronous:
-            _restore_level(conn, self._synchronous)
         group.error = exc
         group.committed.set()
 
@@ -391,10 +411,3 @@ def _rollback(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
         except sqlite3.Error:
             pass  # the failure being reported matters more
-
-
-def _restore_level(conn: sqlite3.Connection, level: str) -> None:
-    try:
-        conn.execute(f"PRAGMA synchronous = {level}")
-    except sqlite3.Error:
-        pass  # a broken connection fails the next write, which reports it

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TypeVar, cast
 
 from ..base import wrap_error
-from .db import Database
+from .db import Database, Latch
 
 __all__ = ["Fold"]
 
@@ -38,7 +38,7 @@ class _Batch:
 
     def __init__(self) -> None:
         self.entries: list[_Entry] = []
-        self.done = threading.Event()
+        self.done = Latch()
 
 
 class Fold:
