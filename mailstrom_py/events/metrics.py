@@ -1,8 +1,11 @@
 """Metrics: counters and histograms fed by events, read from Python or as
 Prometheus text.
 
-:class:`Metrics` is a listener (subscribe it, or let
-:class:`~mailstrom_py.Mailstrom` do so): it counts what the events report.
+:class:`Metrics` is called with each event and counts what it reports;
+:class:`~mailstrom_py.Mailstrom` has it observe its dispatcher (see
+:meth:`~mailstrom_py.events.Dispatcher.observe`), so each event is counted in
+the thread that produced it, as it is produced, and no dispatcher thread runs
+for the metrics.
 Values read at the moment of asking (the queue's depth, dropped events, the
 webhook's posts) come from gauges, functions registered with :meth:`Metrics.gauge`.
 :meth:`Metrics.text` renders everything in the Prometheus text format, version

@@ -70,6 +70,8 @@ class Attempts:
     ) -> None:
         self._storage = storage
         self._transport = transport
+        # Checked once: a runtime protocol check looks at every method.
+        self._batcher = transport if isinstance(transport, BatchTransport) else None
         self._policy = policy
         self._clock = clock
         self._rng = rng
@@ -250,10 +252,10 @@ class Attempts:
         batch = [(claims[i].email, screened[i][0]) for i in indices]
         if not batch:
             return
-        transport = self._transport
-        if len(batch) > 1 and isinstance(transport, BatchTransport):
+        batcher = self._batcher
+        if len(batch) > 1 and batcher is not None:
             try:
-                results = transport.deliver_many(batch, settle)
+                results = batcher.deliver_many(batch, settle)
             except Exception as exc:
                 log.exception("delivery of a batch raised; deferring what is left")
                 results = [_internal_error(recipients, exc) for _, recipients in batch]
@@ -262,7 +264,7 @@ class Attempts:
             return
         for index, (email, recipients) in enumerate(batch):
             try:
-                outcomes = transport.deliver(email, recipients)
+                outcomes = self._transport.deliver(email, recipients)
             except Exception as exc:
                 log.exception("delivery of %s raised; deferring it", email.message_id)
                 outcomes = _internal_error(recipients, exc)
