@@ -204,6 +204,11 @@ class RecipientStatus:
         return result is DeliveryResult.DELIVERED or result is DeliveryResult.FAILED
 
 
+# The results of RecipientStatus.completed, for the derived values of a
+# MessageStatus (a set look-up costs less than a property per recipient).
+_FINAL = frozenset((DeliveryResult.DELIVERED, DeliveryResult.FAILED))
+
+
 class _derived(Generic[_T]):  # noqa: N801 (used as a decorator, like property)
     """A value computed from a frozen instance on first use and kept in its
     ``__dict__``, where later look-ups find it without calling back here.
@@ -253,7 +258,7 @@ class MessageStatus:
     @_derived
     def completed(self) -> bool:
         """True when every recipient is ``DELIVERED`` or ``FAILED``."""
-        return all(r.completed for r in self.recipients)
+        return not self.pending
 
     @_derived
     def succeeded(self) -> bool:
@@ -263,12 +268,12 @@ class MessageStatus:
     @_derived
     def pending(self) -> tuple[RecipientStatus, ...]:
         """The recipients still ``QUEUED`` or ``DEFERRED``."""
-        return tuple(r for r in self.recipients if not r.completed)
+        return tuple([r for r in self.recipients if r.result not in _FINAL])
 
     @_derived
     def attempts(self) -> int:
         """The number of attempts made for the message (the most of any recipient)."""
-        return max((r.attempts for r in self.recipients), default=0)
+        return max([r.attempts for r in self.recipients], default=0)
 
     @_derived
     def next_attempt_at(self) -> float | None:

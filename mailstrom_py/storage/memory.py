@@ -118,13 +118,16 @@ class MemoryStorage(Storage, QueueAdmin, EventJournal, MemoryControls):
         until = now + lease
         with self._lock:
             claims: list[Claim] = []
+            statuses, tokens, emails = self._statuses, self._tokens, self._emails
             while len(claims) < limit and (message_id := self._pop_due(now)):
-                before = self._statuses[message_id]
+                before = statuses[message_id]
                 after = attempt_begun(before, now, until)
-                token = new_token()
-                self._tokens[message_id] = token
-                self._put(after)
-                claims.append(Claim(before, after, self._emails[message_id], token))
+                tokens[message_id] = token = new_token()
+                statuses[message_id] = after
+                # What _put() would work out: a message due (so neither held
+                # nor complete) is due again when the claim's lease ends.
+                self._due_again(message_id, until)
+                claims.append(Claim(before, after, emails[message_id], token))
             return claims
 
     def next_due(self) -> float | None:
@@ -132,10 +135,17 @@ class MemoryStorage(Storage, QueueAdmin, EventJournal, MemoryControls):
             self._drop_stale()
             return self._heap[0][0] if self._heap else None
 
+    def record(
+        self, claim: Claim, updates: Sequence[RecipientStatus]
+    ) -> MessageStatus | None:
+        with self._lock:
+            return self._record(claim, updates)
+
     def record_many(
         self, records: Sequence[tuple[Claim, Sequence[RecipientStatus]]]
     ) -> list[MessageStatus | None]:
-        return self.record_journaled(records, [()] * len(records))
+        with self._lock:
+            return [self._record(claim, updates) for claim, updates in records]
 
     def record_journaled(
         self,
@@ -146,16 +156,23 @@ class MemoryStorage(Storage, QueueAdmin, EventJournal, MemoryControls):
         with self._lock:
             recorded: list[MessageStatus | None] = []
             for (claim, updates), written in zip(records, events, strict=True):
-                message_id = claim.message_id
-                if self._tokens.get(message_id) != claim.token:
-                    recorded.append(None)
-                    continue
-                del self._tokens[message_id]
-                status = merge_recipients(self._statuses[message_id], updates)
-                self._put(status)
-                self._write_events(written)
+                status = self._record(claim, updates)
+                if status is not None:
+                    self._write_events(written)
                 recorded.append(status)
             return recorded
+
+    def _record(
+        self, claim: Claim, updates: Sequence[RecipientStatus]
+    ) -> MessageStatus | None:
+        """:meth:`record`, the lock held."""
+        message_id = claim.status.message_id
+        if self._tokens.get(message_id) != claim.token:
+            return None
+        del self._tokens[message_id]
+        status = merge_recipients(self._statuses[message_id], updates)
+        self._put(status)
+        return status
 
     def take_events(self, limit: int) -> list[JournalEntry]:
         with self._lock:
@@ -308,12 +325,18 @@ class MemoryStorage(Storage, QueueAdmin, EventJournal, MemoryControls):
         due = due_at(status)
         if due is None:
             self._due.pop(message_id, None)
-        elif self._due.get(message_id) != due:
-            self._due[message_id] = due
-            heapq.heappush(self._heap, (due, self._order[message_id], message_id))
-            if len(self._heap) > 2 * len(self._due) + _SLACK:
-                self._heap = [(d, self._order[i], i) for i, d in self._due.items()]
-                heapq.heapify(self._heap)
+        else:
+            self._due_again(message_id, due)
+
+    def _due_again(self, message_id: str, due: float) -> None:
+        """Make ``message_id`` due at ``due`` (rules.due_at of its status)."""
+        if self._due.get(message_id) == due:
+            return
+        self._due[message_id] = due
+        heapq.heappush(self._heap, (due, self._order[message_id], message_id))
+        if len(self._heap) > 2 * len(self._due) + _SLACK:
+            self._heap = [(d, self._order[i], i) for i, d in self._due.items()]
+            heapq.heapify(self._heap)
 
     def _pop_due(self, now: float) -> str | None:
         """Take the message due first off the heap if it is due at ``now``."""
