@@ -8,9 +8,10 @@ posts them to webhooks and counts them.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +27,7 @@ __all__ = [
     "EventSink",
     "Slot",
     "outcome_events",
+    "started_events",
 ]
 
 
@@ -205,6 +207,24 @@ class _NoEvents:
 NO_EVENTS: EventSink = _NoEvents()
 
 
+def started_events(
+    message_id: str, pending: Iterable[RecipientStatus], time: float
+) -> list[Event]:
+    """The ``attempt_started`` events of an attempt begun at ``time`` on the
+    ``pending`` recipients of ``message_id``, as claimed (their ``attempts``
+    counting this one)."""
+    return [
+        _event(
+            EventKind.ATTEMPT_STARTED,
+            message_id,
+            r.address,
+            time,
+            {"attempts": r.attempts},
+        )
+        for r in pending
+    ]
+
+
 def outcome_events(
     message_id: str,
     updates: Sequence[RecipientStatus],
@@ -252,18 +272,55 @@ _KINDS = {
 
 
 def _remotes(updates: Sequence[RecipientStatus]) -> list[Remote]:
+    if len(updates) == 1:
+        remote = updates[0].remote
+        return [] if remote is None else [remote]
     return list(dict.fromkeys(r.remote for r in updates if r.remote is not None))
 
 
+# The value of each field an event is built without.
+_DEFAULTS = {
+    f.name: f.default
+    for f in dataclasses.fields(Event)
+    if f.default is not dataclasses.MISSING
+}
+_new = object.__new__
+
+
+def _event(
+    kind: EventKind,
+    message_id: str,
+    recipient: str | None,
+    time: float,
+    fields: dict[str, Any],
+) -> Event:
+    """``Event(kind, message_id, recipient, time, **fields)``, made for the
+    events of every delivery at a third of the cost: the dataclass's
+    ``__init__`` sets each of the fifteen fields of a frozen instance through
+    ``object.__setattr__``, where this fills its ``__dict__`` at once. Event
+    has no ``__post_init__`` to skip."""
+    event = _new(Event)
+    values = event.__dict__
+    values.update(_DEFAULTS)
+    values["kind"] = kind
+    values["message_id"] = message_id
+    values["recipient"] = recipient
+    values["time"] = time
+    values.update(fields)
+    return event
+
+
 def _tls_event(message_id: str, remote: Remote, time: float) -> Event:
-    return Event(
+    return _event(
         EventKind.TLS,
         message_id,
         None,
         time,
-        destination=remote.host,
-        tls_version=remote.tls_version,
-        tls_verified=remote.tls_verified,
+        {
+            "destination": remote.host,
+            "tls_version": remote.tls_version,
+            "tls_verified": remote.tls_verified,
+        },
     )
 
 
@@ -274,19 +331,23 @@ def _outcome(
     time: float,
     queued_at: float | None,
 ) -> Event:
-    failed = r.result is not DeliveryResult.DELIVERED
-    text = r.last_reply.text if r.last_reply is not None else r.detail
-    return Event(
+    category = None
+    if r.result is not DeliveryResult.DELIVERED:
+        text = r.last_reply.text if r.last_reply is not None else r.detail
+        category = classify(r.status_code, text)
+    return _event(
         kind,
         message_id,
         r.address,
         time,
-        status_code=r.status_code,
-        detail=r.detail,
-        reply=r.last_reply,
-        destination=None if r.remote is None else r.remote.host,
-        category=classify(r.status_code, text) if failed else None,
-        attempts=r.attempts,
-        next_attempt_at=r.next_attempt_at,
-        queued_at=queued_at,
+        {
+            "status_code": r.status_code,
+            "detail": r.detail,
+            "reply": r.last_reply,
+            "destination": None if r.remote is None else r.remote.host,
+            "category": category,
+            "attempts": r.attempts,
+            "next_attempt_at": r.next_attempt_at,
+            "queued_at": queued_at,
+        },
     )

@@ -14,18 +14,22 @@ from support.smtpd import SmtpServer
 
 from mailstrom_py import (
     Config,
+    DeliveryResult,
     Event,
     EventKind,
     Mailstrom,
     MemoryStorage,
     Outbox,
+    RecipientStatus,
     RelayConfig,
+    Remote,
     RetryPolicy,
     SmtpReply,
     SmtpStep,
     Timeouts,
 )
 from mailstrom_py.bounce import BounceCategory
+from mailstrom_py.event import outcome_events, started_events
 
 
 def config_for(server: SmtpServer, **kwargs: object) -> Config:
@@ -241,3 +245,55 @@ def test_an_event_survives_a_json_round_trip() -> None:
     assert Event.from_dict(event.to_dict()) == event
     with pytest.raises(ValueError, match="not an event"):
         Event.from_dict({"kind": "nonsense"})
+
+
+def test_the_events_of_an_attempt_are_events_like_any_other() -> None:
+    """The events the worker builds for an attempt (attempt_started, tls and
+    the outcome) are frozen and equal, field for field and in hash, to the
+    same events built with Event(...)."""
+    reply = SmtpReply(550, "5.1.1", "no such user", SmtpStep.RCPT)
+    remote = Remote("mx.test", "127.0.0.1", 25, "TLSv1.3", True)
+    claimed = RecipientStatus("a@example.test", attempts=2)
+    failed = RecipientStatus(
+        "a@example.test",
+        DeliveryResult.FAILED,
+        attempts=2,
+        last_reply=reply,
+        status_code="5.1.1",
+        detail="no such user",
+        remote=remote,
+    )
+    [started] = started_events("m@x", [claimed], 10.0)
+    tls, outcome = outcome_events("m@x", [failed], 12.5, queued_at=1.0)
+    expected = [
+        Event(EventKind.ATTEMPT_STARTED, "m@x", "a@example.test", 10.0, attempts=2),
+        Event(
+            EventKind.TLS,
+            "m@x",
+            None,
+            12.5,
+            destination="mx.test",
+            tls_version="TLSv1.3",
+            tls_verified=True,
+        ),
+        Event(
+            EventKind.FAILED,
+            "m@x",
+            "a@example.test",
+            12.5,
+            status_code="5.1.1",
+            detail="no such user",
+            reply=reply,
+            destination="mx.test",
+            category=BounceCategory.BAD_MAILBOX,
+            attempts=2,
+            queued_at=1.0,
+        ),
+    ]
+    for built, wanted in zip([started, tls, outcome], expected, strict=True):
+        assert built == wanted
+        assert hash(built) == hash(wanted)
+        assert repr(built) == repr(wanted)
+        assert vars(built) == vars(wanted)
+        with pytest.raises(AttributeError):
+            built.kind = EventKind.QUEUED  # type: ignore[misc]

@@ -57,6 +57,13 @@ _OUTCOMES = {
     EventKind.SUPPRESSED: "suppressed",
 }
 
+# The counter that each event of a kind adds one to, for kinds counted alone.
+_COUNTED: dict[EventKind, tuple[str, Labels]] = {
+    EventKind.QUEUED: ("mailstrom_queued_total", ()),
+    EventKind.ATTEMPT_STARTED: ("mailstrom_attempts_total", ()),
+    EventKind.DSN_QUEUED: ("mailstrom_dsn_queued_total", ()),
+}
+
 _HELP = {
     "mailstrom_recipients_total": (
         "counter",
@@ -131,21 +138,19 @@ class Metrics:
     def __call__(self, event: Event) -> None:
         """Count ``event``."""
         kind = event.kind
+        counters = self._counters
         with self._lock:
-            if kind is EventKind.QUEUED:
-                self._add("mailstrom_queued_total", ())
-            elif kind is EventKind.ATTEMPT_STARTED:
-                self._add("mailstrom_attempts_total", ())
-            elif kind is EventKind.DSN_QUEUED:
-                self._add("mailstrom_dsn_queued_total", ())
-            elif kind is EventKind.TLS:
-                self._add(
+            key = _COUNTED.get(kind)
+            if key is None and kind is EventKind.TLS:
+                key = (
                     "mailstrom_tls_total",
                     (
                         ("version", event.tls_version or "none"),
                         ("verified", "true" if event.tls_verified else "false"),
                     ),
                 )
+            if key is not None:
+                counters[key] = counters.get(key, 0.0) + 1.0
             elif kind in _OUTCOMES:
                 self._outcome(event, _OUTCOMES[kind])
 

@@ -183,11 +183,13 @@ def apply_outcomes(
         stays set.
     """
     by_address = {o.address: o for o in outcomes}
-    earlier = {r.address: r for r in before}
+    earlier: dict[str, RecipientStatus] | None = None  # made when first needed
     updates = []
     for current in pending:
         outcome = by_address.get(current.address)
         if outcome is not None and outcome.held_until is not None:
+            if earlier is None:
+                earlier = {r.address: r for r in before}
             updates.append(_held(current, outcome, earlier.get(current.address)))
         else:
             updates.append(_recipient_after(current, outcome, began, retry_at))

@@ -14,7 +14,14 @@ from collections.abc import Callable, Iterable, Sequence
 from ..codes import OTHER_SYSTEM_TRANSIENT
 from ..delivery.base import BatchTransport, OnOutcome, Outcome, Transport
 from ..errors import StorageError
-from ..event import NO_EVENTS, Event, EventKind, EventSink, outcome_events
+from ..event import (
+    NO_EVENTS,
+    Event,
+    EventKind,
+    EventSink,
+    outcome_events,
+    started_events,
+)
 from ..lograte import WarningRate
 from ..message import PreparedEmail
 from ..retry import RetryPolicy
@@ -110,19 +117,10 @@ class Attempts:
         """
         if not claims:
             return []
-        self._events.emit(
-            [
-                Event(
-                    EventKind.ATTEMPT_STARTED,
-                    c.message_id,
-                    r.address,
-                    now,
-                    attempts=r.attempts,
-                )
-                for c in claims
-                for r in c.status.pending
-            ]
-        )
+        begun: list[Event] = []
+        for c in claims:
+            begun += started_events(c.message_id, c.status.pending, now)
+        self._events.emit(begun)
         started = self._clock()
         done: dict[int, MessageStatus | None] = {}
         failures: list[Exception] = []
@@ -159,11 +157,12 @@ class Attempts:
         """Record the outcomes of the attempt on ``claim`` begun at ``now`` and
         ended at ``end``, and queue its reports; None if it was refused."""
         message_id = claim.message_id
+        pending = claim.status.pending
         updates = apply_outcomes(
-            claim.status.pending,
+            pending,
             outcomes,
             now,
-            self._retry_at(claim.before, end),
+            self._retry_at(claim.before, end) if _defers(pending, outcomes) else None,
             before=claim.before.recipients,
         )
         status = self._store(claim, updates, end)
@@ -300,6 +299,21 @@ class Attempts:
             log.info("%s: report %s queued", email.message_id, report.message_id)
             self._events.emit([event])
             self._queue(report.message_id)
+
+
+def _defers(pending: Sequence[RecipientStatus], outcomes: Sequence[Outcome]) -> bool:
+    """Whether ``outcomes`` leave one of ``pending`` deferred by the retry
+    policy (reported deferred and not held back, or not reported), so that
+    :func:`apply_outcomes` needs a retry time; the policy's random jitter is
+    drawn only then."""
+    by_address = {o.address: o for o in outcomes}
+    for r in pending:
+        outcome = by_address.get(r.address)
+        if outcome is None or (
+            outcome.result is DeliveryResult.DEFERRED and outcome.held_until is None
+        ):
+            return True
+    return False
 
 
 def _delivered_at(statuses: Iterable[MessageStatus | None], now: float) -> list[str]:
