@@ -56,6 +56,11 @@ class MemoryStorage(Storage, QueueAdmin, EventJournal, MemoryControls):
         # whose time no longer matches is stale and skipped when met.
         self._due: dict[str, float] = {}
         self._heap: list[tuple[float, int, str]] = []
+        # The same for claims as they are made, due when their lease ends: most
+        # are recorded before that, which leaves their entry stale, so they
+        # have a heap of their own, cleared as the claims live, not as the
+        # whole queue, grow.
+        self._leases: list[tuple[float, int, str]] = []
         # Completed messages that recent() has returned.
         self._reported: set[str] = set()
         # The order messages were added in, which breaks ties in created_at.
@@ -126,14 +131,14 @@ class MemoryStorage(Storage, QueueAdmin, EventJournal, MemoryControls):
                 statuses[message_id] = after
                 # What _put() would work out: a message due (so neither held
                 # nor complete) is due again when the claim's lease ends.
-                self._due_again(message_id, until)
+                self._lease_ends(message_id, until)
                 claims.append(Claim(before, after, emails[message_id], token))
             return claims
 
     def next_due(self) -> float | None:
         with self._lock:
-            self._drop_stale()
-            return self._heap[0][0] if self._heap else None
+            first = self._first()
+            return None if first is None else first[0][0]
 
     def record(
         self, claim: Claim, updates: Sequence[RecipientStatus]
@@ -338,17 +343,40 @@ class MemoryStorage(Storage, QueueAdmin, EventJournal, MemoryControls):
             self._heap = [(d, self._order[i], i) for i, d in self._due.items()]
             heapq.heapify(self._heap)
 
-    def _pop_due(self, now: float) -> str | None:
-        """Take the message due first off the heap if it is due at ``now``."""
-        self._drop_stale()
-        if not self._heap or self._heap[0][0] > now:
-            return None
-        return heapq.heappop(self._heap)[2]
+    def _lease_ends(self, message_id: str, until: float) -> None:
+        """Make the message just claimed due at ``until``, when the lease ends."""
+        order, due, leases = self._order, self._due, self._leases
+        due[message_id] = until
+        heapq.heappush(leases, (until, order[message_id], message_id))
+        if len(leases) > 2 * len(self._tokens) + _SLACK:
+            live = [(due[i], order[i], i) for i in self._tokens if i in due]
+            heapq.heapify(live)
+            self._leases = live
 
-    def _drop_stale(self) -> None:
-        heap, due = self._heap, self._due
+    def _pop_due(self, now: float) -> str | None:
+        """Take the message due first off its heap if it is due at ``now``."""
+        first = self._first()
+        if first is None or first[0][0] > now:
+            return None
+        return heapq.heappop(first)[2]
+
+    def _first(self) -> list[tuple[float, int, str]] | None:
+        """The heap whose first entry is the message due first, stale entries
+        dropped; None when nothing is due."""
+        heap, leases = self._drop_stale(self._heap), self._drop_stale(self._leases)
+        if not leases:
+            return heap or None
+        if not heap:
+            return leases
+        return heap if heap[0] <= leases[0] else leases
+
+    def _drop_stale(
+        self, heap: list[tuple[float, int, str]]
+    ) -> list[tuple[float, int, str]]:
+        due = self._due
         while heap and due.get(heap[0][2]) != heap[0][0]:
             heapq.heappop(heap)
+        return heap
 
     def _insert(self, email: PreparedEmail, status: MessageStatus) -> None:
         message_id = email.message_id
