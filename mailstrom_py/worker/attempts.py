@@ -175,19 +175,21 @@ class Attempts:
                 message_id,
             )
             return None
+        informing = log.isEnabledFor(logging.INFO)
         for r in updates:
             # A final failure warns once a minute per domain and status code.
             warn = r.result is DeliveryResult.FAILED and self._warnings.warn(
                 r.address.rpartition("@")[2].lower(), str(r.status_code), now
             )
-            log.log(
-                logging.WARNING if warn else logging.INFO,
-                "%s to %s: %s (%s)",
-                message_id,
-                r.address,
-                r.result.value,
-                r.detail,
-            )
+            if warn or informing:
+                log.log(
+                    logging.WARNING if warn else logging.INFO,
+                    "%s to %s: %s (%s)",
+                    message_id,
+                    r.address,
+                    r.result,  # a StrEnum: logged as its value
+                    r.detail,
+                )
         self._recorded(status)
         self._report(claim.email, claim.before, updates, now)
         return status
@@ -203,7 +205,7 @@ class Attempts:
             events = outcome_events(
                 claim.message_id, updates, end, claim.before.created_at
             )
-            journal = self._journal()
+            journal = self._journal() if self._events.journaling else None
             if journal is None:
                 status = self._storage.record(claim, updates)
             else:
