@@ -309,7 +309,11 @@ class MessageStatus:
     @_derived
     def next_attempt_at(self) -> float | None:
         """When the message is next due: the earliest of its pending recipients."""
-        due = [r.next_attempt_at for r in self.pending if r.next_attempt_at is not None]
+        due = [
+            at
+            for r in self.recipients
+            if (at := r.next_attempt_at) is not None and r.result not in _FINAL
+        ]
         return min(due, default=None)
 
     def recipient(self, address: str) -> RecipientStatus:

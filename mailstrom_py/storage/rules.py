@@ -118,10 +118,12 @@ def attempt_begun(status: MessageStatus, now: float, until: float) -> MessageSta
     neither loses the message nor retries it at once: it is retried when the
     lease ends.
     """
-    recipients = tuple(
+    recipients = [
         r if r.completed else _claimed(r, now, until) for r in status.recipients
+    ]
+    return MessageStatus(
+        status.message_id, tuple(recipients), status.created_at, status.held
     )
-    return MessageStatus(status.message_id, recipients, status.created_at, status.held)
 
 
 def _claimed(r: RecipientStatus, now: float, until: float) -> RecipientStatus:
