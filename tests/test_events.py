@@ -30,6 +30,7 @@ from mailstrom_py import (
 )
 from mailstrom_py.bounce import BounceCategory
 from mailstrom_py.event import outcome_events, started_events
+from mailstrom_py.events import Dispatcher
 
 
 def config_for(server: SmtpServer, **kwargs: object) -> Config:
@@ -297,3 +298,39 @@ def test_the_events_of_an_attempt_are_events_like_any_other() -> None:
         assert vars(built) == vars(wanted)
         with pytest.raises(AttributeError):
             built.kind = EventKind.QUEUED  # type: ignore[misc]
+
+
+def test_observers_see_each_event_in_the_producers_thread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An observer of the dispatcher is called in the thread that hands the
+    event in, as it does, with or without listeners, and once the dispatcher
+    has stopped; an observer that raises is logged and the others go on."""
+    dispatcher = Dispatcher(capacity=10)
+    seen: list[tuple[str, str | None, int]] = []
+
+    def broken(event: Event) -> None:
+        raise RuntimeError("observer bug")
+
+    dispatcher.observe(broken)
+    dispatcher.observe(
+        lambda e: seen.append((e.kind, e.recipient, threading.get_ident()))
+    )
+    me = threading.get_ident()
+    slot = dispatcher.reserve()
+    dispatcher.emit([Event(EventKind.QUEUED, "m", "b@example.test", 1.0)])
+    slot.fill([Event(EventKind.QUEUED, "m", "a@example.test", 1.0)])
+    collector = Collector()
+    dispatcher.subscribe(collector)
+    dispatcher.emit([Event(EventKind.QUEUED, "m", "c@example.test", 1.0)])
+    assert dispatcher.stop(5)
+    dispatcher.emit([Event(EventKind.QUEUED, "m", "d@example.test", 1.0)])
+    assert seen == [
+        ("queued", "b@example.test", me),
+        ("queued", "a@example.test", me),
+        ("queued", "c@example.test", me),
+        ("queued", "d@example.test", me),
+    ]
+    assert [e.recipient for e in collector.events] == ["c@example.test"]
+    raised = [r for r in caplog.records if r.getMessage().startswith("event observer")]
+    assert len(raised) == 4
