@@ -14,18 +14,23 @@ from support.smtpd import SmtpServer
 
 from mailstrom_py import (
     Config,
+    DeliveryResult,
     Event,
     EventKind,
     Mailstrom,
     MemoryStorage,
     Outbox,
+    RecipientStatus,
     RelayConfig,
+    Remote,
     RetryPolicy,
     SmtpReply,
     SmtpStep,
     Timeouts,
 )
 from mailstrom_py.bounce import BounceCategory
+from mailstrom_py.event import outcome_events, started_events
+from mailstrom_py.events import Dispatcher
 
 
 def config_for(server: SmtpServer, **kwargs: object) -> Config:
@@ -241,3 +246,91 @@ def test_an_event_survives_a_json_round_trip() -> None:
     assert Event.from_dict(event.to_dict()) == event
     with pytest.raises(ValueError, match="not an event"):
         Event.from_dict({"kind": "nonsense"})
+
+
+def test_the_events_of_an_attempt_are_events_like_any_other() -> None:
+    """The events the worker builds for an attempt (attempt_started, tls and
+    the outcome) are frozen and equal, field for field and in hash, to the
+    same events built with Event(...)."""
+    reply = SmtpReply(550, "5.1.1", "no such user", SmtpStep.RCPT)
+    remote = Remote("mx.test", "127.0.0.1", 25, "TLSv1.3", True)
+    claimed = RecipientStatus("a@example.test", attempts=2)
+    failed = RecipientStatus(
+        "a@example.test",
+        DeliveryResult.FAILED,
+        attempts=2,
+        last_reply=reply,
+        status_code="5.1.1",
+        detail="no such user",
+        remote=remote,
+    )
+    [started] = started_events("m@x", [claimed], 10.0)
+    tls, outcome = outcome_events("m@x", [failed], 12.5, queued_at=1.0)
+    expected = [
+        Event(EventKind.ATTEMPT_STARTED, "m@x", "a@example.test", 10.0, attempts=2),
+        Event(
+            EventKind.TLS,
+            "m@x",
+            None,
+            12.5,
+            destination="mx.test",
+            tls_version="TLSv1.3",
+            tls_verified=True,
+        ),
+        Event(
+            EventKind.FAILED,
+            "m@x",
+            "a@example.test",
+            12.5,
+            status_code="5.1.1",
+            detail="no such user",
+            reply=reply,
+            destination="mx.test",
+            category=BounceCategory.BAD_MAILBOX,
+            attempts=2,
+            queued_at=1.0,
+        ),
+    ]
+    for built, wanted in zip([started, tls, outcome], expected, strict=True):
+        assert built == wanted
+        assert hash(built) == hash(wanted)
+        assert repr(built) == repr(wanted)
+        assert vars(built) == vars(wanted)
+        with pytest.raises(AttributeError):
+            built.kind = EventKind.QUEUED  # type: ignore[misc]
+
+
+def test_observers_see_each_event_in_the_producers_thread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An observer of the dispatcher is called in the thread that hands the
+    event in, as it does, with or without listeners, and once the dispatcher
+    has stopped; an observer that raises is logged and the others go on."""
+    dispatcher = Dispatcher(capacity=10)
+    seen: list[tuple[str, str | None, int]] = []
+
+    def broken(event: Event) -> None:
+        raise RuntimeError("observer bug")
+
+    dispatcher.observe(broken)
+    dispatcher.observe(
+        lambda e: seen.append((e.kind, e.recipient, threading.get_ident()))
+    )
+    me = threading.get_ident()
+    slot = dispatcher.reserve()
+    dispatcher.emit([Event(EventKind.QUEUED, "m", "b@example.test", 1.0)])
+    slot.fill([Event(EventKind.QUEUED, "m", "a@example.test", 1.0)])
+    collector = Collector()
+    dispatcher.subscribe(collector)
+    dispatcher.emit([Event(EventKind.QUEUED, "m", "c@example.test", 1.0)])
+    assert dispatcher.stop(5)
+    dispatcher.emit([Event(EventKind.QUEUED, "m", "d@example.test", 1.0)])
+    assert seen == [
+        ("queued", "b@example.test", me),
+        ("queued", "a@example.test", me),
+        ("queued", "c@example.test", me),
+        ("queued", "d@example.test", me),
+    ]
+    assert [e.recipient for e in collector.events] == ["c@example.test"]
+    raised = [r for r in caplog.records if r.getMessage().startswith("event observer")]
+    assert len(raised) == 4

@@ -211,3 +211,60 @@ def test_an_outbox_counts_from_the_first_use_of_its_metrics() -> None:
             assert time.monotonic() < deadline
             time.sleep(0.02)
         assert metrics.value("mailstrom_queue_depth") == 2
+
+
+def test_a_mailer_with_no_listener_counts_every_event_without_a_thread(
+    server: SmtpServer,
+) -> None:
+    """Metrics count each event in the thread that produces it: a mailer
+    nobody subscribes to runs no dispatcher thread, and its metrics have
+    counted a message's queued, attempt and outcome events by the time
+    ``wait()`` returns."""
+    before = set(threading.enumerate())
+    with Mailstrom(config_for(server)) as mailer:
+        message_id = mailer.send_email(message("ok@example.test, b@example.test", 1))
+        assert mailer.metrics.value("mailstrom_queued_total") == 2
+        assert mailer.wait(message_id, timeout=10).succeeded
+        m = mailer.metrics
+        assert m.value("mailstrom_attempts_total") == 2
+        assert (
+            m.value(
+                "mailstrom_recipients_total",
+                destination=server.host,
+                result="delivered",
+            )
+            == 2
+        )
+        assert m.value("mailstrom_tls_total", version="none", verified="false") == 1
+        assert m.value("mailstrom_event_queue_depth") == 0
+        names = [t.name for t in set(threading.enumerate()) - before]
+        assert "mailstrom-delivery-0" in names
+        assert "mailstrom-events" not in names, names
+        mailer.subscribe(lambda event: None)
+        names = [t.name for t in set(threading.enumerate()) - before]
+        assert "mailstrom-events" in names
+
+
+def test_metrics_count_the_events_a_full_queue_drops() -> None:
+    """With room for 2 events and a listener stuck, the listener misses the
+    rest and they count as dropped, but the metrics, which need no queue,
+    count every one."""
+    release = threading.Event()
+
+    def stuck(event: Event) -> None:
+        release.wait(10)
+
+    config = Config(
+        helo_name="client.example.test",
+        delivery=RelayConfig(host="127.0.0.1", port=1, tls="none"),
+        event_queue_size=2,
+    )
+    with Outbox(config, MemoryStorage()) as outbox:
+        metrics = outbox.metrics
+        outbox.subscribe(stuck)
+        for n in range(6):
+            outbox.send_email(message("a@example.test", n))
+        assert metrics.value("mailstrom_queued_total") == 6
+        assert metrics.value("mailstrom_events_dropped_total") == 4
+        assert metrics.value("mailstrom_event_queue_depth") == 2
+        release.set()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import pytest
 
 from mailstrom_py import (
     DeliveryResult,
+    Event,
     MessageStatus,
     RecipientStatus,
     SmtpReply,
@@ -78,3 +80,24 @@ class TestMessageStatus:
         assert status.recipient("r0@example.test").result is DeliveryResult.QUEUED
         with pytest.raises(KeyError):
             status.recipient("nobody@example.test")
+
+
+@pytest.mark.parametrize("cls", [RecipientStatus, Event])
+def test_a_written_out_init_is_the_dataclass_one(cls: type) -> None:
+    """RecipientStatus and Event write their dataclass ``__init__`` out (it
+    runs for every delivery): it takes every field, in order, with the
+    field's default, sets each of them and nothing else, and leaves the
+    instance frozen."""
+    fields = dataclasses.fields(cls)
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    assert [p.name for p in params] == [f.name for f in fields]
+    assert [p.default for p in params] == [
+        inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default
+        for f in fields
+    ]
+    values = {f.name: object() for f in fields}
+    built = cls(*values.values())
+    assert vars(built) == values
+    assert dataclasses.replace(built) == built
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(built, fields[0].name, None)

@@ -263,5 +263,7 @@ class Mailstrom(Outbox):
         def wake(event: Event) -> None:
             sender.wake()
 
-        self.subscribe(wake)
+        # Journaled events are in storage once handed in: wake the sender
+        # from the producer's thread, with no dispatcher thread between.
+        self._events.observe(wake)
         return sender

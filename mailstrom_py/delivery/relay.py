@@ -15,7 +15,7 @@ from .routing.mx import MxResolver, RouteError
 from .shaping import Shaper, held_outcomes
 from .smtp import SessionFailure, SmtpSession
 from .smtp.pool import SessionPool
-from .tls_policy import TlsPolicy, client_context, decide_tls
+from .tls_policy import client_context, decide_tls
 from .unreached import deferred, unreached
 
 __all__ = ["RelayTransport"]
@@ -72,6 +72,9 @@ class RelayTransport:
         self._require_tls = require_tls
         # The relay's sessions are alike for every message (see decide_tls).
         self._tls = decide_tls(relay, client_context(relay), require_tls=require_tls)
+        # The refusal of a message, by its RFC 8689 options: all decide_tls
+        # reads of a message.
+        self._refusals: dict[tuple[bool, bool], str | None] = {}
         if self._tls.refusal is not None:
             log.warning(
                 "TLS is required but the relay %s is used without it: only mail "
@@ -131,7 +134,7 @@ class RelayTransport:
 
         todo: list[int] = []
         for index, (email, recipients) in enumerate(batch):
-            refusal = self._tls_for(email).refusal
+            refusal = self._refusal(email)
             if refusal is None:
                 todo.append(index)
             else:
@@ -153,11 +156,20 @@ class RelayTransport:
                 break
             todo = todo[len(sent) :]
 
-    def _tls_for(self, email: PreparedEmail) -> TlsPolicy:
-        """The TLS policy for ``email``: toward the relay only its ``refusal``
-        differs from one message to another."""
+    def _refusal(self, email: PreparedEmail) -> str | None:
+        """Why ``email`` may not go to the relay, or None: the ``refusal`` of
+        its TLS policy, the one part of it that differs from one message to
+        another, decided once for each combination of the message's RFC 8689
+        options (REQUIRETLS, ``TLS-Required: No``)."""
+        options = (email.require_tls, email.tls_optional)
+        try:
+            return self._refusals[options]
+        except KeyError:
+            pass
         context, require_tls = self._tls.context, self._require_tls
-        return decide_tls(self._relay, context, require_tls=require_tls, email=email)
+        policy = decide_tls(self._relay, context, require_tls=require_tls, email=email)
+        self._refusals[options] = policy.refusal
+        return policy.refusal
 
     def _send_some(
         self, batch: Sequence[Item], todo: list[int], settle: OnOutcome

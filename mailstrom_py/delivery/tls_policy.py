@@ -189,7 +189,9 @@ def decide_tls(
         context: :func:`client_context` of ``delivery``.
         require_tls: ``Config.require_tls``.
         email: the message, for its RFC 8689 options; None for a message without
-            any (what the destination gets by default).
+            any (what the destination gets by default). Only its
+            ``require_tls`` and ``tls_optional`` are read, so messages alike
+            in them get the same policy (a transport may keep it).
         destination: toward an exchanger, what its recipient domain and it
             published: the MTA-STS policy and the TLSA records.
 

@@ -8,7 +8,7 @@ listeners on a thread of their own (:class:`Dispatcher`), counted
 
 from __future__ import annotations
 
-from .dispatch import CAPACITY, Dispatcher, Listener
+from .dispatch import CAPACITY, Dispatcher, Listener, Observer
 from .hub import EventHub, watch_queue
 from .metrics import Metrics, Sample
 from .webhook import WebhookSender
@@ -19,6 +19,7 @@ __all__ = [
     "EventHub",
     "Listener",
     "Metrics",
+    "Observer",
     "Sample",
     "WebhookSender",
     "watch_queue",

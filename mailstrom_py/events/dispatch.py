@@ -4,6 +4,11 @@ Producers (caller threads, delivery threads) put events in a bounded queue and
 go on at once; one dispatcher thread calls the listeners. A slow listener
 delays only other listeners, and a full queue drops events (counted in
 :attr:`Dispatcher.dropped`) rather than block a producer.
+
+Observers (:meth:`Dispatcher.observe`), such as the metrics' counters, are
+called in the producer's thread instead, as the events are handed in: they
+need no thread, no queue and no wake-up, so a mailer that only counts its
+events runs no dispatcher thread at all.
 """
 
 from __future__ import annotations
@@ -15,12 +20,16 @@ from collections.abc import Callable, Sequence
 
 from ..event import Event, Slot
 
-__all__ = ["CAPACITY", "Dispatcher", "Listener"]
+__all__ = ["CAPACITY", "Dispatcher", "Listener", "Observer"]
 
 log = logging.getLogger(__name__)
 
 #: Called with each event, on the dispatcher's thread.
 Listener = Callable[[Event], None]
+
+#: Called with each event in the thread that produced it, as it is handed in;
+#: it must be quick and thread-safe.
+Observer = Callable[[Event], None]
 
 #: How many events the queue holds by default before it drops new ones.
 CAPACITY = 10_000
@@ -45,28 +54,39 @@ class _Dropped:
         self.owner = owner
 
     def fill(self, events: Sequence[Event]) -> None:
+        self.owner.observed(events)
         self.owner.count_dropped(len(events))
 
 
 class _Unheard:
-    __slots__ = ()
+    """The slot of events no listener hears: only the observers see them."""
+
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: Dispatcher) -> None:
+        self.owner = owner
 
     def fill(self, events: Sequence[Event]) -> None:
-        """No listener: nothing to do."""
-
-
-_UNHEARD = _Unheard()
+        self.owner.observed(events)
 
 
 class Dispatcher:
     """An :class:`~mailstrom_py.event.EventSink` that calls listeners on its
-    own thread, in the order events were reserved or emitted.
+    own thread, in the order events were reserved or emitted, and observers
+    in the producers' threads.
 
     Events of one step reserve their place before the step is stored (see
     :class:`~mailstrom_py.event.Slot`), so the events of each recipient arrive
     in the order they happened even when several threads produce them. The
     thread waits for a reserved slot to be filled before handing on what
-    follows it.
+    follows it; it is started by the first listener, and woken only when the
+    slot it waits for is filled.
+
+    Observers see every event as its slot is filled (or as it is emitted), in
+    the producer's thread, before any listener does; events dropped because
+    the queue is full are observed too. Producers racing each other may be
+    observed in either order: an observer should count, not follow a
+    sequence.
 
     Args:
         capacity: the most events waiting at once; more are dropped and counted.
@@ -83,8 +103,11 @@ class Dispatcher:
         self._slots: deque[_Slot] = deque()
         self._waiting = 0  # events in filled slots not yet handed on
         self._listeners: tuple[Listener, ...] = ()
+        self._observers: tuple[Observer, ...] = ()
+        self._unheard = _Unheard(self)
         self._dropped = 0
         self._thread: threading.Thread | None = None
+        self._asleep = False  # the thread waits for the first slot to fill
         self._stopping = False
 
     @property
@@ -131,11 +154,21 @@ class Dispatcher:
 
         return unsubscribe
 
+    def observe(self, observer: Observer) -> None:
+        """Call ``observer`` with every event from now on, in the thread that
+        hands the event in, as it does (see the class docstring); for quick,
+        thread-safe counting. No thread is started for it. An exception from
+        it is logged and the event goes on to the others."""
+        with self._cond:
+            self._observers = (*self._observers, observer)
+
     def reserve(self) -> Slot:
         """Reserve the next place in the queue; see the class docstring."""
+        if not self._listeners:
+            return self._unheard  # read without the lock: see subscribe()
         with self._cond:
             if not self._listeners or self._stopping:
-                return _UNHEARD
+                return self._unheard
             if len(self._slots) >= self._capacity:
                 return _Dropped(self)
             slot = _Slot(self)
@@ -149,6 +182,7 @@ class Dispatcher:
 
     def fill(self, slot: _Slot, events: Sequence[Event]) -> None:
         """Fill ``slot`` with ``events``, dropping them if the queue is full."""
+        self.observed(events)
         with self._cond:
             if self._waiting + len(events) > self._capacity:
                 self._dropped += len(events)
@@ -156,7 +190,20 @@ class Dispatcher:
             slot.events = events
             slot.filled = True
             self._waiting += len(events)
-            self._cond.notify_all()
+            if self._asleep and self._slots[0] is slot:
+                self._cond.notify()
+
+    def observed(self, events: Sequence[Event]) -> None:
+        """Show ``events`` to the observers, in this thread."""
+        observers = self._observers
+        if not observers:
+            return
+        for event in events:
+            for observer in observers:
+                try:
+                    observer(event)
+                except Exception:
+                    log.exception("event observer %r raised on %s", observer, event)
 
     def count_dropped(self, count: int) -> None:
         """Count ``count`` events dropped."""
@@ -164,7 +211,8 @@ class Dispatcher:
             self._dropped += count
 
     def stop(self, timeout: float | None = None) -> bool:
-        """Hand on the events queued, then end the thread.
+        """Hand on the events queued, then end the thread. Observers still
+        see the events handed in later.
 
         Returns:
             True when the thread ended within ``timeout`` seconds.
@@ -196,7 +244,11 @@ class Dispatcher:
             while not (self._slots and self._slots[0].filled):
                 if self._stopping and not self._slots:
                     return None
-                self._cond.wait(0.5 if self._stopping else None)
+                self._asleep = True
+                try:
+                    self._cond.wait(0.5 if self._stopping else None)
+                finally:
+                    self._asleep = False
                 if self._stopping and self._slots and not self._slots[0].filled:
                     continue
             return self._slots.popleft()

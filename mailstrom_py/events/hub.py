@@ -58,7 +58,9 @@ class EventHub:
             return self._metrics
 
     def _start_metrics(self) -> Metrics:
-        """New metrics with the dispatcher's and the queue's gauges, listening."""
+        """New metrics with the dispatcher's and the queue's gauges, counting
+        each event in the thread that produces it (an observer of the
+        dispatcher: no dispatcher thread runs for them)."""
         metrics = Metrics()
         dispatcher, storage = self.dispatcher, self._storage
         metrics.gauge(
@@ -73,7 +75,7 @@ class EventHub:
         )
         if isinstance(storage, QueueAdmin):
             watch_queue(metrics, storage)
-        self.subscribe(metrics)
+        self.dispatcher.observe(metrics)
         return metrics
 
     def store(

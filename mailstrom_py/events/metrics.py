@@ -1,8 +1,11 @@
 """Metrics: counters and histograms fed by events, read from Python or as
 Prometheus text.
 
-:class:`Metrics` is a listener (subscribe it, or let
-:class:`~mailstrom_py.Mailstrom` do so): it counts what the events report.
+:class:`Metrics` is called with each event and counts what it reports;
+:class:`~mailstrom_py.Mailstrom` has it observe its dispatcher (see
+:meth:`~mailstrom_py.events.Dispatcher.observe`), so each event is counted in
+the thread that produced it, as it is produced, and no dispatcher thread runs
+for the metrics.
 Values read at the moment of asking (the queue's depth, dropped events, the
 webhook's posts) come from gauges, functions registered with :meth:`Metrics.gauge`.
 :meth:`Metrics.text` renders everything in the Prometheus text format, version
@@ -52,6 +55,13 @@ _OUTCOMES = {
     EventKind.FAILED: "failed",
     EventKind.POSSIBLY_DELIVERED: "possibly_delivered",
     EventKind.SUPPRESSED: "suppressed",
+}
+
+# The counter that each event of a kind adds one to, for kinds counted alone.
+_COUNTED: dict[EventKind, tuple[str, Labels]] = {
+    EventKind.QUEUED: ("mailstrom_queued_total", ()),
+    EventKind.ATTEMPT_STARTED: ("mailstrom_attempts_total", ()),
+    EventKind.DSN_QUEUED: ("mailstrom_dsn_queued_total", ()),
 }
 
 _HELP = {
@@ -128,21 +138,19 @@ class Metrics:
     def __call__(self, event: Event) -> None:
         """Count ``event``."""
         kind = event.kind
+        counters = self._counters
         with self._lock:
-            if kind is EventKind.QUEUED:
-                self._add("mailstrom_queued_total", ())
-            elif kind is EventKind.ATTEMPT_STARTED:
-                self._add("mailstrom_attempts_total", ())
-            elif kind is EventKind.DSN_QUEUED:
-                self._add("mailstrom_dsn_queued_total", ())
-            elif kind is EventKind.TLS:
-                self._add(
+            key = _COUNTED.get(kind)
+            if key is None and kind is EventKind.TLS:
+                key = (
                     "mailstrom_tls_total",
                     (
                         ("version", event.tls_version or "none"),
                         ("verified", "true" if event.tls_verified else "false"),
                     ),
                 )
+            if key is not None:
+                counters[key] = counters.get(key, 0.0) + 1.0
             elif kind in _OUTCOMES:
                 self._outcome(event, _OUTCOMES[kind])
 

@@ -56,6 +56,11 @@ class MemoryStorage(Storage, QueueAdmin, EventJournal, MemoryControls):
         # whose time no longer matches is stale and skipped when met.
         self._due: dict[str, float] = {}
         self._heap: list[tuple[float, int, str]] = []
+        # The same for claims as they are made, due when their lease ends: most
+        # are recorded before that, which leaves their entry stale, so they
+        # have a heap of their own, cleared as the claims live, not as the
+        # whole queue, grow.
+        self._leases: list[tuple[float, int, str]] = []
         # Completed messages that recent() has returned.
         self._reported: set[str] = set()
         # The order messages were added in, which breaks ties in created_at.
@@ -118,24 +123,28 @@ class MemoryStorage(Storage, QueueAdmin, EventJournal, MemoryControls):
         until = now + lease
         with self._lock:
             claims: list[Claim] = []
+            statuses, tokens, emails = self._statuses, self._tokens, self._emails
             while len(claims) < limit and (message_id := self._pop_due(now)):
-                before = self._statuses[message_id]
+                before = statuses[message_id]
                 after = attempt_begun(before, now, until)
-                token = new_token()
-                self._tokens[message_id] = token
-                self._put(after)
-                claims.append(Claim(before, after, self._emails[message_id], token))
+                tokens[message_id] = token = new_token()
+                statuses[message_id] = after
+                # What _put() would work out: a message due (so neither held
+                # nor complete) is due again when the claim's lease ends.
+                self._lease_ends(message_id, until)
+                claims.append(Claim(before, after, emails[message_id], token))
             return claims
 
     def next_due(self) -> float | None:
         with self._lock:
-            self._drop_stale()
-            return self._heap[0][0] if self._heap else None
+            first = self._first()
+            return None if first is None else first[0][0]
 
     def record_many(
         self, records: Sequence[tuple[Claim, Sequence[RecipientStatus]]]
     ) -> list[MessageStatus | None]:
-        return self.record_journaled(records, [()] * len(records))
+        with self._lock:
+            return [self._record(claim, updates) for claim, updates in records]
 
     def record_journaled(
         self,
@@ -146,16 +155,23 @@ class MemoryStorage(Storage, QueueAdmin, EventJournal, MemoryControls):
         with self._lock:
             recorded: list[MessageStatus | None] = []
             for (claim, updates), written in zip(records, events, strict=True):
-                message_id = claim.message_id
-                if self._tokens.get(message_id) != claim.token:
-                    recorded.append(None)
-                    continue
-                del self._tokens[message_id]
-                status = merge_recipients(self._statuses[message_id], updates)
-                self._put(status)
-                self._write_events(written)
+                status = self._record(claim, updates)
+                if status is not None:
+                    self._write_events(written)
                 recorded.append(status)
             return recorded
+
+    def _record(
+        self, claim: Claim, updates: Sequence[RecipientStatus]
+    ) -> MessageStatus | None:
+        """:meth:`record`, the lock held."""
+        message_id = claim.status.message_id
+        if self._tokens.get(message_id) != claim.token:
+            return None
+        del self._tokens[message_id]
+        status = merge_recipients(self._statuses[message_id], updates)
+        self._put(status)
+        return status
 
     def take_events(self, limit: int) -> list[JournalEntry]:
         with self._lock:
@@ -308,24 +324,53 @@ class MemoryStorage(Storage, QueueAdmin, EventJournal, MemoryControls):
         due = due_at(status)
         if due is None:
             self._due.pop(message_id, None)
-        elif self._due.get(message_id) != due:
-            self._due[message_id] = due
-            heapq.heappush(self._heap, (due, self._order[message_id], message_id))
-            if len(self._heap) > 2 * len(self._due) + _SLACK:
-                self._heap = [(d, self._order[i], i) for i, d in self._due.items()]
-                heapq.heapify(self._heap)
+        else:
+            self._due_again(message_id, due)
+
+    def _due_again(self, message_id: str, due: float) -> None:
+        """Make ``message_id`` due at ``due`` (rules.due_at of its status)."""
+        if self._due.get(message_id) == due:
+            return
+        self._due[message_id] = due
+        heapq.heappush(self._heap, (due, self._order[message_id], message_id))
+        if len(self._heap) > 2 * len(self._due) + _SLACK:
+            self._heap = [(d, self._order[i], i) for i, d in self._due.items()]
+            heapq.heapify(self._heap)
+
+    def _lease_ends(self, message_id: str, until: float) -> None:
+        """Make the message just claimed due at ``until``, when the lease ends."""
+        order, due, leases = self._order, self._due, self._leases
+        due[message_id] = until
+        heapq.heappush(leases, (until, order[message_id], message_id))
+        if len(leases) > 2 * len(self._tokens) + _SLACK:
+            live = [(due[i], order[i], i) for i in self._tokens if i in due]
+            heapq.heapify(live)
+            self._leases = live
 
     def _pop_due(self, now: float) -> str | None:
-        """Take the message due first off the heap if it is due at ``now``."""
-        self._drop_stale()
-        if not self._heap or self._heap[0][0] > now:
+        """Take the message due first off its heap if it is due at ``now``."""
+        first = self._first()
+        if first is None or first[0][0] > now:
             return None
-        return heapq.heappop(self._heap)[2]
+        return heapq.heappop(first)[2]
 
-    def _drop_stale(self) -> None:
-        heap, due = self._heap, self._due
+    def _first(self) -> list[tuple[float, int, str]] | None:
+        """The heap whose first entry is the message due first, stale entries
+        dropped; None when nothing is due."""
+        heap, leases = self._drop_stale(self._heap), self._drop_stale(self._leases)
+        if not leases:
+            return heap or None
+        if not heap:
+            return leases
+        return heap if heap[0] <= leases[0] else leases
+
+    def _drop_stale(
+        self, heap: list[tuple[float, int, str]]
+    ) -> list[tuple[float, int, str]]:
+        due = self._due
         while heap and due.get(heap[0][2]) != heap[0][0]:
             heapq.heappop(heap)
+        return heap
 
     def _insert(self, email: PreparedEmail, status: MessageStatus) -> None:
         message_id = email.message_id

@@ -118,15 +118,30 @@ def attempt_begun(status: MessageStatus, now: float, until: float) -> MessageSta
     neither loses the message nor retries it at once: it is retried when the
     lease ends.
     """
-    recipients = tuple(
-        r
-        if r.completed
-        else dataclasses.replace(
-            r, attempts=r.attempts + 1, last_attempt_at=now, next_attempt_at=until
-        )
-        for r in status.recipients
+    recipients = [
+        r if r.completed else _claimed(r, now, until) for r in status.recipients
+    ]
+    return MessageStatus(
+        status.message_id, tuple(recipients), status.created_at, status.held
     )
-    return MessageStatus(status.message_id, recipients, status.created_at, status.held)
+
+
+def _claimed(r: RecipientStatus, now: float, until: float) -> RecipientStatus:
+    """The pending recipient ``r`` as claimed (``dataclasses.replace`` spelled
+    out: it is the costlier way, and this runs for every recipient claimed)."""
+    return RecipientStatus(
+        address=r.address,
+        result=r.result,
+        attempts=r.attempts + 1,
+        last_reply=r.last_reply,
+        status_code=r.status_code,
+        detail=r.detail,
+        last_attempt_at=now,
+        next_attempt_at=until,
+        possibly_delivered=r.possibly_delivered,
+        remote=r.remote,
+        rcpt_reply=r.rcpt_reply,
+    )
 
 
 def lease_extended(status: MessageStatus, until: float) -> MessageStatus:
@@ -170,11 +185,13 @@ def apply_outcomes(
         stays set.
     """
     by_address = {o.address: o for o in outcomes}
-    earlier = {r.address: r for r in before}
+    earlier: dict[str, RecipientStatus] | None = None  # made when first needed
     updates = []
     for current in pending:
         outcome = by_address.get(current.address)
         if outcome is not None and outcome.held_until is not None:
+            if earlier is None:
+                earlier = {r.address: r for r in before}
             updates.append(_held(current, outcome, earlier.get(current.address)))
         else:
             updates.append(_recipient_after(current, outcome, began, retry_at))

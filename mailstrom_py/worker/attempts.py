@@ -14,7 +14,14 @@ from collections.abc import Callable, Iterable, Sequence
 from ..codes import OTHER_SYSTEM_TRANSIENT
 from ..delivery.base import BatchTransport, OnOutcome, Outcome, Transport
 from ..errors import StorageError
-from ..event import NO_EVENTS, Event, EventKind, EventSink, outcome_events
+from ..event import (
+    NO_EVENTS,
+    Event,
+    EventKind,
+    EventSink,
+    outcome_events,
+    started_events,
+)
 from ..lograte import WarningRate
 from ..message import PreparedEmail
 from ..retry import RetryPolicy
@@ -70,6 +77,8 @@ class Attempts:
     ) -> None:
         self._storage = storage
         self._transport = transport
+        # Checked once: a runtime protocol check looks at every method.
+        self._batcher = transport if isinstance(transport, BatchTransport) else None
         self._policy = policy
         self._clock = clock
         self._rng = rng
@@ -108,19 +117,10 @@ class Attempts:
         """
         if not claims:
             return []
-        self._events.emit(
-            [
-                Event(
-                    EventKind.ATTEMPT_STARTED,
-                    c.message_id,
-                    r.address,
-                    now,
-                    attempts=r.attempts,
-                )
-                for c in claims
-                for r in c.status.pending
-            ]
-        )
+        begun: list[Event] = []
+        for c in claims:
+            begun += started_events(c.message_id, c.status.pending, now)
+        self._events.emit(begun)
         started = self._clock()
         done: dict[int, MessageStatus | None] = {}
         failures: list[Exception] = []
@@ -157,11 +157,12 @@ class Attempts:
         """Record the outcomes of the attempt on ``claim`` begun at ``now`` and
         ended at ``end``, and queue its reports; None if it was refused."""
         message_id = claim.message_id
+        pending = claim.status.pending
         updates = apply_outcomes(
-            claim.status.pending,
+            pending,
             outcomes,
             now,
-            self._retry_at(claim.before, end),
+            self._retry_at(claim.before, end) if _defers(pending, outcomes) else None,
             before=claim.before.recipients,
         )
         status = self._store(claim, updates, end)
@@ -174,19 +175,21 @@ class Attempts:
                 message_id,
             )
             return None
+        informing = log.isEnabledFor(logging.INFO)
         for r in updates:
             # A final failure warns once a minute per domain and status code.
             warn = r.result is DeliveryResult.FAILED and self._warnings.warn(
                 r.address.rpartition("@")[2].lower(), str(r.status_code), now
             )
-            log.log(
-                logging.WARNING if warn else logging.INFO,
-                "%s to %s: %s (%s)",
-                message_id,
-                r.address,
-                r.result.value,
-                r.detail,
-            )
+            if warn or informing:
+                log.log(
+                    logging.WARNING if warn else logging.INFO,
+                    "%s to %s: %s (%s)",
+                    message_id,
+                    r.address,
+                    r.result,  # a StrEnum: logged as its value
+                    r.detail,
+                )
         self._recorded(status)
         self._report(claim.email, claim.before, updates, now)
         return status
@@ -202,7 +205,7 @@ class Attempts:
             events = outcome_events(
                 claim.message_id, updates, end, claim.before.created_at
             )
-            journal = self._journal()
+            journal = self._journal() if self._events.journaling else None
             if journal is None:
                 status = self._storage.record(claim, updates)
             else:
@@ -250,10 +253,10 @@ class Attempts:
         batch = [(claims[i].email, screened[i][0]) for i in indices]
         if not batch:
             return
-        transport = self._transport
-        if len(batch) > 1 and isinstance(transport, BatchTransport):
+        batcher = self._batcher
+        if len(batch) > 1 and batcher is not None:
             try:
-                results = transport.deliver_many(batch, settle)
+                results = batcher.deliver_many(batch, settle)
             except Exception as exc:
                 log.exception("delivery of a batch raised; deferring what is left")
                 results = [_internal_error(recipients, exc) for _, recipients in batch]
@@ -262,7 +265,7 @@ class Attempts:
             return
         for index, (email, recipients) in enumerate(batch):
             try:
-                outcomes = transport.deliver(email, recipients)
+                outcomes = self._transport.deliver(email, recipients)
             except Exception as exc:
                 log.exception("delivery of %s raised; deferring it", email.message_id)
                 outcomes = _internal_error(recipients, exc)
@@ -298,6 +301,21 @@ class Attempts:
             log.info("%s: report %s queued", email.message_id, report.message_id)
             self._events.emit([event])
             self._queue(report.message_id)
+
+
+def _defers(pending: Sequence[RecipientStatus], outcomes: Sequence[Outcome]) -> bool:
+    """Whether ``outcomes`` leave one of ``pending`` deferred by the retry
+    policy (reported deferred and not held back, or not reported), so that
+    :func:`apply_outcomes` needs a retry time; the policy's random jitter is
+    drawn only then."""
+    by_address = {o.address: o for o in outcomes}
+    for r in pending:
+        outcome = by_address.get(r.address)
+        if outcome is None or (
+            outcome.result is DeliveryResult.DEFERRED and outcome.held_until is None
+        ):
+            return True
+    return False
 
 
 def _delivered_at(statuses: Iterable[MessageStatus | None], now: float) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -50,6 +51,8 @@ class LeaseKeeper:
         self._numbers = itertools.count()
         self._stopped = False
         self._thread: threading.Thread | None = None
+        # When the thread waits until (inf: for an entry), None while awake.
+        self._waking_at: float | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(
@@ -74,8 +77,12 @@ class LeaseKeeper:
             return
         with self._condition:
             number = next(self._numbers)
-            self._held[number] = (self._next(), list(claims))
-            self._condition.notify_all()
+            at = self._next()
+            self._held[number] = (at, list(claims))
+            # Entries come due in the order they are made, so the thread needs
+            # waking only when it waits for none (or, the clock aside, later).
+            if self._waking_at is not None and at < self._waking_at:
+                self._condition.notify()
         try:
             yield
         finally:
@@ -110,10 +117,19 @@ class LeaseKeeper:
                     left = at - time.monotonic()
                     if left <= 0:
                         return number, claims
-                    self._condition.wait(left)
+                    self._sleep(at, left)
                 else:
-                    self._condition.wait()
+                    self._sleep(math.inf, None)
             return None
+
+    def _sleep(self, until: float, timeout: float | None) -> None:
+        """Wait (the condition held) until woken or ``timeout`` seconds pass,
+        saying meanwhile that the thread looks next at ``until``."""
+        self._waking_at = until
+        try:
+            self._condition.wait(timeout)
+        finally:
+            self._waking_at = None
 
     def _reschedule(self, number: int, claims: list[Claim], at: float) -> None:
         with self._condition:

@@ -57,10 +57,18 @@ class Waiters:
                         self._events.pop(message_id, None)
 
     def wake(self, message_ids: Iterable[str]) -> None:
-        """Wake the :meth:`wait` calls on ``message_ids``."""
-        if not self._events:
-            return  # read without the lock: a waiter re-reads within _REREAD
+        """Wake the :meth:`wait` calls on ``message_ids``.
+
+        Looks without the lock first: a waiter that registers meanwhile reads
+        the status after it registered, which the outcome being told of is
+        already part of."""
+        events = self._events
+        if not events:
+            return
+        waited = [m for m in message_ids if m in events]
+        if not waited:
+            return
         with self._lock:
-            woken = [e for m in message_ids for e in self._events.pop(m, ())]
+            woken = [e for m in waited for e in events.pop(m, ())]
         for event in woken:
             event.set()
