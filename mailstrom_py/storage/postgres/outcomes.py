@@ -60,8 +60,8 @@ _SHIFTED = ("last_attempt_at", "next_attempt_at")
 
 def _set(column: str) -> str:
     if column in _SHIFTED:
-        return f"{column} = u.{column} + c.skew"
-    return f"{column} = u.{column}"
+        return f"{column} = t.{column} + t.skew"
+    return f"{column} = t.{column}"
 
 
 _RECORD = f"""
@@ -77,10 +77,13 @@ WITH claims AS (
 ), u AS (
     SELECT * FROM json_to_recordset(%s::json) AS u(n int, position int,
         {", ".join(f"{c} {t}" for c, t in zip(RECIPIENT_COLUMNS, _TYPES, strict=True))})
+), targets AS (
+    SELECT t.found, u.*, c.skew FROM u JOIN claims c ON c.n = u.n,
+        LATERAL (SELECT r.ctid AS found FROM recipients r
+            WHERE r.message = c.id AND r.position = u.position OFFSET 0) t
 ), changed AS (
     UPDATE recipients r SET {", ".join(_set(c) for c in RECIPIENT_COLUMNS)}
-    FROM u JOIN claims c ON c.n = u.n
-    WHERE r.message = c.id AND r.position = u.position AND r.result <> {_DELIVERED}
+    FROM targets t WHERE r.ctid = t.found AND r.result <> {_DELIVERED}
 ), ended AS (
     UPDATE messages m SET pending = c.pending,
         due_at = least(c.due_at + c.skew,
@@ -92,6 +95,12 @@ WITH claims AS (
 )
 SELECT n, held, skew, lease_end FROM claims
 """
+# Each updated recipient is looked up by its whole key (message, position) in
+# a subquery of its own, then updated by its row's address (ctid): joined on the
+# key directly, the update may be planned to look up one column of the key and
+# filter every row it finds on the other. A row updated since the statement
+# began is followed to its newest version, as with any update.
+#
 # A pending recipient the updates do not name stays due when the claim's
 # lease ends, which the message's due_at holds while the claim lasts: the
 # claim's status may hold an earlier end, if the claim was extended.
