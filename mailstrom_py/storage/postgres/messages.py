@@ -18,13 +18,11 @@ from ...status import MessageStatus
 from ..rows import STATUSES_OF, prepared_email, recipient_domain, statuses
 from ..rules import initial_status
 from .db import Connection
-from .notify import notify_sql
 from .rows import CLOCK, EMAIL_QUERY
 
 __all__ = ["add_many", "email", "status"]
 
-# One statement adds the batch, so a duplicate id fails it whole; the
-# notification goes out when (and if) it commits.
+# One statement adds the batch, so a duplicate id fails it whole.
 _ADD = f"""
 WITH {CLOCK}, due AS (
     SELECT coalesce(%s::float8, clock.now) AS at FROM clock
@@ -54,7 +52,7 @@ WITH {CLOCK}, due AS (
         AS u(message_id, position, address, domain)
     JOIN added a USING (message_id), due
 )
-SELECT message_id, created_at, {{notify}} FROM added
+SELECT message_id, created_at FROM added
 """
 # A scheduled message's due time is absolute, kept as given whichever clock
 # decides `now`.
@@ -66,18 +64,16 @@ def add_many(
     conn: Connection,
     emails: Sequence[PreparedEmail],
     now: float | None,
-    channel: str,
     send_at: float | None = None,
 ) -> list[MessageStatus]:
     """Add ``emails`` in one statement, at ``now`` (the database's clock when
     None), due at ``send_at`` (when None, at once); the caller has checked
     that their ids are distinct."""
-    query = _ADD.replace("{notify}", notify_sql(channel))
     try:
-        rows = conn.execute(query, [now, send_at, *_columns(emails)]).fetchall()
+        rows = conn.execute(_ADD, [now, send_at, *_columns(emails)]).fetchall()
     except psycopg.errors.UniqueViolation as exc:
         raise DuplicateMessageError(_duplicate(conn, emails, exc)) from exc
-    created = {str(message_id): float(at) for message_id, at, _ in rows}
+    created = {str(message_id): float(at) for message_id, at in rows}
     return [initial_status(e, created[e.message_id], send_at) for e in emails]
 
 
