@@ -4,7 +4,8 @@ Contenders, each run from one and from several threads, each thread on a
 connection of its own, one message per call:
 
 * ``PostgresStorage.add``: the storage as shipped (one statement, its own
-  transaction, with the NOTIFY of the ``<schema>_due`` channel in it).
+  transaction; the storage's notifier thread notifies the ``<schema>_due``
+  channel after the commit, once for the adds committed meanwhile).
 * ``insert + notify``: a plain one-table insert of a message-sized row and a
   ``pg_notify`` in the same statement, so in the same transaction.
 * ``insert``: the same insert without the notification.

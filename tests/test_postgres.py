@@ -353,8 +353,8 @@ class Waiter:
 def test_an_added_message_wakes_a_waiting_worker_within_milliseconds(
     storage: PostgresStorage, postgres_dsn: str
 ) -> None:
-    """add() in one process notifies on commit; a worker waiting elsewhere on its
-    own connection wakes well within 100 ms."""
+    """add() in one process notifies just after it commits; a worker waiting
+    elsewhere on its own connection wakes well within 100 ms."""
     with contextlib.closing(PostgresStorage(postgres_dsn)) as worker_side:
         waiter = Waiter(worker_side)
         added_at = time.monotonic()
@@ -405,14 +405,55 @@ def test_kick_and_release_wake_waiters_and_hold_does_not(
 
 
 def test_a_failed_add_wakes_nobody(storage: PostgresStorage) -> None:
-    """The notification is part of the add's transaction: a duplicate that
-    stores nothing sends nothing."""
+    """Only a committed add notifies: a duplicate that stores nothing sends
+    nothing."""
     storage.add(prepared_email(1), now=0.0)
     assert storage.wait_for_work(0)
     storage.wait_for_work(0.1)  # the add's own notification, if still queued
     with pytest.raises(DuplicateMessageError):
         storage.add(prepared_email(1), now=0.0)
     assert storage.wait_for_work(0.3) is False
+
+
+def test_closing_the_storage_at_once_after_adding_still_notifies(
+    postgres_dsn: str,
+) -> None:
+    """close() sends the notification of the adds it still owes before it
+    closes the connections."""
+    with contextlib.closing(PostgresStorage(postgres_dsn)) as worker_side:
+        assert worker_side.wait_for_work(0)  # connects and listens
+        adder = PostgresStorage(postgres_dsn)
+        adder.add(prepared_email(1), now=0.0)
+        adder.close()
+        assert worker_side.wait_for_work(2) is True
+
+
+def test_adds_from_many_threads_share_notifications(postgres_dsn: str) -> None:
+    """Adds committed while a notification is being sent are told by the next
+    one: a burst of adds from several threads sends fewer notifications than
+    it adds, but some."""
+    threads, each = 4, 25
+    with (
+        contextlib.closing(PostgresStorage(postgres_dsn)) as storage,
+        psycopg.connect(postgres_dsn, autocommit=True) as listener,
+    ):
+        listener.execute("LISTEN mailstrom_due")
+        start = threading.Barrier(threads)
+
+        def add(first: int) -> None:
+            start.wait()
+            for n in range(first, first + each):
+                storage.add(prepared_email(n), now=0.0)
+
+        adders = [
+            threading.Thread(target=add, args=(k * each,)) for k in range(threads)
+        ]
+        for adder in adders:
+            adder.start()
+        for adder in adders:
+            adder.join()
+        told = list(listener.notifies(timeout=1))
+    assert 1 <= len(told) < threads * each
 
 
 def test_closing_the_storage_ends_a_wait_at_once(postgres_dsn: str) -> None:

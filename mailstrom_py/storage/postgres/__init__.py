@@ -19,7 +19,7 @@ from . import admin, claims, journal, messages, outcomes
 from .claims import extend as extend_claims
 from .controls import PostgresControls
 from .db import Connection, Database, Timeouts
-from .notify import Listener, channel_for
+from .notify import Listener, Notifier, channel_for
 from .schema import migrate
 from .settings import Offset, check_arguments, check_seconds
 
@@ -49,9 +49,14 @@ class PostgresStorage(Storage, QueueAdmin, EventJournal, PostgresControls):
     * Each body is stored once, in its message's row but outside it (in
       PostgreSQL's TOAST storage): reading a status, listing the queue or
       claiming mail never reads a body.
-    * Adding, kicking or releasing mail notifies the channel
-      ``<schema>_due`` (LISTEN/NOTIFY) when it commits, which
-      :meth:`wait_for_work` waits for.
+    * Kicking or releasing mail notifies the channel ``<schema>_due``
+      (LISTEN/NOTIFY) when it commits, which :meth:`wait_for_work` waits
+      for. Adding mail notifies it just after the add commits, from a thread
+      of this storage, once for all the adds committed meanwhile (adds that
+      each notified would commit one at a time); :meth:`close` sends the
+      notification still due. Mail added by a process that ended without
+      closing its storage may go unnotified: workers find it when they next
+      look on their own.
 
     Clocks: with ``clock="database"`` (the default) every time this storage
     stores or compares is the database server's (``now()`` of the
@@ -142,6 +147,7 @@ class PostgresStorage(Storage, QueueAdmin, EventJournal, PostgresControls):
             password=password,
         )
         self._db.open(lambda conn: migrate(conn, schema))
+        self._notifier = Notifier(self._db, self._channel)
         self._listener = Listener(
             dsn, self._db.connect_options("mailstrom_py listener"), self._channel
         )
@@ -176,9 +182,9 @@ class PostgresStorage(Storage, QueueAdmin, EventJournal, PostgresControls):
         at = self._now(now)
         due = None if send_at is None else float(send_at)
         added = self._db.write_statement(
-            "add messages",
-            lambda conn: messages.add_many(conn, emails, at, self._channel, due),
+            "add messages", lambda conn: messages.add_many(conn, emails, at, due)
         )
+        self._notifier.notify()
         self._offset.learn(now, added[0].created_at)
         return added
 
@@ -267,11 +273,12 @@ class PostgresStorage(Storage, QueueAdmin, EventJournal, PostgresControls):
         due = None if send_at is None else float(send_at)
 
         def add(conn: Connection) -> list[MessageStatus]:
-            added = messages.add_many(conn, emails, at, self._channel, due)
+            added = messages.add_many(conn, emails, at, due)
             journal.write(conn, events)
             return added
 
         added = self._db.write("add messages", add)
+        self._notifier.notify()
         self._offset.learn(now, added[0].created_at)
         return added
 
@@ -434,6 +441,8 @@ class PostgresStorage(Storage, QueueAdmin, EventJournal, PostgresControls):
         return self._listener.wait(timeout)
 
     def close(self) -> None:
-        """Close every connection; later calls raise ``StorageError``. Idempotent."""
+        """Send the notification of new mail still due, then close every
+        connection; later calls raise ``StorageError``. Idempotent."""
+        self._notifier.close()
         self._listener.close()
         self._db.close()

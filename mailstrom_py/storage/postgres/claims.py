@@ -19,7 +19,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from ...status import RecipientStatus
-from ..base import Claim, new_token
+from ..base import Claim
 from ..rows import (
     PENDING,
     RECIPIENT_COLUMNS,
@@ -41,7 +41,8 @@ __all__ = [
     "recipient_arrays",
 ]
 
-# One statement: lock the due rows no one else holds, make them claimed, count
+# One statement: lock the due rows no one else holds, make them claimed (each
+# with a token of 32 random hexadecimal digits, from the server), count
 # the attempt of their pending recipients, and return each message as found
 # (the recipients read are those of the statement's snapshot, before the
 # update) with its content, the body on its first row only. The clock's row
@@ -54,13 +55,12 @@ WITH {CLOCK}, locked AS (
     FOR UPDATE OF m SKIP LOCKED
 ), numbered AS (
     SELECT id, row_number() OVER (ORDER BY due_at, id) AS n FROM locked
-), tokens AS (
-    SELECT token, n FROM unnest(%s::text[]) WITH ORDINALITY AS t(token, n)
 ), claimed AS (
-    UPDATE messages m SET due_at = clock.now + %s, claim_token = tokens.token,
+    UPDATE messages m SET due_at = clock.now + %s,
+        claim_token = replace(gen_random_uuid()::text, '-', ''),
         claim_skew = clock.now - %s
-    FROM numbered, tokens, clock
-    WHERE m.id = numbered.id AND tokens.n = numbered.n
+    FROM numbered, clock
+    WHERE m.id = numbered.id
     RETURNING m.id, m.message_id, m.created_at, m.held, m.mail_from, m.smtputf8,
         m.eight_bit, m.require_tls, m.tls_optional, numbered.n, m.claim_token
 ), counted AS (
@@ -132,10 +132,7 @@ def claim_due(
     """Claim up to ``limit`` messages due at ``now`` (the database's clock when
     None) for ``lease`` seconds, as :meth:`~mailstrom_py.Storage.claim_due`
     does; ``caller_now`` is the claimant's clock, for the skew."""
-    tokens = [new_token() for _ in range(limit)]
-    rows = conn.execute(
-        _CLAIM, [now, limit, tokens, lease, caller_now, lease]
-    ).fetchall()
+    rows = conn.execute(_CLAIM, [now, limit, lease, caller_now, lease]).fetchall()
     at = float(rows[0][0])
     heads: dict[int, tuple[object, ...]] = {}
     for row in rows:

@@ -254,16 +254,27 @@ class Database:
     # -- helpers --------------------------------------------------------------------
 
     def _configure(self, conn: Connection) -> None:
-        """Set the schema, the server-side timeouts and the plan cache of a new
-        session."""
+        """Set the schema, the server-side timeouts, the plan cache and the
+        planner's choices of a new session."""
         # The statements run often (claims, records, reads by id) are
         # prepared; PostgreSQL would plan the claim afresh each time, which
         # costs more than running it, though the plan never changes.
+        #
+        # A session keeps the plan it made on first use, often while the
+        # tables are small, when reading a whole table (or all of an index,
+        # to hash or merge it) looks cheaper than looking rows up by key.
+        # That plan would stay as the queue grows, each claim and record then
+        # reading every message. Without those choices the planner looks
+        # each row up through an index, whatever the size; it still scans a
+        # table where no index serves.
         conn.execute(
             "SELECT set_config('search_path', %s, false),"
             " set_config('statement_timeout', %s, false),"
             " set_config('idle_in_transaction_session_timeout', %s, false),"
-            " set_config('plan_cache_mode', 'force_generic_plan', false)",
+            " set_config('plan_cache_mode', 'force_generic_plan', false),"
+            " set_config('enable_seqscan', 'off', false),"
+            " set_config('enable_hashjoin', 'off', false),"
+            " set_config('enable_mergejoin', 'off', false)",
             (
                 self.schema,
                 f"{math.ceil(self.timeouts.statement * 1000)}ms",

@@ -7,6 +7,8 @@ it is given.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Sequence
 
@@ -18,13 +20,16 @@ from ...status import MessageStatus
 from ..rows import STATUSES_OF, prepared_email, recipient_domain, statuses
 from ..rules import initial_status
 from .db import Connection
-from .notify import notify_sql
 from .rows import CLOCK, EMAIL_QUERY
 
 __all__ = ["add_many", "email", "status"]
 
-# One statement adds the batch, so a duplicate id fails it whole; the
-# notification goes out when (and if) it commits.
+# One statement adds the batch, so a duplicate id fails it whole. Its
+# parameters are three JSON values: the messages in order, and objects keyed by
+# message id of their bodies (base64) and of their recipients ([address,
+# domain] in order). Each added message finds its body and recipients by key,
+# not by a join, whose cost would grow with the square of the batch under the
+# sessions' planner settings (see db.py).
 _ADD = f"""
 WITH {CLOCK}, due AS (
     SELECT coalesce(%s::float8, clock.now) AS at FROM clock
@@ -35,26 +40,23 @@ WITH {CLOCK}, due AS (
         u.tls_optional, clock.now, u.pending,
         CASE WHEN u.pending > 0 THEN due.at END,
         CASE WHEN u.pending = 0 THEN clock.now END
-    FROM unnest(%s::text[], %s::text[], %s::bool[], %s::bool[], %s::bool[],
-        %s::bool[], %s::int[]) WITH ORDINALITY
-        AS u(message_id, mail_from, smtputf8, eight_bit, require_tls, tls_optional,
-             pending, n),
+    FROM json_to_recordset(%s::json) AS u(n int, message_id text, mail_from text,
+            smtputf8 bool, eight_bit bool, require_tls bool, tls_optional bool,
+            pending int),
         clock, due
     ORDER BY u.n
     RETURNING id, message_id, created_at
 ), added_bodies AS (
     INSERT INTO bodies (message, data)
-    SELECT a.id, u.data
-    FROM unnest(%s::text[], %s::bytea[]) AS u(message_id, data)
-    JOIN added a USING (message_id)
+    SELECT a.id, decode(%s::jsonb ->> a.message_id, 'base64') FROM added a
 ), added_recipients AS (
     INSERT INTO recipients (message, position, address, domain, next_attempt_at)
-    SELECT a.id, u.position, u.address, u.domain, due.at
-    FROM unnest(%s::text[], %s::int[], %s::text[], %s::text[])
-        AS u(message_id, position, address, domain)
-    JOIN added a USING (message_id), due
+    SELECT a.id, r.n - 1, r.pair ->> 0, r.pair ->> 1, due.at
+    FROM added a, due,
+        LATERAL jsonb_array_elements(%s::jsonb -> a.message_id)
+            WITH ORDINALITY AS r(pair, n)
 )
-SELECT message_id, created_at, {{notify}} FROM added
+SELECT message_id, created_at FROM added
 """
 # A scheduled message's due time is absolute, kept as given whichever clock
 # decides `now`.
@@ -66,47 +68,44 @@ def add_many(
     conn: Connection,
     emails: Sequence[PreparedEmail],
     now: float | None,
-    channel: str,
     send_at: float | None = None,
 ) -> list[MessageStatus]:
     """Add ``emails`` in one statement, at ``now`` (the database's clock when
     None), due at ``send_at`` (when None, at once); the caller has checked
     that their ids are distinct."""
-    query = _ADD.replace("{notify}", notify_sql(channel))
     try:
-        rows = conn.execute(query, [now, send_at, *_columns(emails)]).fetchall()
+        rows = conn.execute(_ADD, [now, send_at, *_columns(emails)]).fetchall()
     except psycopg.errors.UniqueViolation as exc:
         raise DuplicateMessageError(_duplicate(conn, emails, exc)) from exc
-    created = {str(message_id): float(at) for message_id, at, _ in rows}
+    created = {str(message_id): float(at) for message_id, at in rows}
     return [initial_status(e, created[e.message_id], send_at) for e in emails]
 
 
-def _columns(emails: Sequence[PreparedEmail]) -> list[list[object]]:
-    """The arrays :data:`_ADD` unnests: the messages' columns, their bodies',
-    then their recipients'."""
-    messages: list[list[object]] = [[] for _ in range(7)]
-    recipients: list[list[object]] = [[] for _ in range(4)]
-    for email in emails:
-        row = (
-            email.message_id,
-            email.mail_from,
-            email.smtputf8,
-            email.eight_bit,
-            email.require_tls,
-            email.tls_optional,
-            len(email.recipients),  # every recipient is pending
-        )
-        for column, value in zip(messages, row, strict=True):
-            column.append(value)
-        for n, address in enumerate(email.recipients):
-            values = (email.message_id, n, address, recipient_domain(address))
-            for column, value in zip(recipients, values, strict=True):
-                column.append(value)
-    bodies: list[list[object]] = [
-        [email.message_id for email in emails],
-        [email.data for email in emails],
+def _columns(emails: Sequence[PreparedEmail]) -> list[str]:
+    """The JSON values :data:`_ADD` reads: the messages' columns, their
+    bodies, their recipients."""
+    messages = [
+        {
+            "n": n,
+            "message_id": email.message_id,
+            "mail_from": email.mail_from,
+            "smtputf8": email.smtputf8,
+            "eight_bit": email.eight_bit,
+            "require_tls": email.require_tls,
+            "tls_optional": email.tls_optional,
+            "pending": len(email.recipients),  # every recipient is pending
+        }
+        for n, email in enumerate(emails)
     ]
-    return messages + bodies + recipients
+    bodies = {
+        email.message_id: base64.b64encode(email.data).decode("ascii")
+        for email in emails
+    }
+    recipients = {
+        email.message_id: [(a, recipient_domain(a)) for a in email.recipients]
+        for email in emails
+    }
+    return [json.dumps(messages), json.dumps(bodies), json.dumps(recipients)]
 
 
 def _duplicate(

@@ -1,10 +1,13 @@
 """Wake-ups across processes: PostgreSQL's LISTEN and NOTIFY.
 
-Whatever makes mail due now (adding it, kicking it, releasing it) sends a
-notification on the storage's channel (:func:`channel_for`) in the same
-transaction, so it is delivered when, and only if, the change is committed. A
-:class:`Listener` waits for them on a connection of its own, for a worker that
-would otherwise poll.
+Whatever makes mail due now sends a notification on the storage's channel
+(:func:`channel_for`), only once the change is committed. Kicking and releasing
+mail notify in their own transaction. Adding mail, which is frequent, leaves
+it to a :class:`Notifier`, which notifies just after the add commits, once for
+all the adds committed meanwhile: PostgreSQL lets one notifying transaction
+commit at a time, so adds that each notified would queue behind each other's
+disk writes. A :class:`Listener` waits for notifications on a connection of
+its own, for a worker that would otherwise poll.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from typing import Any
 
 import psycopg
 
-from .db import Connection
+from ...errors import StorageError
+from .db import Connection, Database
 from .deadline import cut_off
 
-__all__ = ["Listener", "channel_for", "notify_sql"]
+__all__ = ["Listener", "Notifier", "channel_for", "notify_sql"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,71 @@ def notify_sql(channel: str) -> str:
     statement's transaction commits; notifications of one transaction fold into
     one."""
     return f"pg_notify('{channel}', '')"
+
+
+class Notifier:
+    """Notifies ``channel`` from a thread of its own, after the writes that
+    call for it have committed: once for every :meth:`notify` made while the
+    previous notification was being sent.
+
+    The thread starts with the first :meth:`notify`; it sends on a connection
+    of ``db``'s pool, in a transaction that does not wait for the disk (a
+    notification has nothing to keep). A notification that cannot be sent is
+    logged and dropped: workers then find the mail when they next look on
+    their own.
+    """
+
+    def __init__(self, db: Database, channel: str) -> None:
+        self._db = db
+        self._sql = (
+            "SELECT set_config('synchronous_commit', 'off', true),"
+            f" {notify_sql(channel)}"
+        ).encode()
+        self._cond = threading.Condition(threading.Lock())
+        self._due = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def notify(self) -> None:
+        """Have the channel notified soon; returns at once. Thread-safe."""
+        with self._cond:
+            if self._closed:
+                return
+            self._due = True
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="mailstrom-pg-notifier", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def close(self) -> None:
+        """Send the notification still due, if any, and stop the thread.
+        Idempotent."""
+        with self._cond:
+            self._closed = True
+            thread = self._thread
+            self._cond.notify()
+        if thread is not None:
+            thread.join(self._db.timeouts.connect + self._db.timeouts.call)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._due and not self._closed:
+                    self._cond.wait()
+                if not self._due:
+                    return
+                self._due = False
+            try:
+                self._db.write_statement(
+                    "notify workers of new mail", self._send, again=True
+                )
+            except StorageError as exc:
+                log.info("workers were not notified of new mail: %s", exc)
+
+    def _send(self, conn: Connection) -> None:
+        conn.execute(self._sql)
 
 
 class Listener:

@@ -60,27 +60,29 @@ _SHIFTED = ("last_attempt_at", "next_attempt_at")
 
 def _set(column: str) -> str:
     if column in _SHIFTED:
-        return f"{column} = u.{column} + c.skew"
-    return f"{column} = u.{column}"
+        return f"{column} = t.{column} + t.skew"
+    return f"{column} = t.{column}"
 
 
 _RECORD = f"""
 WITH claims AS (
     SELECT m.id, m.held, coalesce(m.claim_skew, 0) AS skew, m.due_at AS lease_end,
         c.n, c.pending, c.due_at, c.others_pending, c.completed_at
-    FROM unnest(%s::text[], %s::text[], %s::int[], %s::int[], %s::float8[],
-            %s::bool[], %s::float8[])
-        AS c(message_id, token, n, pending, due_at, others_pending, completed_at)
+    FROM json_to_recordset(%s::json) AS c(message_id text, token text, n int,
+        pending int, due_at float8, others_pending bool, completed_at float8)
     JOIN messages m ON m.message_id = c.message_id AND m.claim_token = c.token
     ORDER BY m.id
     FOR UPDATE OF m
 ), u AS (
     SELECT * FROM json_to_recordset(%s::json) AS u(n int, position int,
         {", ".join(f"{c} {t}" for c, t in zip(RECIPIENT_COLUMNS, _TYPES, strict=True))})
+), targets AS (
+    SELECT t.found, u.*, c.skew FROM u JOIN claims c ON c.n = u.n,
+        LATERAL (SELECT r.ctid AS found FROM recipients r
+            WHERE r.message = c.id AND r.position = u.position OFFSET 0) t
 ), changed AS (
     UPDATE recipients r SET {", ".join(_set(c) for c in RECIPIENT_COLUMNS)}
-    FROM u JOIN claims c ON c.n = u.n
-    WHERE r.message = c.id AND r.position = u.position AND r.result <> {_DELIVERED}
+    FROM targets t WHERE r.ctid = t.found AND r.result <> {_DELIVERED}
 ), ended AS (
     UPDATE messages m SET pending = c.pending,
         due_at = least(c.due_at + c.skew,
@@ -92,6 +94,12 @@ WITH claims AS (
 )
 SELECT n, held, skew, lease_end FROM claims
 """
+# Each updated recipient is looked up by its whole key (message, position) in
+# a subquery of its own, then updated by its row's address (ctid): joined on the
+# key directly, the update may be planned to look up one column of the key and
+# filter every row it finds on the other. A row updated since the statement
+# began is followed to its newest version, as with any update.
+#
 # A pending recipient the updates do not name stays due when the claim's
 # lease ends, which the message's due_at holds while the claim lasts: the
 # claim's status may hold an earlier end, if the claim was extended.
@@ -142,28 +150,26 @@ def _parameters(
     database_clock: bool,
 ) -> list[object]:
     """The parameters of :data:`_RECORD` for the records at the ``chosen``
-    indexes: the claims as arrays, the recipients' updates as one JSON array
-    (one value to encode, however many updates)."""
-    heads: list[list[object]] = [[] for _ in range(7)]
+    indexes: the claims, and the recipients' updates, each as one JSON array
+    (one value to encode, however many records)."""
+    heads: list[dict[str, object]] = []
     updated: list[dict[str, object]] = []
     for n in chosen:
         claim, updates = records[n]
-        head = _head(n, claim, updates, database_clock=database_clock)
-        for column, value in zip(heads, head, strict=True):
-            column.append(value)
+        heads.append(_head(n, claim, updates, database_clock=database_clock))
         positions = {r.address: p for p, r in enumerate(claim.status.recipients)}
         updated.extend(
             _row(n, positions[update.address], update)
             for update in updates
             if update.address in positions
         )
-    return [*heads, json.dumps(updated)]
+    return [json.dumps(heads), json.dumps(updated)]
 
 
 def _head(
     n: int, claim: Claim, updates: Sequence[RecipientStatus], *, database_clock: bool
-) -> tuple[object, ...]:
-    """The values of one claim in :data:`_RECORD`'s arrays: its message, its
+) -> dict[str, object]:
+    """One claim as an object of :data:`_RECORD`'s JSON: its message, its
     token, its index, and its message's pending count, earliest due time among
     the pending recipients the updates name, whether others stay pending, and
     when it completed (None: the database's now)."""
@@ -174,15 +180,15 @@ def _head(
         for r in merged.pending
         if r.address in named and r.next_attempt_at is not None
     ]
-    return (
-        claim.message_id,
-        claim.token,
-        n,
-        len(merged.pending),
-        min(due) if due else None,
-        any(r.address not in named for r in merged.pending),
-        None if database_clock else _began(merged),
-    )
+    return {
+        "message_id": claim.message_id,
+        "token": claim.token,
+        "n": n,
+        "pending": len(merged.pending),
+        "due_at": min(due) if due else None,
+        "others_pending": any(r.address not in named for r in merged.pending),
+        "completed_at": None if database_clock else _began(merged),
+    }
 
 
 def _row(n: int, position: int, update: RecipientStatus) -> dict[str, object]:
