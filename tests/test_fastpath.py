@@ -440,6 +440,22 @@ class TestAcceptance:
         )
         assert prepared.recipients == ("bob@example.org", "c@example.org")
 
+    @pytest.mark.parametrize("ending", [b"hi\r\n", b"hi", b""])
+    def test_a_complete_header_section_goes_as_it_came(self, ending: bytes) -> None:
+        """A message with Date and Message-ID, no Bcc, goes out octet for octet
+        (its final line given a CRLF), as the full path gives it; the caller's
+        bytes are not even copied when they need no CRLF."""
+        message = (
+            b"From: Alice <alice@example.org>\r\nTo: bob@example.org\r\n"
+            b"Date: Mon, 06 May 2024 07:08:09 +0000\r\n"
+            b"Message-ID: <m.1@example.org>\r\n\r\n" + ending
+        )
+        assert fast_is_taken(message)
+        prepared = prepare_email(message, helo_name=HELO, now=NOW)
+        assert prepared.data == message + (b"\r\n" if ending == b"hi" else b"")
+        assert prepared == slow(message)
+        assert (prepared.data is message) == (ending != b"hi")
+
     def test_recipients_from_an_iterator_are_read_once(self) -> None:
         """A one-shot iterator serves whichever path prepares the message."""
         message = BENCHMARK.replace(b"Subject", b"Message-ID: <>\r\nSubject")

@@ -59,8 +59,7 @@ class MessageIds:
         Raises:
             InvalidMessageError: the host's name is not a valid domain.
         """
-        left = f"{self._rng.getrandbits(128):032x}"
-        return _msg_id(f"{left}@{_id_right(self._helo_name)}")
+        return f"<{self._rng.getrandbits(128):032x}@{_id_right(self._helo_name)}>"
 
 
 def given_message_id(message_id: str) -> str:
@@ -153,8 +152,16 @@ def _msg_id(text: object) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _id_right(helo_name: str) -> str:
+    """The right half of the msg-ids made at *helo_name*, checked once: any
+    32 hex digits before it make a msg-id.
+
+    Raises:
+        InvalidMessageError: *helo_name* is not a valid domain.
+    """
     # A mailer sends every message with the same HELO name.
-    return domain_to_ascii(helo_name, "helo_name")
+    right = domain_to_ascii(helo_name, "helo_name")
+    _msg_id(f"{0:032x}@{right}")
+    return right
 
 
 def _checked_msg_id(name: str, value: Any) -> tuple[Any, str]:

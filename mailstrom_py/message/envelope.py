@@ -43,6 +43,13 @@ _ADDRESS_HEADERS = frozenset(
 _BLIND_HEADERS = frozenset({"bcc", "resent-bcc"})
 _SENDER_HEADERS = frozenset({"from", "sender"})
 _RECIPIENT_HEADERS = frozenset({"to", "cc", "bcc"})
+# The headers the envelope is read from, by (mail_from is None, rcpt_to is None).
+_ROUTING = {
+    (True, True): _SENDER_HEADERS | _RECIPIENT_HEADERS,
+    (True, False): _SENDER_HEADERS,
+    (False, True): _RECIPIENT_HEADERS,
+    (False, False): frozenset(),
+}
 _HARMLESS_DEFECTS = (ObsoleteHeaderDefect, NonASCIILocalPartDefect)
 _PARSE_ERRORS = (ValueError, LookupError, TypeError, AttributeError, MessageError)
 
@@ -111,9 +118,7 @@ def read_envelope(
     kept = []
     found: dict[str, AddressList] = {}
     every_address: list[str] = []
-    routing = (_SENDER_HEADERS if mail_from is None else frozenset()) | (
-        _RECIPIENT_HEADERS if rcpt_to is None else frozenset()
-    )
+    routing = _ROUTING[mail_from is None, rcpt_to is None]
     for name, value in headers:
         key, sent = name.lower(), value
         if key in _ADDRESS_HEADERS:

@@ -97,17 +97,28 @@ def prepare_fast(
     if completed is None:
         return None
     head, msg_id = completed
-    body = data[split + 4 :]
-    if body and not body.endswith(b"\r\n"):
-        body += b"\r\n"
     return PreparedEmail(
         message_id=msg_id,
         mail_from=envelope.mail_from,
         recipients=envelope.recipients,
-        data=head + b"\r\n" + body,
+        data=_joined(data, split, head),
         smtputf8=envelope.smtputf8,
         eight_bit=False,
     )
+
+
+def _joined(data: bytes, split: int, head: bytes) -> bytes:
+    """The message to send: *head*, then the body of *data*, which ends in CRLF.
+
+    *split* is where the empty line after *data*'s own header section starts.
+    The body is copied once, into the result; *data* itself is the result when
+    its header section needed no change.
+    """
+    ended = data.endswith(b"\r\n") or len(data) == split + 4
+    if ended and len(head) == split + 2 and data.startswith(head):
+        return data
+    body = memoryview(data)[split + 4 :]
+    return b"".join((head, b"\r\n", body, b"" if ended else b"\r\n"))
 
 
 def _end_of_plain_header(data: bytes) -> int | None:

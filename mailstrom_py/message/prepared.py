@@ -7,7 +7,7 @@ from dataclasses import dataclass
 __all__ = ["PreparedEmail"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PreparedEmail:
     """A message ready for SMTP: its envelope and its final bytes.
 

@@ -82,14 +82,10 @@ def initial_status(
     """Return the status of a freshly added message: every recipient queued, due
     at ``send_at`` (a scheduled message) or else at ``now``."""
     due = now if send_at is None else send_at
-    return MessageStatus(
-        message_id=email.message_id,
-        recipients=tuple(
-            RecipientStatus(address=rcpt, next_attempt_at=due)
-            for rcpt in email.recipients
-        ),
-        created_at=now,
-    )
+    recipients = [
+        RecipientStatus(address=rcpt, next_attempt_at=due) for rcpt in email.recipients
+    ]
+    return MessageStatus(email.message_id, tuple(recipients), now)
 
 
 def due_at(status: MessageStatus) -> float | None:
