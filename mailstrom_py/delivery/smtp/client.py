@@ -30,6 +30,9 @@ __all__ = ["SmtpClient", "parse_features"]
 # keeps the timeout the step started with.
 _SLACK = 0.05
 
+# The longest reply line smtplib reads (its _MAXLINE); a longer one fails.
+_MAXLINE = 8192
+
 
 class StepDeadline:
     """When the step under way on one socket must end.
@@ -113,6 +116,9 @@ class SmtpClient(smtplib.SMTP):
         self._implicit_tls = implicit_tls
         self._deadline = StepDeadline()
         self.dialled = False
+        # has_input()'s poll object, registered for the socket _polled.
+        self._poller = select.poll()
+        self._polled: socket.socket | None = None
 
     def step(self, seconds: float) -> None:
         """Start a step: its reads and writes must all end within ``seconds``.
@@ -132,14 +138,46 @@ class SmtpClient(smtplib.SMTP):
             return True
         if isinstance(sock, ssl.SSLSocket) and sock.pending():
             return True
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(0))
+        if self._polled is not sock:
+            self._poller = select.poll()
+            self._poller.register(sock, select.POLLIN)
+            self._polled = sock
+        return bool(self._poller.poll(0))
 
     def getreply(self) -> tuple[int, bytes]:
-        if self.file is None and self.sock is not None:
-            self.file = io.BufferedReader(DeadlineReader(self.sock, self._deadline))
-        return super().getreply()
+        """smtplib's ``getreply`` (the same results, the same errors), each read
+        bounded by the step's deadline."""
+        file = self.file
+        if file is None:
+            if self.sock is None:
+                return super().getreply()
+            file = self.file = io.BufferedReader(
+                DeadlineReader(self.sock, self._deadline)
+            )
+        if self.debuglevel > 0:
+            return super().getreply()
+        lines: list[bytes] = []
+        while True:
+            try:
+                line = file.readline(_MAXLINE + 1)
+            except OSError as exc:
+                self.close()
+                raise smtplib.SMTPServerDisconnected(
+                    f"Connection unexpectedly closed: {exc}"
+                ) from exc
+            if not line:
+                self.close()
+                raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+            if len(line) > _MAXLINE:
+                self.close()
+                raise smtplib.SMTPResponseException(500, "Line too long.")
+            lines.append(line[4:].strip(b" \t\r\n"))
+            try:
+                code = int(line[:3])
+            except ValueError:
+                return -1, b"\n".join(lines)
+            if line[3:4] != b"-":
+                return code, b"\n".join(lines) if len(lines) > 1 else lines[0]
 
     def send(self, s: Any) -> None:  # smtplib's bytes-like object or str
         if self.sock is not None:

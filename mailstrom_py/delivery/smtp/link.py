@@ -326,13 +326,17 @@ class SmtpLink:
         if before and self._smtp.has_input():
             self.drop()
             raise ConnectionLost("the server hung up before the end of the message")
-        for line in lines:
-            if "\r" in line or "\n" in line:
+        commands = b""
+        if lines:
+            text = "".join(lines)
+            if "\r" in text or "\n" in text:
+                line = next(li for li in lines if "\r" in li or "\n" in li)
                 raise ValueError(f"line break in an SMTP command: {line!r}")
-        commands = "".join(f"{line}\r\n" for line in lines)
+            text = "\r\n".join(lines)
+            commands = f"{text}\r\n".encode(self._smtp.command_encoding)
         try:
-            self._start_step(timeout)
-            self._smtp.send(before + commands.encode(self._smtp.command_encoding))
+            self._smtp.step(timeout)
+            self._smtp.send(before + commands)
         except (OSError, smtplib.SMTPException) as exc:
             self.drop()
             raise ConnectionLost(describe_error(exc)) from exc
@@ -348,7 +352,7 @@ class SmtpLink:
         """
         try:
             if timeout is not None:
-                self._start_step(timeout)
+                self._smtp.step(timeout)
             code, text = self._smtp.getreply()
         except (OSError, smtplib.SMTPException) as exc:
             self.drop()
