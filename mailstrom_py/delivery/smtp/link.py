@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import smtplib
-import socket
 import ssl
 from collections.abc import Mapping
 from typing import Self
@@ -219,9 +218,7 @@ class SmtpLink:
         name = self.tls.verify_name or self.remote.host
         try:
             # The handshake is a step of its own, as Postfix's smtp_starttls_timeout.
-            self._start_step(self.timeouts.greeting)
-            secure = context.wrap_socket(self._sock(), server_hostname=name)
-            self._smtp.sock = secure
+            secure = self._smtp.secure(context, name, self.timeouts.greeting)
         except (OSError, ssl.SSLError) as exc:
             self.drop()
             detail = f"TLS with {self.label} failed: {describe_error(exc)}"
@@ -234,8 +231,8 @@ class SmtpLink:
             self.remote = failed(self.remote, VALIDATION_FAILURE, detail)
             raise self._failure(detail, CRYPTOGRAPHIC_FAILURE, tls_failed=True)
         # RFC 3207 §4.2: forget everything learnt before TLS, including any
-        # plaintext the server (or an attacker) sent after its 220.
-        self._smtp.file = None
+        # plaintext the server (or an attacker) sent after its 220 (which
+        # secure() has dropped).
         self._smtp.esmtp_features = {}
         self._hello()
 
@@ -395,9 +392,3 @@ class SmtpLink:
         """Start a step: the reads and writes until the next one must all end
         within ``seconds`` from now."""
         self._smtp.step(seconds)
-
-    def _sock(self) -> socket.socket:
-        sock = self._smtp.sock
-        if sock is None:
-            raise OSError("not connected")
-        return sock
