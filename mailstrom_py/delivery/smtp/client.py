@@ -5,7 +5,8 @@ at a time starts it afresh with every byte, and so holds a delivery thread as
 long as it likes. As Postfix's ``smtp_*_timeout`` settings do, a step here
 (connect, greeting, EHLO, STARTTLS, AUTH, MAIL, each RCPT, DATA, the message
 content, the reply after the final dot) must end by a deadline taken when it
-starts, however its bytes trickle in or out.
+starts, however its bytes trickle in or out: the socket is non-blocking and
+every wait on it is bounded by the time left (:mod:`.deadline`).
 """
 
 from __future__ import annotations
