@@ -111,10 +111,8 @@ class SmtpReply:
         return cls(code, ".".join(match.groups()), text[match.end() :], step)
 
     def __str__(self) -> str:
-        parts = (
-            [str(self.code)] + ([self.enhanced] if self.enhanced else []) + [self.text]
-        )
-        return " ".join(p for p in parts if p)
+        head = f"{self.code} {self.enhanced}" if self.enhanced else str(self.code)
+        return f"{head} {self.text}" if self.text else head
 
 
 # Most replies repeat word for word ("250 2.1.5 Ok"), and a reply is a frozen

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import smtplib
-import socket
 import ssl
 from collections.abc import Mapping
 from typing import Self
@@ -219,9 +218,7 @@ class SmtpLink:
         name = self.tls.verify_name or self.remote.host
         try:
             # The handshake is a step of its own, as Postfix's smtp_starttls_timeout.
-            self._start_step(self.timeouts.greeting)
-            secure = context.wrap_socket(self._sock(), server_hostname=name)
-            self._smtp.sock = secure
+            secure = self._smtp.secure(context, name, self.timeouts.greeting)
         except (OSError, ssl.SSLError) as exc:
             self.drop()
             detail = f"TLS with {self.label} failed: {describe_error(exc)}"
@@ -234,8 +231,8 @@ class SmtpLink:
             self.remote = failed(self.remote, VALIDATION_FAILURE, detail)
             raise self._failure(detail, CRYPTOGRAPHIC_FAILURE, tls_failed=True)
         # RFC 3207 §4.2: forget everything learnt before TLS, including any
-        # plaintext the server (or an attacker) sent after its 220.
-        self._smtp.file = None
+        # plaintext the server (or an attacker) sent after its 220 (which
+        # secure() has dropped).
         self._smtp.esmtp_features = {}
         self._hello()
 
@@ -326,13 +323,17 @@ class SmtpLink:
         if before and self._smtp.has_input():
             self.drop()
             raise ConnectionLost("the server hung up before the end of the message")
-        for line in lines:
-            if "\r" in line or "\n" in line:
+        commands = b""
+        if lines:
+            text = "".join(lines)
+            if "\r" in text or "\n" in text:
+                line = next(li for li in lines if "\r" in li or "\n" in li)
                 raise ValueError(f"line break in an SMTP command: {line!r}")
-        commands = "".join(f"{line}\r\n" for line in lines)
+            text = "\r\n".join(lines)
+            commands = f"{text}\r\n".encode(self._smtp.command_encoding)
         try:
-            self._start_step(timeout)
-            self._smtp.send(before + commands.encode(self._smtp.command_encoding))
+            self._smtp.step(timeout)
+            self._smtp.send(before + commands)
         except (OSError, smtplib.SMTPException) as exc:
             self.drop()
             raise ConnectionLost(describe_error(exc)) from exc
@@ -348,7 +349,7 @@ class SmtpLink:
         """
         try:
             if timeout is not None:
-                self._start_step(timeout)
+                self._smtp.step(timeout)
             code, text = self._smtp.getreply()
         except (OSError, smtplib.SMTPException) as exc:
             self.drop()
@@ -391,9 +392,3 @@ class SmtpLink:
         """Start a step: the reads and writes until the next one must all end
         within ``seconds`` from now."""
         self._smtp.step(seconds)
-
-    def _sock(self) -> socket.socket:
-        sock = self._smtp.sock
-        if sock is None:
-            raise OSError("not connected")
-        return sock

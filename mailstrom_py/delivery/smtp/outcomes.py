@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from ...retry import classify_reply, status_code_for
 from ...status import DeliveryResult, Remote, SmtpReply
@@ -12,12 +11,20 @@ from ..base import Outcome
 __all__ = ["OutcomeBuilder"]
 
 
-@dataclass(frozen=True)
 class OutcomeBuilder:
-    """Builds outcomes at the server ``remote``, called ``label`` in details."""
+    """Builds outcomes at the server ``remote``, called ``label`` in details.
 
-    remote: Remote
-    label: str
+    One builder serves a session: it keeps what the last reply it read
+    decided, since a server answers message after message alike (replies
+    parsed alike are one object, see :meth:`SmtpReply.parse`).
+    """
+
+    __slots__ = ("_last", "label", "remote")
+
+    def __init__(self, remote: Remote, label: str) -> None:
+        self.remote = remote
+        self.label = label
+        self._last: tuple[SmtpReply, DeliveryResult, str, str] | None = None
 
     def one(
         self,
@@ -63,13 +70,20 @@ class OutcomeBuilder:
         self, address: str, reply: SmtpReply, rcpt_reply: SmtpReply | None
     ) -> Outcome:
         """The outcome ``reply`` decides for ``address`` (RFC 5321 §4.2.1)."""
-        result = classify_reply(reply)
-        if result is DeliveryResult.DELIVERED:
-            detail = f"accepted by {self.label}: {reply}"
+        last = self._last
+        if last is not None and last[0] is reply:
+            _, result, code, detail = last
         else:
-            detail = f"{self.label} answered {reply.step} with {reply}"
-        code = status_code_for(reply)
-        return self.one(address, result, code, detail, reply, rcpt_reply=rcpt_reply)
+            result = classify_reply(reply)
+            if result is DeliveryResult.DELIVERED:
+                detail = f"accepted by {self.label}: {reply}"
+            else:
+                detail = f"{self.label} answered {reply.step} with {reply}"
+            code = status_code_for(reply)
+            self._last = (reply, result, code, detail)
+        return Outcome(
+            address, result, code, detail, reply, False, self.remote, rcpt_reply
+        )
 
     def refused(
         self,

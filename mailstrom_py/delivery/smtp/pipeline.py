@@ -47,14 +47,18 @@ class HeldContent:
     """The content of at most one message, held for the next write on ``link``.
 
     ``settled(index, outcomes)`` is told each time a held message's recipients
-    are settled, with the message's batch index and its whole outcome list.
+    are settled, with the message's batch index and its whole outcome list,
+    built by ``outcomes``.
     """
 
     def __init__(
-        self, link: SmtpLink, settled: Callable[[int, list[Outcome]], None]
+        self,
+        link: SmtpLink,
+        outcomes: OutcomeBuilder,
+        settled: Callable[[int, list[Outcome]], None],
     ) -> None:
         self._link = link
-        self._outcomes = OutcomeBuilder(link.remote, link.label)
+        self._outcomes = outcomes
         self._settled = settled
         self._held: _Held | None = None
 

@@ -42,7 +42,7 @@ class SmtpSession:
         #: How many messages this session has started.
         self.messages = 0
         self._outcomes = OutcomeBuilder(link.remote, link.label)
-        self._pipeline = HeldContent(link, self._held_settled)
+        self._pipeline = HeldContent(link, self._outcomes, self._held_settled)
         # The batch item being sent, and who hears of final outcomes.
         self._index = -1
         self._on_outcome: OnOutcome | None = None
@@ -193,7 +193,12 @@ class SmtpSession:
         while pending and self.alive:
             start = len(outcomes)
             transaction = Transaction(
-                self._link, self._pipeline, email, self._index, maybe_stale=maybe_stale
+                self._link,
+                self._pipeline,
+                self._outcomes,
+                email,
+                self._index,
+                maybe_stale=maybe_stale,
             )
             pending = transaction.run(pending, outcomes)
             maybe_stale = False
@@ -203,12 +208,11 @@ class SmtpSession:
             self._pipeline.flush()
             if not any(o.result is DeliveryResult.DELIVERED for o in outcomes[start:]):
                 break
-        outcomes.extend(
-            self._outcomes.alike(
+        if pending:
+            outcomes += self._outcomes.alike(
                 pending,
                 DeliveryResult.DEFERRED,
                 TOO_MANY_RECIPIENTS,
                 "too many recipients",
             )
-        )
         return outcomes

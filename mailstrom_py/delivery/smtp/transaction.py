@@ -34,7 +34,8 @@ Accepted = dict[str, SmtpReply]
 
 
 class Transaction:
-    """One transaction for ``email`` on ``link``, the batch's message ``index``.
+    """One transaction for ``email`` on ``link``, the batch's message ``index``,
+    its outcomes built by ``outcomes``.
 
     With PIPELINING (RFC 2920) MAIL, the RCPTs and DATA go in one write, led by
     the content ``pipeline`` holds of the message before, and the replies are
@@ -50,6 +51,7 @@ class Transaction:
         self,
         link: SmtpLink,
         pipeline: HeldContent,
+        outcomes: OutcomeBuilder,
         email: PreparedEmail,
         index: int,
         *,
@@ -60,7 +62,7 @@ class Transaction:
         self._email = email
         self._index = index
         self._maybe_stale = maybe_stale
-        self._outcomes = OutcomeBuilder(link.remote, link.label)
+        self._outcomes = outcomes
         self._pipelined = "pipelining" in link.features
 
     def run(self, recipients: list[str], outcomes: list[Outcome]) -> list[str]:
