@@ -40,8 +40,9 @@ class RetryPolicy:
     the same jitter; ``initial_delay``, ``multiplier`` and ``max_delay`` are
     then not used but for the first entry being the worker's default lease,
     as ``initial_delay`` is otherwise. A message stops being retried
-    once it has had ``max_attempts`` attempts (when set) or is ``max_age`` seconds
-    old; its still-deferred recipients then fail.
+    once it has had ``max_attempts`` attempts (when set) or ``max_age`` seconds
+    have passed since it was first due (its scheduled time, or else when it
+    was stored); its still-deferred recipients then fail.
 
     The defaults follow Postfix: first retry after 5 minutes, doubling, at most
     4000 seconds apart, given up after 5 days. RFC 5321 §4.5.4.1 suggests at least
@@ -96,14 +97,16 @@ class RetryPolicy:
         return base * (1 + rng.uniform(-self.jitter, self.jitter))
 
     def next_attempt_at(
-        self, attempts: int, created_at: float, now: float, rng: random.Random
+        self, attempts: int, since: float, now: float, rng: random.Random
     ) -> float | None:
         """Return when to try again after ``attempts`` attempts, or ``None`` to give up.
 
-        The answer never lies past ``created_at + max_age``: a message whose next
+        ``since`` is when ``max_age`` starts counting: when the message was
+        first due (:attr:`~mailstrom_py.status.MessageStatus.retry_since`).
+        The answer never lies past ``since + max_age``: a message whose next
         delay would outlive it gets one last attempt at that moment.
         """
-        expires_at = created_at + self.max_age
+        expires_at = since + self.max_age
         if self.max_attempts is not None and attempts >= self.max_attempts:
             return None
         if now >= expires_at:

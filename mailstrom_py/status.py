@@ -277,12 +277,25 @@ class MessageStatus:
         recipients: the recipients' statuses, in envelope order.
         created_at: when the message was stored.
         held: the message is on hold and will not be attempted until released.
+        first_due_at: when the message was first due: the time it was
+            scheduled for, or else when it was stored; a reschedule before
+            any attempt moves it. ``None`` means ``created_at`` (a message
+            stored before this was kept). The retry policy's ``max_age``
+            counts from :attr:`retry_since`.
     """
 
     message_id: str
     recipients: tuple[RecipientStatus, ...]
     created_at: float
     held: bool = False
+    first_due_at: float | None = None
+
+    @property
+    def retry_since(self) -> float:
+        """When the retry policy's ``max_age`` starts counting: the later
+        of ``created_at`` and ``first_due_at``."""
+        first = self.first_due_at
+        return self.created_at if first is None else max(self.created_at, first)
 
     @_derived
     def completed(self) -> bool:

@@ -68,8 +68,7 @@ class TestRetryPolicyGivingUp:
         """While within its limits a message is due again after the delay."""
         policy = RetryPolicy(jitter=0.0)
         assert (
-            policy.next_attempt_at(1, created_at=0.0, now=10.0, rng=random.Random())
-            == 310.0
+            policy.next_attempt_at(1, since=0.0, now=10.0, rng=random.Random()) == 310.0
         )
 
     def test_max_attempts_ends_retries(self) -> None:
@@ -82,7 +81,7 @@ class TestRetryPolicyGivingUp:
         """A message as old as max_age is not retried."""
         policy = RetryPolicy(max_age=3600)
         assert (
-            policy.next_attempt_at(1, created_at=0.0, now=3600.0, rng=random.Random())
+            policy.next_attempt_at(1, since=0.0, now=3600.0, rng=random.Random())
             is None
         )
 
@@ -90,7 +89,7 @@ class TestRetryPolicyGivingUp:
         """A delay that would outlive max_age is cut to one last attempt at expiry."""
         policy = RetryPolicy(initial_delay=600, max_delay=600, max_age=1000, jitter=0.0)
         assert (
-            policy.next_attempt_at(1, created_at=0.0, now=900.0, rng=random.Random())
+            policy.next_attempt_at(1, since=0.0, now=900.0, rng=random.Random())
             == 1000.0
         )
 

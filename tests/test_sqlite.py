@@ -297,6 +297,7 @@ class TestFile:
             raw.execute("DROP TABLE suppressions")
             raw.execute("DROP TABLE suspensions")
             raw.execute("ALTER TABLE messages DROP COLUMN claim_token")
+            raw.execute("ALTER TABLE messages DROP COLUMN first_due_at")
             for column in TLS_POLICY_COLUMNS:
                 raw.execute(f"ALTER TABLE recipients DROP COLUMN {column}")
             raw.execute("PRAGMA user_version = 2")
@@ -313,6 +314,10 @@ class TestFile:
         assert [
             (s.attempts, s.next_attempt_at, s.held) for s in storage.find(QueueFilter())
         ] == [(0, 10.0, False), (1, 80.0, False), (0, 10.0, True)]
+        # Stored before first due times were kept: retries count from creation.
+        assert [
+            (s.first_due_at, s.retry_since) for s in storage.find(QueueFilter())
+        ] == [(None, 10.0)] * 3
         assert storage.next_due() == 10.0
         [first] = storage.claim_due(now=79.0, limit=5, lease=60.0)
         assert first.message_id == "m1@example.test"
@@ -351,6 +356,7 @@ class TestFile:
             raw.execute("DROP TABLE events")
             raw.execute("DROP TABLE suppressions")
             raw.execute("DROP TABLE suspensions")
+            raw.execute("ALTER TABLE messages DROP COLUMN first_due_at")
             for column in TLS_POLICY_COLUMNS:
                 raw.execute(f"ALTER TABLE recipients DROP COLUMN {column}")
             raw.execute("PRAGMA user_version = 3")

@@ -347,7 +347,7 @@ def _reporter(config: Config, preparer: Preparer) -> DsnReporter | None:
     return DsnReporter(
         policy,
         preparer,
-        retry_until=lambda created: created + config.retry.max_age,
+        retry_until=lambda since: since + config.retry.max_age,
     )
 
 

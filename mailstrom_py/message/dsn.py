@@ -103,8 +103,8 @@ class DsnReporter:
         preparer: prepares (and signs) each report as the mailer's own messages
             are prepared; its HELO name is the Reporting-MTA, and the domain of
             the report's From address and Message-ID.
-        retry_until: when retries of a message stored at a given time end
-            (``created_at + max_age``), for Will-Retry-Until.
+        retry_until: when retries of a message first due at a given time
+            end (``retry_since + max_age``), for Will-Retry-Until.
     """
 
     def __init__(
@@ -150,9 +150,10 @@ class DsnReporter:
             tuple(by_address.get(r.address, r) for r in before.recipients),
             before.created_at,
             before.held,
+            before.first_due_at,
         )
         retry_until = (
-            self._retry_until(before.created_at) if self._retry_until else None
+            self._retry_until(before.retry_since) if self._retry_until else None
         )
         reporting_mta = self._preparer.helo_name
         try:
@@ -178,7 +179,8 @@ class DsnReporter:
             previous = before.recipient(update.address)
         except KeyError:
             return False
-        created = before.created_at
+        # A scheduled message is late counting from when it was due.
+        created = before.retry_since
         # Stateless "at most once": report the attempt that first crosses a
         # threshold, judged against the state the previous attempt left.
         was_late = previous.result is DeliveryResult.DEFERRED and self._late(

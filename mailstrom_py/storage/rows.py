@@ -4,9 +4,9 @@ SQLite and PostgreSQL keep the same columns for a recipient
 (:data:`RECIPIENT_COLUMNS`) and read statuses as the same rows, so one set of
 functions maps between the two for both: :func:`statuses` builds statuses
 from rows of ``m.id, m.message_id, m.created_at, m.held`` followed by
-``r.address`` and the recipient columns, :func:`recipient_values` gives a
-recipient's column values, and :func:`prepared_email` builds a message from
-its envelope row and body.
+``r.address``, the recipient columns and ``m.first_due_at``,
+:func:`recipient_values` gives a recipient's column values, and
+:func:`prepared_email` builds a message from its envelope row and body.
 """
 
 from __future__ import annotations
@@ -65,12 +65,17 @@ RECIPIENT_COLUMNS = (
 
 #: The columns :func:`statuses` reads, from ``messages m`` joined with
 #: ``recipients r``: the message's head, then the recipient's columns.
-STATUS_COLUMNS = "m.id, m.message_id, m.created_at, m.held, r.address, " + ", ".join(
-    f"r.{column}" for column in RECIPIENT_COLUMNS
+STATUS_COLUMNS = (
+    "m.id, m.message_id, m.created_at, m.held, r.address, "
+    + ", ".join(f"r.{column}" for column in RECIPIENT_COLUMNS)
+    + ", m.first_due_at"
 )
 
+# Where ``m.first_due_at`` is in a row of STATUS_COLUMNS: last.
+_FIRST_DUE = len(STATUS_COLUMNS.split(",")) - 1
+
 #: The statuses of the messages a query yielding ``id, message_id, created_at,
-#: held`` of ``messages`` returns (put in for ``{select}``, or named
+#: held, first_due_at`` of ``messages`` returns (put in for ``{select}``, or named
 #: ``{select}`` in a ``WITH``), oldest first, as rows for :func:`statuses`. It
 #: never reads a body.
 STATUSES_OF = (
@@ -156,20 +161,21 @@ def recipient_domain(address: str) -> str:
 
 def statuses(rows: Iterable[Sequence[object]]) -> list[MessageStatus]:
     """Build statuses from rows of ``m.id, m.message_id, m.created_at,
-    m.held, r.address`` and the recipient columns, in the order of
-    :data:`RECIPIENT_COLUMNS`.
+    m.held, r.address``, the recipient columns, in the order of
+    :data:`RECIPIENT_COLUMNS`, and ``m.first_due_at`` (NULL: as created).
 
     The rows come grouped by message and ordered by position within each; a
     message without recipients has one row whose recipient columns are NULL.
     """
     built: list[MessageStatus] = []
-    current: tuple[object, str, float, bool] | None = None
+    current: tuple[object, str, float, bool, object] | None = None
     recipients: list[RecipientStatus] = []
     for row in rows:
         if current is None or row[0] != current[0]:
             if current is not None:
                 built.append(_message(current, recipients))
-            current = (row[0], str(row[1]), float(row[2]), bool(row[3]))  # type: ignore[arg-type]
+            first = row[_FIRST_DUE]
+            current = (row[0], str(row[1]), float(row[2]), bool(row[3]), first)  # type: ignore[arg-type]
             recipients = []
         if row[4] is not None:
             recipients.append(_recipient(row))
@@ -179,13 +185,15 @@ def statuses(rows: Iterable[Sequence[object]]) -> list[MessageStatus]:
 
 
 def _message(
-    head: tuple[object, str, float, bool], recipients: list[RecipientStatus]
+    head: tuple[object, str, float, bool, object], recipients: list[RecipientStatus]
 ) -> MessageStatus:
+    first = head[4]
     return MessageStatus(
         message_id=head[1],
         recipients=tuple(recipients),
         created_at=head[2],
         held=head[3],
+        first_due_at=None if first is None else float(first),  # type: ignore[arg-type]
     )
 
 

@@ -85,7 +85,7 @@ def initial_status(
     recipients = [
         RecipientStatus(address=rcpt, next_attempt_at=due) for rcpt in email.recipients
     ]
-    return MessageStatus(email.message_id, tuple(recipients), now)
+    return MessageStatus(email.message_id, tuple(recipients), now, first_due_at=due)
 
 
 def due_at(status: MessageStatus) -> float | None:
@@ -118,7 +118,11 @@ def attempt_begun(status: MessageStatus, now: float, until: float) -> MessageSta
         r if r.completed else _claimed(r, now, until) for r in status.recipients
     ]
     return MessageStatus(
-        status.message_id, tuple(recipients), status.created_at, status.held
+        status.message_id,
+        tuple(recipients),
+        status.created_at,
+        status.held,
+        status.first_due_at,
     )
 
 
@@ -268,7 +272,11 @@ def merge_recipients(
         else:
             merged.append(update)
     return MessageStatus(
-        status.message_id, tuple(merged), status.created_at, status.held
+        status.message_id,
+        tuple(merged),
+        status.created_at,
+        status.held,
+        status.first_due_at,
     )
 
 
@@ -297,9 +305,12 @@ def failed_by_operator(status: MessageStatus) -> MessageStatus:
 
 def scheduled(status: MessageStatus, at: float) -> MessageStatus:
     """Return ``status`` with every pending recipient next due at ``at``, sooner
-    or later than before; attempts and everything else stay."""
+    or later than before; attempts and everything else stay, but for a
+    message none of whose recipients was attempted yet: it is first due at
+    ``at`` now (its retries will count from then)."""
     recipients = tuple(
         r if r.completed else dataclasses.replace(r, next_attempt_at=at)
         for r in status.recipients
     )
-    return dataclasses.replace(status, recipients=recipients)
+    first = at if status.attempts == 0 else status.first_due_at
+    return dataclasses.replace(status, recipients=recipients, first_due_at=first)

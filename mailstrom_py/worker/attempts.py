@@ -230,10 +230,11 @@ class Attempts:
 
     def _retry_at(self, before: MessageStatus, end: float) -> float | None:
         """When to try again after an attempt on ``before`` that ended at
-        ``end``, or None to give up."""
+        ``end``, or None to give up. ``max_age`` counts from when the
+        message was first due (:attr:`MessageStatus.retry_since`)."""
         with self._rng_lock:
             return self._policy.next_attempt_at(
-                before.attempts + 1, before.created_at, end, self._rng
+                before.attempts + 1, before.retry_since, end, self._rng
             )
 
     def _deliver(

@@ -38,7 +38,8 @@ def find(
 ) -> list[MessageStatus]:
     clause, params = where_clause(where)
     select = (
-        "SELECT m.id, m.message_id, m.created_at, m.held FROM messages m"
+        "SELECT m.id, m.message_id, m.created_at, m.held, m.first_due_at"
+        " FROM messages m"
         f" WHERE {clause} ORDER BY m.created_at, m.id LIMIT %s"
     )
     query = STATUSES_OF.format(select=select)
@@ -130,12 +131,16 @@ def schedule(
             UPDATE recipients r SET next_attempt_at = %s
             WHERE r.message IN (SELECT id FROM selected) AND r.result IN {PENDING}
         ), scheduled AS (
-            UPDATE messages m SET due_at = %s FROM selected s WHERE m.id = s.id
+            UPDATE messages m SET due_at = %s,
+                first_due_at = CASE WHEN EXISTS (SELECT 1 FROM recipients r
+                    WHERE r.message = m.id AND r.attempts > 0)
+                THEN m.first_due_at ELSE %s END
+            FROM selected s WHERE m.id = s.id
         )
         SELECT message_id, {notify_sql(channel)} FROM selected
         ORDER BY created_at, id
     """
-    rows = conn.execute(query, [now, *params, at, at]).fetchall()
+    rows = conn.execute(query, [now, *params, at, at, at]).fetchall()
     return [str(row[0]) for row in rows]
 
 
@@ -155,7 +160,7 @@ def fail(
     if not rowids:
         return []
     select = (
-        "SELECT id, message_id, created_at, held FROM messages m"
+        "SELECT id, message_id, created_at, held, first_due_at FROM messages m"
         " WHERE m.id = ANY(%s::bigint[])"
     )
     before = statuses(conn.execute(STATUSES_OF.format(select=select), [rowids]))
@@ -202,7 +207,7 @@ def recent(conn: Connection, limit: int | None) -> list[MessageStatus]:
                 ORDER BY created_at, id LIMIT %s
                 FOR UPDATE SKIP LOCKED
             )
-            RETURNING id, message_id, created_at, held
+            RETURNING id, message_id, created_at, held, first_due_at
         )
     """
     select = "SELECT * FROM fresh"
@@ -210,7 +215,7 @@ def recent(conn: Connection, limit: int | None) -> list[MessageStatus]:
     reported = statuses(rows.fetchall())
     room = None if limit is None else max(limit - len(reported), 0)
     pending = (
-        "SELECT id, message_id, created_at, held FROM messages m"
+        "SELECT id, message_id, created_at, held, first_due_at FROM messages m"
         " WHERE m.pending > 0 ORDER BY m.created_at, m.id LIMIT %s"
     )
     rows = conn.execute(STATUSES_OF.format(select=pending), [room])

@@ -35,11 +35,11 @@ WITH {CLOCK}, due AS (
     SELECT coalesce(%s::float8, clock.now) AS at FROM clock
 ), added AS (
     INSERT INTO messages (message_id, mail_from, smtputf8, eight_bit, require_tls,
-        tls_optional, created_at, pending, due_at, completed_at)
+        tls_optional, created_at, pending, due_at, completed_at, first_due_at)
     SELECT u.message_id, u.mail_from, u.smtputf8, u.eight_bit, u.require_tls,
         u.tls_optional, clock.now, u.pending,
         CASE WHEN u.pending > 0 THEN due.at END,
-        CASE WHEN u.pending = 0 THEN clock.now END
+        CASE WHEN u.pending = 0 THEN clock.now END, due.at
     FROM json_to_recordset(%s::json) AS u(n int, message_id text, mail_from text,
             smtputf8 bool, eight_bit bool, require_tls bool, tls_optional bool,
             pending int),
@@ -130,7 +130,7 @@ def _duplicate(
 
 def status(conn: Connection, message_id: str) -> MessageStatus:
     select = (
-        "SELECT id, message_id, created_at, held FROM messages m"
+        "SELECT id, message_id, created_at, held, first_due_at FROM messages m"
         " WHERE m.message_id = %s"
     )
     found = statuses(

@@ -135,12 +135,19 @@ DROP INDEX messages_due;
 """
 
 #: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
+# When a message was first due (its scheduled time, else its creation); NULL
+# in rows stored before it was kept means created_at.
+_VERSION_6_FIRST_DUE = """
+ALTER TABLE messages ADD COLUMN first_due_at double precision
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _VERSION_1,
     _VERSION_2_TLS_POLICY,
     _VERSION_3_EVENTS,
     _VERSION_4_CONTROLS,
     _VERSION_5_CLAIM_ORDER,
+    _VERSION_6_FIRST_DUE,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

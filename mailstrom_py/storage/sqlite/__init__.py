@@ -37,8 +37,8 @@ Synchronous = Literal["FULL", "NORMAL"]
 
 _INSERT_MESSAGE = (
     "INSERT INTO messages (message_id, mail_from, smtputf8, eight_bit,"
-    " require_tls, tls_optional, created_at, pending, due_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " require_tls, tls_optional, created_at, pending, due_at, first_due_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # How SQLite reports a second message with a stored id.
 _DUPLICATE_ID = "UNIQUE constraint failed: messages.message_id"
@@ -198,6 +198,7 @@ class SqliteStorage(Storage, QueueAdmin, EventJournal, Controls):
                     status.created_at,
                     len(email.recipients),  # every recipient is pending
                     status.next_attempt_at,
+                    status.first_due_at,
                 ),
             )
         except sqlite3.IntegrityError as exc:

@@ -98,7 +98,8 @@ def schedule(
     conn: sqlite3.Connection, where: QueueFilter, at: float, now: float
 ) -> list[str]:
     """Make the selected pending messages due at ``at``, but for those under a
-    live claim at ``now``; return the ids of those changed."""
+    live claim at ``now``; return the ids of those changed. Those none of
+    whose recipients was attempted are first due at ``at`` too."""
     free = select(conn, where, f"m.pending > 0 AND NOT ({LIVE_CLAIM})", now)
     conn.executemany(
         "UPDATE recipients SET next_attempt_at = ? WHERE message = ?"
@@ -106,8 +107,10 @@ def schedule(
         [(at, rowid) for rowid, _ in free],
     )
     conn.executemany(
-        "UPDATE messages SET due_at = ? WHERE id = ?",
-        [(at, rowid) for rowid, _ in free],
+        "UPDATE messages SET due_at = ?, first_due_at = CASE WHEN EXISTS"
+        " (SELECT 1 FROM recipients r WHERE r.message = messages.id"
+        " AND r.attempts > 0) THEN first_due_at ELSE ? END WHERE id = ?",
+        [(at, at, rowid) for rowid, _ in free],
     )
     return [message_id for _, message_id in free]
 

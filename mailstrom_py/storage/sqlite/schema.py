@@ -137,6 +137,12 @@ CREATE TABLE suspensions (
 ) WITHOUT ROWID
 """
 
+# When a message was first due (its scheduled time, else its creation); NULL
+# in rows stored before it was kept means created_at.
+_VERSION_7_FIRST_DUE = """
+ALTER TABLE messages ADD COLUMN first_due_at REAL
+"""
+
 #: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
 MIGRATIONS: tuple[str, ...] = (
     _VERSION_1,
@@ -145,6 +151,7 @@ MIGRATIONS: tuple[str, ...] = (
     _VERSION_4_TLS_POLICY,
     _VERSION_5_EVENTS,
     _VERSION_6_CONTROLS,
+    _VERSION_7_FIRST_DUE,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -7,7 +7,7 @@ import pytest
 from ...status import DeliveryResult
 from ...storage import QueueFilter
 from .admin import QueueContract, claimed
-from .common import Backend, claim_one, email, finish, mid
+from .common import Backend, claim_one, email, finish, mid, outcome
 
 __all__ = ["ScheduleContract", "ScheduledAddContract"]
 
@@ -46,6 +46,35 @@ class ScheduledAddContract:
         assert claimed(storage, 59.0) == []
         assert claimed(storage, 60.0) == [mid(1), mid(2)]
 
+    def test_a_message_is_first_due_at_its_time(self, storage: Backend) -> None:
+        """A scheduled message is first due at send_at, an unscheduled one
+        when it was added (``first_due_at`` None means that too); retries
+        count from then (``retry_since``), as stored."""
+        scheduled = storage.add(email(1), now=100.0, send_at=5000.0)
+        now = storage.add(email(2), now=200.0)
+        batch = storage.add_many([email(3)], now=300.0, send_at=900.0)
+        assert scheduled.first_due_at == 5000.0
+        assert now.first_due_at in (200.0, None)
+        assert batch[0].first_due_at == 900.0
+        assert [storage.status(mid(n)).retry_since for n in (1, 2, 3)] == [
+            5000.0,
+            200.0,
+            900.0,
+        ]
+
+    def test_first_due_stays_through_an_attempt(self, storage: Backend) -> None:
+        """Claiming and recording an outcome keep the first due time."""
+        storage.add(email(1), now=100.0, send_at=5000.0)
+        claim = claim_one(storage, mid(1), now=5000.0)
+        assert claim.status.first_due_at == 5000.0
+        deferred = outcome(
+            claim.status, "a@example.test", DeliveryResult.DEFERRED, 6000.0
+        )
+        after = storage.record(claim, [deferred])
+        assert after is not None
+        assert after.first_due_at == 5000.0
+        assert storage.status(mid(1)).retry_since == 5000.0
+
 
 class ScheduleContract(QueueContract):
     """schedule(): pending mail is next due at the time given, sooner or later."""
@@ -67,6 +96,22 @@ class ScheduleContract(QueueContract):
         assert queue.schedule(QueueFilter(ids=(mid(1),)), 70.0, 60.0) == [mid(1)]
         assert queue.next_due() == 70.0
         assert claimed(queue, 70.0) == [mid(1)]
+
+    def test_an_unattempted_message_is_first_due_when_rescheduled(
+        self, queue: Backend
+    ) -> None:
+        """schedule() moves the first due time of a message none of whose
+        recipients was attempted, sooner or later, but not that of one
+        attempted before: its retries count from when it was first due."""
+        assert queue.schedule(QueueFilter(ids=(mid(1), mid(2))), 7000.0, 60.0) == [
+            mid(1),
+            mid(2),
+        ]
+        assert queue.status(mid(2)).first_due_at == 7000.0
+        assert queue.status(mid(2)).retry_since == 7000.0
+        assert queue.status(mid(1)).retry_since == 10.0
+        assert queue.schedule(QueueFilter(ids=(mid(2),)), 3000.0, 60.0) == [mid(2)]
+        assert queue.status(mid(2)).retry_since == 3000.0
 
     def test_completed_mail_is_not_scheduled(self, queue: Backend) -> None:
         """A message whose recipients are all delivered or failed is left alone."""
