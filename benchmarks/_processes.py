@@ -35,11 +35,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 _WORKER = """
 import resource, sys
+sys.path.insert(0, "benchmarks")
+from _processes import open_queue
 from mailstrom_py import Config, Mailstrom, RelayConfig, Timeouts
-from mailstrom_py import PostgresStorage, SqliteStorage
 spec, host, port, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-kind, _, where = spec.partition(":")
-storage = SqliteStorage(where) if kind == "sqlite" else PostgresStorage(where)
+storage = open_queue(spec)
 def cpu():
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime

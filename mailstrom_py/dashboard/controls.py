@@ -10,6 +10,7 @@ one entry by field, never a pattern.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -62,24 +63,8 @@ def controls_json(view: ControlsView) -> dict[str, object]:
     """The view as JSON-ready values, times in seconds since the epoch."""
     return {
         "kept": view.kept,
-        "suspensions": [
-            {
-                "destination": s.destination,
-                "reason": s.reason,
-                "since": s.since,
-                "until": s.until,
-            }
-            for s in view.suspensions
-        ],
-        "suppressions": [
-            {
-                "address": s.address,
-                "reason": s.reason,
-                "since": s.since,
-                "until": s.until,
-            }
-            for s in view.suppressions
-        ],
+        "suspensions": [dataclasses.asdict(s) for s in view.suspensions],
+        "suppressions": [dataclasses.asdict(s) for s in view.suppressions],
     }
 
 
