@@ -263,7 +263,10 @@ class Dashboard:
         how = self.guard.authorise(request.headers, form)
         who = f"{request.client} ({how})"
         if action in CONTROL_ACTIONS:
-            return self._control(request, action, form, who, api=api)
+            if self.controls is None:
+                raise Refused(404, "this storage keeps no controls")
+            fields = control_fields(form, request.body, json_body)
+            return self._control(self.controls, action, fields, form, who, api=api)
         ids = ids_from(form, request.body, json_body)
         changed = apply_action(
             self.queue, action, ids, self.clock(), who, fail=self.fail
@@ -276,13 +279,16 @@ class Dashboard:
         return _redirect(back)
 
     def _control(
-        self, request: Request, action: str, form: Form, who: str, *, api: bool
+        self,
+        controls: Controls,
+        action: str,
+        fields: Mapping[str, str],
+        form: Form,
+        who: str,
+        *,
+        api: bool,
     ) -> Response:
-        if self.controls is None:
-            raise Refused(404, "this storage keeps no controls")
-        json_body = request.headers.get_content_type() == _JSON
-        fields = control_fields(form, request.body, json_body)
-        done = apply_control(self.controls, action, fields, self.clock(), who)
+        done = apply_control(controls, action, fields, self.clock(), who)
         return _json(done) if api else _redirect(_back(form))
 
     def _login(self, request: Request, form: Form) -> Response:
