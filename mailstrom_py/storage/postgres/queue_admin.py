@@ -14,28 +14,34 @@ __all__ = ["PostgresQueueAdmin"]
 
 class PostgresQueueAdmin(PostgresHandle, QueueAdmin):
     """:class:`~mailstrom_py.storage.admin.QueueAdmin` on the storage's
-    database; each call is one statement or one transaction. Changes that make
-    mail due notify the storage's channel when they commit."""
+    database; each call is one transaction. Changes that make mail due notify
+    the storage's channel when they commit.
+
+    The calls that select by a filter run with the planner's own choices
+    (:meth:`Database.survey`): over a large queue, a count of the pending mail
+    or a filter by sender is best served by reading a table whole, or by a
+    plan made for the values given. ``fail`` and ``recent`` keep the session's
+    plans: they run statements a record also runs, or read by index alone."""
 
     def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
-        return self._db.read(
+        return self._db.survey(
             "list messages", lambda conn: admin.find(conn, where, limit)
         )
 
     def count(self, where: QueueFilter) -> int:
-        return self._db.read("count messages", lambda conn: admin.count(conn, where))
+        return self._db.survey("count messages", lambda conn: admin.count(conn, where))
 
     def kick(self, where: QueueFilter, now: float) -> list[str]:
         at = self._now(now)
-        return self._db.write(
+        return self._db.survey(
             "kick messages", lambda conn: admin.kick(conn, where, at, self._channel)
         )
 
     def hold(self, where: QueueFilter) -> list[str]:
-        return self._db.write("hold messages", lambda conn: admin.hold(conn, where))
+        return self._db.survey("hold messages", lambda conn: admin.hold(conn, where))
 
     def release(self, where: QueueFilter) -> list[str]:
-        return self._db.write(
+        return self._db.survey(
             "release messages",
             lambda conn: admin.release(conn, where, self._channel),
         )
@@ -44,7 +50,7 @@ class PostgresQueueAdmin(PostgresHandle, QueueAdmin):
         """See :meth:`QueueAdmin.schedule`. ``at`` is stored as given; with the
         database's clock, whether a claim lasts is judged by the database's."""
         when, clock = float(at), self._now(now)
-        return self._db.write(
+        return self._db.survey(
             "schedule messages",
             lambda conn: admin.schedule(conn, where, when, clock, self._channel),
         )
@@ -56,7 +62,7 @@ class PostgresQueueAdmin(PostgresHandle, QueueAdmin):
         return self._db.write("fail messages", lambda conn: admin.fail(conn, where, at))
 
     def drop(self, where: QueueFilter) -> list[str]:
-        return self._db.write("drop messages", lambda conn: admin.drop(conn, where))
+        return self._db.survey("drop messages", lambda conn: admin.drop(conn, where))
 
     def recent(self, limit: int | None = None) -> list[MessageStatus]:
         return self._db.write(
