@@ -72,6 +72,11 @@ def tlsa(net: MxNet, *records: str, signed: bool = True) -> None:
         net.zone.sign("d.test")
 
 
+def tlsa_queries(net: MxNet) -> list[str]:
+    """The names whose TLSA records the DNS server was asked for."""
+    return [name for name, kind in net.dns.queries if kind == "TLSA"]
+
+
 def deliver(mailer: Mailstrom, raw: bytes) -> RecipientStatus:
     message_id = mailer.send_email(raw)
     mailer.run_once()
@@ -179,14 +184,15 @@ class TestDane:
         self, net: MxNet, leaf: trustme.LeafCert
     ) -> None:
         """SERVFAIL for the TLSA query of a host whose address is not signed
-        (RFC 7672 §2.2): DANE does not apply, and the mail goes over
-        opportunistic TLS."""
+        (RFC 7672 §2.2): DANE does not apply, the records are not even asked
+        for, and the mail goes over opportunistic TLS."""
         net.zone.servfail(f"_{net.port}._tcp.mx1.d.test", "TLSA")
         server = net.smtp("127.0.0.2", starttls_context=serving(leaf))
         r = deliver(net.mailer(dnssec=True), message("a@d.test"))
         assert r.result is D
         assert r.remote is not None and r.remote.tls_policy == "no-policy-found"
         assert len(server.handler.messages) == 1
+        assert not tlsa_queries(net)
 
     def test_tls_required_no_delivers_regardless(
         self, net: MxNet, own_ca: trustme.CA, leaf: trustme.LeafCert
@@ -200,6 +206,78 @@ class TestDane:
         r = deliver(net.mailer(dnssec=True), raw)
         assert r.result is D
         assert len(server.handler.messages) == 1
+
+
+class TestDnssecStatusOfTheRoute:
+    """DANE applies only to the exchangers of authenticated MX records (or
+    CNAMEs leading to them) whose own address records are authenticated too
+    (RFC 7672 §2.2.1, §2.2.2); elsewhere the TLSA records are not looked up
+    and mail goes as it would without DANE (Postfix's ``dane`` level does the
+    same). Each test publishes authenticated records that would defer the
+    mail if they were used."""
+
+    def test_an_insecure_mx_rrset_leaves_its_hosts_records_unused(
+        self, net: MxNet, own_ca: trustme.CA, leaf: trustme.LeafCert
+    ) -> None:
+        """d.test's MX records are unsigned; mx1.d.test, its address and its
+        TLSA records (naming another key) are signed: delivered over
+        opportunistic TLS, no TLSA query made."""
+        tlsa(net, ee_record(own_ca.issue_cert("mx1.d.test")), signed=False)
+        net.zone.sign("mx1.d.test")
+        server = net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        r = deliver(net.mailer(dnssec=True), message("a@d.test"))
+        assert r.result is D
+        assert r.remote is not None and r.remote.tls_policy == "no-policy-found"
+        assert len(server.handler.messages) == 1
+        assert not tlsa_queries(net)
+
+    def test_an_insecure_cname_leading_to_the_mx_rrset(
+        self, net: MxNet, own_ca: trustme.CA, leaf: trustme.LeafCert
+    ) -> None:
+        """c.test, unsigned, is an alias of d.test, whose MX, address and TLSA
+        records (naming another key) are signed. Mail to d.test is deferred
+        by DANE; mail to c.test goes over opportunistic TLS."""
+        net.zone.add("c.test", "CNAME", "d.test")
+        tlsa(net, ee_record(own_ca.issue_cert("mx1.d.test")))
+        server = net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        mailer = net.mailer(dnssec=True)
+        r = deliver(mailer, message("a@d.test"))
+        assert (r.result, r.status_code) == (DF, "4.7.5")
+        r = deliver(mailer, message("a@c.test"))
+        assert r.result is D
+        assert r.remote is not None and r.remote.tls_policy == "no-policy-found"
+        assert len(server.handler.messages) == 1
+
+    def test_a_host_with_insecure_addresses_has_its_records_unused(
+        self, net: MxNet, own_ca: trustme.CA, leaf: trustme.LeafCert
+    ) -> None:
+        """h.test's MX records are signed and name mx1.u.test, whose address
+        is unsigned although its TLSA records (naming another key) are
+        signed: delivered over opportunistic TLS, no TLSA query made."""
+        net.mx("h.test", (10, "mx1.u.test", "127.0.0.2"))
+        owner = f"_{net.port}._tcp.mx1.u.test"
+        net.zone.add(owner, "TLSA", ee_record(own_ca.issue_cert("mx1.u.test")))
+        net.zone.sign("h.test").sign(owner)
+        server = net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        r = deliver(net.mailer(dnssec=True), message("a@h.test"))
+        assert r.result is D
+        assert r.remote is not None and r.remote.tls_policy == "no-policy-found"
+        assert len(server.handler.messages) == 1
+        assert not tlsa_queries(net)
+
+    def test_an_implicit_mx_uses_the_domains_own_records(
+        self, net: MxNet, leaf: trustme.LeafCert
+    ) -> None:
+        """i.test has no MX records and a signed address and TLSA records of
+        its own (RFC 7672 §2.2.2): delivered under DANE."""
+        net.zone.add("i.test", "A", "127.0.0.2")
+        net.zone.add(f"_{net.port}._tcp.i.test", "TLSA", ee_record(leaf))
+        net.zone.sign("i.test")
+        net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        r = deliver(net.mailer(dnssec=True), message("a@i.test"))
+        assert r.result is D
+        assert r.remote is not None and r.remote.tls_verified
+        assert (r.remote.tls_policy, r.remote.tls_policy_domain) == ("tlsa", "i.test")
 
 
 class TestDaneBeforeMtaSts:
@@ -228,3 +306,30 @@ class TestDaneBeforeMtaSts:
         assert r.result is D
         assert r.remote is not None and r.remote.tls_policy == "tlsa"
         assert len(https.requests) == 1
+
+    def test_under_insecure_mx_records_dane_does_not_outrank_the_policy(
+        self,
+        net: MxNet,
+        https_server: HttpsServerFactory,
+        ca: trustme.CA,
+        leaf: trustme.LeafCert,
+    ) -> None:
+        """As above, but d.test's MX records are unsigned (mx1.d.test's own
+        records are signed): whoever forged them could name a host of theirs
+        with TLSA records, so DANE does not apply. The policy holds, mx1.d.test
+        is never contacted, and the recipient is deferred (4.7.0)."""
+        net.zone.add("mta-sts.d.test", "A", "127.0.0.9")
+        net.zone.set("_mta-sts.d.test", "TXT", "v=STSv1; id=1")
+        https = https_server(
+            server_context(ca, "mta-sts.d.test"), host="127.0.0.9", port=443
+        )
+        https.replies["/.well-known/mta-sts.txt"] = Reply(
+            body=b"version: STSv1\nmode: enforce\nmx: mx9.d.test\nmax_age: 86400\n"
+        )
+        tlsa(net, ee_record(leaf), signed=False)
+        net.zone.sign("mx1.d.test")
+        server = net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        mailer = net.mailer(dnssec=True, mta_sts_context=client_context(ca))
+        r = deliver(mailer, message("a@d.test"))
+        assert (r.result, r.status_code) == (DF, "4.7.0")
+        assert server.handler.connections == 0
