@@ -9,18 +9,21 @@ only DANE can authenticate it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ssl
+import time
 
 import pytest
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from support.https import HttpsServerFactory, Reply
-from support.mxnet import MxNet, message
+from support.mxnet import NOW, MxNet, message
 from support.tls import client_context, server_context
 
 from mailstrom_py import DeliveryResult, Mailstrom
+from mailstrom_py.config import DestinationLimits, ShapingConfig
 from mailstrom_py.status import RecipientStatus
 
 D, DF = DeliveryResult.DELIVERED, DeliveryResult.DEFERRED
@@ -278,6 +281,87 @@ class TestDnssecStatusOfTheRoute:
         assert r.result is D
         assert r.remote is not None and r.remote.tls_verified
         assert (r.remote.tls_policy, r.remote.tls_policy_domain) == ("tlsa", "i.test")
+
+
+class TestLookupsBeforeTheConnection:
+    """The TLSA records of the first exchanger to be tried are looked up
+    before one of the destination's connections is taken; a later
+    exchanger's only when it is tried."""
+
+    def test_a_slow_tlsa_answer_holds_none_of_the_destinations_connections(
+        self, net: MxNet, leaf: trustme.LeafCert
+    ) -> None:
+        """d.test's TLSA records come 3 s late. e.test, whose MX records are
+        unsigned (DANE does not apply to it), has the same exchanger, and that
+        destination may have one connection at a time. e.test's mail is
+        delivered while d.test's answer is still coming; d.test's mail goes
+        out under DANE once it has come."""
+        tlsa(net, ee_record(leaf))
+        net.zone.delay(f"_{net.port}._tcp.mx1.d.test", 3.0, "TLSA")
+        net.zone.add("e.test", "MX", "10 mx1.d.test")
+        net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        one = ShapingConfig(default=DestinationLimits(connections=1), presets=False)
+        resolver = net.dns.resolver(timeout=5.0, lifetime=6.0)
+        config = net.config(dnssec=True, resolver=resolver, delivery_threads=2)
+        with Mailstrom(
+            dataclasses.replace(config, shaping=one), clock=lambda: NOW
+        ) as m:
+            slow = m.send_email(message("a@d.test"))
+            deadline = time.monotonic() + 10
+            while not tlsa_queries(net) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert tlsa_queries(net)
+            began = time.monotonic()
+            fast = m.wait(m.send_email(message("b@e.test")), timeout=10)
+            waited = time.monotonic() - began
+            assert fast.succeeded
+            assert waited < 1.5, f"e.test waited {waited:.1f} s for d.test's TLSA"
+            assert not m.query_status(slow).completed
+            [r] = m.wait(slow, timeout=10).recipients
+            assert r.result is D
+            assert r.remote is not None and r.remote.tls_policy == "tlsa"
+
+    def test_a_later_exchangers_records_are_not_waited_for(
+        self, net: MxNet, leaf: trustme.LeafCert
+    ) -> None:
+        """mx2.d.test, the less preferred exchanger, answers for its TLSA
+        records only after 3 s: mail that mx1.d.test takes goes out at once,
+        and mx2.d.test's records are never asked for."""
+        net.mx("d.test", (20, "mx2.d.test", "127.0.0.3"))
+        tlsa(net, ee_record(leaf))
+        net.zone.delay(f"_{net.port}._tcp.mx2.d.test", 3.0, "TLSA")
+        net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        resolver = net.dns.resolver(timeout=5.0, lifetime=6.0)
+        mailer = net.mailer(dnssec=True, resolver=resolver)
+        began = time.monotonic()
+        r = deliver(mailer, message("a@d.test"))
+        took = time.monotonic() - began
+        assert r.result is D
+        assert r.remote is not None and r.remote.host == "mx1.d.test"
+        assert took < 1.5, f"the delivery took {took:.1f} s"
+        assert tlsa_queries(net) == [f"_{net.port}._tcp.mx1.d.test"]
+
+    def test_a_later_exchangers_records_are_looked_up_when_it_is_tried(
+        self, net: MxNet, own_ca: trustme.CA, leaf: trustme.LeafCert
+    ) -> None:
+        """mx1.d.test refuses connections: mx2.d.test's records are looked up
+        then, and hold it to DANE (a mismatch defers with 4.7.5)."""
+        net.mx("d.test", (20, "mx2.d.test", "127.0.0.3"))
+        net.zone.add(
+            f"_{net.port}._tcp.mx2.d.test",
+            "TLSA",
+            ee_record(own_ca.issue_cert("mx2.d.test")),
+        )
+        net.zone.sign("d.test")
+        net.refusing("127.0.0.2")
+        server = net.smtp("127.0.0.3", starttls_context=serving(leaf))
+        r = deliver(net.mailer(dnssec=True), message("a@d.test"))
+        assert (r.result, r.status_code) == (DF, "4.7.5")
+        assert "MAIL" not in server.handler.commands
+        assert tlsa_queries(net) == [
+            f"_{net.port}._tcp.mx1.d.test",
+            f"_{net.port}._tcp.mx2.d.test",
+        ]
 
 
 class TestDaneBeforeMtaSts:
