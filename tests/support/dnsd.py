@@ -17,6 +17,9 @@ unknown name -> NXDOMAIN; name with other types only -> NoAnswer;
 ``zone.delay(name, seconds)`` answers late (a slow resolver), without holding
 up the answers to other queries.
 
+A server can also answer through a function of its own instead of a
+``Zone`` (``DnsServer(responder=...)``), as ``dnssec.SignedZone`` does.
+
 ``zone.sign("example.test")`` plays a validating resolver that trusts the
 zone: answers for names at or below it carry the AD bit (RFC 4035 §3.2.3),
 when the query asks for it with DO or AD (RFC 6840 §5.7), as resolvers do.
@@ -48,7 +51,7 @@ import dns.rrset
 
 from . import bind_socket
 
-__all__ = ["Behaviour", "DnsServer", "DnsServerFactory", "Zone"]
+__all__ = ["Behaviour", "DnsServer", "DnsServerFactory", "Responder", "Zone"]
 
 _MAX_CNAME_HOPS = 8
 _SOA_TTL = 60
@@ -354,9 +357,15 @@ class DnsServer:
     """
 
     def __init__(
-        self, zone: Zone | None = None, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        zone: Zone | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        responder: Responder | None = None,
     ) -> None:
         self.zone = zone if zone is not None else Zone()
+        self.responder = responder
         self.host = host
         self.port = port
         self._lock = threading.Condition()
@@ -520,7 +529,10 @@ class DnsServer:
         return self._reply(query, over_udp=over_udp), delay
 
     def _reply(self, query: dns.message.Message, *, over_udp: bool) -> bytes | None:
-        response = answer(self.zone, query, over_udp=over_udp)
+        if self.responder is not None:
+            response = self.responder(query)
+        else:
+            response = answer(self.zone, query, over_udp=over_udp)
         if response is None:
             return None
         if not over_udp:
@@ -625,6 +637,9 @@ def _recv_exactly(client: socket.socket, count: int) -> bytes | None:
         data += chunk
     return bytes(data)
 
+
+Responder = Callable[[dns.message.Message], dns.message.Message | None]
+"""Builds the response to a query (None: no reply), instead of a ``Zone``."""
 
 DnsServerFactory = Callable[..., DnsServer]
 """The type of the ``dns_server`` fixture: ``dns_server(zone, host=..., port=...)``."""
