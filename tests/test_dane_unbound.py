@@ -68,7 +68,9 @@ def serving(cert: trustme.LeafCert) -> ssl.SSLContext:
 
 class ValidatedNet:
     """d.test signed and served on loopback, validated by Unbound; its MX
-    mx1.d.test at 127.0.0.2 on ``net``'s port, with TLSA ``record``."""
+    mx1.d.test at 127.0.0.2 on ``net``'s port, with TLSA ``record``. Names
+    outside d.test come from ``net``'s zone, unsigned: Unbound, with no
+    trust anchor above them, finds them insecure."""
 
     def __init__(
         self,
@@ -86,6 +88,7 @@ class ValidatedNet:
                 "mx1 300 IN A 127.0.0.2",
                 f"{self.tlsa_owner} 300 IN TLSA {record}",
             ],
+            others=net.zone,
         )
         self.server = dns_server(responder=self.zone.respond)
         self.unbound = Unbound(directory, self.zone, self.server.port)
@@ -164,3 +167,30 @@ class TestDaneThroughUnbound:
         assert (r.result, r.status_code) == (DF, "4.4.3")
         assert "TLSA" in (r.detail or "")
         assert server.handler.connections == 0
+
+    def test_an_insecure_mx_rrset_leaves_the_records_unused(
+        self,
+        net: MxNet,
+        dns_server: DnsServerFactory,
+        tmp_path: Path,
+        leaf: trustme.LeafCert,
+        unbound_program: str,
+    ) -> None:
+        """e.test, in an unsigned zone, names mx1.d.test as its MX, whose
+        validated record names another key. Unbound answers e.test's MX
+        records without the AD bit, so DANE does not apply (RFC 7672
+        §2.2.1): delivered over opportunistic TLS, no TLSA query made. Mail
+        to d.test itself is refused."""
+        other = trustme.CA().issue_cert("mx1.d.test")
+        setup = ValidatedNet(net, dns_server, tmp_path, ee_record(other))
+        net.zone.add("e.test", "MX", "10 mx1.d.test")
+        server = net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        with setup.unbound:
+            r = setup.deliver("a@e.test")
+            assert r.result is D
+            assert r.remote is not None
+            assert r.remote.tls_policy == "no-policy-found"
+            assert not [q for q in setup.server.queries if q[1] == "TLSA"]
+            r = setup.deliver("a@d.test")
+            assert (r.result, r.status_code) == (DF, "4.7.5")
+        assert len(server.handler.messages) == 1

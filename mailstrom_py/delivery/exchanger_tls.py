@@ -7,7 +7,7 @@ records (RFC 7672), and :meth:`DomainTls.policy` turns it into one
 :func:`~mailstrom_py.delivery.tls_policy.decide_tls`.
 
 - A policy in mode ``enforce`` limits delivery to the exchangers matching its
-  ``mx`` patterns (:meth:`DomainTls.exchangers`); an exchanger with
+  ``mx`` patterns (:attr:`DomainTls.hosts`); an exchanger with
   authenticated TLSA records is held to DANE instead (RFC 8461 §2).
 - When no exchanger matches, the policy is fetched again before the
   recipients are deferred (RFC 8461 §5.1).
@@ -101,10 +101,11 @@ class ExchangerTls:
         Does the lookups that may be slow before the first try, so that a
         caller can make them before it takes one of the destination's
         connections: the domain's MTA-STS policy (unless the message waives
-        policies), the TLSA records of the exchangers the policy does not
-        name (DANE may still allow them), and those of the first exchanger
-        allowed. Later exchangers' records are looked up only if they are
-        tried (:meth:`DomainTls.policy`): most mail never needs them.
+        policies; fetched again when it allows no exchanger), the TLSA
+        records of the exchangers the policy does not name (DANE may still
+        allow them), and those of the first exchanger allowed. Later
+        exchangers' records are looked up only if they are tried
+        (:meth:`DomainTls.policy`): most mail never needs them.
         """
         domain = route.domain
         waived = email.tls_optional and not email.require_tls
@@ -121,8 +122,9 @@ class ExchangerTls:
 
 class DomainTls:
     """TLS toward one domain's exchangers for one message: the domain's
-    MTA-STS policy, the exchangers it allows, and each exchanger's TLSA
-    records once looked up.
+    MTA-STS policy, the exchangers it allows (found when it is made, see
+    :meth:`ExchangerTls.toward`), and each exchanger's TLSA records once
+    looked up.
 
     Attributes:
         domain: the recipient domain.

@@ -268,7 +268,8 @@ def _soa(qname: dns.name.Name) -> dns.rrset.RRset:
     rdata = dns.rdata.from_text(
         dns.rdataclass.IN,
         dns.rdatatype.SOA,
-        f"ns.{apex} hostmaster.{apex} 1 3600 600 86400 {_SOA_TTL}",
+        f"{dns.name.from_text('ns', apex)} {dns.name.from_text('hostmaster', apex)}"
+        f" 1 3600 600 86400 {_SOA_TTL}",
         origin=dns.name.root,
         relativize=False,
     )

@@ -5,7 +5,8 @@ ECDSA P-256 key with the SEP flag, NSEC records for denials), and answers
 queries as an authoritative server does for DNSSEC (RFC 4035 §3.1): with the
 RRSIGs of each RRset when the query has the DO bit, with the SOA and the NSEC
 records that prove a name or type absent. ``zone.respond`` is the
-``responder`` of a ``dnsd.DnsServer``.
+``responder`` of a ``dnsd.DnsServer``; names outside the zone are answered
+from an unsigned ``dnsd.Zone`` if one is given (``others``), else refused.
 
 ``Unbound`` runs the ``unbound`` program as a validating resolver on a
 loopback port, with the zone's key as its only trust anchor and stub zones
@@ -48,6 +49,7 @@ import dns.zone
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import bind_socket
+from .dnsd import Zone, answer
 
 __all__ = ["UNBOUND", "SignedZone", "Unbound"]
 
@@ -61,14 +63,17 @@ _IN = dns.rdataclass.IN
 class SignedZone:
     """The zone ``apex`` with ``records`` (lines of ``name ttl type data``,
     names relative to the apex or absolute), an SOA and NS added, signed now
-    for a day.
+    for a day; other names answered from ``others``, unsigned.
 
     ``forge(name, rdtype, text)`` then swaps one record's data after signing,
     as an attacker on the path would: its signature no longer verifies.
     """
 
-    def __init__(self, apex: str, records: Iterable[str]) -> None:
+    def __init__(
+        self, apex: str, records: Iterable[str], *, others: Zone | None = None
+    ) -> None:
         self.apex = dns.name.from_text(apex)
+        self.others = others
         lines = [
             "@ 300 IN SOA ns hostmaster 1 3600 600 86400 60",
             "@ 300 IN NS ns",
@@ -105,8 +110,12 @@ class SignedZone:
             old = txn.get(owner, kind)
             txn.replace(owner, dns.rrset.from_text(owner, old.ttl, _IN, kind, text))
 
-    def respond(self, query: dns.message.Message) -> dns.message.Message:
+    def respond(self, query: dns.message.Message) -> dns.message.Message | None:
         """The authoritative response to ``query``."""
+        if self.others is not None and not all(
+            question.name.is_subdomain(self.apex) for question in query.question
+        ):
+            return self._outside(query, self.others)
         response = dns.message.make_response(query)
         response.flags |= dns.flags.AA
         dnssec = bool(query.ednsflags & dns.flags.DO)
@@ -134,6 +143,23 @@ class SignedZone:
         if dnssec:
             for owner in self._denials(qname):
                 self._add(response.authority, owner, dns.rdatatype.NSEC, True)
+        return response
+
+    def _outside(
+        self, query: dns.message.Message, others: Zone
+    ) -> dns.message.Message | None:
+        """The unsigned answer from ``others``; the root's NS records, which
+        Unbound asks for before it uses a stub zone for the root, name this
+        zone's server."""
+        [question] = query.question
+        if question.name != dns.name.root or question.rdtype != dns.rdatatype.NS:
+            return answer(others, query, over_udp=False)
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.AA
+        server = dns.name.from_text("ns", self.apex)
+        response.answer.append(
+            dns.rrset.from_text(dns.name.root, 300, _IN, "NS", server.to_text())
+        )
         return response
 
     def _add(
