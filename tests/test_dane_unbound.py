@@ -15,16 +15,13 @@ which CI installs); without it they are skipped, unless
 
 from __future__ import annotations
 
-import hashlib
 import os
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trustme
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from support.dane import ee_record, serving
 from support.dnsd import DnsServerFactory
 from support.dnssec import UNBOUND, SignedZone, Unbound
 from support.mxnet import MxNet, message
@@ -49,21 +46,6 @@ def unbound_program() -> str:
     if os.environ.get("MAILSTROM_REQUIRE_UNBOUND") == "1":
         pytest.fail(reason)
     pytest.skip(reason)
-
-
-def ee_record(cert: trustme.LeafCert) -> str:
-    """DANE-EE(3) SPKI(1) SHA-256(1) of ``cert``'s key, computed here."""
-    parsed = x509.load_pem_x509_certificate(cert.cert_chain_pems[0].bytes())
-    spki = parsed.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return f"3 1 1 {hashlib.sha256(spki).hexdigest()}"
-
-
-def serving(cert: trustme.LeafCert) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(context)
-    return context
 
 
 class ValidatedNet:
