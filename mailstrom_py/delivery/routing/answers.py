@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from ...codes import BAD_DESTINATION_SYSTEM
+from .dnsquery import dnssec_resolver
 from .route import RouteError
 
 if TYPE_CHECKING:
@@ -43,6 +44,10 @@ class Answer:
     kind: Literal["data", "nxdomain", "nodata"]
     records: tuple[tuple[int, str], ...] = ()
     """MX: (preference, exchange); A/AAAA: (0, address)."""
+    authentic: bool = False
+    """The response had the AD bit (asked for only by a ``dnssec`` lookup):
+    the resolver authenticated every record of the answer, the CNAMEs leading
+    to it included (RFC 4035 §3.2.3)."""
 
 
 class Transient(Exception):
@@ -88,15 +93,18 @@ class AnswerCache:
 class CachedLookup:
     """Looks names up through ``resolver``, answers kept in ``cache``; a
     chain of more than ``max_cname_chain`` CNAMEs is trouble that may pass.
-    Thread-safe as the resolver is."""
+    With ``dnssec`` every question carries the DO and AD bits, and each
+    answer says whether it came authenticated. Thread-safe as the resolver is."""
 
     def __init__(
         self,
         resolver: dns.resolver.Resolver,
         cache: AnswerCache,
         max_cname_chain: int,
+        *,
+        dnssec: bool = False,
     ) -> None:
-        self._resolver = resolver
+        self._resolver = dnssec_resolver(resolver) if dnssec else resolver
         self._cache = cache
         self._max_cname_chain = max_cname_chain
 
@@ -104,6 +112,7 @@ class CachedLookup:
         """Ask for ``rdtype`` records of ``name`` by ``deadline`` (monotonic); raise
         RouteError for a bad name and Transient for trouble that may pass."""
         import dns.exception  # noqa: PLC0415 (imported on first use)
+        import dns.flags  # noqa: PLC0415
         import dns.name  # noqa: PLC0415
         import dns.rdatatype  # noqa: PLC0415
         import dns.resolver  # noqa: PLC0415
@@ -140,6 +149,7 @@ class CachedLookup:
             ) from None
         except dns.exception.DNSException as exc:
             raise Transient(f"DNS lookup of {name} {rdtype} failed: {exc}") from None
+        authentic = bool(answer.response.flags & dns.flags.AD)
         chain = answer.chaining_result
         if len(chain.cnames) > self._max_cname_chain:
             raise Transient(
@@ -147,7 +157,7 @@ class CachedLookup:
                 f"{self._max_cname_chain} CNAMEs in a chain"
             )
         if answer.rrset is None:
-            result = Answer("nodata")
+            result = Answer("nodata", authentic=authentic)
             self._cache.put(key, result, min(chain.minimum_ttl, MAX_NEGATIVE_TTL))
             return result
         records: list[tuple[int, str]] = []
@@ -160,7 +170,7 @@ class CachedLookup:
                 records.append((int(rdata.preference), exchange))
             else:
                 records.append((0, str(rdata.address)))
-        result = Answer("data", tuple(records))
+        result = Answer("data", tuple(records), authentic)
         self._cache.put(key, result, min(chain.minimum_ttl, MAX_TTL))
         return result
 
