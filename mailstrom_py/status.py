@@ -265,7 +265,7 @@ class _derived(Generic[_T]):  # noqa: N801 (used as a decorator, like property)
         return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class MessageStatus:
     """The delivery status of a message: one :class:`RecipientStatus` per recipient.
 
@@ -289,6 +289,52 @@ class MessageStatus:
     created_at: float
     held: bool = False
     first_due_at: float | None = None
+
+    def __init__(
+        self,
+        message_id: str,
+        recipients: tuple[RecipientStatus, ...],
+        created_at: float,
+        held: bool = False,
+        first_due_at: float | None = None,
+    ) -> None:
+        # The dataclass's own __init__, written out as RecipientStatus's is: a
+        # status is made for every message stored, claimed and recorded.
+        fields = self.__dict__
+        fields["message_id"] = message_id
+        fields["recipients"] = recipients
+        fields["created_at"] = created_at
+        fields["held"] = held
+        fields["first_due_at"] = first_due_at
+
+    @classmethod
+    def with_derived(
+        cls,
+        message_id: str,
+        recipients: tuple[RecipientStatus, ...],
+        created_at: float,
+        held: bool = False,
+        first_due_at: float | None = None,
+    ) -> MessageStatus:
+        """The status the constructor makes, with ``pending``, ``completed``
+        and ``next_attempt_at`` worked out now, in one pass over
+        ``recipients``: for a status whose derived values are sure to be read
+        (one just claimed or recorded), it costs less than each on first use.
+        """
+        status = cls(message_id, recipients, created_at, held, first_due_at)
+        pending = []
+        due: float | None = None
+        for r in recipients:
+            if r.result not in _FINAL:
+                pending.append(r)
+                at = r.next_attempt_at
+                if at is not None and (due is None or at < due):
+                    due = at
+        fields = status.__dict__
+        fields["pending"] = tuple(pending)
+        fields["completed"] = not pending
+        fields["next_attempt_at"] = due
+        return status
 
     @property
     def retry_since(self) -> float:
