@@ -265,7 +265,7 @@ class _derived(Generic[_T]):  # noqa: N801 (used as a decorator, like property)
         return value
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class MessageStatus:
     """The delivery status of a message: one :class:`RecipientStatus` per recipient.
 
@@ -290,23 +290,6 @@ class MessageStatus:
     held: bool = False
     first_due_at: float | None = None
 
-    def __init__(
-        self,
-        message_id: str,
-        recipients: tuple[RecipientStatus, ...],
-        created_at: float,
-        held: bool = False,
-        first_due_at: float | None = None,
-    ) -> None:
-        # The dataclass's own __init__, written out as RecipientStatus's is: a
-        # status is made for every message stored, claimed and recorded.
-        fields = self.__dict__
-        fields["message_id"] = message_id
-        fields["recipients"] = recipients
-        fields["created_at"] = created_at
-        fields["held"] = held
-        fields["first_due_at"] = first_due_at
-
     @classmethod
     def with_derived(
         cls,
@@ -321,7 +304,16 @@ class MessageStatus:
         ``recipients``: for a status whose derived values are sure to be read
         (one just claimed or recorded), it costs less than each on first use.
         """
-        status = cls(message_id, recipients, created_at, held, first_due_at)
+        # The fields go straight into the instance's __dict__, which the
+        # derived values need anyway; the dataclass's own __init__ stays for
+        # statuses that are only stored (it keeps them without a __dict__).
+        status = cls.__new__(cls)
+        fields = status.__dict__
+        fields["message_id"] = message_id
+        fields["recipients"] = recipients
+        fields["created_at"] = created_at
+        fields["held"] = held
+        fields["first_due_at"] = first_due_at
         pending = []
         due: float | None = None
         for r in recipients:
@@ -330,7 +322,6 @@ class MessageStatus:
                 at = r.next_attempt_at
                 if at is not None and (due is None or at < due):
                     due = at
-        fields = status.__dict__
         fields["pending"] = tuple(pending)
         fields["completed"] = not pending
         fields["next_attempt_at"] = due

@@ -114,8 +114,8 @@ class TestMessageStatus:
 
 @pytest.mark.parametrize("cls", [RecipientStatus, MessageStatus, Event, Outcome, Claim])
 def test_a_written_out_init_is_the_dataclass_one(cls: type) -> None:
-    """RecipientStatus, MessageStatus, Event, Outcome and Claim write their
-    dataclass ``__init__`` out (it runs for every delivery): it takes every
+    """RecipientStatus, Event, Outcome and Claim write their dataclass
+    ``__init__`` out (it runs for every delivery): it takes every
     field, in order, with the
     field's default, sets each of them and nothing else, and leaves the
     instance frozen."""
