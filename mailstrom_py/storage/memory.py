@@ -140,12 +140,6 @@ class MemoryStorage(Storage, QueueAdmin, EventJournal, MemoryControls):
             first = self._first()
             return None if first is None else first[0][0]
 
-    def record(
-        self, claim: Claim, updates: Sequence[RecipientStatus]
-    ) -> MessageStatus | None:
-        with self._lock:
-            return self._record(claim, updates)
-
     def record_many(
         self, records: Sequence[tuple[Claim, Sequence[RecipientStatus]]]
     ) -> list[MessageStatus | None]:
