@@ -204,6 +204,13 @@ class Slot(Protocol):
         """Put ``events`` (maybe none) in the slot; call exactly once."""
         ...  # pragma: no cover
 
+    @property
+    def heard(self) -> bool:
+        """Whether events filling the slot now would reach anyone (a listener
+        or an observer). A producer that does not journal its events may
+        leave them unbuilt and fill the slot empty when it is False."""
+        ...  # pragma: no cover
+
 
 class EventSink(Protocol):
     """**Protocol:** where producers hand events. Methods return at once and
@@ -224,14 +231,24 @@ class EventSink(Protocol):
         (for a durable webhook)."""
         ...  # pragma: no cover
 
+    @property
+    def heard(self) -> bool:
+        """Whether events handed in now would reach anyone (a listener or an
+        observer); when False, a producer that does not journal them need not
+        build them."""
+        ...  # pragma: no cover
+
 
 class _NoSlot:
+    heard = False
+
     def fill(self, events: Sequence[Event]) -> None:
         """Discard ``events``."""
 
 
 class _NoEvents:
     journaling = False
+    heard = False
     _slot = _NoSlot()
 
     def reserve(self) -> Slot:

@@ -290,6 +290,43 @@ class MessageStatus:
     held: bool = False
     first_due_at: float | None = None
 
+    @classmethod
+    def with_derived(
+        cls,
+        message_id: str,
+        recipients: tuple[RecipientStatus, ...],
+        created_at: float,
+        held: bool = False,
+        first_due_at: float | None = None,
+    ) -> MessageStatus:
+        """The status the constructor makes, with ``pending``, ``completed``
+        and ``next_attempt_at`` worked out now, in one pass over
+        ``recipients``: for a status whose derived values are sure to be read
+        (one just claimed or recorded), it costs less than each on first use.
+        """
+        # The fields go straight into the instance's __dict__, which the
+        # derived values need anyway; the dataclass's own __init__ stays for
+        # statuses that are only stored (it keeps them without a __dict__).
+        status = cls.__new__(cls)
+        fields = status.__dict__
+        fields["message_id"] = message_id
+        fields["recipients"] = recipients
+        fields["created_at"] = created_at
+        fields["held"] = held
+        fields["first_due_at"] = first_due_at
+        pending = []
+        due: float | None = None
+        for r in recipients:
+            if r.result not in _FINAL:
+                pending.append(r)
+                at = r.next_attempt_at
+                if at is not None and (due is None or at < due):
+                    due = at
+        fields["pending"] = tuple(pending)
+        fields["completed"] = not pending
+        fields["next_attempt_at"] = due
+        return status
+
     @property
     def retry_since(self) -> float:
         """When the retry policy's ``max_age`` starts counting: the later

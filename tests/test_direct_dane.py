@@ -9,13 +9,9 @@ only DANE can authenticate it.
 
 from __future__ import annotations
 
-import hashlib
-import ssl
-
 import pytest
 import trustme
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from support.dane import ee_record, serving, ta_record
 from support.https import HttpsServerFactory, Reply
 from support.mxnet import MxNet, message
 from support.tls import client_context, server_context
@@ -37,28 +33,6 @@ def leaf(own_ca: trustme.CA) -> trustme.LeafCert:
     return own_ca.issue_cert("somewhere-else.test")
 
 
-def serving(cert: trustme.LeafCert) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(context)
-    return context
-
-
-def ee_record(cert: trustme.LeafCert) -> str:
-    """DANE-EE(3) SPKI(1) SHA-256(1) of ``cert``'s key, computed here."""
-    parsed = x509.load_pem_x509_certificate(cert.cert_chain_pems[0].bytes())
-    spki = parsed.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return f"3 1 1 {hashlib.sha256(spki).hexdigest()}"
-
-
-def ta_record(ca: trustme.CA) -> str:
-    """DANE-TA(2) Cert(0) Full(0): the whole issuing certificate."""
-    parsed = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
-    der = parsed.public_bytes(serialization.Encoding.DER)
-    return f"2 0 0 {der.hex()}"
-
-
 @pytest.fixture
 def net(net: MxNet) -> MxNet:
     net.mx("d.test", (10, "mx1.d.test", "127.0.0.2"))
@@ -70,6 +44,11 @@ def tlsa(net: MxNet, *records: str, signed: bool = True) -> None:
         net.zone.add(f"_{net.port}._tcp.mx1.d.test", "TLSA", record)
     if signed:
         net.zone.sign("d.test")
+
+
+def tlsa_queries(net: MxNet) -> list[str]:
+    """The names whose TLSA records the DNS server was asked for."""
+    return [name for name, kind in net.dns.queries if kind == "TLSA"]
 
 
 def deliver(mailer: Mailstrom, raw: bytes) -> RecipientStatus:
@@ -179,14 +158,15 @@ class TestDane:
         self, net: MxNet, leaf: trustme.LeafCert
     ) -> None:
         """SERVFAIL for the TLSA query of a host whose address is not signed
-        (RFC 7672 §2.2): DANE does not apply, and the mail goes over
-        opportunistic TLS."""
+        (RFC 7672 §2.2): DANE does not apply, the records are not even asked
+        for, and the mail goes over opportunistic TLS."""
         net.zone.servfail(f"_{net.port}._tcp.mx1.d.test", "TLSA")
         server = net.smtp("127.0.0.2", starttls_context=serving(leaf))
         r = deliver(net.mailer(dnssec=True), message("a@d.test"))
         assert r.result is D
         assert r.remote is not None and r.remote.tls_policy == "no-policy-found"
         assert len(server.handler.messages) == 1
+        assert not tlsa_queries(net)
 
     def test_tls_required_no_delivers_regardless(
         self, net: MxNet, own_ca: trustme.CA, leaf: trustme.LeafCert
@@ -228,3 +208,30 @@ class TestDaneBeforeMtaSts:
         assert r.result is D
         assert r.remote is not None and r.remote.tls_policy == "tlsa"
         assert len(https.requests) == 1
+
+    def test_under_insecure_mx_records_dane_does_not_outrank_the_policy(
+        self,
+        net: MxNet,
+        https_server: HttpsServerFactory,
+        ca: trustme.CA,
+        leaf: trustme.LeafCert,
+    ) -> None:
+        """As above, but d.test's MX records are unsigned (mx1.d.test's own
+        records are signed): whoever forged them could name a host of theirs
+        with TLSA records, so DANE does not apply. The policy holds, mx1.d.test
+        is never contacted, and the recipient is deferred (4.7.0)."""
+        net.zone.add("mta-sts.d.test", "A", "127.0.0.9")
+        net.zone.set("_mta-sts.d.test", "TXT", "v=STSv1; id=1")
+        https = https_server(
+            server_context(ca, "mta-sts.d.test"), host="127.0.0.9", port=443
+        )
+        https.replies["/.well-known/mta-sts.txt"] = Reply(
+            body=b"version: STSv1\nmode: enforce\nmx: mx9.d.test\nmax_age: 86400\n"
+        )
+        tlsa(net, ee_record(leaf), signed=False)
+        net.zone.sign("mx1.d.test")
+        server = net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        mailer = net.mailer(dnssec=True, mta_sts_context=client_context(ca))
+        r = deliver(mailer, message("a@d.test"))
+        assert (r.result, r.status_code) == (DF, "4.7.0")
+        assert server.handler.connections == 0

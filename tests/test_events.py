@@ -4,10 +4,11 @@ that neither slows nor breaks delivery."""
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 from support.smtpd import SmtpServer
@@ -31,6 +32,9 @@ from mailstrom_py import (
 from mailstrom_py.bounce import BounceCategory
 from mailstrom_py.event import outcome_events, started_events
 from mailstrom_py.events import Dispatcher
+from mailstrom_py.testing import RecordingTransport
+from mailstrom_py.testing.emails import prepared_email
+from mailstrom_py.worker.attempts import Attempts
 
 
 def config_for(server: SmtpServer, **kwargs: object) -> Config:
@@ -334,3 +338,103 @@ def test_observers_see_each_event_in_the_producers_thread(
     assert [e.recipient for e in collector.events] == ["c@example.test"]
     raised = [r for r in caplog.records if r.getMessage().startswith("event observer")]
     assert len(raised) == 4
+
+
+def test_a_batch_observer_sees_the_events_handed_in_together(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A batch observer is called once per batch of events handed in, with
+    them in order, in the producer's thread; one that raises is logged and
+    the others go on; an empty batch is not shown."""
+    dispatcher = Dispatcher(capacity=10)
+    batches: list[list[str | None]] = []
+
+    def broken(events: Sequence[Event]) -> None:
+        raise RuntimeError("observer bug")
+
+    dispatcher.observe_batches(broken)
+    dispatcher.observe_batches(lambda es: batches.append([e.recipient for e in es]))
+    first, second = (
+        Event(EventKind.QUEUED, "m", f"{name}@example.test", 1.0) for name in ("a", "b")
+    )
+    dispatcher.emit([first, second])
+    dispatcher.reserve().fill([second])
+    dispatcher.reserve().fill([])
+    assert batches == [
+        ["a@example.test", "b@example.test"],
+        ["b@example.test"],
+    ]
+    raised = [r for r in caplog.records if r.getMessage().startswith("event observer")]
+    assert len(raised) == 2
+
+
+def test_events_are_heard_with_a_listener_an_observer_or_a_full_queue() -> None:
+    """A dispatcher, and the slots it reserves, are heard once a listener or
+    an observer of either kind is there, and a slot of a full queue is heard
+    (its events are counted as dropped); a dispatcher alone is not."""
+    alone = Dispatcher()
+    assert not alone.heard
+    assert not alone.reserve().heard
+    for register in (
+        lambda d: d.subscribe(lambda e: None),
+        lambda d: d.observe(lambda e: None),
+        lambda d: d.observe_batches(lambda es: None),
+    ):
+        dispatcher = Dispatcher(capacity=1)
+        register(dispatcher)
+        assert dispatcher.heard
+        assert dispatcher.reserve().heard
+    full = Dispatcher(capacity=1)
+    full.subscribe(lambda e: None)
+    held = full.reserve()
+    assert full.reserve().heard  # dropped, and counted
+    held.fill([])
+    full.stop(5)
+
+
+class _Sink:
+    """An event sink that says whether it is heard, and keeps every event
+    handed in."""
+
+    journaling = False
+
+    def __init__(self, *, heard: bool) -> None:
+        self.heard = heard
+        self.handed: list[Event] = []
+        self.fills = 0
+
+    def reserve(self) -> _Sink:
+        return self
+
+    def emit(self, events: Sequence[Event]) -> None:
+        self.handed += events
+
+    def fill(self, events: Sequence[Event]) -> None:
+        self.fills += 1
+        self.handed += events
+
+
+@pytest.mark.parametrize("heard", [True, False])
+def test_an_attempt_builds_its_events_only_when_they_are_heard(heard: bool) -> None:
+    """The worker's attempts hand their ``attempt_started``, ``tls`` and
+    outcome events to a sink that is heard, and build none for one that is
+    not (its slot still filled, empty, once per outcome)."""
+    storage = MemoryStorage()
+    storage.add(prepared_email(1, "a@example.test", "b@example.test"), 100.0)
+    sink = _Sink(heard=heard)
+    attempts = Attempts(
+        storage,
+        RecordingTransport(),
+        RetryPolicy(),
+        clock=lambda: 100.0,
+        rng=random.Random(0),
+        reporter=None,
+        queue=lambda report_id: None,
+        recorded=lambda status: None,
+        events=sink,
+    )
+    [status] = attempts.run(storage.claim_due(100.0, 10, 60.0), 100.0)
+    assert status.succeeded
+    assert sink.fills == 1
+    kinds = [e.kind for e in sink.handed]
+    assert kinds == (["attempt_started"] * 2 + ["delivered"] * 2 if heard else [])

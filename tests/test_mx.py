@@ -288,6 +288,90 @@ class TestCnames:
         assert (error.status_code, error.permanent) == ("4.4.3", False)
 
 
+class TestDnssec:
+    """``MxResolver(dnssec=True)`` tells whether the MX records and each
+    exchanger's address records came authenticated (the AD bit), CNAMEs
+    leading to them included: what DANE needs (RFC 7672 §2.2.1, §2.2.2).
+    ``zone.sign`` makes the loopback server set the AD bit, as a validating
+    resolver would, for the names under an apex."""
+
+    def test_a_signed_domain_and_exchanger_are_authentic(
+        self, zone: Zone, dns_server: DnsServerFactory
+    ) -> None:
+        """MX and address records in a signed zone: both authentic."""
+        zone.add("d.test", "MX", "10 mx.d.test").add("mx.d.test", "A", "127.0.0.2")
+        zone.sign("d.test")
+        route = resolver_for(dns_server(zone), dnssec=True).route("d.test")
+        assert route.authentic
+        assert [host.authentic for host in route.hosts] == [True]
+
+    def test_without_dnssec_nothing_is_authentic(
+        self, zone: Zone, dns_server: DnsServerFactory
+    ) -> None:
+        """The same signed zone, asked without DNSSEC: no DO bit, so no AD
+        bit, and the route claims nothing."""
+        zone.add("d.test", "MX", "10 mx.d.test").add("mx.d.test", "A", "127.0.0.2")
+        zone.sign("d.test")
+        route = resolver_for(dns_server(zone)).route("d.test")
+        assert not route.authentic
+        assert not route.hosts[0].authentic
+
+    def test_an_unsigned_domain_with_an_exchanger_in_a_signed_zone(
+        self, zone: Zone, dns_server: DnsServerFactory
+    ) -> None:
+        """The MX records are in an unsigned zone and the exchanger in a
+        signed one (a hosting provider's): the route is not authentic, its
+        exchanger is."""
+        zone.add("d.test", "MX", "10 mx.p.test").add("mx.p.test", "A", "127.0.0.2")
+        zone.sign("p.test")
+        route = resolver_for(dns_server(zone), dnssec=True).route("d.test")
+        assert not route.authentic
+        assert route.hosts[0].authentic
+
+    def test_an_unsigned_cname_leading_to_signed_mx_records_is_not_authentic(
+        self, zone: Zone, dns_server: DnsServerFactory
+    ) -> None:
+        """d.test is an alias, in an unsigned zone, of s.test, whose MX
+        records are signed: the route is not authentic. Once d.test is
+        signed too, it is."""
+        zone.add("d.test", "CNAME", "s.test").add("s.test", "MX", "10 mx.s.test")
+        zone.add("mx.s.test", "A", "127.0.0.2")
+        zone.sign("s.test")
+        server = dns_server(zone)
+        assert not resolver_for(server, dnssec=True).route("d.test").authentic
+        zone.sign("d.test")
+        assert resolver_for(server, dnssec=True).route("d.test").authentic
+
+    def test_an_exchanger_behind_an_unsigned_cname_is_not_authentic(
+        self, zone: Zone, dns_server: DnsServerFactory
+    ) -> None:
+        """The MX records are signed, and the exchanger is an alias of a host
+        in an unsigned zone: the route is authentic, the exchanger is not."""
+        zone.add("d.test", "MX", "10 mx.d.test").add("mx.d.test", "CNAME", "h.u.test")
+        zone.add("h.u.test", "A", "127.0.0.2")
+        zone.sign("d.test")
+        route = resolver_for(dns_server(zone), dnssec=True).route("d.test")
+        assert route.authentic
+        assert not route.hosts[0].authentic
+
+    def test_an_implicit_mx_is_authentic_when_the_denial_and_address_are(
+        self, zone: Zone, dns_server: DnsServerFactory
+    ) -> None:
+        """No MX records, and a signed zone: the answer that there are none
+        and the domain's own address both came authenticated."""
+        zone.add("d.test", "A", "127.0.0.2").sign("d.test")
+        route = resolver_for(dns_server(zone), dnssec=True).route("d.test")
+        assert route.implicit and route.authentic
+        assert route.hosts[0].authentic
+
+    def test_an_address_literal_is_never_authentic(
+        self, dns_server: DnsServerFactory
+    ) -> None:
+        """An address literal asks no DNS, so nothing vouches for it."""
+        route = resolver_for(dns_server(Zone()), dnssec=True).route("[127.0.0.2]")
+        assert not route.authentic and not route.hosts[0].authentic
+
+
 class TestCache:
     def test_answers_are_kept_for_their_ttl(
         self, zone: Zone, dns_server: DnsServerFactory

@@ -15,6 +15,8 @@ from mailstrom_py import (
     SmtpReply,
     SmtpStep,
 )
+from mailstrom_py.delivery import Outcome
+from mailstrom_py.storage import Claim
 
 
 class TestSmtpReply:
@@ -68,6 +70,34 @@ class TestMessageStatus:
         )
         assert status.next_attempt_at == 8.0
 
+    @pytest.mark.parametrize(
+        "results",
+        [
+            (),
+            (DeliveryResult.DELIVERED, DeliveryResult.FAILED),
+            (DeliveryResult.DEFERRED,),
+            (DeliveryResult.DELIVERED, DeliveryResult.QUEUED, DeliveryResult.DEFERRED),
+            (DeliveryResult.QUEUED, DeliveryResult.FAILED, DeliveryResult.QUEUED),
+        ],
+    )
+    def test_derived_values_worked_out_at_once_are_those_of_first_use(
+        self, results: tuple[DeliveryResult, ...]
+    ) -> None:
+        """A status made by ``with_derived`` equals the constructor's, and its
+        pending recipients, completion and next attempt, worked out at once,
+        are those worked out on first use (a recipient without a next
+        attempt left out of the earliest)."""
+        lazy = _status(*results)
+        recipients = (*lazy.recipients, RecipientStatus("late@example.test"))
+        lazy = MessageStatus("id@example.test", recipients, 0.0, True, 5.0)
+        eager = MessageStatus.with_derived(
+            "id@example.test", recipients, 0.0, True, 5.0
+        )
+        assert eager == lazy
+        for name in ("pending", "completed", "next_attempt_at"):
+            assert name in vars(eager)
+            assert getattr(eager, name) == getattr(lazy, name), name
+
     def test_statuses_are_frozen(self) -> None:
         """Status values cannot be changed in place."""
         status = _status(DeliveryResult.QUEUED)
@@ -82,10 +112,11 @@ class TestMessageStatus:
             status.recipient("nobody@example.test")
 
 
-@pytest.mark.parametrize("cls", [RecipientStatus, Event])
+@pytest.mark.parametrize("cls", [RecipientStatus, MessageStatus, Event, Outcome, Claim])
 def test_a_written_out_init_is_the_dataclass_one(cls: type) -> None:
-    """RecipientStatus and Event write their dataclass ``__init__`` out (it
-    runs for every delivery): it takes every field, in order, with the
+    """RecipientStatus, Event, Outcome and Claim write their dataclass
+    ``__init__`` out (it runs for every delivery): it takes every
+    field, in order, with the
     field's default, sets each of them and nothing else, and leaves the
     instance frozen."""
     fields = dataclasses.fields(cls)

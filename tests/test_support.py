@@ -784,6 +784,36 @@ class TestDnsServer:
         zone.unsign("example.test")
         assert not ad("example.test", want_dnssec=True)
 
+    def test_a_delayed_answer_holds_up_no_other(
+        self, server: DnsServer, zone: Zone
+    ) -> None:
+        """A delayed name is answered late, over UDP and TCP, while another
+        query sent meanwhile is answered at once."""
+        zone.delay("sts.test", 1.0, "TXT")
+        late: list[float] = []
+
+        def ask() -> None:
+            began = time.monotonic()
+            server.resolver(timeout=3, lifetime=3).resolve("sts.test", "TXT")
+            late.append(time.monotonic() - began)
+
+        asker = threading.Thread(target=ask)
+        asker.start()
+        server.wait_for_queries(1)
+        began = time.monotonic()
+        server.resolver().resolve("example.test", "MX")
+        assert time.monotonic() - began < 0.5
+        asker.join()
+        assert 0.9 < late[0] < 2.5
+        query = dns.message.make_query("sts.test", "TXT")
+        began = time.monotonic()
+        dns.query.tcp(query, server.host, port=server.port, timeout=3)
+        assert 0.9 < time.monotonic() - began < 2.5
+        zone.delay("sts.test", 0, "TXT")
+        began = time.monotonic()
+        server.resolver().resolve("sts.test", "TXT")
+        assert time.monotonic() - began < 0.5
+
     def test_queries_are_recorded(self, server: DnsServer) -> None:
         """Every query is logged as (name, type), lower case, no final dot."""
         resolver = server.resolver()

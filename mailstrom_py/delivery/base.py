@@ -22,7 +22,7 @@ __all__ = [
 Item = tuple[PreparedEmail, Sequence[str]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Outcome:
     """What one delivery attempt did for one recipient.
 
@@ -49,6 +49,32 @@ class Outcome:
     remote: Remote | None = None
     rcpt_reply: SmtpReply | None = None
     held_until: float | None = None
+
+    def __init__(  # noqa: PLR0917 (the dataclass's signature, positions and all)
+        self,
+        address: str,
+        result: DeliveryResult,
+        status_code: str,
+        detail: str,
+        reply: SmtpReply | None = None,
+        possibly_delivered: bool = False,
+        remote: Remote | None = None,
+        rcpt_reply: SmtpReply | None = None,
+        held_until: float | None = None,
+    ) -> None:
+        # The dataclass's own __init__, written out to fill the frozen
+        # instance's __dict__ directly (see RecipientStatus): an outcome is
+        # built for every recipient delivered. Same fields, order, defaults.
+        fields = self.__dict__
+        fields["address"] = address
+        fields["result"] = result
+        fields["status_code"] = status_code
+        fields["detail"] = detail
+        fields["reply"] = reply
+        fields["possibly_delivered"] = possibly_delivered
+        fields["remote"] = remote
+        fields["rcpt_reply"] = rcpt_reply
+        fields["held_until"] = held_until
 
 
 class Transport(Protocol):

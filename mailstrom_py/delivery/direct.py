@@ -41,7 +41,7 @@ from .base import Outcome
 from .domain_attempt import DomainAttempt, FamilyMemory, Target, targets
 from .exchanger_tls import DomainTls, ExchangerTls, build_mta_sts
 from .routing.mta_sts import MtaSts
-from .routing.mx import MxResolver, Route, RouteError, build_resolver
+from .routing.mx import MxResolver, RouteError, build_resolver
 from .shaping import Destination, Shaper, held_outcomes
 from .smtp import SessionFailure, SmtpSession
 from .smtp.peer import held_to
@@ -99,7 +99,11 @@ class DirectTransport:
             mx
             if mx is not None
             else MxResolver(
-                resolver, cache_size=direct.mx_cache_size, clock=clock, rng=rng
+                resolver,
+                cache_size=direct.mx_cache_size,
+                clock=clock,
+                rng=rng,
+                dnssec=direct.dnssec,
             )
         )
         self._port = direct.smtp_port
@@ -146,11 +150,12 @@ class DirectTransport:
         hold = self._shaper.held(destination) or self._shaper.turn(destination)
         if hold is not None:
             return held_outcomes(recipients, hold)
-        # The MTA-STS policy may take an HTTPS fetch of seconds: look it up
-        # before taking one of the destination's few connections.
-        tls = self._tls.toward(domain, email)
+        # The MTA-STS policy may take an HTTPS fetch of seconds, the first
+        # exchanger's TLSA records a slow DNS answer: look them up before
+        # taking one of the destination's few connections.
+        tls = self._tls.toward(route, email)
         with self._shaper.connection(destination):
-            outcomes = self._attempt(email, recipients, route, destination, tls)
+            outcomes = self._attempt(email, recipients, destination, tls)
         self._shaper.observe(destination, outcomes)
         return outcomes
 
@@ -158,14 +163,13 @@ class DirectTransport:
         self,
         email: PreparedEmail,
         recipients: list[str],
-        route: Route,
         destination: Destination,
         tls: DomainTls,
     ) -> list[Outcome]:
-        """Deliver to ``route``'s exchangers that the domain's TLS policy
-        ``tls`` allows, in turn, until settled."""
+        """Deliver to the exchangers that the domain's TLS policy ``tls``
+        allows, in turn, until settled."""
         domain = tls.domain
-        hosts, left_out = tls.exchangers(route.hosts)
+        hosts, left_out = tls.hosts, tls.left_out
         if left_out:
             log.warning("%s", left_out)
         if not hosts:

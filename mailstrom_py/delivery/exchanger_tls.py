@@ -7,14 +7,17 @@ records (RFC 7672), and :meth:`DomainTls.policy` turns it into one
 :func:`~mailstrom_py.delivery.tls_policy.decide_tls`.
 
 - A policy in mode ``enforce`` limits delivery to the exchangers matching its
-  ``mx`` patterns (:meth:`DomainTls.exchangers`); an exchanger with
+  ``mx`` patterns (:attr:`DomainTls.hosts`); an exchanger with
   authenticated TLSA records is held to DANE instead (RFC 8461 §2).
 - When no exchanger matches, the policy is fetched again before the
   recipients are deferred (RFC 8461 §5.1).
+- TLSA records are looked up only for the exchangers of a route whose MX
+  records came DNSSEC-authenticated, and only for those whose address
+  records did too (RFC 7672 §2.2.1, §2.2.2); elsewhere DANE does not apply,
+  as at Postfix's ``dane`` level.
 - A TLSA lookup that fails (SERVFAIL, a timeout: with a validating resolver,
-  often a bogus answer) keeps the exchanger out of this delivery when its
-  address records are DNSSEC-signed (RFC 7672 §2.2), as Postfix does at its
-  ``dane`` level; for a host in an unsigned zone DANE does not apply.
+  often a bogus answer) keeps the exchanger out of this delivery (RFC 7672
+  §2.2).
 - ``TLS-Required: No`` (without REQUIRETLS) skips every lookup: the message
   goes as it would without policies (RFC 8689 §5).
 """
@@ -23,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -31,9 +33,8 @@ from ..codes import DIRECTORY_SERVER_FAILURE
 from ..config import DirectConfig
 from ..message import PreparedEmail
 from .routing.dane import TlsaLookup, lookup_tlsa
-from .routing.dnsquery import DnsTrouble, query
 from .routing.mta_sts import FilePolicyStore, MtaSts, PolicyFetcher, StsOutcome
-from .routing.mx import MxHost
+from .routing.mx import MxHost, Route
 from .smtp import SessionFailure
 from .tls_policy import DestinationTls, TlsPolicy, decide_tls, unverified_context
 
@@ -94,41 +95,63 @@ class ExchangerTls:
         self.authenticated = direct.authenticated_context() if mta_sts else None
         self.unverified = unverified_context() if direct.dnssec else None
 
-    def toward(self, domain: str, email: PreparedEmail) -> DomainTls:
-        """What TLS ``email`` gets toward ``domain``'s exchangers; looks the
-        domain's MTA-STS policy up (unless the message waives policies)."""
+    def toward(self, route: Route, email: PreparedEmail) -> DomainTls:
+        """What TLS ``email`` gets toward ``route``'s exchangers.
+
+        Does the lookups that may be slow before the first try, so that a
+        caller can make them before it takes one of the destination's
+        connections: the domain's MTA-STS policy (unless the message waives
+        policies; fetched again when it allows no exchanger), the TLSA
+        records of the exchangers the policy does not name (DANE may still
+        allow them), and those of the first exchanger allowed. Later
+        exchangers' records are looked up only if they are tried
+        (:meth:`DomainTls.policy`): most mail never needs them.
+        """
+        domain = route.domain
         waived = email.tls_optional and not email.require_tls
         sts = None
         if self.mta_sts is not None and not waived and not domain.startswith("["):
             sts = self.mta_sts.policy(domain)
             if sts.detail:
                 log.info("MTA-STS for %s: %s", domain, sts.detail)
-        return DomainTls(self, domain, email, sts, waived=waived)
+        tls = DomainTls(self, route, email, sts, waived=waived)
+        if tls.hosts:
+            tls.dane(tls.hosts[0].name)
+        return tls
 
 
 class DomainTls:
     """TLS toward one domain's exchangers for one message: the domain's
-    MTA-STS policy, and each exchanger's TLSA records once looked up."""
+    MTA-STS policy, the exchangers it allows (found when it is made, see
+    :meth:`ExchangerTls.toward`), and each exchanger's TLSA records once
+    looked up.
+
+    Attributes:
+        domain: the recipient domain.
+        sts: its MTA-STS policy as found, or None (not looked up).
+        hosts: the exchangers mail may go to, in the route's order.
+        left_out: why the others may not ("" if none was left out).
+    """
 
     def __init__(
         self,
         finder: ExchangerTls,
-        domain: str,
+        route: Route,
         email: PreparedEmail,
         sts: StsOutcome | None,
         *,
         waived: bool,
     ) -> None:
-        self.domain = domain
+        self.domain = route.domain
         self.sts = sts
         self._finder = finder
+        self._route = route
         self._email = email
         self._waived = waived
         self._tlsa: dict[str, TlsaLookup] = {}
+        self.hosts, self.left_out = self._exchangers(route.hosts)
 
-    def exchangers(self, hosts: Sequence[MxHost]) -> tuple[list[MxHost], str]:
-        """The exchangers mail may go to, and why the others may not ("" if
-        none was left out)."""
+    def _exchangers(self, hosts: Sequence[MxHost]) -> tuple[list[MxHost], str]:
         allowed = self._allowed(hosts)
         if allowed or not hosts or self.sts is None or not self.sts.enforced:
             return allowed, self._left_out(hosts, allowed)
@@ -140,7 +163,7 @@ class DomainTls:
 
     def policy(self, host: str) -> TlsPolicy | SessionFailure:
         """The TLS policy toward exchanger ``host``, or why it may not be used."""
-        dane = self._dane(host)
+        dane = self.dane(host)
         if dane is not None and dane.status == "failed":
             detail = f"DANE: no answer about the TLSA records of {host}: {dane.detail}"
             return SessionFailure(detail, DIRECTORY_SERVER_FAILURE, connected=False)
@@ -159,6 +182,44 @@ class DomainTls:
             email=self._email,
             destination=destination,
         )
+
+    def dane(self, host: str) -> TlsaLookup | None:
+        """The TLSA records of exchanger ``host`` (looked up once), or None
+        when DANE is off or waived for the message.
+
+        They are looked up only when the route's MX records and the host's
+        address records came DNSSEC-authenticated. Otherwise DANE does not
+        apply (status ``insecure``): an attacker who can forge those answers
+        could send the mail elsewhere anyway, and an exchanger it names must
+        not escape the domain's MTA-STS policy by publishing TLSA records
+        (RFC 7672 §2.2.1, §2.2.2; Postfix does the same at its ``dane``
+        level). A lookup that fails for a secure host keeps it out (§2.2).
+        """
+        finder = self._finder
+        if self._waived or not finder.direct.dnssec:
+            return None
+        found = self._tlsa.get(host)
+        if found is None:
+            found = self._lookup(host)
+            self._tlsa[host] = found
+        return found
+
+    def _lookup(self, host: str) -> TlsaLookup:
+        route = self._route
+        if not route.authentic:
+            detail = f"the MX records of {route.domain} are not DNSSEC-authenticated"
+            return TlsaLookup(host, "insecure", (), detail)
+        exchanger = next((h for h in route.hosts if h.name == host), None)
+        if exchanger is None or not exchanger.authentic:
+            detail = f"the address records of {host} are not DNSSEC-authenticated"
+            return TlsaLookup(host, "insecure", (), detail)
+        finder = self._finder
+        found = lookup_tlsa(
+            finder.resolver, host, dnssec_trusted=True, port=finder.direct.smtp_port
+        )
+        if found.status not in ("usable", "absent"):
+            log.info("DANE for %s: %s", host, found.detail)
+        return found
 
     def _allowed(self, hosts: Sequence[MxHost]) -> list[MxHost]:
         sts = self.sts
@@ -182,38 +243,5 @@ class DomainTls:
         )
 
     def _dane_applies(self, host: str) -> bool:
-        dane = self._dane(host)
+        dane = self.dane(host)
         return dane is not None and dane.requires_tls
-
-    def _dane(self, host: str) -> TlsaLookup | None:
-        finder = self._finder
-        if self._waived or not finder.direct.dnssec:
-            return None
-        found = self._tlsa.get(host)
-        if found is None:
-            found = lookup_tlsa(
-                finder.resolver,
-                host,
-                dnssec_trusted=True,
-                port=finder.direct.smtp_port,
-            )
-            if found.status == "failed" and not self._signed(host):
-                detail = f"{found.detail}; {host} is not in a signed zone"
-                found = TlsaLookup(host, "insecure", (), detail)
-            if found.status not in ("usable", "absent"):
-                log.info("DANE for %s: %s", host, found.detail)
-            self._tlsa[host] = found
-        return found
-
-    def _signed(self, host: str) -> bool:
-        """Whether ``host``'s address records come back DNSSEC-authenticated;
-        True when the DNS cannot say (the safe side: the host is not used)."""
-        resolver = self._finder.resolver
-        deadline = time.monotonic() + resolver.lifetime
-        try:
-            answer = query(resolver, host, "A", deadline=deadline, dnssec=True)
-            if answer.kind != "data":
-                answer = query(resolver, host, "AAAA", deadline=deadline, dnssec=True)
-        except DnsTrouble:
-            return True
-        return answer.authentic

@@ -8,13 +8,14 @@ listeners on a thread of their own (:class:`Dispatcher`), counted
 
 from __future__ import annotations
 
-from .dispatch import CAPACITY, Dispatcher, Listener, Observer
+from .dispatch import CAPACITY, BatchObserver, Dispatcher, Listener, Observer
 from .hub import EventHub, watch_queue
 from .metrics import Metrics, Sample
 from .webhook import WebhookSender
 
 __all__ = [
     "CAPACITY",
+    "BatchObserver",
     "Dispatcher",
     "EventHub",
     "Listener",

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 from ..event import Event, Slot
 
-__all__ = ["CAPACITY", "Dispatcher", "Listener", "Observer"]
+__all__ = ["CAPACITY", "BatchObserver", "Dispatcher", "Listener", "Observer"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,11 @@ Listener = Callable[[Event], None]
 #: Called with each event in the thread that produced it, as it is handed in;
 #: it must be quick and thread-safe.
 Observer = Callable[[Event], None]
+
+#: Called as an :data:`Observer` is, but once with the events handed in
+#: together (those of one step), in order: one call, say one lock taken, for
+#: several events.
+BatchObserver = Callable[[Sequence[Event]], None]
 
 #: How many events the queue holds by default before it drops new ones.
 CAPACITY = 10_000
@@ -43,6 +48,10 @@ class _Slot:
         self.events: Sequence[Event] = ()
         self.filled = False
 
+    @property
+    def heard(self) -> bool:
+        return True  # queued for the listeners
+
     def fill(self, events: Sequence[Event]) -> None:
         self.owner.fill(self, events)
 
@@ -52,6 +61,10 @@ class _Dropped:
 
     def __init__(self, owner: Dispatcher) -> None:
         self.owner = owner
+
+    @property
+    def heard(self) -> bool:
+        return True  # counted as dropped
 
     def fill(self, events: Sequence[Event]) -> None:
         self.owner.observed(events)
@@ -65,6 +78,10 @@ class _Unheard:
 
     def __init__(self, owner: Dispatcher) -> None:
         self.owner = owner
+
+    @property
+    def heard(self) -> bool:
+        return self.owner.observed_by_anyone
 
     def fill(self, events: Sequence[Event]) -> None:
         self.owner.observed(events)
@@ -86,7 +103,8 @@ class Dispatcher:
     the producer's thread, before any listener does; events dropped because
     the queue is full are observed too. Producers racing each other may be
     observed in either order: an observer should count, not follow a
-    sequence.
+    sequence. With no listener and no observer (:attr:`heard` False),
+    producers that do not journal their events need not build them.
 
     Args:
         capacity: the most events waiting at once; more are dropped and counted.
@@ -104,6 +122,7 @@ class Dispatcher:
         self._waiting = 0  # events in filled slots not yet handed on
         self._listeners: tuple[Listener, ...] = ()
         self._observers: tuple[Observer, ...] = ()
+        self._batch_observers: tuple[BatchObserver, ...] = ()
         self._unheard = _Unheard(self)
         self._dropped = 0
         self._thread: threading.Thread | None = None
@@ -118,6 +137,17 @@ class Dispatcher:
     @journaling.setter
     def journaling(self, value: bool) -> None:
         self._journaling = value
+
+    @property
+    def heard(self) -> bool:
+        """Whether events handed in now would reach anyone: a listener or an
+        observer (read without the lock, as :meth:`reserve` reads)."""
+        return bool(self._listeners) or self.observed_by_anyone
+
+    @property
+    def observed_by_anyone(self) -> bool:
+        """Whether an observer of either kind is registered."""
+        return bool(self._observers or self._batch_observers)
 
     @property
     def dropped(self) -> int:
@@ -162,6 +192,12 @@ class Dispatcher:
         with self._cond:
             self._observers = (*self._observers, observer)
 
+    def observe_batches(self, observer: BatchObserver) -> None:
+        """Call ``observer`` as :meth:`observe` would, but once with the
+        events handed in together, in order, rather than once per event."""
+        with self._cond:
+            self._batch_observers = (*self._batch_observers, observer)
+
     def reserve(self) -> Slot:
         """Reserve the next place in the queue; see the class docstring."""
         if not self._listeners:
@@ -195,6 +231,14 @@ class Dispatcher:
 
     def observed(self, events: Sequence[Event]) -> None:
         """Show ``events`` to the observers, in this thread."""
+        for batch_observer in self._batch_observers:
+            if events:
+                try:
+                    batch_observer(events)
+                except Exception:
+                    log.exception(
+                        "event observer %r raised on %s", batch_observer, events
+                    )
         observers = self._observers
         if not observers:
             return

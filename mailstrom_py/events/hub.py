@@ -75,7 +75,7 @@ class EventHub:
         )
         if isinstance(storage, QueueAdmin):
             watch_queue(metrics, storage)
-        self.dispatcher.observe(metrics)
+        self.dispatcher.observe_batches(metrics.count)
         return metrics
 
     def store(
@@ -87,27 +87,36 @@ class EventHub:
         """Store ``emails`` (due at ``send_at`` when given, else now) and emit
         their ``queued`` events (one per recipient), written with them into a
         journaling storage. The events keep their place ahead of any event of
-        a delivery of these messages."""
+        a delivery of these messages; they are not built when nobody would
+        see them (no journal, listener or observer)."""
         slot = self.dispatcher.reserve()
         events: list[Event] = []
         try:
-            queued = [
-                Event(EventKind.QUEUED, e.message_id, r, now, queued_at=now)
-                for e in emails
-                for r in e.recipients
-            ]
             storage = self._storage
             if self.dispatcher.journaling and isinstance(storage, EventJournal):
+                queued = _queued(emails, now)
                 storage.add_journaled(
                     emails, now, [e.to_json() for e in queued], send_at=send_at
                 )
-            elif len(emails) == 1:
-                storage.add(emails[0], now, send_at=send_at)
+                events = queued
             else:
-                storage.add_many(emails, now, send_at=send_at)
-            events = queued
+                if len(emails) == 1:
+                    storage.add(emails[0], now, send_at=send_at)
+                else:
+                    storage.add_many(emails, now, send_at=send_at)
+                if slot.heard:
+                    events = _queued(emails, now)
         finally:
             slot.fill(events)
+
+
+def _queued(emails: Sequence[PreparedEmail], now: float) -> list[Event]:
+    """The ``queued`` events of ``emails`` stored at ``now``."""
+    return [
+        Event(EventKind.QUEUED, e.message_id, r, now, queued_at=now)
+        for e in emails
+        for r in e.recipients
+    ]
 
 
 def watch_queue(metrics: Metrics, queue: QueueAdmin) -> None:

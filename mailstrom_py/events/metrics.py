@@ -2,8 +2,9 @@
 Prometheus text.
 
 :class:`Metrics` is called with each event and counts what it reports;
-:class:`~mailstrom_py.Mailstrom` has it observe its dispatcher (see
-:meth:`~mailstrom_py.events.Dispatcher.observe`), so each event is counted in
+:class:`~mailstrom_py.Mailstrom` has it observe its dispatcher a batch at a
+time (see :meth:`~mailstrom_py.events.Dispatcher.observe_batches`), so each
+event is counted in
 the thread that produced it, as it is produced, and no dispatcher thread runs
 for the metrics.
 Values read at the moment of asking (the queue's depth, dropped events, the
@@ -137,22 +138,28 @@ class Metrics:
 
     def __call__(self, event: Event) -> None:
         """Count ``event``."""
-        kind = event.kind
+        self.count((event,))
+
+    def count(self, events: Sequence[Event]) -> None:
+        """Count each of ``events``, the lock taken once (a
+        :data:`~mailstrom_py.events.BatchObserver`)."""
         counters = self._counters
         with self._lock:
-            key = _COUNTED.get(kind)
-            if key is None and kind is EventKind.TLS:
-                key = (
-                    "mailstrom_tls_total",
-                    (
-                        ("version", event.tls_version or "none"),
-                        ("verified", "true" if event.tls_verified else "false"),
-                    ),
-                )
-            if key is not None:
-                counters[key] = counters.get(key, 0.0) + 1.0
-            elif kind in _OUTCOMES:
-                self._outcome(event, _OUTCOMES[kind])
+            for event in events:
+                kind = event.kind
+                key = _COUNTED.get(kind)
+                if key is None and kind is EventKind.TLS:
+                    key = (
+                        "mailstrom_tls_total",
+                        (
+                            ("version", event.tls_version or "none"),
+                            ("verified", "true" if event.tls_verified else "false"),
+                        ),
+                    )
+                if key is not None:
+                    counters[key] = counters.get(key, 0.0) + 1.0
+                elif kind in _OUTCOMES:
+                    self._outcome(event, _OUTCOMES[kind])
 
     def samples(self) -> list[Sample]:
         """Every value now, counters and histograms first, then gauges."""

@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Claim:
     """A message claimed for one delivery attempt.
 
@@ -57,6 +57,22 @@ class Claim:
     status: MessageStatus
     email: PreparedEmail
     token: str
+
+    def __init__(
+        self,
+        before: MessageStatus,
+        status: MessageStatus,
+        email: PreparedEmail,
+        token: str,
+    ) -> None:
+        # The dataclass's own __init__, written out to fill the frozen
+        # instance's __dict__ directly (see RecipientStatus): a claim is made
+        # for every message attempted. Same fields and order.
+        fields = self.__dict__
+        fields["before"] = before
+        fields["status"] = status
+        fields["email"] = email
+        fields["token"] = token
 
     @property
     def message_id(self) -> str:

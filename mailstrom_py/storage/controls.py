@@ -259,7 +259,9 @@ class MemoryControls(Controls):
         self, addresses: Sequence[str], now: float
     ) -> dict[str, Suppression]:
         with self._controls_lock:
-            found = {}
+            found: dict[str, Suppression] = {}
+            if not self._suppressed:
+                return found  # the common case: nothing to fold addresses for
             for address in addresses:
                 entry = self._suppressed.get(fold_address(address))
                 if entry is not None and now < entry.until:

@@ -117,7 +117,7 @@ def attempt_begun(status: MessageStatus, now: float, until: float) -> MessageSta
     recipients = [
         r if r.completed else _claimed(r, now, until) for r in status.recipients
     ]
-    return MessageStatus(
+    return MessageStatus.with_derived(
         status.message_id,
         tuple(recipients),
         status.created_at,
@@ -271,7 +271,7 @@ def merge_recipients(
             merged.append(current)
         else:
             merged.append(update)
-    return MessageStatus(
+    return MessageStatus.with_derived(
         status.message_id,
         tuple(merged),
         status.created_at,

@@ -54,7 +54,8 @@ class Attempts:
             just recorded.
         events: where the events of attempts go: ``attempt_started`` as a
             batch is taken on, ``tls`` and the outcomes as each is recorded,
-            ``dsn_queued`` as a report is stored. When it is journaling and
+            ``dsn_queued`` as a report is stored. Events the sink says nobody
+            hears, and that are not journaled, are not built. When it is journaling and
             the storage is an :class:`~mailstrom_py.storage.EventJournal`,
             the outcome events are written with the outcome, in one step.
         gate: the suppression list: recipients on it fail before delivery,
@@ -117,10 +118,11 @@ class Attempts:
         """
         if not claims:
             return []
-        begun: list[Event] = []
-        for c in claims:
-            begun += started_events(c.message_id, c.status.pending, now)
-        self._events.emit(begun)
+        if self._events.heard:
+            begun: list[Event] = []
+            for c in claims:
+                begun += started_events(c.message_id, c.status.pending, now)
+            self._events.emit(begun)
         started = self._clock()
         done: dict[int, MessageStatus | None] = {}
         failures: list[Exception] = []
@@ -202,16 +204,16 @@ class Attempts:
         slot = self._events.reserve()
         events: list[Event] = []
         try:
-            events = outcome_events(
-                claim.message_id, updates, end, claim.before.created_at
-            )
             journal = self._journal() if self._events.journaling else None
             if journal is None:
                 status = self._storage.record(claim, updates)
-            else:
-                [status] = journal.record_journaled(
-                    [(claim, updates)], [[e.to_json() for e in events]]
-                )
+                if status is not None and slot.heard:
+                    events = self._outcome_events(claim, updates, end)
+                return status
+            events = self._outcome_events(claim, updates, end)
+            [status] = journal.record_journaled(
+                [(claim, updates)], [[e.to_json() for e in events]]
+            )
             if status is None:
                 events = []
             return status
@@ -220,6 +222,12 @@ class Attempts:
             raise
         finally:
             slot.fill(events)
+
+    @staticmethod
+    def _outcome_events(
+        claim: Claim, updates: list[RecipientStatus], end: float
+    ) -> list[Event]:
+        return outcome_events(claim.message_id, updates, end, claim.before.created_at)
 
     def _journal(self) -> EventJournal | None:
         """The storage, when events are written into it with the outcomes."""

@@ -65,7 +65,7 @@ class Timetable:
         """A message was stored in this process, due at ``at``."""
         with self._changed:
             self._stored += 1
-        self.due(at)
+            self._due_at(at)
 
     def due(self, at: float) -> None:
         """Have a thread look at ``at``, or earlier if it would anyway."""

@@ -7,6 +7,9 @@ loopback addresses (127.0.0.0/8 and ::1), and close every socket they open.
 - ``scripted``: a raw socket SMTP server for protocol faults, plus port helpers
   (free, refusing, and connect-timeout addresses).
 - ``dnsd``: a UDP and TCP DNS server built on dnspython's message classes.
+- ``dnssec``: a zone signed with dnspython, answered through ``dnsd``, and
+  Unbound validating it on a loopback port (the one program it runs).
+- ``dane``: TLSA records of test certificates, computed independently.
 - ``tls``: certificates and contexts from a trustme test CA.
 - ``walfile``: counts the commits in an SQLite write-ahead log.
 - ``postgres``: a throwaway PostgreSQL server with fault helpers (needs psycopg).

@@ -14,6 +14,11 @@ over UDP and TCP on one port, in threads::
 What ``dns.resolver.Resolver.resolve`` then raises (dnspython 2.9):
 unknown name -> NXDOMAIN; name with other types only -> NoAnswer;
 ``servfail``/``refused`` -> NoNameservers; ``drop`` -> LifetimeTimeout.
+``zone.delay(name, seconds)`` answers late (a slow resolver), without holding
+up the answers to other queries.
+
+A server can also answer through a function of its own instead of a
+``Zone`` (``DnsServer(responder=...)``), as ``dnssec.SignedZone`` does.
 
 ``zone.sign("example.test")`` plays a validating resolver that trusts the
 zone: answers for names at or below it carry the AD bit (RFC 4035 §3.2.3),
@@ -46,7 +51,7 @@ import dns.rrset
 
 from . import bind_socket
 
-__all__ = ["Behaviour", "DnsServer", "DnsServerFactory", "Zone"]
+__all__ = ["Behaviour", "DnsServer", "DnsServerFactory", "Responder", "Zone"]
 
 _MAX_CNAME_HOPS = 8
 _SOA_TTL = 60
@@ -105,6 +110,9 @@ class Zone:
             tuple[dns.name.Name, dns.rdatatype.RdataType | None], Behaviour
         ] = {}
         self._signed: set[dns.name.Name] = set()
+        self._delays: dict[
+            tuple[dns.name.Name, dns.rdatatype.RdataType | None], float
+        ] = {}
 
     # -- records --------------------------------------------------------------
 
@@ -167,6 +175,24 @@ class Zone:
                 (_name(name), None if rdtype is None else _rdtype(rdtype)), None
             )
         return self
+
+    def delay(self, name: str, seconds: float, rdtype: str | None = None) -> Zone:
+        """Answer queries for ``name`` (only for ``rdtype`` if given)
+        ``seconds`` late; other queries are answered meanwhile. A delay
+        longer than the client's timeout makes it ask again (each question
+        is answered late), and 0 answers at once again."""
+        key = (_name(name), None if rdtype is None else _rdtype(rdtype))
+        with self._lock:
+            if seconds > 0:
+                self._delays[key] = seconds
+            else:
+                self._delays.pop(key, None)
+        return self
+
+    def delay_of(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> float:
+        """How late queries for ``name`` and ``rdtype`` are answered."""
+        with self._lock:
+            return self._delays.get((name, rdtype), self._delays.get((name, None), 0))
 
     def _behave(self, name: str, rdtype: str | None, behaviour: Behaviour) -> Zone:
         key = (_name(name), None if rdtype is None else _rdtype(rdtype))
@@ -242,7 +268,8 @@ def _soa(qname: dns.name.Name) -> dns.rrset.RRset:
     rdata = dns.rdata.from_text(
         dns.rdataclass.IN,
         dns.rdatatype.SOA,
-        f"ns.{apex} hostmaster.{apex} 1 3600 600 86400 {_SOA_TTL}",
+        f"{dns.name.from_text('ns', apex)} {dns.name.from_text('hostmaster', apex)}"
+        f" 1 3600 600 86400 {_SOA_TTL}",
         origin=dns.name.root,
         relativize=False,
     )
@@ -331,9 +358,15 @@ class DnsServer:
     """
 
     def __init__(
-        self, zone: Zone | None = None, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        zone: Zone | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        responder: Responder | None = None,
     ) -> None:
         self.zone = zone if zone is not None else Zone()
+        self.responder = responder
         self.host = host
         self.port = port
         self._lock = threading.Condition()
@@ -347,6 +380,8 @@ class DnsServer:
         self._thread: threading.Thread | None = None
         self._clients: set[socket.socket] = set()
         self._client_threads: list[threading.Thread] = []
+        self._late: list[threading.Timer] = []
+        self._stopping = threading.Event()
 
     def __repr__(self) -> str:
         return f"<DnsServer {self.host}:{self.port}>"
@@ -407,6 +442,7 @@ class DnsServer:
             stack.pop_all()
         self.port = port
         self._udp, self._tcp, self._wake_r, self._wake_w = udp, tcp, wake_r, wake_w
+        self._stopping.clear()
         self._thread = threading.Thread(
             target=self._serve, name=f"dnsd-{self.host}:{port}", daemon=True
         )
@@ -435,12 +471,17 @@ class DnsServer:
         if self._thread is None:
             return
         assert self._wake_w is not None
+        self._stopping.set()
         self._wake_w.send(b"x")
         self._thread.join()
         self._thread = None
         with self._lock:
             clients = list(self._clients)
             threads = list(self._client_threads)
+            late = list(self._late)
+        for timer in late:
+            timer.cancel()
+            timer.join()
         for client in clients:
             with contextlib.suppress(OSError):
                 client.shutdown(socket.SHUT_RDWR)
@@ -465,13 +506,18 @@ class DnsServer:
 
     # -- serving ----------------------------------------------------------------
 
-    def _respond(self, wire: bytes, *, over_udp: bool) -> bytes | None:
+    def _respond(self, wire: bytes, *, over_udp: bool) -> tuple[bytes | None, float]:
+        """The reply to ``wire`` (None for none) and how late to send it."""
         try:
             query = dns.message.from_wire(wire)
         except dns.exception.DNSException:
-            return None  # not DNS: ignore it, as a real server would
+            return None, 0  # not DNS: ignore it, as a real server would
+        delay = 0.0
         if query.question:
             question = query.question[0]
+            delay = self.zone.delay_of(
+                question.name, dns.rdatatype.RdataType(question.rdtype)
+            )
             seen = (
                 question.name.to_text(omit_final_dot=True).lower(),
                 dns.rdatatype.to_text(question.rdtype),
@@ -481,7 +527,13 @@ class DnsServer:
                 if not over_udp:
                     self._tcp_queries.append(seen)
                 self._lock.notify_all()
-        response = answer(self.zone, query, over_udp=over_udp)
+        return self._reply(query, over_udp=over_udp), delay
+
+    def _reply(self, query: dns.message.Message, *, over_udp: bool) -> bytes | None:
+        if self.responder is not None:
+            response = self.responder(query)
+        else:
+            response = answer(self.zone, query, over_udp=over_udp)
         if response is None:
             return None
         if not over_udp:
@@ -510,12 +562,26 @@ class DnsServer:
     def _serve_udp(self, udp: socket.socket) -> None:
         try:
             wire, peer = udp.recvfrom(65535)
-            reply = self._respond(wire, over_udp=True)
-            if reply is not None:
+            reply, delay = self._respond(wire, over_udp=True)
+            if reply is None:
+                return
+            if delay <= 0:
                 udp.sendto(reply, peer)
+                return
+            timer = threading.Timer(delay, self._send_late, (udp, reply, peer))
+            timer.daemon = True
+            with self._lock:
+                self._late = [t for t in self._late if t.is_alive()] + [timer]
+            timer.start()
         except Exception as error:
             with self._lock:
                 self._errors.append(error)
+
+    def _send_late(
+        self, udp: socket.socket, reply: bytes, peer: tuple[object, ...]
+    ) -> None:
+        with contextlib.suppress(OSError):  # the server may be stopping
+            udp.sendto(reply, peer)
 
     def _accept_tcp(self, tcp: socket.socket) -> None:
         try:
@@ -534,7 +600,9 @@ class DnsServer:
         try:
             client.settimeout(10)
             for wire in _tcp_messages(client):
-                reply = self._respond(wire, over_udp=False)
+                reply, delay = self._respond(wire, over_udp=False)
+                if delay > 0 and self._stopping.wait(delay):
+                    return
                 if reply is not None:
                     client.sendall(struct.pack("!H", len(reply)) + reply)
         except OSError:
@@ -570,6 +638,9 @@ def _recv_exactly(client: socket.socket, count: int) -> bytes | None:
         data += chunk
     return bytes(data)
 
+
+Responder = Callable[[dns.message.Message], dns.message.Message | None]
+"""Builds the response to a query (None: no reply), instead of a ``Zone``."""
 
 DnsServerFactory = Callable[..., DnsServer]
 """The type of the ``dns_server`` fixture: ``dns_server(zone, host=..., port=...)``."""

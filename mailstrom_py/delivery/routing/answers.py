@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from ...codes import BAD_DESTINATION_SYSTEM
-from .dnsquery import DnsTrouble, NotADnsName, query
+from .dnsquery import DnsTrouble, NotADnsName, dnssec_resolver, query
 from .route import RouteError
 
 if TYPE_CHECKING:
@@ -43,6 +43,10 @@ class Answer:
     kind: Literal["data", "nxdomain", "nodata"]
     records: tuple[tuple[int, str], ...] = ()
     """MX: (preference, exchange); A/AAAA: (0, address)."""
+    authentic: bool = False
+    """The response had the AD bit (asked for only by a ``dnssec`` lookup):
+    the resolver authenticated every record of the answer, the CNAMEs leading
+    to it included (RFC 4035 §3.2.3)."""
 
 
 class AnswerCache:
@@ -84,15 +88,18 @@ class AnswerCache:
 class CachedLookup:
     """Looks names up through ``resolver``, answers kept in ``cache``; a
     chain of more than ``max_cname_chain`` CNAMEs is trouble that may pass.
-    Thread-safe as the resolver is."""
+    With ``dnssec`` every question carries the DO and AD bits, and each
+    answer says whether it came authenticated. Thread-safe as the resolver is."""
 
     def __init__(
         self,
         resolver: dns.resolver.Resolver,
         cache: AnswerCache,
         max_cname_chain: int,
+        *,
+        dnssec: bool = False,
     ) -> None:
-        self._resolver = resolver
+        self._resolver = dnssec_resolver(resolver) if dnssec else resolver
         self._cache = cache
         self._max_cname_chain = max_cname_chain
 
@@ -117,10 +124,11 @@ class CachedLookup:
                 f"{self._max_cname_chain} CNAMEs in a chain"
             )
         if answer.kind != "data":
-            result = Answer(answer.kind)
+            result = Answer(answer.kind, authentic=answer.authentic)
             self._cache.put(key, result, min(answer.ttl, MAX_NEGATIVE_TTL))
             return result
-        result = Answer("data", tuple(_entry(rdata) for rdata in answer.records))
+        records = tuple(_entry(rdata) for rdata in answer.records)
+        result = Answer("data", records, answer.authentic)
         self._cache.put(key, result, min(answer.ttl, MAX_TTL))
         return result
 

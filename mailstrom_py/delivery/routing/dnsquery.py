@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import dns.rdata
     import dns.resolver
 
-__all__ = ["DnsAnswer", "DnsTrouble", "NotADnsName", "query"]
+__all__ = ["DnsAnswer", "DnsTrouble", "NotADnsName", "dnssec_resolver", "query"]
 
 #: The EDNS payload size asked for with DNSSEC (the DNS flag day 2020 value).
 EDNS_PAYLOAD = 1232
@@ -93,9 +93,7 @@ def query(
     if left <= 0:
         raise DnsTrouble(f"no time left to look up {name} {rdtype}")
     if dnssec:
-        resolver = copy.copy(resolver)
-        resolver.use_edns(0, dns.flags.DO, EDNS_PAYLOAD)
-        resolver.flags = dns.flags.RD | dns.flags.AD
+        resolver = dnssec_resolver(resolver)
     try:
         answer = resolver.resolve(
             qname,
@@ -120,6 +118,18 @@ def query(
     if answer.rrset is None:
         return DnsAnswer("nodata", ttl=ttl, authentic=authentic, cnames=cnames)
     return DnsAnswer("data", tuple(answer.rrset), ttl, authentic, cnames)
+
+
+def dnssec_resolver(resolver: dns.resolver.Resolver) -> dns.resolver.Resolver:
+    """A copy of ``resolver`` whose questions carry the DO and AD bits, so a
+    validating resolver says in each answer's AD bit whether it authenticated
+    it; ``resolver`` itself is left as it was."""
+    import dns.flags  # noqa: PLC0415 (imported on first use)
+
+    asking = copy.copy(resolver)
+    asking.use_edns(0, dns.flags.DO, EDNS_PAYLOAD)
+    asking.flags = dns.flags.RD | dns.flags.AD
+    return asking
 
 
 def _nxdomain(exc: dns.resolver.NXDOMAIN, qname: dns.name.Name) -> DnsAnswer:

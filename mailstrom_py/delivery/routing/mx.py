@@ -14,6 +14,11 @@ RFC 7505:
 
 Answers are cached for their TTL (negative answers for the SOA's negative TTL);
 transient failures never are. One resolver may serve several threads.
+
+With ``dnssec=True`` the questions ask for DNSSEC, and the route says whether
+its MX records (:attr:`Route.authentic`) and each exchanger's address records
+(:attr:`MxHost.authentic`) came authenticated: what DANE needs to know
+(RFC 7672 §2.2.1, §2.2.2).
 """
 
 from __future__ import annotations
@@ -64,6 +69,8 @@ class MxResolver:
         clock: monotonic seconds, for cache expiry.
         rng: shuffles MX hosts of equal preference.
         max_cname_chain: the most CNAMEs followed for one name.
+        dnssec: ask with the DO and AD bits, so that routes tell which of
+            their answers the resolver authenticated.
     """
 
     def __init__(
@@ -74,12 +81,15 @@ class MxResolver:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         max_cname_chain: int = MAX_CNAME_CHAIN,
+        dnssec: bool = False,
     ) -> None:
         self._resolver = resolver
         self._cache = AnswerCache(cache_size, clock)
         self._rng = rng if rng is not None else random.Random()
         self._rng_lock = threading.Lock()
-        self._lookup = CachedLookup(resolver, self._cache, max_cname_chain)
+        self._lookup = CachedLookup(
+            resolver, self._cache, max_cname_chain, dnssec=dnssec
+        )
 
     def route(self, domain: str, *, want_addresses: int = 5) -> Route:
         """Return the exchangers for ``domain`` (an A-label name or address literal).
@@ -106,8 +116,8 @@ class MxResolver:
             )
         if mx.kind == "nodata":
             # RFC 5321 §5.1: no MX records, so the domain is its own exchanger.
-            addresses = self._resolve_host(domain, deadline)
-            return Route(domain, (_host_for(domain, 0, addresses),), True)
+            host = self._exchanger(domain, 0, deadline)
+            return Route(domain, (host,), implicit=True, authentic=mx.authentic)
         exchanges = [(pref, name) for pref, name in mx.records if name != ""]
         if not exchanges:
             # RFC 7505 §4.1: a lone "." says the domain accepts no mail.
@@ -124,15 +134,15 @@ class MxResolver:
             if found >= want_addresses:
                 break
             try:
-                addresses = self._resolve_host(name, deadline)
+                host = self._exchanger(name, pref, deadline)
             except RouteError as exc:
                 problems.append(exc.detail)
                 transient |= not exc.permanent
                 continue
-            hosts.append(_host_for(name, pref, addresses))
-            found += len(addresses)
+            hosts.append(host)
+            found += len(host.ipv6) + len(host.ipv4)
         if hosts:
-            return Route(domain, tuple(hosts))
+            return Route(domain, tuple(hosts), authentic=mx.authentic)
         detail = f"no mail exchanger of {domain} has an address: " + "; ".join(problems)
         if transient:
             raise RouteError(detail, DIRECTORY_SERVER_FAILURE, permanent=False)
@@ -150,17 +160,24 @@ class MxResolver:
         """
         if _is_ip(host):
             return [host]
-        return self._resolve_host(host, time.monotonic() + 2 * self._resolver.lifetime)
+        deadline = time.monotonic() + 2 * self._resolver.lifetime
+        return self._resolve_host(host, deadline)[0]
 
     def clear_cache(self) -> None:
         """Forget every cached answer."""
         self._cache.clear()
 
-    def _resolve_host(self, host: str, deadline: float) -> list[str]:
-        """``addresses()`` for a name from DNS (an MX target, never taken as an IP)."""
+    def _exchanger(self, name: str, preference: int, deadline: float) -> MxHost:
+        addresses, authentic = self._resolve_host(name, deadline)
+        return _host_for(name, preference, addresses, authentic=authentic)
+
+    def _resolve_host(self, host: str, deadline: float) -> tuple[list[str], bool]:
+        """``addresses()`` for a name from DNS (an MX target, never taken as
+        an IP), and whether every answer that gave addresses was authentic."""
         found: list[str] = []
         trouble: list[str] = []
         missing: list[str] = []
+        authentic = True
         for rdtype in ("AAAA", "A"):
             try:
                 answer = self._lookup(host, rdtype, deadline)
@@ -172,9 +189,11 @@ class MxResolver:
                 break  # no name, so no record of any type
             if answer.kind == "nodata":
                 missing.append(f"{host}: no {rdtype} record")
-            found.extend(address for _, address in answer.records)
+            if answer.records:
+                found.extend(address for _, address in answer.records)
+                authentic &= answer.authentic
         if found:
-            return found
+            return found, authentic
         if trouble:
             raise RouteError(
                 "; ".join(trouble), DIRECTORY_SERVER_FAILURE, permanent=False
@@ -223,10 +242,12 @@ def build_resolver(direct: DirectConfig) -> dns.resolver.Resolver:
     return resolver
 
 
-def _host_for(name: str, preference: int, addresses: list[str]) -> MxHost:
+def _host_for(
+    name: str, preference: int, addresses: list[str], *, authentic: bool = False
+) -> MxHost:
     ipv6 = tuple(a for a in addresses if ":" in a)
     ipv4 = tuple(a for a in addresses if ":" not in a)
-    return MxHost(name, preference, ipv6, ipv4)
+    return MxHost(name, preference, ipv6, ipv4, authentic)
 
 
 def _literal(domain: str) -> str | None:

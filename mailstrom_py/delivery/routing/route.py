@@ -34,12 +34,16 @@ class MxHost:
         preference: the MX preference (0 for an implicit MX or a literal).
         ipv6: its IPv6 addresses, in the order DNS gave them.
         ipv4: its IPv4 addresses, in the order DNS gave them.
+        authentic: every address record found came DNSSEC-authenticated
+            (the AD bit, asked for only by ``MxResolver(dnssec=True)``), the
+            CNAMEs leading to them included; False for an address literal.
     """
 
     name: str
     preference: int
     ipv6: tuple[str, ...] = ()
     ipv4: tuple[str, ...] = ()
+    authentic: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,14 @@ class Route:
         domain: the recipient domain.
         hosts: exchangers with at least one address, most preferred first.
         implicit: the domain has no MX records; its own addresses are used.
+        authentic: the MX RRset, or for an implicit MX the answer that there
+            is none, came DNSSEC-authenticated, the CNAMEs leading to it
+            included (asked for only by ``MxResolver(dnssec=True)``); False
+            for an address literal. DANE applies only to the exchangers of
+            such a route (RFC 7672 §2.2.1).
     """
 
     domain: str
     hosts: tuple[MxHost, ...]
     implicit: bool = False
+    authentic: bool = False

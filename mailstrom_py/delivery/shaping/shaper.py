@@ -281,6 +281,8 @@ class Shaper:
     def observe(self, destination: Destination, outcomes: Sequence[Outcome]) -> None:
         """Apply the reply rules to the replies among ``outcomes``: the first
         rule a reply matches suspends or slows ``destination``."""
+        if not self._rules:
+            return
         seen: set[str] = set()
         for outcome in outcomes:
             for reply in (outcome.reply, outcome.rcpt_reply):

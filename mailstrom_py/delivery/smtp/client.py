@@ -119,13 +119,15 @@ class SmtpClient(smtplib.SMTP):
             if len(line) > _MAXLINE:
                 self.close()
                 raise smtplib.SMTPResponseException(500, "Line too long.")
-            lines.append(line[4:].strip(b" \t\r\n"))
+            text = line[4:].strip(b" \t\r\n")
             try:
                 code = int(line[:3])
             except ValueError:
-                return -1, b"\n".join(lines)
+                return -1, b"\n".join([*lines, text])
             if line[3:4] != b"-":
-                return code, b"\n".join(lines) if len(lines) > 1 else lines[0]
+                # Most replies are one line: nothing to join.
+                return code, b"\n".join([*lines, text]) if lines else text
+            lines.append(text)
 
     def send(self, s: Any) -> None:  # smtplib's bytes-like object or str
         """smtplib's ``send`` (the same errors), ending by the step's deadline."""
