@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
 import time
 from datetime import UTC, datetime, timedelta
@@ -235,3 +236,29 @@ def test_the_sender_filter_selects_by_envelope_sender(tmp_path: Path) -> None:
     )
     with contextlib.closing(SqliteStorage(tmp_path / "outbox.db")) as storage:
         assert [s.message_id for s in storage.find(QueueFilter(held=True))] == [ops]
+
+
+def test_list_and_status_show_when_scheduled_mail_was_first_due(
+    tmp_path: Path,
+) -> None:
+    """A message sent `--in 1h` is shown first due in an hour, its retries
+    counted from then, in text and JSON, by `queue list` and `status`; a
+    message sent now shows neither (they are its creation time)."""
+    config = write_config(tmp_path, 25)
+    sent = time.time()
+    later = send(config, "later", "--in", "1h")
+    now = send(config, "now")
+    code, out, _ = queue(config, "list", "--json")
+    assert code == 0
+    shown = {m["id"]: m for m in json.loads(out)}
+    first_due = datetime.fromisoformat(shown[later]["first_due"]).timestamp()
+    assert sent + 3599 <= first_due <= time.time() + 3601
+    assert shown[later]["retry_since"] == shown[later]["first_due"]
+    assert (shown[now]["first_due"], shown[now]["retry_since"]) == (None, None)
+    lines = queue(config, "list")[1].splitlines()
+    [head] = [line for line in lines if line.startswith(later)]
+    assert re.search(r"  first due in 5[89]m  retry since in 5[89]m  ", head)
+    [plain] = [line for line in lines if line.startswith(now)]
+    assert "first due" not in plain and "retry since" not in plain
+    done = run("status", later, "--config", str(config))
+    assert re.search(r"first due in 5[89]m", done.stdout.decode())

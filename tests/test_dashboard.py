@@ -16,6 +16,7 @@ import fnmatch
 import json
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -23,6 +24,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -482,6 +484,37 @@ def test_a_message_id_with_a_slash_has_its_page(queue: Queue) -> None:
         assert page.status == 200 and "a/b+c@example.test" in page.text
         detail = http(message_url(served, email.message_id, api=True)).json()
         assert detail["id"] == "a/b+c@example.test"
+    finally:
+        served.close()
+
+
+def test_a_message_page_shows_when_scheduled_mail_was_first_due(
+    queue: Queue,
+) -> None:
+    """A message stored due in two hours shows when it was first due and since
+    when its retries count, on its page and in its JSON; a message due when
+    stored shows neither (both are its creation time)."""
+    storage = SqliteStorage(queue.db)
+    email = prepared_email(8)
+    now = time.time()
+    try:
+        storage.add(email, now, send_at=now + 7200)
+    finally:
+        storage.close()
+    served = serve(queue)
+    try:
+        page = http(message_url(served, email.message_id)).text
+        due = re.search(r"<dt>First due</dt><dd><time[^>]*>in 1h5\dm</time>", page)
+        assert due is not None
+        assert "<dt>Retries count from</dt><dd><time" in page
+        detail = http(message_url(served, email.message_id, api=True)).json()
+        first_due = datetime.fromisoformat(str(detail["first_due"])).timestamp()
+        assert abs(first_due - (now + 7200)) < 1
+        assert detail["retry_since"] == detail["first_due"]
+        plain = http(message_url(served, queue.delivered)).text
+        assert "First due" not in plain and "Retries count from" not in plain
+        shown = http(message_url(served, queue.delivered, api=True)).json()
+        assert (shown["first_due"], shown["retry_since"]) == (None, None)
     finally:
         served.close()
 

@@ -161,6 +161,17 @@ class TestDnsFailures:
         assert (error.status_code, error.permanent) == ("5.4.4", True)
         assert "no such domain" in error.detail
 
+    def test_a_name_that_is_no_dns_name_fails_for_good(
+        self, zone: Zone, dns_server: DnsServerFactory
+    ) -> None:
+        """A domain with a label past 63 octets is never asked about: 5.1.2,
+        permanent, with the same words as every other DNS question gives."""
+        server = dns_server(zone)
+        error = route_error(resolver_for(server), "a" * 64 + ".test")
+        assert (error.status_code, error.permanent) == ("5.1.2", True)
+        assert "is not a DNS name" in error.detail
+        assert server.queries == []
+
     @pytest.mark.parametrize(
         ("behaviour", "words"),
         [("servfail", "SERVFAIL"), ("refused", "REFUSED"), ("drop", "timed out")],

@@ -12,7 +12,7 @@ import pytest
 
 psycopg = pytest.importorskip("psycopg")
 
-from mailstrom_py import DeliveryResult, PostgresStorage  # noqa: E402
+from mailstrom_py import DeliveryResult, PostgresStorage, QueueFilter  # noqa: E402
 from mailstrom_py.testing.emails import prepared_email  # noqa: E402
 
 # Enough rows that reading a table whole costs far more than the rows a claim
@@ -66,6 +66,38 @@ def test_claims_and_records_planned_on_a_small_queue_read_no_table_whole(
         # Past psycopg's threshold for preparing a statement, on one session.
         for n in range(8):
             storage.add(prepared_email(n), now)
+            deliver_one(storage, now)
+        storage.add_many([prepared_email(n) for n in range(100, 100 + QUEUE)], now)
+        for _ in range(ROUNDS):
+            deliver_one(storage, now)
+    finally:
+        storage.close()
+    read = table_reads(postgres_dsn)
+    assert read < QUEUE, f"{read} rows read in {ROUNDS} rounds"
+
+
+def test_admin_calls_on_the_same_session_leave_claims_and_records_their_plans(
+    postgres_dsn: str,
+) -> None:
+    """Listings, counts and changes by filter, which plan with the planner's
+    own choices, run on the session between claims and records, many times
+    each: claims and records still read no table whole as the queue grows."""
+    storage = PostgresStorage(postgres_dsn, min_connections=1, max_connections=1)
+    now = time.time()
+    selections = [
+        QueueFilter(),
+        QueueFilter(completed=False),
+        QueueFilter(sender="sender@example.test"),
+        QueueFilter(domain="example.test", held=False),
+        QueueFilter(results=(DeliveryResult.QUEUED,)),
+    ]
+    try:
+        for n in range(8):
+            storage.add(prepared_email(n), now)
+            for selected in selections:
+                storage.find(selected, limit=5)
+                storage.count(selected)
+            storage.hold(QueueFilter(ids=("none@example.test",)))
             deliver_one(storage, now)
         storage.add_many([prepared_email(n) for n in range(100, 100 + QUEUE)], now)
         for _ in range(ROUNDS):

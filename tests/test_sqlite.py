@@ -293,6 +293,7 @@ class TestFile:
         old.close()
         with sqlite3.connect(db) as raw:
             # Back to version 2: without the columns of the versions after it.
+            raw.execute("DROP INDEX messages_sender")
             raw.execute("DROP TABLE events")
             raw.execute("DROP TABLE suppressions")
             raw.execute("DROP TABLE suspensions")
@@ -353,6 +354,7 @@ class TestFile:
         assert storage.record(claim, [deferred]) is not None
         storage.close()
         with sqlite3.connect(db) as raw:
+            raw.execute("DROP INDEX messages_sender")
             raw.execute("DROP TABLE events")
             raw.execute("DROP TABLE suppressions")
             raw.execute("DROP TABLE suspensions")

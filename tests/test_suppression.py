@@ -14,15 +14,18 @@ from mailstrom_py import (
     DeliveryResult,
     Mailstrom,
     MemoryStorage,
+    Outbox,
     RelayConfig,
     RetryPolicy,
     SqliteStorage,
     Storage,
     Suppression,
+    Suspension,
     Timeouts,
 )
 from mailstrom_py.codes import RECIPIENT_SUPPRESSED
 from mailstrom_py.config import SuppressionPolicy
+from mailstrom_py.dashboard.controls import apply_control
 from mailstrom_py.delivery import RelayTransport
 from mailstrom_py.errors import ConfigError
 from mailstrom_py.storage.controls import Controls
@@ -231,3 +234,57 @@ def test_a_recipient_refused_as_suppressed_is_told_as_a_suppressed_event(
         "suppressed",
         "failed",
     ]
+
+
+class TestEntriesMadeAlike:
+    """Suppression.lasting and Suspension.lasting are the one way an entry is
+    made from what a person typed: the Outbox, the dashboard and the command
+    line (tests/test_cli_controls.py) give the same entry for the same words."""
+
+    def test_the_outbox_and_the_dashboard_make_the_same_entries(self) -> None:
+        """A padded mixed-case address or destination is folded, and the
+        duration counts from the caller's now, on every path."""
+        now = 1_000_000.0
+        outbox = Outbox(
+            Config(helo_name="client.example.test", delivery=RelayConfig("relay.test")),
+            MemoryStorage(),
+            clock=lambda: now,
+        )
+        from_outbox = [
+            outbox.suppress(" Bob@Example.TEST ", reason="complaint", duration=DAY),
+            outbox.suspend(" Gmail ", 3600, reason="slow down"),
+        ]
+        board = MemoryStorage()
+        apply_control(
+            board,
+            "suppress",
+            {"address": " Bob@Example.TEST ", "days": "1", "reason": "complaint"},
+            now,
+            "alice",
+        )
+        apply_control(
+            board,
+            "suspend",
+            {"destination": " Gmail ", "minutes": "60", "reason": "slow down"},
+            now,
+            "alice",
+        )
+        from_board = [*board.suppressions(now), *board.suspensions(now)]
+        assert from_board == from_outbox
+        assert from_outbox == [
+            Suppression("bob@example.test", "complaint", now, now + DAY),
+            Suspension("gmail", "slow down", now, now + 3600),
+        ]
+        assert apply_control(board, "resume", {"destination": "GMAIL "}, now, "a")[
+            "changed"
+        ]
+
+    @pytest.mark.parametrize("duration", [0, -1.0, float("nan"), float("inf"), True])
+    def test_a_duration_that_is_no_span_is_refused(self, duration: float) -> None:
+        """Zero, negative, NaN, infinite or a bool: ConfigError naming the
+        duration, for either kind of entry."""
+        with pytest.raises(ConfigError) as suppressing:
+            Suppression.lasting("a@example.test", "r", 0.0, duration)
+        with pytest.raises(ConfigError) as suspending:
+            Suspension.lasting("relay", "r", 0.0, duration)
+        assert suppressing.value.args[1] == suspending.value.args[1] == "duration"

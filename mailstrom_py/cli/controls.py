@@ -13,6 +13,7 @@ storage fails; 2 for a usage error or a configuration that cannot be used.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -22,7 +23,13 @@ from typing import Any
 
 from ..config import SuppressionPolicy
 from ..storage import Storage
-from ..storage.controls import Controls, Suppression, Suspension, fold_address
+from ..storage.controls import (
+    Controls,
+    Suppression,
+    Suspension,
+    fold_address,
+    fold_destination,
+)
 from .queue import add_source, open_queue
 from .times import duration
 
@@ -117,14 +124,13 @@ def _suppression(controls: Controls, args: argparse.Namespace, now: float) -> in
         )
         return 0
     if args.action == "add":
-        controls.suppress(
-            [
-                Suppression(fold_address(a), args.reason, now, now + args.duration)
-                for a in args.addresses
-            ]
-        )
-        for address in args.addresses:
-            print(fold_address(address))
+        entries = [
+            Suppression.lasting(a, args.reason, now, args.duration)
+            for a in args.addresses
+        ]
+        controls.suppress(entries)
+        for entry in entries:
+            print(entry.address)
         return 0
     removed = controls.unsuppress(args.addresses)
     for address in removed:
@@ -144,9 +150,9 @@ def _destination(controls: Controls, args: argparse.Namespace, now: float) -> in
             lambda e: f"{e.destination}  until {_when(e.until)}  {e.reason}",
         )
         return 0
-    name = args.destination.strip().lower()
+    name = fold_destination(args.destination)
     if args.action == "suspend":
-        entry = Suspension(name, args.reason, now, now + args.duration)
+        entry = Suspension.lasting(name, args.reason, now, args.duration)
         controls.suspend(entry)
         print(f"{name} suspended until {_when(entry.until)}")
         return 0
@@ -161,7 +167,7 @@ def _show(
     entries: Sequence[Entry], as_json: bool, empty: str, line: Callable[[Any], str]
 ) -> None:
     if as_json:
-        print(json.dumps([_entry_json(e) for e in entries], indent=2))
+        print(json.dumps([dataclasses.asdict(e) for e in entries], indent=2))
         return
     if not entries:
         print(empty)
@@ -171,12 +177,3 @@ def _show(
 
 def _when(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def _entry_json(entry: Entry) -> dict[str, object]:
-    name = (
-        {"address": entry.address}
-        if isinstance(entry, Suppression)
-        else {"destination": entry.destination}
-    )
-    return {**name, "reason": entry.reason, "since": entry.since, "until": entry.until}

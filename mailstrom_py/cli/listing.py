@@ -13,7 +13,14 @@ from datetime import UTC, datetime
 from ..status import MessageStatus, RecipientStatus, Remote
 from ..storage import Storage
 
-__all__ = ["Listed", "as_json", "describe", "duration", "listed", "timestamp"]
+__all__ = [
+    "Listed",
+    "as_json",
+    "describe",
+    "duration",
+    "listed",
+    "timestamp",
+]
 
 Json = dict[str, object]
 
@@ -68,20 +75,48 @@ def timestamp(moment: float | None) -> str | None:
 def describe(item: Listed, now: float) -> list[str]:
     """Return the lines ``queue list`` and ``status`` print for one message.
 
-    The first line holds the id, size, age, envelope sender and state; each
-    recipient follows on a line of its own, indented, with its result, the
-    attempts so far, when the next is due, and the last outcome.
+    The first line holds the id, size, age, when the message was first due
+    and since when its retries count (each only when not its creation time),
+    envelope sender and state; each recipient follows on a line of its own,
+    indented, with its result, the attempts so far, when the next is due, and
+    the last outcome.
     """
     status = item.status
     state = "completed" if status.completed else "pending"
+    first_due, retry_since = _schedule_times(status)
     head = [
         status.message_id,
         f"{item.size} bytes",
         f"age {duration(now - status.created_at)}",
+        *([] if first_due is None else [f"first due {_relative(first_due, now)}"]),
+        *(
+            []
+            if retry_since is None
+            else [f"retry since {_relative(retry_since, now)}"]
+        ),
         f"from <{item.sender}>",
         state + (" held" if status.held else ""),
     ]
     return ["  ".join(head), *(_recipient_line(r, now) for r in status.recipients)]
+
+
+def _schedule_times(status: MessageStatus) -> tuple[float | None, float | None]:
+    """When ``status``'s message was first due and since when its retries
+    count (:attr:`~mailstrom_py.MessageStatus.retry_since`), each ``None``
+    when it is the message's creation time (nothing worth showing)."""
+    first = status.first_due_at
+    since = status.retry_since
+    return (
+        None if first is None or first == status.created_at else first,
+        None if since == status.created_at else since,
+    )
+
+
+def _relative(moment: float, now: float) -> str:
+    """``moment`` as ``in 2h`` or ``5m ago``."""
+    if moment > now:
+        return f"in {duration(moment - now)}"
+    return f"{duration(now - moment)} ago"
 
 
 def _recipient_line(r: RecipientStatus, now: float) -> str:
@@ -98,12 +133,17 @@ def _recipient_line(r: RecipientStatus, now: float) -> str:
 
 
 def as_json(item: Listed, now: float) -> Json:
-    """Return one message as ``--json`` shows it: a JSON-ready mapping."""
+    """Return one message as ``--json`` shows it: a JSON-ready mapping
+    (``first_due`` and ``retry_since`` are ``null`` when they are its creation
+    time)."""
     status = item.status
+    first_due, retry_since = _schedule_times(status)
     return {
         "id": status.message_id,
         "created": timestamp(status.created_at),
         "age": max(0, round(now - status.created_at)),
+        "first_due": timestamp(first_due),
+        "retry_since": timestamp(retry_since),
         "size": item.size,
         "sender": item.sender,
         "held": status.held,

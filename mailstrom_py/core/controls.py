@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..config import Config
-from ..errors import ConfigError
-from ..storage.controls import Controls, Suppression, Suspension, fold_address
+from ..storage.controls import Controls, Suppression, Suspension, fold_destination
 
 __all__ = ["ControlCommands", "controls_of"]
 
@@ -21,12 +20,6 @@ def controls_of(storage: object, fallback: Callable[[], Controls]) -> Controls:
     """Return ``storage`` as the :class:`Controls` it keeps, or, for a storage
     that keeps none, ``fallback()`` (controls of this process only)."""
     return storage if isinstance(storage, Controls) else fallback()
-
-
-def _seconds(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"must be a number of seconds > 0, not {value!r}", name)
-    return float(value)
 
 
 class ControlCommands:
@@ -60,11 +53,8 @@ class ControlCommands:
             ConfigError: the address is not ``local@domain``, the reason holds
                 a line break, or the duration is not positive.
         """
-        days = self._config.suppression.duration if duration is None else duration
-        now = self._clock()
-        entry = Suppression(
-            fold_address(address), reason, now, now + _seconds(days, "duration")
-        )
+        seconds = self._config.suppression.duration if duration is None else duration
+        entry = Suppression.lasting(address, reason, self._clock(), seconds)
         self._controls.suppress([entry])
         return entry
 
@@ -96,13 +86,7 @@ class ControlCommands:
             ConfigError: the name is empty or holds white space, or the
                 duration is not positive.
         """
-        now = self._clock()
-        entry = Suspension(
-            destination.strip().lower(),
-            reason,
-            now,
-            now + _seconds(duration, "duration"),
-        )
+        entry = Suspension.lasting(destination, reason, self._clock(), duration)
         self._controls.suspend(entry)
         return entry
 
@@ -110,7 +94,7 @@ class ControlCommands:
         """End the suspension of ``destination``; whether it had one. Its
         waiting mail goes out at the time the suspension would have ended, or
         at once when kicked."""
-        return self._controls.resume(destination.strip().lower())
+        return self._controls.resume(fold_destination(destination))
 
     def suspensions(self) -> list[Suspension]:
         """Return the destinations suspended now."""

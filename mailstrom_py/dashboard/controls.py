@@ -17,7 +17,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ..storage.controls import Controls, Suppression, Suspension, fold_address
+from ..storage.controls import (
+    Controls,
+    Suppression,
+    Suspension,
+    fold_address,
+    fold_destination,
+)
 
 __all__ = [
     "CONTROL_ACTIONS",
@@ -110,17 +116,22 @@ def apply_control(
     reason = fields.get("reason", "").strip() or f"the dashboard, by {who}"
     if action == "suspend":
         minutes = _number(fields, "minutes", _SUSPEND_MINUTES, _MOST_MINUTES)
-        destination = _required(fields, "destination").lower()
-        controls.suspend(Suspension(destination, reason, now, now + minutes * 60))
-        result: dict[str, object] = {"destination": destination, "changed": True}
+        name = _required(fields, "destination")
+        suspension = Suspension.lasting(name, reason, now, minutes * 60)
+        controls.suspend(suspension)
+        result: dict[str, object] = {
+            "destination": suspension.destination,
+            "changed": True,
+        }
     elif action == "resume":
-        destination = _required(fields, "destination").lower()
+        destination = fold_destination(_required(fields, "destination"))
         result = {"destination": destination, "changed": controls.resume(destination)}
     elif action == "suppress":
         days = _number(fields, "days", _SUPPRESS_DAYS, _MOST_DAYS)
-        address = fold_address(_required(fields, "address"))
-        controls.suppress([Suppression(address, reason, now, now + days * 86400)])
-        result = {"address": address, "changed": True}
+        address = _required(fields, "address")
+        suppression = Suppression.lasting(address, reason, now, days * 86400)
+        controls.suppress([suppression])
+        result = {"address": suppression.address, "changed": True}
     elif action == "unsuppress":
         address = fold_address(_required(fields, "address"))
         result = {"address": address, "changed": bool(controls.unsuppress([address]))}

@@ -137,10 +137,19 @@ def message_json(detail: MessageDetail, now: float) -> Json:
 
 
 def _status_json(status: MessageStatus, now: float) -> Json:
+    """A status as JSON; ``first_due`` and ``retry_since`` are ``null`` when
+    they are the message's creation time."""
+    first = status.first_due_at
     return {
         "id": status.message_id,
         "created": timestamp(status.created_at),
         "age": _age(now, status.created_at),
+        "first_due": None if first == status.created_at else timestamp(first),
+        "retry_since": (
+            None
+            if status.retry_since == status.created_at
+            else timestamp(status.retry_since)
+        ),
         "held": status.held,
         "completed": status.completed,
         "recipients": [recipient_json(r) for r in status.recipients],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..status import RecipientStatus, Remote
+from ..status import MessageStatus, RecipientStatus, Remote
 from .layout import (
     Viewer,
     action_form,
@@ -109,6 +109,7 @@ def message_page(
         ("Id", esc(status.message_id)),
         ("State", state_badge(detail.state) + (" (held)" if status.held else "")),
         ("Created", when(status.created_at, now)),
+        *_schedule_facts(status, now),
         ("Envelope sender", esc(email.mail_from or "<>")),
         ("From", esc(detail.from_ or "")),
         ("Subject", esc(detail.subject or "")),
@@ -204,3 +205,15 @@ def _body(detail: MessageDetail, viewer: Viewer, asked: bool) -> str:
         link = f"/login{query_string({'back': here + '?body=1'})}"
         return f'<h2>Body</h2><p><a href="{esc(link)}">Log in</a> to see the body.</p>'
     return f'<p><a href="{esc(here)}?body=1">Show the body</a></p>'
+
+
+def _schedule_facts(status: MessageStatus, now: float) -> list[tuple[str, str]]:
+    """When the message was first due and since when its retries count (the
+    retry policy's ``max_age``), each only when it is not its creation time."""
+    facts: list[tuple[str, str]] = []
+    first = status.first_due_at
+    if first is not None and first != status.created_at:
+        facts.append(("First due", when(first, now)))
+    if status.retry_since != status.created_at:
+        facts.append(("Retries count from", when(status.retry_since, now)))
+    return facts

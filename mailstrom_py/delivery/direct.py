@@ -30,147 +30,28 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
-from ..codes import NO_ANSWER_FROM_HOST, OTHER_SECURITY_TRANSIENT
+from ..codes import OTHER_SECURITY_TRANSIENT
 from ..config import DirectConfig, ShapingConfig, Timeouts
 from ..message import PreparedEmail
 from ..status import DeliveryResult
 from .base import Outcome
+from .domain_attempt import DomainAttempt, FamilyMemory, Target, targets
 from .exchanger_tls import DomainTls, ExchangerTls, build_mta_sts
 from .routing.mta_sts import MtaSts
-from .routing.mx import MxHost, MxResolver, RouteError, build_resolver
+from .routing.mx import MxResolver, RouteError, build_resolver
 from .shaping import Destination, Shaper, held_outcomes
 from .smtp import SessionFailure, SmtpSession
 from .smtp.peer import held_to
 from .smtp.pool import SessionPool
 from .tls_policy import TlsPolicy, client_context
-from .unreached import deferred, unreached
+from .unreached import deferred
 
 __all__ = ["DirectTransport"]
 
 log = logging.getLogger(__name__)
-
-#: How many (message, exchanger) pairs the address-family memory holds.
-FAMILY_MEMORY_SIZE = 10_000
-
-
-@dataclass(frozen=True)
-class _Target:
-    host: str
-    address: str
-
-
-class _FamilyMemory:
-    """Which address family each (message, exchanger) pair was last tried with
-    first; bounded and thread-safe (delivery threads share the transport)."""
-
-    def __init__(self, size: int = FAMILY_MEMORY_SIZE) -> None:
-        self._size = size
-        self._lock = threading.Lock()
-        self._first: OrderedDict[tuple[str, str], int] = OrderedDict()
-
-    def previous(self, message_id: str, host: str) -> int | None:
-        with self._lock:
-            return self._first.get((message_id, host))
-
-    def record(self, message_id: str, host: str, family: int) -> None:
-        with self._lock:
-            self._first[(message_id, host)] = family
-            self._first.move_to_end((message_id, host))
-            while len(self._first) > self._size:
-                self._first.popitem(last=False)
-
-
-class _DomainAttempt:
-    """One delivery of a message to one domain's exchangers, address by address.
-
-    It holds what the delivery has learnt so far: the outcomes settled, the
-    recipients still pending, the failures on the way (told in later
-    outcomes' details), and the sessions used, at most ``max_sessions``. It
-    records in ``families`` which address family each exchanger was first
-    tried with.
-    """
-
-    def __init__(
-        self,
-        email: PreparedEmail,
-        domain: str,
-        recipients: list[str],
-        max_sessions: int,
-        families: _FamilyMemory,
-    ) -> None:
-        self.email = email
-        self.domain = domain
-        #: The recipients no session has settled yet (or only deferred).
-        self.pending = list(recipients)
-        self._recipients = recipients
-        self._max_sessions = max_sessions
-        self._families = families
-        self._settled: dict[str, Outcome] = {}
-        self._failures: list[SessionFailure] = []
-        self._sessions = 0
-        self._dialled: set[str] = set()
-        self._possibly_delivered = False
-
-    def wants_more(self) -> bool:
-        """Whether another address is to be tried."""
-        return (
-            bool(self.pending)
-            and self._sessions < self._max_sessions
-            and not self._possibly_delivered
-        )
-
-    def dialling(self, target: _Target) -> None:
-        """Note that ``target`` is tried next."""
-        if target.host not in self._dialled:
-            self._dialled.add(target.host)
-            family = _family(target.address)
-            self._families.record(self.email.message_id, target.host, family)
-
-    def open_failed(self, failure: SessionFailure) -> None:
-        """No session could be had; one was used if a connection was made."""
-        self._failures.append(failure)
-        self._sessions += failure.connected
-
-    def opened(self) -> None:
-        """A session was had, a new one or a kept one."""
-        self._sessions += 1
-
-    def send_failed(self, failure: SessionFailure) -> None:
-        """The session was a kept one found closed, and no new one could be had."""
-        self._failures.append(failure)
-
-    def sent(self, outcomes: list[Outcome], note: str) -> None:
-        """A transaction settled ``outcomes``; ``note`` says how its session
-        came about, if that is worth telling (in plaintext after TLS failed)."""
-        if self._failures:
-            earlier = "; ".join(f.detail for f in self._failures)
-            note = f"{note}; earlier: {earlier}" if note else f"earlier: {earlier}"
-        for outcome in outcomes:
-            self._settled[outcome.address] = (
-                dataclasses.replace(outcome, detail=f"{outcome.detail} ({note})")
-                if note
-                else outcome
-            )
-        # The message may be there: no other exchanger this time.
-        self._possibly_delivered = any(o.possibly_delivered for o in outcomes)
-        self.pending = [
-            o.address for o in outcomes if o.result is DeliveryResult.DEFERRED
-        ]
-
-    def outcomes(self) -> list[Outcome]:
-        """One outcome per recipient: as settled, or deferred for the failures."""
-        reached = [self._settled[r] for r in self._recipients if r in self._settled]
-        left = [r for r in self._recipients if r not in self._settled]
-        if left and not self._failures:
-            detail = f"no exchanger of {self.domain} could be tried"
-            return reached + deferred(left, NO_ANSWER_FROM_HOST, detail)
-        return reached + unreached(left, self._failures)
 
 
 class DirectTransport:
@@ -237,7 +118,7 @@ class DirectTransport:
         )
         self._max_addresses = direct.max_addresses
         self._max_sessions = direct.max_sessions
-        self._families = _FamilyMemory()
+        self._families = FamilyMemory()
 
     def deliver(self, email: PreparedEmail, recipients: Sequence[str]) -> list[Outcome]:
         """Deliver ``email`` to ``recipients``, domain by domain; one outcome each."""
@@ -293,10 +174,12 @@ class DirectTransport:
             log.warning("%s", left_out)
         if not hosts:
             return deferred(recipients, OTHER_SECURITY_TRANSIENT, left_out)
-        attempt = _DomainAttempt(
+        attempt = DomainAttempt(
             email, domain, recipients, self._max_sessions, self._families
         )
-        for target in self._targets(email.message_id, hosts):
+        for target in targets(
+            email.message_id, hosts, self._families, self._max_addresses
+        ):
             if not attempt.wants_more():
                 break
             policy = tls.policy(target.host)
@@ -309,8 +192,8 @@ class DirectTransport:
 
     def _try(
         self,
-        attempt: _DomainAttempt,
-        target: _Target,
+        attempt: DomainAttempt,
+        target: Target,
         tls: TlsPolicy,
         destination: Destination,
     ) -> None:
@@ -332,19 +215,7 @@ class DirectTransport:
         # A kept session may have served another domain: say whose policy held.
         attempt.sent([_labelled(o, tls) for o in outcomes], note)
 
-    def _targets(self, message_id: str, hosts: list[MxHost]) -> list[_Target]:
-        """The addresses to try, in order, without repeats, up to the limit."""
-        targets: list[_Target] = []
-        seen: set[str] = set()
-        for host in hosts:
-            previous = self._families.previous(message_id, host.name)
-            for address in _interleave(host, first=4 if previous == 6 else 6):
-                if address not in seen:
-                    seen.add(address)
-                    targets.append(_Target(host.name, address))
-        return targets[: self._max_addresses]
-
-    def _open(self, target: _Target, tls: TlsPolicy) -> tuple[SmtpSession, str]:
+    def _open(self, target: Target, tls: TlsPolicy) -> tuple[SmtpSession, str]:
         """Open a session; after a failed handshake, once more as the policy
         allows (see :meth:`TlsPolicy.after_failed_handshake`)."""
         try:
@@ -359,7 +230,7 @@ class DirectTransport:
     def _send(
         self,
         session: SmtpSession,
-        target: _Target,
+        target: Target,
         email: PreparedEmail,
         recipients: list[str],
         destination: Destination,
@@ -379,7 +250,7 @@ class DirectTransport:
         )
 
     def _session(
-        self, target: _Target, tls: TlsPolicy, *, reuse: bool = True
+        self, target: Target, tls: TlsPolicy, *, reuse: bool = True
     ) -> SmtpSession:
         kept = (
             self._sessions.take((target.host, target.address, tls)) if reuse else None
@@ -403,22 +274,6 @@ def _labelled(outcome: Outcome, tls: TlsPolicy) -> Outcome:
     return dataclasses.replace(outcome, remote=held_to(outcome.remote, tls))
 
 
-def _interleave(host: MxHost, *, first: int) -> list[str]:
-    """IPv6 and IPv4 addresses alternately, starting with family ``first``."""
-    leading, trailing = (host.ipv6, host.ipv4) if first == 6 else (host.ipv4, host.ipv6)
-    if not leading:
-        leading, trailing = trailing, leading
-    order: list[str] = []
-    for index in range(max(len(leading), len(trailing))):
-        order.extend(leading[index : index + 1])
-        order.extend(trailing[index : index + 1])
-    return order
-
-
 def _key(session: SmtpSession) -> tuple[str, str, TlsPolicy]:
     """The pool key of a session: the exchanger, its address and the TLS policy."""
     return (session.remote.host, session.remote.address, session.tls)
-
-
-def _family(address: str) -> int:
-    return 6 if ":" in address else 4

@@ -25,6 +25,7 @@ __all__ = [
     "Suppression",
     "Suspension",
     "fold_address",
+    "fold_destination",
 ]
 
 
@@ -34,6 +35,23 @@ def fold_address(address: str) -> str:
     case-insensitively in practice, and a list that told ``Bob@`` from
     ``bob@`` would let a hard bounce through)."""
     return address.strip().lower()
+
+
+def fold_destination(name: str) -> str:
+    """Return the form of a destination's name suspensions are keyed by: without
+    surrounding white space, in lower case (``"Gmail "`` is ``"gmail"``)."""
+    return name.strip().lower()
+
+
+def _duration(value: object) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(f"must be a number of seconds > 0, not {value!r}", "duration")
+    return float(value)
 
 
 def _check_span(since: float, until: float) -> None:
@@ -88,6 +106,19 @@ class Suppression:
         _check_text(self.reason, "reason")
         _check_span(self.since, self.until)
 
+    @classmethod
+    def lasting(
+        cls, address: str, reason: str, now: float, duration: float
+    ) -> Suppression:
+        """The entry for ``address`` (folded) from ``now`` for ``duration``
+        seconds: how the command line, the dashboard and the Outbox make one.
+
+        Raises:
+            ConfigError: as the class says, or the duration is not a finite
+                number of seconds above 0.
+        """
+        return cls(fold_address(address), reason, now, now + _duration(duration))
+
 
 @dataclass(frozen=True)
 class Suspension:
@@ -127,6 +158,22 @@ class Suspension:
             )
         _check_text(self.reason, "reason")
         _check_span(self.since, self.until)
+
+    @classmethod
+    def lasting(
+        cls, destination: str, reason: str, now: float, duration: float
+    ) -> Suspension:
+        """The entry for ``destination`` (folded, see :func:`fold_destination`)
+        from ``now`` for ``duration`` seconds: how the command line, the
+        dashboard and the Outbox make one.
+
+        Raises:
+            ConfigError: as the class says, or the duration is not a finite
+                number of seconds above 0.
+        """
+        return cls(
+            fold_destination(destination), reason, now, now + _duration(duration)
+        )
 
 
 class Controls(ABC):

@@ -4,24 +4,24 @@
 one name within a deadline, and keeps what it learns in an :class:`AnswerCache`:
 positive answers for their TTL (at most :data:`MAX_TTL`), negative ones
 (NXDOMAIN, no data) for the SOA's negative TTL (at most
-:data:`MAX_NEGATIVE_TTL`). Transient failures are never cached.
+:data:`MAX_NEGATIVE_TTL`). The lookups go through :func:`.dnsquery.query`, which
+maps DNS failures to errors; trouble that may pass is never cached.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from ...codes import BAD_DESTINATION_SYSTEM
-from .dnsquery import dnssec_resolver
+from .dnsquery import DnsTrouble, NotADnsName, dnssec_resolver, query
 from .route import RouteError
 
 if TYPE_CHECKING:
-    import dns.name
+    import dns.rdata
     import dns.resolver
 
 __all__ = [
@@ -30,7 +30,6 @@ __all__ = [
     "Answer",
     "AnswerCache",
     "CachedLookup",
-    "Transient",
 ]
 
 #: The longest a positive answer is kept, whatever its TTL says (one day).
@@ -48,10 +47,6 @@ class Answer:
     """The response had the AD bit (asked for only by a ``dnssec`` lookup):
     the resolver authenticated every record of the answer, the CNAMEs leading
     to it included (RFC 4035 §3.2.3)."""
-
-
-class Transient(Exception):
-    """A lookup failed in a way that may pass; never cached."""
 
 
 class AnswerCache:
@@ -109,83 +104,43 @@ class CachedLookup:
         self._max_cname_chain = max_cname_chain
 
     def __call__(self, name: str, rdtype: str, deadline: float) -> Answer:
-        """Ask for ``rdtype`` records of ``name`` by ``deadline`` (monotonic); raise
-        RouteError for a bad name and Transient for trouble that may pass."""
-        import dns.exception  # noqa: PLC0415 (imported on first use)
-        import dns.flags  # noqa: PLC0415
-        import dns.name  # noqa: PLC0415
-        import dns.rdatatype  # noqa: PLC0415
-        import dns.resolver  # noqa: PLC0415
+        """Ask for ``rdtype`` records of ``name`` by ``deadline`` (monotonic).
 
+        Raises:
+            RouteError: ``name`` is not a DNS name (permanently).
+            DnsTrouble: trouble that may pass, as :func:`.dnsquery.query` says.
+        """
         key = (name.lower(), rdtype)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
         try:
-            qname = dns.name.from_text(name)
-        except dns.exception.DNSException as exc:
-            raise RouteError(
-                f"{name!r} is not a DNS name ({exc})",
-                BAD_DESTINATION_SYSTEM,
-                permanent=True,
-            ) from None
-        kind = dns.rdatatype.from_text(rdtype)
-        left = min(self._resolver.lifetime, deadline - time.monotonic())
-        if left <= 0:
-            raise Transient(f"no time left to look up {name} {rdtype}")
-        try:
-            answer = self._resolver.resolve(
-                qname, kind, raise_on_no_answer=False, search=False, lifetime=left
-            )
-        except dns.resolver.NXDOMAIN as exc:
-            result = Answer("nxdomain")
-            self._cache.put(key, result, negative_ttl(exc, qname))
-            return result
-        except dns.exception.Timeout:
-            raise Transient(f"DNS lookup of {name} {rdtype} timed out") from None
-        except dns.resolver.NoNameservers as exc:
-            raise Transient(
-                f"DNS lookup of {name} {rdtype} failed (SERVFAIL or REFUSED): {exc}"
-            ) from None
-        except dns.exception.DNSException as exc:
-            raise Transient(f"DNS lookup of {name} {rdtype} failed: {exc}") from None
-        authentic = bool(answer.response.flags & dns.flags.AD)
-        chain = answer.chaining_result
-        if len(chain.cnames) > self._max_cname_chain:
-            raise Transient(
+            answer = query(self._resolver, name, rdtype, deadline=deadline)
+        except NotADnsName as exc:
+            raise RouteError(str(exc), BAD_DESTINATION_SYSTEM, permanent=True) from None
+        if answer.cnames > self._max_cname_chain:
+            raise DnsTrouble(
                 f"DNS lookup of {name} {rdtype}: more than "
                 f"{self._max_cname_chain} CNAMEs in a chain"
             )
-        if answer.rrset is None:
-            result = Answer("nodata", authentic=authentic)
-            self._cache.put(key, result, min(chain.minimum_ttl, MAX_NEGATIVE_TTL))
+        if answer.kind != "data":
+            result = Answer(answer.kind, authentic=answer.authentic)
+            self._cache.put(key, result, min(answer.ttl, MAX_NEGATIVE_TTL))
             return result
-        records: list[tuple[int, str]] = []
-        for rdata in answer.rrset:
-            if rdtype == "MX":
-                # The root name, ".", is a null MX (RFC 7505); kept as "".
-                exchange = rdata.exchange.to_text(omit_final_dot=True).lower()
-                if rdata.exchange == dns.name.root:
-                    exchange = ""
-                records.append((int(rdata.preference), exchange))
-            else:
-                records.append((0, str(rdata.address)))
-        result = Answer("data", tuple(records), authentic)
-        self._cache.put(key, result, min(chain.minimum_ttl, MAX_TTL))
+        records = tuple(_entry(rdata) for rdata in answer.records)
+        result = Answer("data", records, answer.authentic)
+        self._cache.put(key, result, min(answer.ttl, MAX_TTL))
         return result
 
 
-def negative_ttl(exc: dns.resolver.NXDOMAIN, qname: dns.name.Name) -> float:
-    """How long to keep the NXDOMAIN ``exc`` for ``qname``: the SOA's
-    negative TTL, at most :data:`MAX_NEGATIVE_TTL`; 0 when it has none."""
-    import dns.exception  # noqa: PLC0415 (imported on first use)
-    import dns.message  # noqa: PLC0415
+def _entry(rdata: dns.rdata.Rdata) -> tuple[int, str]:
+    """An MX record as (preference, exchange), an A or AAAA one as (0, address)."""
+    import dns.name  # noqa: PLC0415 (imported on first use)
+    import dns.rdtypes.ANY.MX  # noqa: PLC0415
 
-    response = exc.kwargs.get("responses", {}).get(qname)
-    if not isinstance(response, dns.message.QueryMessage):
-        return 0.0
-    try:
-        ttl = response.resolve_chaining().minimum_ttl
-    except dns.exception.DNSException:
-        return 0.0
-    return float(min(ttl, MAX_NEGATIVE_TTL))
+    if not isinstance(rdata, dns.rdtypes.ANY.MX.MX):
+        return (0, rdata.to_text())
+    # The root name, ".", is a null MX (RFC 7505); kept as "".
+    if rdata.exchange == dns.name.root:
+        return (int(rdata.preference), "")
+    return (int(rdata.preference), rdata.exchange.to_text(omit_final_dot=True).lower())

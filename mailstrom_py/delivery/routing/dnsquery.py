@@ -3,10 +3,12 @@
 :func:`query` asks a ``dns.resolver.Resolver`` (the one MX lookups use) for one
 record type and sorts the outcome into three kinds an MTA acts on: data, no
 such name, no such data; trouble that may pass (SERVFAIL, REFUSED, timeouts)
-is raised as :class:`DnsTrouble`. With ``dnssec=True`` the question carries
-the DO bit (RFC 3225) and the AD bit (RFC 6840 §5.7), so a validating resolver
-says in the answer's AD bit whether it authenticated it (RFC 4035 §3.2.3).
-The caller's resolver is never changed: a copy carries those settings.
+is raised as :class:`DnsTrouble`, a name that is no DNS name as
+:class:`NotADnsName`: the one place where DNS failures become errors. With
+``dnssec=True`` the question carries the DO bit (RFC 3225) and the AD bit
+(RFC 6840 §5.7), so a validating resolver says in the answer's AD bit whether
+it authenticated it (RFC 4035 §3.2.3). The caller's resolver is never changed:
+a copy carries those settings.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
     import dns.rdata
     import dns.resolver
 
-__all__ = ["DnsAnswer", "DnsTrouble", "dnssec_resolver", "query"]
+__all__ = ["DnsAnswer", "DnsTrouble", "NotADnsName", "dnssec_resolver", "query"]
 
 #: The EDNS payload size asked for with DNSSEC (the DNS flag day 2020 value).
 EDNS_PAYLOAD = 1232
@@ -29,6 +31,11 @@ EDNS_PAYLOAD = 1232
 class DnsTrouble(Exception):
     """A lookup failed in a way that may pass: SERVFAIL, REFUSED, a timeout,
     a malformed answer, or a name that is not a DNS name."""
+
+
+class NotADnsName(DnsTrouble):
+    """The name asked about is not a DNS name (an empty label, a label past 63
+    octets...): no lookup of it can ever succeed."""
 
 
 @dataclass(frozen=True)
@@ -44,12 +51,15 @@ class DnsAnswer:
         authentic: the response had the AD bit set. It means something only
             when the resolver validates DNSSEC and the path to it is trusted
             (RFC 7672 §2.1); the caller decides that.
+        cnames: how many CNAMEs the resolver followed to the answer (0 for
+            ``"nxdomain"``).
     """
 
     kind: Literal["data", "nxdomain", "nodata"]
     records: tuple[dns.rdata.Rdata, ...] = ()
     ttl: int = 0
     authentic: bool = False
+    cnames: int = 0
 
 
 def query(
@@ -66,7 +76,8 @@ def query(
     resolver's own lifetime. CNAMEs are followed by the resolver.
 
     Raises:
-        DnsTrouble: no answer could be had by then, or not a DNS name.
+        NotADnsName: ``name`` is not a DNS name.
+        DnsTrouble: no answer could be had by then.
     """
     import dns.exception  # noqa: PLC0415 (imported on first use)
     import dns.flags  # noqa: PLC0415
@@ -77,7 +88,7 @@ def query(
     try:
         qname = dns.name.from_text(name)
     except dns.exception.DNSException as exc:
-        raise DnsTrouble(f"{name!r} is not a DNS name ({exc})") from None
+        raise NotADnsName(f"{name!r} is not a DNS name ({exc})") from None
     left = min(resolver.lifetime, deadline - time.monotonic())
     if left <= 0:
         raise DnsTrouble(f"no time left to look up {name} {rdtype}")
@@ -102,10 +113,11 @@ def query(
     except dns.exception.DNSException as exc:
         raise DnsTrouble(f"DNS lookup of {name} {rdtype} failed: {exc}") from None
     authentic = bool(answer.response.flags & dns.flags.AD)
-    ttl = answer.chaining_result.minimum_ttl
+    chain = answer.chaining_result
+    ttl, cnames = chain.minimum_ttl, len(chain.cnames)
     if answer.rrset is None:
-        return DnsAnswer("nodata", ttl=ttl, authentic=authentic)
-    return DnsAnswer("data", tuple(answer.rrset), ttl, authentic)
+        return DnsAnswer("nodata", ttl=ttl, authentic=authentic, cnames=cnames)
+    return DnsAnswer("data", tuple(answer.rrset), ttl, authentic, cnames)
 
 
 def dnssec_resolver(resolver: dns.resolver.Resolver) -> dns.resolver.Resolver:

@@ -37,7 +37,8 @@ from ...codes import (
 )
 from ...config import DirectConfig
 from ...errors import ConfigError
-from .answers import AnswerCache, CachedLookup, Transient
+from .answers import AnswerCache, CachedLookup
+from .dnsquery import DnsTrouble
 from .route import MxHost, Route, RouteError
 
 # dnspython is imported on first use, in the functions that call it (for its
@@ -105,7 +106,7 @@ class MxResolver:
         deadline = time.monotonic() + 2 * self._resolver.lifetime
         try:
             mx = self._lookup(domain, "MX", deadline)
-        except Transient as exc:
+        except DnsTrouble as exc:
             raise RouteError(
                 str(exc), DIRECTORY_SERVER_FAILURE, permanent=False
             ) from None
@@ -180,7 +181,7 @@ class MxResolver:
         for rdtype in ("AAAA", "A"):
             try:
                 answer = self._lookup(host, rdtype, deadline)
-            except Transient as exc:
+            except DnsTrouble as exc:
                 trouble.append(str(exc))
                 continue
             if answer.kind == "nxdomain":

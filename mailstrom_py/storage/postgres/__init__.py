@@ -2,41 +2,30 @@
 
 from __future__ import annotations
 
-import logging
 import math
-import time
 from collections.abc import Sequence
-from typing import Literal
 
-from ...errors import StorageError
 from ...message import PreparedEmail
 from ...status import MessageStatus, RecipientStatus
-from ..admin import QueueAdmin
-from ..base import Claim, Storage, check_age, check_claim, check_distinct
-from ..journal import EventJournal, JournalEntry, check_journal
-from ..query import QueueFilter
-from . import admin, claims, journal, messages, outcomes
+from ..base import Claim, Storage, check_claim, check_distinct
+from . import claims, messages, outcomes
 from .claims import extend as extend_claims
 from .controls import PostgresControls
-from .db import Connection, Database, Timeouts
+from .db import Database, Timeouts
+from .handle import ClockSource
+from .journaled import PostgresJournal
 from .notify import Listener, Notifier, channel_for
+from .queue_admin import PostgresQueueAdmin
+from .retention import PostgresRetention
 from .schema import migrate
 from .settings import Offset, check_arguments, check_seconds
 
 __all__ = ["ClockSource", "PostgresStorage"]
 
-#: Whose clock decides what is due: the database's, or the callers' ``now``.
-ClockSource = Literal["database", "caller"]
 
-
-# Retention: how often a worker's claims remove expired mail, and how much at once.
-_PURGE_EVERY = 60.0
-_PURGE_BATCH = 500
-
-log = logging.getLogger(__name__)
-
-
-class PostgresStorage(Storage, QueueAdmin, EventJournal, PostgresControls):
+class PostgresStorage(
+    Storage, PostgresQueueAdmin, PostgresJournal, PostgresRetention, PostgresControls
+):
     """Keeps messages and their statuses in a PostgreSQL database, shared by any
     number of processes on any number of machines.
 
@@ -161,10 +150,6 @@ class PostgresStorage(Storage, QueueAdmin, EventJournal, PostgresControls):
         """Whose clock decides what is due: ``"database"`` or ``"caller"``."""
         return self._clock
 
-    def _now(self, now: float) -> float | None:
-        """The time a statement uses: ``now``, or None for the database's."""
-        return float(now) if self._clock == "caller" else None
-
     # -- Storage ------------------------------------------------------------------
 
     def add_many(
@@ -255,175 +240,7 @@ class PostgresStorage(Storage, QueueAdmin, EventJournal, PostgresControls):
             again=True,
         )
 
-    # -- EventJournal -------------------------------------------------------------
-
-    def add_journaled(
-        self,
-        emails: Sequence[PreparedEmail],
-        now: float,
-        events: Sequence[str],
-        *,
-        send_at: float | None = None,
-    ) -> list[MessageStatus]:
-        check_distinct(emails)
-        if not emails:
-            self._db.write("write events", lambda conn: journal.write(conn, events))
-            return []
-        at = self._now(now)
-        due = None if send_at is None else float(send_at)
-
-        def add(conn: Connection) -> list[MessageStatus]:
-            added = messages.add_many(conn, emails, at, due)
-            journal.write(conn, events)
-            return added
-
-        added = self._db.write("add messages", add)
-        self._notifier.notify()
-        self._offset.learn(now, added[0].created_at)
-        return added
-
-    def record_journaled(
-        self,
-        records: Sequence[tuple[Claim, Sequence[RecipientStatus]]],
-        events: Sequence[Sequence[str]],
-    ) -> list[MessageStatus | None]:
-        check_journal(records, events)
-        if not records:
-            return []
-        database_clock = self._clock == "database"
-
-        def record(conn: Connection) -> list[MessageStatus | None]:
-            recorded = outcomes.record(conn, records, database_clock=database_clock)
-            for status, written in zip(recorded, events, strict=True):
-                if status is not None:
-                    journal.write(conn, written)
-            return recorded
-
-        return self._db.write("record attempts", record)
-
-    def take_events(self, limit: int) -> list[JournalEntry]:
-        return self._db.read(
-            "read the event journal", lambda conn: journal.take(conn, limit)
-        )
-
-    def ack_events(self, ids: Sequence[int]) -> None:
-        if ids:
-            self._db.write("acknowledge events", lambda conn: journal.ack(conn, ids))
-
-    # -- queue operations ---------------------------------------------------------
-
-    def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
-        return self._db.read(
-            "list messages", lambda conn: admin.find(conn, where, limit)
-        )
-
-    def count(self, where: QueueFilter) -> int:
-        return self._db.read("count messages", lambda conn: admin.count(conn, where))
-
-    def kick(self, where: QueueFilter, now: float) -> list[str]:
-        at = self._now(now)
-        return self._db.write(
-            "kick messages", lambda conn: admin.kick(conn, where, at, self._channel)
-        )
-
-    def hold(self, where: QueueFilter) -> list[str]:
-        return self._db.write("hold messages", lambda conn: admin.hold(conn, where))
-
-    def release(self, where: QueueFilter) -> list[str]:
-        return self._db.write(
-            "release messages",
-            lambda conn: admin.release(conn, where, self._channel),
-        )
-
-    def schedule(self, where: QueueFilter, at: float, now: float) -> list[str]:
-        """See :meth:`QueueAdmin.schedule`. ``at`` is stored as given; with the
-        database's clock, whether a claim lasts is judged by the database's."""
-        when, clock = float(at), self._now(now)
-        return self._db.write(
-            "schedule messages",
-            lambda conn: admin.schedule(conn, where, when, clock, self._channel),
-        )
-
-    def fail(self, where: QueueFilter, now: float) -> list[MessageStatus]:
-        """See :meth:`QueueAdmin.fail`; with the database's clock, the messages
-        complete at the database's time."""
-        at = self._now(now)
-        return self._db.write("fail messages", lambda conn: admin.fail(conn, where, at))
-
-    def drop(self, where: QueueFilter) -> list[str]:
-        return self._db.write("drop messages", lambda conn: admin.drop(conn, where))
-
-    def recent(self, limit: int | None = None) -> list[MessageStatus]:
-        return self._db.write(
-            "report recent outcomes", lambda conn: admin.recent(conn, limit)
-        )
-
     # -- PostgreSQL's own ---------------------------------------------------------
-
-    def purge_completed(
-        self,
-        older_than: float | None = None,
-        *,
-        now: float | None = None,
-        batch: int = 500,
-    ) -> int:
-        """Remove messages completed more than ``older_than`` seconds ago.
-
-        The removal goes in batches of ``batch`` messages, each its own short
-        transaction that skips messages another session has locked, so it
-        never holds many locks for long, nor waits for a worker.
-
-        Args:
-            older_than: the age, in seconds since completion; by default the
-                ``retention`` the storage was made with.
-            now: the time to count from when the storage keeps its callers'
-                clock; with the database's clock it is not used.
-            batch: the most messages one transaction removes.
-
-        Returns:
-            How many messages were removed.
-
-        Raises:
-            ValueError: no age is given and the storage has no retention, or
-                the age or ``batch`` is out of range.
-            StorageError: a batch failed; the batches before it stay removed.
-        """
-        age = self._retention if older_than is None else older_than
-        if age is None:
-            raise ValueError("give older_than: this storage keeps completed mail")
-        check_age(age, batch)
-        at = self._now(time.time() if now is None else now)
-        removed = 0
-        while True:
-            gone = self._purge(age, at, batch)
-            removed += gone
-            if gone < batch:
-                return removed
-
-    def _purge(self, age: float, at: float | None, batch: int) -> int:
-        """Remove one batch of messages completed more than ``age`` seconds
-        before ``at``; return how many."""
-        return len(
-            self._db.write_statement(
-                "remove completed messages",
-                lambda conn: admin.purge(conn, age, at, batch),
-            )
-        )
-
-    def _keep_retention(self, now: float) -> None:
-        """Remove one batch of expired mail, if the retention asks for it and a
-        minute has passed since the last batch (a batch that found more left
-        asks for the next at once)."""
-        if self._retention is None or time.monotonic() < self._next_purge:
-            return
-        self._next_purge = time.monotonic() + _PURGE_EVERY
-        try:
-            gone = self._purge(self._retention, self._now(now), _PURGE_BATCH)
-        except StorageError as exc:
-            log.warning("removing completed mail failed; later again: %s", exc)
-            return
-        if gone == _PURGE_BATCH:
-            self._next_purge = -math.inf
 
     def wait_for_work(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for mail to become due now: a message

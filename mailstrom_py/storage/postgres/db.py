@@ -32,7 +32,16 @@ log = logging.getLogger(__name__)
 Connection = psycopg.Connection[tuple[Any, ...]]
 
 T = TypeVar("T")
-_Mode = Literal["read", "transaction", "statement", "again"]
+_Mode = Literal["read", "transaction", "statement", "again", "survey"]
+
+#: The planner's own choices back, for the rest of one transaction (see
+#: :meth:`Database.survey`).
+_SURVEY_PLANNER = (
+    "SELECT set_config('enable_seqscan', 'on', true),"
+    " set_config('enable_hashjoin', 'on', true),"
+    " set_config('enable_mergejoin', 'on', true),"
+    " set_config('plan_cache_mode', 'auto', true)"
+)
 
 # A call's client-side deadline lets the server's own statement_timeout fire
 # first, so a slow statement ends as a clean error on a connection still usable.
@@ -204,6 +213,24 @@ class Database:
         """
         return self._run(action, body, "again" if again else "statement")
 
+    def survey(self, action: str, body: Callable[[Connection], T]) -> T:
+        """Run ``body``, whose statements select by a filter over the whole
+        queue (listings, counts, changes by filter), in one transaction with
+        the planner's own choices: it may read a table whole, hash or merge,
+        and plans each statement for the values given when that is cheaper.
+
+        A session otherwise keeps one generic plan per statement that looks
+        rows up by key (see :meth:`_configure`), right for claims and records
+        but many times slower for a count of the pending mail or a filter by
+        sender. ``body`` must run no statement that a claim, an extension or
+        a record also runs, so that no plan made here is kept for those.
+        Retried as :meth:`write` is.
+
+        Raises:
+            StorageError: as :meth:`write`.
+        """
+        return self._run(action, body, "survey")
+
     def _run(self, action: str, body: Callable[[Connection], T], mode: _Mode) -> T:
         last = self._max_connections
         for attempt in range(last + 1):
@@ -215,9 +242,11 @@ class Database:
                     conn.fileno(), self.timeouts.call, action
                 ) as guard:
                     try:
-                        if mode != "transaction":
+                        if mode not in ("transaction", "survey"):
                             return body(conn)  # autocommit
                         with conn.transaction():
+                            if mode == "survey":
+                                conn.execute(_SURVEY_PLANNER)
                             result = body(conn)
                             committing = True
                         return result
@@ -266,7 +295,8 @@ class Database:
         # That plan would stay as the queue grows, each claim and record then
         # reading every message. Without those choices the planner looks
         # each row up through an index, whatever the size; it still scans a
-        # table where no index serves.
+        # table where no index serves. Listings and counts by filter take the
+        # planner's own choices back for their transaction (survey()).
         conn.execute(
             "SELECT set_config('search_path', %s, false),"
             " set_config('statement_timeout', %s, false),"

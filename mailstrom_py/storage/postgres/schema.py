@@ -141,6 +141,17 @@ _VERSION_6_FIRST_DUE = """
 ALTER TABLE messages ADD COLUMN first_due_at double precision
 """
 
+# Version 7: the queue filter by envelope sender (QueueFilter.sender) finds its
+# messages through an index of the sender with ASCII letters folded, as the
+# filter compares it, in the order listings come.
+_VERSION_7_SENDER = """
+CREATE INDEX messages_sender ON messages (
+    translate(mail_from, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'),
+    created_at,
+    id
+)
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _VERSION_1,
     _VERSION_2_TLS_POLICY,
@@ -148,6 +159,7 @@ MIGRATIONS: tuple[str, ...] = (
     _VERSION_4_CONTROLS,
     _VERSION_5_CLAIM_ORDER,
     _VERSION_6_FIRST_DUE,
+    _VERSION_7_SENDER,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
