@@ -120,6 +120,8 @@ class TlsPolicy:
             raise ValueError("implicit TLS is always required")
         if self.dane and not (self.mode == "required" and self.verify):
             raise ValueError("DANE records make TLS required and verified")
+        if self.dane_names and not self.dane:
+            raise ValueError("DANE reference identifiers go with DANE records")
 
     def after_failed_handshake(self) -> TlsPolicy | None:
         """The policy for trying again once this one's TLS handshake failed:
