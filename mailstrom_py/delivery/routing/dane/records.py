@@ -202,7 +202,7 @@ def lookup_tlsa(
         passed.append(found)
     if len(passed) == 1:
         return passed[0]
-    return replace(passed[-1], detail="; ".join(found.detail for found in passed))
+    return replace(passed[-1], detail="; ".join(each.detail for each in passed))
 
 
 def _lookup_base(
