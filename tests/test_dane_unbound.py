@@ -50,7 +50,8 @@ def unbound_program() -> str:
 
 class ValidatedNet:
     """d.test signed and served on loopback, validated by Unbound; its MX
-    mx1.d.test at 127.0.0.2 on ``net``'s port, with TLSA ``record``. Names
+    mx1.d.test at 127.0.0.2 on ``net``'s port, with TLSA ``record`` (or the
+    zone's ``records`` instead, if given). Names
     outside d.test come from ``net``'s zone, unsigned: Unbound, with no
     trust anchor above them, finds them insecure."""
 
@@ -60,12 +61,15 @@ class ValidatedNet:
         dns_server: DnsServerFactory,
         directory: Path,
         record: str,
+        *,
+        records: list[str] | None = None,
     ) -> None:
         self.net = net
         self.tlsa_owner = f"_{net.port}._tcp.mx1"
         self.zone = SignedZone(
             "d.test",
-            [
+            records
+            or [
                 "@ 300 IN MX 10 mx1",
                 "mx1 300 IN A 127.0.0.2",
                 f"{self.tlsa_owner} 300 IN TLSA {record}",
@@ -176,3 +180,35 @@ class TestDaneThroughUnbound:
             r = setup.deliver("a@d.test")
             assert (r.result, r.status_code) == (DF, "4.7.5")
         assert len(server.handler.messages) == 1
+
+    def test_an_aliased_exchanger_is_held_to_its_expanded_names_records(
+        self,
+        net: MxNet,
+        dns_server: DnsServerFactory,
+        tmp_path: Path,
+        leaf: trustme.LeafCert,
+        unbound_program: str,
+    ) -> None:
+        """mx1.d.test is a CNAME for mail.d.test, which has the address and
+        a record matching the server's key; mx1.d.test's own record names
+        another key. Unbound vouches for the chain, so the expanded name's
+        records are looked up first and used (RFC 7672 §2.2.2): delivered
+        with verified TLS, the initial name's records never asked for."""
+        other = trustme.CA().issue_cert("mx1.d.test")
+        port = net.port
+        records = [
+            "@ 300 IN MX 10 mx1",
+            "mx1 300 IN CNAME mail",
+            "mail 300 IN A 127.0.0.2",
+            f"_{port}._tcp.mail 300 IN TLSA {ee_record(leaf)}",
+            f"_{port}._tcp.mx1 300 IN TLSA {ee_record(other)}",
+        ]
+        setup = ValidatedNet(net, dns_server, tmp_path, "", records=records)
+        net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        with setup.unbound:
+            r = setup.deliver("a@d.test")
+        assert r.result is D
+        assert r.remote is not None and r.remote.tls_verified
+        assert r.remote.tls_policy == "tlsa"
+        tlsa = [name for name, kind in setup.server.queries if kind == "TLSA"]
+        assert tlsa == [f"_{port}._tcp.mail.d.test"]

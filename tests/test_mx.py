@@ -257,6 +257,23 @@ class TestCnames:
         [host] = resolver_for(dns_server(zone)).route("d.test").hosts
         assert (host.name, host.ipv4) == ("mx.d.test", ("127.0.0.2",))
 
+    def test_an_exchanger_tells_the_name_its_cnames_lead_to(
+        self, zone: Zone, dns_server: DnsServerFactory
+    ) -> None:
+        """An aliased MX host keeps its name and tells the fully expanded one
+        (DANE's first TLSA base domain, RFC 7672 §2.2.2), from the cache as
+        from the DNS; a host that is no alias tells none."""
+        zone.add("d.test", "MX", "10 mx.d.test").add("d.test", "MX", "20 mx2.d.test")
+        zone.add("mx.d.test", "CNAME", "c.d.test").add("c.d.test", "CNAME", "H.D.test")
+        zone.add("h.d.test", "AAAA", "::1").add("mx2.d.test", "A", "127.0.0.3")
+        resolver = resolver_for(dns_server(zone))
+        for _ in range(2):
+            hosts = resolver.route("d.test").hosts
+            assert [(h.name, h.expanded) for h in hosts] == [
+                ("mx.d.test", "h.d.test"),
+                ("mx2.d.test", ""),
+            ]
+
     def test_a_chain_within_the_bound_is_followed(
         self, zone: Zone, dns_server: DnsServerFactory
     ) -> None:

@@ -6,6 +6,7 @@ and E7 (RFC 8689), against real loopback servers with test certificates.
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 
 import pytest
@@ -460,6 +461,38 @@ class TestOneDecision:
                 False,
             )
         assert bool(policy.dane) is (policy_type == "tlsa" and verify)
+
+    @pytest.mark.parametrize(
+        ("usages", "base", "names"),
+        [
+            ((2, 3), "h.p.test", ("h.p.test", "mx.d.test", "d.test")),
+            ((2,), "", ("mx.d.test", "d.test")),
+            ((3,), "h.p.test", ()),
+        ],
+    )
+    def test_dane_ta_records_bring_their_reference_identifiers(
+        self, usages: tuple[int, ...], base: str, names: tuple[str, ...]
+    ) -> None:
+        """With a usable DANE-TA record the policy carries the names its leaf
+        may carry (RFC 7672 §3.2.2): the TLSA base domain, the MX host name,
+        the recipient domain, each once; with DANE-EE records alone, none
+        (no name is checked, so sessions stay shared between domains)."""
+        records = tuple(TlsaRecord(usage, 1, 1, bytes(32)) for usage in usages)
+        destination = DestinationTls(
+            "d.test",
+            dane=TlsaLookup("mx.d.test", "usable", records, base=base),
+            unverified=unverified_context(),
+        )
+        direct = DirectConfig(nameservers=("127.0.0.1",))
+        context = tls_client_context(direct)
+        policy = decide_tls(direct, context, destination=destination)
+        assert (policy.policy_type, policy.dane, policy.dane_names) == (
+            "tlsa",
+            records,
+            names,
+        )
+        with pytest.raises(ValueError, match="reference identifiers"):
+            dataclasses.replace(policy, dane=(), verify=False, dane_names=("a",))
 
     def test_only_opportunistic_tls_is_tried_again_in_plaintext(self) -> None:
         """After a failed handshake opportunistic TLS allows a plaintext session;

@@ -54,7 +54,8 @@ class DirectConfig:
             least 2, RFC 5321 §5.1).
         max_sessions: the most SMTP sessions (connections that were accepted)
             in one delivery to a domain.
-        mx_cache_size: how many DNS answers to keep (for their TTL); 0 keeps none.
+        mx_cache_size: how many DNS answers to keep (for their TTL), MX and
+            address answers, and apart from them TLSA answers; 0 keeps none.
         verify_tls: require TLS and a certificate valid for the MX host name.
         ca_file: a PEM file of CA certificates to verify against (needs
             ``verify_tls``); the system's CAs by default.

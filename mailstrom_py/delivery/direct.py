@@ -115,6 +115,7 @@ class DirectTransport:
             client_context(direct),
             require_tls=require_tls,
             mta_sts=mta_sts if mta_sts is not None else build_mta_sts(direct, resolver),
+            clock=clock,
         )
         self._max_addresses = direct.max_addresses
         self._max_sessions = direct.max_sessions

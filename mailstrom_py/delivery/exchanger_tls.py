@@ -15,9 +15,15 @@ records (RFC 7672), and :meth:`DomainTls.policy` turns it into one
   records came DNSSEC-authenticated, and only for those whose address
   records did too (RFC 7672 §2.2.1, §2.2.2); elsewhere DANE does not apply,
   as at Postfix's ``dane`` level.
+- An exchanger whose name is an alias (a secure CNAME chain) has its TLSA
+  records looked up at the fully expanded name first, then at its own name
+  (RFC 7672 §2.2.2).
 - A TLSA lookup that fails (SERVFAIL, a timeout: with a validating resolver,
   often a bogus answer) keeps the exchanger out of this delivery (RFC 7672
   §2.2).
+- TLSA answers, denials included, are kept for their TTL in one cache per
+  :class:`ExchangerTls`, of ``DirectConfig.mx_cache_size`` names; failed
+  lookups are not kept.
 - ``TLS-Required: No`` (without REQUIRETLS) skips every lookup: the message
   goes as it would without policies (RFC 8689 §5).
 """
@@ -26,13 +32,16 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ..codes import DIRECTORY_SERVER_FAILURE
 from ..config import DirectConfig
 from ..message import PreparedEmail
+from .routing.answers import AnswerCache
 from .routing.dane import TlsaLookup, lookup_tlsa
+from .routing.dnsquery import DnsAnswer
 from .routing.mta_sts import FilePolicyStore, MtaSts, PolicyFetcher, StsOutcome
 from .routing.mx import MxHost, Route
 from .smtp import SessionFailure
@@ -73,6 +82,7 @@ class ExchangerTls:
         context: the client context of opportunistic or configured TLS.
         require_tls: ``Config.require_tls``.
         mta_sts: finds MTA-STS policies; None leaves them out.
+        clock: monotonic seconds, for the expiry of cached TLSA answers.
 
     Raises:
         ConfigError: the CA file cannot be read.
@@ -86,6 +96,7 @@ class ExchangerTls:
         *,
         require_tls: bool = False,
         mta_sts: MtaSts | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.direct = direct
         self.resolver = resolver
@@ -94,6 +105,7 @@ class ExchangerTls:
         self.mta_sts = mta_sts
         self.authenticated = direct.authenticated_context() if mta_sts else None
         self.unverified = unverified_context() if direct.dnssec else None
+        self.tlsa_cache = AnswerCache[DnsAnswer](direct.mx_cache_size, clock)
 
     def toward(self, route: Route, email: PreparedEmail) -> DomainTls:
         """What TLS ``email`` gets toward ``route``'s exchangers.
@@ -215,7 +227,12 @@ class DomainTls:
             return TlsaLookup(host, "insecure", (), detail)
         finder = self._finder
         found = lookup_tlsa(
-            finder.resolver, host, dnssec_trusted=True, port=finder.direct.smtp_port
+            finder.resolver,
+            host,
+            dnssec_trusted=True,
+            port=finder.direct.smtp_port,
+            expanded=exchanger.expanded,
+            cache=finder.tlsa_cache,
         )
         if found.status not in ("usable", "absent"):
             log.info("DANE for %s: %s", host, found.detail)

@@ -27,7 +27,7 @@ from typing import Literal
 from ..config import DirectConfig, RelayConfig
 from ..message import PreparedEmail
 from ..status import Remote
-from .routing.dane import TlsaLookup, TlsaRecord
+from .routing.dane import DANE_TA, TlsaLookup, TlsaRecord
 from .routing.mta_sts import StsMode, StsOutcome
 
 __all__ = [
@@ -78,6 +78,11 @@ class TlsPolicy:
         policy_domain: the domain that published it, or None.
         dane: the usable TLSA records the server's chain must match (RFC 7672);
             the context then verifies nothing itself.
+        dane_names: the reference identifiers a leaf certificate under a
+            DANE-TA(2) record must name (RFC 7672 §3.2.2): the TLSA base
+            domain, the MX host name, the recipient domain; empty when no
+            record is DANE-TA (DANE-EE checks no name), and then the name of
+            the server dialled if the records have one all the same.
         fallback: the policy of a second try after a failed handshake; None
             for the default (see :meth:`after_failed_handshake`).
 
@@ -101,6 +106,7 @@ class TlsPolicy:
     policy_type: PolicyType = field(default=NO_POLICY, compare=False)
     policy_domain: str | None = field(default=None, compare=False)
     dane: tuple[TlsaRecord, ...] = ()
+    dane_names: tuple[str, ...] = ()
     fallback: TlsPolicy | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -114,6 +120,8 @@ class TlsPolicy:
             raise ValueError("implicit TLS is always required")
         if self.dane and not (self.mode == "required" and self.verify):
             raise ValueError("DANE records make TLS required and verified")
+        if self.dane_names and not self.dane:
+            raise ValueError("DANE reference identifiers go with DANE records")
 
     def after_failed_handshake(self) -> TlsPolicy | None:
         """The policy for trying again once this one's TLS handshake failed:
@@ -240,6 +248,7 @@ def _published(base: TlsPolicy, destination: DestinationTls) -> TlsPolicy:
             policy_type="tlsa",
             policy_domain=domain,
             dane=records,
+            dane_names=_reference_names(dane, domain),
         )
     sts = destination.mta_sts
     policy = sts.policy if sts is not None else None
@@ -257,6 +266,17 @@ def _published(base: TlsPolicy, destination: DestinationTls) -> TlsPolicy:
         return verified
     unverified = dataclasses.replace(base, policy_type="sts", policy_domain=domain)
     return dataclasses.replace(verified, fallback=unverified)
+
+
+def _reference_names(dane: TlsaLookup, domain: str) -> tuple[str, ...]:
+    """The names a DANE-TA leaf may carry (RFC 7672 §3.2.2): the TLSA base
+    domain first, the MX host name as written, and the next-hop (recipient)
+    domain, which DANE always comes with here as its MX records are secure
+    (for an implicit MX it is the host name); () without a DANE-TA record."""
+    if not any(record.usage == DANE_TA for record in dane.usable_records):
+        return ()
+    names = (dane.base or dane.host, dane.host, domain)
+    return tuple(dict.fromkeys(name.rstrip(".").lower() for name in names))
 
 
 def _needed(context: ssl.SSLContext | None, what: str) -> ssl.SSLContext:

@@ -4,7 +4,7 @@
 ECDSA P-256 key with the SEP flag, NSEC records for denials), and answers
 queries as an authoritative server does for DNSSEC (RFC 4035 §3.1): with the
 RRSIGs of each RRset when the query has the DO bit, with the SOA and the NSEC
-records that prove a name or type absent. ``zone.respond`` is the
+records that prove a name or type absent, CNAMEs followed within the zone. ``zone.respond`` is the
 ``responder`` of a ``dnsd.DnsServer``; names outside the zone are answered
 from an unsigned ``dnsd.Zone`` if one is given (``others``), else refused.
 
@@ -58,6 +58,8 @@ UNBOUND = shutil.which("unbound") or next(
 )
 
 _IN = dns.rdataclass.IN
+_CNAME = dns.rdatatype.CNAME
+_MAX_CNAME_HOPS = 8
 
 
 class SignedZone:
@@ -130,6 +132,17 @@ class SignedZone:
             response.set_rcode(dns.rcode.REFUSED)
             return response
         node = self._zone.get_node(qname)
+        for _ in range(_MAX_CNAME_HOPS):
+            cname = None if node is None else node.get_rdataset(_IN, _CNAME)
+            if cname is None or qtype == _CNAME:
+                break
+            # RFC 1034 §4.3.2: the alias, then the answer for its target
+            # when the target is in the zone.
+            self._add(response.answer, qname, _CNAME, dnssec)
+            qname = cname[0].target
+            if not qname.is_subdomain(self.apex):
+                return response
+            node = self._zone.get_node(qname)
         if node is not None and node.get_rdataset(_IN, qtype) is not None:
             self._add(response.answer, qname, qtype, dnssec)
             return response

@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 from ...codes import BAD_DESTINATION_SYSTEM
 from .dnsquery import DnsTrouble, NotADnsName, dnssec_resolver, query
@@ -32,6 +32,8 @@ __all__ = [
     "CachedLookup",
 ]
 
+V = TypeVar("V")
+
 #: The longest a positive answer is kept, whatever its TTL says (one day).
 MAX_TTL = 86400
 #: The longest a negative answer is kept (RFC 2308 §5 suggests at most hours).
@@ -47,20 +49,22 @@ class Answer:
     """The response had the AD bit (asked for only by a ``dnssec`` lookup):
     the resolver authenticated every record of the answer, the CNAMEs leading
     to it included (RFC 4035 §3.2.3)."""
+    expanded: str = ""
+    """For data found through CNAMEs: the fully expanded name that holds it
+    (lower case, no final dot); "" when the name asked holds the data."""
 
 
-class AnswerCache:
-    """A bounded LRU map of DNS answers that expire; thread-safe."""
+class AnswerCache(Generic[V]):
+    """A bounded LRU map of DNS answers (of type ``V``) that expire;
+    thread-safe. ``size`` 0 keeps nothing."""
 
     def __init__(self, size: int, clock: Callable[[], float]) -> None:
         self._size = size
         self._clock = clock
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[str, str], tuple[float, Answer]] = (
-            OrderedDict()
-        )
+        self._entries: OrderedDict[tuple[str, str], tuple[float, V]] = OrderedDict()
 
-    def get(self, key: tuple[str, str]) -> Answer | None:
+    def get(self, key: tuple[str, str]) -> V | None:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -71,7 +75,7 @@ class AnswerCache:
             self._entries.move_to_end(key)
             return entry[1]
 
-    def put(self, key: tuple[str, str], answer: Answer, ttl: float) -> None:
+    def put(self, key: tuple[str, str], answer: V, ttl: float) -> None:
         if self._size == 0 or ttl <= 0:
             return
         with self._lock:
@@ -94,7 +98,7 @@ class CachedLookup:
     def __init__(
         self,
         resolver: dns.resolver.Resolver,
-        cache: AnswerCache,
+        cache: AnswerCache[Answer],
         max_cname_chain: int,
         *,
         dnssec: bool = False,
@@ -128,7 +132,7 @@ class CachedLookup:
             self._cache.put(key, result, min(answer.ttl, MAX_NEGATIVE_TTL))
             return result
         records = tuple(_entry(rdata) for rdata in answer.records)
-        result = Answer("data", records, answer.authentic)
+        result = Answer("data", records, answer.authentic, answer.expanded)
         self._cache.put(key, result, min(answer.ttl, MAX_TTL))
         return result
 

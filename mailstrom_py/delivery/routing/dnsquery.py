@@ -53,6 +53,8 @@ class DnsAnswer:
             (RFC 7672 §2.1); the caller decides that.
         cnames: how many CNAMEs the resolver followed to the answer (0 for
             ``"nxdomain"``).
+        expanded: for an answer found through CNAMEs, the fully expanded name
+            (lower case, no final dot); "" when no CNAME was followed.
     """
 
     kind: Literal["data", "nxdomain", "nodata"]
@@ -60,6 +62,7 @@ class DnsAnswer:
     ttl: int = 0
     authentic: bool = False
     cnames: int = 0
+    expanded: str = ""
 
 
 def query(
@@ -117,7 +120,10 @@ def query(
     ttl, cnames = chain.minimum_ttl, len(chain.cnames)
     if answer.rrset is None:
         return DnsAnswer("nodata", ttl=ttl, authentic=authentic, cnames=cnames)
-    return DnsAnswer("data", tuple(answer.rrset), ttl, authentic, cnames)
+    expanded = ""
+    if cnames:
+        expanded = chain.canonical_name.to_text(omit_final_dot=True).lower()
+    return DnsAnswer("data", tuple(answer.rrset), ttl, authentic, cnames, expanded)
 
 
 def dnssec_resolver(resolver: dns.resolver.Resolver) -> dns.resolver.Resolver:

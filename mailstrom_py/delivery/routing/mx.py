@@ -17,7 +17,8 @@ transient failures never are. One resolver may serve several threads.
 
 With ``dnssec=True`` the questions ask for DNSSEC, and the route says whether
 its MX records (:attr:`Route.authentic`) and each exchanger's address records
-(:attr:`MxHost.authentic`) came authenticated: what DANE needs to know
+(:attr:`MxHost.authentic`) came authenticated, and the name an exchanger's
+CNAMEs lead to (:attr:`MxHost.expanded`): what DANE needs to know
 (RFC 7672 §2.2.1, §2.2.2).
 """
 
@@ -28,6 +29,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ...codes import (
@@ -37,7 +39,7 @@ from ...codes import (
 )
 from ...config import DirectConfig
 from ...errors import ConfigError
-from .answers import AnswerCache, CachedLookup
+from .answers import Answer, AnswerCache, CachedLookup
 from .dnsquery import DnsTrouble
 from .route import MxHost, Route, RouteError
 
@@ -84,7 +86,7 @@ class MxResolver:
         dnssec: bool = False,
     ) -> None:
         self._resolver = resolver
-        self._cache = AnswerCache(cache_size, clock)
+        self._cache = AnswerCache[Answer](cache_size, clock)
         self._rng = rng if rng is not None else random.Random()
         self._rng_lock = threading.Lock()
         self._lookup = CachedLookup(
@@ -161,23 +163,31 @@ class MxResolver:
         if _is_ip(host):
             return [host]
         deadline = time.monotonic() + 2 * self._resolver.lifetime
-        return self._resolve_host(host, deadline)[0]
+        return self._resolve_host(host, deadline).addresses
 
     def clear_cache(self) -> None:
         """Forget every cached answer."""
         self._cache.clear()
 
     def _exchanger(self, name: str, preference: int, deadline: float) -> MxHost:
-        addresses, authentic = self._resolve_host(name, deadline)
-        return _host_for(name, preference, addresses, authentic=authentic)
+        found = self._resolve_host(name, deadline)
+        return _host_for(
+            name,
+            preference,
+            found.addresses,
+            authentic=found.authentic,
+            expanded=found.expanded,
+        )
 
-    def _resolve_host(self, host: str, deadline: float) -> tuple[list[str], bool]:
+    def _resolve_host(self, host: str, deadline: float) -> _HostAddresses:
         """``addresses()`` for a name from DNS (an MX target, never taken as
-        an IP), and whether every answer that gave addresses was authentic."""
+        an IP), whether every answer that gave addresses was authentic, and
+        the name CNAMEs led to."""
         found: list[str] = []
         trouble: list[str] = []
         missing: list[str] = []
         authentic = True
+        expanded = ""
         for rdtype in ("AAAA", "A"):
             try:
                 answer = self._lookup(host, rdtype, deadline)
@@ -192,8 +202,9 @@ class MxResolver:
             if answer.records:
                 found.extend(address for _, address in answer.records)
                 authentic &= answer.authentic
+                expanded = expanded or answer.expanded
         if found:
-            return found, authentic
+            return _HostAddresses(found, authentic, expanded)
         if trouble:
             raise RouteError(
                 "; ".join(trouble), DIRECTORY_SERVER_FAILURE, permanent=False
@@ -242,12 +253,27 @@ def build_resolver(direct: DirectConfig) -> dns.resolver.Resolver:
     return resolver
 
 
+@dataclass(frozen=True)
+class _HostAddresses:
+    """A host name's addresses, whether they came authenticated, and the
+    fully CNAME-expanded name that holds them ("" when no CNAME)."""
+
+    addresses: list[str]
+    authentic: bool
+    expanded: str
+
+
 def _host_for(
-    name: str, preference: int, addresses: list[str], *, authentic: bool = False
+    name: str,
+    preference: int,
+    addresses: list[str],
+    *,
+    authentic: bool = False,
+    expanded: str = "",
 ) -> MxHost:
     ipv6 = tuple(a for a in addresses if ":" in a)
     ipv4 = tuple(a for a in addresses if ":" not in a)
-    return MxHost(name, preference, ipv6, ipv4, authentic)
+    return MxHost(name, preference, ipv6, ipv4, authentic, expanded)
 
 
 def _literal(domain: str) -> str | None:

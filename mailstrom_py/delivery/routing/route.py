@@ -37,6 +37,10 @@ class MxHost:
         authentic: every address record found came DNSSEC-authenticated
             (the AD bit, asked for only by ``MxResolver(dnssec=True)``), the
             CNAMEs leading to them included; False for an address literal.
+        expanded: when ``name`` is an alias, the fully CNAME-expanded name
+            that holds its address records (lower case, no final dot); ""
+            when it is none. DANE looks for TLSA records there first, if
+            ``authentic`` (RFC 7672 §2.2.2).
     """
 
     name: str
@@ -44,6 +48,7 @@ class MxHost:
     ipv6: tuple[str, ...] = ()
     ipv4: tuple[str, ...] = ()
     authentic: bool = False
+    expanded: str = ""
 
 
 @dataclass(frozen=True)

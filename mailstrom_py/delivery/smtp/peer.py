@@ -72,10 +72,12 @@ def handshake_result(exc: BaseException) -> str:
 def dane_mismatch(tls: TlsPolicy, sock: ssl.SSLSocket, host: str) -> str | None:
     """Why the server's chain matches none of ``tls``'s TLSA records, or None
     when it matches one or the policy has none (RFC 7672 §3). DANE-TA leaves
-    must name ``host``, the MX host name."""
+    must name one of ``tls.dane_names``, or ``host``, the MX host name, when
+    the policy gives none."""
     if not tls.dane:
         return None
-    result = verify_chain(tls.dane, peer_chain(sock), names=[host])
+    names = tls.dane_names or (host,)
+    result = verify_chain(tls.dane, peer_chain(sock), names=names)
     if result.authenticated:
         return None
     return f"DANE: {result.detail}"

@@ -14,10 +14,11 @@ matching type, are usable; PKIX-TA(0) and PKIX-EE(1) are not, in SMTP
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
-from ..dnsquery import DnsTrouble, query
+from ..answers import MAX_NEGATIVE_TTL, MAX_TTL, AnswerCache
+from ..dnsquery import DnsAnswer, DnsTrouble, query
 
 if TYPE_CHECKING:
     import dns.resolver
@@ -111,12 +112,16 @@ class TlsaLookup:
               be used now (§2.2); otherwise DANE does not apply.
         records: every record found (also the ignored ones of ``insecure``).
         detail: why, in words, for the statuses other than ``usable``.
+        base: the TLSA base domain the status is about: the host's
+            CNAME-expanded name or the host name itself (§2.2.2); "" when
+            nothing was asked.
     """
 
     host: str
     status: Status
     records: tuple[TlsaRecord, ...] = ()
     detail: str = ""
+    base: str = ""
 
     @property
     def usable_records(self) -> tuple[TlsaRecord, ...]:
@@ -146,6 +151,8 @@ def lookup_tlsa(
     dnssec_trusted: bool,
     port: int = 25,
     deadline: float | None = None,
+    expanded: str = "",
+    cache: AnswerCache[DnsAnswer] | None = None,
 ) -> TlsaLookup:
     """Look up the TLSA records of MX host ``host`` and judge them (RFC 7672 §2.2).
 
@@ -155,13 +162,26 @@ def lookup_tlsa(
     asked: the answer could not be trusted. ``deadline`` is a
     ``time.monotonic()`` value, by default the resolver's lifetime from now.
 
+    ``expanded`` is the fully CNAME-expanded name of ``host`` when ``host``
+    is an alias whose CNAME chain and address records came authenticated
+    (the caller knows). The records are then looked up there first, and at
+    ``host`` only if the expanded name has none that DNSSEC vouches for (no
+    records, or records without the AD bit); the name whose records are
+    used is the TLSA base domain, :attr:`TlsaLookup.base` (RFC 7672 §2.2.2,
+    §2.2.3). A lookup that fails at the expanded name ends the search: the
+    answer there is unknown, so the host must not be used now.
+
+    With ``cache``, answers are kept per TLSA name for their TTL (at most
+    :data:`~..answers.MAX_TTL`; denials, NXDOMAIN and NODATA, for their
+    negative TTL, at most :data:`~..answers.MAX_NEGATIVE_TTL`), the AD bit
+    with them. Failed lookups are never kept.
+
     dnspython refuses to read a record whose digest has the wrong length for
     its matching type, so an answer holding one fails as a whole (status
     ``failed``) rather than giving an unusable record.
 
     The caller must also know that the MX host name came from a secure MX
-    RRset (§2.2.1); the TLSA base name used is the MX host name as given,
-    without following CNAMEs of its address records (§2.2.2).
+    RRset (§2.2.1).
     """
     host = host.rstrip(".").lower()
     if not dnssec_trusted:
@@ -170,15 +190,40 @@ def lookup_tlsa(
         )
     if deadline is None:
         deadline = time.monotonic() + resolver.lifetime
-    name = tlsa_name(host, port)
+    expanded = expanded.rstrip(".").lower()
+    bases = [expanded, host] if expanded and expanded != host else [host]
+    passed: list[TlsaLookup] = []
+    for base in bases:
+        found = _lookup_base(
+            resolver, host, base, port=port, deadline=deadline, cache=cache
+        )
+        if found.status not in ("absent", "insecure"):
+            return found
+        passed.append(found)
+    if len(passed) == 1:
+        return passed[0]
+    return replace(passed[-1], detail="; ".join(each.detail for each in passed))
+
+
+def _lookup_base(
+    resolver: dns.resolver.Resolver,
+    host: str,
+    base: str,
+    *,
+    port: int,
+    deadline: float,
+    cache: AnswerCache[DnsAnswer] | None,
+) -> TlsaLookup:
+    """The TLSA records of ``host`` found at the candidate base domain ``base``."""
+    name = tlsa_name(base, port)
     try:
-        answer = query(resolver, name, "TLSA", deadline=deadline, dnssec=True)
+        answer = _answer(resolver, name, deadline, cache)
     except DnsTrouble as exc:
-        return TlsaLookup(host, "failed", (), str(exc))
+        return TlsaLookup(host, "failed", (), str(exc), base)
     if answer.kind != "data":
         secure = "secure" if answer.authentic else "insecure"
         return TlsaLookup(
-            host, "absent", (), f"{name}: no TLSA records ({secure} answer)"
+            host, "absent", (), f"{name}: no TLSA records ({secure} answer)", base
         )
     records = tuple(
         TlsaRecord(
@@ -190,15 +235,30 @@ def lookup_tlsa(
         for rdata in answer.records
     )
     if not answer.authentic:
-        return TlsaLookup(
-            host,
-            "insecure",
-            records,
-            f"{name}: answer not DNSSEC-authenticated (no AD bit)",
-        )
+        detail = f"{name}: answer not DNSSEC-authenticated (no AD bit)"
+        return TlsaLookup(host, "insecure", records, detail, base)
     if not any(record.usable for record in records):
         reasons = "; ".join(sorted({str(record.unusable_reason) for record in records}))
-        return TlsaLookup(
-            host, "unusable", records, f"{name}: no usable record: {reasons}"
-        )
-    return TlsaLookup(host, "usable", records)
+        detail = f"{name}: no usable record: {reasons}"
+        return TlsaLookup(host, "unusable", records, detail, base)
+    return TlsaLookup(host, "usable", records, "", base)
+
+
+def _answer(
+    resolver: dns.resolver.Resolver,
+    name: str,
+    deadline: float,
+    cache: AnswerCache[DnsAnswer] | None,
+) -> DnsAnswer:
+    """The DNSSEC answer for ``name``'s TLSA records, from ``cache`` while
+    it lasts; raises DnsTrouble, which is never cached."""
+    key = (name, "TLSA")
+    if cache is not None:
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+    answer = query(resolver, name, "TLSA", deadline=deadline, dnssec=True)
+    if cache is not None:
+        most = MAX_TTL if answer.kind == "data" else MAX_NEGATIVE_TTL
+        cache.put(key, answer, min(answer.ttl, most))
+    return answer

@@ -8,10 +8,10 @@ records, and which record matched.
   1) must match. Names and validity dates are not checked (RFC 7672 §3.1.1).
 - DANE-TA(2): the record names a trust anchor, which must issue the leaf,
   directly or through the intermediates the server sent, each signature
-  checked; the leaf must then be valid now and name the MX host (RFC 7672
-  §3.1.2, §3.2.2). The anchor is found in the chain, or, for a record that
-  holds a whole certificate (selector 0, matching type 0), is that
-  certificate.
+  checked; the leaf must then be valid now and carry one of the reference
+  identifiers (RFC 7672 §3.1.2, §3.2.2). The anchor is found in the chain,
+  or, for a record that holds a whole certificate (selector 0, matching
+  type 0), is that certificate.
 
 The limit of Python's ``ssl``: before Python 3.13 the only public view of
 the peer's certificates is the leaf (``getpeercert(binary_form=True)``), so
@@ -116,8 +116,9 @@ def verify_chain(
 ) -> DaneResult:
     """Match ``chain`` (DER, leaf first) against ``records`` (RFC 7672 §3).
 
-    ``names`` are the reference identifiers a DANE-TA leaf must carry: the
-    MX host name, and the TLSA base domain if it differs (RFC 7672 §3.2.2).
+    ``names`` are the reference identifiers a DANE-TA leaf must carry one
+    of: the TLSA base domain, the MX host name if it differs, the next-hop
+    domain (RFC 7672 §3.2.2).
     ``now`` (aware, UTC) is when DANE-TA leaves must be valid; by default
     the present. Unusable records are set aside, never matched.
     """
