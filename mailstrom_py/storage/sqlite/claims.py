@@ -193,7 +193,7 @@ def record(
             for n, (new, old) in enumerate(
                 zip(after.recipients, before.recipients, strict=True)
             )
-            if new != old
+            if new is not old and new != old
         )
         changed_messages[rowid] = (len(after.pending), after.next_attempt_at, rowid)
         current[message_id] = after
