@@ -146,13 +146,14 @@ class DiskProbe:
             os.pwrite(self._fd, self._block, 0)
             os.fsync(self._fd)
             self._fsyncs.append(time.perf_counter() - t0)
+        # One of each in turn, so that both see the disk in the same state
+        # (it may still be writing back what the last variant wrote).
         for _ in range(count):
             t0 = time.perf_counter()
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("INSERT INTO probe (body) VALUES (?)", (self._block,))
             self._db.execute("COMMIT")
             self._commits.append(time.perf_counter() - t0)
-        for _ in range(count):
             self._schema_commits.append(self._schema_commit())
         for _ in range(count):
             t0 = time.perf_counter()
