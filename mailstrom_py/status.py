@@ -290,23 +290,6 @@ class MessageStatus:
     held: bool = False
     first_due_at: float | None = None
 
-    def __init__(
-        self,
-        message_id: str,
-        recipients: tuple[RecipientStatus, ...],
-        created_at: float,
-        held: bool = False,
-        first_due_at: float | None = None,
-    ) -> None:
-        # The dataclass's own __init__, written out as RecipientStatus's is:
-        # a status is built for every add, claim and outcome.
-        fields = self.__dict__
-        fields["message_id"] = message_id
-        fields["recipients"] = recipients
-        fields["created_at"] = created_at
-        fields["held"] = held
-        fields["first_due_at"] = first_due_at
-
     @property
     def retry_since(self) -> float:
         """When the retry policy's ``max_age`` starts counting: the later
