@@ -97,11 +97,11 @@ else:
         None if find_bin_dir() else "the PostgreSQL server programs are not installed"
     )
 
+import mailstrom_py
 from mailstrom_py import (
     Config,
     Mailstrom,
     MemoryStorage,
-    PostgresStorage,
     QueueFilter,
     RelayConfig,
     SqliteStorage,
@@ -177,14 +177,20 @@ def run_mailstrom(
 
 
 def wait_until_delivered(mailer: Mailstrom, last: str) -> None:
-    """Wait until no message has a pending recipient (a count, not a read of
-    every status, so that the waiting costs little next to the sending)."""
-    mailer.wait(last, timeout=300)
+    """Wait until no message has a pending recipient: wait for the last one
+    (the worker wakes the waiter when its attempt ends), then for each message
+    still pending, if any, the same way; nothing sleeps a fixed time."""
     deadline = time.monotonic() + 300
-    while mailer.count_messages(QueueFilter(completed=False)):
-        if time.monotonic() > deadline:
-            raise SystemExit("messages still pending after 300 seconds")
-        time.sleep(0.02)
+    mailer.wait(last, timeout=300)
+    pending = QueueFilter(completed=False)
+    while still := mailer.list_messages(pending, limit=100):
+        for status in still:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SystemExit("messages still pending after 300 seconds")
+            after = mailer.wait(status.message_id, timeout=left)
+            if not after.completed:
+                time.sleep(0.001)  # deferred, due again later: no busy loop
 
 
 class Postgres:
@@ -197,7 +203,11 @@ class Postgres:
 
     def storage(self, sink: Sink) -> Storage:
         del sink  # each run gets a database of its own
-        return PostgresStorage(self.dsn())
+        try:
+            postgres: type[Storage] = mailstrom_py.PostgresStorage
+        except ImportError as exc:  # psycopg or psycopg_pool is missing
+            raise VariantSkipped(f"cannot use PostgreSQL here: {exc}") from exc
+        return postgres(self.dsn())  # type: ignore[call-arg]
 
     def dsn(self) -> str:
         """A new database on the server (started now if need be)."""
@@ -352,6 +362,68 @@ def report_disk(disk: list[DiskSync]) -> None:
     )
 
 
+def report_caller_path(
+    chosen: list[tuple[Variant, list[Result]]], disk: list[DiskSync]
+) -> None:
+    """Print, for the variants whose caller waits for a FULL commit, the time
+    of one send_email() next to the raw one-row commit and to the schema
+    commit (the same rows as its add, as bare SQL), and how the gap between
+    the raw commit and send_email() divides: the schema's extra pages (schema
+    commit - raw commit), the preparation of the message, and the rest, which
+    is the storage layer's Python and its waits for the writer (medians over
+    repetitions of the figures within each)."""
+    synced = [(v, rs) for v, rs in chosen if v.synced and rs[0].send_latencies]
+    if not synced:
+        return
+    us = 1e6
+    raw = statistics.median(d.commit for d in disk) * us
+    schema = statistics.median(d.schema_commit for d in disk) * us
+    prepare = statistics.median(d.prepare for d in disk) * us
+    print(
+        f"\nThe caller's path at FULL, medians in us: one-row commit {raw:.0f};"
+        f" schema commit (the add's rows as bare SQL, one transaction) {schema:.0f}"
+        f" (x{statistics.median(d.schema_commit / d.commit for d in disk):.2f});"
+        f" preparation (send_email() on MemoryStorage) {prepare:.0f}."
+    )
+    width = max(len(v.name) for v, _ in synced)
+    header = (
+        f"{'variant':<{width}} {'send p50':>8} {'x commit':>8} {'x schema':>8} "
+        f"{'gap us':>6} {'schema':>6} {'prepare':>7} {'storage':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    for variant, results in synced:
+        rows = []
+        for result, d in zip(results, disk, strict=True):
+            send = statistics.median(result.send_latencies)
+            gap = send - d.commit
+            rows.append(
+                (
+                    send,
+                    send / d.commit,
+                    send / d.schema_commit,
+                    gap,
+                    (d.schema_commit - d.commit) / gap,
+                    d.prepare / gap,
+                    (send - d.schema_commit - d.prepare) / gap,
+                )
+            )
+        send, x_commit, x_schema, gap, pages, prep, rest = (
+            statistics.median(column) for column in zip(*rows, strict=True)
+        )
+        print(
+            f"{variant.name:<{width}} {send * us:>8.0f} {x_commit:>8.2f} "
+            f"{x_schema:>8.2f} {gap * us:>6.0f} {pages:>6.0%} {prep:>7.0%} "
+            f"{rest:>7.0%}"
+        )
+    print(
+        "'gap' is send p50 - one-row commit; 'schema' the part of it that is the"
+        " schema's extra pages (schema commit - one-row commit), 'prepare' the"
+        " message's preparation, 'storage' the rest: the storage layer's Python"
+        " and its waits for the writer (with the worker's bookkeeping running)."
+    )
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="mailstrom_py throughput benchmark")
     parser.add_argument("--messages", type=int, default=3000)
@@ -432,7 +504,7 @@ def main() -> int:
         results: dict[int, list[Result]] = {n: [] for n in numbers}
         skipped: dict[int, str] = {}
         disk = []
-        probe = DiskProbe(Path(tmp))
+        probe = DiskProbe(Path(tmp), messages[0])
         for _ in range(args.repeat):
             for number in numbers:
                 if number in skipped:
@@ -447,6 +519,9 @@ def main() -> int:
         probe.close()
     report([(every[n], results[n]) for n in numbers if n not in skipped], results, disk)
     report_disk(disk)
+    report_caller_path(
+        [(every[n], results[n]) for n in numbers if n not in skipped], disk
+    )
     print(
         f"Load average at the end: {os.getloadavg()[0]:.1f}. Every sink received "
         "exactly the number of messages sent."

@@ -74,7 +74,7 @@ def folded(
     inside.wait(10)
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(works))]
     threads[0].start()
-    wait_for(lambda: database._queued == 1)  # the first waits for the writer
+    wait_for(lambda: database.queued == 1)  # the first waits for the writer
     for t in threads[1:]:
         t.start()
     batch = fold._waiting  # the only view of who joined

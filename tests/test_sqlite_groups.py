@@ -43,7 +43,7 @@ def write(database: Database, body: Callable[[sqlite3.Connection], None]) -> Non
 def queued_behind(database: Database, count: int) -> None:
     """Wait until ``count`` writers wait for the one writing now."""
     deadline = time.monotonic() + 10
-    while database._queued < count:  # the only view of the writer's queue
+    while database.queued < count:  # the only view of the writer's queue
         assert time.monotonic() < deadline, "the writers never queued up"
         time.sleep(0.001)
 
@@ -242,6 +242,44 @@ class TestCallersFirst:
         assert rows(database) == ["test-bg", "test-caller"]
         database.close()
 
+    def test_bookkeeping_commits_itself_before_a_stricter_caller(
+        self, database: Database
+    ) -> None:
+        """Bookkeeping at NORMAL that a caller's FULL write queues behind
+        commits on its own thread: the caller, who cannot share a transaction
+        begun at NORMAL, does not carry that commit on its path; both writes
+        are committed, each in a commit of its own."""
+        committed_by: list[str] = []
+        conn = database._writer._conn
+        assert conn is not None
+        conn.set_trace_callback(
+            lambda sql: (
+                committed_by.append(threading.current_thread().name)
+                if sql == "COMMIT"
+                else None
+            )
+        )
+        inside, go = threading.Event(), threading.Event()
+        bookkeeping = threading.Thread(
+            target=background,
+            args=(database, insert("test-bg", lambda: (inside.set(), go.wait(10)))),
+            name="bookkeeping",
+        )
+        bookkeeping.start()
+        inside.wait(10)
+        caller = threading.Thread(
+            target=write, args=(database, insert("test-caller")), name="caller"
+        )
+        caller.start()
+        queued_behind(database, 1)
+        go.set()
+        for t in (bookkeeping, caller):
+            t.join(10)
+        conn.set_trace_callback(None)
+        assert committed_by == ["bookkeeping", "caller"]
+        assert rows(database) == ["test-bg", "test-caller"]
+        database.close()
+
 
 class TestFailedGroupCommit:
     def test_every_writer_of_a_failed_commit_raises_and_nothing_is_kept(
@@ -250,7 +288,7 @@ class TestFailedGroupCommit:
         """When the shared COMMIT fails, each write that shared it raises
         StorageError and none of them is kept, whichever write caused it."""
         # A deferred foreign key is checked at COMMIT: a way to make one fail.
-        database._writer.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
+        database._writer._conn.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
         write(database, lambda c: c.execute("CREATE TABLE parent (id PRIMARY KEY)"))
         write(
             database,

@@ -30,6 +30,7 @@ __all__ = [
     "STATUSES_OF",
     "STATUS_COLUMNS",
     "prepared_email",
+    "queued_values",
     "recipient_domain",
     "recipient_values",
     "statuses",
@@ -112,6 +113,13 @@ def recipient_values(r: RecipientStatus) -> tuple[object, ...]:
     )
 
 
+def queued_values(due: float) -> tuple[object, ...]:
+    """Return the values of :data:`RECIPIENT_COLUMNS` for a recipient just
+    added, due at ``due``: those :func:`recipient_values` gives for
+    ``RecipientStatus(address, next_attempt_at=due)``, without building it."""
+    return (*_QUEUED_HEAD, due, *_QUEUED_TAIL)
+
+
 def _remote_values(
     remote: Remote | None,
 ) -> tuple[tuple[object, ...], tuple[object, ...]]:
@@ -133,6 +141,11 @@ def _remote_values(
         remote.tls_failure,
     )
     return server, policy
+
+
+_QUEUED = recipient_values(RecipientStatus("-", next_attempt_at=0.0))
+_NEXT_AT = RECIPIENT_COLUMNS.index("next_attempt_at")
+_QUEUED_HEAD, _QUEUED_TAIL = _QUEUED[:_NEXT_AT], _QUEUED[_NEXT_AT + 1 :]
 
 
 def prepared_email(

@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from typing import Literal
 
-from ...errors import ConfigError, DuplicateMessageError, MessageNotFound
+from ...errors import ConfigError, MessageNotFound
 from ...message import PreparedEmail
 from ...status import MessageStatus, RecipientStatus
 from .. import controls_sql
@@ -18,37 +18,15 @@ from ..base import Claim, Storage, check_age, check_claim, check_distinct
 from ..controls import Controls, Suppression, Suspension
 from ..journal import EventJournal, JournalEntry, check_journal
 from ..query import QueueFilter
-from ..rows import (
-    RECIPIENT_COLUMNS,
-    prepared_email,
-    recipient_domain,
-    recipient_values,
-)
 from ..rules import initial_status
-from . import claims, queue
+from . import claims, messages, queue
 from .claims import extend as extend_claims
 from .db import Database
 from .folding import Fold
-from .schema import EMAIL_COLUMNS
 
 __all__ = ["SqliteStorage", "Synchronous"]
 
 Synchronous = Literal["FULL", "NORMAL"]
-
-_INSERT_MESSAGE = (
-    "INSERT INTO messages (message_id, mail_from, smtputf8, eight_bit,"
-    " require_tls, tls_optional, created_at, pending, due_at, first_due_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-# How SQLite reports a second message with a stored id.
-_DUPLICATE_ID = "UNIQUE constraint failed: messages.message_id"
-_INSERT_RECIPIENT = (
-    "INSERT INTO recipients (message, position, address, domain, "
-    + ", ".join(RECIPIENT_COLUMNS)
-    + ") VALUES (?, ?, ?, ?, "
-    + ", ".join("?" * len(RECIPIENT_COLUMNS))
-    + ")"
-)
 
 
 class SqliteStorage(Storage, QueueAdmin, EventJournal, Controls):
@@ -175,49 +153,12 @@ class SqliteStorage(Storage, QueueAdmin, EventJournal, Controls):
         send_at: float | None = None,
     ) -> list[MessageStatus]:
         check_distinct(emails)
-        statuses = [initial_status(email, now, send_at) for email in emails]
+        due = now if send_at is None else send_at
         with self._db.writing("add messages") as conn:
-            for email, status in zip(emails, statuses, strict=True):
-                self._insert(conn, email, status)
-            _write_events(conn, events)
-        return statuses
-
-    def _insert(
-        self, conn: sqlite3.Connection, email: PreparedEmail, status: MessageStatus
-    ) -> None:
-        try:
-            cursor = conn.execute(
-                _INSERT_MESSAGE,
-                (
-                    email.message_id,
-                    email.mail_from,
-                    int(email.smtputf8),
-                    int(email.eight_bit),
-                    int(email.require_tls),
-                    int(email.tls_optional),
-                    status.created_at,
-                    len(email.recipients),  # every recipient is pending
-                    status.next_attempt_at,
-                    status.first_due_at,
-                ),
-            )
-        except sqlite3.IntegrityError as exc:
-            # The UNIQUE index on message_id is the duplicate check; any other
-            # constraint failing is a fault, reported as StorageError.
-            if _DUPLICATE_ID in str(exc):
-                raise DuplicateMessageError(email.message_id) from exc
-            raise
-        rowid = cursor.lastrowid
-        conn.execute(
-            "INSERT INTO bodies (message, data) VALUES (?, ?)", (rowid, email.data)
-        )
-        conn.executemany(
-            _INSERT_RECIPIENT,
-            [
-                (rowid, n, r.address, recipient_domain(r.address), *recipient_values(r))
-                for n, r in enumerate(status.recipients)
-            ],
-        )
+            messages.insert(conn, emails, now, due)
+            if events:
+                messages.write_events(conn, events)
+        return [initial_status(email, now, send_at) for email in emails]
 
     def status(self, message_id: str) -> MessageStatus:
         with self._db.reading("read a status") as conn:
@@ -228,27 +169,15 @@ class SqliteStorage(Storage, QueueAdmin, EventJournal, Controls):
 
     def email(self, message_id: str) -> PreparedEmail:
         with self._db.reading("read a message") as conn:
-            rows = conn.execute(
-                f"SELECT m.id, {EMAIL_COLUMNS} FROM messages m"
-                " JOIN bodies b ON b.message = m.id WHERE m.message_id = ?",
-                (message_id,),
-            ).fetchall()
-            if not rows:
-                raise MessageNotFound(message_id)
-            recipients = conn.execute(
-                "SELECT address FROM recipients WHERE message = ? ORDER BY position",
-                (rows[0][0],),
-            ).fetchall()
-        return prepared_email(
-            message_id, (address for (address,) in recipients), rows[0][1:]
-        )
+            return messages.email(conn, message_id)
 
     def claim_due(self, now: float, limit: int, lease: float) -> list[Claim]:
         check_claim(limit, lease)
         with self._db.writing(
             "claim messages", synchronous=self._attempt_synchronous, background=True
         ) as conn:
-            return claims.claim_due(conn, now, limit, lease)
+            claimed = claims.claim_due(conn, now, limit, lease)
+        return claimed.claims()
 
     def next_due(self) -> float | None:
         with self._db.reading("find the next due time") as conn:
@@ -270,17 +199,14 @@ class SqliteStorage(Storage, QueueAdmin, EventJournal, Controls):
             recorded = claims.record(conn, records)
             for status, written in zip(recorded, events, strict=True):
                 if status is not None:
-                    _write_events(conn, written)
+                    messages.write_events(conn, written)
             return recorded
 
         return self._records.run(write)
 
     def take_events(self, limit: int) -> list[JournalEntry]:
         with self._db.reading("read the event journal") as conn:
-            rows = conn.execute(
-                "SELECT id, payload FROM events ORDER BY id LIMIT ?", (limit,)
-            ).fetchall()
-        return [JournalEntry(int(i), str(p)) for i, p in rows]
+            return messages.take_events(conn, limit)
 
     def ack_events(self, ids: Sequence[int]) -> None:
         if not ids:
@@ -401,10 +327,3 @@ class SqliteStorage(Storage, QueueAdmin, EventJournal, Controls):
     def close(self) -> None:
         """Close every connection; later calls raise ``StorageError``. Idempotent."""
         self._db.close()
-
-
-def _write_events(conn: sqlite3.Connection, events: Sequence[str]) -> None:
-    if events:
-        conn.executemany(
-            "INSERT INTO events (payload) VALUES (?)", [(e,) for e in events]
-        )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from ...status import MessageStatus, RecipientStatus
 from ..base import Claim, new_token
@@ -34,6 +35,7 @@ __all__ = [
     "LIVE_CLAIM",
     "NEXT_DUE",
     "UPDATE_RECIPIENT",
+    "Claimed",
     "claim_due",
     "extend",
     "next_due",
@@ -89,40 +91,61 @@ _LOAD_ONE = _LOAD.format(where="= ?")
 _LOAD_MANY = _LOAD.format(where=_IN_LIST)
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """The rows a claim read and the tokens it wrote, in its transaction; the
+    claims themselves are built from them by :meth:`claims`, once the
+    transaction is committed and the writer is free for other writes."""
+
+    rows: list[tuple[object, ...]]
+    tokens: dict[int, str]
+    now: float
+    until: float
+
+    def claims(self) -> list[Claim]:
+        """The claims, earliest due first, ties in the order added."""
+        rows = sorted(self.rows, key=_claim_order)
+        envelopes = {
+            int(row[0]): row[_DUE_AT + 2 :]  # type: ignore[call-overload]
+            for row in rows
+            if not row[_DUE_AT + 1]
+        }
+        rowids = dict.fromkeys(int(row[0]) for row in rows)  # type: ignore[call-overload]
+        now, until, tokens = self.now, self.until, self.tokens
+        claims = []
+        for rowid, status in zip(rowids, statuses(rows), strict=True):
+            email = prepared_email(
+                status.message_id,
+                (r.address for r in status.recipients),
+                envelopes[rowid],
+            )
+            claims.append(
+                Claim(status, attempt_begun(status, now, until), email, tokens[rowid])
+            )
+        return claims
+
+
 def claim_due(
     conn: sqlite3.Connection, now: float, limit: int, lease: float
-) -> list[Claim]:
+) -> Claimed:
     """Claim up to ``limit`` messages due at ``now`` until ``now + lease``, as
-    :meth:`~mailstrom_py.Storage.claim_due` does."""
+    :meth:`~mailstrom_py.Storage.claim_due` does; :meth:`Claimed.claims` gives
+    the claims."""
     rows = conn.execute(_CLAIMED, (now, limit)).fetchall()
-    if not rows:
-        return []
-    rows.sort(key=_claim_order)
-    rowids = list(dict.fromkeys(int(row[0]) for row in rows))
-    packed = json.dumps(rowids)
-    envelopes = {
-        int(row[0]): row[_DUE_AT + 2 :] for row in rows if not row[_DUE_AT + 1]
-    }
     until = now + lease
+    if not rows:
+        return Claimed([], {}, now, until)
+    tokens = {int(row[0]): new_token() for row in rows}
     conn.execute(
         "UPDATE recipients SET attempts = attempts + 1, last_attempt_at = ?,"
         f" next_attempt_at = ? WHERE message {_IN_LIST} AND result IN {PENDING}",
-        (now, until, packed),
+        (now, until, json.dumps(list(tokens))),
     )
-    tokens = {rowid: new_token() for rowid in rowids}
     conn.executemany(
         "UPDATE messages SET due_at = ?, claim_token = ? WHERE id = ?",
         [(until, token, rowid) for rowid, token in tokens.items()],
     )
-    claims = []
-    for rowid, status in zip(rowids, statuses(rows), strict=True):
-        email = prepared_email(
-            status.message_id, (r.address for r in status.recipients), envelopes[rowid]
-        )
-        claims.append(
-            Claim(status, attempt_begun(status, now, until), email, tokens[rowid])
-        )
-    return claims
+    return Claimed(rows, tokens, now, until)
 
 
 def _claim_order(row: Sequence[object]) -> tuple[float, int, int]:
@@ -170,7 +193,7 @@ def record(
             for n, (new, old) in enumerate(
                 zip(after.recipients, before.recipients, strict=True)
             )
-            if new != old
+            if new is not old and new != old
         )
         changed_messages[rowid] = (len(after.pending), after.next_attempt_at, rowid)
         current[message_id] = after

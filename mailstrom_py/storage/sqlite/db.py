@@ -1,9 +1,11 @@
 """The connections to one SQLite file, and the transactions run on them.
 
 :class:`Database` opens the file (creating it with mode 0600, switching it to WAL,
-migrating its schema), serialises writes on one connection behind a lock, and
-lends read-only connections from a pool. Every ``sqlite3`` or file-system error
-leaves as a :class:`~mailstrom_py.errors.StorageError` chained to its cause.
+migrating its schema), hands its writer connection to a
+:class:`~mailstrom_py.storage.sqlite.turns.Writer`, which serialises writes on
+it and commits them in groups, and lends read-only connections from a pool.
+Every ``sqlite3`` or file-system error leaves as a
+:class:`~mailstrom_py.errors.StorageError` chained to its cause.
 """
 
 from __future__ import annotations
@@ -13,59 +15,19 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 
 from ...errors import StorageError
 from ..base import wrap_error
 from .schema import migrate
+from .turns import Writer, WriteTurn, rollback
 
-__all__ = ["Database", "Latch"]
+__all__ = ["Database"]
 
 log = logging.getLogger(__name__)
 
 # Idle reader connections kept for reuse; more may be open while busy.
 _IDLE_READERS = 8
-
-# The most writes one transaction carries before it commits, so that a steady
-# stream of writers still sees its writes committed promptly.
-_MAX_GROUP = 16
-
-_STRICTNESS = {"NORMAL": 0, "FULL": 1}
-
-# The longest a background write lets callers' writes go before it, in seconds.
-_POLITE_FOR = 0.05
-
-
-class Latch:
-    """A one-shot signal: :meth:`wait` returns once :meth:`set` was called.
-
-    A bare lock, held until set, so that the many short-lived signals of the
-    write path cost less than a :class:`threading.Event` each."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lock.acquire()
-
-    def set(self) -> None:
-        """Release every waiter, present and future; call it once."""
-        self._lock.release()
-
-    def wait(self) -> None:
-        """Return once :meth:`set` was called."""
-        with self._lock:
-            pass
-
-
-class _Group:
-    """Writes sharing one transaction, and what became of its commit."""
-
-    def __init__(self, level: str) -> None:
-        self.level = level
-        self.members = 0
-        self.waited_for = False  # a caller (not background work) is a member
-        self.committed = Latch()
-        self.error: sqlite3.Error | None = None
 
 
 class Database:
@@ -86,23 +48,22 @@ class Database:
     ) -> None:
         self.path = path
         self._synchronous = synchronous
-        self._level = synchronous  # the writer's level now, under _write_lock
         self._busy_timeout = busy_timeout
-        self._write_lock = threading.Lock()
-        self._queue = threading.Condition(threading.Lock())
-        self._queued = 0  # threads waiting for _write_lock, under _queue
-        self._urgent = 0  # of them, those not in the background
-        self._group: _Group | None = None  # the open transaction, under _write_lock
         self._pool_lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []
         self._closed = False
-        self._writer: sqlite3.Connection | None = self._open(create)
+        self._writer = Writer(self._open(create), synchronous, path)
 
-    @contextlib.contextmanager
+    @property
+    def queued(self) -> int:
+        """How many writes wait for the writer now."""
+        return self._writer.queued
+
     def writing(
         self, action: str, *, synchronous: str | None = None, background: bool = False
-    ) -> Iterator[sqlite3.Connection]:
-        """Run the body as a write, and return once that write is committed.
+    ) -> WriteTurn:
+        """Run the body of a ``with`` as a write on the writer connection, and
+        return once that write is committed.
 
         Writes of this instance wait for each other on a lock, never on SQLite,
         so only another process can make them wait (up to the busy timeout).
@@ -119,19 +80,7 @@ class Database:
             StorageError: SQLite failed while doing ``action``, or the commit of
                 the group failed; nothing of this write was kept.
         """
-        level = synchronous or self._synchronous
-        conn, group, joined = self._begin_turn(action, level, background)
-        try:
-            yield conn
-        except BaseException as exc:
-            self._end_turn(conn, group, joined=joined, failed=True)
-            if isinstance(exc, sqlite3.Error):
-                raise wrap_error(exc, action) from exc
-            raise
-        self._end_turn(conn, group, joined=joined, failed=False)
-        group.committed.wait()
-        if group.error is not None:
-            raise wrap_error(group.error, action) from group.error
+        return self._writer.turn(action, synchronous, background)
 
     @contextlib.contextmanager
     def reading(self, action: str) -> Iterator[sqlite3.Connection]:
@@ -149,20 +98,17 @@ class Database:
             yield conn
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            _rollback(conn)
+            rollback(conn)
             raise wrap_error(exc, action) from exc
         except BaseException:
-            _rollback(conn)
+            rollback(conn)
             raise
         finally:
             self._give_back(conn)
 
     def close(self) -> None:
         """Close every connection; later transactions raise. Idempotent."""
-        with self._write_lock:
-            writer, self._writer = self._writer, None
-            if writer is not None and self._group is not None:
-                self._commit(writer, self._group)
+        writer = self._writer.close()
         with self._pool_lock:
             self._closed = True
             idle, self._idle = self._idle, []
@@ -195,7 +141,7 @@ class Database:
             conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
             conn.execute("COMMIT")
         except BaseException as exc:
-            _rollback(conn)
+            rollback(conn)
             conn.close()
             if isinstance(exc, sqlite3.Error):
                 raise wrap_error(exc, f"open {self.path}") from exc
@@ -224,7 +170,7 @@ class Database:
             self.path,
             timeout=self._busy_timeout,
             isolation_level=None,
-            check_same_thread=False,  # used under _write_lock, or by one borrower
+            check_same_thread=False,  # used by one writer at a time, or one borrower
         )
         try:
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
@@ -234,155 +180,6 @@ class Database:
             conn.close()
             raise
         return conn
-
-    # -- writing --------------------------------------------------------------------
-
-    def _begin_turn(
-        self, action: str, level: str, background: bool
-    ) -> tuple[sqlite3.Connection, _Group, bool]:
-        """Take the writer, and begin a transaction or join the open one in a
-        savepoint of its own (then the flag returned is true). On failure the
-        writer is free again."""
-        if background:
-            self._take_writer_politely()
-        else:
-            self._acquire_writer(urgent=True)
-        try:
-            conn = self._writer
-            if conn is None:
-                raise StorageError(f"cannot {action}: the storage is closed")
-            group = self._group
-            if group is not None and _STRICTNESS[level] > _STRICTNESS[group.level]:
-                # SQLite fixes a transaction's sync level when it begins.
-                self._commit(conn, group)
-                group = None
-            if group is None:
-                if level != self._level:
-                    # The level stays set until a write needs another, so a
-                    # run of background writes sets it once.
-                    conn.execute(f"PRAGMA synchronous = {level}")
-                    self._level = level
-                group = _Group(level)
-                conn.execute("BEGIN IMMEDIATE")
-                self._group = group
-            joined = group.members > 0
-            group.members += 1
-            group.waited_for |= not background
-            if joined:
-                try:
-                    conn.execute("SAVEPOINT write")
-                except sqlite3.Error as exc:
-                    self._fail(conn, group, exc)
-                    raise
-        except sqlite3.Error as exc:
-            self._write_lock.release()
-            raise wrap_error(exc, action) from exc
-        except BaseException:
-            self._write_lock.release()
-            raise
-        return conn, group, joined
-
-    def _take_writer_politely(self) -> None:
-        """Acquire the writer for background work, letting callers' writes
-        waiting for it go first, for a while: a steady stream of them must not
-        stop deliveries from being recorded."""
-        if not self._urgent and self._write_lock.acquire(blocking=False):
-            return
-        deadline = time.monotonic() + _POLITE_FOR
-        while True:
-            with self._queue:
-                while self._urgent and (left := deadline - time.monotonic()) > 0:
-                    self._queue.wait(left)
-            callers_wait = self._acquire_writer(urgent=False)
-            if not callers_wait or time.monotonic() >= deadline:
-                return
-            self._write_lock.release()
-
-    def _acquire_writer(self, *, urgent: bool) -> bool:
-        """Acquire the writer, counted among the queued (and the urgent) while
-        waiting for it; return whether callers' writes are waiting for it now."""
-        if self._write_lock.acquire(blocking=False):
-            return self._urgent > 0  # it never waited, so it was never counted
-        with self._queue:
-            self._queued += 1
-            self._urgent += urgent
-        try:
-            self._write_lock.acquire()
-        finally:
-            with self._queue:
-                self._queued -= 1
-                self._urgent -= urgent
-                if urgent and not self._urgent:
-                    self._queue.notify_all()
-                callers_wait = self._urgent > 0
-        return callers_wait
-
-    def _end_turn(
-        self, conn: sqlite3.Connection, group: _Group, *, joined: bool, failed: bool
-    ) -> None:
-        """Close this write's savepoint, if it joined, then leave the transaction
-        open for a writer queued behind, or commit it; the writer is free again
-        after."""
-        try:
-            if failed and not joined:
-                # The first write of a transaction is alone in it: undo it all.
-                self._fail(conn, group, None)
-                return
-            try:
-                if joined:
-                    if failed:
-                        conn.execute("ROLLBACK TO write")
-                    conn.execute("RELEASE write")
-            except sqlite3.Error as exc:
-                # Some errors roll the whole transaction back, savepoints and all.
-                self._fail(conn, group, exc)
-                return
-            # A caller's write waits for background work only to share its
-            # disk sync with other callers, not to carry the bookkeeping.
-            queued = self._urgent if group.waited_for else self._queued
-            if queued and group.members < _MAX_GROUP:
-                return
-            self._commit(conn, group)
-        finally:
-            self._write_lock.release()
-
-    def _commit(self, conn: sqlite3.Connection, group: _Group) -> None:
-        """Commit ``group``'s transaction and wake its writers; never raises."""
-        self._group = None
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            _rollback(conn)
-            self._overwrite_failed_commit(conn)
-            group.error = exc
-        finally:
-            group.committed.set()
-
-    def _fail(
-        self, conn: sqlite3.Connection, group: _Group, exc: sqlite3.Error | None
-    ) -> None:
-        """Roll ``group``'s transaction back and wake its writers with ``exc``
-        (None: it held only the write that failed, and nobody waits)."""
-        self._group = None
-        _rollback(conn)
-        group.error = exc
-        group.committed.set()
-
-    def _overwrite_failed_commit(self, conn: sqlite3.Connection) -> None:
-        # A COMMIT that failed after writing its frames to the WAL file (an
-        # fsync error, say) leaves them there, valid, past the end SQLite knows
-        # of: a crash now would let recovery bring the transaction back, and a
-        # message whose add() raised would be delivered after all. The next
-        # transaction is written over those frames, which invalidates them, so
-        # write a harmless one at once. Even if its own fsync fails, it is what
-        # recovery would find.
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            _rollback(conn)
-            log.error("a write to %s failed, and so did the repair: %s", self.path, exc)
 
     # -- the reader pool ------------------------------------------------------------
 
@@ -403,11 +200,3 @@ class Database:
                 self._idle.append(conn)
                 return
         conn.close()
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        try:
-            conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # the failure being reported matters more

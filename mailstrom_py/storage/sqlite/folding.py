@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import TypeVar, cast
 
 from ..base import wrap_error
-from .db import Database, Latch
+from .db import Database
+from .turns import Latch
 
 __all__ = ["Fold"]
 
