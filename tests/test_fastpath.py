@@ -424,6 +424,23 @@ class TestAcceptance:
             )
         assert slow(message, rcpt_to=["b@example.org"])[0] == field  # type: ignore[index]
 
+    @pytest.mark.parametrize("before", [0, 1, 3, 40])
+    @pytest.mark.parametrize("filler", [1, 70, 997, 998])
+    @pytest.mark.parametrize("longest", [998, 999, 1500])
+    @pytest.mark.parametrize("ended", [True, False])
+    def test_the_line_length_limit_holds_wherever_the_line_is(
+        self, before: int, filler: int, longest: int, ended: bool
+    ) -> None:
+        """A body line of 999 octets or more sends the message the full way, at
+        any place among lines of any length up to 998 (RFC 5322 §2.1.1), the
+        last one without its CRLF too; one of 998 keeps it on the fast way."""
+        body = (b"y" * filler + b"\r\n") * before + b"z" * longest
+        body += b"\r\n" + b"y" * filler + b"\r\n" if ended else b""
+        message = b"From: a@example.org\r\nTo: b@example.org\r\n\r\n" + body
+        assert fast_is_taken(message) == (longest <= 998)
+        full = slow(message)
+        assert same_id(outcome(prepare_email, message), full) == full
+
     def test_fast_way_keeps_the_callers_octets(self) -> None:
         """Header lines and body go out as written; Bcc goes, Date and Message-ID come."""
         head = b"From: Alice <alice@example.org>\r\nTo: bob@example.org\r\n"
