@@ -148,8 +148,9 @@ def read_envelope(
     found: dict[str, AddressList] = {}
     every_address: list[str] = []
     routing = _ROUTING[mail_from is None, rcpt_to is None]
-    for name, value in headers:
-        key, sent = name.lower(), value
+    for field in headers:
+        name, value = field
+        key, sent = name.lower(), field
         if key in _ADDRESS_HEADERS:
             try:
                 found[key] = listed = read_address_header(name, value, factory)
@@ -158,9 +159,10 @@ def read_envelope(
                     raise
             else:
                 every_address += listed.addresses
-                sent = value if listed.rewritten is None else listed.rewritten
+                if listed.rewritten is not None:
+                    sent = (name, listed.rewritten)
         if key not in _BLIND_HEADERS:
-            kept.append((name, sent))
+            kept.append(sent)
     sender = _envelope_sender(found, mail_from, allow_null_sender=allow_null_sender)
     recipients = _envelope_recipients(found, rcpt_to)
     every_address += [sender, *recipients]
