@@ -14,7 +14,12 @@ import dataclasses
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
-from email.headerregistry import Address
+from email.headerregistry import (
+    Address,
+    AddressHeader,
+    HeaderRegistry,
+    UnstructuredHeader,
+)
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import EmailPolicy
@@ -424,6 +429,23 @@ class TestAcceptance:
             )
         assert slow(message, rcpt_to=["b@example.org"])[0] == field  # type: ignore[index]
 
+    @pytest.mark.parametrize("before", [0, 1, 3, 40])
+    @pytest.mark.parametrize("filler", [1, 70, 997, 998])
+    @pytest.mark.parametrize("longest", [998, 999, 1500])
+    @pytest.mark.parametrize("ended", [True, False])
+    def test_the_line_length_limit_holds_wherever_the_line_is(
+        self, before: int, filler: int, longest: int, ended: bool
+    ) -> None:
+        """A body line of 999 octets or more sends the message the full way, at
+        any place among lines of any length up to 998 (RFC 5322 §2.1.1), the
+        last one without its CRLF too; one of 998 keeps it on the fast way."""
+        body = (b"y" * filler + b"\r\n") * before + b"z" * longest
+        body += b"\r\n" + b"y" * filler + b"\r\n" if ended else b""
+        message = b"From: a@example.org\r\nTo: b@example.org\r\n\r\n" + body
+        assert fast_is_taken(message) == (longest <= 998)
+        full = slow(message)
+        assert same_id(outcome(prepare_email, message), full) == full
+
     def test_fast_way_keeps_the_callers_octets(self) -> None:
         """Header lines and body go out as written; Bcc goes, Date and Message-ID come."""
         head = b"From: Alice <alice@example.org>\r\nTo: bob@example.org\r\n"
@@ -593,6 +615,41 @@ class TestVerifyShortcut:
     ) -> None:
         """Parts, an envelope line, a stray continuation or 8-bit names are parsed."""
         assert single_text_part(head + b"From: a@example.org\r\n\r\nbody\r\n") is None
+
+
+class TestHeaderRegistry:
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("From", "Alice <alice@example.org>"),
+            ("to", "a@example.org, Team: b@example.org;"),
+            ("Date", "Mon, 06 May 2024 07:08:09 +0000"),
+            ("Content-Type", 'text/plain; charset="utf-8"'),
+            ("Message-ID", "<a@b>"),
+            ("X-Anything", "=?utf-8?q?J=C3=B6rg?="),
+        ],
+    )
+    def test_headers_are_parsed_as_the_default_registry_parses_them(
+        self, name: str, value: str
+    ) -> None:
+        """Every registry made per message has the email package's default header
+        classes, and parses a header to what a new HeaderRegistry gives."""
+        reference = HeaderRegistry()(name, value)
+        for registry in (CachingHeaderRegistry(), CachingHeaderRegistry()):
+            header = registry(name, value)
+            assert type(header).__mro__[1:] == type(reference).__mro__[1:]
+            assert (str(header), header.defects) == (str(reference), reference.defects)
+            assert registry(name, value) is header
+        assert CachingHeaderRegistry()(name, value) is not header
+
+    def test_the_shared_map_of_header_classes_cannot_be_changed(self) -> None:
+        """The map of header classes is shared by every registry: none changes it."""
+        registry = CachingHeaderRegistry()
+        with pytest.raises(TypeError):
+            registry.map_to_type("x-mine", AddressHeader)
+        assert type(CachingHeaderRegistry()("X-Mine", "a@b")).__mro__[1] is (
+            UnstructuredHeader
+        )
 
 
 @st.composite

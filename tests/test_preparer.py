@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import random
 from datetime import UTC, datetime
 from email import message_from_bytes
@@ -22,6 +24,7 @@ from mailstrom_py import (
 from mailstrom_py.message import Preparer, prepare_email
 from mailstrom_py.message.completion import MessageIds
 from mailstrom_py.message.dkim import generate_key, txt_value
+from mailstrom_py.message.envelope import AddressList, Envelope
 
 HELO = "mx.example.org"
 NOW = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
@@ -172,6 +175,29 @@ class TestDefaultFrom:
         config = Config(HELO, RelayConfig("127.0.0.1"), default_from=SENDER)
         prepared = Preparer.from_config(config).prepare(NO_FROM)
         assert prepared.mail_from == "noreply@example.org"
+
+
+@pytest.mark.parametrize("cls", [PreparedEmail, Envelope, AddressList])
+def test_a_written_out_init_is_the_dataclass_one(cls: type) -> None:
+    """PreparedEmail, Envelope and AddressList write their dataclass
+    ``__init__`` out (it runs for every message prepared): it takes every
+    field, in order, with the field's default, sets each of them and nothing
+    else, and leaves the instance frozen and equal to its copies."""
+    fields = dataclasses.fields(cls)
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    assert [p.name for p in params] == [f.name for f in fields]
+    assert [p.default for p in params] == [
+        inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default
+        for f in fields
+    ]
+    values = {f.name: object() for f in fields}
+    built = cls(*values.values())
+    assert {f.name: getattr(built, f.name) for f in fields} == values
+    assert not hasattr(built, "__dict__") or vars(built) == values
+    assert dataclasses.replace(built) == built
+    assert cls(**values) == built
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(built, fields[0].name, None)
 
 
 def _date_of(prepared: PreparedEmail) -> datetime:

@@ -102,7 +102,8 @@ def complete_headers(
     completed: list[tuple[str, Any]] = []
     msg_id = None
     dated = False
-    for name, value in headers:
+    for field in headers:
+        name, value = field
         key = name.lower()
         dated = dated or key == "date"
         if key == "message-id":
@@ -112,7 +113,7 @@ def complete_headers(
         elif key in _ID_HEADERS:
             completed.append((name, _refolded(name, value)))
         else:
-            completed.append((name, value))
+            completed.append(field)
     if not dated:
         completed.append(("Date", _date_header(now)))
     if msg_id is None:

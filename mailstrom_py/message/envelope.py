@@ -54,7 +54,7 @@ _HARMLESS_DEFECTS = (ObsoleteHeaderDefect, NonASCIILocalPartDefect)
 _PARSE_ERRORS = (ValueError, LookupError, TypeError, AttributeError, MessageError)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Envelope:
     """The envelope of a message, and the headers to send with it.
 
@@ -71,8 +71,24 @@ class Envelope:
     smtputf8: bool
     headers: tuple[tuple[str, Any], ...]
 
+    def __init__(
+        self,
+        mail_from: str,
+        recipients: tuple[str, ...],
+        smtputf8: bool,
+        headers: tuple[tuple[str, Any], ...],
+    ) -> None:
+        # The dataclass's own __init__, written out to fill the frozen
+        # instance's __dict__ directly rather than through object.__setattr__
+        # field by field: one envelope is read for every message sent.
+        fields = self.__dict__
+        fields["mail_from"] = mail_from
+        fields["recipients"] = recipients
+        fields["smtputf8"] = smtputf8
+        fields["headers"] = headers
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, init=False)
 class AddressList:
     """The addresses of one address header, checked and normalised.
 
@@ -87,6 +103,19 @@ class AddressList:
     addresses: tuple[str, ...]
     has_group: bool
     rewritten: BaseHeader | None
+
+    def __init__(
+        self,
+        addresses: tuple[str, ...],
+        has_group: bool,
+        rewritten: BaseHeader | None,
+    ) -> None:
+        # Written out as Envelope's is: a message has two or three address
+        # headers. Same fields and order.
+        fields = self.__dict__
+        fields["addresses"] = addresses
+        fields["has_group"] = has_group
+        fields["rewritten"] = rewritten
 
 
 def read_envelope(
@@ -119,8 +148,9 @@ def read_envelope(
     found: dict[str, AddressList] = {}
     every_address: list[str] = []
     routing = _ROUTING[mail_from is None, rcpt_to is None]
-    for name, value in headers:
-        key, sent = name.lower(), value
+    for field in headers:
+        name, value = field
+        key, sent = name.lower(), field
         if key in _ADDRESS_HEADERS:
             try:
                 found[key] = listed = read_address_header(name, value, factory)
@@ -129,9 +159,10 @@ def read_envelope(
                     raise
             else:
                 every_address += listed.addresses
-                sent = value if listed.rewritten is None else listed.rewritten
+                if listed.rewritten is not None:
+                    sent = (name, listed.rewritten)
         if key not in _BLIND_HEADERS:
-            kept.append((name, sent))
+            kept.append(sent)
     sender = _envelope_sender(found, mail_from, allow_null_sender=allow_null_sender)
     recipients = _envelope_recipients(found, rcpt_to)
     every_address += [sender, *recipients]

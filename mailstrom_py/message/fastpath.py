@@ -162,14 +162,30 @@ def _plain_lines(data: bytes) -> bool:
     """Return whether every line of *data* ends in CRLF and is at most 998 octets.
 
     The last line may lack its line end. One split at every kind of line end
-    serves both checks: CRLF is the only two-octet line end, so the line ends
+    serves the first check: CRLF is the only two-octet line end, so the line ends
     are all CRLF exactly when they took two octets each.
     """
-    lengths = list(map(len, data.splitlines()))
-    ends = len(lengths) if data.endswith((b"\r", b"\n")) else len(lengths) - 1
-    if len(data) - sum(lengths) != 2 * ends:
+    lines = data.splitlines()
+    ends = len(lines) if data.endswith((b"\r", b"\n")) else len(lines) - 1
+    if len(data) - len(b"".join(lines)) != 2 * ends:
         return False
-    return not lengths or max(lengths) <= MAX_LINE
+    return _short_lines(data)
+
+
+def _short_lines(data: bytes) -> bool:
+    """Return whether no line of *data*, whose line ends are all CRLF, is too long.
+
+    A line of at most 998 octets has its LF within the 1000 octets from its
+    start, and then so have the lines after it up to the last LF there: one
+    search from the end of each 1000 octets serves all the lines they hold.
+    """
+    start = 0
+    while len(data) - start > MAX_LINE:
+        last = data.rfind(b"\n", start, start + MAX_LINE + 2)
+        if last < 0:
+            return False
+        start = last + 1
+    return True
 
 
 def _plain_fields(block: str) -> list[tuple[str, str]] | None:

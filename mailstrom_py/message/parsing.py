@@ -9,7 +9,7 @@ compat32 :class:`~email.message.Message` is written out and parsed again.
 from __future__ import annotations
 
 import copy
-from email.headerregistry import BaseHeader, HeaderRegistry
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import Message
 from email.parser import BytesParser, Parser
 from email.policy import EmailPolicy, compat32
@@ -23,17 +23,36 @@ from .verbatim import RawMessage, read_raw
 
 __all__ = ["CachingHeaderRegistry", "parse_message"]
 
+# The email package's map of header names to header classes, as every
+# HeaderRegistry starts with it.
+_DEFAULT_CLASSES = HeaderRegistry().registry
+
 
 class CachingHeaderRegistry(HeaderRegistry):
     """A header factory that parses each distinct header once per preparation.
 
     The email package re-parses a header on every read (the parser alone reads each
     part's Content-Type four times); header objects are immutable, so sharing is safe.
+
+    Every instance maps header names to the email package's default classes, from
+    one map they share: :meth:`map_to_type` is refused.
     """
 
     def __init__(self) -> None:
-        super().__init__()
+        # Not HeaderRegistry.__init__, which copies the default map for each
+        # instance: one registry is made for every message prepared.
+        self.registry = _DEFAULT_CLASSES
+        self.base_class = BaseHeader
+        self.default_class = UnstructuredHeader
         self._parsed: dict[tuple[str, str], BaseHeader] = {}
+
+    def map_to_type(self, name: str, cls: type[BaseHeader]) -> None:
+        """Refused: the map of header classes is shared by every instance.
+
+        Raises:
+            TypeError: always.
+        """
+        raise TypeError(f"{type(self).__name__} keeps the default header classes")
 
     def __call__(self, name: str, value: Any) -> BaseHeader:
         if type(value) is not str:
