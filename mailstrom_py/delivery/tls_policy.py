@@ -64,7 +64,9 @@ class TlsPolicy:
             not), or, with ``dane``, matched against TLSA records.
         verify_name: the name the certificate must be valid for, also sent in
             SNI; None for the name of the server dialled (the relay's host, the
-            exchanger's MX name).
+            exchanger's MX name). Under DANE it is the TLSA base domain, sent
+            in SNI (RFC 7672 §8.1) and checked by no context (DANE-TA leaves
+            are checked against ``dane_names``).
         implicit: TLS from the first byte (port 465) instead of STARTTLS; only
             with ``mode="required"``.
         context: the client context of the handshake; None only with
@@ -247,6 +249,7 @@ def _published(base: TlsPolicy, destination: DestinationTls) -> TlsPolicy:
             source="DANE (RFC 7672)" if records else "DANE, no usable TLSA record",
             policy_type="tlsa",
             policy_domain=domain,
+            verify_name=_base_domain(dane),
             dane=records,
             dane_names=_reference_names(dane, domain),
         )
@@ -268,6 +271,13 @@ def _published(base: TlsPolicy, destination: DestinationTls) -> TlsPolicy:
     return dataclasses.replace(verified, fallback=unverified)
 
 
+def _base_domain(dane: TlsaLookup) -> str:
+    """The TLSA base domain of ``dane`` (RFC 7672 §2.2.2), the name a DANE
+    session sends in SNI (§8.1): the CNAME-expanded name whose records were
+    found, else the MX host name."""
+    return (dane.base or dane.host).rstrip(".").lower()
+
+
 def _reference_names(dane: TlsaLookup, domain: str) -> tuple[str, ...]:
     """The names a DANE-TA leaf may carry (RFC 7672 §3.2.2): the TLSA base
     domain first, the MX host name as written, and the next-hop (recipient)
@@ -275,7 +285,7 @@ def _reference_names(dane: TlsaLookup, domain: str) -> tuple[str, ...]:
     (for an implicit MX it is the host name); () without a DANE-TA record."""
     if not any(record.usage == DANE_TA for record in dane.usable_records):
         return ()
-    names = (dane.base or dane.host, dane.host, domain)
+    names = (_base_domain(dane), dane.host, domain)
     return tuple(dict.fromkeys(name.rstrip(".").lower() for name in names))
 
 
