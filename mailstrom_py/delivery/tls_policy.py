@@ -77,7 +77,9 @@ class TlsPolicy:
             such a message is deferred with 4.7.4 before any connection.
         policy_type: the policy the destination published that holds the
             sessions (see :data:`PolicyType`), recorded with each session.
-        policy_domain: the domain that published it, or None.
+        policy_domain: the domain that published it, or None: the recipient
+            domain of an MTA-STS policy (or of none found), the TLSA base
+            domain of DANE records (RFC 8460 §3, the Policy Domain).
         dane: the usable TLSA records the server's chain must match (RFC 7672);
             the context then verifies nothing itself.
         dane_names: the reference identifiers a leaf certificate under a
@@ -248,7 +250,7 @@ def _published(base: TlsPolicy, destination: DestinationTls) -> TlsPolicy:
             context=_needed(destination.unverified, "DANE"),
             source="DANE (RFC 7672)" if records else "DANE, no usable TLSA record",
             policy_type="tlsa",
-            policy_domain=domain,
+            policy_domain=_base_domain(dane),
             verify_name=_base_domain(dane),
             dane=records,
             dane_names=_reference_names(dane, domain),
@@ -273,8 +275,9 @@ def _published(base: TlsPolicy, destination: DestinationTls) -> TlsPolicy:
 
 def _base_domain(dane: TlsaLookup) -> str:
     """The TLSA base domain of ``dane`` (RFC 7672 §2.2.2), the name a DANE
-    session sends in SNI (§8.1): the CNAME-expanded name whose records were
-    found, else the MX host name."""
+    session sends in SNI (§8.1) and the policy domain its TLS reports name
+    (RFC 8460 §3): the CNAME-expanded name whose records were found, else
+    the MX host name."""
     return (dane.base or dane.host).rstrip(".").lower()
 
 
