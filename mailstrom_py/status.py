@@ -10,7 +10,7 @@ import enum
 import functools
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, Self, TypeVar, overload
 
 __all__ = [
@@ -135,13 +135,19 @@ class Remote:
             reports: ``"sts"`` (MTA-STS), ``"tlsa"`` (DANE) or
             ``"no-policy-found"``; ``None`` when unknown (relay delivery, or a
             status recorded before policies were kept).
-        tls_policy_domain: the domain that published the policy (the
-            recipient domain).
+        tls_policy_domain: the domain that published the policy, RFC 8460's
+            Policy Domain: the recipient domain, or for ``"tlsa"`` the TLSA
+            base domain (the MX host name, or its CNAME-expanded name).
         tls_result: ``"success"``, or the RFC 8460 result type of the TLS
             failure (``"certificate-host-mismatch"``, ``"validation-failure"``,
             ``"starttls-not-supported"``...); ``None`` for a session that
             never tried TLS.
         tls_failure: the TLS failure in words, when there was one.
+        tls_policy_strings: the policy as a TLS report gives it (RFC 8460
+            §4.4 "policy-string"): for ``"tlsa"``, the usable TLSA records in
+            presentation form. Known to the delivery that made this status,
+            for its reports; not stored, so a status read back from storage
+            has none, and it takes no part in comparisons.
     """
 
     host: str
@@ -153,6 +159,7 @@ class Remote:
     tls_policy_domain: str | None = None
     tls_result: str | None = None
     tls_failure: str | None = None
+    tls_policy_strings: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, init=False)

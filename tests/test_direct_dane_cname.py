@@ -13,6 +13,8 @@ so only DANE can authenticate it.
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 import trustme
 from support.dane import ee_record, serving, ta_record
@@ -57,6 +59,18 @@ def tlsa(net: MxNet, base: str, *records: str) -> str:
 def tlsa_queries(net: MxNet) -> list[str]:
     """The names whose TLSA records the DNS server was asked for."""
     return [name for name, kind in net.dns.queries if kind == "TLSA"]
+
+
+def recording_sni(cert: trustme.LeafCert, names: list[str | None]) -> ssl.SSLContext:
+    """A server context presenting ``cert`` that appends to ``names`` the
+    server name each client sends in SNI (None for none)."""
+    context = serving(cert)
+
+    def record(sock: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
+        names.append(name)
+
+    context.sni_callback = record
+    return context
 
 
 def deliver(mailer: Mailstrom, raw: bytes) -> RecipientStatus:
@@ -188,3 +202,47 @@ class TestReferenceIdentifiers:
         r = deliver(net.mailer(dnssec=True), message("a@d.test"))
         assert r.result is D
         assert r.remote is not None and r.remote.tls_verified
+
+
+class TestServerName:
+    """The name sent in SNI: under DANE the TLSA base domain (RFC 7672
+    §8.1), else the MX host name, as always."""
+
+    def test_a_dane_session_sends_the_expanded_name(
+        self, net: MxNet, leaf: trustme.LeafCert
+    ) -> None:
+        """Records at the expanded name: the handshake names mail.host.test,
+        not mx1.d.test, and the mail is delivered with verified TLS."""
+        tlsa(net, EXPANDED, ee_record(leaf))
+        names: list[str | None] = []
+        net.smtp("127.0.0.2", starttls_context=recording_sni(leaf, names))
+        r = deliver(net.mailer(dnssec=True), message("a@d.test"))
+        assert r.result is D
+        assert r.remote is not None and r.remote.tls_verified
+        assert names == [EXPANDED]
+
+    def test_records_at_the_initial_name_make_it_the_name_sent(
+        self, net: MxNet, leaf: trustme.LeafCert
+    ) -> None:
+        """No records at the expanded name, matching ones at the initial
+        name: the initial name is the TLSA base domain, and is sent."""
+        tlsa(net, INITIAL, ee_record(leaf))
+        names: list[str | None] = []
+        net.smtp("127.0.0.2", starttls_context=recording_sni(leaf, names))
+        r = deliver(net.mailer(dnssec=True), message("a@d.test"))
+        assert r.result is D
+        assert names == [INITIAL]
+
+    def test_a_session_without_dane_sends_the_mx_host_name(
+        self, net: MxNet, own_ca: trustme.CA, leaf: trustme.LeafCert
+    ) -> None:
+        """The CNAME target unsigned, so no DANE: opportunistic TLS, and the
+        name sent is the MX host name as the MX record gives it."""
+        net.zone.unsign("host.test")
+        tlsa(net, EXPANDED, ee_record(own_ca.issue_cert(EXPANDED)))
+        names: list[str | None] = []
+        net.smtp("127.0.0.2", starttls_context=recording_sni(leaf, names))
+        r = deliver(net.mailer(dnssec=True), message("a@d.test"))
+        assert r.result is D
+        assert r.remote is not None and r.remote.tls_policy == "no-policy-found"
+        assert names == [INITIAL]

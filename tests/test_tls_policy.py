@@ -414,7 +414,8 @@ class TestOneDecision:
         """DANE records (authenticated) outrank MTA-STS; enforce requires
         verified TLS; testing tries verified TLS and falls back to what the
         configuration gives; TLS-Required: No waives every published policy
-        (and Config.require_tls), REQUIRETLS none."""
+        (and Config.require_tls), REQUIRETLS none. The policy domain is the
+        recipient domain, or for DANE the TLSA base domain."""
         direct = DirectConfig(nameservers=("127.0.0.1",))
         sts_policy = {
             "enforce": StsPolicy(StsMode.ENFORCE, ("mx.d.test",), 86400),
@@ -453,7 +454,9 @@ class TestOneDecision:
             verify,
             policy_type,
         )
-        assert policy.policy_domain == "d.test"
+        # RFC 8460 §3: DANE's policy domain is the TLSA base domain.
+        domain = "mx.d.test" if policy_type == "tlsa" else "d.test"
+        assert policy.policy_domain == domain
         second = policy.after_failed_handshake()
         if fallback is not None:
             assert second is not None and (second.mode, second.verify) == (

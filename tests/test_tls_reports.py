@@ -14,6 +14,7 @@ import json
 from email.message import EmailMessage
 
 import trustme
+from support.dane import ee_record, serving
 from support.mxnet import NOW, MxNet, message
 from support.tls import client_context, self_signed_server_context, server_context
 
@@ -140,6 +141,55 @@ class TestReports:
         assert detail["result-type"] == "certificate-not-trusted"
         assert detail["receiving-mx-hostname"] == "mx1.d.test"
         assert detail["receiving-ip"] == "127.0.0.2"
+
+    def test_a_dane_session_is_reported_to_its_tlsa_base_domain(
+        self, net: MxNet, ca: trustme.CA
+    ) -> None:
+        """d.test's MX mx1.d.test is an alias of mail.host.test, whose TLSA
+        record authenticates the exchanger (DNSSEC throughout). The session
+        is held to that record, so its policy domain is the TLSA base domain
+        (RFC 8460 §3): the report goes to _smtp._tls.mail.host.test's rua and
+        names the record as its policy string; d.test, though it asks for
+        reports too, gets none for it."""
+        leaf = ca.issue_cert("mail.host.test")
+        net.zone.add("d.test", "MX", "10 mx1.d.test")
+        net.zone.add("mx1.d.test", "CNAME", "mail.host.test")
+        net.zone.add("mail.host.test", "A", "127.0.0.2")
+        record = ee_record(leaf)
+        net.zone.add(f"_{net.port}._tcp.mail.host.test", "TLSA", record)
+        net.zone.sign("d.test").sign("host.test")
+        net.mx("reports.test", (10, "mx.reports.test", "127.0.0.4"))
+        for domain, to in (("d.test", "domain"), ("mail.host.test", "host")):
+            net.zone.add(
+                f"_smtp._tls.{domain}",
+                "TXT",
+                f"v=TLSRPTv1; rua=mailto:{to}@reports.test",
+            )
+        net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        reports = net.smtp("127.0.0.4")
+        sender = mailer(net, tls_reports=True, dnssec=True)
+        try:
+            deliver(sender, "a@d.test", NOW)
+            deliver(sender, "b@d.test", NOW + DAY)
+            sender.run_once(NOW + DAY)
+        finally:
+            sender.stop(10)
+        [received] = reports.handler.messages
+        assert received.rcpt_tos == ("host@reports.test",)
+        report = parsed(received.data)
+        assert report["TLS-Report-Domain"] == "mail.host.test"
+        [attachment] = [p for p in report.iter_parts() if p.get_filename()]
+        [entry] = json.loads(gzip.decompress(attachment.get_content()))["policies"]
+        assert entry["policy"] == {
+            "policy-type": "tlsa",
+            "policy-domain": "mail.host.test",
+            "policy-string": [record],
+            "mx-host": ["mx1.d.test"],
+        }
+        assert entry["summary"] == {
+            "total-successful-session-count": 1,
+            "total-failure-session-count": 0,
+        }
 
     def test_reports_are_off_by_default(self, net: MxNet, ca: trustme.CA) -> None:
         """Without ``tls_reports`` nothing is gathered or sent."""

@@ -34,7 +34,9 @@ STS = ReportedPolicy.sts(
         "version: STSv1\nmode: enforce\nmx: mx.d.test\nmx: *.d.test\nmax_age: 86400\n"
     ),
 )
-TLSA = ReportedPolicy.tlsa("e.test", "mx.e.test", [TlsaRecord(3, 1, 1, b"\xab" * 32)])
+TLSA = ReportedPolicy.tlsa(
+    "mail.host.test", "mx.e.test", [TlsaRecord(3, 1, 1, b"\xab" * 32)]
+)
 
 
 def report(results: list[SessionResult]) -> dict[str, object]:
@@ -96,7 +98,7 @@ def test_a_report_counts_sessions_per_policy_and_groups_failures() -> None:
             {
                 "policy": {
                     "policy-type": "tlsa",
-                    "policy-domain": "e.test",
+                    "policy-domain": "mail.host.test",
                     "policy-string": ["3 1 1 " + "ab" * 32],
                     "mx-host": ["mx.e.test"],
                 },
@@ -198,5 +200,5 @@ def test_the_collector_gathers_from_many_threads_and_hands_results_over_once() -
     assert collector.take("d.test") == []
     rest = collector.take()
     assert len(rest) == 400
-    assert {result.policy.domain for result in rest} == {"e.test"}
+    assert {result.policy.domain for result in rest} == {"mail.host.test"}
     assert collector.take() == []

@@ -64,7 +64,9 @@ class TlsPolicy:
             not), or, with ``dane``, matched against TLSA records.
         verify_name: the name the certificate must be valid for, also sent in
             SNI; None for the name of the server dialled (the relay's host, the
-            exchanger's MX name).
+            exchanger's MX name). Under DANE it is the TLSA base domain, sent
+            in SNI (RFC 7672 §8.1) and checked by no context (DANE-TA leaves
+            are checked against ``dane_names``).
         implicit: TLS from the first byte (port 465) instead of STARTTLS; only
             with ``mode="required"``.
         context: the client context of the handshake; None only with
@@ -75,7 +77,9 @@ class TlsPolicy:
             such a message is deferred with 4.7.4 before any connection.
         policy_type: the policy the destination published that holds the
             sessions (see :data:`PolicyType`), recorded with each session.
-        policy_domain: the domain that published it, or None.
+        policy_domain: the domain that published it, or None: the recipient
+            domain of an MTA-STS policy (or of none found), the TLSA base
+            domain of DANE records (RFC 8460 §3, the Policy Domain).
         dane: the usable TLSA records the server's chain must match (RFC 7672);
             the context then verifies nothing itself.
         dane_names: the reference identifiers a leaf certificate under a
@@ -246,7 +250,8 @@ def _published(base: TlsPolicy, destination: DestinationTls) -> TlsPolicy:
             context=_needed(destination.unverified, "DANE"),
             source="DANE (RFC 7672)" if records else "DANE, no usable TLSA record",
             policy_type="tlsa",
-            policy_domain=domain,
+            policy_domain=_base_domain(dane),
+            verify_name=_base_domain(dane),
             dane=records,
             dane_names=_reference_names(dane, domain),
         )
@@ -268,6 +273,14 @@ def _published(base: TlsPolicy, destination: DestinationTls) -> TlsPolicy:
     return dataclasses.replace(verified, fallback=unverified)
 
 
+def _base_domain(dane: TlsaLookup) -> str:
+    """The TLSA base domain of ``dane`` (RFC 7672 §2.2.2), the name a DANE
+    session sends in SNI (§8.1) and the policy domain its TLS reports name
+    (RFC 8460 §3): the CNAME-expanded name whose records were found, else
+    the MX host name."""
+    return (dane.base or dane.host).rstrip(".").lower()
+
+
 def _reference_names(dane: TlsaLookup, domain: str) -> tuple[str, ...]:
     """The names a DANE-TA leaf may carry (RFC 7672 §3.2.2): the TLSA base
     domain first, the MX host name as written, and the next-hop (recipient)
@@ -275,7 +288,7 @@ def _reference_names(dane: TlsaLookup, domain: str) -> tuple[str, ...]:
     (for an implicit MX it is the host name); () without a DANE-TA record."""
     if not any(record.usage == DANE_TA for record in dane.usable_records):
         return ()
-    names = (dane.base or dane.host, dane.host, domain)
+    names = (_base_domain(dane), dane.host, domain)
     return tuple(dict.fromkeys(name.rstrip(".").lower() for name in names))
 
 

@@ -56,11 +56,14 @@ class ReportedPolicy:
 
     Attributes:
         policy_type: ``sts``, ``tlsa`` or ``no-policy-found``.
-        domain: the policy domain (the recipient domain).
+        domain: the policy domain (RFC 8460 §3): the recipient domain of an
+            MTA-STS policy or of none, the TLSA base domain of TLSA records
+            (the MX host name, or its CNAME-expanded name where the records
+            were found, RFC 7672 §2.2.2).
         strings: the policy: the lines of an MTA-STS policy, or the TLSA
-            records in presentation form.
-        mx_hosts: the MX patterns of an MTA-STS policy, or the MX host of
-            TLSA records.
+            records in presentation form (RFC 8460 §4.4).
+        mx_hosts: the MX patterns of an MTA-STS policy, or the MX host name
+            of TLSA records.
     """
 
     policy_type: Literal["sts", "tlsa", "no-policy-found"]
@@ -75,10 +78,11 @@ class ReportedPolicy:
 
     @classmethod
     def tlsa(
-        cls, domain: str, mx_host: str, records: Iterable[TlsaRecord]
+        cls, base_domain: str, mx_host: str, records: Iterable[TlsaRecord]
     ) -> ReportedPolicy:
-        """The TLSA records of ``mx_host``, an MX host of ``domain``."""
-        return cls("tlsa", domain, tuple(str(r) for r in records), (mx_host,))
+        """The TLSA records of MX host ``mx_host``, found at ``base_domain``,
+        its TLSA base domain, which is their policy domain."""
+        return cls("tlsa", base_domain, tuple(str(r) for r in records), (mx_host,))
 
     @classmethod
     def none_found(cls, domain: str) -> ReportedPolicy:

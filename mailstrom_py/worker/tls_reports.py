@@ -1,8 +1,12 @@
 """SMTP TLS reporting (RFC 8460) from the outcomes the worker records.
 
-Every recorded recipient whose last session was held to a policy of its
-domain (``Remote.tls_policy``) counts as one session of that policy domain
-on that UTC day; recipients of one attempt that shared a session count once.
+Every recorded recipient whose last session was held to a destination's
+policy (``Remote.tls_policy``, "no-policy-found" included) counts as one
+session of that policy's domain on that UTC day: the recipient domain, or
+under DANE the exchanger's TLSA base domain (RFC 8460 §3), which is then
+the domain whose ``_smtp._tls`` record gets the report. Recipients of one
+attempt that shared a session count once.
+
 After a day ends, the next recorded attempt queues one report per domain
 that publishes ``_smtp._tls`` with a ``mailto:`` address, covering every
 finished day gathered for it, so that a domain gets at most one report a
@@ -149,7 +153,8 @@ def _result(remote: Remote) -> SessionResult:
     if policy_type == "sts":
         policy = ReportedPolicy("sts", domain)
     elif policy_type == "tlsa":
-        policy = ReportedPolicy("tlsa", domain, mx_hosts=(remote.host,))
+        strings = remote.tls_policy_strings
+        policy = ReportedPolicy("tlsa", domain, strings, (remote.host,))
     else:
         policy = ReportedPolicy.none_found(domain)
     # A session without a TLS result went in plaintext: STARTTLS was missing.

@@ -88,7 +88,8 @@ class SmtpLink:
 
         Args:
             host: the server's name, used for TLS verification and SNI (unless
-                ``tls.verify_name`` says otherwise).
+                ``tls.verify_name`` says otherwise, as the TLSA base domain of
+                a DANE session does).
             address: the IP address (or name) to dial.
             port: the TCP port.
             helo_name: our name in EHLO/HELO.
