@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -162,6 +163,51 @@ def test_a_second_signal_stops_the_worker_at_once(
     assert not script.replied.is_set()
     worker.wait_for_line("SIGINT received again: exiting at once")
     assert results(config, message_id) == ["queued"]
+
+
+# tgkill(2) by architecture: a signal for one thread of another process.
+_TGKILL = {"x86_64": 234, "aarch64": 131}
+
+
+def _signal_thread(pid: int, tid: int, signum: int) -> None:
+    import ctypes  # noqa: PLC0415 (only this test calls into libc)
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(_TGKILL[os.uname().machine], pid, tid, signum) != 0:
+        raise OSError(ctypes.get_errno(), "tgkill failed")
+
+
+@pytest.mark.skipif(
+    os.uname().machine not in _TGKILL or not sys.platform.startswith("linux"),
+    reason="needs Linux's tgkill on a known architecture",
+)
+@pytest.mark.parametrize("stage", ["first", "second"])
+def test_a_signal_taken_by_another_thread_is_heeded(
+    tmp_path: Path, slow_dot: tuple[SlowDot, int], stage: str
+) -> None:
+    """The kernel may hand a process's signal to any of its threads: a stop
+    signal taken by a delivery thread starts the stop (the first) or ends the
+    worker at once (the second) as if the main thread had taken it."""
+    script, port = slow_dot
+    script.delay = 60.0
+    config = write_config(tmp_path, port)
+    with Daemon("worker", "--config", str(config)) as worker:
+        worker.wait_for_line("delivering")
+        queue_message(config)
+        assert script.dot_seen.wait(20), worker.stderr
+        pid = worker.process.pid
+        others = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
+        assert others, "the worker runs threads besides its main one"
+        if stage == "second":
+            worker.signal(signal.SIGTERM)
+            worker.wait_for_line("SIGTERM received")
+            _signal_thread(pid, others[-1], signal.SIGINT)
+            assert worker.wait(timeout=10) == 130, worker.stderr
+        else:
+            _signal_thread(pid, others[-1], signal.SIGTERM)
+            worker.wait_for_line("SIGTERM received", timeout=10)
+            script.release.set()
+            assert worker.wait(timeout=20) == 0, worker.stderr
 
 
 def test_sigint_stops_an_idle_worker_with_status_0(

@@ -22,8 +22,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import select
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from types import FrameType
 
@@ -53,6 +55,10 @@ EXIT_CONFIG = 2
 EXIT_FAILURE = 1
 #: The signals that stop the worker.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+# The longest the main thread waits without running Python, in seconds: the
+# most a stop signal's handler can be put off.
+_SIGNAL_CHECK = 0.2
 
 _Handler = Callable[[int, FrameType | None], object] | int | None
 
@@ -148,9 +154,33 @@ def _serve(loaded: LoadedConfig, signals: StopSignals) -> int:
     notify("STOPPING=1\nSTATUS=finishing the deliveries in progress")
     # The queue is durable: what is due waits for the next start, so a stop
     # only lets the transactions under way finish (no drain).
-    mailer.stop(timeout=None, drain=0)
+    _stop_heeding_signals(mailer)
     log.info("stopped")
     return 0
+
+
+def _stop_heeding_signals(mailer: Mailstrom) -> None:
+    """Stop ``mailer`` from another thread, the main one waiting for it in
+    short steps.
+
+    The kernel may hand a signal to any thread; Python then runs its handler
+    only once the main thread next runs Python code, which a wait without a
+    timeout (joining the delivery threads) could put off for good.
+    """
+    failure: list[BaseException] = []
+
+    def stop() -> None:
+        try:
+            mailer.stop(timeout=None, drain=0)
+        except BaseException as exc:  # noqa: BLE001 (raised again in the main thread)
+            failure.append(exc)
+
+    stopper = threading.Thread(target=stop, name="mailstrom-stop", daemon=True)
+    stopper.start()
+    while stopper.is_alive():
+        stopper.join(_SIGNAL_CHECK)
+    if failure:
+        raise failure[0]
 
 
 def _open_mailer(loaded: LoadedConfig) -> Mailstrom:
@@ -204,8 +234,9 @@ class StopSignals:
 
     def wait(self) -> int:
         """Block until the first stop signal; return its number."""
-        os.read(self._read, 1)  # retried after each handler (PEP 475)
-        assert self.received is not None
+        while self.received is None:
+            # Timed, for a signal taken by another thread (_stop_heeding_signals).
+            select.select([self._read], [], [], _SIGNAL_CHECK)
         return self.received
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
