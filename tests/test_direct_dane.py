@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import pytest
 import trustme
-from support.dane import ee_record, serving, ta_record
+from support.dane import deliver, ee_record, serving, ta_record, tlsa, tlsa_queries
 from support.https import HttpsServerFactory, Reply
 from support.mxnet import MxNet, message
 from support.tls import client_context, server_context
 
-from mailstrom_py import DeliveryResult, Mailstrom
-from mailstrom_py.status import RecipientStatus
+from mailstrom_py import DeliveryResult
 
 D, DF = DeliveryResult.DELIVERED, DeliveryResult.DEFERRED
 
@@ -37,25 +36,6 @@ def leaf(own_ca: trustme.CA) -> trustme.LeafCert:
 def net(net: MxNet) -> MxNet:
     net.mx("d.test", (10, "mx1.d.test", "127.0.0.2"))
     return net
-
-
-def tlsa(net: MxNet, *records: str, signed: bool = True) -> None:
-    for record in records:
-        net.zone.add(f"_{net.port}._tcp.mx1.d.test", "TLSA", record)
-    if signed:
-        net.zone.sign("d.test")
-
-
-def tlsa_queries(net: MxNet) -> list[str]:
-    """The names whose TLSA records the DNS server was asked for."""
-    return [name for name, kind in net.dns.queries if kind == "TLSA"]
-
-
-def deliver(mailer: Mailstrom, raw: bytes) -> RecipientStatus:
-    message_id = mailer.send_email(raw)
-    mailer.run_once()
-    [status] = mailer.query_status(message_id).recipients
-    return status
 
 
 class TestDane:

@@ -14,11 +14,10 @@ import time
 
 import pytest
 import trustme
-from support.dane import ee_record, serving
+from support.dane import deliver, ee_record, serving, tlsa_queries
 from support.mxnet import MxNet, message
 
-from mailstrom_py import DeliveryResult, Mailstrom
-from mailstrom_py.status import RecipientStatus
+from mailstrom_py import DeliveryResult
 
 D, DF = DeliveryResult.DELIVERED, DeliveryResult.DEFERRED
 
@@ -38,18 +37,6 @@ def net(net: MxNet) -> MxNet:
 
 def owner(net: MxNet) -> str:
     return f"_{net.port}._tcp.mx1.d.test"
-
-
-def tlsa_queries(net: MxNet) -> list[str]:
-    """The names whose TLSA records the DNS server was asked for."""
-    return [name for name, kind in net.dns.queries if kind == "TLSA"]
-
-
-def deliver(mailer: Mailstrom, raw: bytes) -> RecipientStatus:
-    message_id = mailer.send_email(raw)
-    mailer.run_once()
-    [status] = mailer.query_status(message_id).recipients
-    return status
 
 
 class TestTlsaCache:

@@ -17,11 +17,10 @@ import ssl
 
 import pytest
 import trustme
-from support.dane import ee_record, serving, ta_record
+from support.dane import deliver, ee_record, serving, ta_record, tlsa_queries
 from support.mxnet import MxNet, message
 
-from mailstrom_py import DeliveryResult, Mailstrom
-from mailstrom_py.status import RecipientStatus
+from mailstrom_py import DeliveryResult
 
 D, DF = DeliveryResult.DELIVERED, DeliveryResult.DEFERRED
 
@@ -56,11 +55,6 @@ def tlsa(net: MxNet, base: str, *records: str) -> str:
     return owner
 
 
-def tlsa_queries(net: MxNet) -> list[str]:
-    """The names whose TLSA records the DNS server was asked for."""
-    return [name for name, kind in net.dns.queries if kind == "TLSA"]
-
-
 def recording_sni(cert: trustme.LeafCert, names: list[str | None]) -> ssl.SSLContext:
     """A server context presenting ``cert`` that appends to ``names`` the
     server name each client sends in SNI (None for none)."""
@@ -71,13 +65,6 @@ def recording_sni(cert: trustme.LeafCert, names: list[str | None]) -> ssl.SSLCon
 
     context.sni_callback = record
     return context
-
-
-def deliver(mailer: Mailstrom, raw: bytes) -> RecipientStatus:
-    message_id = mailer.send_email(raw)
-    mailer.run_once()
-    [status] = mailer.query_status(message_id).recipients
-    return status
 
 
 class TestTlsaBaseDomain:

@@ -17,12 +17,11 @@ import time
 
 import pytest
 import trustme
-from support.dane import ee_record, serving
+from support.dane import deliver, ee_record, serving, tlsa, tlsa_queries
 from support.mxnet import NOW, MxNet, message
 
 from mailstrom_py import DeliveryResult, Mailstrom
 from mailstrom_py.config import DestinationLimits, ShapingConfig
-from mailstrom_py.status import RecipientStatus
 
 D, DF = DeliveryResult.DELIVERED, DeliveryResult.DEFERRED
 
@@ -42,25 +41,6 @@ def leaf(own_ca: trustme.CA) -> trustme.LeafCert:
 def net(net: MxNet) -> MxNet:
     net.mx("d.test", (10, "mx1.d.test", "127.0.0.2"))
     return net
-
-
-def tlsa(net: MxNet, *records: str, signed: bool = True) -> None:
-    for record in records:
-        net.zone.add(f"_{net.port}._tcp.mx1.d.test", "TLSA", record)
-    if signed:
-        net.zone.sign("d.test")
-
-
-def tlsa_queries(net: MxNet) -> list[str]:
-    """The names whose TLSA records the DNS server was asked for."""
-    return [name for name, kind in net.dns.queries if kind == "TLSA"]
-
-
-def deliver(mailer: Mailstrom, raw: bytes) -> RecipientStatus:
-    message_id = mailer.send_email(raw)
-    mailer.run_once()
-    [status] = mailer.query_status(message_id).recipients
-    return status
 
 
 class TestDnssecStatusOfTheRoute:
