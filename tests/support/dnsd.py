@@ -51,7 +51,28 @@ import dns.rrset
 
 from . import bind_socket
 
-__all__ = ["Behaviour", "DnsServer", "DnsServerFactory", "Responder", "Zone"]
+__all__ = [
+    "Behaviour",
+    "DnsServer",
+    "DnsServerFactory",
+    "Responder",
+    "Zone",
+    "loopback_resolver",
+]
+
+
+def loopback_resolver(
+    host: str, port: int, timeout: float, lifetime: float
+) -> dns.resolver.Resolver:
+    """A resolver that asks only ``host``:``port`` (no system configuration,
+    no cache), each try within ``timeout`` and the whole lookup ``lifetime``."""
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [host]
+    resolver.port = port
+    resolver.timeout = timeout
+    resolver.lifetime = lifetime
+    return resolver
+
 
 _MAX_CNAME_HOPS = 8
 _SOA_TTL = 60
@@ -417,12 +438,7 @@ class DnsServer:
         self, *, timeout: float = 1.0, lifetime: float = 2.0
     ) -> dns.resolver.Resolver:
         """A resolver that asks only this server (no system config, no cache)."""
-        resolver = dns.resolver.Resolver(configure=False)
-        resolver.nameservers = [self.host]
-        resolver.port = self.port
-        resolver.timeout = timeout
-        resolver.lifetime = lifetime
-        return resolver
+        return loopback_resolver(self.host, self.port, timeout, lifetime)
 
     # -- lifecycle --------------------------------------------------------------
 

@@ -49,7 +49,7 @@ import dns.zone
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import bind_socket
-from .dnsd import Zone, answer
+from .dnsd import Zone, answer, loopback_resolver
 
 __all__ = ["UNBOUND", "SignedZone", "Unbound"]
 
@@ -271,12 +271,7 @@ class Unbound:
         self, *, timeout: float = 2.0, lifetime: float = 4.0
     ) -> dns.resolver.Resolver:
         """A resolver that asks only this Unbound."""
-        resolver = dns.resolver.Resolver(configure=False)
-        resolver.nameservers = [self.host]
-        resolver.port = self.port
-        resolver.timeout = timeout
-        resolver.lifetime = lifetime
-        return resolver
+        return loopback_resolver(self.host, self.port, timeout, lifetime)
 
     def _config(self) -> str:
         stub = f"{self.host}@{self.dns_port}"
