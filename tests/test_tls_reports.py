@@ -13,13 +13,15 @@ import gzip
 import json
 from email.message import EmailMessage
 
+import pytest
 import trustme
 from support.dane import ee_record, serving
 from support.mxnet import NOW, MxNet, message
 from support.tls import client_context, self_signed_server_context, server_context
 
-from mailstrom_py import DeliveryResult, Mailstrom
+from mailstrom_py import DeliveryResult, Mailstrom, Remote
 from mailstrom_py.delivery.routing.tlsrpt_record import report_addresses
+from mailstrom_py.worker.tls_reports import report_domains
 
 DAY = 86_400.0
 D = DeliveryResult.DELIVERED
@@ -35,6 +37,18 @@ def deliver(mailer: Mailstrom, to: str, now: float) -> None:
     mailer.run_once(now)
     [r] = mailer.query_status(message_id).recipients
     assert r.result is D, r
+
+
+def dane_net(net: MxNet, leaf: trustme.LeafCert) -> None:
+    """d.test's MX mx1.d.test, an alias of mail.host.test (127.0.0.2), whose
+    DANE-EE record matches ``leaf``; d.test and host.test signed; the report
+    addresses' exchanger at 127.0.0.4."""
+    net.zone.add("d.test", "MX", "10 mx1.d.test")
+    net.zone.add("mx1.d.test", "CNAME", "mail.host.test")
+    net.zone.add("mail.host.test", "A", "127.0.0.2")
+    net.zone.add(f"_{net.port}._tcp.mail.host.test", "TLSA", ee_record(leaf))
+    net.zone.sign("d.test").sign("host.test")
+    net.mx("reports.test", (10, "mx.reports.test", "127.0.0.4"))
 
 
 def parsed(data: bytes) -> EmailMessage:
@@ -146,19 +160,19 @@ class TestReports:
         self, net: MxNet, ca: trustme.CA
     ) -> None:
         """d.test's MX mx1.d.test is an alias of mail.host.test, whose TLSA
-        record authenticates the exchanger (DNSSEC throughout). The session
-        is held to that record, so its policy domain is the TLSA base domain
-        (RFC 8460 §3): the report goes to _smtp._tls.mail.host.test's rua and
-        names the record as its policy string; d.test, though it asks for
-        reports too, gets none for it."""
+        record authenticates the exchanger (DNSSEC throughout), and both
+        d.test and mail.host.test publish _smtp._tls records. The rule: a
+        DANE session is reported to its recipient domain, as Postfix does
+        (the next-hop domain's record), and to its TLSA base domain, the
+        policy domain of RFC 8460 §3 ("distributed via DNS from the Policy
+        Domain's zone"), when that is another domain: receivers follow both
+        readings. So two reports go out, one to each rua, each named for its
+        report domain (TLS-Report-Domain, Subject, file name, report-id),
+        and both hold the same policy entry: type tlsa, policy domain
+        mail.host.test, the record as its policy string."""
         leaf = ca.issue_cert("mail.host.test")
-        net.zone.add("d.test", "MX", "10 mx1.d.test")
-        net.zone.add("mx1.d.test", "CNAME", "mail.host.test")
-        net.zone.add("mail.host.test", "A", "127.0.0.2")
+        dane_net(net, leaf)
         record = ee_record(leaf)
-        net.zone.add(f"_{net.port}._tcp.mail.host.test", "TLSA", record)
-        net.zone.sign("d.test").sign("host.test")
-        net.mx("reports.test", (10, "mx.reports.test", "127.0.0.4"))
         for domain, to in (("d.test", "domain"), ("mail.host.test", "host")):
             net.zone.add(
                 f"_smtp._tls.{domain}",
@@ -174,22 +188,56 @@ class TestReports:
             sender.run_once(NOW + DAY)
         finally:
             sender.stop(10)
+        by_rcpt = {m.rcpt_tos: parsed(m.data) for m in reports.handler.messages}
+        assert sorted(by_rcpt) == [("domain@reports.test",), ("host@reports.test",)]
+        for to, report_domain in (("domain", "d.test"), ("host", "mail.host.test")):
+            report = by_rcpt[(f"{to}@reports.test",)]
+            assert report["TLS-Report-Domain"] == report_domain
+            assert f"Report Domain: {report_domain} " in report["Subject"]
+            [attachment] = [p for p in report.iter_parts() if p.get_filename()]
+            filename = attachment.get_filename() or ""
+            assert filename.startswith(f"client.test!{report_domain}!")
+            data = json.loads(gzip.decompress(attachment.get_content()))
+            assert data["report-id"] == f"20231114-20231114.{report_domain}@client.test"
+            [entry] = data["policies"]
+            assert entry["policy"] == {
+                "policy-type": "tlsa",
+                "policy-domain": "mail.host.test",
+                "policy-string": [record],
+                "mx-host": ["mx1.d.test"],
+            }
+            assert entry["summary"] == {
+                "total-successful-session-count": 1,
+                "total-failure-session-count": 0,
+            }
+
+    def test_a_tlsa_base_domain_without_a_record_leaves_the_recipient_domains(
+        self, net: MxNet, ca: trustme.CA
+    ) -> None:
+        """Only d.test publishes _smtp._tls: its report, with the tlsa entry
+        of policy domain mail.host.test, is the one report sent."""
+        leaf = ca.issue_cert("mail.host.test")
+        dane_net(net, leaf)
+        net.zone.add(
+            "_smtp._tls.d.test", "TXT", "v=TLSRPTv1; rua=mailto:domain@reports.test"
+        )
+        net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        reports = net.smtp("127.0.0.4")
+        sender = mailer(net, tls_reports=True, dnssec=True)
+        try:
+            deliver(sender, "a@d.test", NOW)
+            deliver(sender, "b@d.test", NOW + DAY)
+            sender.run_once(NOW + DAY)
+        finally:
+            sender.stop(10)
         [received] = reports.handler.messages
-        assert received.rcpt_tos == ("host@reports.test",)
+        assert received.rcpt_tos == ("domain@reports.test",)
         report = parsed(received.data)
-        assert report["TLS-Report-Domain"] == "mail.host.test"
+        assert report["TLS-Report-Domain"] == "d.test"
         [attachment] = [p for p in report.iter_parts() if p.get_filename()]
         [entry] = json.loads(gzip.decompress(attachment.get_content()))["policies"]
-        assert entry["policy"] == {
-            "policy-type": "tlsa",
-            "policy-domain": "mail.host.test",
-            "policy-string": [record],
-            "mx-host": ["mx1.d.test"],
-        }
-        assert entry["summary"] == {
-            "total-successful-session-count": 1,
-            "total-failure-session-count": 0,
-        }
+        assert entry["policy"]["policy-domain"] == "mail.host.test"
+        assert ("_smtp._tls.mail.host.test", "TXT") in net.dns.queries
 
     def test_reports_are_off_by_default(self, net: MxNet, ca: trustme.CA) -> None:
         """Without ``tls_reports`` nothing is gathered or sent."""
@@ -209,6 +257,48 @@ class TestReports:
             sender.stop(10)
         assert reports.handler.messages == []
         assert ("_smtp._tls.d.test", "TXT") not in net.dns.queries
+
+
+class TestReportDomains:
+    """Where a session is reported (``report_domains``): the recipient
+    domain, and a DANE session's TLSA base domain too, once each."""
+
+    @pytest.mark.parametrize(
+        ("policy", "policy_domain", "expected"),
+        [
+            ("tlsa", "mail.host.test", ("d.test", "mail.host.test")),
+            ("tlsa", "d.test", ("d.test",)),
+            ("sts", "d.test", ("d.test",)),
+            ("no-policy-found", "d.test", ("d.test",)),
+        ],
+        ids=["dane-elsewhere", "dane-same-domain", "sts", "no-policy"],
+    )
+    def test_the_domains_a_session_is_reported_to(
+        self, policy: str, policy_domain: str, expected: tuple[str, ...]
+    ) -> None:
+        """A DANE session whose TLSA base domain is another domain is
+        reported to both; one whose base domain is the recipient domain,
+        and an MTA-STS or no-policy session, to the recipient domain alone;
+        the recipient domain is folded to lower case."""
+        remote = Remote(
+            "mx1.d.test",
+            "192.0.2.1",
+            25,
+            tls_policy=policy,
+            tls_policy_domain=policy_domain,
+        )
+        assert report_domains("a@D.Test", remote) == expected
+
+    def test_an_address_literal_has_no_report_domain(self) -> None:
+        """user@[192.0.2.1] has no zone that could publish _smtp._tls."""
+        remote = Remote(
+            "192.0.2.1",
+            "192.0.2.1",
+            25,
+            tls_policy="no-policy-found",
+            tls_policy_domain="[192.0.2.1]",
+        )
+        assert report_domains("a@[192.0.2.1]", remote) == ()
 
 
 def test_the_report_record_gives_its_mailto_addresses() -> None:

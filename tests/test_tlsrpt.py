@@ -200,5 +200,5 @@ def test_the_collector_gathers_from_many_threads_and_hands_results_over_once() -
     assert collector.take("d.test") == []
     rest = collector.take()
     assert len(rest) == 400
-    assert {result.policy.domain for result in rest} == {"mail.host.test"}
+    assert {result.policy.policy_domain for result in rest} == {"mail.host.test"}
     assert collector.take() == []

@@ -4,8 +4,13 @@ Delivery records one :class:`SessionResult` per connection attempt toward a
 domain with a TLS policy (MTA-STS, DANE) or without one; a
 :class:`TlsReportCollector` gathers them, and :func:`build_report` turns them
 into the aggregate report of RFC 8460 §4: one entry per policy, with success
-and failure counts and the failures grouped by what went wrong. Sending the
-report (to the domain's ``_smtp._tls`` ``rua``) is not done here.
+and failure counts and the failures grouped by what went wrong. Each policy
+entry names its policy domain (:attr:`ReportedPolicy.policy_domain`), the
+domain that published the policy; the domain the report is sent to, the
+report domain, is chosen by the caller and may be another (a DANE session
+is reported to its recipient domain as well as to its TLSA base domain, see
+:mod:`mailstrom_py.worker.tls_reports`). Sending the report (to the report
+domain's ``_smtp._tls`` ``rua``) is not done here.
 """
 
 from __future__ import annotations
@@ -56,10 +61,12 @@ class ReportedPolicy:
 
     Attributes:
         policy_type: ``sts``, ``tlsa`` or ``no-policy-found``.
-        domain: the policy domain (RFC 8460 §3): the recipient domain of an
-            MTA-STS policy or of none, the TLSA base domain of TLSA records
-            (the MX host name, or its CNAME-expanded name where the records
-            were found, RFC 7672 §2.2.2).
+        policy_domain: the policy domain (RFC 8460 §3), written as the
+            entry's ``policy-domain``: the recipient domain of an MTA-STS
+            policy or of none, the TLSA base domain of TLSA records (the MX
+            host name, or its CNAME-expanded name where the records were
+            found, RFC 7672 §2.2.2). It need not be the domain the report
+            goes to (the report domain, see :func:`.tlsrpt_mail.report_email`).
         strings: the policy: the lines of an MTA-STS policy, or the TLSA
             records in presentation form (RFC 8460 §4.4).
         mx_hosts: the MX patterns of an MTA-STS policy, or the MX host name
@@ -67,14 +74,14 @@ class ReportedPolicy:
     """
 
     policy_type: Literal["sts", "tlsa", "no-policy-found"]
-    domain: str
+    policy_domain: str
     strings: tuple[str, ...] = ()
     mx_hosts: tuple[str, ...] = ()
 
     @classmethod
-    def sts(cls, domain: str, policy: StsPolicy) -> ReportedPolicy:
-        """An MTA-STS policy of ``domain``."""
-        return cls("sts", domain, tuple(policy.text().splitlines()), policy.mx)
+    def sts(cls, policy_domain: str, policy: StsPolicy) -> ReportedPolicy:
+        """An MTA-STS policy of ``policy_domain``."""
+        return cls("sts", policy_domain, tuple(policy.text().splitlines()), policy.mx)
 
     @classmethod
     def tlsa(
@@ -85,14 +92,14 @@ class ReportedPolicy:
         return cls("tlsa", base_domain, tuple(str(r) for r in records), (mx_host,))
 
     @classmethod
-    def none_found(cls, domain: str) -> ReportedPolicy:
-        """``domain`` has no TLS policy."""
-        return cls("no-policy-found", domain)
+    def none_found(cls, policy_domain: str) -> ReportedPolicy:
+        """``policy_domain`` (the recipient domain) has no TLS policy."""
+        return cls("no-policy-found", policy_domain)
 
     def as_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "policy-type": self.policy_type,
-            "policy-domain": self.domain,
+            "policy-domain": self.policy_domain,
         }
         if self.strings:
             data["policy-string"] = list(self.strings)
@@ -223,14 +230,17 @@ class TlsReportCollector:
         with self._lock:
             self._results.append(result)
 
-    def take(self, domain: str | None = None) -> list[SessionResult]:
-        """Remove and return the results gathered (only ``domain``'s if given),
-        oldest first."""
+    def take(self, policy_domain: str | None = None) -> list[SessionResult]:
+        """Remove and return the results gathered (only those of policies of
+        ``policy_domain`` if given), oldest first."""
         taken: list[SessionResult] = []
         kept: list[SessionResult] = []
         with self._lock:
             for result in self._results:
-                wanted = domain is None or result.policy.domain == domain
+                wanted = (
+                    policy_domain is None
+                    or result.policy.policy_domain == policy_domain
+                )
                 (taken if wanted else kept).append(result)
             self._results = kept
         return taken

@@ -15,7 +15,7 @@ __all__ = ["report_email"]
 
 
 def report_email(
-    domain: str,
+    report_domain: str,
     results: Sequence[SessionResult],
     *,
     submitter: str,
@@ -25,9 +25,13 @@ def report_email(
     start: datetime.datetime,
     end: datetime.datetime,
 ) -> EmailMessage:
-    """The report of ``results`` for policy domain ``domain``, from
-    ``sender`` on behalf of ``submitter`` (our host name) to ``to``.
+    """The report of ``results`` to ``report_domain``, from ``sender`` on
+    behalf of ``submitter`` (our host name) to ``to``.
 
+    ``report_domain`` is the domain whose ``_smtp._tls`` record gave ``to``;
+    it names the report (TLS-Report-Domain, Subject, file name, RFC 8460
+    §5.3). The policy domain of each result's policy, written inside the
+    report, may be another (a DANE session's TLSA base domain).
     ``start`` and ``end`` are aware datetimes bounding the period reported.
     """
     body = report_json(
@@ -42,13 +46,14 @@ def report_email(
     message["From"] = sender
     message["To"] = ", ".join(to)
     message["Subject"] = (
-        f"Report Domain: {domain} Submitter: {submitter} Report-ID: <{report_id}>"
+        f"Report Domain: {report_domain} Submitter: {submitter}"
+        f" Report-ID: <{report_id}>"
     )
     message["Date"] = format_datetime(end)
-    message["TLS-Report-Domain"] = domain
+    message["TLS-Report-Domain"] = report_domain
     message["TLS-Report-Submitter"] = submitter
     message.set_content(
-        f"This is an aggregate TLS report from {submitter} for {domain}"
+        f"This is an aggregate TLS report from {submitter} for {report_domain}"
         f" (RFC 8460), {start:%Y-%m-%d} to {end:%Y-%m-%d}.\n"
     )
     stamp = f"{int(start.timestamp())}!{int(end.timestamp())}"
@@ -56,7 +61,7 @@ def report_email(
         gzip.compress(body, mtime=0),
         maintype="application",
         subtype="tlsrpt+gzip",
-        filename=f"{submitter}!{domain}!{stamp}!{report_id}.json.gz",
+        filename=f"{submitter}!{report_domain}!{stamp}!{report_id}.json.gz",
     )
     message.set_type("multipart/report")
     message.set_param("report-type", "tlsrpt")

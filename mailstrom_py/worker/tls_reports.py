@@ -1,17 +1,32 @@
 """SMTP TLS reporting (RFC 8460) from the outcomes the worker records.
 
-Every recorded recipient whose last session was held to a destination's
-policy (``Remote.tls_policy``, "no-policy-found" included) counts as one
-session of that policy's domain on that UTC day: the recipient domain, or
-under DANE the exchanger's TLSA base domain (RFC 8460 §3), which is then
-the domain whose ``_smtp._tls`` record gets the report. Recipients of one
-attempt that shared a session count once.
+Two domains are named for every session, and kept apart here:
 
-After a day ends, the next recorded attempt queues one report per domain
-that publishes ``_smtp._tls`` with a ``mailto:`` address, covering every
-finished day gathered for it, so that a domain gets at most one report a
-day. Results are kept in memory: a restart loses a day's count, never
-sends a report twice over.
+- the **policy domain** (RFC 8460 §3), the domain that published the policy
+  the session was held to (``Remote.tls_policy_domain``): the recipient
+  domain under MTA-STS or no policy, the exchanger's TLSA base domain under
+  DANE. It goes into the report, as the ``policy-domain`` of the session's
+  policy entry;
+- the **report domain**, the domain whose ``_smtp._tls`` record says where
+  a report goes; it names the report (TLS-Report-Domain, Subject, file name
+  and report-id).
+
+Every recorded recipient whose last session was held to a destination's
+policy ("no-policy-found" included) counts as one session toward its
+recipient domain, which is the report domain of MTA-STS and no-policy
+sessions. A DANE session also counts toward its TLSA base domain when that
+is another domain. RFC 8460 §3 has reports "distributed via DNS from the
+Policy Domain's zone", which for DANE is the TLSA base domain; Postfix
+sends a DANE session's report to the next-hop (recipient) domain, with the
+TLSA base domain as the policy domain inside. Receivers follow both
+readings, so both domains get it, once each. Recipients of one attempt
+that shared a session count once per report domain.
+
+After a day ends, the next recorded attempt queues one report per report
+domain that publishes ``_smtp._tls`` with a ``mailto:`` address, covering
+every finished day gathered for it, so that a domain gets at most one
+report a day. Results are kept in memory: a restart loses a day's count,
+never sends a report twice over.
 
 Only the last session of each recipient is known here: a failed session
 before a successful one (an MTA-STS testing policy, another exchanger)
@@ -32,18 +47,18 @@ from ..message import PreparedEmail
 from ..message.preparer import Preparer
 from ..status import MessageStatus, RecipientStatus, Remote
 
-__all__ = ["MAX_DOMAINS", "TlsReporter"]
+__all__ = ["MAX_DOMAINS", "TlsReporter", "report_domains"]
 
 log = logging.getLogger(__name__)
 
-#: The most policy domains gathered per day; sessions beyond are not counted.
+#: The most report domains gathered per day; sessions beyond are not counted.
 MAX_DOMAINS = 10_000
 
 Day = datetime.date
 
 
 class TlsReporter:
-    """Gathers TLS session results per policy domain and day, and queues the
+    """Gathers TLS session results per report domain and day, and queues the
     reports; a :class:`~mailstrom_py.worker.reporting.Reporter`. Thread-safe.
 
     Args:
@@ -75,12 +90,12 @@ class TlsReporter:
         now: float,
     ) -> list[PreparedEmail]:
         """Count the sessions of ``updates`` on ``now``'s day, and return the
-        reports due now: one per domain with finished days gathered."""
+        reports due now: one per report domain with finished days gathered."""
         today = _day(now)
         due = self._gather(updates, today)
         found: list[PreparedEmail] = []
-        for domain, days in due.items():
-            report = self._report(domain, days, now)
+        for report_domain, days in due.items():
+            report = self._report(report_domain, days, now)
             if report is not None:
                 found.append(report)
         return found
@@ -88,29 +103,24 @@ class TlsReporter:
     def _gather(
         self, updates: Sequence[RecipientStatus], today: Day
     ) -> dict[str, dict[Day, list[SessionResult]]]:
-        sessions = {
-            (r.remote.host, r.remote.address, r.remote.tls_result): r.remote
-            for r in updates
-            if r.remote is not None and r.remote.tls_policy_domain is not None
-        }
         with self._lock:
-            for remote in sessions.values():
-                key = (str(remote.tls_policy_domain), today)
-                if key not in self._days and len(self._days) >= MAX_DOMAINS:
+            for report_domain, remote in _sessions(updates):
+                day = (report_domain, today)
+                if day not in self._days and len(self._days) >= MAX_DOMAINS:
                     continue
-                self._days.setdefault(key, []).append(_result(remote))
+                self._days.setdefault(day, []).append(_result(remote))
             due: dict[str, dict[Day, list[SessionResult]]] = {}
-            for key in [k for k in self._days if k[1] < today]:
-                due.setdefault(key[0], {})[key[1]] = self._days.pop(key)
+            for ended in [key for key in self._days if key[1] < today]:
+                due.setdefault(ended[0], {})[ended[1]] = self._days.pop(ended)
         return due
 
     def _report(
-        self, domain: str, days: dict[Day, list[SessionResult]], now: float
+        self, report_domain: str, days: dict[Day, list[SessionResult]], now: float
     ) -> PreparedEmail | None:
         try:
-            to = self._addresses(domain)
+            to = self._addresses(report_domain)
         except DnsTrouble as exc:
-            log.warning("no TLS report for %s: %s", domain, exc)
+            log.warning("no TLS report for %s: %s", report_domain, exc)
             return None
         if not to:
             return None
@@ -119,11 +129,11 @@ class TlsReporter:
         end = datetime.datetime.combine(
             max(days), datetime.time(23, 59, 59), datetime.UTC
         )
-        report_id = f"{start:%Y%m%d}-{end:%Y%m%d}.{domain}@{submitter}"
+        report_id = f"{start:%Y%m%d}-{end:%Y%m%d}.{report_domain}@{submitter}"
         results = [result for day in sorted(days) for result in days[day]]
         try:
             message = report_email(
-                domain,
+                report_domain,
                 results,
                 submitter=submitter,
                 sender=self._sender,
@@ -139,8 +149,45 @@ class TlsReporter:
                 now=datetime.datetime.fromtimestamp(now, datetime.UTC),
             )
         except Exception:
-            log.exception("could not build the TLS report for %s", domain)
+            log.exception("could not build the TLS report for %s", report_domain)
             return None
+
+
+def report_domains(address: str, remote: Remote) -> tuple[str, ...]:
+    """The domains a session of recipient ``address`` held to ``remote``'s
+    policy is reported to: the recipient domain, and for a DANE session its
+    TLSA base domain (the policy domain) too when that is another domain;
+    none for an address literal, which has no zone to publish a record in.
+    """
+    recipient_domain = address.rpartition("@")[2].lower()
+    if recipient_domain.startswith("["):
+        return ()
+    policy_domain = remote.tls_policy_domain
+    if remote.tls_policy != "tlsa" or policy_domain in (None, recipient_domain):
+        return (recipient_domain,)
+    return (recipient_domain, str(policy_domain))
+
+
+def _sessions(updates: Sequence[RecipientStatus]) -> list[tuple[str, Remote]]:
+    """The sessions of ``updates`` held to a destination's policy, each with
+    a domain it is reported to: once per report domain and session, where
+    recipients sharing a session (one server, address and result) count
+    once."""
+    sessions: dict[tuple[str, str | None, str, str, str | None], Remote] = {}
+    for r in updates:
+        remote = r.remote
+        if remote is None or remote.tls_policy_domain is None:
+            continue
+        for report_domain in report_domains(r.address, remote):
+            key = (
+                report_domain,
+                remote.tls_policy_domain,
+                remote.host,
+                remote.address,
+                remote.tls_result,
+            )
+            sessions[key] = remote
+    return [(key[0], remote) for key, remote in sessions.items()]
 
 
 def _day(now: float) -> Day:
@@ -149,14 +196,14 @@ def _day(now: float) -> Day:
 
 def _result(remote: Remote) -> SessionResult:
     policy_type = remote.tls_policy
-    domain = str(remote.tls_policy_domain)
+    policy_domain = str(remote.tls_policy_domain)
     if policy_type == "sts":
-        policy = ReportedPolicy("sts", domain)
+        policy = ReportedPolicy("sts", policy_domain)
     elif policy_type == "tlsa":
         strings = remote.tls_policy_strings
-        policy = ReportedPolicy("tlsa", domain, strings, (remote.host,))
+        policy = ReportedPolicy("tlsa", policy_domain, strings, (remote.host,))
     else:
-        policy = ReportedPolicy.none_found(domain)
+        policy = ReportedPolicy.none_found(policy_domain)
     # A session without a TLS result went in plaintext: STARTTLS was missing.
     outcome = remote.tls_result or "starttls-not-supported"
     failed = outcome != "success"
