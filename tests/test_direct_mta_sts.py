@@ -79,6 +79,30 @@ class TestEnforce:
         assert server.handler.messages[0].tls
         assert https.requests == [("mta-sts.d.test", PATH)]
 
+    def test_the_session_carries_the_policy_as_fetched(
+        self, net: MxNet, https: HttpsServer, ca: trustme.CA
+    ) -> None:
+        """The policy comes with CRLF line ends, its fields in an order of
+        its own, an unknown field and a pattern in capitals: the session's
+        policy strings are its lines as fetched, line ends dropped (RFC 8460
+        §4.4), for its TLS report."""
+        body = (
+            "version: STSv1\r\nmx: MX1.d.test\r\nmode: enforce\r\n"
+            "max_age: 86400\r\nowner: postmaster\r\n\r\n"
+        )
+        https.replies[PATH] = Reply(body=body.encode())
+        net.mx("d.test", (10, "mx1.d.test", "127.0.0.2"))
+        net.smtp("127.0.0.2", starttls_context=server_context(ca, "mx1.d.test"))
+        [r] = deliver(mailer(net, ca), message("a@d.test"))
+        assert r.result is D and r.remote.tls_verified
+        assert r.remote.tls_policy_strings == (
+            "version: STSv1",
+            "mx: MX1.d.test",
+            "mode: enforce",
+            "max_age: 86400",
+            "owner: postmaster",
+        )
+
     @pytest.mark.parametrize(
         ("names", "result"),
         [
@@ -168,7 +192,7 @@ class TestTesting:
     ) -> None:
         """testing, and the certificate is self-signed: the verified try fails,
         the mail goes over unverified TLS (never plaintext), recorded as held
-        to the policy and not verified."""
+        to the policy, with its lines, and not verified."""
         https.replies[PATH] = policy("testing")
         net.mx("d.test", (10, "mx1.d.test", "127.0.0.2"))
         server = net.smtp(
@@ -178,6 +202,12 @@ class TestTesting:
         assert r.result is D
         assert r.remote.tls_version and not r.remote.tls_verified
         assert r.remote.tls_policy == "sts"
+        assert r.remote.tls_policy_strings == (
+            "version: STSv1",
+            "mode: testing",
+            "mx: mx1.d.test",
+            "max_age: 86400",
+        )
         assert "certificate" in (r.detail or "")
         assert server.handler.messages[0].tls
 

@@ -190,6 +190,27 @@ class TestPolicy:
         policy = parse_policy(GOOD + "ext.1: some value\n")
         assert parse_policy(policy.text()) == policy
 
+    def test_a_policy_keeps_its_lines_as_served(self) -> None:
+        """A parsed policy keeps its lines as they came (line ends and blank
+        lines at the end dropped), for TLS reports: text() and served_lines
+        give them back, through a cache's JSON too; the lines take no part
+        in comparisons. A policy built, not parsed, serves its fields."""
+        text = "mode: enforce\r\nversion: STSv1\r\nmx: MX.d.test\r\nmax_age: 60\r\n\r\n"
+        lines = ("mode: enforce", "version: STSv1", "mx: MX.d.test", "max_age: 60")
+        policy = parse_policy(text)
+        assert policy.lines == policy.served_lines == lines
+        assert policy.text() == "".join(f"{line}\n" for line in lines)
+        assert policy == StsPolicy(StsMode.ENFORCE, ("mx.d.test",), 60)
+        entry = CachedPolicy("d.test", "id1", policy, 1700000000.5)
+        assert CachedPolicy.from_json(entry.to_json()).policy.lines == lines
+        built = StsPolicy(StsMode.TESTING, ("mx.d.test",), 60)
+        assert built.served_lines == (
+            "version: STSv1",
+            "mode: testing",
+            "mx: mx.d.test",
+            "max_age: 60",
+        )
+
     def test_a_cached_policy_survives_json(self) -> None:
         """CachedPolicy.to_json and from_json round-trip; junk raises ValueError."""
         entry = CachedPolicy("d.test", "id1", parse_policy(GOOD), 1700000000.5)

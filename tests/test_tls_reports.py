@@ -16,6 +16,7 @@ from email.message import EmailMessage
 import pytest
 import trustme
 from support.dane import ee_record, serving
+from support.https import HttpsServerFactory, Reply
 from support.mxnet import NOW, MxNet, message
 from support.tls import client_context, self_signed_server_context, server_context
 
@@ -238,6 +239,60 @@ class TestReports:
         [entry] = json.loads(gzip.decompress(attachment.get_content()))["policies"]
         assert entry["policy"]["policy-domain"] == "mail.host.test"
         assert ("_smtp._tls.mail.host.test", "TXT") in net.dns.queries
+
+    def test_an_mta_sts_session_is_reported_with_its_policy_as_fetched(
+        self, net: MxNet, ca: trustme.CA, https_server: HttpsServerFactory
+    ) -> None:
+        """d.test serves an MTA-STS policy over HTTPS (enforce, CRLF line
+        ends, an unknown field, an mx pattern in capitals) and mx1.d.test
+        verifies under it. The report to d.test's rua has an sts entry whose
+        policy strings are the policy's lines as fetched and whose mx-host
+        are its mx patterns (RFC 8460 §4.4)."""
+        net.zone.add("mta-sts.d.test", "A", "127.0.0.9")
+        net.zone.add("_mta-sts.d.test", "TXT", "v=STSv1; id=1")
+        body = (
+            "version: STSv1\r\nmode: enforce\r\nmx: MX1.d.test\r\n"
+            "mx: *.backup.d.test\r\nmax_age: 86400\r\nowner: postmaster\r\n"
+        )
+        https = https_server(
+            server_context(ca, "mta-sts.d.test"), host="127.0.0.9", port=443
+        )
+        https.replies["/.well-known/mta-sts.txt"] = Reply(body=body.encode())
+        net.mx("d.test", (10, "mx1.d.test", "127.0.0.2"))
+        net.mx("reports.test", (10, "mx.reports.test", "127.0.0.4"))
+        net.zone.add(
+            "_smtp._tls.d.test", "TXT", "v=TLSRPTv1; rua=mailto:tlsrpt@reports.test"
+        )
+        net.smtp("127.0.0.2", starttls_context=server_context(ca, "mx1.d.test"))
+        reports = net.smtp("127.0.0.4")
+        sender = mailer(net, tls_reports=True, mta_sts_context=client_context(ca))
+        try:
+            deliver(sender, "a@d.test", NOW)
+            deliver(sender, "b@d.test", NOW + DAY)
+            sender.run_once(NOW + DAY)
+        finally:
+            sender.stop(10)
+        [received] = reports.handler.messages
+        report = parsed(received.data)
+        [attachment] = [p for p in report.iter_parts() if p.get_filename()]
+        [entry] = json.loads(gzip.decompress(attachment.get_content()))["policies"]
+        assert entry["policy"] == {
+            "policy-type": "sts",
+            "policy-domain": "d.test",
+            "policy-string": [
+                "version: STSv1",
+                "mode: enforce",
+                "mx: MX1.d.test",
+                "mx: *.backup.d.test",
+                "max_age: 86400",
+                "owner: postmaster",
+            ],
+            "mx-host": ["mx1.d.test", "*.backup.d.test"],
+        }
+        assert entry["summary"] == {
+            "total-successful-session-count": 1,
+            "total-failure-session-count": 0,
+        }
 
     def test_reports_are_off_by_default(self, net: MxNet, ca: trustme.CA) -> None:
         """Without ``tls_reports`` nothing is gathered or sent."""

@@ -80,6 +80,10 @@ class TlsPolicy:
         policy_domain: the domain that published it, or None: the recipient
             domain of an MTA-STS policy (or of none found), the TLSA base
             domain of DANE records (RFC 8460 §3, the Policy Domain).
+        policy_strings: the policy as a TLS report gives it (RFC 8460 §4.4
+            "policy-string"), recorded with each session: the lines of an
+            MTA-STS policy as fetched, or the usable TLSA records in
+            presentation form; empty otherwise.
         dane: the usable TLSA records the server's chain must match (RFC 7672);
             the context then verifies nothing itself.
         dane_names: the reference identifiers a leaf certificate under a
@@ -90,8 +94,8 @@ class TlsPolicy:
         fallback: the policy of a second try after a failed handshake; None
             for the default (see :meth:`after_failed_handshake`).
 
-    ``context``, ``source``, ``fallback``, ``policy_type`` and
-    ``policy_domain`` take no part in comparisons: policies that differ only
+    ``context``, ``source``, ``fallback``, ``policy_type``, ``policy_domain``
+    and ``policy_strings`` take no part in comparisons: policies that differ only
     in them have sessions alike, so a session kept under one serves the other
     (one exchanger serving many domains keeps one session for them all; each
     outcome is labelled with its own domain's policy by the transport).
@@ -109,6 +113,7 @@ class TlsPolicy:
     refusal: str | None = None
     policy_type: PolicyType = field(default=NO_POLICY, compare=False)
     policy_domain: str | None = field(default=None, compare=False)
+    policy_strings: tuple[str, ...] = field(default=(), compare=False, repr=False)
     dane: tuple[TlsaRecord, ...] = ()
     dane_names: tuple[str, ...] = ()
     fallback: TlsPolicy | None = field(default=None, compare=False, repr=False)
@@ -141,6 +146,7 @@ class TlsPolicy:
             source=f"{self.source}, in plaintext after TLS failed",
             policy_type=self.policy_type,
             policy_domain=self.policy_domain,
+            policy_strings=self.policy_strings,
         )
 
 
@@ -251,6 +257,7 @@ def _published(base: TlsPolicy, destination: DestinationTls) -> TlsPolicy:
             source="DANE (RFC 7672)" if records else "DANE, no usable TLSA record",
             policy_type="tlsa",
             policy_domain=_base_domain(dane),
+            policy_strings=tuple(str(record) for record in records),
             verify_name=_base_domain(dane),
             dane=records,
             dane_names=_reference_names(dane, domain),
@@ -266,10 +273,16 @@ def _published(base: TlsPolicy, destination: DestinationTls) -> TlsPolicy:
         source=f"MTA-STS {policy.mode.value} (RFC 8461)",
         policy_type="sts",
         policy_domain=domain,
+        policy_strings=policy.served_lines,
     )
     if policy.mode is StsMode.ENFORCE or base.verify or base.mode == "none":
         return verified
-    unverified = dataclasses.replace(base, policy_type="sts", policy_domain=domain)
+    unverified = dataclasses.replace(
+        base,
+        policy_type="sts",
+        policy_domain=domain,
+        policy_strings=verified.policy_strings,
+    )
     return dataclasses.replace(verified, fallback=unverified)
 
 

@@ -80,8 +80,10 @@ class ReportedPolicy:
 
     @classmethod
     def sts(cls, policy_domain: str, policy: StsPolicy) -> ReportedPolicy:
-        """An MTA-STS policy of ``policy_domain``."""
-        return cls("sts", policy_domain, tuple(policy.text().splitlines()), policy.mx)
+        """An MTA-STS policy of ``policy_domain``: its lines as fetched (or,
+        for a policy built rather than fetched, as it would be served) and
+        its MX patterns."""
+        return cls("sts", policy_domain, policy.served_lines, policy.mx)
 
     @classmethod
     def tlsa(

@@ -41,6 +41,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from ..delivery.routing.dnsquery import DnsTrouble
+from ..delivery.routing.mta_sts import PolicyError, parse_policy
 from ..delivery.tlsrpt import RESULT_TYPES, ReportedPolicy, SessionResult
 from ..delivery.tlsrpt_mail import report_email
 from ..message import PreparedEmail
@@ -190,6 +191,17 @@ def _sessions(updates: Sequence[RecipientStatus]) -> list[tuple[str, Remote]]:
     return [(key[0], remote) for key, remote in sessions.items()]
 
 
+def _sts_policy(policy_domain: str, strings: tuple[str, ...]) -> ReportedPolicy:
+    """The MTA-STS policy of ``policy_domain`` whose lines are ``strings``,
+    its MX patterns read from them; without them (a status recorded before
+    they were kept) the entry names the policy's type and domain alone."""
+    try:
+        policy = parse_policy("\n".join(strings))
+    except PolicyError:
+        return ReportedPolicy("sts", policy_domain, strings)
+    return ReportedPolicy.sts(policy_domain, policy)
+
+
 def _day(now: float) -> Day:
     return datetime.datetime.fromtimestamp(now, datetime.UTC).date()
 
@@ -198,7 +210,7 @@ def _result(remote: Remote) -> SessionResult:
     policy_type = remote.tls_policy
     policy_domain = str(remote.tls_policy_domain)
     if policy_type == "sts":
-        policy = ReportedPolicy("sts", policy_domain)
+        policy = _sts_policy(policy_domain, remote.tls_policy_strings)
     elif policy_type == "tlsa":
         strings = remote.tls_policy_strings
         policy = ReportedPolicy("tlsa", policy_domain, strings, (remote.host,))

@@ -33,16 +33,16 @@ _CERT_HAS_EXPIRED = 10
 
 
 def held_to(remote: Remote, tls: TlsPolicy) -> Remote:
-    """``remote`` with the policy its session is held to (and, for DANE, its
-    TLSA records as policy strings); unchanged for a policy no destination
-    published (a relay's)."""
+    """``remote`` with the policy its session is held to, with the policy's
+    strings (an MTA-STS policy's lines, DANE's TLSA records); unchanged for a
+    policy no destination published (a relay's)."""
     if tls.policy_domain is None:
         return remote
     return replace(
         remote,
         tls_policy=tls.policy_type,
         tls_policy_domain=tls.policy_domain,
-        tls_policy_strings=tuple(str(record) for record in tls.dane),
+        tls_policy_strings=tls.policy_strings,
     )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "MAX_AGE_LIMIT",
@@ -70,24 +70,39 @@ class StsPolicy:
         max_age: seconds the policy may be cached, at most
             :data:`MAX_AGE_LIMIT`.
         extensions: unknown fields, in order (ignored).
+        lines: the policy's lines as it was served, without their line ends
+            and without empty lines at the end: what a TLS report gives as
+            its policy strings (RFC 8460 §4.4); empty for a policy built
+            rather than parsed. It takes no part in comparisons: policies
+            alike in their fields are the same policy.
     """
 
     mode: StsMode
     mx: tuple[str, ...]
     max_age: int
     extensions: tuple[tuple[str, str], ...] = ()
+    lines: tuple[str, ...] = field(default=(), compare=False)
 
     def allows(self, host: str) -> bool:
         """Whether the MX host ``host`` matches one of the policy's patterns."""
         return mx_matches(self, host)
 
     def text(self) -> str:
-        """The policy as a sender would be served it (LF line ends)."""
+        """The policy as it was served (its :attr:`lines`), else as a sender
+        would be served it; LF line ends."""
+        if self.lines:
+            return "".join(f"{line}\n" for line in self.lines)
         lines = [f"version: STSv1\nmode: {self.mode.value}\n"]
         lines.extend(f"mx: {pattern}\n" for pattern in self.mx)
         lines.append(f"max_age: {self.max_age}\n")
         lines.extend(f"{key}: {value}\n" for key, value in self.extensions)
         return "".join(lines)
+
+    @property
+    def served_lines(self) -> tuple[str, ...]:
+        """The lines of :meth:`text`, without line ends: the policy strings
+        of a TLS report (RFC 8460 §4.4)."""
+        return self.lines or tuple(self.text().removesuffix("\n").split("\n"))
 
 
 def mx_matches(policy: StsPolicy, host: str) -> bool:
@@ -111,7 +126,8 @@ def mx_matches(policy: StsPolicy, host: str) -> bool:
 
 
 def parse_policy(text: str) -> StsPolicy:
-    """Parse a policy body; LF or CRLF line ends.
+    """Parse a policy body; LF or CRLF line ends. The policy keeps its lines
+    as they came (:attr:`StsPolicy.lines`).
 
     Empty lines at the end are tolerated; anywhere else they are errors.
 
@@ -137,7 +153,13 @@ def parse_policy(text: str) -> StsPolicy:
             fields.setdefault(key, value)
         else:
             extensions.append((key, value))
-    return StsPolicy(_mode(fields, mx), tuple(mx), _max_age(fields), tuple(extensions))
+    return StsPolicy(
+        _mode(fields, mx),
+        tuple(mx),
+        _max_age(fields),
+        tuple(extensions),
+        tuple(lines),
+    )
 
 
 def _mode(fields: dict[str, str], mx: list[str]) -> StsMode:
