@@ -145,8 +145,9 @@ class Remote:
         tls_failure: the TLS failure in words, when there was one.
         tls_policy_strings: the policy as a TLS report gives it (RFC 8460
             §4.4 "policy-string"): for ``"sts"``, the lines of the MTA-STS
-            policy as fetched; for ``"tlsa"``, the usable TLSA records in
-            presentation form; empty otherwise. Known to the delivery that
+            policy as fetched; for ``"tlsa"``, every authenticated TLSA
+            record found, usable or not, in presentation form; empty
+            otherwise. Known to the delivery that
             made this status, for its reports; not stored, so a status read
             back from storage has none, and it takes no part in comparisons.
     """

@@ -75,6 +75,41 @@ class TestDane:
         assert (r.result, r.status_code) == (DF, "4.7.5")
         assert "MAIL" not in server.handler.commands
 
+    def test_unusable_records_require_tls_and_are_the_policy_strings(
+        self, net: MxNet, leaf: trustme.LeafCert
+    ) -> None:
+        """Authenticated records of PKIX usages only (0 and 1, unusable in
+        SMTP, RFC 7672 §3.1.3): delivered over TLS, required but not
+        authenticated, the session held to DANE, and every record found
+        kept as the policy's strings for its TLS report, as Postfix lists
+        every TLSA record it got."""
+        pkix_ee = "1" + ee_record(leaf)[1:]
+        pkix_ta = "0 0 1 " + "cd" * 32
+        tlsa(net, pkix_ee, pkix_ta)
+        server = net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        r = deliver(net.mailer(dnssec=True), message("a@d.test"))
+        assert r.result is D
+        assert r.remote is not None and not r.remote.tls_verified
+        assert (r.remote.tls_policy, r.remote.tls_policy_domain) == (
+            "tlsa",
+            "mx1.d.test",
+        )
+        assert sorted(r.remote.tls_policy_strings) == sorted([pkix_ee, pkix_ta])
+        assert server.handler.messages[0].tls
+
+    def test_every_record_found_is_a_policy_string(
+        self, net: MxNet, leaf: trustme.LeafCert
+    ) -> None:
+        """A matching DANE-EE record beside a PKIX-EE one: verified by the
+        first, and both are the session's policy strings."""
+        pkix_ee = "1" + ee_record(leaf)[1:]
+        tlsa(net, ee_record(leaf), pkix_ee)
+        net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        r = deliver(net.mailer(dnssec=True), message("a@d.test"))
+        assert r.result is D
+        assert r.remote is not None and r.remote.tls_verified
+        assert sorted(r.remote.tls_policy_strings) == sorted([ee_record(leaf), pkix_ee])
+
     def test_a_mismatch_defers_without_plaintext(
         self, net: MxNet, own_ca: trustme.CA, leaf: trustme.LeafCert
     ) -> None:

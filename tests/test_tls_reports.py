@@ -240,6 +240,45 @@ class TestReports:
         assert entry["policy"]["policy-domain"] == "mail.host.test"
         assert ("_smtp._tls.mail.host.test", "TXT") in net.dns.queries
 
+    def test_unusable_tlsa_records_are_listed_in_the_report(
+        self, net: MxNet, ca: trustme.CA
+    ) -> None:
+        """mx1.d.test's authenticated TLSA records are of PKIX usages only,
+        none usable (RFC 7672 §3.1.3): the session goes over unauthenticated
+        TLS under DANE, and d.test's report lists both records as the tlsa
+        entry's policy strings, as Postfix lists every record it got."""
+        leaf = ca.issue_cert("mx1.d.test")
+        records = ["1" + ee_record(leaf)[1:], "0 0 1 " + "cd" * 32]
+        net.mx("d.test", (10, "mx1.d.test", "127.0.0.2"))
+        for record in records:
+            net.zone.add(f"_{net.port}._tcp.mx1.d.test", "TLSA", record)
+        net.zone.sign("d.test")
+        net.mx("reports.test", (10, "mx.reports.test", "127.0.0.4"))
+        net.zone.add(
+            "_smtp._tls.d.test", "TXT", "v=TLSRPTv1; rua=mailto:tlsrpt@reports.test"
+        )
+        net.smtp("127.0.0.2", starttls_context=serving(leaf))
+        reports = net.smtp("127.0.0.4")
+        sender = mailer(net, tls_reports=True, dnssec=True)
+        try:
+            deliver(sender, "a@d.test", NOW)
+            deliver(sender, "b@d.test", NOW + DAY)
+            sender.run_once(NOW + DAY)
+        finally:
+            sender.stop(10)
+        [received] = reports.handler.messages
+        report = parsed(received.data)
+        [attachment] = [p for p in report.iter_parts() if p.get_filename()]
+        [entry] = json.loads(gzip.decompress(attachment.get_content()))["policies"]
+        policy = entry["policy"]
+        assert (policy["policy-type"], policy["policy-domain"]) == (
+            "tlsa",
+            "mx1.d.test",
+        )
+        assert sorted(policy["policy-string"]) == sorted(records)
+        assert policy["mx-host"] == ["mx1.d.test"]
+        assert entry["summary"]["total-successful-session-count"] == 1
+
     def test_an_mta_sts_session_is_reported_with_its_policy_as_fetched(
         self, net: MxNet, ca: trustme.CA, https_server: HttpsServerFactory
     ) -> None:

@@ -82,8 +82,9 @@ class TlsPolicy:
             domain of DANE records (RFC 8460 §3, the Policy Domain).
         policy_strings: the policy as a TLS report gives it (RFC 8460 §4.4
             "policy-string"), recorded with each session: the lines of an
-            MTA-STS policy as fetched, or the usable TLSA records in
-            presentation form; empty otherwise.
+            MTA-STS policy as fetched, or every authenticated TLSA record
+            found, usable or not, in presentation form (Postfix, too, lists
+            every record it got); empty otherwise.
         dane: the usable TLSA records the server's chain must match (RFC 7672);
             the context then verifies nothing itself.
         dane_names: the reference identifiers a leaf certificate under a
@@ -257,7 +258,7 @@ def _published(base: TlsPolicy, destination: DestinationTls) -> TlsPolicy:
             source="DANE (RFC 7672)" if records else "DANE, no usable TLSA record",
             policy_type="tlsa",
             policy_domain=_base_domain(dane),
-            policy_strings=tuple(str(record) for record in records),
+            policy_strings=tuple(str(record) for record in dane.records),
             verify_name=_base_domain(dane),
             dane=records,
             dane_names=_reference_names(dane, domain),

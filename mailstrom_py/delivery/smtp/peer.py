@@ -34,7 +34,7 @@ _CERT_HAS_EXPIRED = 10
 
 def held_to(remote: Remote, tls: TlsPolicy) -> Remote:
     """``remote`` with the policy its session is held to, with the policy's
-    strings (an MTA-STS policy's lines, DANE's TLSA records); unchanged for a
+    strings (an MTA-STS policy's lines, the TLSA records); unchanged for a
     policy no destination published (a relay's)."""
     if tls.policy_domain is None:
         return remote
