@@ -10,7 +10,7 @@ import enum
 import functools
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeVar, overload
 
 __all__ = [
@@ -147,9 +147,10 @@ class Remote:
             §4.4 "policy-string"): for ``"sts"``, the lines of the MTA-STS
             policy as fetched; for ``"tlsa"``, every authenticated TLSA
             record found, usable or not, in presentation form; empty
-            otherwise. Known to the delivery that
-            made this status, for its reports; not stored, so a status read
-            back from storage has none, and it takes no part in comparisons.
+            otherwise. Stored with the rest, so a TLS report built from a
+            status read back from storage (after a restart, in another
+            worker process) has them; a status recorded before they were
+            kept has none.
     """
 
     host: str
@@ -161,7 +162,7 @@ class Remote:
     tls_policy_domain: str | None = None
     tls_result: str | None = None
     tls_failure: str | None = None
-    tls_policy_strings: tuple[str, ...] = field(default=(), compare=False)
+    tls_policy_strings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, init=False)

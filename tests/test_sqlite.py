@@ -45,12 +45,14 @@ from mailstrom_py.testing import prepared_email
 ROOT = Path(__file__).resolve().parent.parent
 CHATTR = shutil.which("chattr")
 
-#: The columns version 4 added to recipients (the session's TLS policy).
+#: The columns version 4 added to recipients (the session's TLS policy),
+#: and the policy's strings, which version 9 added.
 TLS_POLICY_COLUMNS = (
     "remote_tls_policy",
     "remote_tls_policy_domain",
     "remote_tls_result",
     "remote_tls_failure",
+    "remote_tls_policy_strings",
 )
 
 

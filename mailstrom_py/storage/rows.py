@@ -11,6 +11,7 @@ from rows of ``m.id, m.message_id, m.created_at, m.held`` followed by
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 
 from ..message import PreparedEmail
@@ -61,6 +62,7 @@ RECIPIENT_COLUMNS = (
     "remote_tls_policy_domain",
     "remote_tls_result",
     "remote_tls_failure",
+    "remote_tls_policy_strings",
 )
 
 
@@ -126,7 +128,7 @@ def _remote_values(
     """The ``remote_*`` values of :data:`RECIPIENT_COLUMNS`: the server's, and
     its TLS policy's (columns added later, at the end)."""
     if remote is None:
-        return (None,) * 5, (None,) * 4
+        return (None,) * 5, (None,) * 5
     server = (
         remote.host,
         remote.address,
@@ -139,8 +141,24 @@ def _remote_values(
         remote.tls_policy_domain,
         remote.tls_result,
         remote.tls_failure,
+        _policy_strings_text(remote.tls_policy_strings),
     )
     return server, policy
+
+
+def _policy_strings_text(strings: tuple[str, ...]) -> str | None:
+    """The ``remote_tls_policy_strings`` value of a session's policy strings:
+    a JSON array of strings, NULL when there are none (most sessions)."""
+    if not strings:
+        return None
+    return json.dumps(strings, ensure_ascii=False, separators=(",", ":"))
+
+
+def _policy_strings_of(value: object) -> tuple[str, ...]:
+    """The policy strings a ``remote_tls_policy_strings`` value holds."""
+    if value is None:
+        return ()
+    return tuple(str(text) for text in json.loads(str(value)))
 
 
 _QUEUED = recipient_values(RecipientStatus("-", next_attempt_at=0.0))
@@ -214,7 +232,7 @@ def _recipient(row: Sequence[object]) -> RecipientStatus:
     (address, result, attempts, code, enhanced, text, status_code, detail) = row[4:12]
     (last_at, next_at, possibly, host, ip, port, tls_version, verified) = row[12:20]
     (step, rcpt_code, rcpt_enhanced, rcpt_text) = row[20:24]
-    (tls_policy, tls_policy_domain, tls_result, tls_failure) = row[24:28]
+    (tls_policy, tls_policy_domain, tls_result, tls_failure, strings) = row[24:29]
     return RecipientStatus(
         address=str(address),
         result=DeliveryResult(str(result)),
@@ -236,6 +254,7 @@ def _recipient(row: Sequence[object]) -> RecipientStatus:
                 tls_policy_domain=_text(tls_policy_domain),
                 tls_result=_text(tls_result),
                 tls_failure=_text(tls_failure),
+                tls_policy_strings=_policy_strings_of(strings),
             )
             if host is not None
             else None

@@ -112,7 +112,7 @@ FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::int[], %s::int[], %s::text[
     %s::text[], %s::text[], %s::text[], %s::float8[], %s::float8[], %s::bool[],
     %s::text[], %s::text[], %s::int[], %s::text[], %s::bool[],
     %s::text[], %s::int[], %s::text[], %s::text[],
-    %s::text[], %s::text[], %s::text[], %s::text[])
+    %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
     AS u(message, position, {", ".join(RECIPIENT_COLUMNS)})
 WHERE r.message = u.message AND r.position = u.position
 """

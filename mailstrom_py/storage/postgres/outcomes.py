@@ -54,6 +54,7 @@ _TYPES = (
     "text",
     "text",
     "text",
+    "text",
 )
 _SHIFTED = ("last_attempt_at", "next_attempt_at")
 

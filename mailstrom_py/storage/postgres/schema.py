@@ -152,6 +152,13 @@ CREATE INDEX messages_sender ON messages (
 )
 """
 
+# Version 8: the policy strings of the last session (RFC 8460 §4.4), for TLS
+# reports built from stored statuses: a JSON array of strings, NULL when
+# there are none. Rows written before read as sessions without them.
+_VERSION_8_TLS_POLICY_STRINGS = """
+ALTER TABLE recipients ADD COLUMN remote_tls_policy_strings text
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _VERSION_1,
     _VERSION_2_TLS_POLICY,
@@ -160,6 +167,7 @@ MIGRATIONS: tuple[str, ...] = (
     _VERSION_5_CLAIM_ORDER,
     _VERSION_6_FIRST_DUE,
     _VERSION_7_SENDER,
+    _VERSION_8_TLS_POLICY_STRINGS,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

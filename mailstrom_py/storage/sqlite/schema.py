@@ -150,6 +150,13 @@ _VERSION_8_SENDER = """
 CREATE INDEX messages_sender ON messages (mail_from COLLATE NOCASE, created_at)
 """
 
+# Version 9: the policy strings of the last session (RFC 8460 §4.4), for TLS
+# reports built from stored statuses: a JSON array of strings, NULL when
+# there are none. Rows written before read as sessions without them.
+_VERSION_9_TLS_POLICY_STRINGS = """
+ALTER TABLE recipients ADD COLUMN remote_tls_policy_strings TEXT
+"""
+
 #: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
 MIGRATIONS: tuple[str, ...] = (
     _VERSION_1,
@@ -160,6 +167,7 @@ MIGRATIONS: tuple[str, ...] = (
     _VERSION_6_CONTROLS,
     _VERSION_7_FIRST_DUE,
     _VERSION_8_SENDER,
+    _VERSION_9_TLS_POLICY_STRINGS,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
