@@ -177,6 +177,46 @@ class TestReferenceIdentifiers:
         assert f"not {EXPANDED}, {INITIAL}, d.test" in (r.detail or "")
         assert "MAIL" not in server.handler.commands
 
+    @pytest.mark.parametrize(
+        ("name", "result"),
+        [("d.test", D), ("other.test", DF)],
+        ids=["expanded-next-hop-domain", "none-of-them"],
+    )
+    def test_an_aliased_recipient_domain_adds_its_expanded_name(
+        self, net: MxNet, own_ca: trustme.CA, name: str, result: DeliveryResult
+    ) -> None:
+        """The recipient domain alias.test is a CNAME for d.test, signed, so
+        the MX lookup reaches d.test's MX through a secure chain: d.test,
+        the expanded next-hop domain, becomes a reference identifier too
+        (RFC 7672 §3.2.2), known from that lookup without another. A leaf
+        for d.test delivers to a@alias.test; a leaf for another name defers,
+        and the detail lists the four names in order."""
+        net.zone.add("alias.test", "CNAME", "d.test")
+        net.zone.sign("alias.test")
+        tlsa(net, EXPANDED, ta_record(own_ca))
+        net.smtp("127.0.0.2", starttls_context=serving(own_ca.issue_cert(name)))
+        r = deliver(net.mailer(dnssec=True), message("a@alias.test"))
+        assert r.result is result
+        if result is D:
+            assert r.remote is not None and r.remote.tls_verified
+        else:
+            names = f"not {EXPANDED}, {INITIAL}, alias.test, d.test"
+            assert names in (r.detail or "")
+
+    def test_an_alias_under_an_unsigned_chain_adds_no_name(
+        self, net: MxNet, own_ca: trustme.CA
+    ) -> None:
+        """alias.test's CNAME is not signed, so the MX answer is not
+        authenticated and DANE does not apply at all: the leaf for d.test
+        is not even checked against TLSA records (opportunistic TLS)."""
+        net.zone.add("alias.test", "CNAME", "d.test")
+        tlsa(net, EXPANDED, ta_record(own_ca))
+        net.smtp("127.0.0.2", starttls_context=serving(own_ca.issue_cert("d.test")))
+        r = deliver(net.mailer(dnssec=True), message("a@alias.test"))
+        assert r.result is D
+        assert r.remote is not None and r.remote.tls_policy == "no-policy-found"
+        assert tlsa_queries(net) == []
+
     def test_without_an_alias_the_names_are_the_mx_name_and_the_domain(
         self, net: MxNet, own_ca: trustme.CA
     ) -> None:

@@ -274,6 +274,23 @@ class TestCnames:
                 ("mx2.d.test", ""),
             ]
 
+    def test_a_route_tells_the_name_its_domains_cnames_lead_to(
+        self, zone: Zone, dns_server: DnsServerFactory
+    ) -> None:
+        """A recipient domain that is an alias tells its fully expanded name
+        (a DANE-TA reference identifier, RFC 7672 §3.2.2), from the MX
+        answer, or for an implicit MX from the address answer, cached or
+        not; a domain that is no alias tells none."""
+        zone.add("alias.test", "CNAME", "Real.test").add("real.test", "MX", "10 mx.t")
+        zone.add("mx.t", "A", "127.0.0.2")
+        zone.add("bare.test", "CNAME", "host.test").add("host.test", "A", "127.0.0.3")
+        resolver = resolver_for(dns_server(zone))
+        for _ in range(2):
+            assert resolver.route("alias.test").expanded == "real.test"
+            implicit = resolver.route("bare.test")
+            assert (implicit.implicit, implicit.expanded) == (True, "host.test")
+            assert resolver.route("real.test").expanded == ""
+
     def test_a_chain_within_the_bound_is_followed(
         self, zone: Zone, dns_server: DnsServerFactory
     ) -> None:

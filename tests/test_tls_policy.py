@@ -466,24 +466,32 @@ class TestOneDecision:
         assert bool(policy.dane) is (policy_type == "tlsa" and verify)
 
     @pytest.mark.parametrize(
-        ("usages", "base", "names"),
+        ("usages", "base", "expanded", "names"),
         [
-            ((2, 3), "h.p.test", ("h.p.test", "mx.d.test", "d.test")),
-            ((2,), "", ("mx.d.test", "d.test")),
-            ((3,), "h.p.test", ()),
+            ((2, 3), "h.p.test", "", ("h.p.test", "mx.d.test", "d.test")),
+            ((2,), "", "", ("mx.d.test", "d.test")),
+            ((3,), "h.p.test", "", ()),
+            ((2,), "", "real.test", ("mx.d.test", "d.test", "real.test")),
+            ((3,), "", "real.test", ()),
         ],
     )
     def test_dane_ta_records_bring_their_reference_identifiers(
-        self, usages: tuple[int, ...], base: str, names: tuple[str, ...]
+        self,
+        usages: tuple[int, ...],
+        base: str,
+        expanded: str,
+        names: tuple[str, ...],
     ) -> None:
         """With a usable DANE-TA record the policy carries the names its leaf
         may carry (RFC 7672 §3.2.2): the TLSA base domain, the MX host name,
-        the recipient domain, each once; with DANE-EE records alone, none
-        (no name is checked, so sessions stay shared between domains)."""
+        the recipient domain and, when that is an alias, its expanded name,
+        each once; with DANE-EE records alone, none (no name is checked, so
+        sessions stay shared between domains)."""
         records = tuple(TlsaRecord(usage, 1, 1, bytes(32)) for usage in usages)
         destination = DestinationTls(
             "d.test",
             dane=TlsaLookup("mx.d.test", "usable", records, base=base),
+            expanded_domain=expanded,
             unverified=unverified_context(),
         )
         direct = DirectConfig(nameservers=("127.0.0.1",))

@@ -17,7 +17,9 @@ records (RFC 7672), and :meth:`DomainTls.policy` turns it into one
   as at Postfix's ``dane`` level.
 - An exchanger whose name is an alias (a secure CNAME chain) has its TLSA
   records looked up at the fully expanded name first, then at its own name
-  (RFC 7672 §2.2.2).
+  (RFC 7672 §2.2.2). A recipient domain that is an alias (its MX records
+  found through a secure CNAME chain) has its expanded name accepted in
+  DANE-TA certificates besides its own (§3.2.2).
 - A TLSA lookup that fails (SERVFAIL, a timeout: with a validating resolver,
   often a bogus answer) keeps the exchanger out of this delivery (RFC 7672
   §2.2).
@@ -180,10 +182,12 @@ class DomainTls:
             detail = f"DANE: no answer about the TLSA records of {host}: {dane.detail}"
             return SessionFailure(detail, DIRECTORY_SERVER_FAILURE, connected=False)
         finder = self._finder
+        route = self._route
         destination = DestinationTls(
             self.domain,
             mta_sts=self.sts,
             dane=dane,
+            expanded_domain=route.expanded if route.authentic else "",
             authenticated=finder.authenticated,
             unverified=finder.unverified,
         )

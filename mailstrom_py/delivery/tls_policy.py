@@ -89,7 +89,8 @@ class TlsPolicy:
             the context then verifies nothing itself.
         dane_names: the reference identifiers a leaf certificate under a
             DANE-TA(2) record must name (RFC 7672 §3.2.2): the TLSA base
-            domain, the MX host name, the recipient domain; empty when no
+            domain, the MX host name, the recipient domain and, if that is
+            an alias, its CNAME-expanded name; empty when no
             record is DANE-TA (DANE-EE checks no name), and then the name of
             the server dialled if the records have one all the same.
         fallback: the policy of a second try after a failed handshake; None
@@ -179,6 +180,8 @@ class DestinationTls:
 
     Attributes:
         domain: the recipient domain.
+        expanded_domain: the recipient domain's CNAME-expanded name, when it
+            is an alias whose chain came DNSSEC-authenticated; "" otherwise.
         mta_sts: the domain's MTA-STS policy as found, or None (not looked up).
         dane: the exchanger's TLSA records as found, or None (not looked up).
         authenticated: the verifying client context for MTA-STS.
@@ -188,6 +191,7 @@ class DestinationTls:
     domain: str
     mta_sts: StsOutcome | None = None
     dane: TlsaLookup | None = None
+    expanded_domain: str = ""
     authenticated: ssl.SSLContext | None = field(default=None, compare=False)
     unverified: ssl.SSLContext | None = field(default=None, compare=False)
 
@@ -261,7 +265,7 @@ def _published(base: TlsPolicy, destination: DestinationTls) -> TlsPolicy:
             policy_strings=tuple(str(record) for record in dane.records),
             verify_name=_base_domain(dane),
             dane=records,
-            dane_names=_reference_names(dane, domain),
+            dane_names=_reference_names(dane, domain, destination.expanded_domain),
         )
     sts = destination.mta_sts
     policy = sts.policy if sts is not None else None
@@ -295,15 +299,17 @@ def _base_domain(dane: TlsaLookup) -> str:
     return (dane.base or dane.host).rstrip(".").lower()
 
 
-def _reference_names(dane: TlsaLookup, domain: str) -> tuple[str, ...]:
+def _reference_names(dane: TlsaLookup, domain: str, expanded: str) -> tuple[str, ...]:
     """The names a DANE-TA leaf may carry (RFC 7672 §3.2.2): the TLSA base
-    domain first, the MX host name as written, and the next-hop (recipient)
+    domain first, the MX host name as written, the next-hop (recipient)
     domain, which DANE always comes with here as its MX records are secure
-    (for an implicit MX it is the host name); () without a DANE-TA record."""
+    (for an implicit MX it is the host name), and, when that domain is an
+    alias with a secure CNAME chain, its ``expanded`` name; () without a
+    DANE-TA record."""
     if not any(record.usage == DANE_TA for record in dane.usable_records):
         return ()
-    names = (_base_domain(dane), dane.host, domain)
-    return tuple(dict.fromkeys(name.rstrip(".").lower() for name in names))
+    names = (_base_domain(dane), dane.host, domain, expanded)
+    return tuple(dict.fromkeys(name.rstrip(".").lower() for name in names if name))
 
 
 def _needed(context: ssl.SSLContext | None, what: str) -> ssl.SSLContext:

@@ -17,9 +17,10 @@ transient failures never are. One resolver may serve several threads.
 
 With ``dnssec=True`` the questions ask for DNSSEC, and the route says whether
 its MX records (:attr:`Route.authentic`) and each exchanger's address records
-(:attr:`MxHost.authentic`) came authenticated, and the name an exchanger's
-CNAMEs lead to (:attr:`MxHost.expanded`): what DANE needs to know
-(RFC 7672 §2.2.1, §2.2.2).
+(:attr:`MxHost.authentic`) came authenticated, and the names CNAMEs lead to,
+an exchanger's (:attr:`MxHost.expanded`) and the domain's own
+(:attr:`Route.expanded`): what DANE needs to know (RFC 7672 §2.2.1, §2.2.2,
+§3.2.2).
 """
 
 from __future__ import annotations
@@ -119,7 +120,13 @@ class MxResolver:
         if mx.kind == "nodata":
             # RFC 5321 §5.1: no MX records, so the domain is its own exchanger.
             host = self._exchanger(domain, 0, deadline)
-            return Route(domain, (host,), implicit=True, authentic=mx.authentic)
+            return Route(
+                domain,
+                (host,),
+                implicit=True,
+                authentic=mx.authentic,
+                expanded=host.expanded,
+            )
         exchanges = [(pref, name) for pref, name in mx.records if name != ""]
         if not exchanges:
             # RFC 7505 §4.1: a lone "." says the domain accepts no mail.
@@ -144,7 +151,9 @@ class MxResolver:
             hosts.append(host)
             found += len(host.ipv6) + len(host.ipv4)
         if hosts:
-            return Route(domain, tuple(hosts), authentic=mx.authentic)
+            return Route(
+                domain, tuple(hosts), authentic=mx.authentic, expanded=mx.expanded
+            )
         detail = f"no mail exchanger of {domain} has an address: " + "; ".join(problems)
         if transient:
             raise RouteError(detail, DIRECTORY_SERVER_FAILURE, permanent=False)

@@ -64,9 +64,16 @@ class Route:
             included (asked for only by ``MxResolver(dnssec=True)``); False
             for an address literal. DANE applies only to the exchangers of
             such a route (RFC 7672 §2.2.1).
+        expanded: when ``domain`` is an alias, its fully CNAME-expanded
+            name (lower case, no final dot), as the MX lookup found it, or
+            for an implicit MX the lookup of its addresses; "" when it is
+            none. The chain is secure when ``authentic`` is (for an implicit
+            MX, when the exchanger's is too); DANE-TA certificates may then
+            carry it (RFC 7672 §3.2.2).
     """
 
     domain: str
     hosts: tuple[MxHost, ...]
     implicit: bool = False
     authentic: bool = False
+    expanded: str = ""
