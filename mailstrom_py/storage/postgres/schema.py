@@ -152,6 +152,16 @@ CREATE INDEX messages_sender ON messages (
 )
 """
 
+# Version 8: cached MTA-STS policies (PolicyCache), one per domain, shared by
+# every worker on the queue so that a restart or a new host keeps them
+# (RFC 8461 §5).
+_VERSION_8_MTA_STS = """
+CREATE TABLE mta_sts_policies (
+    domain text PRIMARY KEY,
+    policy text NOT NULL
+)
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _VERSION_1,
     _VERSION_2_TLS_POLICY,
@@ -160,6 +170,7 @@ MIGRATIONS: tuple[str, ...] = (
     _VERSION_5_CLAIM_ORDER,
     _VERSION_6_FIRST_DUE,
     _VERSION_7_SENDER,
+    _VERSION_8_MTA_STS,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -150,6 +150,15 @@ _VERSION_8_SENDER = """
 CREATE INDEX messages_sender ON messages (mail_from COLLATE NOCASE, created_at)
 """
 
+# Cached MTA-STS policies (PolicyCache), one per domain, shared by every
+# process on the file so that a restart keeps them (RFC 8461 §5).
+_VERSION_9_MTA_STS = """
+CREATE TABLE mta_sts_policies (
+    domain TEXT PRIMARY KEY,
+    policy TEXT NOT NULL
+) WITHOUT ROWID
+"""
+
 #: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
 MIGRATIONS: tuple[str, ...] = (
     _VERSION_1,
@@ -160,6 +169,7 @@ MIGRATIONS: tuple[str, ...] = (
     _VERSION_6_CONTROLS,
     _VERSION_7_FIRST_DUE,
     _VERSION_8_SENDER,
+    _VERSION_9_MTA_STS,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
