@@ -20,7 +20,13 @@ from support.https import HttpsServer, HttpsServerFactory, Reply
 from support.mxnet import NOW, MxNet, message
 from support.tls import client_context, self_signed_server_context, server_context
 
-from mailstrom_py import DeliveryResult, Mailstrom
+from mailstrom_py import (
+    DeliveryResult,
+    Mailstrom,
+    PostgresStorage,
+    SqliteStorage,
+    Storage,
+)
 from mailstrom_py.config import DestinationLimits, ShapingConfig
 
 D, DF = DeliveryResult.DELIVERED, DeliveryResult.DEFERRED
@@ -45,8 +51,10 @@ def https(net: MxNet, https_server: HttpsServerFactory, ca: trustme.CA) -> Https
     )
 
 
-def mailer(net: MxNet, ca: trustme.CA, **options: object) -> Mailstrom:
-    return net.mailer(mta_sts_context=client_context(ca), **options)
+def mailer(
+    net: MxNet, ca: trustme.CA, storage: Storage | None = None, **options: object
+) -> Mailstrom:
+    return net.mailer(storage, mta_sts_context=client_context(ca), **options)
 
 
 def deliver(mailer: Mailstrom, raw: bytes) -> list:  # type: ignore[type-arg]
@@ -252,6 +260,81 @@ class TestCache:
         without_cache = mailer(net, ca)
         [r] = deliver(without_cache, message("c@d.test"))
         assert r.result is D  # no policy to be had: delivered as without one
+
+
+class TestCacheInStorage:
+    """With no cache file, a mailer on SQLite or PostgreSQL keeps fetched
+    policies in its storage (RFC 8461 §5): a restart, or another worker on
+    the same queue, starts with them."""
+
+    def stripped(self, net: MxNet, https: HttpsServer) -> None:
+        """An attacker strips the policy record and blocks the policy host."""
+        net.zone.remove("_mta-sts.d.test")
+        del https.replies[PATH]
+
+    def test_a_restart_on_the_same_file_still_enforces_the_policy(
+        self, net: MxNet, https: HttpsServer, ca: trustme.CA, tmp_path: Path
+    ) -> None:
+        """A mailer on outbox.db fetches the enforce policy; the exchanger's
+        certificate is self-signed, so the recipient is deferred (4.7.5). The
+        record is then stripped and the policy host blocked: a new mailer on
+        the same file still holds the exchanger to the policy, and the
+        exchanger gets nothing, while a mailer on a new file, with nothing
+        cached, delivers in the clear of the policy."""
+        https.replies[PATH] = policy("enforce")
+        net.mx("d.test", (10, "mx1.d.test", "127.0.0.2"))
+        server = net.smtp(
+            "127.0.0.2", starttls_context=self_signed_server_context("mx1.d.test")
+        )
+        first = mailer(net, ca, storage=SqliteStorage(tmp_path / "outbox.db"))
+        [r] = deliver(first, message("a@d.test"))
+        assert (r.result, r.status_code) == (DF, "4.7.5")
+        first.stop(10)
+        self.stripped(net, https)
+        restarted = mailer(net, ca, storage=SqliteStorage(tmp_path / "outbox.db"))
+        [r] = deliver(restarted, message("b@d.test"))
+        assert (r.result, r.status_code) == (DF, "4.7.5")
+        assert r.remote.tls_policy == "sts"
+        assert server.handler.messages == []
+        elsewhere = mailer(net, ca, storage=SqliteStorage(tmp_path / "new.db"))
+        [r] = deliver(elsewhere, message("c@d.test"))
+        assert r.result is D
+
+    def test_workers_on_one_postgres_queue_share_the_policies(
+        self, net: MxNet, https: HttpsServer, ca: trustme.CA, postgres_dsn: str
+    ) -> None:
+        """Two mailers on one PostgreSQL database, as on two hosts: the policy
+        the first fetched holds for the second, which starts after the record
+        was stripped and never reaches the policy host."""
+        https.replies[PATH] = policy("enforce")
+        net.mx("d.test", (10, "mx1.d.test", "127.0.0.2"))
+        net.smtp("127.0.0.2", starttls_context=self_signed_server_context("mx1.d.test"))
+        first = mailer(net, ca, storage=PostgresStorage(postgres_dsn, clock="caller"))
+        [r] = deliver(first, message("a@d.test"))
+        assert (r.result, r.status_code) == (DF, "4.7.5")
+        self.stripped(net, https)
+        fetches = len(https.requests)
+        second = mailer(net, ca, storage=PostgresStorage(postgres_dsn, clock="caller"))
+        [r] = deliver(second, message("b@d.test"))
+        assert (r.result, r.status_code) == (DF, "4.7.5")
+        assert r.remote is None or r.remote.tls_policy == "sts"
+        assert len(https.requests) == fetches
+
+    def test_a_cache_file_is_used_instead_of_the_storage(
+        self, net: MxNet, https: HttpsServer, ca: trustme.CA, tmp_path: Path
+    ) -> None:
+        """``mta_sts_cache`` names where policies go: with it set, the
+        storage keeps none."""
+        https.replies[PATH] = policy("enforce")
+        net.mx("d.test", (10, "mx1.d.test", "127.0.0.2"))
+        net.smtp("127.0.0.2", starttls_context=server_context(ca, "mx1.d.test"))
+        storage = SqliteStorage(tmp_path / "outbox.db")
+        cache = tmp_path / "mta-sts.json"
+        sender = mailer(net, ca, storage=storage, mta_sts_cache=str(cache))
+        [r] = deliver(sender, message("a@d.test"))
+        assert r.result is D
+        assert "d.test" in cache.read_text()
+        assert storage.cached_policy("d.test") is None
 
 
 class TestWaived:

@@ -240,6 +240,7 @@ def test_opening_creates_the_tables_in_their_own_schema(
         "bodies",
         "events",
         "messages",
+        "mta_sts_policies",
         "recipients",
         "schema_version",
         "suppressions",

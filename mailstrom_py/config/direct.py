@@ -67,7 +67,9 @@ class DirectConfig:
             MTA-STS policy fetches over HTTPS, and exchangers under an MTA-STS
             policy; by default the system's CAs (``SSL_CERT_FILE`` honoured).
         mta_sts_cache: a JSON file in which fetched MTA-STS policies are kept
-            across restarts; None keeps them in memory only.
+            across restarts; None keeps them in the mailer's storage when it
+            is SQLite or PostgreSQL (shared by every worker on it), else in
+            memory only.
         dnssec: the nameservers validate DNSSEC and are reached over a trusted
             path (a local validating resolver such as unbound): their AD bit
             is believed, which turns DANE on (as Postfix's

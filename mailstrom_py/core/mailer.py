@@ -19,10 +19,12 @@ from ..events import Metrics, WebhookSender
 from ..status import MessageStatus
 from ..storage import EventJournal, MemoryStorage, Storage
 from ..storage.controls import Suspension
+from ..storage.policies import PolicyCache
 from ..worker import Worker
 from ..worker.reporting import Reporter, Reporters
 from ..worker.tls_reports import TlsReporter
 from .outbox import Clock, Outbox
+from .policy_store import StoredPolicies
 
 __all__ = ["Mailstrom"]
 
@@ -76,7 +78,9 @@ class Mailstrom(Outbox):
         self._transport = (
             transport
             if transport is not None
-            else build_transport(config, shaper=self._shaper)
+            else build_transport(
+                config, shaper=self._shaper, policy_store=self._policy_store()
+            )
         )
         self._worker = Worker(
             self.storage,
@@ -217,6 +221,12 @@ class Mailstrom(Outbox):
     ) -> MessageStatus:
         # The worker wakes the waiters of a message as its outcome is recorded.
         return self._worker.wait(message_id, predicate, timeout)
+
+    def _policy_store(self) -> StoredPolicies | None:
+        """Where direct delivery keeps MTA-STS policies: in the storage, shared
+        by every process on it, when the storage keeps them."""
+        storage = self.storage
+        return StoredPolicies(storage) if isinstance(storage, PolicyCache) else None
 
     def _worker_reporter(self, config: Config) -> Reporter | None:
         """The DSN reporter of the queue operations, with TLS reports when

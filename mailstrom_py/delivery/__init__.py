@@ -7,6 +7,7 @@ from .base import BatchTransport, Item, OnOutcome, Outcome, Transport, deliver_m
 from .direct import DirectTransport
 from .relay import RelayTransport
 from .routing.limits import ConcurrencyLimit
+from .routing.mta_sts import PolicyStore
 from .shaping import Shaper, shaper_for
 from .smtp.pool import SessionPool
 
@@ -26,9 +27,16 @@ __all__ = [
 ]
 
 
-def build_transport(config: Config, shaper: Shaper | None = None) -> Transport:
+def build_transport(
+    config: Config,
+    shaper: Shaper | None = None,
+    *,
+    policy_store: PolicyStore | None = None,
+) -> Transport:
     """Return the transport that ``config.delivery`` asks for, shaping its
-    traffic with ``shaper`` (by default one built from ``config``).
+    traffic with ``shaper`` (by default one built from ``config``); direct
+    delivery keeps MTA-STS policies in ``policy_store`` unless its
+    ``mta_sts_cache`` names a file.
 
     Raises:
         ConfigError: the delivery mode cannot be set up (a CA file that cannot be
@@ -62,4 +70,5 @@ def build_transport(config: Config, shaper: Shaper | None = None) -> Transport:
         require_tls=config.require_tls,
         sessions=sessions,
         shaper=shaper,
+        policy_store=policy_store,
     )

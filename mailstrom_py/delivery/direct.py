@@ -40,7 +40,7 @@ from ..status import DeliveryResult
 from .base import Outcome
 from .domain_attempt import DomainAttempt, FamilyMemory, Target, targets
 from .exchanger_tls import DomainTls, ExchangerTls, build_mta_sts
-from .routing.mta_sts import MtaSts
+from .routing.mta_sts import MtaSts, PolicyStore
 from .routing.mx import MxResolver, RouteError, build_resolver
 from .shaping import Destination, Shaper, held_outcomes
 from .smtp import SessionFailure, SmtpSession
@@ -73,6 +73,9 @@ class DirectTransport:
         mta_sts: finds recipient domains' MTA-STS policies; by default one on
             ``direct``'s resolver and cache file, unless ``direct.mta_sts`` is
             off.
+        policy_store: where the default MTA-STS finder keeps policies when
+            ``direct.mta_sts_cache`` names no file (the mailer passes its
+            storage's); in memory by default.
 
     Raises:
         ConfigError: no DNS configuration, or a CA file that cannot be read.
@@ -91,6 +94,7 @@ class DirectTransport:
         sessions: SessionPool | None = None,
         shaper: Shaper | None = None,
         mta_sts: MtaSts | None = None,
+        policy_store: PolicyStore | None = None,
     ) -> None:
         self._sessions = sessions if sessions is not None else SessionPool()
         self._shaper = shaper if shaper is not None else Shaper(ShapingConfig())
@@ -114,7 +118,11 @@ class DirectTransport:
             resolver,
             client_context(direct),
             require_tls=require_tls,
-            mta_sts=mta_sts if mta_sts is not None else build_mta_sts(direct, resolver),
+            mta_sts=(
+                mta_sts
+                if mta_sts is not None
+                else build_mta_sts(direct, resolver, policy_store)
+            ),
             clock=clock,
         )
         self._max_addresses = direct.max_addresses

@@ -44,7 +44,13 @@ from ..message import PreparedEmail
 from .routing.answers import AnswerCache
 from .routing.dane import TlsaLookup, lookup_tlsa
 from .routing.dnsquery import DnsAnswer
-from .routing.mta_sts import FilePolicyStore, MtaSts, PolicyFetcher, StsOutcome
+from .routing.mta_sts import (
+    FilePolicyStore,
+    MtaSts,
+    PolicyFetcher,
+    PolicyStore,
+    StsOutcome,
+)
 from .routing.mx import MxHost, Route
 from .smtp import SessionFailure
 from .tls_policy import DestinationTls, TlsPolicy, decide_tls, unverified_context
@@ -58,11 +64,13 @@ log = logging.getLogger(__name__)
 
 
 def build_mta_sts(
-    direct: DirectConfig, resolver: dns.resolver.Resolver
+    direct: DirectConfig,
+    resolver: dns.resolver.Resolver,
+    store: PolicyStore | None = None,
 ) -> MtaSts | None:
     """The MTA-STS finder ``direct`` asks for, or None when it is off: policies
-    fetched with ``direct``'s authenticated context and kept in memory or in
-    ``mta_sts_cache``.
+    fetched with ``direct``'s authenticated context and kept in
+    ``mta_sts_cache`` when it names a file, else in ``store``, else in memory.
 
     Raises:
         ConfigError: the CA file cannot be read.
@@ -70,7 +78,8 @@ def build_mta_sts(
     if not direct.mta_sts:
         return None
     fetcher = PolicyFetcher(resolver, direct.authenticated_context())
-    store = FilePolicyStore(direct.mta_sts_cache) if direct.mta_sts_cache else None
+    if direct.mta_sts_cache:
+        store = FilePolicyStore(direct.mta_sts_cache)
     return MtaSts(resolver, store=store, fetch=fetcher)
 
 

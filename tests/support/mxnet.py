@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from mailstrom_py import Config, DirectConfig, Mailstrom, RetryPolicy, Timeouts
+from mailstrom_py import Config, DirectConfig, Mailstrom, RetryPolicy, Storage, Timeouts
 
 from .dnsd import DnsServer, DnsServerFactory, Zone
 from .scripted import (
@@ -129,9 +129,10 @@ class MxNet:
             **config_options,
         )
 
-    def mailer(self, **options: Any) -> Mailstrom:
-        """A mailer for direct delivery here, its clock fixed at ``NOW``."""
-        mailer = Mailstrom(self.config(**options), clock=lambda: NOW)
+    def mailer(self, storage: Storage | None = None, **options: Any) -> Mailstrom:
+        """A mailer for direct delivery here, on ``storage`` (by default a new
+        MemoryStorage), its clock fixed at ``NOW``."""
+        mailer = Mailstrom(self.config(**options), storage, clock=lambda: NOW)
         self._stack.callback(mailer.stop, 10)
         return mailer
 

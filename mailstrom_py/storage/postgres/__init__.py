@@ -15,6 +15,7 @@ from .db import Database, Timeouts
 from .handle import ClockSource
 from .journaled import PostgresJournal
 from .notify import Listener, Notifier, channel_for
+from .policies import PostgresPolicies
 from .queue_admin import PostgresQueueAdmin
 from .retention import PostgresRetention
 from .schema import migrate
@@ -24,7 +25,12 @@ __all__ = ["ClockSource", "PostgresStorage"]
 
 
 class PostgresStorage(
-    Storage, PostgresQueueAdmin, PostgresJournal, PostgresRetention, PostgresControls
+    Storage,
+    PostgresQueueAdmin,
+    PostgresJournal,
+    PostgresRetention,
+    PostgresControls,
+    PostgresPolicies,
 ):
     """Keeps messages and their statuses in a PostgreSQL database, shared by any
     number of processes on any number of machines.

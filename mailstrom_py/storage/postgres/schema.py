@@ -159,6 +159,16 @@ _VERSION_8_TLS_POLICY_STRINGS = """
 ALTER TABLE recipients ADD COLUMN remote_tls_policy_strings text
 """
 
+# Version 9: cached MTA-STS policies (PolicyCache), one per domain, shared by
+# every worker on the queue so that a restart or a new host keeps them
+# (RFC 8461 §5).
+_VERSION_9_MTA_STS = """
+CREATE TABLE mta_sts_policies (
+    domain text PRIMARY KEY,
+    policy text NOT NULL
+)
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _VERSION_1,
     _VERSION_2_TLS_POLICY,
@@ -168,6 +178,7 @@ MIGRATIONS: tuple[str, ...] = (
     _VERSION_6_FIRST_DUE,
     _VERSION_7_SENDER,
     _VERSION_8_TLS_POLICY_STRINGS,
+    _VERSION_9_MTA_STS,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

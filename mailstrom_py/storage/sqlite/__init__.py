@@ -12,11 +12,12 @@ from typing import Literal
 from ...errors import ConfigError, MessageNotFound
 from ...message import PreparedEmail
 from ...status import MessageStatus, RecipientStatus
-from .. import controls_sql
+from .. import controls_sql, policies_sql
 from ..admin import QueueAdmin
 from ..base import Claim, Storage, check_age, check_claim, check_distinct
 from ..controls import Controls, Suppression, Suspension
 from ..journal import EventJournal, JournalEntry, check_journal
+from ..policies import PolicyCache, check_policy_entry
 from ..query import QueueFilter
 from ..rules import initial_status
 from . import claims, messages, queue
@@ -29,7 +30,7 @@ __all__ = ["SqliteStorage", "Synchronous"]
 Synchronous = Literal["FULL", "NORMAL"]
 
 
-class SqliteStorage(Storage, QueueAdmin, EventJournal, Controls):
+class SqliteStorage(Storage, QueueAdmin, EventJournal, Controls, PolicyCache):
     """Keeps messages and their statuses in an SQLite file, durably.
 
     Guarantees:
@@ -294,6 +295,17 @@ class SqliteStorage(Storage, QueueAdmin, EventJournal, Controls):
     def suspensions(self, now: float) -> list[Suspension]:
         with self._db.reading("list suspended destinations") as conn:
             return controls_sql.suspensions(conn, "?", now)
+
+    # -- PolicyCache --------------------------------------------------------------
+
+    def cached_policy(self, domain: str) -> str | None:
+        with self._db.reading("read a cached MTA-STS policy") as conn:
+            return policies_sql.cached_policy(conn, "?", domain)
+
+    def keep_policy(self, domain: str, policy_json: str) -> None:
+        check_policy_entry(domain, policy_json)
+        with self._db.writing("cache an MTA-STS policy") as conn:
+            policies_sql.keep_policy(conn, "?", domain, policy_json)
 
     def purge_completed(
         self, older_than: float, *, now: float | None = None, batch: int = 500

@@ -157,6 +157,15 @@ _VERSION_9_TLS_POLICY_STRINGS = """
 ALTER TABLE recipients ADD COLUMN remote_tls_policy_strings TEXT
 """
 
+# Version 10: cached MTA-STS policies (PolicyCache), one per domain, shared by
+# every process on the file so that a restart keeps them (RFC 8461 §5).
+_VERSION_10_MTA_STS = """
+CREATE TABLE mta_sts_policies (
+    domain TEXT PRIMARY KEY,
+    policy TEXT NOT NULL
+) WITHOUT ROWID
+"""
+
 #: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
 MIGRATIONS: tuple[str, ...] = (
     _VERSION_1,
@@ -168,6 +177,7 @@ MIGRATIONS: tuple[str, ...] = (
     _VERSION_7_FIRST_DUE,
     _VERSION_8_SENDER,
     _VERSION_9_TLS_POLICY_STRINGS,
+    _VERSION_10_MTA_STS,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

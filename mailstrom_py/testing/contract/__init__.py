@@ -12,8 +12,8 @@ return a new, empty backend from :meth:`~StorageContract.make_storage`::
 pytest then runs every test of the contract against it. The tests come in groups,
 one class each (:mod:`.add`, :mod:`.claims`, :mod:`.remote`, :mod:`.leases`,
 :mod:`.admin`, :mod:`.schedule`, :mod:`.fail`, :mod:`.journal`,
-:mod:`.controls`), should a backend want to run some of them only. This
-module needs pytest; importing :mod:`mailstrom_py` or
+:mod:`.controls`, :mod:`.policies`), should a backend want to run some of
+them only. This module needs pytest; importing :mod:`mailstrom_py` or
 :mod:`mailstrom_py.testing` does not.
 """
 
@@ -36,6 +36,7 @@ pytest.register_assert_rewrite(f"{__name__}.journal")
 pytest.register_assert_rewrite(f"{__name__}.controls")
 pytest.register_assert_rewrite(f"{__name__}.leases")
 pytest.register_assert_rewrite(f"{__name__}.remote")
+pytest.register_assert_rewrite(f"{__name__}.policies")
 
 from .add import AddContract, AddManyContract, ConcurrencyContract  # noqa: E402
 from .admin import (  # noqa: E402
@@ -51,6 +52,7 @@ from .controls import SuppressionContract, SuspensionContract  # noqa: E402
 from .fail import FailContract  # noqa: E402
 from .journal import JournalContract  # noqa: E402
 from .leases import ExtendContract  # noqa: E402
+from .policies import PolicyCacheContract  # noqa: E402
 from .remote import RemoteContract  # noqa: E402
 from .schedule import ScheduleContract, ScheduledAddContract  # noqa: E402
 
@@ -77,6 +79,7 @@ class StorageContract(
     JournalContract,
     SuppressionContract,
     SuspensionContract,
+    PolicyCacheContract,
 ):
     """The whole storage contract, for a backend that :meth:`make_storage` builds.
 
