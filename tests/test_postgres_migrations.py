@@ -18,6 +18,7 @@ psycopg = pytest.importorskip("psycopg")
 
 from mailstrom_py.errors import StorageError  # noqa: E402
 from mailstrom_py.storage.postgres import PostgresStorage  # noqa: E402
+from mailstrom_py.storage.postgres.migration import OnlineIndex  # noqa: E402
 from mailstrom_py.storage.postgres.schema import (  # noqa: E402
     MIGRATION_LOCK,
     MIGRATIONS,
@@ -254,3 +255,25 @@ def test_up_to_date_tables_open_while_another_process_holds_the_lock(
         PostgresStorage(postgres_dsn, statement_timeout=1.0).close()
         with pytest.raises(StorageError, match="migration lock"):
             PostgresStorage(postgres_dsn, schema="other", statement_timeout=1.0)
+
+
+def test_migrating_needs_a_connection_in_autocommit(postgres_dsn: str) -> None:
+    """An index built online runs outside any transaction: migrating on a
+    connection that opens transactions of its own is refused, and creates
+    nothing."""
+    with connect(postgres_dsn, autocommit=False) as conn:
+        with pytest.raises(StorageError, match="autocommit"):
+            migrate(conn, SCHEMA)
+        row = conn.execute("SELECT to_regclass('mailstrom.schema_version')").fetchone()
+    assert row == (None,)
+
+
+@pytest.mark.parametrize(
+    "field", [{"name": "Messages_Sender"}, {"table": "messages; DROP TABLE x"}]
+)
+def test_an_online_index_names_lower_case_identifiers(field: dict[str, str]) -> None:
+    """An OnlineIndex whose name or table is not a lower-case identifier
+    raises ValueError."""
+    fields = {"name": "messages_x", "table": "messages", "definition": "(id)"}
+    with pytest.raises(ValueError, match="lower-case identifier"):
+        OnlineIndex(**(fields | field))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 import time
 from collections.abc import Iterator
@@ -31,8 +32,12 @@ log = logging.getLogger(__name__)
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*\Z")
 
-#: Seconds between two tries of the lock while another process migrates.
+#: Seconds between the first two tries of the lock while another process
+#: migrates; the pause doubles from try to try, up to :data:`POLL_MAX`, so
+#: that many processes waiting out a long index build ask little of the
+#: database.
 POLL = 0.05
+POLL_MAX = 0.5
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,7 @@ def exclusive(conn: Connection, key: int, what: str) -> Iterator[None]:
     waiting for it up to the session's ``statement_timeout`` (for ever when
     it has none).
 
-    The wait is a try every :data:`POLL` seconds, not ``pg_advisory_lock()``:
+    The wait is a try now and then (:data:`POLL`), not ``pg_advisory_lock()``:
     a session waiting inside a statement holds a snapshot all along, and
     ``CREATE INDEX CONCURRENTLY`` waits for every older snapshot to end, so a
     process waiting for the lock while the holder builds an index would
@@ -101,16 +106,18 @@ def exclusive(conn: Connection, key: int, what: str) -> Iterator[None]:
         StorageError: the lock was held by another session all that time.
         psycopg.Error: the database failed a statement.
     """
-    limit = _statement_timeout(conn)
+    limit = _statement_timeout(conn) or math.inf
     start = time.monotonic()
+    pause = POLL
     while not _try_lock(conn, key):
         waited = time.monotonic() - start
-        if limit and waited >= limit:
+        if waited >= limit:
             raise StorageError(
                 f"cannot {what}: another process has held the migration lock"
                 f" for the {waited:.1f} s this one waited (statement_timeout)"
             )
-        time.sleep(POLL)
+        time.sleep(min(pause, limit - waited))
+        pause = min(2 * pause, POLL_MAX)
     try:
         yield
     finally:

@@ -202,10 +202,13 @@ def migrate(
 
     Raises:
         StorageError: the schema was written by a newer version of
-            mailstrom_py, or another process held the lock too long.
+            mailstrom_py, another process held the lock too long, or
+            ``conn`` is not in autocommit mode.
         psycopg.Error: the database refused a statement (its transaction was
             rolled back; an index build left at most an invalid index).
     """
+    if not conn.autocommit:
+        raise StorageError("the schema's migration needs a connection in autocommit")
     latest = len(migrations)
     found = _read_version(conn, schema)
     if found is not None:
