@@ -17,7 +17,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -91,10 +91,16 @@ def run_script(conn: Connection, script: str) -> None:
 
 
 @contextlib.contextmanager
-def exclusive(conn: Connection, key: int, what: str) -> Iterator[None]:
+def exclusive(
+    conn: Connection, key: int, what: str, *, done: Callable[[], bool]
+) -> Iterator[bool]:
     """Hold the session-level advisory lock ``key`` on ``conn`` for the body,
     waiting for it up to the session's ``statement_timeout`` (for ever when
-    it has none).
+    it has none), unless ``done()`` says meanwhile that what the lock was
+    wanted for was done by its holder.
+
+    Yields ``True`` holding the lock, or ``False`` without it once ``done()``
+    returned true (asked after each try that failed).
 
     The wait is a try now and then (:data:`POLL`), not ``pg_advisory_lock()``:
     a session waiting inside a statement holds a snapshot all along, and
@@ -110,6 +116,9 @@ def exclusive(conn: Connection, key: int, what: str) -> Iterator[None]:
     start = time.monotonic()
     pause = POLL
     while not _try_lock(conn, key):
+        if done():
+            yield False
+            return
         waited = time.monotonic() - start
         if waited >= limit:
             raise StorageError(
@@ -119,7 +128,7 @@ def exclusive(conn: Connection, key: int, what: str) -> Iterator[None]:
         time.sleep(min(pause, limit - waited))
         pause = min(2 * pause, POLL_MAX)
     try:
-        yield
+        yield True
     finally:
         # A session that ended took its lock with it.
         if not conn.closed and not conn.broken:

@@ -186,8 +186,9 @@ def migrate(
     already. Tables that are up to date are only read (their version), with
     no lock: a role that may not create tables can open a database an
     administrator has migrated. Otherwise the session takes an advisory lock
-    (waiting up to its ``statement_timeout`` for another process migrating),
-    so that processes opening the database at once migrate it one after the
+    (waiting up to its ``statement_timeout`` for another process migrating,
+    and returning as soon as that process brought the tables up to date), so
+    that processes opening the database at once migrate it one after the
     other, and runs:
 
     * the steps of statements in transactions, each with the version it
@@ -215,23 +216,36 @@ def migrate(
         _check_known(schema, found, latest)
         if found == latest:
             return
-    with exclusive(conn, MIGRATION_LOCK, f"migrate schema {schema!r}"):
-        with conn.transaction():
-            stored = _version(conn, schema)
-            _check_known(schema, stored, latest)
-            version = _advance(conn, migrations, stored, online=stored > 0)
-            if version > stored:
-                _store_version(conn, version)
-        for step in migrations[version:]:
-            if isinstance(step, OnlineIndex):
-                build_online(conn, schema, step)
-                with conn.transaction():
-                    _store_version(conn, version + 1)
-            else:
-                with conn.transaction():
-                    run_script(conn, step)
-                    _store_version(conn, version + 1)
-            version += 1
+    with exclusive(
+        conn,
+        MIGRATION_LOCK,
+        f"migrate schema {schema!r}",
+        done=lambda: _read_version(conn, schema) == latest,
+    ) as held:
+        if held:
+            _migrate_locked(conn, schema, migrations)
+
+
+def _migrate_locked(
+    conn: Connection, schema: str, migrations: tuple[Migration, ...]
+) -> None:
+    """:func:`migrate`'s work, under the migration lock."""
+    with conn.transaction():
+        stored = _version(conn, schema)
+        _check_known(schema, stored, len(migrations))
+        version = _advance(conn, migrations, stored, online=stored > 0)
+        if version > stored:
+            _store_version(conn, version)
+    for step in migrations[version:]:
+        if isinstance(step, OnlineIndex):
+            build_online(conn, schema, step)
+            with conn.transaction():
+                _store_version(conn, version + 1)
+        else:
+            with conn.transaction():
+                run_script(conn, step)
+                _store_version(conn, version + 1)
+        version += 1
 
 
 def _advance(
