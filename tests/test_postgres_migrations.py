@@ -277,3 +277,24 @@ def test_an_online_index_names_lower_case_identifiers(field: dict[str, str]) -> 
     fields = {"name": "messages_x", "table": "messages", "definition": "(id)"}
     with pytest.raises(ValueError, match="lower-case identifier"):
         OnlineIndex(**(fields | field))
+
+
+def test_steps_after_an_online_index_run_each_in_a_transaction(
+    postgres_dsn: str,
+) -> None:
+    """Steps of statements that come after an online index run once it is
+    valid, each with the version it reaches: one that fails leaves the
+    tables at the version before it, with the index and the steps before."""
+    queue_at_version_6(postgres_dsn)
+    later = (
+        *MIGRATIONS[:7],
+        "CREATE TABLE later (n int); INSERT INTO later VALUES (8)",
+        "CREATE TABLE broken (n int); INSERT INTO broken VALUES ('not a number')",
+    )
+    with connect(postgres_dsn) as conn:
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            migrate(conn, SCHEMA, later)
+        assert conn.execute("SELECT n FROM later").fetchall() == [(8,)]
+        assert conn.execute("SELECT to_regclass('broken')").fetchone() == (None,)
+    assert [valid for _, valid in sender_indexes(postgres_dsn)] == [True]
+    assert schema_version(postgres_dsn) == 8
