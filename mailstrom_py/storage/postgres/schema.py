@@ -7,10 +7,11 @@ the one-row table ``schema_version`` (what SQLite's ``PRAGMA user_version`` is
 to :class:`~mailstrom_py.SqliteStorage`).
 Opening the storage brings an older schema up to date under an advisory lock
 held by its session, so that workers starting together migrate once. Steps of
-statements run in a transaction with the version they reach (a failed one
-leaves the schema at the version before it); a step that builds an index on a
-table in use builds it online (:class:`~.migration.OnlineIndex`), and the
-version moves past it once the index is valid.
+statements run in transactions that store the version they reach (a failure
+leaves the schema at the version its transaction began from); a step that
+builds an index on a table in use builds it online
+(:class:`~.migration.OnlineIndex`), and the version moves past it once the
+index is valid.
 """
 
 from __future__ import annotations
@@ -191,8 +192,10 @@ def migrate(
     that processes opening the database at once migrate it one after the
     other, and runs:
 
-    * the steps of statements in transactions, each with the version it
-      reaches: a failed one leaves the tables at the version before it;
+    * the steps of statements in transactions that store the version they
+      reach: those before the first online index in one, each after it in
+      its own; a failure leaves the tables at the version its transaction
+      began from;
     * an :class:`~.migration.OnlineIndex` step outside any transaction, with
       ``CREATE INDEX CONCURRENTLY``, first dropping an invalid index of that
       name left by an interrupted build; the version moves past the step once
