@@ -1,6 +1,7 @@
 """PostgresStorage's worker statements stay lookups by key as the queue grows: a
 session plans a statement once, often while the tables are small, and keeps
-that plan."""
+that plan. The operator's fail and recent, which change the messages they find
+by key, keep those plans too."""
 
 from __future__ import annotations
 
@@ -106,3 +107,42 @@ def test_admin_calls_on_the_same_session_leave_claims_and_records_their_plans(
         storage.close()
     read = table_reads(postgres_dsn)
     assert read < QUEUE, f"{read} rows read in {ROUNDS} rounds"
+
+
+def recipients_read_whole(dsn: str) -> int:
+    """Rows of recipients read by whole-table scans so far (as
+    :func:`table_reads`, once every other session ended)."""
+    table_reads(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row: Any = conn.execute(
+            "SELECT seq_tup_read FROM pg_stat_user_tables"
+            " WHERE schemaname = 'mailstrom' AND relname = 'recipients'"
+        ).fetchone()
+        return int(row[0])
+
+
+def test_fail_and_recent_read_the_recipients_they_need_by_key(
+    postgres_dsn: str,
+) -> None:
+    """Failing a tenth of a large queue by sender, and reporting recent
+    outcomes, read the recipients of the messages they touch through an
+    index, not the whole table of recipients."""
+    storage = PostgresStorage(postgres_dsn, min_connections=1, max_connections=1)
+    now = time.time()
+    try:
+        storage.add_many(
+            [
+                dataclasses.replace(prepared_email(n), mail_from=f"app{n % 10}@x.test")
+                for n in range(QUEUE)
+            ],
+            now,
+        )
+        for n in range(3):
+            assert len(storage.fail(QueueFilter(sender=f"app{n}@x.test"), now)) == (
+                QUEUE // 10
+            )
+            assert len(storage.recent(limit=QUEUE // 10)) == QUEUE // 10
+    finally:
+        storage.close()
+    read = recipients_read_whole(postgres_dsn)
+    assert read < QUEUE, f"{read} rows of recipients read whole"

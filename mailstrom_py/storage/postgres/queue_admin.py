@@ -21,7 +21,10 @@ class PostgresQueueAdmin(PostgresHandle, QueueAdmin):
     (:meth:`Database.survey`): over a large queue, a count of the pending mail
     or a filter by sender is best served by reading a table whole, or by a
     plan made for the values given. ``fail`` and ``recent`` keep the session's
-    plans: they run statements a record also runs, or read by index alone."""
+    plans: beyond the selection, their work is reading and changing the
+    messages found, and their recipients, by key, where the planner's own
+    choices read the whole table of recipients to hash it (on a queue of
+    50,000 messages both calls were as fast or faster so, up to 1.4 times)."""
 
     def find(self, where: QueueFilter, limit: int | None = None) -> list[MessageStatus]:
         return self._db.survey(

@@ -5,9 +5,13 @@ The tables live in a PostgreSQL schema of their own (``mailstrom`` unless told
 otherwise), which every session has as its ``search_path``. Its version is in
 the one-row table ``schema_version`` (what SQLite's ``PRAGMA user_version`` is
 to :class:`~mailstrom_py.SqliteStorage`).
-Opening the storage brings an older schema up to date, one migration at a time,
-in a transaction that holds an advisory lock: workers starting together migrate
-once, and a failed migration leaves the old schema whole.
+Opening the storage brings an older schema up to date under an advisory lock
+held by its session, so that workers starting together migrate once. Steps of
+statements run in transactions that store the version they reach (a failure
+leaves the schema at the version its transaction began from); a step that
+builds an index on a table in use builds it online
+(:class:`~.migration.OnlineIndex`), and the version moves past it once the
+index is valid.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from psycopg import sql
 
 from ...errors import StorageError
 from .db import Connection
+from .migration import Migration, OnlineIndex, build_online, exclusive, run_script
 from .rows import FOLDED
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+__all__ = ["MIGRATIONS", "MIGRATION_LOCK", "SCHEMA_VERSION", "migrate"]
 
 _VERSION_1 = f"""
 CREATE TABLE messages (
@@ -134,8 +139,7 @@ CREATE INDEX messages_due_order ON messages (due_at, id) WHERE pending > 0 AND N
 DROP INDEX messages_due;
 """
 
-#: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
-# When a message was first due (its scheduled time, else its creation); NULL
+# Version 6: when a message was first due (its scheduled time, else its creation); NULL
 # in rows stored before it was kept means created_at.
 _VERSION_6_FIRST_DUE = """
 ALTER TABLE messages ADD COLUMN first_due_at double precision
@@ -143,14 +147,17 @@ ALTER TABLE messages ADD COLUMN first_due_at double precision
 
 # Version 7: the queue filter by envelope sender (QueueFilter.sender) finds its
 # messages through an index of the sender with ASCII letters folded, as the
-# filter compares it, in the order listings come.
-_VERSION_7_SENDER = """
-CREATE INDEX messages_sender ON messages (
+# filter compares it, in the order listings come. Built online: a queue in use
+# may be large.
+_VERSION_7_SENDER = OnlineIndex(
+    name="messages_sender",
+    table="messages",
+    definition="""(
     translate(mail_from, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'),
     created_at,
     id
+)""",
 )
-"""
 
 # Version 8: the policy strings of the last session (RFC 8460 §4.4), for TLS
 # reports built from stored statuses: a JSON array of strings, NULL when
@@ -169,7 +176,8 @@ CREATE TABLE mta_sts_policies (
 )
 """
 
-MIGRATIONS: tuple[str, ...] = (
+#: ``MIGRATIONS[n]`` is the step that takes version ``n`` to ``n + 1``.
+MIGRATIONS: tuple[Migration, ...] = (
     _VERSION_1,
     _VERSION_2_TLS_POLICY,
     _VERSION_3_EVENTS,
@@ -182,56 +190,134 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-# Any constant shared by every process that migrates: pg_advisory_xact_lock's key.
-_MIGRATION_LOCK = 0x6D61696C7374726F  # "mailstro"
+#: The key of the advisory lock a process migrating the tables holds (any
+#: constant shared by every process; earlier versions took the same lock with
+#: ``pg_advisory_xact_lock``).
+MIGRATION_LOCK = 0x6D61696C7374726F  # "mailstro"
 
 
 def migrate(
-    conn: Connection, schema: str, migrations: tuple[str, ...] = MIGRATIONS
+    conn: Connection, schema: str, migrations: tuple[Migration, ...] = MIGRATIONS
 ) -> None:
     """Create ``schema`` if need be and bring its tables to the last version of
     ``migrations``.
 
-    Runs its own transaction, which holds an advisory lock so that processes
-    opening the database at once migrate it one after the other. The
-    session's ``search_path`` must be ``schema`` already. Tables that are up to
-    date need no privilege but to read ``schema_version``: a role that may not
-    create tables can open a database an administrator has migrated.
+    ``conn`` must be in autocommit mode, its ``search_path`` ``schema``
+    already. Tables that are up to date are only read (their version), with
+    no lock: a role that may not create tables can open a database an
+    administrator has migrated. Otherwise the session takes an advisory lock
+    (waiting up to its ``statement_timeout`` for another process migrating,
+    and returning as soon as that process brought the tables up to date), so
+    that processes opening the database at once migrate it one after the
+    other, and runs:
+
+    * the steps of statements in transactions that store the version they
+      reach: those before the first online index in one, each after it in
+      its own; a failure leaves the tables at the version its transaction
+      began from;
+    * an :class:`~.migration.OnlineIndex` step outside any transaction, with
+      ``CREATE INDEX CONCURRENTLY``, first dropping an invalid index of that
+      name left by an interrupted build; the version moves past the step once
+      the index is valid.
+
+    A new schema is made whole in one transaction, its indexes built plainly:
+    no one uses tables that did not exist.
 
     Raises:
-        StorageError: the schema was written by a newer version of mailstrom_py.
-        psycopg.Error: the database refused a statement (the transaction was
-            rolled back).
+        StorageError: the schema was written by a newer version of
+            mailstrom_py, another process held the lock too long, or
+            ``conn`` is not in autocommit mode.
+        psycopg.Error: the database refused a statement (its transaction was
+            rolled back; an index build left at most an invalid index).
     """
+    if not conn.autocommit:
+        raise StorageError("the schema's migration needs a connection in autocommit")
     latest = len(migrations)
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-        version = _version(conn, schema)
-        if version > latest:
-            raise StorageError(
-                f"schema {schema!r} has mailstrom_py schema version {version}, newer"
-                f" than the {latest} this mailstrom_py knows; upgrade mailstrom_py"
-                " to open it"
-            )
-        if version == latest:
+    found = _read_version(conn, schema)
+    if found is not None:
+        _check_known(schema, found, latest)
+        if found == latest:
             return
-        for script in migrations[version:]:
-            for statement in script.split(";"):
-                if statement.strip():
-                    conn.execute(statement.encode())
-        conn.execute("DELETE FROM schema_version")
-        conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (latest,))
+    with exclusive(
+        conn,
+        MIGRATION_LOCK,
+        f"migrate schema {schema!r}",
+        done=lambda: _read_version(conn, schema) == latest,
+    ) as held:
+        if held:
+            _migrate_locked(conn, schema, migrations)
+
+
+def _migrate_locked(
+    conn: Connection, schema: str, migrations: tuple[Migration, ...]
+) -> None:
+    """:func:`migrate`'s work, under the migration lock."""
+    with conn.transaction():
+        stored = _version(conn, schema)
+        _check_known(schema, stored, len(migrations))
+        version = _advance(conn, migrations, stored, online=stored > 0)
+        if version > stored:
+            _store_version(conn, version)
+    for step in migrations[version:]:
+        if isinstance(step, OnlineIndex):
+            build_online(conn, schema, step)
+            with conn.transaction():
+                _store_version(conn, version + 1)
+        else:
+            with conn.transaction():
+                run_script(conn, step)
+                _store_version(conn, version + 1)
+        version += 1
+
+
+def _advance(
+    conn: Connection, migrations: tuple[Migration, ...], version: int, *, online: bool
+) -> int:
+    """Run the steps from ``version`` on in the caller's transaction, up to
+    the first online index when ``online`` (all of them, indexes built
+    plainly, otherwise); return the version reached."""
+    for step in migrations[version:]:
+        if isinstance(step, OnlineIndex):
+            if online:
+                break
+            conn.execute(step.statement(concurrently=False))
+        else:
+            run_script(conn, step)
+        version += 1
+    return version
+
+
+def _check_known(schema: str, version: int, latest: int) -> None:
+    if version > latest:
+        raise StorageError(
+            f"schema {schema!r} has mailstrom_py schema version {version}, newer"
+            f" than the {latest} this mailstrom_py knows; upgrade mailstrom_py"
+            " to open it"
+        )
+
+
+def _read_version(conn: Connection, schema: str) -> int | None:
+    """The schema's version; None when it has no version table yet."""
+    found = conn.execute(
+        "SELECT to_regclass(format('%%I.schema_version', %s::text))", (schema,)
+    ).fetchone()
+    if found is None or found[0] is None:
+        return None
+    row = conn.execute("SELECT version FROM schema_version").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _store_version(conn: Connection, version: int) -> None:
+    conn.execute("DELETE FROM schema_version")
+    conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
 
 
 def _version(conn: Connection, schema: str) -> int:
     """The schema's version, creating the schema and its version table (at
     version 0) when missing."""
-    found = conn.execute(
-        "SELECT to_regclass(format('%%I.schema_version', %s::text))", (schema,)
-    ).fetchone()
-    if found is not None and found[0] is not None:
-        row = conn.execute("SELECT version FROM schema_version").fetchone()
-        return 0 if row is None else int(row[0])
+    version = _read_version(conn, schema)
+    if version is not None:
+        return version
     exists = conn.execute(
         "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)
     ).fetchone()
