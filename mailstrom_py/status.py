@@ -164,6 +164,22 @@ class Remote:
     tls_failure: str | None = None
     tls_policy_strings: tuple[str, ...] = ()
 
+    def as_json(self) -> dict[str, Any]:
+        """The server as a JSON object, one key per attribute (the policy
+        strings a list), as the command line and the dashboard show it."""
+        return {
+            "host": self.host,
+            "address": self.address,
+            "port": self.port,
+            "tls_version": self.tls_version,
+            "tls_verified": self.tls_verified,
+            "tls_policy": self.tls_policy,
+            "tls_policy_domain": self.tls_policy_domain,
+            "tls_policy_strings": list(self.tls_policy_strings),
+            "tls_result": self.tls_result,
+            "tls_failure": self.tls_failure,
+        }
+
 
 @dataclass(frozen=True, init=False)
 class RecipientStatus:

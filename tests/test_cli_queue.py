@@ -13,16 +13,35 @@ from pathlib import Path
 import pytest
 from support.cli import config_text, run
 
-from mailstrom_py import DeliveryResult, QueueFilter, SmtpReply, SqliteStorage, Storage
+from mailstrom_py import (
+    DeliveryResult,
+    QueueFilter,
+    Remote,
+    SmtpReply,
+    SqliteStorage,
+    Storage,
+)
 from mailstrom_py.testing import prepared_email
 
 UNKNOWN = "nope@example.test"
+REMOTE = Remote(
+    "mx.example.test",
+    "127.0.0.1",
+    25,
+    tls_version="TLSv1.3",
+    tls_verified=True,
+    tls_policy="sts",
+    tls_policy_domain="example.test",
+    tls_result="success",
+    tls_policy_strings=("version: STSv1", "mode: enforce", "mx: mx.example.test"),
+)
 
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     """A configuration file whose queue holds three messages: m1, two hours
-    old and deferred with a 450 reply; m2 for two recipients; m3 held."""
+    old and deferred with a 450 reply from an exchanger under MTA-STS; m2 for
+    two recipients; m3 held."""
     db = tmp_path / "outbox.db"
     storage = SqliteStorage(db)
     now = time.time()
@@ -38,6 +57,7 @@ def config(tmp_path: Path) -> Path:
                 last_reply=SmtpReply(450, "4.2.0", "mailbox busy"),
                 status_code="4.2.0",
                 detail="mailbox busy",
+                remote=REMOTE,
             )
         ],
     )
@@ -97,6 +117,22 @@ def test_list_json_holds_every_field(config: Path) -> None:
     assert recipient["last_reply"] == "450 4.2.0 mailbox busy"
     assert recipient["status_code"] == "4.2.0"
     assert recipient["next_attempt"].endswith("Z")
+    assert recipient["remote"] == {
+        "host": "mx.example.test",
+        "address": "127.0.0.1",
+        "port": 25,
+        "tls_version": "TLSv1.3",
+        "tls_verified": True,
+        "tls_policy": "sts",
+        "tls_policy_domain": "example.test",
+        "tls_policy_strings": [
+            "version: STSv1",
+            "mode: enforce",
+            "mx: mx.example.test",
+        ],
+        "tls_result": "success",
+        "tls_failure": None,
+    }
     assert listed[2]["held"] is True
 
 

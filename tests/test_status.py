@@ -12,6 +12,7 @@ from mailstrom_py import (
     Event,
     MessageStatus,
     RecipientStatus,
+    Remote,
     SmtpReply,
     SmtpStep,
 )
@@ -132,3 +133,38 @@ def test_a_written_out_init_is_the_dataclass_one(cls: type) -> None:
     assert dataclasses.replace(built) == built
     with pytest.raises(dataclasses.FrozenInstanceError):
         setattr(built, fields[0].name, None)
+
+
+def test_a_server_as_json_names_every_attribute() -> None:
+    """Remote.as_json() has one key per attribute, each the attribute's value
+    (the policy strings as a list), so a field added later cannot be left out
+    of the command line's and the dashboard's JSON."""
+    remote = Remote(
+        "mx.example.test",
+        "127.0.0.1",
+        25,
+        tls_version="TLSv1.3",
+        tls_verified=True,
+        tls_policy="tlsa",
+        tls_policy_domain="mx.example.test",
+        tls_result="validation-failure",
+        tls_failure="no TLSA record matched",
+        tls_policy_strings=("3 1 1 ab12",),
+    )
+    shown = remote.as_json()
+    assert list(shown) == [
+        "host",
+        "address",
+        "port",
+        "tls_version",
+        "tls_verified",
+        "tls_policy",
+        "tls_policy_domain",
+        "tls_policy_strings",
+        "tls_result",
+        "tls_failure",
+    ]
+    assert set(shown) == {f.name for f in dataclasses.fields(Remote)}
+    expected = dataclasses.asdict(remote)
+    expected["tls_policy_strings"] = ["3 1 1 ab12"]
+    assert shown == expected

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..status import MessageStatus, RecipientStatus, Remote
+from ..status import MessageStatus, RecipientStatus
 from ..storage import Storage
 
 __all__ = [
@@ -163,19 +163,5 @@ def _recipient_json(r: RecipientStatus) -> Json:
         "detail": r.detail,
         "last_reply": None if r.last_reply is None else str(r.last_reply),
         "possibly_delivered": r.possibly_delivered,
-        "remote": None if r.remote is None else _remote_json(r.remote),
-    }
-
-
-def _remote_json(remote: Remote) -> Json:
-    return {
-        "host": remote.host,
-        "address": remote.address,
-        "port": remote.port,
-        "tls_version": remote.tls_version,
-        "tls_verified": remote.tls_verified,
-        "tls_policy": remote.tls_policy,
-        "tls_policy_domain": remote.tls_policy_domain,
-        "tls_result": remote.tls_result,
-        "tls_failure": remote.tls_failure,
+        "remote": None if r.remote is None else r.remote.as_json(),
     }

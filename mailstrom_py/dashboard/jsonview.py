@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from ..status import MessageStatus, RecipientStatus, Remote, SmtpReply
+from ..status import MessageStatus, RecipientStatus, SmtpReply
 from .facts import Destination, Failure, Timeline
 from .messages import MessageDetail, MessageList, Row
 from .views import DestinationsView, Overview
@@ -169,7 +169,7 @@ def recipient_json(r: RecipientStatus) -> Json:
         "last_reply": reply_json(r.last_reply),
         "rcpt_reply": reply_json(r.rcpt_reply),
         "possibly_delivered": r.possibly_delivered,
-        "remote": None if r.remote is None else _remote_json(r.remote),
+        "remote": None if r.remote is None else r.remote.as_json(),
     }
 
 
@@ -181,20 +181,6 @@ def reply_json(reply: SmtpReply | None) -> Json | None:
         "enhanced": reply.enhanced,
         "text": reply.text,
         "step": None if reply.step is None else reply.step.value,
-    }
-
-
-def _remote_json(remote: Remote) -> Json:
-    return {
-        "host": remote.host,
-        "address": remote.address,
-        "port": remote.port,
-        "tls_version": remote.tls_version,
-        "tls_verified": remote.tls_verified,
-        "tls_policy": remote.tls_policy,
-        "tls_policy_domain": remote.tls_policy_domain,
-        "tls_result": remote.tls_result,
-        "tls_failure": remote.tls_failure,
     }
 
 
