@@ -27,9 +27,11 @@ from mailstrom_py import (
 from mailstrom_py.config import ConfigError
 from mailstrom_py.config.loader import config_from_mapping
 
-LEASE = 1.0
+LEASE = 2.0
 # Longer than two leases: a duplicate would start well before the dot's reply.
-SLOW = 3.0
+# A lease of 2 s leaves an extension (due at half the lease) a second of
+# slack on a busy machine.
+SLOW = 5.0
 MESSAGE = (
     "From: app@example.test\r\nTo: r@example.test\r\nSubject: slow\r\n\r\nbody\r\n"
 )

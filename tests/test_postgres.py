@@ -32,6 +32,7 @@ from mailstrom_py import (  # noqa: E402
 )
 from mailstrom_py.cli.common import open_storage  # noqa: E402
 from mailstrom_py.config.settings import StorageSettings  # noqa: E402
+from mailstrom_py.storage.postgres.claims import extend as extend_claims  # noqa: E402
 from mailstrom_py.testing.emails import prepared_email  # noqa: E402
 from mailstrom_py.testing.transport import RecordingTransport  # noqa: E402
 from mailstrom_py.worker import Worker  # noqa: E402
@@ -175,6 +176,44 @@ def complete(storage: PostgresStorage, now: float, result: DeliveryResult) -> No
                 for claim in claims
             ]
         )
+
+
+def test_an_outcome_recorded_as_an_extension_of_its_claim_commits_is_kept(
+    storage: PostgresStorage, postgres_dsn: str
+) -> None:
+    """A record that waits for the message's lock while an extension of the
+    same claim (which moves its recipients' next attempt) commits still writes
+    every recipient's outcome: the message is completed with its recipients
+    delivered, never completed with them still queued."""
+    storage.add(prepared_email(1, "a@example.test", "b@example.test"), 10.0)
+    [claim] = storage.claim_due(10.0, 1, 60.0)
+    delivered = [
+        dataclasses.replace(r, result=DeliveryResult.DELIVERED, next_attempt_at=None)
+        for r in claim.status.recipients
+    ]
+    with psycopg.connect(postgres_dsn) as extension:
+        extension.execute("SET search_path = mailstrom")
+        assert extend_claims(extension, [claim], None, 60.0) == [True]
+        recorded: list[object] = []
+        recorder = threading.Thread(
+            target=lambda: recorded.extend(storage.record_many([(claim, delivered)]))
+        )
+        recorder.start()
+        deadline = time.monotonic() + 10
+        while not query(
+            postgres_dsn,
+            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database()",
+        ):
+            assert time.monotonic() < deadline, "the record never waited"
+            time.sleep(0.02)
+        extension.commit()
+        recorder.join(10)
+    [status] = recorded
+    assert status is not None
+    stored = storage.status(claim.message_id)
+    assert [r.result for r in stored.recipients] == [DeliveryResult.DELIVERED] * 2
+    assert stored.completed
 
 
 def test_purge_removes_mail_completed_before_the_age_in_batches(

@@ -78,12 +78,12 @@ WITH claims AS (
     SELECT * FROM json_to_recordset(%s::json) AS u(n int, position int,
         {", ".join(f"{c} {t}" for c, t in zip(RECIPIENT_COLUMNS, _TYPES, strict=True))})
 ), targets AS (
-    SELECT t.found, u.*, c.skew FROM u JOIN claims c ON c.n = u.n,
-        LATERAL (SELECT r.ctid AS found FROM recipients r
-            WHERE r.message = c.id AND r.position = u.position OFFSET 0) t
+    SELECT c.id AS message, u.*, c.skew FROM u JOIN claims c ON c.n = u.n
 ), changed AS (
     UPDATE recipients r SET {", ".join(_set(c) for c in RECIPIENT_COLUMNS)}
-    FROM targets t WHERE r.ctid = t.found AND r.result <> {_DELIVERED}
+    FROM targets t
+    WHERE r.message = t.message AND r.position = t.position
+        AND r.result <> {_DELIVERED}
 ), ended AS (
     UPDATE messages m SET pending = c.pending,
         due_at = least(c.due_at + c.skew,
@@ -95,11 +95,13 @@ WITH claims AS (
 )
 SELECT n, held, skew, lease_end FROM claims
 """
-# Each updated recipient is looked up by its whole key (message, position) in
-# a subquery of its own, then updated by its row's address (ctid): joined on the
-# key directly, the update may be planned to look up one column of the key and
-# filter every row it finds on the other. A row updated since the statement
-# began is followed to its newest version, as with any update.
+# Each updated recipient is found by its whole key (message, position), and the
+# update's condition is that key. An extension of the claim that committed
+# while this statement waited for the message's lock has updated the
+# recipients since the statement's snapshot: PostgreSQL follows such a row to
+# its newest version and checks the condition again on it, which a key passes
+# and a row address (ctid) of the older version would not (the outcome would
+# then be lost while the claim ended).
 #
 # A pending recipient the updates do not name stays due when the claim's
 # lease ends, which the message's due_at holds while the claim lasts: the
