@@ -168,8 +168,13 @@ class TlsReporter:
             self._tally.tally_tls_sessions(_valid(rows))
         except StorageError as exc:
             log.warning("TLS report counts kept for the next flush: %s", exc)
-            with self._lock:
-                self._add(counts.items())
+        except Exception:
+            # Never into a delivery; a tally's bug shows with its traceback.
+            log.exception("TLS report counts kept for the next flush")
+        else:
+            return
+        with self._lock:
+            self._add(counts.items())
 
     def _add(self, counts: Iterable[tuple[Key, int]]) -> None:
         """Add ``counts`` to those in memory, within :data:`MAX_DOMAINS`
@@ -197,6 +202,9 @@ class TlsReporter:
             rows = self._tally.take_tls_sessions(before_day)
         except StorageError as exc:
             log.warning("TLS report counts not taken, trying again later: %s", exc)
+            return []
+        except Exception:
+            log.exception("TLS report counts not taken, trying again later")
             return []
         with self._lock:
             self._taken_before = max(self._taken_before, before_day)
