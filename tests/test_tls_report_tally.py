@@ -168,6 +168,35 @@ class TestTiming:
         [report] = received_reports(reports)
         assert successes(report) == 1
 
+    def test_a_worker_writes_its_counts_at_most_once_a_minute(
+        self, net: MxNet, reports: SmtpServer, tmp_path: Path
+    ) -> None:
+        """A session is counted in the worker's memory, and the counts reach
+        the file with the worker's first attempt a minute or more after its
+        last flush (the first attempt flushes at once), or when it stops."""
+        path = tmp_path / "queue.db"
+        mailer = net.mailer(SqliteStorage(path), tls_reports=True)
+
+        def stored() -> int:
+            with sqlite3.connect(path) as raw:
+                [(total,)] = raw.execute(
+                    "SELECT coalesce(sum(count), 0) FROM tls_session_counts"
+                ).fetchall()
+            raw.close()
+            return int(total)
+
+        deliver(mailer, "a@d.test", NOW)
+        assert stored() == 1
+        deliver(mailer, "b@d.test", NOW + 30)
+        deliver(mailer, "c@d.test", NOW + 59)
+        assert stored() == 1
+        deliver(mailer, "d@d.test", NOW + 60)
+        assert stored() == 4
+        deliver(mailer, "e@d.test", NOW + 61)
+        assert stored() == 4
+        mailer.stop(10)
+        assert stored() == 5
+
     def test_late_counts_of_a_taken_day_go_with_the_next_days_report(
         self, net: MxNet, reports: SmtpServer, tmp_path: Path
     ) -> None:
