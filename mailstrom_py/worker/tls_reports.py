@@ -95,6 +95,9 @@ FLUSH_INTERVAL = 60.0
 #: Seconds into a UTC day before the days before it are taken and reported.
 TAKE_DELAY = 2 * FLUSH_INTERVAL
 
+# The most servers' count keys remembered (TlsReporter._count_key).
+_MAX_KEYS = 4096
+
 Day = datetime.date
 # A count's report domain, day, policy and failure (see TlsSessionCount).
 Key = tuple[str, str, str, str]
@@ -131,6 +134,8 @@ class TlsReporter:
         self._days: set[tuple[str, str]] = set()
         self._flushed_at = -math.inf
         self._taken_before = ""
+        # Reads and writes of a dict are atomic: no lock for this cache.
+        self._keys: dict[Remote, tuple[str, str]] = {}
 
     def reports(
         self,
@@ -145,7 +150,7 @@ class TlsReporter:
         :data:`TAKE_DELAY` old."""
         today = _day(now).isoformat()
         counted = [
-            (report_domain, today, *count_key(_result(remote)))
+            (report_domain, today, *self._count_key(remote))
             for report_domain, remote in _sessions(updates)
         ]
         with self._lock:
@@ -155,6 +160,17 @@ class TlsReporter:
             self._flushed_at = now
         self.flush()
         return self._take(now)
+
+    def _count_key(self, remote: Remote) -> tuple[str, str]:
+        """The policy and failure texts a session with ``remote`` counts
+        under; remembered, as sessions with one server repeat all day."""
+        key = self._keys.get(remote)
+        if key is None:
+            key = count_key(_result(remote))
+            if len(self._keys) >= _MAX_KEYS:
+                self._keys.clear()
+            self._keys[remote] = key
+        return key
 
     def flush(self) -> None:
         """Add the counts held in memory to the tally (the mailer calls this
