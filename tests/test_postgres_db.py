@@ -245,6 +245,8 @@ def test_opening_creates_the_tables_in_their_own_schema(
         "schema_version",
         "suppressions",
         "suspensions",
+        "tls_report_takes",
+        "tls_session_counts",
     ]
     assert schema_version(postgres_dsn) == SCHEMA_VERSION
 

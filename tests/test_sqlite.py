@@ -295,6 +295,8 @@ class TestFile:
         old.close()
         with sqlite3.connect(db) as raw:
             # Back to version 2: without the columns of the versions after it.
+            raw.execute("DROP TABLE tls_session_counts")
+            raw.execute("DROP TABLE tls_report_takes")
             raw.execute("DROP TABLE mta_sts_policies")
             raw.execute("DROP INDEX messages_sender")
             raw.execute("DROP TABLE events")
@@ -357,6 +359,8 @@ class TestFile:
         assert storage.record(claim, [deferred]) is not None
         storage.close()
         with sqlite3.connect(db) as raw:
+            raw.execute("DROP TABLE tls_session_counts")
+            raw.execute("DROP TABLE tls_report_takes")
             raw.execute("DROP TABLE mta_sts_policies")
             raw.execute("DROP INDEX messages_sender")
             raw.execute("DROP TABLE events")

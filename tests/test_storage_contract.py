@@ -13,8 +13,10 @@ import pytest
 
 import mailstrom_py
 from mailstrom_py import MemoryStorage, SqliteStorage, Storage
+from mailstrom_py.storage.tls_tally import MemoryTlsTally
 from mailstrom_py.testing import AbstractOnly
 from mailstrom_py.testing.contract import StorageContract
+from mailstrom_py.testing.contract.tls_tally import TlsTallyContract
 
 
 class TestDefaults(StorageContract):
@@ -56,3 +58,12 @@ class TestPostgres(StorageContract):
     def make_storage(self, directory: Path) -> Storage:
         # Looked up when used: psycopg is optional, the other backends run without.
         return mailstrom_py.PostgresStorage(self.dsn, clock="caller")
+
+
+class TestMemoryTlsTally(TlsTallyContract):
+    """MemoryTlsTally, the TLS report counts a reporter keeps in memory for a
+    storage that keeps none, holds to the same contract."""
+
+    @pytest.fixture
+    def storage(self) -> MemoryTlsTally:
+        return MemoryTlsTally()

@@ -77,7 +77,9 @@ class DirectConfig:
         tls_reports: collect the outcome of TLS toward each policy domain and
             send a daily RFC 8460 report to the address in its
             ``_smtp._tls`` TXT record, through the mailer's own queue (off by
-            default).
+            default); counted in the mailer's storage when it keeps the
+            counts (SQLite, PostgreSQL), so that one report goes per domain
+            and day across the workers on a queue.
         tls_report_from: the From address and contact of those reports;
             ``postmaster@`` the HELO name by default.
     """

@@ -20,6 +20,7 @@ from ..status import MessageStatus
 from ..storage import EventJournal, MemoryStorage, Storage
 from ..storage.controls import Suspension
 from ..storage.policies import PolicyCache
+from ..storage.tls_tally import TlsReportTally
 from ..worker import Worker
 from ..worker.reporting import Reporter, Reporters
 from ..worker.tls_reports import TlsReporter
@@ -82,6 +83,7 @@ class Mailstrom(Outbox):
                 config, shaper=self._shaper, policy_store=self._policy_store()
             )
         )
+        self._tls_reporter = self._tls_reporter_of(config)
         self._worker = Worker(
             self.storage,
             self._transport,
@@ -90,7 +92,7 @@ class Mailstrom(Outbox):
             clock=clock,
             rng=rng,
             lease=config.claim_lease,
-            reporter=self._worker_reporter(config),
+            reporter=self._worker_reporter(),
             events=self._events,
             suppression=config.suppression,
             controls=self._controls,
@@ -144,6 +146,9 @@ class Mailstrom(Outbox):
         if drain > 0 and self._worker.running and not self._worker.drain(drain):
             log.warning("stopping with mail due that got no attempt in %gs", drain)
         finished = self._worker.stop(timeout)
+        if self._tls_reporter is not None:
+            # Before the storage closes: the next worker on it reports them.
+            self._tls_reporter.flush()
         self._warn_of_loss()
         self._events.stop(timeout)
         if self._webhook is not None:
@@ -228,22 +233,29 @@ class Mailstrom(Outbox):
         storage = self.storage
         return StoredPolicies(storage) if isinstance(storage, PolicyCache) else None
 
-    def _worker_reporter(self, config: Config) -> Reporter | None:
-        """The DSN reporter of the queue operations, with TLS reports when
-        ``config`` asks for them."""
+    def _tls_reporter_of(self, config: Config) -> TlsReporter | None:
+        """The TLS reporter ``config`` asks for, counting in the storage when
+        it keeps TLS report counts, else in memory; or None."""
+        direct = config.delivery
+        if not isinstance(direct, DirectConfig) or not direct.tls_reports:
+            return None
+        resolver = build_resolver(direct)
+        storage = self.storage
+        return TlsReporter(
+            self._preparer,
+            lambda domain: lookup_report_addresses(resolver, domain),
+            sender=direct.tls_report_from or f"postmaster@{config.helo_name}",
+            tally=storage if isinstance(storage, TlsReportTally) else None,
+        )
+
+    def _worker_reporter(self) -> Reporter | None:
+        """The DSN reporter of the queue operations, with the TLS reporter
+        when there is one."""
         reporters: list[Reporter] = []
         if self._reporter is not None:
             reporters.append(self._reporter)
-        direct = config.delivery
-        if isinstance(direct, DirectConfig) and direct.tls_reports:
-            resolver = build_resolver(direct)
-            reporters.append(
-                TlsReporter(
-                    self._preparer,
-                    lambda domain: lookup_report_addresses(resolver, domain),
-                    sender=direct.tls_report_from or f"postmaster@{config.helo_name}",
-                )
-            )
+        if self._tls_reporter is not None:
+            reporters.append(self._tls_reporter)
         if len(reporters) > 1:
             return Reporters(*reporters)
         return reporters[0] if reporters else None

@@ -20,6 +20,7 @@ from .queue_admin import PostgresQueueAdmin
 from .retention import PostgresRetention
 from .schema import migrate
 from .settings import Offset, check_arguments, check_seconds
+from .tls_tally import PostgresTlsTally
 
 __all__ = ["ClockSource", "PostgresStorage"]
 
@@ -31,6 +32,7 @@ class PostgresStorage(
     PostgresRetention,
     PostgresControls,
     PostgresPolicies,
+    PostgresTlsTally,
 ):
     """Keeps messages and their statuses in a PostgreSQL database, shared by any
     number of processes on any number of machines.

@@ -176,6 +176,27 @@ CREATE TABLE mta_sts_policies (
 )
 """
 
+# Version 10: SMTP TLS report counts (TlsReportTally) per report domain, day,
+# policy and failure, added by every worker on the queue, and the day before
+# which the last take closed the days (one row), so that one report goes per
+# report domain and day, and a restart keeps the day's counts (RFC 8460).
+# Days compare byte by byte ("C"), whatever the database's collation.
+_VERSION_10_TLS_REPORT_COUNTS = """
+CREATE TABLE tls_session_counts (
+    report_domain text NOT NULL,
+    day text COLLATE "C" NOT NULL,
+    digest text NOT NULL,
+    policy text NOT NULL,
+    failure text NOT NULL,
+    count bigint NOT NULL,
+    PRIMARY KEY (report_domain, day, digest)
+);
+CREATE TABLE tls_report_takes (
+    id integer PRIMARY KEY CHECK (id = 1),
+    before_day text COLLATE "C" NOT NULL
+)
+"""
+
 #: ``MIGRATIONS[n]`` is the step that takes version ``n`` to ``n + 1``.
 MIGRATIONS: tuple[Migration, ...] = (
     _VERSION_1,
@@ -187,6 +208,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _VERSION_7_SENDER,
     _VERSION_8_TLS_POLICY_STRINGS,
     _VERSION_9_MTA_STS,
+    _VERSION_10_TLS_REPORT_COUNTS,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

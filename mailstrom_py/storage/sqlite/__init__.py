@@ -12,7 +12,7 @@ from typing import Literal
 from ...errors import ConfigError, MessageNotFound
 from ...message import PreparedEmail
 from ...status import MessageStatus, RecipientStatus
-from .. import controls_sql, policies_sql
+from .. import controls_sql, policies_sql, tls_tally_sql
 from ..admin import QueueAdmin
 from ..base import Claim, Storage, check_age, check_claim, check_distinct
 from ..controls import Controls, Suppression, Suspension
@@ -20,6 +20,12 @@ from ..journal import EventJournal, JournalEntry, check_journal
 from ..policies import PolicyCache, check_policy_entry
 from ..query import QueueFilter
 from ..rules import initial_status
+from ..tls_tally import (
+    TlsReportTally,
+    TlsSessionCount,
+    check_day,
+    check_session_counts,
+)
 from . import claims, messages, queue
 from .claims import extend as extend_claims
 from .db import Database
@@ -30,7 +36,9 @@ __all__ = ["SqliteStorage", "Synchronous"]
 Synchronous = Literal["FULL", "NORMAL"]
 
 
-class SqliteStorage(Storage, QueueAdmin, EventJournal, Controls, PolicyCache):
+class SqliteStorage(
+    Storage, QueueAdmin, EventJournal, Controls, PolicyCache, TlsReportTally
+):
     """Keeps messages and their statuses in an SQLite file, durably.
 
     Guarantees:
@@ -306,6 +314,19 @@ class SqliteStorage(Storage, QueueAdmin, EventJournal, Controls, PolicyCache):
         check_policy_entry(domain, policy_json)
         with self._db.writing("cache an MTA-STS policy") as conn:
             policies_sql.keep_policy(conn, "?", domain, policy_json)
+
+    # -- TlsReportTally -----------------------------------------------------------
+
+    def tally_tls_sessions(self, rows: Sequence[TlsSessionCount]) -> None:
+        check_session_counts(rows)
+        if rows:
+            with self._db.writing("count TLS sessions") as conn:
+                tls_tally_sql.tally_tls_sessions(conn, "?", rows)
+
+    def take_tls_sessions(self, before_day: str) -> list[TlsSessionCount]:
+        check_day(before_day)
+        with self._db.writing("take TLS session counts") as conn:
+            return tls_tally_sql.take_tls_sessions(conn, "?", before_day)
 
     def purge_completed(
         self, older_than: float, *, now: float | None = None, batch: int = 500

@@ -166,6 +166,26 @@ CREATE TABLE mta_sts_policies (
 ) WITHOUT ROWID
 """
 
+# Version 11: SMTP TLS report counts (TlsReportTally) per report domain, day,
+# policy and failure, added by every worker on the file, and the day before
+# which the last take closed the days (one row), so that one report goes per
+# report domain and day, and a restart keeps the day's counts (RFC 8460).
+_VERSION_11_TLS_REPORT_COUNTS = """
+CREATE TABLE tls_session_counts (
+    report_domain TEXT NOT NULL,
+    day TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    failure TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (report_domain, day, digest)
+) WITHOUT ROWID;
+CREATE TABLE tls_report_takes (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    before_day TEXT NOT NULL
+)
+"""
+
 #: ``MIGRATIONS[n]`` holds the statements that take version ``n`` to ``n + 1``.
 MIGRATIONS: tuple[str, ...] = (
     _VERSION_1,
@@ -178,6 +198,7 @@ MIGRATIONS: tuple[str, ...] = (
     _VERSION_8_SENDER,
     _VERSION_9_TLS_POLICY_STRINGS,
     _VERSION_10_MTA_STS,
+    _VERSION_11_TLS_REPORT_COUNTS,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -12,8 +12,8 @@ return a new, empty backend from :meth:`~StorageContract.make_storage`::
 pytest then runs every test of the contract against it. The tests come in groups,
 one class each (:mod:`.add`, :mod:`.claims`, :mod:`.remote`, :mod:`.leases`,
 :mod:`.admin`, :mod:`.schedule`, :mod:`.fail`, :mod:`.journal`,
-:mod:`.controls`, :mod:`.policies`), should a backend want to run some of
-them only. This module needs pytest; importing :mod:`mailstrom_py` or
+:mod:`.controls`, :mod:`.policies`, :mod:`.tls_tally`), should a backend want
+to run some of them only. This module needs pytest; importing :mod:`mailstrom_py` or
 :mod:`mailstrom_py.testing` does not.
 """
 
@@ -37,6 +37,7 @@ pytest.register_assert_rewrite(f"{__name__}.controls")
 pytest.register_assert_rewrite(f"{__name__}.leases")
 pytest.register_assert_rewrite(f"{__name__}.remote")
 pytest.register_assert_rewrite(f"{__name__}.policies")
+pytest.register_assert_rewrite(f"{__name__}.tls_tally")
 
 from .add import AddContract, AddManyContract, ConcurrencyContract  # noqa: E402
 from .admin import (  # noqa: E402
@@ -55,6 +56,7 @@ from .leases import ExtendContract  # noqa: E402
 from .policies import PolicyCacheContract  # noqa: E402
 from .remote import RemoteContract  # noqa: E402
 from .schedule import ScheduleContract, ScheduledAddContract  # noqa: E402
+from .tls_tally import TlsTallyContract  # noqa: E402
 
 __all__ = ["StorageContract"]
 
@@ -80,6 +82,7 @@ class StorageContract(
     SuppressionContract,
     SuspensionContract,
     PolicyCacheContract,
+    TlsTallyContract,
 ):
     """The whole storage contract, for a backend that :meth:`make_storage` builds.
 
