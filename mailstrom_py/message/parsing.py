@@ -26,6 +26,9 @@ __all__ = ["CachingHeaderRegistry", "parse_message"]
 # The email package's map of header names to header classes, as every
 # HeaderRegistry starts with it.
 _DEFAULT_CLASSES = HeaderRegistry().registry
+# The class a HeaderRegistry makes for each of those, made once: it makes a new
+# one, with a body of its own, for every header it builds.
+_HEADER_CLASSES: dict[object, type[BaseHeader]] = {}
 
 
 class CachingHeaderRegistry(HeaderRegistry):
@@ -35,7 +38,9 @@ class CachingHeaderRegistry(HeaderRegistry):
     part's Content-Type four times); header objects are immutable, so sharing is safe.
 
     Every instance maps header names to the email package's default classes, from
-    one map they share: :meth:`map_to_type` is refused.
+    one map they share: :meth:`map_to_type` is refused. The class of a header is
+    made once for each kind, as HeaderRegistry makes it (the kind, then
+    :class:`~email.headerregistry.BaseHeader`), and shared by every instance.
     """
 
     def __init__(self) -> None:
@@ -53,6 +58,13 @@ class CachingHeaderRegistry(HeaderRegistry):
             TypeError: always.
         """
         raise TypeError(f"{type(self).__name__} keeps the default header classes")
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        kind: object = _DEFAULT_CLASSES.get(name.lower(), UnstructuredHeader)
+        made = _HEADER_CLASSES.get(kind)
+        if made is None:
+            made = _HEADER_CLASSES.setdefault(kind, super().__getitem__(name))
+        return made
 
     def __call__(self, name: str, value: Any) -> BaseHeader:
         if type(value) is not str:
