@@ -12,10 +12,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import gc
+import io
 import re
 import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from email.generator import BytesGenerator
 from email.headerregistry import (
     Address,
     AddressHeader,
@@ -34,6 +36,7 @@ from hypothesis import strategies as st
 
 from mailstrom_py.errors import InvalidMessageError
 from mailstrom_py.message import PreparedEmail, prepare_email
+from mailstrom_py.message.body import has_long_line
 from mailstrom_py.message.completion import MessageIds, given_message_id
 from mailstrom_py.message.fastpath import prepare_fast
 from mailstrom_py.message.fullpath import prepare_full
@@ -42,6 +45,7 @@ from mailstrom_py.message.serialise import (
     FATAL_DEFECTS,
     SMTP,
     fitting_line,
+    serialise,
     single_text_part,
 )
 
@@ -600,6 +604,78 @@ class TestQuickFold:
         assert SMTP.fold_binary("Date", header) == EmailPolicy.fold_binary(
             SMTP, "Date", header
         )
+
+
+BODY_TEXT = st.lists(
+    st.sampled_from(["a", " ", ".", "\r", "\n", "\r\n", "é", "\udce9", "From "]),
+    max_size=40,
+).map("".join)
+
+
+class TestBodyShortcuts:
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.sampled_from(["text/plain", "application/octet-stream", "multipart/mixed"]),
+        BODY_TEXT,
+        BODY_TEXT,
+        st.sampled_from(["7bit", "8bit"]),
+    )
+    def test_a_body_is_written_as_the_generator_writes_it(
+        self, content_type: str, body: str, epilogue: str, cte_type: str
+    ) -> None:
+        """A body's lines, written in one go, are the octets the email package's
+        generator writes line by line, or fail as they fail there; so are a
+        multipart's preamble and epilogue."""
+        message = EmailMessage()
+        message["From"] = "a@example.org"
+        if content_type.startswith("multipart"):
+            message["Content-Type"] = f'{content_type}; boundary="b"'
+            part = EmailMessage()
+            part.set_payload(body)
+            message.attach(part)
+            message.preamble, message.epilogue = body, epilogue
+        else:
+            message["Content-Type"] = content_type
+            message.set_payload(body + epilogue)
+        policy = SMTP.clone(cte_type=cte_type)
+
+        def written(write: Callable[[], bytes]) -> bytes | str:
+            try:
+                return write()
+            except InvalidMessageError as exc:
+                return str(exc)
+
+        general = io.BytesIO()
+
+        def flatten() -> bytes:
+            try:
+                BytesGenerator(general, policy=policy).flatten(message, unixfrom=False)
+            except UnicodeEncodeError as exc:
+                raise InvalidMessageError(
+                    f"the message cannot be serialised: {exc}"
+                ) from exc
+            data = general.getvalue()
+            return data if data.endswith(b"\r\n") else data + b"\r\n"
+
+        assert written(lambda: serialise(message, policy)) == written(flatten)
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(
+                st.integers(0, 1100), st.sampled_from([b"\r\n", b"\r", b"\n", b""])
+            ),
+            max_size=4,
+        )
+    )
+    def test_a_long_line_is_found_as_a_split_at_every_line_end_finds_it(
+        self, lines: list[tuple[int, bytes]]
+    ) -> None:
+        """Splitting at LF first finds the same long lines as splitting at CRLF,
+        CR and LF."""
+        data = b"".join(b"x" * size + end for size, end in lines)
+        split = re.split(rb"\r\n|\r|\n", data)
+        assert has_long_line(data) is (max(map(len, split)) > 998)
 
 
 class TestVerifyShortcut:

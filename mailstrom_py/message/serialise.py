@@ -11,6 +11,7 @@ both), and use the general way for everything else.
 from __future__ import annotations
 
 import io
+import re
 import sys
 from email import errors as email_errors
 from email.errors import MessageError
@@ -73,6 +74,8 @@ _VERBATIM_KINDS = (
     MIMEVersionHeader,
     MessageIDHeader,
 )
+# Where the email package's generator ends a line of a body.
+_LINE_END = re.compile(r"\r\n|\r|\n")
 # What type(name, bases, {}) puts in a class's own namespace.
 _BARE_CLASS = frozenset({"__module__", "__doc__"})
 # The verbatim kind of each header class, or of the bases of a bare one.
@@ -167,6 +170,32 @@ def _same(cls: type, kind: type, name: str) -> bool:
     return getattr(mine, "__func__", mine) is getattr(theirs, "__func__", theirs)
 
 
+class _Generator(BytesGenerator):
+    """The email package's generator, writing a body's lines in one go.
+
+    It writes them line by line, each line and each line end a write of its
+    own: a line end after every line but the last, which has one only if the
+    text ends in one. That is the text with every CRLF, CR or LF made the
+    policy's line end (with no CR, every LF), the same octets; a text it cannot
+    encode is written line by line, to fail as it would have.
+    """
+
+    def _write_lines(self, lines: str) -> None:
+        # flatten() writes with the generator's policy, which clone() hands on.
+        if self.policy is not None:
+            try:
+                linesep = self.policy.linesep
+                if "\r" in lines:
+                    self.write(_LINE_END.sub(linesep, lines))
+                else:
+                    self.write(lines.replace("\n", linesep))
+            except UnicodeEncodeError:
+                pass  # written line by line below, to fail as it would have
+            else:
+                return
+        super()._write_lines(lines)  # type: ignore[misc]  # not in the stubs
+
+
 def serialise(msg: Message, policy: EmailPolicy[Any]) -> bytes:
     """Return *msg* as bytes that end with CRLF.
 
@@ -175,7 +204,7 @@ def serialise(msg: Message, policy: EmailPolicy[Any]) -> bytes:
     """
     buffer = io.BytesIO()
     try:
-        BytesGenerator(buffer, policy=policy).flatten(msg, unixfrom=False)
+        _Generator(buffer, policy=policy).flatten(msg, unixfrom=False)
     except EMAIL_ERRORS as exc:
         raise InvalidMessageError(f"the message cannot be serialised: {exc}") from exc
     data = buffer.getvalue()
