@@ -40,7 +40,11 @@ from mailstrom_py.message.body import has_long_line
 from mailstrom_py.message.completion import MessageIds, given_message_id
 from mailstrom_py.message.fastpath import prepare_fast
 from mailstrom_py.message.fullpath import prepare_full
-from mailstrom_py.message.parsing import CachingHeaderRegistry
+from mailstrom_py.message.parsing import (
+    CachingHeaderRegistry,
+    SharedHeaderRegistry,
+    reading_policy,
+)
 from mailstrom_py.message.serialise import (
     FATAL_DEFECTS,
     SMTP,
@@ -763,6 +767,25 @@ class TestHeaderRegistry:
         del message
         gc.collect()
         assert [ref() for ref in classes] == [None] * len(classes)
+
+    def test_prepared_bytes_are_read_back_with_headers_shared_within_a_bound(
+        self,
+    ) -> None:
+        """Reading prepared bytes back shares parsed headers between preparations,
+        parsed as a new HeaderRegistry parses them, and keeps a bounded number."""
+        policy = reading_policy("7bit", False)
+        assert policy is reading_policy("7bit", False)
+        factory = policy.header_factory
+        assert isinstance(factory, SharedHeaderRegistry)
+        value = 'text/plain; charset="utf-8"'
+        header = factory("Content-Type", value)
+        reference = HeaderRegistry()("Content-Type", value)
+        assert (str(header), header.params) == (str(reference), reference.params)
+        assert factory("Content-Type", value) is header
+        for n in range(SharedHeaderRegistry.LIMIT + 1):
+            factory("X-Count", str(n))
+        assert factory("Content-Type", value) is not header
+        assert (policy.cte_type, policy.utf8, policy.linesep) == ("7bit", False, "\r\n")
 
     def test_the_shared_map_of_header_classes_cannot_be_changed(self) -> None:
         """The map of header classes is shared by every registry: none changes it."""

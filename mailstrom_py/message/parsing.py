@@ -9,6 +9,7 @@ compat32 :class:`~email.message.Message` is written out and parsed again.
 from __future__ import annotations
 
 import copy
+import functools
 from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import Message
 from email.parser import BytesParser, Parser
@@ -18,10 +19,15 @@ from typing import Any
 from ..errors import InvalidMessageError
 from .address import unfold
 from .headers import canonical_line_ends, reject_line_breaks
-from .serialise import EMAIL_ERRORS
+from .serialise import EMAIL_ERRORS, SMTP
 from .verbatim import RawMessage, read_raw
 
-__all__ = ["CachingHeaderRegistry", "parse_message"]
+__all__ = [
+    "CachingHeaderRegistry",
+    "SharedHeaderRegistry",
+    "parse_message",
+    "reading_policy",
+]
 
 # The email package's map of header names to header classes, as every
 # HeaderRegistry starts with it.
@@ -73,6 +79,38 @@ class CachingHeaderRegistry(HeaderRegistry):
         if header is None:
             header = self._parsed[name, value] = super().__call__(name, value)
         return header
+
+
+class SharedHeaderRegistry(CachingHeaderRegistry):
+    """A header factory whose parsed headers are shared by every preparation.
+
+    For reading prepared bytes back (:func:`~.serialise.verify`): the headers
+    of a message's parts (``Content-Type: text/plain; charset="utf-8"``) recur
+    from message to message. Header objects are immutable and parsing only
+    reads them, so threads may share them. At most :attr:`LIMIT` are kept; then
+    the store starts again empty.
+    """
+
+    #: The most distinct headers kept.
+    LIMIT = 512
+
+    def __call__(self, name: str, value: Any) -> BaseHeader:
+        if len(self._parsed) >= self.LIMIT:
+            self._parsed.clear()
+        return super().__call__(name, value)
+
+
+@functools.lru_cache(maxsize=4)
+def reading_policy(cte_type: str, utf8: bool) -> EmailPolicy[Any]:
+    """The policy prepared bytes are read back with (see :func:`~.serialise.verify`):
+    the one they were written with, its header factory shared by every
+    preparation (:class:`SharedHeaderRegistry`)."""
+    return SMTP.clone(
+        header_factory=SharedHeaderRegistry(),
+        refold_source="none",
+        cte_type=cte_type,
+        utf8=utf8,
+    )
 
 
 def parse_message(
