@@ -420,8 +420,8 @@ def outcomes() -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def python_version() -> str:
-    """The Python the outcomes were made with: the email package's folding
-    changes between releases, so they hold for this one only."""
+    """The Python the outcomes are made with, recorded beside them: another
+    release's email package may fold headers its own way."""
     return ".".join(map(str, sys.version_info[:3]))
 
 
