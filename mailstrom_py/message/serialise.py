@@ -129,7 +129,11 @@ def fitting_line(header: BaseHeader, limit: int) -> str | None:
 
 
 def _tree_text(header: BaseHeader) -> str:
-    """The text of an address header's parse tree, which its fold() writes."""
+    """The text of an address header's parse tree, which its fold() writes;
+    ``""`` for a header whose addresses are not ASCII (its tree's text is not
+    either: nothing to look for)."""
+    if not str(header).isascii():
+        return ""
     return str(getattr(header, "_parse_tree", ""))
 
 
