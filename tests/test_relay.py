@@ -12,10 +12,13 @@ import re
 import ssl
 import time
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 import trustme
+from hypothesis import given
+from hypothesis import strategies as st
 from support.mxnet import ipv6_loopback
 from support.scripted import (
     Conversation,
@@ -44,6 +47,7 @@ from mailstrom_py import (
     Timeouts,
 )
 from mailstrom_py.delivery.smtp import SessionFailure, SmtpSession
+from mailstrom_py.delivery.smtp.transaction import dot_stuffed
 from mailstrom_py.delivery.tls_policy import TlsPolicy
 
 NOW = 1_700_000_000.0
@@ -131,6 +135,51 @@ class TestDelivery:
         assert received.data == mailer.storage.email(message_id).data
         assert b"\r\n.\r\n..two\r\n.three\r\n" in received.data
         mailer.stop()
+
+    @pytest.mark.parametrize(
+        "shape",
+        ["object", "dot after the header", "dot in the first header", "dot at the end"],
+    )
+    def test_lines_starting_with_a_dot_arrive_intact_whatever_the_message(
+        self, server: SmtpServer, shape: str
+    ) -> None:
+        """Every line that starts with "." is stuffed on the wire, the first line
+        of the body and of the message included, and the server's unstuffed copy
+        is the prepared bytes: an EmailMessage, a body that starts with a dot, a
+        first header whose name does, a body whose last line is a lone dot."""
+        mailer = mailer_for(server)
+        outgoing: bytes | EmailMessage
+        if shape == "object":
+            outgoing = EmailMessage()
+            outgoing["From"] = "sender@example.test"
+            outgoing["To"] = "a@example.test"
+            outgoing.set_content(".one\n..two\n.\nend\n")
+        elif shape == "dot after the header":
+            outgoing = message("a@example.test", body=".first\r\n.\r\n")
+        elif shape == "dot in the first header":
+            outgoing = b".X-Dot: 1\r\n" + message("a@example.test")
+        else:
+            outgoing = message("a@example.test", body="last\r\n.\r\n")
+        message_id = mailer.send_email(outgoing)
+        mailer.run_once()
+        [received] = server.handler.messages
+        sent = mailer.storage.email(message_id).data
+        assert re.search(rb"(?m)^\.", sent) is not None
+        assert received.data == sent
+        mailer.stop()
+
+    @given(st.lists(st.sampled_from([b"a", b".", b"\r\n", b" "]), max_size=30))
+    def test_dot_stuffing_crlf_data_is_stuffing_every_line(
+        self, pieces: list[bytes]
+    ) -> None:
+        """For data in CRLF lines (the prepared data's contract), one more "." goes
+        on exactly the lines that start with one, the first included."""
+        data = b"".join(pieces)
+        lines = data.split(b"\r\n")
+        stuffed = b"\r\n".join(
+            b"." + line if line[:1] == b"." else line for line in lines
+        )
+        assert dot_stuffed(data) == stuffed
 
     @pytest.mark.parametrize(
         "body",

@@ -22,7 +22,7 @@ from .body import encode_body
 from .completion import complete_headers
 from .envelope import read_envelope
 from .header_checks import check_header_fields, check_structure, replace_headers
-from .parsing import CachingHeaderRegistry, parse_message
+from .parsing import CachingHeaderRegistry, parse_message, reading_policy
 from .prepared import PreparedEmail
 from .serialise import SMTP, serialise, verify
 from .verbatim import serialise_verbatim
@@ -89,7 +89,8 @@ def prepare_full(
     else:
         data = serialise(msg, out_policy)
 
-    verify(data, msg, out_policy, ascii_only=not (allow_8bit or utf8))
+    reading = reading_policy(out_policy.cte_type, utf8)
+    verify(data, msg, reading, ascii_only=not (allow_8bit or utf8))
     return PreparedEmail(
         message_id=msg_id,
         mail_from=envelope.mail_from,

@@ -9,6 +9,7 @@ compat32 :class:`~email.message.Message` is written out and parsed again.
 from __future__ import annotations
 
 import copy
+import functools
 from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import Message
 from email.parser import BytesParser, Parser
@@ -18,14 +19,22 @@ from typing import Any
 from ..errors import InvalidMessageError
 from .address import unfold
 from .headers import canonical_line_ends, reject_line_breaks
-from .serialise import EMAIL_ERRORS
+from .serialise import EMAIL_ERRORS, SMTP
 from .verbatim import RawMessage, read_raw
 
-__all__ = ["CachingHeaderRegistry", "parse_message"]
+__all__ = [
+    "CachingHeaderRegistry",
+    "SharedHeaderRegistry",
+    "parse_message",
+    "reading_policy",
+]
 
 # The email package's map of header names to header classes, as every
 # HeaderRegistry starts with it.
 _DEFAULT_CLASSES = HeaderRegistry().registry
+# The class a HeaderRegistry makes for each of those, made once: it makes a new
+# one, with a body of its own, for every header it builds.
+_HEADER_CLASSES: dict[object, type[BaseHeader]] = {}
 
 
 class CachingHeaderRegistry(HeaderRegistry):
@@ -35,7 +44,9 @@ class CachingHeaderRegistry(HeaderRegistry):
     part's Content-Type four times); header objects are immutable, so sharing is safe.
 
     Every instance maps header names to the email package's default classes, from
-    one map they share: :meth:`map_to_type` is refused.
+    one map they share: :meth:`map_to_type` is refused. The class of a header is
+    made once for each kind, as HeaderRegistry makes it (the kind, then
+    :class:`~email.headerregistry.BaseHeader`), and shared by every instance.
     """
 
     def __init__(self) -> None:
@@ -54,6 +65,13 @@ class CachingHeaderRegistry(HeaderRegistry):
         """
         raise TypeError(f"{type(self).__name__} keeps the default header classes")
 
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        kind: object = _DEFAULT_CLASSES.get(name.lower(), UnstructuredHeader)
+        made = _HEADER_CLASSES.get(kind)
+        if made is None:
+            made = _HEADER_CLASSES.setdefault(kind, super().__getitem__(name))
+        return made
+
     def __call__(self, name: str, value: Any) -> BaseHeader:
         if type(value) is not str:
             return super().__call__(name, value)
@@ -61,6 +79,38 @@ class CachingHeaderRegistry(HeaderRegistry):
         if header is None:
             header = self._parsed[name, value] = super().__call__(name, value)
         return header
+
+
+class SharedHeaderRegistry(CachingHeaderRegistry):
+    """A header factory whose parsed headers are shared by every preparation.
+
+    For reading prepared bytes back (:func:`~.serialise.verify`): the headers
+    of a message's parts (``Content-Type: text/plain; charset="utf-8"``) recur
+    from message to message. Header objects are immutable and parsing only
+    reads them, so threads may share them. At most :attr:`LIMIT` are kept; then
+    the store starts again empty.
+    """
+
+    #: The most distinct headers kept.
+    LIMIT = 512
+
+    def __call__(self, name: str, value: Any) -> BaseHeader:
+        if len(self._parsed) >= self.LIMIT:
+            self._parsed.clear()
+        return super().__call__(name, value)
+
+
+@functools.lru_cache(maxsize=4)
+def reading_policy(cte_type: str, utf8: bool) -> EmailPolicy[Any]:
+    """The policy prepared bytes are read back with (see :func:`~.serialise.verify`):
+    the one they were written with, its header factory shared by every
+    preparation (:class:`SharedHeaderRegistry`)."""
+    return SMTP.clone(
+        header_factory=SharedHeaderRegistry(),
+        refold_source="none",
+        cte_type=cte_type,
+        utf8=utf8,
+    )
 
 
 def parse_message(

@@ -10,13 +10,14 @@ both), and use the general way for everything else.
 
 from __future__ import annotations
 
-import functools
 import io
+import re
 import sys
 from email import errors as email_errors
 from email.errors import MessageError
 from email.generator import BytesGenerator
 from email.headerregistry import (
+    AddressHeader,
     BaseHeader,
     ContentTransferEncodingHeader,
     DateHeader,
@@ -73,6 +74,12 @@ _VERBATIM_KINDS = (
     MIMEVersionHeader,
     MessageIDHeader,
 )
+# Where the email package's generator ends a line of a body.
+_LINE_END = re.compile(r"\r\n|\r|\n")
+# What type(name, bases, {}) puts in a class's own namespace.
+_BARE_CLASS = frozenset({"__module__", "__doc__"})
+# The verbatim kind of each header class, or of the bases of a bare one.
+_KINDS: dict[object, type | None] = {}
 
 
 class SmtpPolicy(_EmailPolicy):
@@ -100,32 +107,58 @@ SMTP = SmtpPolicy(linesep="\r\n")
 def fitting_line(header: BaseHeader, limit: int) -> str | None:
     """Return ``Name: value`` as the folding algorithm would write it, or ``None``.
 
-    The algorithm writes ``Name:``, a space and the header's parsed value, on one
-    line when that is ASCII, holds no line break, needs no encoded word and fits
-    in *limit* characters. Only a header of the email package's own kinds whose
-    ``str()`` is that parsed value is vouched for: unstructured text, a date that
-    parsed, MIME headers and msg-ids. An address header is not: its ``str()`` is
-    the addresses rewritten in a standard form, not as they were written.
+    The algorithm writes ``Name:``, a space and the header's parse tree as text,
+    on one line when that is ASCII, holds no line break, needs no encoded word
+    and fits in *limit* characters. Only a header of the email package's own
+    kinds is vouched for: unstructured text, a date that parsed, MIME headers and
+    msg-ids, whose ``str()`` is that text; and address headers, whose ``str()``
+    is not (it is the addresses rewritten in a standard form), so their parse
+    tree is read instead: an address list, which asks for no encoded word when
+    it is ASCII without line breaks.
     """
     kind = _verbatim_kind(type(header))
     if kind is None:
         return None
     if kind is DateHeader and getattr(header, "datetime", None) is None:
         return None  # a date that did not parse folds to nothing at all
-    value = str(header)
+    value = str(header) if kind is not AddressHeader else _tree_text(header)
     line = f"{header.name}: {value}"
     if not value or len(line) > limit or not line.isascii():
         return None
     return None if LINE_BREAKING.search(line) else line
 
 
-@functools.cache
+def _tree_text(header: BaseHeader) -> str:
+    """The text of an address header's parse tree, which its fold() writes;
+    ``""`` for a header whose addresses are not ASCII (its tree's text is not
+    either: nothing to look for)."""
+    if not str(header).isascii():
+        return ""
+    return str(getattr(header, "_parse_tree", ""))
+
+
 def _verbatim_kind(cls: type) -> type | None:
     """The verbatim kind *cls* is, if it parses and folds as that kind does.
 
-    A subclass with a parser or a fold of its own (from a custom header
-    registry) is none: it gets the general algorithm.
+    An address header is :class:`AddressHeader` if it folds as every header
+    does: its parse tree is what it writes, however it was parsed. A subclass
+    with a parser or a fold of its own (from a custom header registry) is none:
+    it gets the general algorithm.
     """
+    # A HeaderRegistry makes a new class for every header it builds, with no
+    # body of its own: such a class is what its bases make it, and is known by
+    # them, or the answers kept would grow by a class for every header.
+    key = cls.__bases__ if vars(cls).keys() <= _BARE_CLASS else cls
+    try:
+        return _KINDS[key]
+    except KeyError:
+        kind = _KINDS[key] = _find_verbatim_kind(cls)
+        return kind
+
+
+def _find_verbatim_kind(cls: type) -> type | None:
+    if issubclass(cls, AddressHeader):
+        return AddressHeader if _same(cls, BaseHeader, "fold") else None
     for kind in _VERBATIM_KINDS:
         if issubclass(cls, kind):
             same = _same(cls, kind, "parse") and _same(cls, BaseHeader, "fold")
@@ -141,6 +174,32 @@ def _same(cls: type, kind: type, name: str) -> bool:
     return getattr(mine, "__func__", mine) is getattr(theirs, "__func__", theirs)
 
 
+class _Generator(BytesGenerator):
+    """The email package's generator, writing a body's lines in one go.
+
+    It writes them line by line, each line and each line end a write of its
+    own: a line end after every line but the last, which has one only if the
+    text ends in one. That is the text with every CRLF, CR or LF made the
+    policy's line end (with no CR, every LF), the same octets; a text it cannot
+    encode is written line by line, to fail as it would have.
+    """
+
+    def _write_lines(self, lines: str) -> None:
+        # flatten() writes with the generator's policy, which clone() hands on.
+        if self.policy is not None:
+            try:
+                linesep = self.policy.linesep
+                if "\r" in lines:
+                    self.write(_LINE_END.sub(linesep, lines))
+                else:
+                    self.write(lines.replace("\n", linesep))
+            except UnicodeEncodeError:
+                pass  # written line by line below, to fail as it would have
+            else:
+                return
+        super()._write_lines(lines)  # type: ignore[misc]  # not in the stubs
+
+
 def serialise(msg: Message, policy: EmailPolicy[Any]) -> bytes:
     """Return *msg* as bytes that end with CRLF.
 
@@ -149,7 +208,7 @@ def serialise(msg: Message, policy: EmailPolicy[Any]) -> bytes:
     """
     buffer = io.BytesIO()
     try:
-        BytesGenerator(buffer, policy=policy).flatten(msg, unixfrom=False)
+        _Generator(buffer, policy=policy).flatten(msg, unixfrom=False)
     except EMAIL_ERRORS as exc:
         raise InvalidMessageError(f"the message cannot be serialised: {exc}") from exc
     data = buffer.getvalue()

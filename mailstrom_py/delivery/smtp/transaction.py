@@ -25,9 +25,29 @@ from .link import SmtpLink
 from .outcomes import OutcomeBuilder
 from .pipeline import HeldContent
 
-__all__ = ["Transaction"]
+__all__ = ["Transaction", "dot_stuffed"]
 
 _LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
+
+
+def dot_stuffed(data: bytes) -> bytes:
+    """Return prepared message data with one more "." on each line starting with
+    one (RFC 5321 §4.5.2), ready to be ended by ``.`` CRLF.
+
+    *data* keeps the contract of :attr:`PreparedEmail.data
+    <mailstrom_py.PreparedEmail>`: CRLF line ends, no CR or LF outside a CRLF.
+    Preparation guarantees it: the full path refuses bytes with a bare CR or LF
+    (:func:`mailstrom_py.message.serialise.verify`), the fast path takes only
+    CRLF lines (:mod:`mailstrom_py.message.fastpath`), a DKIM signature put in
+    front is folded in CRLF (dkimpy's line separator), and storage gives back
+    the octets it was given. So every line but the first starts after a CRLF,
+    and looking for CRLF "." finds each one that starts with "." (for a fifth
+    less than looking for LF ".", which the contract makes the same).
+    """
+    if data.startswith(b".") or b"\r\n." in data:
+        return _LEADING_DOT.sub(b"..", data)
+    return data
+
 
 #: The RCPT replies of the recipients accepted so far, by recipient.
 Accepted = dict[str, SmtpReply]
@@ -203,12 +223,8 @@ class Transaction:
                 rcpt=accepted,
             )
             return
-        # RFC 5321 §4.5.2: a line that starts with "." gets one more.
-        data = self._email.data
-        if data.startswith(b".") or b"\n." in data:
-            data = _LEADING_DOT.sub(b"..", data)
         message_id = self._email.message_id
-        payload = data + b".\r\n"
+        payload = dot_stuffed(self._email.data) + b".\r\n"
         self._pipeline.hold(self._index, message_id, payload, accepted, outcomes)
         if not self._pipelined:
             self._pipeline.flush()
