@@ -181,6 +181,12 @@ class TestDelivery:
         )
         assert dot_stuffed(data) == stuffed
 
+    def test_a_dot_after_a_bare_lf_is_stuffed_too(self) -> None:
+        """Data that breaks the CRLF contract (a PreparedEmail built by hand)
+        still gets its dot lines stuffed after a bare LF, so that a receiver
+        taking a bare LF for a line end never reads "." as the end of data."""
+        assert dot_stuffed(b"a\n.\r\nb\r\n") == b"a\n..\r\nb\r\n"
+
     @pytest.mark.parametrize(
         "body",
         ["a\n.\nb\n", "a\r.\rb\r", "a\n.\r\nb", "bare\rcr and bare\nlf\r\n"],

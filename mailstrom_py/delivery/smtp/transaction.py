@@ -40,11 +40,12 @@ def dot_stuffed(data: bytes) -> bytes:
     (:func:`mailstrom_py.message.serialise.verify`), the fast path takes only
     CRLF lines (:mod:`mailstrom_py.message.fastpath`), a DKIM signature put in
     front is folded in CRLF (dkimpy's line separator), and storage gives back
-    the octets it was given. So every line but the first starts after a CRLF,
-    and looking for CRLF "." finds each one that starts with "." (for a fifth
-    less than looking for LF ".", which the contract makes the same).
+    the octets it was given. A dot after a bare LF is stuffed all the same:
+    ``PreparedEmail`` is public, and a receiver that takes a bare LF for a line
+    end would otherwise read such a line as the end of the data (the SMTP
+    smuggling of 2023), so the check looks for LF ".", not CRLF ".".
     """
-    if data.startswith(b".") or b"\r\n." in data:
+    if data.startswith(b".") or b"\n." in data:
         return _LEADING_DOT.sub(b"..", data)
     return data
 
