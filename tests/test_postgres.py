@@ -537,6 +537,7 @@ def test_waiting_survives_a_restart_of_the_server(
         ({"min_connections": 5, "max_connections": 2}, "min_connections"),
         ({"connect_timeout": 0}, "connect_timeout"),
         ({"statement_timeout": float("inf")}, "statement_timeout"),
+        ({"migration_timeout": 0}, "migration_timeout"),
         ({"retention": -1}, "retention"),
     ],
 )
@@ -579,6 +580,7 @@ def test_the_command_line_opens_postgres_from_its_settings(
         password="unused: the test server trusts loopback",
         max_connections=3,
         statement_timeout=4.0,
+        migration_timeout=60.0,
     )
     storage = open_storage(settings)
     try:

@@ -32,6 +32,7 @@ def open_database(
     connections: int = 1,
     connect: float = 2.0,
     statement: float = 0.5,
+    migration: float = 30.0,
     schema: str = "mailstrom",
 ) -> Database:
     db = Database(
@@ -42,7 +43,7 @@ def open_database(
         schema=schema,
         name="mailstrom_py test",
     )
-    db.open(lambda conn: migrate(conn, schema))
+    db.open(lambda conn: migrate(conn, schema), migration)
     return db
 
 

@@ -153,10 +153,10 @@ def test_writes_go_on_while_the_sender_index_waits_for_an_open_transaction(
     assert schema_version(postgres_dsn) == SCHEMA_VERSION
 
 
-def test_a_build_cut_off_by_the_statement_timeout_is_dropped_and_built_again(
+def test_a_build_cut_off_by_the_migration_timeout_is_dropped_and_built_again(
     postgres_dsn: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An open transaction holds the build past the statement timeout: opening
+    """An open transaction holds the build past the migration timeout: opening
     the storage raises StorageError, leaving an invalid index and version 6.
     The next opening drops that index, builds it again (a new one, valid),
     and stores the last version."""
@@ -165,7 +165,7 @@ def test_a_build_cut_off_by_the_statement_timeout_is_dropped_and_built_again(
         open_transaction_on_messages(postgres_dsn),
         pytest.raises(StorageError, match="statement timeout"),
     ):
-        PostgresStorage(postgres_dsn, statement_timeout=1.0)
+        PostgresStorage(postgres_dsn, migration_timeout=1.0)
     [(leftover, valid)] = sender_indexes(postgres_dsn)
     assert not valid
     assert schema_version(postgres_dsn) == 6
@@ -217,7 +217,7 @@ def test_processes_starting_together_build_the_index_once(postgres_dsn: str) -> 
 
     def open_one() -> None:
         barrier.wait()
-        opened.append(PostgresStorage(postgres_dsn, statement_timeout=30.0))
+        opened.append(PostgresStorage(postgres_dsn, migration_timeout=30.0))
 
     def all_waiting() -> bool:
         with psycopg.connect(postgres_dsn, autocommit=True) as conn:
@@ -248,13 +248,37 @@ def test_up_to_date_tables_open_while_another_process_holds_the_lock(
     """Tables at the last version open without the migration lock, so a
     long migration elsewhere (of another schema of the database, say) delays
     no process whose tables need none; tables that need one wait for the lock
-    up to the statement timeout, then raise StorageError."""
+    up to the migration timeout, then raise StorageError."""
     PostgresStorage(postgres_dsn).close()
     with psycopg.connect(postgres_dsn, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
-        PostgresStorage(postgres_dsn, statement_timeout=1.0).close()
+        PostgresStorage(postgres_dsn, migration_timeout=1.0).close()
         with pytest.raises(StorageError, match="migration lock"):
-            PostgresStorage(postgres_dsn, schema="other", statement_timeout=1.0)
+            PostgresStorage(postgres_dsn, schema="other", migration_timeout=1.0)
+
+
+def test_a_migration_may_outlast_the_statement_timeout(postgres_dsn: str) -> None:
+    """Opening waits for another process's migration, and migrates, for up to
+    the migration timeout, however short the statement timeout of the
+    queue's work: a process started during a long upgrade opens once it is
+    done, rather than fail after ten seconds."""
+    with psycopg.connect(postgres_dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        releaser = threading.Timer(
+            2.5,
+            lambda: holder.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,)),
+        )
+        releaser.start()
+        started = time.monotonic()
+        try:
+            storage = PostgresStorage(
+                postgres_dsn, statement_timeout=0.5, migration_timeout=30.0
+            )
+        finally:
+            releaser.join()
+        storage.close()
+    assert time.monotonic() - started >= 2.0
+    assert schema_version(postgres_dsn) == SCHEMA_VERSION
 
 
 def test_migrating_needs_a_connection_in_autocommit(postgres_dsn: str) -> None:

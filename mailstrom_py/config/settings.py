@@ -35,6 +35,7 @@ _POSTGRES_ONLY = (
     "max_connections",
     "connect_timeout",
     "statement_timeout",
+    "migration_timeout",
     "retention",
 )
 
@@ -65,6 +66,9 @@ class StorageSettings:
             free connection.
         statement_timeout: seconds a PostgreSQL statement may run; a server
             that does not answer within this and a second is given up on.
+        migration_timeout: seconds opening PostgreSQL storage may spend
+            bringing its tables up to date (see
+            :class:`~mailstrom_py.PostgresStorage`).
         retention: seconds after which PostgreSQL storage removes completed
             messages; unset keeps them until dropped.
 
@@ -85,6 +89,7 @@ class StorageSettings:
     max_connections: int = 10
     connect_timeout: float = 5.0
     statement_timeout: float = 10.0
+    migration_timeout: float = 600.0
     retention: float | None = None
 
     def __post_init__(self) -> None:
@@ -126,7 +131,12 @@ class StorageSettings:
             raise ConfigError(
                 f"must be an integer >= 1, not {count!r}", "max_connections"
             )
-        for name in ("connect_timeout", "statement_timeout", "retention"):
+        for name in (
+            "connect_timeout",
+            "statement_timeout",
+            "migration_timeout",
+            "retention",
+        ):
             value = getattr(self, name)
             if value is not None and (
                 not isinstance(value, int | float)

@@ -59,5 +59,6 @@ def _open_postgres(settings: StorageSettings, dsn: str) -> Storage:
         max_connections=settings.max_connections,
         connect_timeout=settings.connect_timeout,
         statement_timeout=settings.statement_timeout,
+        migration_timeout=settings.migration_timeout,
         retention=settings.retention,
     )

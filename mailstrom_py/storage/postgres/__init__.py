@@ -97,6 +97,10 @@ class PostgresStorage(
             finite and above 0.
         statement_timeout: seconds a statement may run on the server; finite
             and above 0. See above.
+        migration_timeout: seconds opening may spend bringing the tables up
+            to date, waiting for another process that migrates them or
+            building an index on a large queue (the session's
+            ``statement_timeout`` while it migrates); finite and above 0.
         retention: remove completed messages (every recipient delivered or
             failed) this many seconds after they completed; ``None`` keeps them
             until dropped. A worker's claims remove one batch of them at most
@@ -121,12 +125,14 @@ class PostgresStorage(
         max_connections: int = 10,
         connect_timeout: float = 5.0,
         statement_timeout: float = 10.0,
+        migration_timeout: float = 600.0,
         retention: float | None = None,
     ) -> None:
         check_arguments(
             clock, schema, min_connections, max_connections, connect_timeout
         )
         check_seconds("statement_timeout", statement_timeout)
+        check_seconds("migration_timeout", migration_timeout)
         if retention is not None:
             check_seconds("retention", retention)
         self._clock = clock
@@ -143,7 +149,7 @@ class PostgresStorage(
             name=f"mailstrom_py ({schema})",
             password=password,
         )
-        self._db.open(lambda conn: migrate(conn, schema))
+        self._db.open(lambda conn: migrate(conn, schema), float(migration_timeout))
         self._notifier = Notifier(self._db, self._channel)
         self._listener = Listener(
             dsn, self._db.connect_options("mailstrom_py listener"), self._channel

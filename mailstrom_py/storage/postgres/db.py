@@ -139,9 +139,15 @@ class Database:
             options["password"] = self._password
         return options
 
-    def open(self, prepare: Callable[[Connection], None]) -> None:
+    def open(self, prepare: Callable[[Connection], None], timeout: float) -> None:
         """Connect once and run ``prepare`` (the schema's migration) on that
         connection, then open the pool.
+
+        ``prepare`` gets ``timeout`` seconds, as its session's
+        ``statement_timeout`` and, a second later, as its deadline on the
+        client: a migration may take longer than any statement of the
+        queue's work (building an index on a large queue, waiting for
+        another process's), and the connection is closed after it.
 
         Connecting first, alone, makes a wrong address or password fail here
         with the server's own words, rather than as a pool timeout.
@@ -157,10 +163,14 @@ class Database:
             with (
                 conn,
                 self._watchdog.guard(
-                    conn.fileno(), self.timeouts.call, "prepare the database"
+                    conn.fileno(), timeout + _GRACE, "prepare the database"
                 ),
             ):
                 self._configure(conn)
+                conn.execute(
+                    "SELECT set_config('statement_timeout', %s, false)",
+                    (f"{round(timeout * 1000)}ms",),
+                )
                 prepare(conn)
         except psycopg.Error as exc:
             raise wrap_error(exc, "prepare the database") from exc

@@ -123,7 +123,7 @@ def exclusive(
         if waited >= limit:
             raise StorageError(
                 f"cannot {what}: another process has held the migration lock"
-                f" for the {waited:.1f} s this one waited (statement_timeout)"
+                f" for the {waited:.1f} s this one waited (migration_timeout)"
             )
         time.sleep(min(pause, limit - waited))
         pause = min(2 * pause, POLL_MAX)

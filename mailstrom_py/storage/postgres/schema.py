@@ -228,7 +228,8 @@ def migrate(
     already. Tables that are up to date are only read (their version), with
     no lock: a role that may not create tables can open a database an
     administrator has migrated. Otherwise the session takes an advisory lock
-    (waiting up to its ``statement_timeout`` for another process migrating,
+    (waiting up to its ``statement_timeout``, which opening sets to the
+    storage's ``migration_timeout``, for another process migrating,
     and returning as soon as that process brought the tables up to date), so
     that processes opening the database at once migrate it one after the
     other, and runs:
