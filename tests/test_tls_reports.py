@@ -12,6 +12,7 @@ import email.policy
 import gzip
 import json
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 import trustme
@@ -56,6 +57,26 @@ def parsed(data: bytes) -> EmailMessage:
     parsed = email.message_from_bytes(data, policy=email.policy.default)
     assert isinstance(parsed, EmailMessage)
     return parsed
+
+
+def a_day_and_the_next(sender: Mailstrom) -> None:
+    """Deliver to a@d.test on the first day and to b@d.test on the next, whose
+    attempt queues the first day's reports, which then go out; stop."""
+    try:
+        deliver(sender, "a@d.test", NOW)
+        deliver(sender, "b@d.test", NOW + DAY)
+        sender.run_once(NOW + DAY)
+    finally:
+        sender.stop(10)
+
+
+def policies_of(report: EmailMessage) -> list[dict[str, Any]]:
+    """The policy entries of ``report``'s gzip'd JSON attachment."""
+    [attachment] = [p for p in report.iter_parts() if p.get_filename()]
+    policies: list[dict[str, Any]] = json.loads(
+        gzip.decompress(attachment.get_content())
+    )["policies"]
+    return policies
 
 
 class TestReports:
@@ -149,8 +170,7 @@ class TestReports:
         ]
         [received] = reported
         report = parsed(received.data)
-        [attachment] = [p for p in report.iter_parts() if p.get_filename()]
-        [entry] = json.loads(gzip.decompress(attachment.get_content()))["policies"]
+        [entry] = policies_of(report)
         assert entry["summary"]["total-failure-session-count"] == 1
         [detail] = entry["failure-details"]
         assert detail["result-type"] == "certificate-not-trusted"
@@ -183,12 +203,7 @@ class TestReports:
         net.smtp("127.0.0.2", starttls_context=serving(leaf))
         reports = net.smtp("127.0.0.4")
         sender = mailer(net, tls_reports=True, dnssec=True)
-        try:
-            deliver(sender, "a@d.test", NOW)
-            deliver(sender, "b@d.test", NOW + DAY)
-            sender.run_once(NOW + DAY)
-        finally:
-            sender.stop(10)
+        a_day_and_the_next(sender)
         by_rcpt = {m.rcpt_tos: parsed(m.data) for m in reports.handler.messages}
         assert sorted(by_rcpt) == [("domain@reports.test",), ("host@reports.test",)]
         for to, report_domain in (("domain", "d.test"), ("host", "mail.host.test")):
@@ -225,18 +240,12 @@ class TestReports:
         net.smtp("127.0.0.2", starttls_context=serving(leaf))
         reports = net.smtp("127.0.0.4")
         sender = mailer(net, tls_reports=True, dnssec=True)
-        try:
-            deliver(sender, "a@d.test", NOW)
-            deliver(sender, "b@d.test", NOW + DAY)
-            sender.run_once(NOW + DAY)
-        finally:
-            sender.stop(10)
+        a_day_and_the_next(sender)
         [received] = reports.handler.messages
         assert received.rcpt_tos == ("domain@reports.test",)
         report = parsed(received.data)
         assert report["TLS-Report-Domain"] == "d.test"
-        [attachment] = [p for p in report.iter_parts() if p.get_filename()]
-        [entry] = json.loads(gzip.decompress(attachment.get_content()))["policies"]
+        [entry] = policies_of(report)
         assert entry["policy"]["policy-domain"] == "mail.host.test"
         assert ("_smtp._tls.mail.host.test", "TXT") in net.dns.queries
 
@@ -260,16 +269,10 @@ class TestReports:
         net.smtp("127.0.0.2", starttls_context=serving(leaf))
         reports = net.smtp("127.0.0.4")
         sender = mailer(net, tls_reports=True, dnssec=True)
-        try:
-            deliver(sender, "a@d.test", NOW)
-            deliver(sender, "b@d.test", NOW + DAY)
-            sender.run_once(NOW + DAY)
-        finally:
-            sender.stop(10)
+        a_day_and_the_next(sender)
         [received] = reports.handler.messages
         report = parsed(received.data)
-        [attachment] = [p for p in report.iter_parts() if p.get_filename()]
-        [entry] = json.loads(gzip.decompress(attachment.get_content()))["policies"]
+        [entry] = policies_of(report)
         policy = entry["policy"]
         assert (policy["policy-type"], policy["policy-domain"]) == (
             "tlsa",
@@ -305,16 +308,10 @@ class TestReports:
         net.smtp("127.0.0.2", starttls_context=server_context(ca, "mx1.d.test"))
         reports = net.smtp("127.0.0.4")
         sender = mailer(net, tls_reports=True, mta_sts_context=client_context(ca))
-        try:
-            deliver(sender, "a@d.test", NOW)
-            deliver(sender, "b@d.test", NOW + DAY)
-            sender.run_once(NOW + DAY)
-        finally:
-            sender.stop(10)
+        a_day_and_the_next(sender)
         [received] = reports.handler.messages
         report = parsed(received.data)
-        [attachment] = [p for p in report.iter_parts() if p.get_filename()]
-        [entry] = json.loads(gzip.decompress(attachment.get_content()))["policies"]
+        [entry] = policies_of(report)
         assert entry["policy"] == {
             "policy-type": "sts",
             "policy-domain": "d.test",
@@ -343,12 +340,7 @@ class TestReports:
         net.smtp("127.0.0.2", starttls_context=server_context(ca, "mx1.d.test"))
         reports = net.smtp("127.0.0.4")
         sender = mailer(net)
-        try:
-            deliver(sender, "a@d.test", NOW)
-            deliver(sender, "b@d.test", NOW + DAY)
-            sender.run_once(NOW + DAY)
-        finally:
-            sender.stop(10)
+        a_day_and_the_next(sender)
         assert reports.handler.messages == []
         assert ("_smtp._tls.d.test", "TXT") not in net.dns.queries
 
