@@ -84,6 +84,33 @@ class MailerClosedError(MailstromError, RuntimeError):
     """Raised when a stopped mailer is asked to take more mail."""
 
 
+class QueueFullError(MailstromError):
+    """Raised by ``send_email()`` and ``send_emails()`` when the queue holds
+    ``Config.max_queued`` pending messages, or a batch would take it past
+    that; nothing was stored. A temporary condition: try again once the
+    worker has delivered some of the queue.
+
+    Attributes:
+        queued: how many pending messages the queue was taken to hold.
+        limit: ``Config.max_queued``.
+        adding: how many messages were refused (the size of the batch).
+    """
+
+    def __init__(self, queued: int, limit: int, adding: int = 1) -> None:
+        self.queued = queued
+        self.limit = limit
+        self.adding = adding
+        held = f"{queued} pending message" + ("" if queued == 1 else "s")
+        more = f"{adding} more" + (" message" if adding == 1 else " messages")
+        super().__init__(
+            f"the queue is full: it holds {held} and {more} would pass its"
+            f" limit of {limit} (max_queued); nothing was stored"
+        )
+
+    def __reduce__(self) -> tuple[type[QueueFullError], tuple[int, int, int]]:
+        return (type(self), (self.queued, self.limit, self.adding))
+
+
 class WorkerError(MailstromError, RuntimeError):
     """Raised when the worker thread cannot start or is misused."""
 

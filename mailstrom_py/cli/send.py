@@ -22,7 +22,8 @@ recipients; 65 (EX_DATAERR) the message or an address is
 invalid, or its Message-ID is queued already; 66 (EX_NOINPUT) ``--file``
 cannot be read; 70 (EX_SOFTWARE) an internal error; 74 (EX_IOERR) standard
 input cannot be read; 75 (EX_TEMPFAIL) the queue cannot be opened or written,
-so nothing was stored; 78 (EX_CONFIG) the configuration cannot be used.
+or is full (``max_queued``), so nothing was stored; 78 (EX_CONFIG) the
+configuration cannot be used.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from ..errors import (
     ConfigError,
     DuplicateMessageError,
     InvalidMessageError,
+    QueueFullError,
     StorageError,
 )
 from ..message import prepare_email
@@ -300,5 +302,7 @@ def _store(
         raise _Failure(str(exc), EX_DATAERR) from None
     except ConfigError as exc:
         raise _Failure(str(exc), EX_CONFIG) from None
+    except QueueFullError as exc:
+        raise _Failure(f"{exc}; try again later", EX_TEMPFAIL) from None
     except StorageError as exc:
         raise _Failure(f"the message was not queued: {exc}", EX_TEMPFAIL) from None

@@ -103,6 +103,16 @@ class Config:
             providers, and the replies that suspend or slow a destination
             (:class:`ShapingConfig`); ``destination_concurrency`` and
             ``session_max_messages`` are its defaults.
+        max_queued: the most pending messages (with a recipient queued or
+            deferred, held ones included) the queue may hold for
+            ``send_email()`` and ``send_emails()`` to add more: past it they
+            raise :class:`~mailstrom_py.QueueFullError` and store nothing.
+            ``None`` (the default) sets no limit. An Outbox counts the queue
+            at most once a second and adds what it stored since, so the limit
+            is exact for one Outbox between counts and approximate across
+            processes (the mail of other producers is seen at the next
+            count). Reports the worker writes (delivery status notifications)
+            are not refused.
     """
 
     helo_name: str
@@ -124,6 +134,7 @@ class Config:
     webhook: WebhookConfig | None = None
     suppression: SuppressionPolicy = field(default_factory=SuppressionPolicy)
     shaping: ShapingConfig = field(default_factory=ShapingConfig)
+    max_queued: int | None = None
 
     def __post_init__(self) -> None:
         check_hostname(self.helo_name, "helo_name", allow_literal=True)
@@ -151,6 +162,8 @@ class Config:
             raise ConfigError("must be a SuppressionPolicy", "suppression")
         if not isinstance(self.shaping, ShapingConfig):
             raise ConfigError("must be a ShapingConfig", "shaping")
+        if self.max_queued is not None:
+            check_count(self.max_queued, "max_queued", minimum=1)
 
     @property
     def dkim_keys(self) -> tuple[DkimConfig, ...]:

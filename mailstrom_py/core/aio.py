@@ -85,7 +85,8 @@ class AsyncOutbox(AsyncAdmin):
 
         Raises:
             As :meth:`Outbox.send_email`: InvalidMessageError (nothing stored),
-            DuplicateMessageError, StorageError, MailerClosedError.
+            DuplicateMessageError, StorageError, QueueFullError (nothing
+            stored), MailerClosedError.
         """
         return await self._run(
             functools.partial(

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from email.message import EmailMessage, Message
 from types import TracebackType
@@ -26,6 +27,7 @@ from ..status import DeliveryResult, MessageStatus
 from ..storage import QueueAdmin, QueueFilter, Storage, queue_admin
 from ..storage.controls import MemoryControls
 from .controls import ControlCommands, controls_of
+from .intake import intake_limit
 from .queueing import QueueOperations
 from .schedule import send_time
 
@@ -76,10 +78,20 @@ class Outbox(QueueOperations, ControlCommands):
             otherwise ignored: the message is stored, and a worker looking at
             storage finds it.
 
+    With ``config.max_queued`` set, sending raises
+    :class:`~mailstrom_py.QueueFullError` while the queue holds that many
+    pending messages. The Outbox counts the queue at most once a second (of
+    ``clock``), at a send, and in between adds what it stored itself: exact
+    for this Outbox between counts, approximate across producers, whose mail
+    it sees at the next count. A failure to count lets the mail through and
+    logs a WARNING; the count is tried again a second later.
+
     Raises:
         ConfigError: a DKIM key of ``config`` cannot be loaded; or
             ``config.webhook`` is set and ``storage`` is no
-            :class:`~mailstrom_py.storage.EventJournal`.
+            :class:`~mailstrom_py.storage.EventJournal`; or
+            ``config.max_queued`` is set and ``storage`` is no
+            :class:`~mailstrom_py.storage.QueueAdmin`.
     """
 
     #: What ``send_email()`` says once the outbox is closed.
@@ -98,6 +110,7 @@ class Outbox(QueueOperations, ControlCommands):
         self._preparer = Preparer.from_config(config, clock=clock)
         super().__init__(storage, clock, notify, _reporter(config, self._preparer))
         self._controls = controls_of(storage, MemoryControls)
+        self._intake = intake_limit(config.max_queued, storage, clock)
         self._closed = False
         self._lock = threading.Lock()
         self._hub = EventHub(config, storage)
@@ -213,14 +226,17 @@ class Outbox(QueueOperations, ControlCommands):
                 days ahead (a ``ValueError``); nothing was stored.
             DuplicateMessageError: a message with the same Message-ID is stored.
             StorageError: the message could not be stored.
+            QueueFullError: the queue holds ``Config.max_queued`` pending
+                messages; nothing was stored.
             MailerClosedError: the outbox was closed (the mailer stopped).
         """
         if self._closed:
             raise MailerClosedError(self._CLOSED)
         now = self._clock()
         due = None if send_at is None else send_time(send_at, now)
-        prepared = self._prepare(message, now, mail_from, rcpt_to, require_tls)
-        self._hub.store([prepared], now, due)
+        with self._admit(1):
+            prepared = self._prepare(message, now, mail_from, rcpt_to, require_tls)
+            self._hub.store([prepared], now, due)
         if due is None:
             self._notify(prepared.message_id)
         # Else not due now: the worker finds it by asking storage what is next.
@@ -250,25 +266,35 @@ class Outbox(QueueOperations, ControlCommands):
             DuplicateMessageError: a Message-ID is stored already or repeats in
                 the batch; nothing was stored.
             StorageError: the messages could not be stored; none was stored.
+            QueueFullError: the batch would take the queue past
+                ``Config.max_queued`` pending messages; none was stored.
             MailerClosedError: the outbox was closed (the mailer stopped).
         """
         if self._closed:
             raise MailerClosedError(self._CLOSED)
         now = self._clock()
         due = None if send_at is None else send_time(send_at, now)
-        prepared = []
-        for index, message in enumerate(messages):
-            try:
-                prepared.append(self._prepare(message, now, None, None, False))
-            except InvalidMessageError as exc:
-                raise InvalidMessageError(
-                    f"message {index}: {exc.reason}", exc.field, index=index
-                ) from exc
-        self._hub.store(prepared, now, due)
+        batch = list(messages)
+        with self._admit(len(batch)):
+            prepared = []
+            for index, message in enumerate(batch):
+                try:
+                    prepared.append(self._prepare(message, now, None, None, False))
+                except InvalidMessageError as exc:
+                    raise InvalidMessageError(
+                        f"message {index}: {exc.reason}", exc.field, index=index
+                    ) from exc
+            self._hub.store(prepared, now, due)
         if due is None:
             for email in prepared:
                 self._notify(email.message_id)
         return [email.message_id for email in prepared]
+
+    def _admit(self, adding: int) -> AbstractContextManager[None]:
+        """Room in the queue for ``adding`` messages while they are stored."""
+        if self._intake is None:
+            return nullcontext()
+        return self._intake.admit(adding)
 
     def _prepare(
         self,

@@ -18,7 +18,7 @@ from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 
 from ...core import Outbox
-from ...errors import ConfigError, InvalidMessageError, StorageError
+from ...errors import ConfigError, InvalidMessageError, QueueFullError, StorageError
 from ...message.envelope import read_address_header
 from .process import get_outbox
 
@@ -40,8 +40,9 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
 
     Args:
         fail_silently: when true, a message that cannot be queued (an
-            :class:`~mailstrom_py.InvalidMessageError` or a
-            :class:`~mailstrom_py.StorageError`) is logged and left out of
+            :class:`~mailstrom_py.InvalidMessageError`, a
+            :class:`~mailstrom_py.StorageError` or a
+            :class:`~mailstrom_py.QueueFullError`) is logged and left out of
             the count instead of raising.
         outbox: the outbox to queue in; by default the one of the process
             (:func:`~mailstrom_py.contrib.django.get_outbox`), opened from
@@ -69,6 +70,8 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
                 ``fail_silently``); the ones before it are queued.
             StorageError: the storage cannot be opened or written (unless
                 ``fail_silently``).
+            QueueFullError: the queue holds ``max_queued`` pending messages
+                (unless ``fail_silently``); the ones before are queued.
             ImproperlyConfigured: the mailer's settings are missing or
                 invalid, whatever ``fail_silently`` says.
         """
@@ -95,7 +98,7 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
                 mail_from=_envelope_address(message.from_email, "from_email"),
                 rcpt_to=[_envelope_address(r, "recipients") for r in recipients],
             )
-        except (InvalidMessageError, StorageError):
+        except (InvalidMessageError, StorageError, QueueFullError):
             if not self.fail_silently:
                 raise
             log.warning("a message was not queued", exc_info=True)
