@@ -95,6 +95,19 @@ def ca() -> trustme.CA:
     return trustme.CA()
 
 
+@pytest.fixture(scope="session")
+def own_ca() -> trustme.CA:
+    """A CA nobody trusts: its certificates verify only through DANE."""
+    return trustme.CA(organization_name="DANE-only test CA")
+
+
+@pytest.fixture(scope="session")
+def leaf(own_ca: trustme.CA) -> trustme.LeafCert:
+    """A certificate of ``own_ca`` for a name no exchanger has: only a DANE-EE
+    record of it (RFC 7672 §3.1.1) makes it good."""
+    return own_ca.issue_cert("somewhere-else.test")
+
+
 @pytest.fixture
 def tls_server_context(ca: trustme.CA) -> ssl.SSLContext:
     """A server context for localhost, 127.0.0.1, ::1, mx.test and relay.test."""

@@ -21,17 +21,6 @@ from mailstrom_py import DeliveryResult
 D, DF = DeliveryResult.DELIVERED, DeliveryResult.DEFERRED
 
 
-@pytest.fixture(scope="module")
-def own_ca() -> trustme.CA:
-    """A CA nobody trusts: its certificates verify only through DANE."""
-    return trustme.CA(organization_name="DANE-only test CA")
-
-
-@pytest.fixture(scope="module")
-def leaf(own_ca: trustme.CA) -> trustme.LeafCert:
-    return own_ca.issue_cert("somewhere-else.test")
-
-
 @pytest.fixture
 def net(net: MxNet) -> MxNet:
     net.mx("d.test", (10, "mx1.d.test", "127.0.0.2"))

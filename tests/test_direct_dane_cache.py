@@ -22,12 +22,6 @@ from mailstrom_py import DeliveryResult
 D, DF = DeliveryResult.DELIVERED, DeliveryResult.DEFERRED
 
 
-@pytest.fixture(scope="module")
-def leaf() -> trustme.LeafCert:
-    """A certificate from a CA nobody trusts: only DANE can verify it."""
-    return trustme.CA().issue_cert("somewhere-else.test")
-
-
 @pytest.fixture
 def net(net: MxNet) -> MxNet:
     net.mx("d.test", (10, "mx1.d.test", "127.0.0.2"))

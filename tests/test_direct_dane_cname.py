@@ -27,17 +27,6 @@ D, DF = DeliveryResult.DELIVERED, DeliveryResult.DEFERRED
 INITIAL, EXPANDED = "mx1.d.test", "mail.host.test"
 
 
-@pytest.fixture(scope="module")
-def own_ca() -> trustme.CA:
-    """A CA nobody trusts: its certificates verify only through DANE."""
-    return trustme.CA(organization_name="DANE-only test CA")
-
-
-@pytest.fixture(scope="module")
-def leaf(own_ca: trustme.CA) -> trustme.LeafCert:
-    return own_ca.issue_cert("somewhere-else.test")
-
-
 @pytest.fixture
 def net(net: MxNet) -> MxNet:
     net.zone.add("d.test", "MX", f"10 {INITIAL}")
