@@ -11,6 +11,7 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from typing import Any, Generic, Self, TypeVar, overload
 
 __all__ = [
@@ -165,20 +166,12 @@ class Remote:
     tls_policy_strings: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
-        """The server as a JSON object, one key per attribute (the policy
-        strings a list), as the command line and the dashboard show it."""
-        return {
-            "host": self.host,
-            "address": self.address,
-            "port": self.port,
-            "tls_version": self.tls_version,
-            "tls_verified": self.tls_verified,
-            "tls_policy": self.tls_policy,
-            "tls_policy_domain": self.tls_policy_domain,
-            "tls_policy_strings": list(self.tls_policy_strings),
-            "tls_result": self.tls_result,
-            "tls_failure": self.tls_failure,
-        }
+        """The server as a JSON object, one key per attribute in their order
+        (the policy strings a list), as the command line and the dashboard
+        show it."""
+        shown = {f.name: getattr(self, f.name) for f in dataclass_fields(self)}
+        shown["tls_policy_strings"] = list(self.tls_policy_strings)
+        return shown
 
 
 @dataclass(frozen=True, init=False)

@@ -152,19 +152,7 @@ def test_a_server_as_json_names_every_attribute() -> None:
         tls_policy_strings=("3 1 1 ab12",),
     )
     shown = remote.as_json()
-    assert list(shown) == [
-        "host",
-        "address",
-        "port",
-        "tls_version",
-        "tls_verified",
-        "tls_policy",
-        "tls_policy_domain",
-        "tls_policy_strings",
-        "tls_result",
-        "tls_failure",
-    ]
-    assert set(shown) == {f.name for f in dataclasses.fields(Remote)}
+    assert list(shown) == [f.name for f in dataclasses.fields(Remote)]
     expected = dataclasses.asdict(remote)
     expected["tls_policy_strings"] = ["3 1 1 ab12"]
     assert shown == expected
